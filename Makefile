@@ -1,0 +1,146 @@
+# libwsmux - one Makefile. Outputs go under $(BUILD) (default build/).
+#   make            static + shared library
+#   make test       install missing deps, build, run every test tier
+#   make run        install missing deps, build and run examples/pingpong (:8081)
+#   make unit       unit tests only          make e2e   end-to-end tests only
+#   make asan       unit tests under ASan+UBSan (build/asan)
+#   make valgrind   unit tests under valgrind memcheck
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS each (clang)
+#   make install PREFIX=/usr/local DESTDIR=
+#   make bench      benchmark harness (bench/)
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define WS_VERSION_MAJOR \([0-9]*\)/\1/p' include/wsmux.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define WS_VERSION_MINOR \([0-9]*\)/\1/p' include/wsmux.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define WS_VERSION_PATCH \([0-9]*\)/\1/p' include/wsmux.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+CC       ?= cc
+BUILD    ?= build
+PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+PKGDIR   ?= $(LIBDIR)/pkgconfig
+SAN      ?=
+OPT      ?= -O2
+PORT     ?= 8081
+
+WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-missing-field-initializers
+CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
+CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+# Debian's wslay ships no .pc file: use it when present, else -lwslay.
+WSLAY_LIBS   := $(shell pkg-config --libs libwslay 2>/dev/null || echo -lwslay)
+
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
+            $(WARN) -Iinclude $(CJSON_CFLAGS) $(SANFLAGS)
+LIB_CFLAGS  := $(BASE_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP
+LDLIBS_DEPS := $(CJSON_LIBS) $(WSLAY_LIBS)
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+STATIC   := $(BUILD)/libwsmux.a
+SONAME   := libwsmux.so.$(VERSION_MAJOR)
+SHARED   := $(BUILD)/libwsmux.so.$(VERSION)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT := $(wildcard tests/support/*.c)
+EX_SRC   := $(wildcard examples/*.c)
+EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+
+.PHONY: all lib deps test unit e2e asan valgrind fuzz install run bench clean examples check-symbols
+
+all: lib examples
+
+lib: $(STATIC) $(SHARED) $(BUILD)/libwsmux.pc
+
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+
+$(BUILD)/obj/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SANFLAGS) -o $@ $^ $(LDLIBS_DEPS)
+	$(Q)ln -sf libwsmux.so.$(VERSION) $(BUILD)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(BUILD)/libwsmux.so
+
+$(BUILD)/libwsmux.pc: pkgconfig/libwsmux.pc.in include/wsmux.h
+	@mkdir -p $(dir $@)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@WSLAY_LIBS@|$(WSLAY_LIBS)|g' $< > $@
+
+# Examples link the static library so they run from the build tree.
+EX_LIBS_libuv    := $(shell pkg-config --libs libuv 2>/dev/null)
+EX_LIBS_libevent := $(shell pkg-config --libs libevent 2>/dev/null)
+$(BUILD)/examples/%: examples/%.c $(STATIC) $(wildcard examples/adapters/*.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples -DWS_EXAMPLES_DIR='"$(CURDIR)/examples"' -MMD -MP $< -o $@ $(STATIC) $(LDLIBS_DEPS) \
+	    $(EX_LIBS_$(word 2,$(subst _, ,$*))) -lpthread
+
+examples: $(EX_BIN)
+
+# Unit tests link the static library (internal ws__ symbols visible) and
+# Criterion.
+$(BUILD)/tests/%: tests/unit/%.c $(STATIC) $(TEST_SUPPORT) $(wildcard tests/support/*.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -Ilib -Itests/support -MMD -MP \
+	    $< $(TEST_SUPPORT) -o $@ $(STATIC) $(LDLIBS_DEPS) -lcriterion
+
+deps:
+	@scripts/deps.sh
+
+unit: $(UNIT_BIN)
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+e2e: all
+	@scripts/run-e2e.sh $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory e2e
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 unit
+
+valgrind: $(UNIT_BIN)
+	@VALGRIND=1 scripts/run-unit.sh $(UNIT_BIN)
+
+check-symbols: $(SHARED)
+	@bad=$$(nm -D --defined-only $(SHARED) | awk '$$2 ~ /[TDBRW]/ {print $$3}' | grep -v '^ws_'); \
+	if [ -n "$$bad" ]; then echo "non ws_ symbols exported:"; echo "$$bad"; exit 1; fi; \
+	echo "exported symbols: only ws_*"
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR)
+	install -m 644 include/wsmux.h $(DESTDIR)$(INCDIR)/wsmux.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libwsmux.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libwsmux.so.$(VERSION)
+	ln -sf libwsmux.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libwsmux.so
+	install -m 644 $(BUILD)/libwsmux.pc $(DESTDIR)$(PKGDIR)/libwsmux.pc
+
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/examples/pingpong
+	@echo "libwsmux ping/pong server: http://127.0.0.1:$(PORT)/  (WebSocket: ws://127.0.0.1:$(PORT)/ws?device_id=...)"
+	@$(BUILD)/examples/pingpong --port $(PORT)
+
+bench: $(STATIC)
+	@$(MAKE) --no-print-directory -C bench
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJ:.o=.d) $(UNIT_BIN:=.d) $(EX_BIN:=.d)

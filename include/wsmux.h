@@ -1,0 +1,571 @@
+/*
+ * libwsmux - an embeddable, transport-agnostic WebSocket push server.
+ *
+ * The one public header. Everything a host needs is here; nothing under lib/
+ * is installed.
+ *
+ * Model
+ * -----
+ * The host keeps its own sockets and event loop. For every accepted socket it
+ * creates a connection (ws_conn_new) with its own transport pointer, feeds
+ * every byte it reads (ws_conn_feed), tells the library when the socket is
+ * writable again (ws_conn_writable) after the library asked for it through
+ * the want_write callback, and calls ws_server_tick with the current time each
+ * time its loop wakes. The library writes through the host's send callback
+ * and tells the host to close the socket through the close callback. The
+ * library does no I/O, reads no clock, creates no threads and keeps no global
+ * state.
+ *
+ * Threads: one thread drives a server and all its connections. The only
+ * functions that may be called from another thread are those whose doc says
+ * "Thread-safe".
+ *
+ * Re-entrancy: any function may be called from inside any callback,
+ * including closing other connections and destroying the server. Memory is
+ * released only when the outermost library call returns (deferred free).
+ *
+ * Lifecycle rules:
+ *   - if a call fails, no callback fires for what it would have created;
+ *   - on_close (application) is followed by close (transport); after the
+ *     transport close callback returns the ws_conn handle is gone;
+ *   - data a handler receives is borrowed until it returns;
+ *   - send, broadcast and publish functions copy what they are given.
+ *
+ * JSON: messages are {"action": "...", "data": <any JSON>} on cJSON. JSON
+ * trees (the cJSON items a handler receives or passes to send) are allocated
+ * with cJSON's process-wide hooks, which the library never changes; every
+ * other allocation goes through the allocator in ws_config.
+ */
+#ifndef WSMUX_H
+#define WSMUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h> /* ssize_t */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(WS_STATIC_BUILD)
+#define WS_EXTERN __attribute__((visibility("default")))
+#else
+#define WS_EXTERN
+#endif
+
+#define WS_VERSION_MAJOR 0
+#define WS_VERSION_MINOR 1
+#define WS_VERSION_PATCH 0
+#define WS_VERSION "0.1.0"
+/* (major << 16) | (minor << 8) | patch */
+#define WS_VERSION_NUM \
+  ((WS_VERSION_MAJOR << 16) | (WS_VERSION_MINOR << 8) | WS_VERSION_PATCH)
+
+/* Returns the version string of the linked library ("0.1.0"). */
+WS_EXTERN const char *ws_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* One table: code, value, message. Every negative return in this API is one
+ * of these. */
+#define WS_ERRNO_MAP(X)                                                        \
+  X(INVAL, -1, "invalid argument")                                             \
+  X(NOMEM, -2, "out of memory")                                                \
+  X(STATE, -3, "not allowed in the connection's current state")               \
+  X(CLOSED, -4, "connection is closing or closed")                            \
+  X(EXIST, -5, "already registered")                                           \
+  X(NOENT, -6, "no such entry")                                                \
+  X(TOOBIG, -7, "message exceeds the configured limit")                       \
+  X(CALLBACK, -8, "a host callback failed")                                    \
+  X(PROTO, -9, "peer violated the protocol")                                   \
+  X(LIMIT, -10, "a configured limit was reached")                             \
+  X(SHUTDOWN, -11, "server is shutting down")                                  \
+  X(JSON, -12, "invalid JSON")                                                 \
+  X(QUEUEFULL, -13, "connection's send queue is full")
+
+typedef enum ws_err {
+  WS_OK = 0,
+#define WS__ERR_ENUM(name, value, msg) WS_E##name = (value),
+  WS_ERRNO_MAP(WS__ERR_ENUM)
+#undef WS__ERR_ENUM
+} ws_err;
+
+/* Static English message for an error code; "unknown error" for codes not in
+ * the table. Never NULL. Thread-safe. */
+WS_EXTERN const char *ws_strerror(int err);
+/* Static name of an error code ("WS_EINVAL"); "WS_UNKNOWN" otherwise.
+ * Thread-safe. */
+WS_EXTERN const char *ws_err_name(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Protocol constants                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* RFC 6455 close codes the library sends, plus its own (4000-4099). */
+enum ws_close_code {
+  WS_CLOSE_NORMAL = 1000,
+  WS_CLOSE_GOING_AWAY = 1001,     /* server shutdown */
+  WS_CLOSE_PROTOCOL = 1002,       /* framing rule broken */
+  WS_CLOSE_UNSUPPORTED = 1003,    /* binary message and no binary handler */
+  WS_CLOSE_NO_STATUS = 1005,      /* reported to on_close only, never sent */
+  WS_CLOSE_ABNORMAL = 1006,       /* reported to on_close only, never sent */
+  WS_CLOSE_INVALID_DATA = 1007,   /* invalid UTF-8 in a text message */
+  WS_CLOSE_POLICY = 1008,         /* bad message when bad_message=CLOSE */
+  WS_CLOSE_TOO_BIG = 1009,        /* message larger than max_message */
+  WS_CLOSE_INTERNAL = 1011,       /* a handler returned an error */
+  WS_CLOSE_REPLACED = 4000,       /* a newer connection took this device id */
+  WS_CLOSE_SLOW_CONSUMER = 4001,  /* send queue passed max_queued */
+  WS_CLOSE_TIMEOUT = 4002         /* read idle or write progress deadline */
+};
+
+/* Bad messages are answered (bad_message_policy REPLY) with
+ *   {"action":"error","data":{"code":CODE,"message":"..."}}
+ * where CODE is one of these strings:
+ *   "invalid_json"    the text message is not JSON
+ *   "not_object"      the JSON is not an object
+ *   "bad_action"      "action" is missing or not a string
+ *   "unknown_action"  no handler and no fallback; the message names it */
+
+enum ws_log_level {
+  WS_LOG_ERROR = 0,
+  WS_LOG_WARN = 1,
+  WS_LOG_INFO = 2,
+  WS_LOG_DEBUG = 3
+};
+
+/* What happens when a connection's queued bytes would pass max_queued. */
+enum ws_queue_policy {
+  WS_QUEUE_CLOSE = 0, /* default: drop the queue, close with 4001 */
+  WS_QUEUE_DROP = 1   /* drop the new message for this receiver, count it */
+};
+
+/* A second live connection with a device id already registered. */
+enum ws_duplicate_policy {
+  WS_DUP_REPLACE = 0, /* default: newer wins, older closed with 4000 */
+  WS_DUP_REFUSE = 1   /* newer refused with 409 */
+};
+
+/* An invalid JSON message, or an unknown action with no fallback. */
+enum ws_bad_message_policy {
+  WS_BADMSG_REPLY = 0, /* default: reply {"action":"error",...}, stay open */
+  WS_BADMSG_CLOSE = 1  /* close: 1007 for invalid JSON, 1008 otherwise */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Handles                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ws_server ws_server;   /* one per listening endpoint */
+typedef struct ws_conn ws_conn;       /* one per accepted socket */
+typedef struct ws_mux ws_mux;         /* action -> handler table */
+typedef struct ws_request ws_request; /* the HTTP upgrade request's facts */
+struct cJSON; /* from <cjson/cJSON.h>; the header does not need it */
+
+/* A received message, borrowed by a handler until it returns. */
+typedef struct ws_msg {
+  const char *action; /* NUL-terminated; NULL for binary messages */
+  const struct cJSON *data;  /* "data" member, NULL when absent or binary */
+  const char *text;   /* whole payload (not NUL-terminated) */
+  size_t len;         /* payload length in bytes */
+  int binary;         /* 1 for a binary message */
+  void *internal_;    /* library use */
+} ws_msg;
+
+/* A handler. Returns 0 on success; a negative value closes the connection
+ * with 1011 and is logged. A mux is a handler too: see ws_mux_serve. */
+typedef int (*ws_handler_fn)(ws_conn *c, const ws_msg *msg, void *user_data);
+
+/* A header as name/value slices (not NUL-terminated). */
+typedef struct ws_header {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} ws_header;
+
+typedef struct ws_iovec {
+  const void *base;
+  size_t len;
+} ws_iovec;
+
+/* Allocator: all three or none. user_data is passed back. */
+typedef struct ws_allocator {
+  void *(*malloc)(size_t size, void *user_data);
+  void *(*realloc)(void *ptr, size_t size, void *user_data);
+  void (*free)(void *ptr, void *user_data);
+  void *user_data;
+} ws_allocator;
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ws_config {
+  size_t struct_size_; /* set by ws_config_init; do not change */
+
+  /* Allocator for every library allocation. Default: libc. */
+  ws_allocator alloc;
+  /* Server user data, returned by ws_server_user_data(). Default NULL. */
+  void *user_data;
+
+  /* --- transport callbacks (the host's socket) ------------------------- */
+  /* Required. Write at most len bytes. Return the number written (0 means
+   * "would block"), or a negative value to fail the connection (it is then
+   * closed without a close frame, on_close gets 1006). */
+  ssize_t (*send)(ws_conn *c, void *transport, const void *data, size_t len);
+  /* Optional. Like send, over several buffers; preferred when set. */
+  ssize_t (*sendv)(ws_conn *c, void *transport, const ws_iovec *iov,
+                   int iovcnt);
+  /* Optional. want = 1: the connection has output that send could not take,
+   * arm write interest and call ws_conn_writable when writable. want = 0:
+   * the queue drained, disarm. Return value is ignored (reserved). */
+  int (*want_write)(ws_conn *c, void *transport, int want);
+  /* Required. Close the socket. After it returns the handle is gone. The
+   * return value is ignored (reserved). */
+  int (*close)(ws_conn *c, void *transport);
+
+  /* --- application ----------------------------------------------------- */
+  /* Handler for every message: a function, or ws_mux_serve with a mux as
+   * handler_data. Default NULL: every text message gets unknown_action. */
+  ws_handler_fn handler;
+  void *handler_data;
+  /* Optional. After the 101 was queued; e.g. bind a user. */
+  int (*on_open)(ws_conn *c, void *user_data);
+  /* Optional. The connection ended. code is the close code sent or received
+   * (1005 when the peer's close had none, 1006 when no close frame was
+   * exchanged); reason is NUL-terminated, borrowed. */
+  int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
+  /* Optional. Decide on an upgrade after the library's own checks passed.
+   * Return 0 to accept, or an HTTP status in 400..599 to refuse; *reason may
+   * be set to a static or long-lived one-line reason. May call
+   * ws_conn_set_user, ws_conn_join, ws_conn_set_user_data. */
+  int (*on_upgrade)(ws_conn *c, const ws_request *req, const char **reason,
+                    void *user_data);
+  /* Optional. A request that is not a WebSocket upgrade for the configured
+   * path (e.g. GET / for a page). Answer with ws_conn_http_respond; if the
+   * callback returns without answering, the library answers 404. Default
+   * NULL: 404 for other paths, 426 for non-upgrade requests on the path. */
+  int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
+  /* Optional. Library log lines; the library never prints. */
+  void (*on_log)(ws_server *s, int level, const char *msg, void *user_data);
+  /* Optional. Graceful shutdown finished: no connection is left. */
+  int (*on_shutdown)(ws_server *s, void *user_data);
+
+  /* --- handshake ------------------------------------------------------- */
+  const char *path;          /* upgrade path; default "/ws"; NULL = any */
+  const char *device_param;  /* query parameter; default "device_id" */
+  int device_required;       /* default 1: 400 "missing device_id" */
+  int duplicate_policy;      /* enum ws_duplicate_policy */
+  /* Origin: default (no list, no callback) is gorilla's: no Origin header is
+   * allowed; otherwise its host[:port] must equal Host, case-insensitively.
+   * With a list, an Origin equal (case-insensitively) to an entry is also
+   * allowed. With a callback, it alone decides (return 1 to allow). */
+  const char *const *allowed_origins;
+  size_t allowed_origins_count;
+  int (*check_origin)(const ws_request *req, const char *origin,
+                      void *user_data);
+  /* Subprotocols in preference order; the first one the client offered is
+   * chosen. select_subprotocol, if set, decides instead (return NULL for
+   * none). When none matches, the 101 carries no Sec-WebSocket-Protocol
+   * (RFC 6455 4.2.2: the client then decides whether to fail). */
+  const char *const *subprotocols;
+  size_t subprotocols_count;
+  const char *(*select_subprotocol)(const ws_request *req,
+                                    const char *offered, void *user_data);
+  /* Keep request headers for handlers (ws_request_header). Default 1. The
+   * path, query parameters and device id are always kept. */
+  int keep_headers;
+
+  /* --- limits (each has a default; none means "unlimited") ----------- */
+  size_t max_handshake;     /* request bytes; default 8192 (431 past it) */
+  size_t max_headers;       /* header count; default 64 (431 past it) */
+  size_t max_device_id;     /* bytes; default 128 (400 past it) */
+  size_t max_message;       /* assembled message bytes; default 65536 */
+  size_t max_queued;        /* queued output bytes per conn; default 1 MiB */
+  size_t max_connections;   /* open connections; default 100000 (503) */
+  int queue_policy;         /* enum ws_queue_policy */
+  int bad_message_policy;   /* enum ws_bad_message_policy */
+
+  /* --- deadlines, in milliseconds (0 disables one) ------------------- */
+  uint32_t handshake_timeout_ms; /* default 10000 */
+  uint32_t idle_timeout_ms;      /* read idle; default 60000 */
+  uint32_t ping_interval_ms;     /* server ping after this quiet; 30000 */
+  uint32_t write_timeout_ms;     /* no write progress; default 60000 */
+  uint32_t close_timeout_ms;     /* close handshake; default 5000 */
+
+  /* --- cross-thread posting (ws_post_*) ------------------------------ */
+  /* Optional. Called from the posting thread when the loop thread should
+   * call ws_server_tick (e.g. write an eventfd, uv_async_send). */
+  int (*wake)(ws_server *s, void *user_data);
+} ws_config;
+
+/* Fills *cfg with the defaults documented above. Always call it first, then
+ * set fields: new fields may be added at the end in later versions.
+ * Thread-safe. */
+WS_EXTERN void ws_config_defaults(ws_config *cfg, size_t struct_size);
+#define ws_config_init(cfg) ws_config_defaults((cfg), sizeof(*(cfg)))
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Creates a server from *cfg (copied; strings and arrays it points to must
+ * outlive the server). On success stores the handle in *out and returns 0.
+ * Errors: WS_EINVAL (cfg or out NULL, send or close missing, partial
+ * allocator, bad policy value), WS_ENOMEM. */
+WS_EXTERN int ws_server_new(const ws_config *cfg, ws_server **out);
+
+/* Destroys the server: every open connection gets on_close (1006) and the
+ * transport close callback, then memory is freed. NULL is accepted. May be
+ * called from a callback: the free is deferred. */
+WS_EXTERN void ws_server_free(ws_server *s);
+
+/* Tells the library the current time (monotonic milliseconds, any origin),
+ * fires expired deadlines and posted messages. Call it each time the loop
+ * wakes, before feeding bytes: deadlines are measured from the last time
+ * given. Returns the milliseconds until the next deadline (0 if one is due
+ * now), or -1 when none is pending: usable as a poll(2) timeout. Cost is
+ * O(expired deadlines). */
+WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
+
+/* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
+ * connection, lets queued data drain for up to drain_ms, then closes what is
+ * left. on_shutdown fires when no connection remains (possibly before this
+ * returns). Errors: WS_EINVAL, WS_ESHUTDOWN if already shutting down. */
+WS_EXTERN int ws_server_shutdown(ws_server *s, uint32_t drain_ms);
+
+/* The server's user data from the config. */
+WS_EXTERN void *ws_server_user_data(const ws_server *s);
+
+/* Number of open WebSocket connections (handshake completed). */
+WS_EXTERN size_t ws_server_conn_count(const ws_server *s);
+
+/* Counters. Read with ws_server_stats(s, &st, sizeof st). */
+enum ws_refusal {
+  WS_REFUSE_BAD_REQUEST = 0, /* 400: malformed or missing required field */
+  WS_REFUSE_FORBIDDEN,       /* 403: origin or on_upgrade */
+  WS_REFUSE_NOT_FOUND,       /* 404: path */
+  WS_REFUSE_CONFLICT,        /* 409: duplicate device id (REFUSE policy) */
+  WS_REFUSE_VERSION,         /* 426: version or not an upgrade */
+  WS_REFUSE_TOO_LARGE,       /* 431: request too large / too many headers */
+  WS_REFUSE_UNAVAILABLE,     /* 503: connection cap or shutting down */
+  WS_REFUSE_OTHER,           /* any other status from on_upgrade */
+  WS_REFUSE_COUNT_
+};
+typedef struct ws_stats {
+  uint64_t conns_open;        /* currently open WebSocket connections */
+  uint64_t conns_pending;     /* connections still in the handshake */
+  uint64_t conns_total;       /* upgrades accepted since start */
+  uint64_t refusals[WS_REFUSE_COUNT_];
+  uint64_t msgs_in, bytes_in;   /* messages received, bytes fed */
+  uint64_t msgs_out, bytes_out; /* frames queued (per receiver), bytes sent */
+  uint64_t closes_1000, closes_1001, closes_1002, closes_1003, closes_1006,
+      closes_1007, closes_1008, closes_1009, closes_1011, closes_4000,
+      closes_4001, closes_4002, closes_other;
+  uint64_t drops_queue_full;   /* queue policy applications */
+  uint64_t bad_messages;       /* error replies sent */
+  uint64_t broadcasts;         /* broadcast/publish/push calls */
+  uint64_t fanout;             /* receivers queued by those calls */
+  uint64_t unknown_targets;    /* device ids/groups not found */
+  uint64_t frames_allocated;   /* outbound frame buffers built */
+} ws_stats;
+
+/* Copies the counters into *out (at most size bytes). Returns 0 or
+ * WS_EINVAL. */
+WS_EXTERN int ws_server_stats(const ws_server *s, ws_stats *out, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Creates a connection for an accepted socket. transport is the host's own
+ * pointer (fd, uv_tcp_t *, TLS session), passed back to callbacks and never
+ * looked into. The handshake deadline starts at the time of the last tick.
+ * Errors: WS_EINVAL, WS_ENOMEM. On error no callback fires; the host closes
+ * its socket itself. */
+WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
+
+/* Feeds bytes read from the socket (borrowed; not kept after return). The
+ * library may call send, want_write, handlers and close from inside. Returns
+ * 0, or WS_ECLOSED when the connection has ended or is closing (the close
+ * callback has fired or will; further bytes are ignored), WS_EINVAL. */
+WS_EXTERN int ws_conn_feed(ws_conn *c, const void *data, size_t len);
+
+/* The host's socket is writable: flush queued output. Returns 0, WS_ECLOSED
+ * or WS_EINVAL. */
+WS_EXTERN int ws_conn_writable(ws_conn *c);
+
+/* 1 when the connection has queued output, 0 otherwise. */
+WS_EXTERN int ws_conn_want_write(const ws_conn *c);
+
+/* Starts the close handshake with code (1000..4999 except reserved ones)
+ * and an optional NUL-terminated reason (at most 123 bytes, UTF-8).
+ * Queued data is sent first. If the handshake has not completed, the socket
+ * is closed without a frame. Errors: WS_EINVAL, WS_ECLOSED (already
+ * closing). */
+WS_EXTERN int ws_conn_close(ws_conn *c, int code, const char *reason);
+
+/* Closes immediately: no close frame, queued data dropped. on_close gets
+ * 1006. Use when the host's socket failed (reset, EOF). NULL accepted. */
+WS_EXTERN void ws_conn_abort(ws_conn *c);
+
+/* Upgrade entry point for hosts that parsed the HTTP request themselves.
+ * Use instead of feeding the request bytes, right after ws_conn_new. query is
+ * the raw (still percent-encoded) query string without '?', or NULL. The
+ * library runs the same checks and queues the 101 or the refusal. Bytes read
+ * after the request are fed with ws_conn_feed. All arguments are borrowed.
+ * Returns 0 (accepted or refused: refusals close the connection), WS_EINVAL,
+ * WS_ESTATE (not a new connection), WS_ENOMEM. */
+WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
+                              const char *query, const ws_header *headers,
+                              size_t header_count);
+
+/* Answers a plain HTTP request from on_http: status line, Content-Type,
+ * Content-Length, Connection: close, body (copied); then the connection is
+ * closed once it is written. Errors: WS_EINVAL, WS_ESTATE (not in on_http),
+ * WS_ENOMEM. */
+WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
+                                   const char *content_type, const void *body,
+                                   size_t len);
+
+WS_EXTERN void *ws_conn_transport(const ws_conn *c);
+WS_EXTERN ws_server *ws_conn_server(const ws_conn *c);
+WS_EXTERN void *ws_conn_user_data(const ws_conn *c);
+WS_EXTERN void ws_conn_set_user_data(ws_conn *c, void *user_data);
+/* Device id from the handshake, NUL-terminated, NULL when none. Borrowed for
+ * the connection's life. */
+WS_EXTERN const char *ws_conn_device_id(const ws_conn *c);
+/* Bound user, NULL when none. Borrowed until the user changes. */
+WS_EXTERN const char *ws_conn_user(const ws_conn *c);
+/* The upgrade request's facts, kept for the connection's life. NULL before
+ * the request was parsed. */
+WS_EXTERN const ws_request *ws_conn_request(const ws_conn *c);
+/* Negotiated subprotocol or NULL. */
+WS_EXTERN const char *ws_conn_subprotocol(const ws_conn *c);
+
+/* ------------------------------------------------------------------------ */
+/* The upgrade request                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* All returned strings are NUL-terminated and borrowed from the request. */
+WS_EXTERN const char *ws_request_method(const ws_request *r);
+/* Path without the query, percent-decoded. */
+WS_EXTERN const char *ws_request_path(const ws_request *r);
+/* Query parameter by exact name, percent-decoded ('+' is a space); the
+ * first occurrence; NULL when absent. */
+WS_EXTERN const char *ws_request_query(const ws_request *r, const char *name);
+/* Header by case-insensitive name; the first occurrence; NULL when absent
+ * (or when keep_headers is 0 after the handshake). */
+WS_EXTERN const char *ws_request_header(const ws_request *r, const char *name);
+/* Number of headers kept, and the i-th (0-based) name and value. Returns
+ * WS_ENOENT when i is out of range. */
+WS_EXTERN size_t ws_request_header_count(const ws_request *r);
+WS_EXTERN int ws_request_header_at(const ws_request *r, size_t i,
+                                   const char **name, const char **value);
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The raw JSON text of msg->data (compact form), NUL-terminated; "null"
+ * when data is absent. *len (if not NULL) gets its length. Borrowed until
+ * the handler returns. NULL on allocation failure or binary messages. */
+WS_EXTERN const char *ws_msg_data_json(const ws_msg *msg, size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Mux                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Creates an empty mux using alloc (copied; NULL = libc). NULL on ENOMEM. */
+WS_EXTERN ws_mux *ws_mux_new(const ws_allocator *alloc);
+/* Frees the mux. NULL accepted. Not while a server still uses it. */
+WS_EXTERN void ws_mux_free(ws_mux *m);
+/* Registers fn for action (exact, case-sensitive; copied). Errors:
+ * WS_EINVAL, WS_EEXIST (already registered), WS_ENOMEM. May be called from
+ * a handler. */
+WS_EXTERN int ws_mux_handle(ws_mux *m, const char *action, ws_handler_fn fn,
+                            void *user_data);
+/* Unregisters action. Errors: WS_EINVAL, WS_ENOENT. May be called from a
+ * handler, including the one being removed. */
+WS_EXTERN int ws_mux_remove(ws_mux *m, const char *action);
+/* Handler for actions with no entry (NULL fn: none, the sender gets an
+ * unknown_action error). Binary messages go to the binary handler. */
+WS_EXTERN int ws_mux_fallback(ws_mux *m, ws_handler_fn fn, void *user_data);
+/* Handler for binary messages (NULL: close 1003). */
+WS_EXTERN int ws_mux_binary(ws_mux *m, ws_handler_fn fn, void *user_data);
+/* A ws_handler_fn that dispatches through the mux given as user_data:
+ * cfg.handler = ws_mux_serve; cfg.handler_data = mux. O(1). */
+WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
+
+/* ------------------------------------------------------------------------ */
+/* Registry: devices, users and groups                                      */
+/* ------------------------------------------------------------------------ */
+
+/* The open connection with this device id, or NULL. O(1). */
+WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
+                                         const char *device_id);
+/* Binds the connection to a user (copied), replacing a previous one; NULL
+ * unbinds. A user may have many connections. Errors: WS_EINVAL, WS_ENOMEM,
+ * WS_ECLOSED. */
+WS_EXTERN int ws_conn_set_user(ws_conn *c, const char *user);
+/* Joins / leaves a named group (room). Errors: WS_EINVAL, WS_ENOMEM,
+ * WS_EEXIST (join: already a member), WS_ENOENT (leave: not a member),
+ * WS_ECLOSED. */
+WS_EXTERN int ws_conn_join(ws_conn *c, const char *group);
+WS_EXTERN int ws_conn_leave(ws_conn *c, const char *group);
+/* Number of open connections bound to user / in group. */
+WS_EXTERN size_t ws_server_user_count(const ws_server *s, const char *user);
+WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
+
+/* ------------------------------------------------------------------------ */
+/* Sending                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Every function below builds {"action":action,"data":data} (data NULL:
+ * no "data" member), serialises it once, frames it once and queues a
+ * reference to the same buffer on each receiver. All arguments are copied
+ * or serialised before return. Per-connection order is kept. The _json
+ * variants take data as ready JSON text (len bytes; validated, WS_EJSON if
+ * invalid). The fan-out functions return the number of connections queued
+ * for (>= 0; unknown device ids are counted in ws_stats.unknown_targets, not
+ * fatal) or a negative error: WS_EINVAL, WS_ENOMEM, WS_EJSON. A receiver
+ * whose queue is full is handled by queue_policy and not counted. */
+
+/* Returns 0 or WS_EINVAL, WS_ECLOSED, WS_ENOMEM, WS_EJSON, WS_EQUEUEFULL. */
+WS_EXTERN int ws_conn_send(ws_conn *c, const char *action,
+                           const struct cJSON *data);
+WS_EXTERN int ws_conn_send_json(ws_conn *c, const char *action,
+                                const char *data_json, size_t len);
+/* A raw text (must be valid UTF-8: WS_EINVAL otherwise) or binary frame. */
+WS_EXTERN int ws_conn_send_text(ws_conn *c, const char *text, size_t len);
+WS_EXTERN int ws_conn_send_binary(ws_conn *c, const void *data, size_t len);
+
+/* To every open connection (n == 0) or to the listed device ids. */
+WS_EXTERN int ws_broadcast(ws_server *s, const char *action, const struct cJSON *data,
+                           const char *const *device_ids, size_t n);
+WS_EXTERN int ws_broadcast_json(ws_server *s, const char *action,
+                                const char *data_json, size_t len,
+                                const char *const *device_ids, size_t n);
+/* To one device id. */
+WS_EXTERN int ws_send_device(ws_server *s, const char *device_id,
+                             const char *action, const struct cJSON *data);
+/* To every connection of a user. */
+WS_EXTERN int ws_push_user(ws_server *s, const char *user, const char *action,
+                           const struct cJSON *data);
+WS_EXTERN int ws_push_user_json(ws_server *s, const char *user,
+                                const char *action, const char *data_json,
+                                size_t len);
+/* To every member of a group. */
+WS_EXTERN int ws_publish(ws_server *s, const char *group, const char *action,
+                         const struct cJSON *data);
+WS_EXTERN int ws_publish_json(ws_server *s, const char *group,
+                              const char *action, const char *data_json,
+                              size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WSMUX_H */

@@ -1,0 +1,354 @@
+/*
+ * Connection lifecycle: creation, the feed and writable entry points, the
+ * close handshake's states, deadlines per state, and the end of a
+ * connection. Bytes themselves are handled by upgrade.c (HTTP) and frame.c
+ * (WebSocket); output by outq.c.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define NO_DEADLINE UINT64_MAX
+
+int ws_conn_new(ws_server *s, void *transport, ws_conn **out) {
+  ws_conn *c;
+  if (s == NULL || out == NULL || s->destroying) return WS_EINVAL;
+  c = ws__malloc(&s->al, sizeof(*c));
+  if (c == NULL) return WS_ENOMEM;
+  memset(c, 0, sizeof(*c));
+  c->s = s;
+  c->transport = transport;
+  c->heap_idx = UINT32_MAX;
+  c->state = WS__HANDSHAKE;
+  c->last_read = c->last_write = s->now; /* handshake deadline base */
+  if (s->cfg.handshake_timeout_ms &&
+      ws__timer_set(s, c, s->now + s->cfg.handshake_timeout_ms) != WS_OK) {
+    ws__free(&s->al, c);
+    return WS_ENOMEM;
+  }
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  s->st.conns_pending++;
+  *out = c;
+  return WS_OK;
+}
+
+void ws__conn_mark_dirty(ws_conn *c) {
+  ws_server *s = c->s;
+  if (c->flags & WS__F_DIRTY) return;
+  c->flags |= WS__F_DIRTY;
+  c->dirty_next = s->dirty;
+  s->dirty = c;
+}
+
+/* ---- deadlines ------------------------------------------------------- */
+
+static uint64_t after(uint64_t base, uint32_t ms) {
+  return ms ? base + ms : NO_DEADLINE;
+}
+
+/* The earliest deadline of an open connection. Reads and writes move the
+ * timestamps without touching the heap, so an entry may fire early; it is
+ * then simply re-armed. */
+static uint64_t open_deadline(const ws_conn *c) {
+  const ws_config *cfg = &c->s->cfg;
+  uint64_t d = after(c->last_read, cfg->idle_timeout_ms);
+  if (!(c->flags & WS__F_PING_SENT))
+    d = WS__MIN(d, after(c->last_read, cfg->ping_interval_ms));
+  if (c->q.count > 0) d = WS__MIN(d, after(c->last_write, cfg->write_timeout_ms));
+  return d;
+}
+
+void ws__conn_rearm(ws_conn *c) {
+  uint64_t d = c->state == WS__OPEN ? open_deadline(c) : NO_DEADLINE;
+  if (d == NO_DEADLINE)
+    ws__timer_clear(c->s, c);
+  else if (ws__timer_set(c->s, c, d) != WS_OK)
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
+}
+
+/* CLOSING and DRAINING end by close_timeout at the latest. */
+static void arm_close_timer(ws_conn *c) {
+  ws_server *s = c->s;
+  uint32_t ms = s->cfg.close_timeout_ms;
+  if (ms == 0) {
+    ws__timer_clear(s, c);
+  } else if (ws__timer_set(s, c, s->now + ms) != WS_OK) {
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
+  }
+}
+
+static void send_ping(ws_conn *c) {
+  ws__buf *b = ws__buf_frame_copy(c->s, WSLAY_PING, "wsmux", 5);
+  if (b == NULL) return;
+  if (ws__outq_push(c->s, &c->q, b) == WS_OK) ws__conn_mark_dirty(c);
+  ws__buf_unref(c->s, b);
+  c->flags |= WS__F_PING_SENT;
+}
+
+void ws__conn_expired(ws_conn *c) {
+  ws_server *s = c->s;
+  const ws_config *cfg = &s->cfg;
+  uint64_t now = s->now;
+  switch (c->state) {
+  case WS__HANDSHAKE:
+    ws__log(s, WS_LOG_INFO, "handshake deadline passed");
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "handshake timeout");
+    return;
+  case WS__OPEN:
+    if (c->q.count > 0 && now >= after(c->last_write, cfg->write_timeout_ms)) {
+      ws__log(s, WS_LOG_INFO, "write deadline passed");
+      ws__conn_finish(c, WS_CLOSE_TIMEOUT, "write timeout");
+      return;
+    }
+    if (now >= after(c->last_read, cfg->idle_timeout_ms)) {
+      ws__log(s, WS_LOG_INFO, "read deadline passed");
+      ws_conn_close(c, WS_CLOSE_TIMEOUT, "idle timeout");
+      return;
+    }
+    if (!(c->flags & WS__F_PING_SENT) &&
+        now >= after(c->last_read, cfg->ping_interval_ms))
+      send_ping(c);
+    ws__conn_rearm(c);
+    return;
+  default:
+    ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_ABNORMAL,
+                    "close handshake timeout");
+  }
+}
+
+/* ---- output ---------------------------------------------------------- */
+
+static void start_write_clock(ws_conn *c) {
+  uint32_t wt = c->s->cfg.write_timeout_ms;
+  c->last_write = c->s->now;
+  if (wt && c->state == WS__OPEN &&
+      (c->heap_idx == UINT32_MAX || c->s->now + wt < c->deadline))
+    ws__timer_set(c->s, c, c->s->now + wt);
+}
+
+static void apply_queue_policy(ws_conn *c) {
+  ws_server *s = c->s;
+  s->st.drops_queue_full++;
+  if (s->cfg.queue_policy == WS_QUEUE_DROP) return;
+  ws__log(s, WS_LOG_WARN, "send queue over %zu bytes: closing slow consumer",
+          s->cfg.max_queued);
+  ws__conn_fail(c, WS_CLOSE_SLOW_CONSUMER, "slow consumer");
+}
+
+int ws__conn_queue(ws_conn *c, ws__buf *b) {
+  ws_server *s = c->s;
+  int was_empty = c->q.count == 0;
+  if (c->state != WS__OPEN &&
+      !(c->state == WS__HANDSHAKE && (c->flags & WS__F_IN_HTTP)))
+    return WS_ECLOSED;
+  if (c->q.bytes + b->len > s->cfg.max_queued) {
+    apply_queue_policy(c);
+    return WS_EQUEUEFULL;
+  }
+  if (ws__outq_push(s, &c->q, b) != WS_OK) return WS_ENOMEM;
+  s->st.msgs_out++;
+  if (was_empty) start_write_clock(c);
+  ws__conn_mark_dirty(c);
+  return WS_OK;
+}
+
+static void signal_want_write(ws_conn *c, int want) {
+  int on = (c->flags & WS__F_WANT_WRITE) != 0;
+  if (on == want) return;
+  c->flags ^= WS__F_WANT_WRITE;
+  if (c->s->cfg.want_write) c->s->cfg.want_write(c, c->transport, want);
+}
+
+void ws__conn_flush(ws_conn *c) {
+  long w;
+  if (c->state == WS__DEAD) return;
+  w = c->q.count ? ws__outq_flush(c) : 0;
+  if (w < 0) {
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "send failed");
+    return;
+  }
+  if (w > 0) c->last_write = c->s->now;
+  signal_want_write(c, c->q.count > 0);
+  if (c->state == WS__DRAINING && c->q.count == 0)
+    ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_NORMAL, "");
+}
+
+/* ---- closing --------------------------------------------------------- */
+
+/* Queues a close frame behind what is already queued. */
+static void queue_close_frame(ws_conn *c, int code, const char *reason) {
+  uint8_t p[125];
+  size_t rl = reason ? WS__MIN(strlen(reason), sizeof(p) - 2) : 0;
+  ws__buf *b;
+  p[0] = (uint8_t)(code >> 8);
+  p[1] = (uint8_t)code;
+  if (rl) memcpy(p + 2, reason, rl);
+  b = ws__buf_frame_copy(c->s, WSLAY_CONNECTION_CLOSE, p, 2 + rl);
+  c->close_sent = (uint16_t)code;
+  if (b == NULL) return; /* the close timer still ends it */
+  if (ws__outq_push(c->s, &c->q, b) == WS_OK) ws__conn_mark_dirty(c);
+  ws__buf_unref(c->s, b);
+}
+
+void ws__conn_fail(ws_conn *c, int code, const char *reason) {
+  if (c->state == WS__HANDSHAKE) {
+    ws__conn_finish(c, code, reason);
+    return;
+  }
+  if (c->state != WS__OPEN && c->state != WS__CLOSING) return;
+  ws__log(c->s, WS_LOG_INFO, "failing connection: %d %s", code, reason);
+  ws__outq_truncate(c->s, &c->q);
+  if (c->state == WS__OPEN) queue_close_frame(c, code, reason);
+  c->state = WS__DRAINING;
+  ws__conn_mark_dirty(c);
+  arm_close_timer(c);
+}
+
+int ws__close_code_valid(int code) {
+  if (code >= 3000 && code <= 4999) return 1;
+  if (code < 1000 || code > 1014) return 0;
+  return code != 1004 && code != 1005 && code != 1006;
+}
+
+int ws_conn_close(ws_conn *c, int code, const char *reason) {
+  if (c == NULL || !ws__close_code_valid(code) ||
+      (reason && strlen(reason) > 123) ||
+      (reason && ws__utf8_validate(0, (const uint8_t *)reason,
+                                   strlen(reason)) != WS__UTF8_ACCEPT))
+    return WS_EINVAL;
+  if (c->state == WS__HANDSHAKE) {
+    ws__enter(c->s);
+    ws__conn_finish(c, code, reason ? reason : "");
+    ws__leave(c->s);
+    return WS_OK;
+  }
+  if (c->state != WS__OPEN) return WS_ECLOSED;
+  ws__enter(c->s);
+  queue_close_frame(c, code, reason);
+  c->state = WS__CLOSING;
+  arm_close_timer(c);
+  ws__leave(c->s);
+  return WS_OK;
+}
+
+void ws_conn_abort(ws_conn *c) {
+  if (c == NULL || c->state == WS__DEAD) return;
+  ws__enter(c->s);
+  ws__conn_finish(c, WS_CLOSE_ABNORMAL, "aborted");
+  ws__leave(c->s);
+}
+
+static void unlink_live(ws_conn *c) {
+  ws_server *s = c->s;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = NULL;
+  c->next = s->dead;
+  s->dead = c;
+}
+
+void ws__conn_finish(ws_conn *c, int code, const char *reason) {
+  ws_server *s = c->s;
+  if (c->state == WS__DEAD) return;
+  c->state = WS__DEAD;
+  ws__timer_clear(s, c);
+  ws__registry_remove(c);
+  unlink_live(c);
+  s->nconns--;
+  if (c->flags & WS__F_COUNTED)
+    s->st.conns_open--;
+  else
+    s->st.conns_pending--;
+  ws__outq_clear(s, &c->q);
+  if (c->rx) {
+    ws__rx_release(s, c->rx);
+    c->rx = NULL;
+  }
+  if (c->flags & WS__F_OPENED) {
+    ws__stat_close(s, code);
+    if (s->cfg.on_close)
+      s->cfg.on_close(c, code, reason ? reason : "", s->cfg.user_data);
+  }
+  s->cfg.close(c, c->transport);
+  if (s->shutting_down && s->nconns == 0 && s->cfg.on_shutdown) {
+    s->shutting_down = 2; /* fire once */
+    s->cfg.on_shutdown(s, s->cfg.user_data);
+  }
+}
+
+void ws__conn_free(ws_conn *c) {
+  ws_server *s = c->s;
+  ws__request_free(&s->al, c->req);
+  ws__free(&s->al, c->buf);
+  ws__free(&s->al, c->close_reason);
+  ws__free(&s->al, c);
+}
+
+/* ---- entry points ---------------------------------------------------- */
+
+int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
+  const uint8_t *p = data;
+  ws_server *s;
+  int rc;
+  if (c == NULL || (data == NULL && len > 0)) return WS_EINVAL;
+  if (c->state == WS__DEAD || c->state == WS__DRAINING) return WS_ECLOSED;
+  s = c->s;
+  ws__enter(s);
+  s->st.bytes_in += len;
+  if (c->state == WS__HANDSHAKE) {
+    long used = ws__upgrade_feed(c, p, len);
+    if (used < 0) used = (long)len;
+    p += used;
+    len -= (size_t)used;
+  }
+  if (len > 0 && (c->state == WS__OPEN || c->state == WS__CLOSING)) {
+    c->last_read = s->now;
+    c->flags &= (uint8_t)~WS__F_PING_SENT;
+    ws__frame_feed(c, p, len);
+  }
+  rc = c->state == WS__OPEN || c->state == WS__HANDSHAKE ||
+               c->state == WS__CLOSING
+           ? WS_OK
+           : WS_ECLOSED;
+  ws__leave(s);
+  return rc;
+}
+
+int ws_conn_writable(ws_conn *c) {
+  int rc;
+  if (c == NULL) return WS_EINVAL;
+  if (c->state == WS__DEAD) return WS_ECLOSED;
+  ws__enter(c->s);
+  ws__conn_flush(c);
+  rc = c->state == WS__DEAD ? WS_ECLOSED : WS_OK;
+  ws__leave(c->s);
+  return rc;
+}
+
+int ws_conn_want_write(const ws_conn *c) {
+  return c && c->state != WS__DEAD && c->q.count > 0;
+}
+
+/* ---- accessors ------------------------------------------------------- */
+
+void *ws_conn_transport(const ws_conn *c) { return c ? c->transport : NULL; }
+ws_server *ws_conn_server(const ws_conn *c) { return c ? c->s : NULL; }
+void *ws_conn_user_data(const ws_conn *c) { return c ? c->user_data : NULL; }
+void ws_conn_set_user_data(ws_conn *c, void *ud) {
+  if (c) c->user_data = ud;
+}
+const char *ws_conn_device_id(const ws_conn *c) {
+  return c ? c->device_id : NULL;
+}
+const ws_request *ws_conn_request(const ws_conn *c) {
+  return c ? c->req : NULL;
+}
+const char *ws_conn_subprotocol(const ws_conn *c) {
+  return c ? c->subprotocol : NULL;
+}

@@ -1,0 +1,485 @@
+/*
+ * The opening handshake: an HTTP/1.x request-head parser, the RFC 6455
+ * 4.2.1 checks, and the bytes of the 101 and of refusals.
+ *
+ * The parser is a pure function over the caller's bytes (picohttpparser's
+ * model): it keeps no state between calls, so the caller simply calls it
+ * again with the longer buffer when it answers INCOMPLETE. It reads bytes
+ * strictly in order and checks the bound before every read, so it never
+ * looks past buf+len; every malformed byte is refused as soon as it is seen
+ * rather than after the whole head has arrived.
+ */
+#include <string.h>
+
+#include "proto.h"
+
+/* ======================================================================== */
+/* Character classes (RFC 9110 5.6.2, 5.5)                                  */
+/* ======================================================================== */
+
+static int is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+      (c >= '0' && c <= '9'))
+    return 1;
+  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
+
+/* A byte allowed inside a field value: VCHAR, SP, HTAB or obs-text. */
+static int is_field_byte(unsigned char c) {
+  return is_ows(c) || (c >= 0x21 && c != 0x7F);
+}
+
+static unsigned char ascii_lower(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+int ws__ascii_caseeq(const char *a, size_t alen, const char *b, size_t blen) {
+  if (alen != blen) return 0;
+  for (size_t i = 0; i < alen; i++)
+    if (ascii_lower((unsigned char)a[i]) != ascii_lower((unsigned char)b[i]))
+      return 0;
+  return 1;
+}
+
+/* ======================================================================== */
+/* Request-head parser                                                      */
+/* ======================================================================== */
+
+/* Every step returns COMPLETE (done, cursor advanced), INCOMPLETE (ran out
+ * of bytes before deciding) or INVALID. */
+typedef struct cursor {
+  const unsigned char *p;
+  size_t len;
+  size_t pos;
+} cursor;
+
+static int at_end(const cursor *c) { return c->pos >= c->len; }
+
+static int expect_byte(cursor *c, unsigned char want) {
+  if (at_end(c)) return WS__HTTP_INCOMPLETE;
+  if (c->p[c->pos] != want) return WS__HTTP_INVALID;
+  c->pos++;
+  return WS__HTTP_COMPLETE;
+}
+
+/* CRLF, or a bare LF (RFC 9112 2.2 allows a recipient to accept it). A CR
+ * not followed by LF is refused. */
+static int parse_eol(cursor *c) {
+  if (at_end(c)) return WS__HTTP_INCOMPLETE;
+  if (c->p[c->pos] == '\r') c->pos++;
+  return expect_byte(c, '\n');
+}
+
+/* One or more tchars; stops (without consuming) at the first other byte. */
+static int parse_token(cursor *c, const char **tok, size_t *tok_len) {
+  size_t start = c->pos;
+  while (!at_end(c) && is_tchar(c->p[c->pos])) c->pos++;
+  if (at_end(c)) return WS__HTTP_INCOMPLETE;
+  if (c->pos == start) return WS__HTTP_INVALID;
+  *tok = (const char *)c->p + start;
+  *tok_len = c->pos - start;
+  return WS__HTTP_COMPLETE;
+}
+
+/* Request target: visible ASCII up to SP, split at the first '?'. */
+static int parse_target(cursor *c, ws__reqview *v) {
+  size_t start = c->pos;
+  while (!at_end(c) && c->p[c->pos] >= 0x21 && c->p[c->pos] <= 0x7E)
+    c->pos++;
+  if (at_end(c)) return WS__HTTP_INCOMPLETE;
+  if (c->pos == start || c->p[c->pos] != ' ') return WS__HTTP_INVALID;
+  const char *t = (const char *)c->p + start;
+  size_t n = c->pos - start;
+  const char *q = memchr(t, '?', n);
+  v->path = t;
+  v->path_len = q ? (size_t)(q - t) : n;
+  v->query = q ? q + 1 : NULL;
+  v->query_len = q ? n - v->path_len - 1 : 0;
+  return WS__HTTP_COMPLETE;
+}
+
+/* "HTTP/1." DIGIT. Other major versions are not HTTP/1.x heads. */
+static int parse_version(cursor *c, int *minor) {
+  static const char lit[] = "HTTP/1.";
+  for (size_t i = 0; i < sizeof lit - 1; i++) {
+    int rc = expect_byte(c, (unsigned char)lit[i]);
+    if (rc != WS__HTTP_COMPLETE) return rc;
+  }
+  if (at_end(c)) return WS__HTTP_INCOMPLETE;
+  unsigned char d = c->p[c->pos];
+  if (d < '0' || d > '9') return WS__HTTP_INVALID;
+  *minor = d - '0';
+  c->pos++;
+  return WS__HTTP_COMPLETE;
+}
+
+static int parse_request_line(cursor *c, ws__reqview *v) {
+  int rc = parse_token(c, &v->method, &v->method_len);
+  if (rc == WS__HTTP_COMPLETE) rc = expect_byte(c, ' ');
+  if (rc == WS__HTTP_COMPLETE) rc = parse_target(c, v);
+  if (rc == WS__HTTP_COMPLETE) rc = expect_byte(c, ' ');
+  if (rc == WS__HTTP_COMPLETE) rc = parse_version(c, &v->http_minor);
+  if (rc == WS__HTTP_COMPLETE) rc = parse_eol(c);
+  return rc;
+}
+
+/* field-name ":" OWS field-value OWS EOL. No space before the colon
+ * (RFC 9112 5.1 requires refusing it: it enables request smuggling). */
+static int parse_header(cursor *c, ws_header *h) {
+  int rc = parse_token(c, &h->name, &h->name_len);
+  if (rc == WS__HTTP_COMPLETE) rc = expect_byte(c, ':');
+  if (rc != WS__HTTP_COMPLETE) return rc;
+  while (!at_end(c) && is_ows(c->p[c->pos])) c->pos++;
+  size_t start = c->pos;
+  while (!at_end(c) && is_field_byte(c->p[c->pos])) c->pos++;
+  if (at_end(c)) return WS__HTTP_INCOMPLETE;
+  size_t end = c->pos;
+  while (end > start && is_ows(c->p[end - 1])) end--;
+  h->value = (const char *)c->p + start;
+  h->value_len = end - start;
+  return parse_eol(c); /* any other control byte fails here */
+}
+
+/* Header lines up to the empty line. A line starting with whitespace is
+ * obs-fold (or junk before the first header): refused, never unfolded. */
+static int parse_headers(cursor *c, ws_header *headers, size_t max_headers,
+                         size_t *count) {
+  for (*count = 0;; (*count)++) {
+    if (at_end(c)) return WS__HTTP_INCOMPLETE;
+    unsigned char ch = c->p[c->pos];
+    if (ch == '\r' || ch == '\n') return parse_eol(c);
+    if (is_ows(ch)) return WS__HTTP_INVALID;
+    if (*count == max_headers) return WS__HTTP_TOO_MANY;
+    int rc = parse_header(c, &headers[*count]);
+    if (rc != WS__HTTP_COMPLETE) return rc;
+  }
+}
+
+int ws__http_parse(const char *buf, size_t len, ws_header *headers,
+                   size_t max_headers, ws__reqview *view, size_t *consumed) {
+  cursor c = {.p = (const unsigned char *)buf, .len = len, .pos = 0};
+  size_t count = 0;
+  memset(view, 0, sizeof *view);
+  int rc = parse_request_line(&c, view);
+  if (rc == WS__HTTP_COMPLETE)
+    rc = parse_headers(&c, headers, max_headers, &count);
+  if (rc != WS__HTTP_COMPLETE) return rc;
+  view->headers = headers;
+  view->header_count = count;
+  *consumed = c.pos;
+  return WS__HTTP_COMPLETE;
+}
+
+/* ======================================================================== */
+/* Header helpers                                                           */
+/* ======================================================================== */
+
+const ws_header *ws__find_header(const ws_header *h, size_t n,
+                                 const char *name) {
+  size_t name_len = strlen(name);
+  for (size_t i = 0; i < n; i++)
+    if (ws__ascii_caseeq(h[i].name, h[i].name_len, name, name_len))
+      return &h[i];
+  return NULL;
+}
+
+size_t ws__count_header(const ws_header *h, size_t n, const char *name) {
+  size_t name_len = strlen(name), count = 0;
+  for (size_t i = 0; i < n; i++)
+    count += (size_t)ws__ascii_caseeq(h[i].name, h[i].name_len, name,
+                                      name_len);
+  return count;
+}
+
+int ws__has_token(const char *value, size_t len, const char *token) {
+  size_t token_len = strlen(token), i = 0;
+  if (value == NULL) return 0;
+  while (i <= len) {
+    size_t start = i;
+    while (i < len && value[i] != ',') i++;
+    size_t end = i;
+    while (start < end && is_ows((unsigned char)value[start])) start++;
+    while (end > start && is_ows((unsigned char)value[end - 1])) end--;
+    if (ws__ascii_caseeq(value + start, end - start, token, token_len))
+      return 1;
+    i++; /* past the comma (or past the end, which stops the loop) */
+  }
+  return 0;
+}
+
+/* 1 if any header named name lists token: Connection and Upgrade may be
+ * sent as several header lines (RFC 9110 5.3). */
+static int any_header_has_token(const ws__reqview *rv, const char *name,
+                                const char *token) {
+  size_t name_len = strlen(name);
+  for (size_t i = 0; i < rv->header_count; i++) {
+    const ws_header *h = &rv->headers[i];
+    if (ws__ascii_caseeq(h->name, h->name_len, name, name_len) &&
+        ws__has_token(h->value, h->value_len, token))
+      return 1;
+  }
+  return 0;
+}
+
+/* ======================================================================== */
+/* RFC 6455 4.2.1 checks                                                    */
+/* ======================================================================== */
+
+/* Each check returns 0 or a status, setting *why to a static reason. They
+ * run in the order a client most likely got wrong first, so the reason
+ * names the most basic mistake. */
+static int check_request_line(const ws__reqview *rv, const char **why) {
+  if (rv->method_len != 3 || memcmp(rv->method, "GET", 3) != 0) {
+    *why = "method must be GET";
+    return 400;
+  }
+  if (rv->http_minor < 1) {
+    *why = "HTTP/1.1 required";
+    return 400;
+  }
+  return 0;
+}
+
+static int check_host(const ws__reqview *rv, const char **why) {
+  size_t n = ws__count_header(rv->headers, rv->header_count, "Host");
+  if (n == 1) return 0;
+  *why = n == 0 ? "missing Host header" : "duplicate Host header";
+  return 400;
+}
+
+static int check_upgrade_tokens(const ws__reqview *rv, int is_upgrade,
+                                const char **why) {
+  if (!is_upgrade) {
+    *why = "missing or invalid Upgrade header";
+    return 426;
+  }
+  if (!any_header_has_token(rv, "Connection", "upgrade")) {
+    *why = "missing Connection: Upgrade";
+    return 400;
+  }
+  return 0;
+}
+
+static int check_version(const ws__reqview *rv, const char **why) {
+  const char *name = "Sec-WebSocket-Version";
+  if (ws__count_header(rv->headers, rv->header_count, name) > 1) {
+    *why = "duplicate Sec-WebSocket-Version header";
+    return 400;
+  }
+  const ws_header *h = ws__find_header(rv->headers, rv->header_count, name);
+  if (h && h->value_len == 2 && memcmp(h->value, "13", 2) == 0) return 0;
+  *why = "unsupported Sec-WebSocket-Version";
+  return 426;
+}
+
+static int check_key(const ws__reqview *rv, ws__upgrade_check *out,
+                     const char **why) {
+  const char *name = "Sec-WebSocket-Key";
+  size_t n = ws__count_header(rv->headers, rv->header_count, name);
+  if (n != 1) {
+    *why = n == 0 ? "missing Sec-WebSocket-Key" :
+                    "duplicate Sec-WebSocket-Key header";
+    return 400;
+  }
+  const ws_header *h = ws__find_header(rv->headers, rv->header_count, name);
+  uint8_t nonce[16];
+  if (ws__base64_decode(h->value, h->value_len, nonce, sizeof nonce) != 16) {
+    *why = "invalid Sec-WebSocket-Key";
+    return 400;
+  }
+  out->key = h->value;
+  out->key_len = h->value_len;
+  return 0;
+}
+
+void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out) {
+  const char *why = NULL;
+  int status;
+  memset(out, 0, sizeof *out);
+  out->is_upgrade = any_header_has_token(rv, "Upgrade", "websocket");
+  status = check_request_line(rv, &why);
+  if (!status) status = check_host(rv, &why);
+  if (!status) status = check_upgrade_tokens(rv, out->is_upgrade, &why);
+  if (!status) status = check_version(rv, &why);
+  if (!status) status = check_key(rv, out, &why);
+  out->status = status;
+  out->reason = status ? why : NULL;
+}
+
+/* Compares the origin's host[:port] with Host rather than parsing a URL:
+ * the serialized origin (RFC 6454 6.2) is exactly scheme "://" host
+ * [":" port], so anything else (a path, "null") simply does not match. */
+int ws__origin_allowed(const ws__reqview *rv, const char *const *allowed,
+                       size_t allowed_count) {
+  const ws_header *o = ws__find_header(rv->headers, rv->header_count, "Origin");
+  if (!o) return 1;
+  for (size_t i = 0; i < allowed_count; i++)
+    if (allowed && allowed[i] &&
+        ws__ascii_caseeq(o->value, o->value_len, allowed[i],
+                         strlen(allowed[i])))
+      return 1;
+  const ws_header *host = ws__find_header(rv->headers, rv->header_count,
+                                          "Host");
+  for (size_t i = 0; host && i + 3 <= o->value_len; i++) {
+    if (memcmp(o->value + i, "://", 3) != 0) continue;
+    size_t hp = i + 3;
+    return hp < o->value_len &&
+           ws__ascii_caseeq(o->value + hp, o->value_len - hp, host->value,
+                            host->value_len);
+  }
+  return 0;
+}
+
+/* ======================================================================== */
+/* Responses                                                                */
+/* ======================================================================== */
+
+void ws__accept_key(const char *key, size_t key_len, char out[29]) {
+  static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  uint8_t digest[20];
+  ws__sha1 sha;
+  ws__sha1_init(&sha);
+  ws__sha1_update(&sha, key, key_len);
+  ws__sha1_update(&sha, guid, sizeof guid - 1);
+  ws__sha1_final(&sha, digest);
+  out[ws__base64_encode(digest, sizeof digest, out)] = '\0';
+}
+
+/* An appender that counts every byte but stores only while they fit. Each
+ * response is built twice, once to size it and once to write it, so the
+ * caller's buffer is never left half-written. */
+typedef struct outbuf {
+  char *p;
+  size_t cap;
+  size_t len;
+} outbuf;
+
+static void put(outbuf *o, const void *s, size_t n) {
+  if (o->len <= o->cap && n <= o->cap - o->len && n > 0)
+    memcpy(o->p + o->len, s, n);
+  o->len += n;
+}
+
+static void puts0(outbuf *o, const char *s) { put(o, s, strlen(s)); }
+
+static void put_uint(outbuf *o, size_t v) {
+  char tmp[24];
+  size_t i = sizeof tmp;
+  do {
+    tmp[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  put(o, tmp + i, sizeof tmp - i);
+}
+
+static void build_101(outbuf *o, const char *accept, const char *subprotocol) {
+  puts0(o, "HTTP/1.1 101 Switching Protocols\r\n"
+           "Upgrade: websocket\r\n"
+           "Connection: Upgrade\r\n"
+           "Sec-WebSocket-Accept: ");
+  puts0(o, accept);
+  puts0(o, "\r\n");
+  if (subprotocol) {
+    puts0(o, "Sec-WebSocket-Protocol: ");
+    puts0(o, subprotocol);
+    puts0(o, "\r\n");
+  }
+  puts0(o, "\r\n");
+}
+
+size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
+                        const char *subprotocol) {
+  char accept[29];
+  outbuf size = {.p = NULL, .cap = 0, .len = 0};
+  ws__accept_key(key, key_len, accept);
+  build_101(&size, accept, subprotocol);
+  if (size.len > cap) return 0;
+  outbuf o = {.p = out, .cap = cap, .len = 0};
+  build_101(&o, accept, subprotocol);
+  return o.len;
+}
+
+static void build_http(outbuf *o, int status, const char *ctype,
+                       const char *extra, const void *body, size_t body_len) {
+  puts0(o, "HTTP/1.1 ");
+  put_uint(o, status < 0 ? 0u : (size_t)status);
+  puts0(o, " ");
+  puts0(o, ws__status_text(status));
+  puts0(o, "\r\nContent-Type: ");
+  puts0(o, ctype ? ctype : "text/plain");
+  puts0(o, "\r\nContent-Length: ");
+  put_uint(o, body_len);
+  puts0(o, "\r\nConnection: close\r\n");
+  if (extra) puts0(o, extra);
+  puts0(o, "\r\n");
+  put(o, body, body_len);
+}
+
+size_t ws__response_http(char *out, size_t cap, int status, const char *ctype,
+                         const char *extra, const void *body, size_t body_len) {
+  outbuf size = {.p = NULL, .cap = 0, .len = 0};
+  build_http(&size, status, ctype, extra, body, body_len);
+  if (size.len <= cap) {
+    outbuf o = {.p = out, .cap = cap, .len = 0};
+    build_http(&o, status, ctype, extra, body, body_len);
+  }
+  return size.len;
+}
+
+const char *ws__status_text(int status) {
+  static const struct {
+    int status;
+    const char *text;
+  } table[] = {
+      {101, "Switching Protocols"}, {200, "OK"},
+      {204, "No Content"},          {301, "Moved Permanently"},
+      {302, "Found"},               {304, "Not Modified"},
+      {400, "Bad Request"},         {401, "Unauthorized"},
+      {403, "Forbidden"},           {404, "Not Found"},
+      {405, "Method Not Allowed"},  {408, "Request Timeout"},
+      {409, "Conflict"},            {413, "Content Too Large"},
+      {426, "Upgrade Required"},    {429, "Too Many Requests"},
+      {431, "Request Header Fields Too Large"},
+      {500, "Internal Server Error"}, {501, "Not Implemented"},
+      {503, "Service Unavailable"},
+  };
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (table[i].status == status) return table[i].text;
+  return "Unknown";
+}
+
+/* ======================================================================== */
+/* Percent-decoding                                                         */
+/* ======================================================================== */
+
+static int hex_value(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* In place is safe: each output byte is written at or before the input
+ * byte(s) it came from. A NUL, literal or decoded, is refused because the
+ * results are handed out as C strings. */
+long ws__url_decode(char *dst, const char *src, size_t n, int plus_is_space) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c == '%') {
+      if (n - i < 3) return -1;
+      int hi = hex_value((unsigned char)src[i + 1]);
+      int lo = hex_value((unsigned char)src[i + 2]);
+      if (hi < 0 || lo < 0) return -1;
+      c = (unsigned char)(hi * 16 + lo);
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      c = ' ';
+    }
+    if (c == '\0') return -1;
+    dst[o++] = (char)c;
+  }
+  return (long)o;
+}

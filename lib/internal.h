@@ -1,0 +1,266 @@
+/*
+ * Structures shared inside lib/. Never installed.
+ *
+ * Ownership at a glance:
+ *   ws_server owns every ws_conn (open list + dead list), the rx pool, the
+ *   timer heap, the registry indexes.
+ *   ws_conn owns its request (ws_request), its queue slots and one reference
+ *   on every ws__buf in its queue, its rx while a frame is in flight, its
+ *   message assembly buffer, its group memberships.
+ *   A ws__buf is shared by every queue that holds a reference on it.
+ */
+#ifndef WS_INTERNAL_H
+#define WS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wslay/wslay.h>
+
+#include "alloc.h"
+#include "proto.h"
+#include "wsmux.h"
+
+/* uthash allocates through the allocator named `hal` in the calling scope,
+ * and reports out-of-memory by setting `hash_oom` instead of exiting. */
+#define HASH_NONFATAL_OOM 1
+#define uthash_malloc(sz) ws__malloc(hal, (sz))
+#define uthash_free(ptr, sz) ws__free(hal, (ptr))
+#define uthash_nonfatal_oom(obj) (hash_oom = 1)
+#include <uthash.h>
+
+/* ---- outq.c: shared frames and the per-connection queue --------------- */
+
+/* One framed message: header and payload in one allocation, immutable once
+ * built, shared by reference among receivers. */
+typedef struct ws__buf {
+  uint32_t refs;
+  uint32_t len;     /* bytes in data */
+  uint8_t is_ctrl;  /* control frame: may go ahead of queued data */
+  uint8_t is_close; /* close frame: nothing is queued after it */
+  uint8_t data[];
+} ws__buf;
+
+/* FIFO of buffer references with the first one partially sent. Two inline
+ * slots cover the common case (one reply in flight) without an allocation;
+ * it grows onto the heap and falls back when drained. */
+typedef struct ws__outq {
+  ws__buf **slots; /* small, or a heap array of cap entries */
+  ws__buf *small[2];
+  uint32_t cap, head, count;
+  uint32_t off;     /* bytes of slots[head] already sent */
+  uint32_t nctrl;   /* control frames waiting right after the head */
+  size_t bytes;     /* unsent bytes in the queue */
+} ws__outq;
+
+/* ---- frame.c: receive state that lives only while a frame is in flight */
+typedef struct ws__rx {
+  struct ws__rx *next_free;      /* pool link */
+  wslay_frame_context_ptr wslay; /* its 4 KiB input buffer is why we pool */
+  const uint8_t *in;             /* the bytes being fed, not yet given */
+  size_t in_len;
+  uint64_t given;    /* bytes handed to wslay */
+  uint64_t consumed; /* bytes of frames wslay finished or is inside */
+  uint64_t frame_left; /* payload bytes of the current frame still due */
+  uint8_t in_frame;
+  uint8_t frame_opcode;
+  uint8_t ctrl_len;
+  uint8_t ctrl[125];
+} ws__rx;
+
+/* ---- registry.c ------------------------------------------------------- */
+typedef struct ws__group ws__group;
+typedef struct ws__member {
+  ws__group *group;
+  ws_conn *conn;
+  struct ws__member *gprev, *gnext; /* in the group's list */
+  struct ws__member *cnext;         /* in the connection's list */
+} ws__member;
+
+struct ws__group {
+  char *name; /* kind byte ('u' user, 'g' group) then the name */
+  ws__member *members;
+  size_t count;
+  UT_hash_handle hh;
+};
+
+/* ---- connection ------------------------------------------------------- */
+enum ws__state {
+  WS__HANDSHAKE = 0, /* reading the HTTP request */
+  WS__OPEN,          /* upgraded */
+  WS__CLOSING,       /* we sent a close frame; waiting for the peer's */
+  WS__DRAINING,      /* write what is queued, then close the transport */
+  WS__DEAD           /* transport closed; freed at the outermost return */
+};
+
+enum ws__conn_flag {
+  WS__F_DIRTY = 1u << 0,      /* on the server's flush list */
+  WS__F_WANT_WRITE = 1u << 1, /* want_write(1) was signalled */
+  WS__F_PING_SENT = 1u << 2,  /* server ping since the last read */
+  WS__F_OPENED = 1u << 3,     /* on_open fired: on_close will */
+  WS__F_IN_HTTP = 1u << 4,    /* inside on_http */
+  WS__F_RESPONDED = 1u << 5,  /* an HTTP response was queued */
+  WS__F_REGISTERED = 1u << 6, /* in the device index */
+  WS__F_COUNTED = 1u << 7     /* counted in conns_open */
+};
+
+struct ws_conn {
+  ws_server *s;
+  void *transport;
+  void *user_data;
+  uint8_t state;
+  uint8_t flags;
+  uint8_t msg_opcode; /* 0, or the opcode of the message being assembled */
+  uint8_t pad_;
+  uint32_t utf8;      /* validator state across fragments and feeds */
+  uint32_t heap_idx;  /* position in the timer heap, UINT32_MAX if none */
+  uint16_t close_sent, close_recv;
+  uint64_t deadline;  /* when the timer heap wakes this connection */
+  uint64_t last_read, last_write;
+  ws__rx *rx;
+  uint8_t *buf; /* handshake bytes or an assembling message */
+  size_t buf_len, buf_cap;
+  ws__outq q;
+  ws_conn *prev, *next;  /* all live connections */
+  ws_conn *dirty_next;   /* flush list */
+  const char *device_id; /* borrowed from req */
+  UT_hash_handle hh;     /* device index */
+  ws__member *members;   /* groups, the user included */
+  ws__member *user;      /* membership of the bound user's group */
+  ws_request *req;
+  const char *subprotocol; /* borrowed from the config */
+  char *close_reason;      /* peer's reason, for on_close */
+};
+
+/* ---- server ----------------------------------------------------------- */
+struct ws_server {
+  ws_config cfg;
+  ws__alloc al;
+  uint64_t now;
+  int depth;          /* library frames on the stack */
+  uint8_t destroying; /* ws_server_free was called inside a callback */
+  uint8_t shutting_down;
+  uint64_t shutdown_deadline;
+  ws_conn *conns;     /* all live (not DEAD) connections */
+  ws_conn *dead;      /* closed, freed when depth returns to 0 */
+  ws_conn *dirty;     /* connections with output to flush */
+  ws_conn *devices;   /* uthash by device_id */
+  ws__group *groups;  /* uthash by kind+name */
+  ws_conn **heap;     /* timer min-heap on conn->deadline */
+  uint32_t heap_len, heap_cap;
+  ws__rx *rx_pool;
+  uint32_t rx_pool_len;
+  size_t nconns;      /* live connections (any state) */
+  ws_stats st;
+};
+
+/* ---- server.c: entry/exit of library frames --------------------------- */
+void ws__enter(ws_server *s);
+/* Leaves a library frame; at the outermost one flushes dirty connections,
+ * frees dead ones and, if asked, the server: returns 1 when it did (the
+ * caller must not touch s again). */
+int ws__leave(ws_server *s);
+void ws__log(ws_server *s, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- conn.c ----------------------------------------------------------- */
+/* Queues a close frame (code, reason) and moves to CLOSING (wait for the
+ * peer) or, when fail is set, to DRAINING (protocol failure: do not wait). */
+void ws__conn_fail(ws_conn *c, int code, const char *reason);
+/* Ends the connection now: registry removal, on_close, transport close. */
+void ws__conn_finish(ws_conn *c, int code, const char *reason);
+/* The upgrade was accepted: register, queue the 101, on_open. */
+void ws__conn_mark_dirty(ws_conn *c);
+/* Recomputes the connection's deadline from its state and timestamps. */
+void ws__conn_rearm(ws_conn *c);
+/* Called by the timer when c's deadline passed. */
+void ws__conn_expired(ws_conn *c);
+void ws__conn_free(ws_conn *c);
+/* Flushes c's queue through the host's send/sendv. */
+void ws__conn_flush(ws_conn *c);
+/* Queues buf (takes a new reference) honouring the queue policy. Returns
+ * 0, WS_EQUEUEFULL (dropped or closed by policy), WS_ECLOSED. */
+int ws__conn_queue(ws_conn *c, ws__buf *b);
+/* Counts a close code into the stats. */
+void ws__stat_close(ws_server *s, int code);
+
+/* ---- upgrade.c: the HTTP side of a connection -------------------------- */
+/* Feeds bytes while in WS__HANDSHAKE. Returns bytes consumed (the rest
+ * belongs to the WebSocket stream) or a negative error when the connection
+ * was refused/closed. */
+long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n);
+/* Runs checks on a request view and accepts or refuses. */
+int ws__upgrade_run(ws_conn *c, const ws__reqview *rv);
+
+/* ---- frame.c ---------------------------------------------------------- */
+/* Feeds WebSocket bytes. Returns when all bytes are consumed or the
+ * connection stopped reading. */
+void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n);
+void ws__rx_release(ws_server *s, ws__rx *rx);
+void ws__rx_pool_free(ws_server *s);
+/* Builds a close frame payload check: 1 if code may appear on the wire. */
+int ws__close_code_valid(int code);
+
+/* ---- outq.c ----------------------------------------------------------- */
+/* A frame with room for len payload bytes; header written, payload not. */
+ws__buf *ws__buf_frame(ws_server *s, int opcode, size_t len, uint8_t **payload);
+ws__buf *ws__buf_frame_copy(ws_server *s, int opcode, const void *p,
+                            size_t len);
+/* A raw byte buffer (HTTP responses). */
+ws__buf *ws__buf_raw(ws_server *s, const void *p, size_t len);
+void ws__buf_unref(ws_server *s, ws__buf *b);
+int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b);
+/* Drops everything but a partially sent head. */
+void ws__outq_truncate(ws_server *s, ws__outq *q);
+void ws__outq_clear(ws_server *s, ws__outq *q);
+/* Writes as much as the host takes. Returns bytes written (>= 0) or a
+ * negative value when the host's send failed. */
+long ws__outq_flush(ws_conn *c);
+
+/* ---- timer.c: min-heap on conn->deadline ------------------------------ */
+int ws__timer_set(ws_server *s, ws_conn *c, uint64_t when);
+void ws__timer_clear(ws_server *s, ws_conn *c);
+/* Fires expired; returns ms to the next deadline or -1. */
+int ws__timer_run(ws_server *s);
+
+/* ---- envelope.c ------------------------------------------------------- */
+/* A complete message arrived: parse, route, reply errors. */
+void ws__envelope_dispatch(ws_conn *c, int opcode, const uint8_t *p,
+                           size_t len);
+/* Builds the frame for {"action":action,"data":json} (json NULL: no data)
+ * with one allocation. NULL on ENOMEM. */
+ws__buf *ws__envelope_frame(ws_server *s, const char *action,
+                            const char *json, size_t json_len);
+/* Serialises data (cJSON) and frames it. *err gets WS_ENOMEM/WS_EINVAL. */
+ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
+                                  const struct cJSON *data, int *err);
+/* Replies {"action":"error","data":{"code":code,"message":...}} to the
+ * sender, or closes it when bad_message_policy says so. detail (may be NULL)
+ * is appended to the message (e.g. the unknown action's name). */
+void ws__envelope_error(ws_conn *c, const char *code, const char *detail);
+/* Validates json text then frames it; *err gets WS_EJSON/WS_ENOMEM. */
+ws__buf *ws__envelope_frame_json(ws_server *s, const char *action,
+                                 const char *json, size_t len, int *err);
+
+/* ---- registry.c ------------------------------------------------------- */
+/* Registers c's device id under the duplicate policy. Returns 0, or
+ * WS_EEXIST when the policy refuses. */
+int ws__registry_add_device(ws_conn *c);
+/* Removes c from every index: O(its memberships). */
+void ws__registry_remove(ws_conn *c);
+void ws__registry_free(ws_server *s);
+/* The group (kind 'u' user, 'g' group) or NULL. */
+ws__group *ws__group_find(const ws_server *s, char kind, const char *name);
+
+/* ---- json_check.c ----------------------------------------------------- */
+/* 1 if text[0..len) is exactly one JSON value (surrounding whitespace
+ * allowed) in valid UTF-8. No allocation. */
+int ws__json_valid(const char *text, size_t len);
+
+/* ---- small helpers ---------------------------------------------------- */
+#define WS__MIN(a, b) ((a) < (b) ? (a) : (b))
+
+#endif /* WS_INTERNAL_H */

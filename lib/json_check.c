@@ -1,0 +1,133 @@
+/*
+ * A JSON syntax check (RFC 8259) that allocates nothing, for the _json send
+ * variants: the host's ready text is checked once per call (not per
+ * receiver) so no receiver can get a malformed envelope, without building
+ * a cJSON tree just to throw it away. Nesting is bounded.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define JSON_MAX_DEPTH 128
+
+typedef struct jcur {
+  const char *p, *end;
+} jcur;
+
+static int value(jcur *j, int depth);
+
+static void skip_ws(jcur *j) {
+  while (j->p < j->end &&
+         (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+    j->p++;
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static int is_hex(char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int literal(jcur *j, const char *word) {
+  size_t n = strlen(word);
+  if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0) return 0;
+  j->p += n;
+  return 1;
+}
+
+static int digits(jcur *j) {
+  const char *start = j->p;
+  while (j->p < j->end && is_digit(*j->p)) j->p++;
+  return j->p > start;
+}
+
+static int number(jcur *j) {
+  if (j->p < j->end && *j->p == '-') j->p++;
+  if (j->p < j->end && *j->p == '0')
+    j->p++;
+  else if (!digits(j))
+    return 0;
+  if (j->p < j->end && *j->p == '.') {
+    j->p++;
+    if (!digits(j)) return 0;
+  }
+  if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+    j->p++;
+    if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
+    if (!digits(j)) return 0;
+  }
+  return 1;
+}
+
+/* UTF-8 validity of the whole text is checked by the caller. */
+static int string(jcur *j) {
+  j->p++; /* opening quote */
+  while (j->p < j->end) {
+    unsigned char c = (unsigned char)*j->p++;
+    if (c == '"') return 1;
+    if (c < 0x20) return 0;
+    if (c != '\\') continue;
+    if (j->p >= j->end) return 0;
+    c = (unsigned char)*j->p++;
+    if (c == 'u') {
+      int i;
+      for (i = 0; i < 4; i++)
+        if (j->p >= j->end || !is_hex(*j->p++)) return 0;
+    } else if (!strchr("\"\\/bfnrt", c) || c == '\0') {
+      return 0;
+    }
+  }
+  return 0;
+}
+
+/* '[' value (',' value)* ']' or '{' string ':' value (',' ...)* '}' */
+static int container(jcur *j, int depth, char close, int keyed) {
+  j->p++;
+  skip_ws(j);
+  if (j->p < j->end && *j->p == close) {
+    j->p++;
+    return 1;
+  }
+  for (;;) {
+    if (keyed) {
+      if (j->p >= j->end || *j->p != '"' || !string(j)) return 0;
+      skip_ws(j);
+      if (j->p >= j->end || *j->p++ != ':') return 0;
+    }
+    if (!value(j, depth + 1)) return 0;
+    skip_ws(j);
+    if (j->p >= j->end) return 0;
+    if (*j->p == close) {
+      j->p++;
+      return 1;
+    }
+    if (*j->p++ != ',') return 0;
+    skip_ws(j);
+  }
+}
+
+static int value(jcur *j, int depth) {
+  if (depth > JSON_MAX_DEPTH) return 0;
+  skip_ws(j);
+  if (j->p >= j->end) return 0;
+  switch (*j->p) {
+  case '{': return container(j, depth, '}', 1);
+  case '[': return container(j, depth, ']', 0);
+  case '"': return string(j);
+  case 't': return literal(j, "true");
+  case 'f': return literal(j, "false");
+  case 'n': return literal(j, "null");
+  default: return number(j);
+  }
+}
+
+int ws__json_valid(const char *text, size_t len) {
+  jcur j;
+  if (ws__utf8_validate(0, (const uint8_t *)text, len) != WS__UTF8_ACCEPT)
+    return 0;
+  j.p = text;
+  j.end = text + len;
+  if (!value(&j, 0)) return 0;
+  skip_ws(&j);
+  return j.p == j.end;
+}

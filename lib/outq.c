@@ -1,0 +1,210 @@
+/*
+ * Outbound frames and the per-connection queue.
+ *
+ * Server frames are never masked (RFC 6455 5.1), so a message framed once is
+ * the same bytes for every receiver: a ws__buf holds header and payload in
+ * one allocation and each queue holds a reference. A queue is a ring of
+ * references; the head may be partially sent. Control frames may go ahead of
+ * queued data, but only at a frame boundary: after the partially sent head
+ * and after control frames already waiting there.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define WS__IOV_MAX 64
+
+static size_t frame_header_len(size_t len) {
+  return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+}
+
+static void frame_header_write(uint8_t *h, int opcode, size_t len) {
+  h[0] = (uint8_t)(0x80u | (unsigned)opcode);
+  if (len < 126) {
+    h[1] = (uint8_t)len;
+  } else if (len <= 0xffff) {
+    h[1] = 126;
+    h[2] = (uint8_t)(len >> 8);
+    h[3] = (uint8_t)len;
+  } else {
+    uint64_t l = len;
+    int i;
+    h[1] = 127;
+    for (i = 0; i < 8; i++) h[2 + i] = (uint8_t)(l >> (56 - 8 * i));
+  }
+}
+
+ws__buf *ws__buf_raw(ws_server *s, const void *p, size_t len) {
+  ws__buf *b;
+  if (len > UINT32_MAX - sizeof(*b)) return NULL;
+  b = ws__malloc(&s->al, sizeof(*b) + len);
+  if (b == NULL) return NULL;
+  b->refs = 1; /* the caller's reference; queues take their own */
+  b->len = (uint32_t)len;
+  b->is_ctrl = 0;
+  b->is_close = 0;
+  if (p) memcpy(b->data, p, len);
+  return b;
+}
+
+ws__buf *ws__buf_frame(ws_server *s, int opcode, size_t len,
+                       uint8_t **payload) {
+  size_t hl = frame_header_len(len);
+  ws__buf *b;
+  if (len > UINT32_MAX - 16) return NULL;
+  b = ws__buf_raw(s, NULL, hl + len);
+  if (b == NULL) return NULL;
+  frame_header_write(b->data, opcode, len);
+  b->is_ctrl = (opcode & 0x8) != 0;
+  b->is_close = opcode == WSLAY_CONNECTION_CLOSE;
+  *payload = b->data + hl;
+  s->st.frames_allocated++;
+  return b;
+}
+
+ws__buf *ws__buf_frame_copy(ws_server *s, int opcode, const void *p,
+                            size_t len) {
+  uint8_t *pl;
+  ws__buf *b = ws__buf_frame(s, opcode, len, &pl);
+  if (b && len) memcpy(pl, p, len);
+  return b;
+}
+
+void ws__buf_unref(ws_server *s, ws__buf *b) {
+  if (b && --b->refs == 0) ws__free(&s->al, b);
+}
+
+static ws__buf **slot(ws__outq *q, uint32_t i) {
+  return &q->slots[(q->head + i) % q->cap];
+}
+
+static int outq_grow(ws_server *s, ws__outq *q) {
+  uint32_t ncap = q->cap * 2, i;
+  ws__buf **ns;
+  if (ncap > (1u << 26)) return WS_ENOMEM;
+  ns = ws__malloc(&s->al, ncap * sizeof(*ns));
+  if (ns == NULL) return WS_ENOMEM;
+  for (i = 0; i < q->count; i++) ns[i] = *slot(q, i);
+  if (q->slots != q->small) ws__free(&s->al, q->slots);
+  q->slots = ns;
+  q->cap = ncap;
+  q->head = 0;
+  return WS_OK;
+}
+
+/* Data goes to the tail. A control frame goes to the first frame boundary
+ * after other waiting control frames: index (head partially sent) + nctrl.
+ * Inserting shifts the entries before that index one slot towards the head,
+ * which is at most a few entries. */
+int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
+  uint32_t at, i;
+  if (q->slots == NULL) {
+    q->slots = q->small;
+    q->cap = 2;
+  }
+  if (q->count == q->cap && outq_grow(s, q) != WS_OK) return WS_ENOMEM;
+  b->refs++;
+  q->bytes += b->len;
+  if (!b->is_ctrl || b->is_close) {
+    *slot(q, q->count++) = b;
+    return WS_OK;
+  }
+  at = (q->off > 0 ? 1u : 0u) + q->nctrl;
+  if (at > q->count) at = q->count;
+  q->head = (q->head + q->cap - 1) % q->cap;
+  q->count++;
+  for (i = 0; i < at; i++) *slot(q, i) = *slot(q, i + 1);
+  *slot(q, at) = b;
+  q->nctrl++;
+  return WS_OK;
+}
+
+static void outq_pop(ws_server *s, ws__outq *q) {
+  ws__buf *b = *slot(q, 0);
+  q->head = (q->head + 1) % q->cap;
+  q->count--;
+  q->off = 0;
+  if (b->is_ctrl && !b->is_close && q->nctrl > 0) q->nctrl--;
+  ws__buf_unref(s, b);
+}
+
+static void outq_shrink(ws_server *s, ws__outq *q) {
+  if (q->count == 0 && q->slots != q->small && q->slots != NULL) {
+    ws__free(&s->al, q->slots);
+    q->slots = q->small;
+    q->cap = 2;
+    q->head = 0;
+  }
+}
+
+void ws__outq_truncate(ws_server *s, ws__outq *q) {
+  uint32_t keep = q->off > 0 ? 1u : 0u;
+  while (q->count > keep) {
+    ws__buf *b = *slot(q, q->count - 1);
+    q->count--;
+    q->bytes -= b->len;
+    ws__buf_unref(s, b);
+  }
+  q->nctrl = 0;
+  outq_shrink(s, q);
+}
+
+void ws__outq_clear(ws_server *s, ws__outq *q) {
+  while (q->count > 0) outq_pop(s, q);
+  q->bytes = 0;
+  q->nctrl = 0;
+  outq_shrink(s, q);
+}
+
+/* Accounts n written bytes: pops every buffer they complete. */
+static void outq_consume(ws_server *s, ws__outq *q, size_t n) {
+  q->bytes -= n;
+  while (n > 0) {
+    ws__buf *b = *slot(q, 0);
+    size_t left = b->len - q->off;
+    if (n < left) {
+      q->off += (uint32_t)n;
+      return;
+    }
+    n -= left;
+    outq_pop(s, q);
+  }
+}
+
+static ssize_t host_write(ws_conn *c, const ws_iovec *iov, int n) {
+  const ws_config *cfg = &c->s->cfg;
+  if (cfg->sendv) return cfg->sendv(c, c->transport, iov, n);
+  return cfg->send(c, c->transport, iov[0].base, iov[0].len);
+}
+
+long ws__outq_flush(ws_conn *c) {
+  ws_server *s = c->s;
+  ws__outq *q = &c->q;
+  long total = 0;
+  ws_iovec iov[WS__IOV_MAX];
+  while (q->count > 0) {
+    int n = 0, max = s->cfg.sendv ? WS__IOV_MAX : 1;
+    size_t want = 0;
+    ssize_t w;
+    uint32_t i;
+    for (i = 0; i < q->count && n < max; i++) {
+      ws__buf *b = *slot(q, i);
+      size_t off = i == 0 ? q->off : 0;
+      iov[n].base = b->data + off;
+      iov[n].len = b->len - off;
+      want += iov[n].len;
+      n++;
+    }
+    w = host_write(c, iov, n);
+    if (w < 0) return -1;
+    if ((size_t)w > want) return -1; /* a host bug; treat as failure */
+    if (w > 0) {
+      total += (long)w;
+      s->st.bytes_out += (uint64_t)w;
+      outq_consume(s, q, (size_t)w);
+    }
+    if ((size_t)w < want) break; /* would block */
+  }
+  outq_shrink(s, q);
+  return total;
+}

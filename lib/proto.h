@@ -1,0 +1,175 @@
+/*
+ * Pure protocol helpers: no allocation, no server state. Each function is a
+ * transform over the caller's bytes, so each is tested on its own.
+ *   handshake.c  HTTP/1.1 request parser, RFC 6455 4.2.1 checks, responses
+ *   sha1.c       SHA-1 (RFC 3174), for the accept key only
+ *   base64.c     base64 encode/decode (RFC 4648)
+ *   utf8.c       incremental UTF-8 validator
+ * Never installed.
+ */
+#ifndef WS_PROTO_H
+#define WS_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wsmux.h"
+
+/* ---- sha1.c ------------------------------------------------------------ */
+typedef struct ws__sha1 {
+  uint32_t h[5];
+  uint64_t len; /* bytes hashed so far */
+  uint8_t block[64];
+  size_t fill;
+} ws__sha1;
+void ws__sha1_init(ws__sha1 *ctx);
+void ws__sha1_update(ws__sha1 *ctx, const void *data, size_t len);
+void ws__sha1_final(ws__sha1 *ctx, uint8_t digest[20]);
+
+/* ---- base64.c ---------------------------------------------------------- */
+/* Writes 4*ceil(n/3) chars (no NUL) to out; returns that count. */
+size_t ws__base64_encode(const uint8_t *in, size_t n, char *out);
+/* Decodes strict, padded base64. Returns the decoded length, or -1 when the
+ * input is not valid base64 or would not fit in cap bytes. Strict: length a
+ * multiple of 4, no whitespace, '=' only as final padding, and the unused
+ * bits before the padding must be zero (canonical encoding only). */
+long ws__base64_decode(const char *in, size_t n, uint8_t *out, size_t cap);
+
+/* ---- utf8.c ------------------------------------------------------------ */
+/* Incremental validator. Start with WS__UTF8_ACCEPT and pass each call's
+ * result to the next; a message is valid when the final state is ACCEPT.
+ * State 0 = accept (at a character boundary);
+ * WS__UTF8_REJECT is sticky; anything else = inside a sequence. Fails fast:
+ * returns REJECT at the first byte that cannot start or continue a valid
+ * sequence (overlongs, surrogates, > U+10FFFF, stray continuation bytes). */
+#define WS__UTF8_ACCEPT 0u
+#define WS__UTF8_REJECT 1u
+uint32_t ws__utf8_validate(uint32_t state, const uint8_t *p, size_t n);
+
+/* ---- handshake.c ------------------------------------------------------- */
+
+/* A request as slices of the caller's buffer (zero-copy), whether parsed by
+ * ws__http_parse or given by a host that parsed it (ws_conn_upgrade). */
+typedef struct ws__reqview {
+  const char *method;
+  size_t method_len;
+  const char *path; /* request target up to '?', raw (percent-encoded) */
+  size_t path_len;
+  const char *query; /* after '?', raw; NULL/0 when none */
+  size_t query_len;
+  int http_minor;    /* 1 for HTTP/1.1; 0 for HTTP/1.0 */
+  const ws_header *headers;
+  size_t header_count;
+} ws__reqview;
+
+enum ws__http_result {
+  WS__HTTP_COMPLETE = 0,   /* *consumed = bytes up to and incl. CRLFCRLF */
+  WS__HTTP_INCOMPLETE = 1, /* need more bytes; nothing invalid so far */
+  WS__HTTP_INVALID = 2,    /* malformed request: 400 */
+  WS__HTTP_TOO_MANY = 3    /* more than max_headers headers: 431 */
+};
+
+/* Parses an HTTP/1.x request head from buf[0..len). headers[] (max_headers
+ * entries, caller-owned) receives header slices; view->headers points at it.
+ * Strict: request line "METHOD SP target SP HTTP/1.x CRLF", header names are
+ * tokens, values have surrounding whitespace trimmed, obs-fold refused, bare
+ * LF accepted as line end. No allocation.
+ * Details: the target is any run of visible ASCII (split at the first '?';
+ * "/p?" gives a non-NULL empty query); the version must be "HTTP/1." DIGIT;
+ * no whitespace before ':' or at the start of a header line; control bytes
+ * other than HTAB in a value are refused; empty lines before the request
+ * line are refused. Each malformed byte is reported (INVALID) as soon as it
+ * is seen, so INCOMPLETE means "every byte so far is valid". TOO_MANY is
+ * returned as soon as header max_headers+1 starts. Reads only buf[0..len).
+ * *consumed and view->headers/header_count are set on COMPLETE only; other
+ * view fields and headers[] may be partly written on any result. Call again
+ * with the whole (longer) buffer after INCOMPLETE: no state is kept. */
+int ws__http_parse(const char *buf, size_t len, ws_header *headers,
+                   size_t max_headers, ws__reqview *view, size_t *consumed);
+
+/* Result of the RFC 6455 4.2.1 checks. */
+typedef struct ws__upgrade_check {
+  int status;         /* 0: valid upgrade; else HTTP status to refuse with */
+  const char *reason; /* static one-line reason when status != 0 */
+  int is_upgrade;     /* the request asks for a WebSocket upgrade at all
+                         (has Upgrade: websocket); 0 means plain HTTP */
+  const char *key;    /* Sec-WebSocket-Key value (slice) when valid */
+  size_t key_len;
+} ws__upgrade_check;
+
+/* Checks method GET, HTTP/1.1 or later, Host present, Upgrade and Connection
+ * token lists (case-insensitive) containing "websocket" / "upgrade",
+ * Sec-WebSocket-Version 13 (else 426), Sec-WebSocket-Key decoding to 16 bytes
+ * (else 400). Duplicate Host/Key/Version headers are a 400.
+ * Checks run in this order; the first failure decides:
+ *   400 "method must be GET"                (exact, case-sensitive)
+ *   400 "HTTP/1.1 required"
+ *   400 "missing Host header" / "duplicate Host header"
+ *   426 "missing or invalid Upgrade header" (also whenever is_upgrade == 0)
+ *   400 "missing Connection: Upgrade"
+ *   400 "duplicate Sec-WebSocket-Version header"
+ *   426 "unsupported Sec-WebSocket-Version" (missing or not exactly "13")
+ *   400 "missing Sec-WebSocket-Key" / "duplicate Sec-WebSocket-Key header" /
+ *       "invalid Sec-WebSocket-Key"
+ * is_upgrade is computed independently of status (any Upgrade header lists
+ * "websocket"), so a caller can route plain HTTP first. A 426 refusal must
+ * carry WS__VERSION_HEADER (pass it as ws__response_http's extra). */
+#define WS__VERSION_HEADER "Sec-WebSocket-Version: 13\r\n"
+void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out);
+
+/* Origin rule: no Origin header -> allowed; Origin equal (case-insensitive)
+ * to an entry of allowed[] -> allowed; Origin's host[:port] (after the
+ * scheme "://") equal to Host case-insensitively -> allowed. Returns 1/0. */
+int ws__origin_allowed(const ws__reqview *rv, const char *const *allowed,
+                       size_t allowed_count);
+
+/* 1 if a[0..alen) equals b[0..blen), ASCII case-insensitively (no locale). */
+int ws__ascii_caseeq(const char *a, size_t alen, const char *b, size_t blen);
+/* First header with this case-insensitive name, or NULL. */
+const ws_header *ws__find_header(const ws_header *h, size_t n,
+                                 const char *name);
+/* Count of headers with this name. */
+size_t ws__count_header(const ws_header *h, size_t n, const char *name);
+/* 1 if the comma-separated list value contains token (case-insensitive,
+ * surrounding whitespace ignored). */
+int ws__has_token(const char *value, size_t len, const char *token);
+
+/* Sec-WebSocket-Accept for key: base64(SHA-1(key + GUID)), 28 chars + NUL. */
+void ws__accept_key(const char *key, size_t key_len, char out[29]);
+
+/* Writes "HTTP/1.1 101 Switching Protocols" with Upgrade, Connection,
+ * Sec-WebSocket-Accept and (if subprotocol != NULL) Sec-WebSocket-Protocol.
+ * Returns bytes written, or 0 if cap is too small (then nothing is written).
+ * No NUL terminator. */
+size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
+                        const char *subprotocol);
+/* Writes a complete refusal/plain response: status line with the standard
+ * reason phrase, "Content-Type: <ctype>" (text/plain when NULL),
+ * Content-Length, "Connection: close", extra (NULL or ready header lines,
+ * each ending CRLF), blank line, then body. For a refusal body is the
+ * one-line reason plus "\n". Returns the total length that the response
+ * needs; writes only if it fits in cap (call with cap 0 to size it). */
+size_t ws__response_http(char *out, size_t cap, int status, const char *ctype,
+                         const char *extra, const void *body, size_t body_len);
+/* Standard reason phrase for a status ("Bad Request"), "Unknown" otherwise. */
+const char *ws__status_text(int status);
+
+/* Percent-decodes src[0..n) into dst (capacity >= n), '+' -> ' ' when
+ * plus_is_space. Returns the decoded length, or -1 on a bad %XX escape or a
+ * decoded NUL byte. dst may equal src. */
+long ws__url_decode(char *dst, const char *src, size_t n, int plus_is_space);
+
+/* ---- request.c --------------------------------------------------------- */
+/* ws_request (public opaque type) is one allocation: method, decoded path,
+ * decoded query pairs and (optionally) headers, all NUL-terminated strings
+ * in one block. Built from a view; freed with ws__free. */
+#include "alloc.h"
+/* Returns NULL on allocation failure or WS bad encoding; *err gets
+ * WS_ENOMEM or WS_EPROTO (bad percent-encoding in path/query). */
+ws_request *ws__request_build(const struct ws__alloc *a, const ws__reqview *rv,
+                              int with_headers, int *err);
+void ws__request_free(const struct ws__alloc *a, ws_request *r);
+/* Bytes the request occupies (for memory accounting tests). */
+size_t ws__request_size(const ws_request *r);
+
+#endif /* WS_PROTO_H */

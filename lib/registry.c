@@ -1,0 +1,229 @@
+/*
+ * Who is connected: the device index (device id -> connection, O(1)) and
+ * named groups. A user is a group of kind 'u'; rooms are groups of kind
+ * 'g'; one mechanism serves both. A connection lists its memberships, so
+ * closing it leaves every index in O(its memberships).
+ *
+ * Duplicate device ids (the model's bug: the newer entry silently
+ * overwrote the older, whose close then deleted the newer's entry): by
+ * default the newer wins and the older is closed with 4000; the older is
+ * unindexed first, so its close never touches the newer's entry.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define WS__GROUP_NAME_MAX 255
+
+int ws__registry_add_device(ws_conn *c) {
+  ws_server *s = c->s;
+  const ws__alloc *hal = &s->al;
+  int hash_oom = 0;
+  ws_conn *old;
+  HASH_FIND_STR(s->devices, c->device_id, old);
+  if (old) {
+    if (s->cfg.duplicate_policy == WS_DUP_REFUSE) return WS_EEXIST;
+    HASH_DEL(s->devices, old);
+    old->flags &= (uint8_t)~WS__F_REGISTERED;
+    ws__log(s, WS_LOG_INFO, "device %s reconnected: closing the older one",
+            c->device_id);
+    ws_conn_close(old, WS_CLOSE_REPLACED, "replaced by a newer connection");
+  }
+  HASH_ADD_KEYPTR(hh, s->devices, c->device_id, strlen(c->device_id), c);
+  if (hash_oom) return WS_ENOMEM;
+  c->flags |= WS__F_REGISTERED;
+  return WS_OK;
+}
+
+ws_conn *ws_server_find_device(const ws_server *s, const char *device_id) {
+  ws_conn *c;
+  if (s == NULL || device_id == NULL) return NULL;
+  HASH_FIND_STR(s->devices, device_id, c);
+  return c;
+}
+
+/* ---- groups ---------------------------------------------------------- */
+
+/* kind byte + name + NUL into key; 0 if the name is too long. */
+static size_t group_key(char *key, char kind, const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > WS__GROUP_NAME_MAX) return 0;
+  key[0] = kind;
+  memcpy(key + 1, name, n + 1);
+  return n + 1;
+}
+
+ws__group *ws__group_find(const ws_server *s, char kind, const char *name) {
+  char key[WS__GROUP_NAME_MAX + 2];
+  size_t n = group_key(key, kind, name);
+  ws__group *g = NULL;
+  if (n) HASH_FIND(hh, s->groups, key, n, g);
+  return g;
+}
+
+static ws__group *group_get(ws_server *s, char kind, const char *name) {
+  const ws__alloc *hal = &s->al;
+  int hash_oom = 0;
+  ws__group *g = ws__group_find(s, kind, name);
+  char key[WS__GROUP_NAME_MAX + 2];
+  size_t n;
+  if (g) return g;
+  n = group_key(key, kind, name);
+  g = ws__malloc(hal, sizeof(*g));
+  if (g == NULL) return NULL;
+  memset(g, 0, sizeof(*g));
+  if ((g->name = ws__malloc(hal, n + 1)) == NULL) {
+    ws__free(hal, g);
+    return NULL;
+  }
+  memcpy(g->name, key, n + 1);
+  HASH_ADD_KEYPTR(hh, s->groups, g->name, n, g);
+  if (hash_oom) {
+    ws__free(hal, g->name);
+    ws__free(hal, g);
+    return NULL;
+  }
+  return g;
+}
+
+static void group_drop_if_empty(ws_server *s, ws__group *g) {
+  const ws__alloc *hal = &s->al;
+  if (g->count > 0) return;
+  HASH_DEL(s->groups, g);
+  ws__free(hal, g->name);
+  ws__free(hal, g);
+}
+
+static ws__member *member_of(const ws_conn *c, const ws__group *g) {
+  ws__member *m;
+  for (m = c->members; m; m = m->cnext)
+    if (m->group == g) return m;
+  return NULL;
+}
+
+static int member_add(ws_conn *c, ws__group *g, ws__member **out) {
+  ws__member *m = ws__malloc(&c->s->al, sizeof(*m));
+  if (m == NULL) return WS_ENOMEM;
+  m->group = g;
+  m->conn = c;
+  m->gprev = NULL;
+  m->gnext = g->members;
+  if (g->members) g->members->gprev = m;
+  g->members = m;
+  g->count++;
+  m->cnext = c->members;
+  c->members = m;
+  if (out) *out = m;
+  return WS_OK;
+}
+
+/* Unlinks m from its group and from c's list, frees it. */
+static void member_remove(ws_conn *c, ws__member *m) {
+  ws_server *s = c->s;
+  ws__member **pp;
+  ws__group *g = m->group;
+  if (m->gprev)
+    m->gprev->gnext = m->gnext;
+  else
+    g->members = m->gnext;
+  if (m->gnext) m->gnext->gprev = m->gprev;
+  g->count--;
+  for (pp = &c->members; *pp; pp = &(*pp)->cnext)
+    if (*pp == m) {
+      *pp = m->cnext;
+      break;
+    }
+  if (c->user == m) c->user = NULL;
+  ws__free(&s->al, m);
+  group_drop_if_empty(s, g);
+}
+
+static int can_join(const ws_conn *c, const char *name) {
+  if (c == NULL || name == NULL || name[0] == '\0' ||
+      strlen(name) > WS__GROUP_NAME_MAX)
+    return WS_EINVAL;
+  if (c->state != WS__OPEN && c->state != WS__HANDSHAKE) return WS_ECLOSED;
+  return WS_OK;
+}
+
+static int join(ws_conn *c, char kind, const char *name, ws__member **out) {
+  ws__group *g;
+  int rc = can_join(c, name);
+  if (rc != WS_OK) return rc;
+  g = group_get(c->s, kind, name);
+  if (g == NULL) return WS_ENOMEM;
+  if (member_of(c, g)) return WS_EEXIST;
+  rc = member_add(c, g, out);
+  if (rc != WS_OK) group_drop_if_empty(c->s, g);
+  return rc;
+}
+
+int ws_conn_join(ws_conn *c, const char *group) {
+  return join(c, 'g', group, NULL);
+}
+
+int ws_conn_leave(ws_conn *c, const char *group) {
+  ws__group *g;
+  ws__member *m;
+  if (c == NULL || group == NULL) return WS_EINVAL;
+  g = ws__group_find(c->s, 'g', group);
+  m = g ? member_of(c, g) : NULL;
+  if (m == NULL) return WS_ENOENT;
+  member_remove(c, m);
+  return WS_OK;
+}
+
+int ws_conn_set_user(ws_conn *c, const char *user) {
+  ws__member *m = NULL;
+  int rc;
+  if (c == NULL) return WS_EINVAL;
+  if (user == NULL) {
+    if (c->user) member_remove(c, c->user);
+    return WS_OK;
+  }
+  if (c->user && strcmp(c->user->group->name + 1, user) == 0) return WS_OK;
+  rc = join(c, 'u', user, &m);
+  if (rc != WS_OK) return rc;
+  if (c->user) member_remove(c, c->user);
+  c->user = m;
+  return WS_OK;
+}
+
+const char *ws_conn_user(const ws_conn *c) {
+  return c && c->user ? c->user->group->name + 1 : NULL;
+}
+
+static size_t count_of(const ws_server *s, char kind, const char *name) {
+  ws__group *g;
+  ws__member *m;
+  size_t n = 0;
+  if (s == NULL || name == NULL) return 0;
+  g = ws__group_find(s, kind, name);
+  for (m = g ? g->members : NULL; m; m = m->gnext)
+    n += m->conn->state == WS__OPEN;
+  return n;
+}
+
+size_t ws_server_user_count(const ws_server *s, const char *user) {
+  return count_of(s, 'u', user);
+}
+
+size_t ws_server_group_count(const ws_server *s, const char *group) {
+  return count_of(s, 'g', group);
+}
+
+void ws__registry_remove(ws_conn *c) {
+  ws_server *s = c->s;
+  const ws__alloc *hal = &s->al;
+  if (c->flags & WS__F_REGISTERED) {
+    HASH_DEL(s->devices, c);
+    c->flags &= (uint8_t)~WS__F_REGISTERED;
+  }
+  while (c->members) member_remove(c, c->members);
+}
+
+void ws__registry_free(ws_server *s) {
+  const ws__alloc *hal = &s->al;
+  HASH_CLEAR(hh, s->devices);
+  (void)hal;
+}

@@ -1,0 +1,216 @@
+/*
+ * Sending from application logic: to one connection, to devices, to a
+ * user's connections, to a group, to everyone.
+ *
+ * Every fan-out builds its frame once (one serialisation, one allocation)
+ * and queues a reference on each receiver. Targets are collected into an
+ * array first: queueing can run host callbacks (a log line, a slow
+ * consumer's close) that may change the lists being walked. This file and
+ * the registry's lookups are the only place where local delivery happens,
+ * so a cross-node bridge can sit in front of them.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct targets {
+  ws_conn **v;
+  size_t n;
+} targets;
+
+static int targets_alloc(ws_server *s, targets *t, size_t max) {
+  t->n = 0;
+  t->v = NULL;
+  if (max == 0) return WS_OK;
+  t->v = ws__malloc(&s->al, max * sizeof(*t->v));
+  return t->v ? WS_OK : WS_ENOMEM;
+}
+
+static int collect_all(ws_server *s, targets *t) {
+  ws_conn *c;
+  if (targets_alloc(s, t, s->nconns) != WS_OK) return WS_ENOMEM;
+  for (c = s->conns; c; c = c->next)
+    if (c->state == WS__OPEN) t->v[t->n++] = c;
+  return WS_OK;
+}
+
+static int collect_devices(ws_server *s, targets *t, const char *const *ids,
+                           size_t n) {
+  size_t i;
+  if (targets_alloc(s, t, n) != WS_OK) return WS_ENOMEM;
+  for (i = 0; i < n; i++) {
+    ws_conn *c = ids[i] ? ws_server_find_device(s, ids[i]) : NULL;
+    if (c)
+      t->v[t->n++] = c;
+    else
+      s->st.unknown_targets++;
+  }
+  return WS_OK;
+}
+
+static int collect_group(ws_server *s, targets *t, char kind,
+                         const char *name) {
+  ws__group *g = ws__group_find(s, kind, name);
+  ws__member *m;
+  if (g == NULL) {
+    s->st.unknown_targets++;
+    return targets_alloc(s, t, 0);
+  }
+  if (targets_alloc(s, t, g->count) != WS_OK) return WS_ENOMEM;
+  for (m = g->members; m; m = m->gnext) t->v[t->n++] = m->conn;
+  return WS_OK;
+}
+
+/* Queues b on every target; returns how many took it. */
+static int deliver(ws_server *s, ws__buf *b, const targets *t) {
+  size_t i;
+  int count = 0;
+  for (i = 0; i < t->n; i++)
+    if (ws__conn_queue(t->v[i], b) == WS_OK) count++;
+  s->st.broadcasts++;
+  s->st.fanout += (uint64_t)count;
+  return count;
+}
+
+enum target_kind { T_ALL, T_DEVICES, T_USER, T_GROUP };
+
+typedef struct target_spec {
+  enum target_kind kind;
+  const char *name;          /* user or group */
+  const char *const *ids;    /* devices */
+  size_t n;
+} target_spec;
+
+/* The one fan-out path: frame (from cJSON or ready JSON), collect, queue. */
+static int fan_out(ws_server *s, const target_spec *ts, const char *action,
+                   const struct cJSON *data, const char *json, size_t len,
+                   int use_json) {
+  ws__buf *b;
+  targets t;
+  int err = WS_OK, rc;
+  if (s == NULL || action == NULL || (ts->kind == T_DEVICES && ts->n && !ts->ids) ||
+      ((ts->kind == T_USER || ts->kind == T_GROUP) && ts->name == NULL))
+    return WS_EINVAL;
+  ws__enter(s);
+  b = use_json ? ws__envelope_frame_json(s, action, json, len, &err)
+               : ws__envelope_frame_cjson(s, action, data, &err);
+  if (b == NULL) {
+    ws__leave(s);
+    return err;
+  }
+  switch (ts->kind) {
+  case T_ALL: rc = collect_all(s, &t); break;
+  case T_DEVICES: rc = collect_devices(s, &t, ts->ids, ts->n); break;
+  case T_USER: rc = collect_group(s, &t, 'u', ts->name); break;
+  default: rc = collect_group(s, &t, 'g', ts->name); break;
+  }
+  if (rc == WS_OK) rc = deliver(s, b, &t);
+  ws__free(&s->al, t.v);
+  ws__buf_unref(s, b);
+  ws__leave(s);
+  return rc;
+}
+
+int ws_broadcast(ws_server *s, const char *action, const struct cJSON *data,
+                 const char *const *device_ids, size_t n) {
+  target_spec ts = {n ? T_DEVICES : T_ALL, NULL, device_ids, n};
+  return fan_out(s, &ts, action, data, NULL, 0, 0);
+}
+
+int ws_broadcast_json(ws_server *s, const char *action, const char *data_json,
+                      size_t len, const char *const *device_ids, size_t n) {
+  target_spec ts = {n ? T_DEVICES : T_ALL, NULL, device_ids, n};
+  return fan_out(s, &ts, action, NULL, data_json, len, 1);
+}
+
+int ws_send_device(ws_server *s, const char *device_id, const char *action,
+                   const struct cJSON *data) {
+  target_spec ts = {T_DEVICES, NULL, &device_id, 1};
+  if (device_id == NULL) return WS_EINVAL;
+  return fan_out(s, &ts, action, data, NULL, 0, 0);
+}
+
+int ws_push_user(ws_server *s, const char *user, const char *action,
+                 const struct cJSON *data) {
+  target_spec ts = {T_USER, user, NULL, 0};
+  return fan_out(s, &ts, action, data, NULL, 0, 0);
+}
+
+int ws_push_user_json(ws_server *s, const char *user, const char *action,
+                      const char *data_json, size_t len) {
+  target_spec ts = {T_USER, user, NULL, 0};
+  return fan_out(s, &ts, action, NULL, data_json, len, 1);
+}
+
+int ws_publish(ws_server *s, const char *group, const char *action,
+               const struct cJSON *data) {
+  target_spec ts = {T_GROUP, group, NULL, 0};
+  return fan_out(s, &ts, action, data, NULL, 0, 0);
+}
+
+int ws_publish_json(ws_server *s, const char *group, const char *action,
+                    const char *data_json, size_t len) {
+  target_spec ts = {T_GROUP, group, NULL, 0};
+  return fan_out(s, &ts, action, NULL, data_json, len, 1);
+}
+
+/* ---- one connection -------------------------------------------------- */
+
+/* Takes the caller's reference on b (NULL: building it failed with err). */
+static int send_buf(ws_conn *c, ws__buf *b, int err) {
+  int rc;
+  if (b == NULL) return err;
+  rc = ws__conn_queue(c, b);
+  ws__buf_unref(c->s, b);
+  return rc;
+}
+
+static int conn_sendable(const ws_conn *c) {
+  if (c == NULL) return WS_EINVAL;
+  return c->state == WS__OPEN ? WS_OK : WS_ECLOSED;
+}
+
+int ws_conn_send(ws_conn *c, const char *action, const struct cJSON *data) {
+  int err = conn_sendable(c), rc;
+  if (err != WS_OK || action == NULL) return err ? err : WS_EINVAL;
+  ws__buf *b;
+  ws__enter(c->s);
+  b = ws__envelope_frame_cjson(c->s, action, data, &err);
+  rc = send_buf(c, b, err);
+  ws__leave(c->s);
+  return rc;
+}
+
+int ws_conn_send_json(ws_conn *c, const char *action, const char *data_json,
+                      size_t len) {
+  int err = conn_sendable(c), rc;
+  if (err != WS_OK || action == NULL) return err ? err : WS_EINVAL;
+  ws__buf *b;
+  ws__enter(c->s);
+  b = ws__envelope_frame_json(c->s, action, data_json, len, &err);
+  rc = send_buf(c, b, err);
+  ws__leave(c->s);
+  return rc;
+}
+
+static int send_raw(ws_conn *c, int opcode, const void *p, size_t len) {
+  int err = conn_sendable(c), rc;
+  if (err != WS_OK) return err;
+  if (p == NULL && len) return WS_EINVAL;
+  if (len > c->s->cfg.max_queued) return WS_ETOOBIG;
+  ws__enter(c->s);
+  rc = send_buf(c, ws__buf_frame_copy(c->s, opcode, p, len), WS_ENOMEM);
+  ws__leave(c->s);
+  return rc;
+}
+
+int ws_conn_send_text(ws_conn *c, const char *text, size_t len) {
+  if (text && ws__utf8_validate(0, (const uint8_t *)text, len) !=
+                  WS__UTF8_ACCEPT)
+    return WS_EINVAL;
+  return send_raw(c, WSLAY_TEXT_FRAME, text, len);
+}
+
+int ws_conn_send_binary(ws_conn *c, const void *data, size_t len) {
+  return send_raw(c, WSLAY_BINARY_FRAME, data, len);
+}

@@ -1,0 +1,232 @@
+/*
+ * The server: configuration and defaults, lifecycle, the tick entry point,
+ * graceful shutdown, counters, and the library-frame bookkeeping that makes
+ * re-entrancy safe (ws__enter / ws__leave: output is flushed and closed
+ * connections are freed only when the outermost library call returns).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+void ws_config_defaults(ws_config *cfg, size_t struct_size) {
+  if (cfg == NULL) return;
+  memset(cfg, 0, struct_size);
+  cfg->struct_size_ = struct_size;
+  cfg->path = "/ws";
+  cfg->device_param = "device_id";
+  cfg->device_required = 1;
+  cfg->duplicate_policy = WS_DUP_REPLACE;
+  cfg->keep_headers = 1;
+  cfg->max_handshake = 8192;
+  cfg->max_headers = 64;
+  cfg->max_device_id = 128;
+  cfg->max_message = 65536;
+  cfg->max_queued = 1u << 20;
+  cfg->max_connections = 100000;
+  cfg->queue_policy = WS_QUEUE_CLOSE;
+  cfg->bad_message_policy = WS_BADMSG_REPLY;
+  cfg->handshake_timeout_ms = 10000;
+  cfg->idle_timeout_ms = 60000;
+  cfg->ping_interval_ms = 30000;
+  cfg->write_timeout_ms = 60000;
+  cfg->close_timeout_ms = 5000;
+}
+
+static int config_valid(const ws_config *c) {
+  if (c->send == NULL || c->close == NULL) return 0;
+  if (c->max_handshake < 64 || c->max_headers == 0 || c->max_message == 0 ||
+      c->max_queued == 0 || c->max_connections == 0 || c->max_device_id == 0)
+    return 0;
+  if (c->device_required && c->device_param == NULL) return 0;
+  if ((unsigned)c->queue_policy > WS_QUEUE_DROP ||
+      (unsigned)c->duplicate_policy > WS_DUP_REFUSE ||
+      (unsigned)c->bad_message_policy > WS_BADMSG_CLOSE)
+    return 0;
+  if (c->subprotocols_count && c->subprotocols == NULL) return 0;
+  if (c->allowed_origins_count && c->allowed_origins == NULL) return 0;
+  return 1;
+}
+
+/* A config from an older header is shorter: the fields it lacks keep their
+ * defaults. One not made by ws_config_init (size 0) is refused. */
+static int config_import(ws_config *full, const ws_config *cfg) {
+  size_t n = cfg->struct_size_;
+  if (n < offsetof(ws_config, wake) || n > sizeof(*full)) return WS_EINVAL;
+  ws_config_defaults(full, sizeof(*full));
+  memcpy(full, cfg, n);
+  full->struct_size_ = sizeof(*full);
+  return config_valid(full) ? WS_OK : WS_EINVAL;
+}
+
+int ws_server_new(const ws_config *cfg, ws_server **out) {
+  ws__alloc al;
+  ws_config full;
+  ws_server *s;
+  if (cfg == NULL || out == NULL || config_import(&full, cfg) != WS_OK)
+    return WS_EINVAL;
+  if (ws__alloc_init(&al, &full.alloc) != WS_OK) return WS_EINVAL;
+  s = ws__malloc(&al, sizeof(*s));
+  if (s == NULL) return WS_ENOMEM;
+  memset(s, 0, sizeof(*s));
+  s->cfg = full;
+  s->al = al;
+  *out = s;
+  return WS_OK;
+}
+
+static void server_destroy(ws_server *s) {
+  const ws__alloc al = s->al;
+  while (s->dead) {
+    ws_conn *c = s->dead;
+    s->dead = c->next;
+    ws__conn_free(c);
+  }
+  ws__registry_free(s);
+  ws__rx_pool_free(s);
+  ws__free(&al, s->heap);
+  ws__free(&al, s);
+}
+
+static void finish_all(ws_server *s, int code, const char *reason) {
+  while (s->conns) ws__conn_finish(s->conns, code, reason);
+}
+
+void ws_server_free(ws_server *s) {
+  if (s == NULL || s->destroying) return;
+  ws__enter(s);
+  s->destroying = 1;
+  finish_all(s, WS_CLOSE_ABNORMAL, "server destroyed");
+  ws__leave(s);
+}
+
+void ws__enter(ws_server *s) { s->depth++; }
+
+/* Flushing may run host callbacks that call back into the library; depth
+ * stays 1 meanwhile so those calls do not recurse into this loop. */
+int ws__leave(ws_server *s) {
+  if (s->depth > 1) {
+    s->depth--;
+    return 0;
+  }
+  while (s->dirty) {
+    ws_conn *c = s->dirty;
+    s->dirty = c->dirty_next;
+    c->dirty_next = NULL;
+    c->flags &= (uint8_t)~WS__F_DIRTY;
+    if (!s->destroying) ws__conn_flush(c);
+  }
+  while (s->dead) {
+    ws_conn *c = s->dead;
+    s->dead = c->next;
+    ws__conn_free(c);
+  }
+  s->depth = 0;
+  if (!s->destroying) return 0;
+  server_destroy(s);
+  return 1;
+}
+
+void ws__log(ws_server *s, int level, const char *fmt, ...) {
+  char line[256];
+  va_list ap;
+  if (s->cfg.on_log == NULL) return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  s->cfg.on_log(s, level, line, s->cfg.user_data);
+}
+
+static int next_timeout(ws_server *s, int timers) {
+  if (s->shutting_down == 1) {
+    uint64_t d = s->shutdown_deadline > s->now ? s->shutdown_deadline - s->now
+                                                : 0;
+    if (timers < 0 || d < (uint64_t)timers) return d > INT32_MAX ? INT32_MAX
+                                                                 : (int)d;
+  }
+  return timers;
+}
+
+int ws_server_tick(ws_server *s, uint64_t now_ms) {
+  int next;
+  if (s == NULL) return -1;
+  if (now_ms > s->now) s->now = now_ms; /* time never goes back */
+  ws__enter(s);
+  next = ws__timer_run(s);
+  if (s->shutting_down == 1 && s->now >= s->shutdown_deadline)
+    finish_all(s, WS_CLOSE_GOING_AWAY, "shutdown deadline");
+  if (ws__leave(s)) return -1; /* destroyed from a callback */
+  /* Flushing may have started write deadlines: ask the heap again. */
+  if (s->heap_len > 0) {
+    uint64_t d = s->heap[0]->deadline;
+    int t = d <= s->now ? 0 : d - s->now > INT32_MAX ? INT32_MAX
+                                                     : (int)(d - s->now);
+    if (next < 0 || t < next) next = t;
+  }
+  return next_timeout(s, next);
+}
+
+int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
+  ws_conn **v;
+  size_t n = 0, i;
+  ws_conn *c;
+  if (s == NULL) return WS_EINVAL;
+  if (s->shutting_down) return WS_ESHUTDOWN;
+  ws__enter(s);
+  s->shutting_down = 1;
+  s->shutdown_deadline = s->now + drain_ms;
+  v = s->nconns ? ws__malloc(&s->al, s->nconns * sizeof(*v)) : NULL;
+  if (v == NULL && s->nconns) {
+    finish_all(s, WS_CLOSE_GOING_AWAY, "server shutting down");
+  } else {
+    for (c = s->conns; c; c = c->next) v[n++] = c;
+    for (i = 0; i < n; i++) {
+      if (v[i]->state == WS__HANDSHAKE)
+        ws__conn_finish(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");
+      else if (v[i]->state == WS__OPEN)
+        ws_conn_close(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");
+    }
+    ws__free(&s->al, v);
+  }
+  if (s->nconns == 0 && s->shutting_down == 1) {
+    s->shutting_down = 2;
+    if (s->cfg.on_shutdown) s->cfg.on_shutdown(s, s->cfg.user_data);
+  }
+  ws__leave(s);
+  return WS_OK;
+}
+
+void *ws_server_user_data(const ws_server *s) {
+  return s ? s->cfg.user_data : NULL;
+}
+
+size_t ws_server_conn_count(const ws_server *s) {
+  return s ? (size_t)s->st.conns_open : 0;
+}
+
+void ws__stat_close(ws_server *s, int code) {
+  ws_stats *st = &s->st;
+  switch (code) {
+  case 1000: st->closes_1000++; break;
+  case 1001: st->closes_1001++; break;
+  case 1002: st->closes_1002++; break;
+  case 1003: st->closes_1003++; break;
+  case 1006: st->closes_1006++; break;
+  case 1007: st->closes_1007++; break;
+  case 1008: st->closes_1008++; break;
+  case 1009: st->closes_1009++; break;
+  case 1011: st->closes_1011++; break;
+  case 4000: st->closes_4000++; break;
+  case 4001: st->closes_4001++; break;
+  case 4002: st->closes_4002++; break;
+  default: st->closes_other++; break;
+  }
+}
+
+int ws_server_stats(const ws_server *s, ws_stats *out, size_t size) {
+  if (s == NULL || out == NULL) return WS_EINVAL;
+  memcpy(out, &s->st, WS__MIN(size, sizeof(s->st)));
+  return WS_OK;
+}

@@ -1,0 +1,313 @@
+/*
+ * The HTTP side of a connection: buffer the request head (zero-copy when it
+ * arrives in one feed), run the upgrade checks in the documented order, and
+ * answer 101, a refusal, or hand a plain request to on_http.
+ *
+ * Order of checks (the first failing one answers):
+ *   malformed 400 / too large 431 -> not an upgrade: on_http, else 426 on
+ *   the path or 404 -> wrong path 404 -> RFC 6455 checks 400/426 ->
+ *   shutting down or connection cap 503 -> Origin 403 -> device id 400 ->
+ *   on_upgrade (its status) -> duplicate device id 409 (REFUSE policy).
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define WS__HEADERS_HARD_MAX 256
+
+static enum ws_refusal refusal_kind(int status) {
+  switch (status) {
+  case 400: return WS_REFUSE_BAD_REQUEST;
+  case 403: return WS_REFUSE_FORBIDDEN;
+  case 404: return WS_REFUSE_NOT_FOUND;
+  case 409: return WS_REFUSE_CONFLICT;
+  case 426: return WS_REFUSE_VERSION;
+  case 431: return WS_REFUSE_TOO_LARGE;
+  case 503: return WS_REFUSE_UNAVAILABLE;
+  default: return WS_REFUSE_OTHER;
+  }
+}
+
+/* Queues a complete HTTP response and closes once it is written. */
+static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
+                   const void *body, size_t len) {
+  ws_server *s = c->s;
+  size_t need = ws__response_http(NULL, 0, status, ctype, extra, body, len);
+  ws__buf *b = ws__buf_raw(s, NULL, need);
+  if (b == NULL) {
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
+    return WS_ENOMEM;
+  }
+  ws__response_http((char *)b->data, need, status, ctype, extra, body, len);
+  if (ws__outq_push(s, &c->q, b) != WS_OK) {
+    ws__buf_unref(s, b);
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
+    return WS_ENOMEM;
+  }
+  ws__buf_unref(s, b);
+  c->flags |= WS__F_RESPONDED;
+  c->state = WS__DRAINING;
+  ws__conn_mark_dirty(c);
+  return WS_OK;
+}
+
+static int refuse(ws_conn *c, int status, const char *reason) {
+  char body[160];
+  size_t n;
+  const char *extra =
+      status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL;
+  if (reason == NULL) reason = ws__status_text(status);
+  n = WS__MIN(strlen(reason), sizeof(body) - 2);
+  memcpy(body, reason, n);
+  body[n++] = '\n';
+  c->s->st.refusals[refusal_kind(status)]++;
+  ws__log(c->s, WS_LOG_INFO, "upgrade refused: %d %s", status, reason);
+  return respond(c, status, "text/plain; charset=utf-8", extra, body, n);
+}
+
+int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
+                         const void *body, size_t len) {
+  if (c == NULL || status < 100 || status > 999 || (body == NULL && len))
+    return WS_EINVAL;
+  if (!(c->flags & WS__F_IN_HTTP) || (c->flags & WS__F_RESPONDED))
+    return WS_ESTATE;
+  return respond(c, status, content_type, NULL, body, len);
+}
+
+static int path_matches(const ws_server *s, const ws_request *r) {
+  return s->cfg.path == NULL || strcmp(s->cfg.path, ws_request_path(r)) == 0;
+}
+
+static int origin_ok(ws_conn *c, const ws__reqview *rv) {
+  const ws_config *cfg = &c->s->cfg;
+  if (cfg->check_origin) {
+    const char *o = ws_request_header(c->req, "Origin");
+    return cfg->check_origin(c->req, o, cfg->user_data) == 1;
+  }
+  return ws__origin_allowed(rv, cfg->allowed_origins,
+                            cfg->allowed_origins_count);
+}
+
+/* First configured subprotocol the client offered, or the callback's pick.
+ * The returned pointer must outlive the connection (config strings do). */
+static const char *pick_subprotocol(ws_conn *c) {
+  const ws_config *cfg = &c->s->cfg;
+  const char *offered = ws_request_header(c->req, "Sec-WebSocket-Protocol");
+  size_t i;
+  if (offered == NULL) return NULL;
+  if (cfg->select_subprotocol)
+    return cfg->select_subprotocol(c->req, offered, cfg->user_data);
+  for (i = 0; i < cfg->subprotocols_count; i++)
+    if (ws__has_token(offered, strlen(offered), cfg->subprotocols[i]))
+      return cfg->subprotocols[i];
+  return NULL;
+}
+
+static int plain_http(ws_conn *c) {
+  ws_server *s = c->s;
+  if (s->cfg.on_http) {
+    c->flags |= WS__F_IN_HTTP;
+    s->cfg.on_http(c, c->req, s->cfg.user_data);
+    c->flags &= (uint8_t)~WS__F_IN_HTTP;
+    if (c->state == WS__DEAD || (c->flags & WS__F_RESPONDED)) return WS_OK;
+    return refuse(c, 404, "not found");
+  }
+  if (path_matches(s, c->req))
+    return refuse(c, 426, "upgrade required");
+  return refuse(c, 404, "not found");
+}
+
+static int take_device_id(ws_conn *c) {
+  const ws_config *cfg = &c->s->cfg;
+  const char *id = cfg->device_param ? ws_request_query(c->req, cfg->device_param)
+                                     : NULL;
+  if (id && *id == '\0') id = NULL;
+  if (id == NULL) return cfg->device_required ? 400 : 0;
+  if (strlen(id) > cfg->max_device_id) return 400;
+  c->device_id = id;
+  return 0;
+}
+
+/* Everything checked: queue the 101 and open. */
+static int accept_upgrade(ws_conn *c, const ws__upgrade_check *chk) {
+  ws_server *s = c->s;
+  char resp[512];
+  size_t n = ws__response_101(resp, sizeof(resp), chk->key, chk->key_len,
+                              c->subprotocol);
+  ws__buf *b = n ? ws__buf_raw(s, resp, n) : NULL;
+  if (b == NULL || ws__outq_push(s, &c->q, b) != WS_OK) {
+    ws__buf_unref(s, b);
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
+    return WS_ENOMEM;
+  }
+  ws__buf_unref(s, b);
+  ws__conn_mark_dirty(c);
+  c->state = WS__OPEN;
+  c->flags |= WS__F_COUNTED | WS__F_OPENED;
+  s->st.conns_pending--;
+  s->st.conns_open++;
+  s->st.conns_total++;
+  c->last_read = c->last_write = s->now;
+  ws__conn_rearm(c);
+  if (s->cfg.on_open) s->cfg.on_open(c, s->cfg.user_data);
+  return WS_OK;
+}
+
+/* Drops headers from the kept request when the config says so. */
+static int shrink_request(ws_conn *c, const ws__reqview *rv) {
+  int err;
+  ws_request *r;
+  if (c->s->cfg.keep_headers) return WS_OK;
+  r = ws__request_build(&c->s->al, rv, 0, &err);
+  if (r == NULL) return err;
+  ws__request_free(&c->s->al, c->req);
+  c->req = r;
+  if (c->device_id)
+    c->device_id = ws_request_query(r, c->s->cfg.device_param);
+  return WS_OK;
+}
+
+int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
+  ws_server *s = c->s;
+  ws__upgrade_check chk;
+  const char *reason = NULL;
+  int err, status;
+
+  c->req = ws__request_build(&s->al, rv, 1, &err);
+  if (c->req == NULL)
+    return err == WS_ENOMEM ? refuse(c, 503, "out of memory")
+                            : refuse(c, 400, "bad percent-encoding");
+  ws__upgrade_validate(rv, &chk);
+  if (!chk.is_upgrade) return plain_http(c);
+  if (!path_matches(s, c->req)) return refuse(c, 404, "not found");
+  if (chk.status) return refuse(c, chk.status, chk.reason);
+  if (s->shutting_down) return refuse(c, 503, "server shutting down");
+  if (s->st.conns_open >= s->cfg.max_connections)
+    return refuse(c, 503, "too many connections");
+  if (!origin_ok(c, rv)) return refuse(c, 403, "origin not allowed");
+  if (take_device_id(c))
+    return refuse(c, 400, c->device_id || !ws_request_query(
+                                               c->req, s->cfg.device_param)
+                              ? "device_id too long"
+                              : "missing device_id");
+  c->subprotocol = pick_subprotocol(c);
+  if (s->cfg.on_upgrade) {
+    status = s->cfg.on_upgrade(c, c->req, &reason, s->cfg.user_data);
+    if (c->state == WS__DEAD) return WS_ECLOSED;
+    if (status != 0)
+      return refuse(c, status >= 400 && status <= 599 ? status : 500,
+                    reason ? reason : "refused");
+  }
+  if (shrink_request(c, rv) != WS_OK) return refuse(c, 503, "out of memory");
+  if (c->device_id && ws__registry_add_device(c) != WS_OK)
+    return refuse(c, 409, "device_id already connected");
+  return accept_upgrade(c, &chk);
+}
+
+/* Appends to c->buf (bounded by max_handshake). */
+static int buffer_bytes(ws_conn *c, const uint8_t *p, size_t n) {
+  ws_server *s = c->s;
+  size_t need = c->buf_len + n;
+  if (need > c->buf_cap) {
+    size_t cap = WS__MIN(s->cfg.max_handshake, need < 256 ? 512 : need * 2);
+    uint8_t *nb = ws__realloc(&s->al, c->buf, cap);
+    if (nb == NULL) return WS_ENOMEM;
+    c->buf = nb;
+    c->buf_cap = cap;
+  }
+  memcpy(c->buf + c->buf_len, p, n);
+  c->buf_len = need;
+  return WS_OK;
+}
+
+static void buffer_free(ws_conn *c) {
+  ws__free(&c->s->al, c->buf);
+  c->buf = NULL;
+  c->buf_len = c->buf_cap = 0;
+}
+
+/* Runs the parser; answers malformed and oversized heads. Returns the
+ * parser's result. */
+static int parse_head(ws_conn *c, const char *src, size_t len,
+                      ws_header *hdrs, ws__reqview *rv, size_t *used) {
+  ws_server *s = c->s;
+  size_t maxh = WS__MIN(s->cfg.max_headers, (size_t)WS__HEADERS_HARD_MAX);
+  int r = ws__http_parse(src, WS__MIN(len, s->cfg.max_handshake), hdrs, maxh,
+                         rv, used);
+  if (r == WS__HTTP_INVALID) refuse(c, 400, "malformed HTTP request");
+  if (r == WS__HTTP_TOO_MANY) refuse(c, 431, "too many headers");
+  if (r == WS__HTTP_INCOMPLETE && len >= s->cfg.max_handshake) {
+    refuse(c, 431, "request head too large");
+    r = WS__HTTP_TOO_MANY;
+  }
+  return r;
+}
+
+/* Parses from p directly when nothing is buffered (the common case: the
+ * whole head in one read); otherwise appends to c->buf and reparses only
+ * when a line ended, so a head dribbled byte by byte costs O(lines), not
+ * O(bytes^2). Returns bytes of p consumed by the request, or -1 when the
+ * connection was refused or ended. */
+long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n) {
+  ws_header hdrs[WS__HEADERS_HARD_MAX];
+  ws__reqview rv;
+  size_t used = 0, old = c->buf_len;
+  int r;
+
+  if (old == 0) {
+    r = parse_head(c, (const char *)p, n, hdrs, &rv, &used);
+    if (r == WS__HTTP_COMPLETE) {
+      ws__upgrade_run(c, &rv);
+      return (long)used;
+    }
+    if (r != WS__HTTP_INCOMPLETE) return -1;
+  } else {
+    size_t take = WS__MIN(n, c->s->cfg.max_handshake - old);
+    if (memchr(p, '\n', take) == NULL && take < n) {
+      refuse(c, 431, "request head too large");
+      return -1;
+    }
+    if (memchr(p, '\n', take) == NULL) {
+      if (buffer_bytes(c, p, take) != WS_OK) goto nomem;
+      return (long)n;
+    }
+    if (buffer_bytes(c, p, take) != WS_OK) goto nomem;
+    r = parse_head(c, (const char *)c->buf, c->buf_len, hdrs, &rv, &used);
+    if (r == WS__HTTP_COMPLETE) {
+      ws__upgrade_run(c, &rv);
+      buffer_free(c);
+      return (long)(used - old);
+    }
+    if (r != WS__HTTP_INCOMPLETE) return -1;
+    return (long)n;
+  }
+  if (buffer_bytes(c, p, n) != WS_OK) goto nomem;
+  return (long)n;
+nomem:
+  ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
+  return -1;
+}
+
+int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
+                    const char *query, const ws_header *headers,
+                    size_t header_count) {
+  ws__reqview rv;
+  if (c == NULL || method == NULL || path == NULL ||
+      (headers == NULL && header_count))
+    return WS_EINVAL;
+  if (c->state != WS__HANDSHAKE || c->buf_len || c->req) return WS_ESTATE;
+  memset(&rv, 0, sizeof(rv));
+  rv.method = method;
+  rv.method_len = strlen(method);
+  rv.path = path;
+  rv.path_len = strlen(path);
+  rv.query = query;
+  rv.query_len = query ? strlen(query) : 0;
+  rv.http_minor = 1;
+  rv.headers = headers;
+  rv.header_count = header_count;
+  ws__enter(c->s);
+  ws__upgrade_run(c, &rv);
+  ws__leave(c->s);
+  return WS_OK;
+}

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Installs what a fresh Debian 12 machine lacks for libwsmux, and nothing
+# that is already there. Usage: scripts/deps.sh [run|test|bench]
+#   run    build the library and run the examples
+#   test   everything the test suite needs (default)
+#   bench  the benchmark harness and its reference servers
+set -eu
+profile=${1:-test}
+cd "$(dirname "$0")/.."
+
+build_pkgs="gcc make pkg-config libwslay-dev libcjson-dev uthash-dev"
+test_pkgs="$build_pkgs clang libclang-rt-14-dev valgrind libcriterion-dev \
+python3 python3-websockets python3-pytest nodejs npm chromium chromium-driver \
+libuv1-dev libevent-dev libmicrohttpd-dev libssl-dev openssl curl procps"
+bench_pkgs="$build_pkgs libwebsockets-dev procps"
+
+case "$profile" in
+  run) pkgs=$build_pkgs ;;
+  test) pkgs=$test_pkgs ;;
+  bench) pkgs=$bench_pkgs ;;
+  *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "deps: installing$missing"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# npm packages for the end-to-end tests, pinned by the lockfile.
+if [ "$profile" = test ] && [ -f tests/e2e/node/package-lock.json ]; then
+  if [ ! -d tests/e2e/node/node_modules ] || \
+     [ tests/e2e/node/package-lock.json -nt tests/e2e/node/node_modules ]; then
+    echo "deps: npm ci (tests/e2e/node)"
+    (cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+exit 0
