@@ -2,7 +2,7 @@
 #   make            static + shared library
 #   make test       install missing deps, build, run every test tier
 #   make run        install missing deps, build and run examples/pingpong (:8081)
-#   make unit       unit tests only          make e2e   end-to-end tests only
+#   make unit       unit tests only (tiers: see tests/*/tier.mk)
 #   make asan       unit tests under ASan+UBSan (build/asan)
 #   make valgrind   unit tests under valgrind memcheck
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (clang)
@@ -35,7 +35,7 @@ SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
             $(WARN) -Iinclude $(CJSON_CFLAGS) $(SANFLAGS)
 LIB_CFLAGS  := $(BASE_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP
-LDLIBS_DEPS := $(CJSON_LIBS) $(WSLAY_LIBS)
+LDLIBS_DEPS := $(CJSON_LIBS) $(WSLAY_LIBS) -lpthread
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -49,7 +49,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 EX_SRC   := $(wildcard examples/*.c)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib deps test unit e2e asan valgrind fuzz install run bench clean examples check-symbols
+.PHONY: all lib deps test unit asan valgrind fuzz install run bench clean examples check-symbols
 
 all: lib examples
 
@@ -69,7 +69,7 @@ $(STATIC): $(LIB_OBJ)
 
 $(SHARED): $(LIB_OBJ)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SANFLAGS) -o $@ $^ $(LDLIBS_DEPS)
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SANFLAGS) -o $@ $^ $(LDLIBS_DEPS) -lpthread
 	$(Q)ln -sf libwsmux.so.$(VERSION) $(BUILD)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(BUILD)/libwsmux.so
 
@@ -79,14 +79,13 @@ $(BUILD)/libwsmux.pc: pkgconfig/libwsmux.pc.in include/wsmux.h
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e 's|@WSLAY_LIBS@|$(WSLAY_LIBS)|g' $< > $@
 
-# Examples link the static library so they run from the build tree.
-EX_LIBS_libuv    := $(shell pkg-config --libs libuv 2>/dev/null)
-EX_LIBS_libevent := $(shell pkg-config --libs libevent 2>/dev/null)
+# Examples link the static library so they run from the build tree. An
+# example needing more libraries sets EX_LIBS_<name> in examples/examples.mk.
 $(BUILD)/examples/%: examples/%.c $(STATIC) $(wildcard examples/adapters/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples -DWS_EXAMPLES_DIR='"$(CURDIR)/examples"' -MMD -MP $< -o $@ $(STATIC) $(LDLIBS_DEPS) \
-	    $(EX_LIBS_$(word 2,$(subst _, ,$*))) -lpthread
+	    $(EX_LIBS_$*) -lpthread
 
 examples: $(EX_BIN)
 
@@ -104,13 +103,17 @@ deps:
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
-e2e: all
-	@scripts/run-e2e.sh $(BUILD)
+# Test tiers beyond unit/ live in tests/<tier>/tier.mk fragments: each
+# defines its targets and appends its name to TEST_TIERS.
+TEST_TIERS :=
+-include $(sort $(wildcard tests/*/tier.mk)) examples/examples.mk
 
+# Runs every tier even when one fails, then fails if any did.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory e2e
+	@rc=0; for t in unit $(TEST_TIERS); do \
+	  $(MAKE) --no-print-directory $$t || { rc=1; echo "tier $$t FAILED"; }; \
+	done; exit $$rc
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 unit

@@ -369,7 +369,8 @@ typedef struct ws_stats {
   uint64_t broadcasts;         /* broadcast/publish/push calls */
   uint64_t fanout;             /* receivers queued by those calls */
   uint64_t unknown_targets;    /* device ids/groups not found */
-  uint64_t frames_allocated;   /* outbound frame buffers built */
+  uint64_t frames_allocated;   /* message frames built (send, fan-out, post);
+                                  a fan-out builds one for all receivers */
 } ws_stats;
 
 /* Copies the counters into *out (at most size bytes). Returns 0 or
@@ -563,6 +564,28 @@ WS_EXTERN int ws_publish(ws_server *s, const char *group, const char *action,
 WS_EXTERN int ws_publish_json(ws_server *s, const char *group,
                               const char *action, const char *data_json,
                               size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* From other threads                                                       */
+/* ------------------------------------------------------------------------ */
+
+enum ws_post_target {
+  WS_POST_ALL = 0,    /* every open connection; name is ignored */
+  WS_POST_DEVICE = 1, /* name is a device id */
+  WS_POST_USER = 2,   /* name is a user */
+  WS_POST_GROUP = 3   /* name is a group */
+};
+
+/* Thread-safe. Queues {"action":action,"data":data_json} for delivery by
+ * the loop thread at its next ws_server_tick; calls the config's wake
+ * callback (from this thread) when the server's post queue was empty, so
+ * the host wakes its loop. The frame is built here, once (data_json is
+ * validated here: WS_EJSON), so the allocator must be thread-safe (libc's
+ * is). Messages posted by one thread reach each client in the order posted.
+ * Returns 0, WS_EINVAL, WS_EJSON, WS_ENOMEM, WS_ESHUTDOWN (server shutting
+ * down or being destroyed). Must not race with ws_server_free. */
+WS_EXTERN int ws_post(ws_server *s, int target, const char *name,
+                      const char *action, const char *data_json, size_t len);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 #ifndef WS_INTERNAL_H
 #define WS_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -152,6 +153,10 @@ struct ws_server {
   uint32_t rx_pool_len;
   size_t nconns;      /* live connections (any state) */
   ws_stats st;
+  /* post.c: messages from other threads, guarded by post_lock */
+  pthread_mutex_t post_lock;
+  struct ws__post *post_head, *post_tail;
+  int post_closed;
 };
 
 /* ---- server.c: entry/exit of library frames --------------------------- */
@@ -254,6 +259,19 @@ void ws__registry_remove(ws_conn *c);
 void ws__registry_free(ws_server *s);
 /* The group (kind 'u' user, 'g' group) or NULL. */
 ws__group *ws__group_find(const ws_server *s, char kind, const char *name);
+
+/* ---- send.c: the one local-delivery path ------------------------------ */
+enum ws__target { WS__T_ALL, WS__T_DEVICES, WS__T_USER, WS__T_GROUP };
+/* Queues b (caller keeps its reference) on every target; returns the count
+ * or WS_ENOMEM. */
+int ws__deliver(ws_server *s, ws__buf *b, int kind, const char *name,
+                const char *const *ids, size_t n);
+
+/* ---- post.c ----------------------------------------------------------- */
+int ws__post_init(ws_server *s);
+/* Delivers everything posted so far (loop thread, inside a library frame). */
+void ws__post_drain(ws_server *s);
+void ws__post_free(ws_server *s);
 
 /* ---- json_check.c ----------------------------------------------------- */
 /* 1 if text[0..len) is exactly one JSON value (surrounding whitespace

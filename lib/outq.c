@@ -58,7 +58,6 @@ ws__buf *ws__buf_frame(ws_server *s, int opcode, size_t len,
   b->is_ctrl = (opcode & 0x8) != 0;
   b->is_close = opcode == WSLAY_CONNECTION_CLOSE;
   *payload = b->data + hl;
-  s->st.frames_allocated++;
   return b;
 }
 

@@ -72,40 +72,43 @@ static int deliver(ws_server *s, ws__buf *b, const targets *t) {
   return count;
 }
 
-enum target_kind { T_ALL, T_DEVICES, T_USER, T_GROUP };
-
 typedef struct target_spec {
-  enum target_kind kind;
+  int kind;                  /* enum ws__target */
   const char *name;          /* user or group */
   const char *const *ids;    /* devices */
   size_t n;
 } target_spec;
+
+int ws__deliver(ws_server *s, ws__buf *b, int kind, const char *name,
+                const char *const *ids, size_t n) {
+  targets t;
+  int rc;
+  switch (kind) {
+  case WS__T_ALL: rc = collect_all(s, &t); break;
+  case WS__T_DEVICES: rc = collect_devices(s, &t, ids, n); break;
+  case WS__T_USER: rc = collect_group(s, &t, 'u', name); break;
+  default: rc = collect_group(s, &t, 'g', name); break;
+  }
+  if (rc == WS_OK) rc = deliver(s, b, &t);
+  ws__free(&s->al, t.v);
+  return rc;
+}
 
 /* The one fan-out path: frame (from cJSON or ready JSON), collect, queue. */
 static int fan_out(ws_server *s, const target_spec *ts, const char *action,
                    const struct cJSON *data, const char *json, size_t len,
                    int use_json) {
   ws__buf *b;
-  targets t;
   int err = WS_OK, rc;
-  if (s == NULL || action == NULL || (ts->kind == T_DEVICES && ts->n && !ts->ids) ||
-      ((ts->kind == T_USER || ts->kind == T_GROUP) && ts->name == NULL))
+  if (s == NULL || action == NULL ||
+      (ts->kind == WS__T_DEVICES && ts->n && !ts->ids) ||
+      ((ts->kind == WS__T_USER || ts->kind == WS__T_GROUP) && !ts->name))
     return WS_EINVAL;
   ws__enter(s);
   b = use_json ? ws__envelope_frame_json(s, action, json, len, &err)
                : ws__envelope_frame_cjson(s, action, data, &err);
-  if (b == NULL) {
-    ws__leave(s);
-    return err;
-  }
-  switch (ts->kind) {
-  case T_ALL: rc = collect_all(s, &t); break;
-  case T_DEVICES: rc = collect_devices(s, &t, ts->ids, ts->n); break;
-  case T_USER: rc = collect_group(s, &t, 'u', ts->name); break;
-  default: rc = collect_group(s, &t, 'g', ts->name); break;
-  }
-  if (rc == WS_OK) rc = deliver(s, b, &t);
-  ws__free(&s->al, t.v);
+  if (b) s->st.frames_allocated++;
+  rc = b ? ws__deliver(s, b, ts->kind, ts->name, ts->ids, ts->n) : err;
   ws__buf_unref(s, b);
   ws__leave(s);
   return rc;
@@ -113,44 +116,44 @@ static int fan_out(ws_server *s, const target_spec *ts, const char *action,
 
 int ws_broadcast(ws_server *s, const char *action, const struct cJSON *data,
                  const char *const *device_ids, size_t n) {
-  target_spec ts = {n ? T_DEVICES : T_ALL, NULL, device_ids, n};
+  target_spec ts = {n ? WS__T_DEVICES : WS__T_ALL, NULL, device_ids, n};
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
 int ws_broadcast_json(ws_server *s, const char *action, const char *data_json,
                       size_t len, const char *const *device_ids, size_t n) {
-  target_spec ts = {n ? T_DEVICES : T_ALL, NULL, device_ids, n};
+  target_spec ts = {n ? WS__T_DEVICES : WS__T_ALL, NULL, device_ids, n};
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
 int ws_send_device(ws_server *s, const char *device_id, const char *action,
                    const struct cJSON *data) {
-  target_spec ts = {T_DEVICES, NULL, &device_id, 1};
+  target_spec ts = {WS__T_DEVICES, NULL, &device_id, 1};
   if (device_id == NULL) return WS_EINVAL;
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
 int ws_push_user(ws_server *s, const char *user, const char *action,
                  const struct cJSON *data) {
-  target_spec ts = {T_USER, user, NULL, 0};
+  target_spec ts = {WS__T_USER, user, NULL, 0};
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
 int ws_push_user_json(ws_server *s, const char *user, const char *action,
                       const char *data_json, size_t len) {
-  target_spec ts = {T_USER, user, NULL, 0};
+  target_spec ts = {WS__T_USER, user, NULL, 0};
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
 int ws_publish(ws_server *s, const char *group, const char *action,
                const struct cJSON *data) {
-  target_spec ts = {T_GROUP, group, NULL, 0};
+  target_spec ts = {WS__T_GROUP, group, NULL, 0};
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
 int ws_publish_json(ws_server *s, const char *group, const char *action,
                     const char *data_json, size_t len) {
-  target_spec ts = {T_GROUP, group, NULL, 0};
+  target_spec ts = {WS__T_GROUP, group, NULL, 0};
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
@@ -160,6 +163,7 @@ int ws_publish_json(ws_server *s, const char *group, const char *action,
 static int send_buf(ws_conn *c, ws__buf *b, int err) {
   int rc;
   if (b == NULL) return err;
+  c->s->st.frames_allocated++;
   rc = ws__conn_queue(c, b);
   ws__buf_unref(c->s, b);
   return rc;

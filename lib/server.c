@@ -73,6 +73,10 @@ int ws_server_new(const ws_config *cfg, ws_server **out) {
   memset(s, 0, sizeof(*s));
   s->cfg = full;
   s->al = al;
+  if (ws__post_init(s) != WS_OK) {
+    ws__free(&al, s);
+    return WS_ENOMEM;
+  }
   *out = s;
   return WS_OK;
 }
@@ -86,6 +90,7 @@ static void server_destroy(ws_server *s) {
   }
   ws__registry_free(s);
   ws__rx_pool_free(s);
+  ws__post_free(s);
   ws__free(&al, s->heap);
   ws__free(&al, s);
 }
@@ -154,6 +159,7 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
   if (s == NULL) return -1;
   if (now_ms > s->now) s->now = now_ms; /* time never goes back */
   ws__enter(s);
+  if (!s->shutting_down) ws__post_drain(s);
   next = ws__timer_run(s);
   if (s->shutting_down == 1 && s->now >= s->shutdown_deadline)
     finish_all(s, WS_CLOSE_GOING_AWAY, "shutdown deadline");
@@ -175,6 +181,10 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
   if (s == NULL) return WS_EINVAL;
   if (s->shutting_down) return WS_ESHUTDOWN;
   ws__enter(s);
+  pthread_mutex_lock(&s->post_lock);
+  s->post_closed = 1; /* new posts get WS_ESHUTDOWN */
+  pthread_mutex_unlock(&s->post_lock);
+  ws__post_drain(s);  /* what was posted before still goes out */
   s->shutting_down = 1;
   s->shutdown_deadline = s->now + drain_ms;
   v = s->nconns ? ws__malloc(&s->al, s->nconns * sizeof(*v)) : NULL;
