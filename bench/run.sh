@@ -146,6 +146,12 @@ cpu_us() { # utime+stime of pid in microseconds
   echo $(((f[11] + f[12]) * 1000000 / CLK_TCK))
 }
 
+busy_us() { # machine-wide busy time (all CPUs, idle and iowait excluded) in us
+  local l
+  read -ra l </proc/stat # cpu user nice system idle iowait irq softirq steal
+  echo $(((l[1] + l[2] + l[3] + l[6] + l[7] + l[8]) * 1000000 / CLK_TCK))
+}
+
 rss_kib() {
   awk '/^VmRSS:/ {print $2; f=1} END {if (!f) print -1}' "/proc/$1/status" 2>/dev/null || echo -1
 }
@@ -224,9 +230,11 @@ run_test() { # round server-name test-spec log
   esac
   args+=("${extra[@]}")
 
-  local rss_base rss_ready=-1 cpu0 cpu1 result="" rc=255 line
+  local rss_base rss_ready=-1 cpu0 cpu1 result="" rc=255 line busy0 busy1 w0 w1
   rss_base=$(rss_kib "$SERVER_PID")
   cpu0=$(cpu_us "$SERVER_PID")
+  busy0=$(busy_us)
+  w0=$(date +%s%N)
   echo "### round $round $name $id: loadgen ${args[*]}" >>"$log"
   while IFS= read -r line; do
     case $line in
@@ -236,13 +244,24 @@ run_test() { # round server-name test-spec log
     esac
   done < <("$LOADGEN" "${args[@]}" 2>>"$log"; echo "EXIT $?")
   cpu1=$(cpu_us "$SERVER_PID")
+  busy1=$(busy_us)
+  w1=$(date +%s%N)
   local alive=1
   kill -0 "$SERVER_PID" 2>/dev/null || alive=0
   local cpu_test=-1
   [ "$cpu0" -ge 0 ] && [ "$cpu1" -ge 0 ] && cpu_test=$((cpu1 - cpu0))
   [ -n "$result" ] || result="errors=1"
-  printf '%s\t%s\t%s\trc=%s alive=%s rss_base_kib=%s rss_ready_kib=%s cpu_test_us=%s %s\n' \
-    "$round" "$name" "$id" "$rc" "$alive" "$rss_base" "$rss_ready" "$cpu_test" "$result" >>"$RESULTS"
+  # CPU used by everything else on the machine during the test, in % of one
+  # core: machine busy time - server - loadgen. High values mean noise.
+  local lg_total=0 kv
+  for kv in $result; do [[ $kv == lg_cpu_total_us=* ]] && lg_total=${kv#*=}; done
+  local other_pct=-1
+  if [ "$cpu_test" -ge 0 ] && [ "$w1" -gt "$w0" ]; then
+    other_pct=$(((busy1 - busy0 - cpu_test - lg_total) * 100000 / ((w1 - w0) / 1000)))
+    other_pct=$((other_pct < 0 ? 0 : other_pct / 1000))
+  fi
+  printf '%s\t%s\t%s\trc=%s alive=%s rss_base_kib=%s rss_ready_kib=%s cpu_test_us=%s other_cpu_pct=%s %s\n' \
+    "$round" "$name" "$id" "$rc" "$alive" "$rss_base" "$rss_ready" "$cpu_test" "$other_pct" "$result" >>"$RESULTS"
   if [ "$rc" = 0 ] && [ "$alive" = 1 ]; then
     PASS=$((PASS + 1))
     printf '  %-6s %-20s ok    %s\n' "$name" "$id" "$(summary_line "$result")" >&2
@@ -302,6 +321,10 @@ ELAPSED=$(($(date +%s) - START))
 #             (idle: per handshake). cpu_test_us in results.tsv is the whole
 #             test as sampled by this script, setup and teardown included.
 #   KiB/conn  idle only: (VmRSS at READY - VmRSS before the test) / conns
+#   lg%       loadgen CPU over its window, % of one core: near 100 means the
+#             loadgen, not the server, set ops/s (2-core box: trust cpu/op)
+#   oth%      CPU used by other processes during the test, % of one core:
+#             noise from the rest of the machine
 awk -F'\t' -v order="$(printf '%s ' "${SRV_NAMES[@]}")" -v tests="$(for t in "${TESTS[@]}"; do printf '%s ' "${t%% *}"; done)" '
 function med(list,   a, n, i, j, x) {
   n = split(list, a, " ")
@@ -320,22 +343,32 @@ function ratio(v, r) { return (v == "" || r == "" || r + 0 == 0) ? "-" : sprintf
   ops[key] = ops[key] " " f["ops_per_s"]
   if (f["mode"] != "idle") p99[key] = p99[key] " " f["p99_us"]
   if (f["srv_cpu_us"] >= 0 && f["ops"] > 0) cpu[key] = cpu[key] " " f["srv_cpu_us"] / f["ops"]
+  lg[key] = lg[key] " " f["lg_cpu_pct"]
+  if (f["other_cpu_pct"] >= 0) oth[key] = oth[key] " " f["other_cpu_pct"]
   if (f["mode"] == "idle" && f["rss_ready_kib"] > 0 && f["rss_base_kib"] > 0 && f["conns"] > 0)
     kib[key] = kib[key] " " (f["rss_ready_kib"] - f["rss_base_kib"]) / f["conns"]
 }
 END {
   ns = split(order, S, " "); nt = split(tests, T, " ")
-  printf "%-20s %-6s %12s %6s %11s %6s %9s %6s %9s %6s %5s\n", "test", "server", "ops/s", "x raw", "p99_us", "x raw", "cpu_us/op", "x raw", "KiB/conn", "x raw", "fail"
+  printf "%-19s %-6s %11s %6s %10s %6s %9s %6s %8s %6s %4s %4s %4s\n", "test", "server", "ops/s", "x raw", "p99_us", "x raw", "cpu_us/op", "x raw", "KiB/conn", "x raw", "lg%", "oth%", "fail"
   for (t = 1; t <= nt; t++) {
     rk = T[t] SUBSEP "raw"
     ro = med(ops[rk]); rp = med(p99[rk]); rc = med(cpu[rk]); rm = med(kib[rk])
     for (s = 1; s <= ns; s++) {
       k = T[t] SUBSEP S[s]
       o = med(ops[k]); p = med(p99[k]); c = med(cpu[k]); m = med(kib[k])
-      printf "%-20s %-6s %12s %6s %11s %6s %9s %6s %9s %6s %5d\n", T[t], S[s], fmt(o), ratio(o, ro), fmt(p), ratio(p, rp), fmt(c), ratio(c, rc), fmt(m), ratio(m, rm), bad[k] + 0
+      l = med(lg[k]); q = med(oth[k])
+      printf "%-19s %-6s %11s %6s %10s %6s %9s %6s %8s %6s %4s %4s %4d\n", T[t], S[s], fmt(o), ratio(o, ro), fmt(p), ratio(p, rp), fmt(c), ratio(c, rc), fmt(m), ratio(m, rm), l == "" ? "-" : sprintf("%.0f", l), q == "" ? "-" : sprintf("%.0f", q), bad[k] + 0
     }
   }
 }' "$RESULTS" | tee "$OUT/summary.txt"
+cat <<'EOF_LEGEND' | tee -a "$OUT/summary.txt"
+medians over rounds; "x raw" = server / raw_epoll. ops/s: round trips (idle:
+handshakes, fanout: deliveries); p99_us: round trip (fanout: send until the
+last receiver has it); cpu_us/op: server utime+stime in the measured window
+per op (idle: per handshake); KiB/conn: idle VmRSS growth per connection;
+lg%: loadgen CPU (near 100 = loadgen-bound); oth%: other processes' CPU.
+EOF_LEGEND
 
 echo "bench: raw results in $RESULTS, logs in $OUT, ${ELAPSED}s" >&2
 if [ "$FAIL" -gt 0 ]; then

@@ -42,9 +42,14 @@ static int on_echo(ws_conn *c, const ws_msg *m, void *ud) {
   return ws_conn_send_text(c, m->text, m->len);
 }
 
+/* The data goes out as the client's own JSON text: no parse, no print. */
 static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
+  size_t len;
+  const char *data = ws_msg_data_json(m, &len);
+  ws_server *s = ws_conn_server(c);
   (void)ud;
-  return ws_broadcast(ws_conn_server(c), "bc", m->data, NULL, 0) < 0 ? -1 : 0;
+  if (data == NULL) return ws_broadcast(s, "bc", NULL, NULL, 0) < 0 ? -1 : 0;
+  return ws_broadcast_json(s, "bc", data, len, NULL, 0) < 0 ? -1 : 0;
 }
 
 static int on_http(ws_conn *c, const ws_request *req, void *ud) {

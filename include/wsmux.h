@@ -120,6 +120,9 @@ enum ws_close_code {
   WS_CLOSE_TIMEOUT = 4002         /* read idle or write progress deadline */
 };
 
+/* Actions are at most WS_MAX_ACTION bytes (longer: "bad_action"). */
+#define WS_MAX_ACTION 255
+
 /* Bad messages are answered (bad_message_policy REPLY) with
  *   {"action":"error","data":{"code":CODE,"message":"..."}}
  * where CODE is one of these strings:
@@ -163,10 +166,11 @@ typedef struct ws_mux ws_mux;         /* action -> handler table */
 typedef struct ws_request ws_request; /* the HTTP upgrade request's facts */
 struct cJSON; /* from <cjson/cJSON.h>; the header does not need it */
 
-/* A received message, borrowed by a handler until it returns. */
+/* A received message, borrowed by a handler until it returns. The "data"
+ * member is reached with ws_msg_data (a cJSON tree, built on first use) or
+ * ws_msg_data_json (its raw text, no parsing at all). */
 typedef struct ws_msg {
   const char *action; /* NUL-terminated; NULL for binary messages */
-  const struct cJSON *data;  /* "data" member, NULL when absent or binary */
   const char *text;   /* whole payload (not NUL-terminated) */
   size_t len;         /* payload length in bytes */
   int binary;         /* 1 for a binary message */
@@ -470,9 +474,15 @@ WS_EXTERN int ws_request_header_at(const ws_request *r, size_t i,
 /* Messages                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* The raw JSON text of msg->data (compact form), NUL-terminated; "null"
- * when data is absent. *len (if not NULL) gets its length. Borrowed until
- * the handler returns. NULL on allocation failure or binary messages. */
+/* The "data" member as a cJSON tree (parsed on the first call, with cJSON's
+ * global hooks), or NULL when absent, for binary messages, or when out of
+ * memory. Borrowed: valid until the handler returns. */
+WS_EXTERN const struct cJSON *ws_msg_data(const ws_msg *msg);
+
+/* The raw JSON text of "data" exactly as the client sent it (a slice of
+ * msg->text: not NUL-terminated, no copy, no parsing); *len gets its
+ * length. NULL (and *len 0) when data is absent or the message is binary.
+ * Borrowed until the handler returns. */
 WS_EXTERN const char *ws_msg_data_json(const ws_msg *msg, size_t *len);
 
 /* ------------------------------------------------------------------------ */

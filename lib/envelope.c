@@ -13,12 +13,6 @@
 
 #include "internal.h"
 
-/* Data the handler may ask for lazily, freed after it returns. */
-typedef struct msg_extra {
-  char *data_json;
-  size_t data_len;
-} msg_extra;
-
 /* ---- JSON string escaping -------------------------------------------- */
 
 /* Writes s as a JSON string literal (quotes included) into out, or only
@@ -153,26 +147,47 @@ void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
   ws__buf_unref(s, b);
 }
 
-/* ---- in -------------------------------------------------------------- */
+/* ---- in ------------------------------------------------------------- */
 
-const char *ws_msg_data_json(const ws_msg *msg, size_t *len) {
+/* What a handler may ask for, released after it returns. The fast path
+ * keeps only spans into the message; cJSON trees are built on demand. */
+typedef struct msg_extra {
+  const char *data; /* raw span of "data", or NULL */
+  size_t data_len;
+  cJSON *tree;      /* ws_msg_data's parse of the span */
+  cJSON *root;      /* slow path (escaped keys/action): the whole message */
+  const cJSON *root_data;
+  char *printed;    /* slow path: data_json printed from root_data */
+} msg_extra;
+
+const struct cJSON *ws_msg_data(const ws_msg *msg) {
   msg_extra *x;
   if (msg == NULL || msg->binary || msg->internal_ == NULL) return NULL;
   x = msg->internal_;
-  if (x->data_json == NULL) {
-    x->data_json = msg->data ? cJSON_PrintUnformatted(msg->data) : NULL;
-    if (msg->data && x->data_json == NULL) return NULL;
-    x->data_len = x->data_json ? strlen(x->data_json) : 4;
+  if (x->root) return x->root_data;
+  if (x->data && x->tree == NULL)
+    x->tree = cJSON_ParseWithLength(x->data, x->data_len);
+  return x->tree;
+}
+
+const char *ws_msg_data_json(const ws_msg *msg, size_t *len) {
+  msg_extra *x;
+  if (len) *len = 0;
+  if (msg == NULL || msg->binary || msg->internal_ == NULL) return NULL;
+  x = msg->internal_;
+  if (x->root && x->root_data && x->printed == NULL) {
+    x->printed = cJSON_PrintUnformatted(x->root_data);
+    if (x->printed == NULL) return NULL;
+    x->data = x->printed;
+    x->data_len = strlen(x->printed);
   }
-  if (len) *len = x->data_len;
-  return x->data_json ? x->data_json : "null";
+  if (len && x->data) *len = x->data_len;
+  return x->data;
 }
 
 static void run_handler(ws_conn *c, ws_msg *m) {
   ws_server *s = c->s;
-  msg_extra x = {NULL, 0};
   int rc;
-  m->internal_ = &x;
   if (s->cfg.handler == NULL) {
     if (m->binary)
       ws_conn_close(c, WS_CLOSE_UNSUPPORTED, "binary messages not accepted");
@@ -181,7 +196,6 @@ static void run_handler(ws_conn *c, ws_msg *m) {
     return;
   }
   rc = s->cfg.handler(c, m, s->cfg.handler_data);
-  if (x.data_json) cJSON_free(x.data_json);
   if (rc < 0 && c->state == WS__OPEN) {
     ws__log(s, WS_LOG_ERROR, "handler for \"%s\" failed (%d): closing",
             m->action ? m->action : "(binary)", rc);
@@ -189,33 +203,67 @@ static void run_handler(ws_conn *c, ws_msg *m) {
   }
 }
 
+/* Escaped keys or an escaped action: let cJSON decode them. Rare. */
+static const char *slow_action(const uint8_t *p, size_t len, msg_extra *x) {
+  const cJSON *action;
+  x->root = cJSON_ParseWithLength((const char *)p, len);
+  if (x->root == NULL) return NULL;
+  action = cJSON_GetObjectItemCaseSensitive(x->root, "action");
+  x->root_data = cJSON_GetObjectItemCaseSensitive(x->root, "data");
+  if (!cJSON_IsString(action) || action->valuestring == NULL ||
+      strlen(action->valuestring) > WS_MAX_ACTION)
+    return NULL;
+  return action->valuestring;
+}
+
+/* The action from the scan's raw span, copied NUL-terminated into buf;
+ * NULL when it is not a string or too long. *slow is set when escapes need
+ * decoding. */
+static const char *fast_action(const ws__env_scan *sc, char *buf,
+                               int *slow) {
+  size_t n;
+  if (sc->escaped) return *slow = 1, NULL;
+  if (sc->action == NULL || sc->action[0] != '"') return NULL;
+  n = sc->action_len - 2;
+  if (memchr(sc->action + 1, '\\', n)) return *slow = 1, NULL;
+  if (n > WS_MAX_ACTION) return NULL;
+  memcpy(buf, sc->action + 1, n);
+  buf[n] = '\0';
+  return buf;
+}
+
 void ws__envelope_dispatch(ws_conn *c, int opcode, const uint8_t *p,
                            size_t len) {
+  char action[WS_MAX_ACTION + 1];
+  msg_extra x;
+  ws__env_scan sc;
   ws_msg m;
-  cJSON *root;
-  const cJSON *action;
+  int slow = 0, r;
   memset(&m, 0, sizeof(m));
+  memset(&x, 0, sizeof(x));
   m.text = (const char *)p;
   m.len = len;
+  m.internal_ = &x;
   if (opcode == WSLAY_BINARY_FRAME) {
     m.binary = 1;
     run_handler(c, &m);
     return;
   }
-  root = cJSON_ParseWithLength((const char *)p, len);
-  if (root == NULL) {
-    ws__envelope_error(c, "invalid_json", NULL);
+  r = ws__envelope_scan(m.text, len, &sc);
+  if (r != WS__ENV_OK) {
+    ws__envelope_error(c, r == WS__ENV_NOT_OBJECT ? "not_object"
+                                                  : "invalid_json", NULL);
     return;
   }
-  action = cJSON_GetObjectItemCaseSensitive(root, "action");
-  if (!cJSON_IsObject(root)) {
-    ws__envelope_error(c, "not_object", NULL);
-  } else if (!cJSON_IsString(action) || action->valuestring == NULL) {
+  m.action = fast_action(&sc, action, &slow);
+  if (slow) m.action = slow_action(p, len, &x);
+  x.data = x.root ? NULL : sc.data;
+  x.data_len = x.root ? 0 : sc.data_len;
+  if (m.action == NULL)
     ws__envelope_error(c, "bad_action", NULL);
-  } else {
-    m.action = action->valuestring;
-    m.data = cJSON_GetObjectItemCaseSensitive(root, "data");
+  else
     run_handler(c, &m);
-  }
-  cJSON_Delete(root);
+  cJSON_Delete(x.tree);
+  cJSON_Delete(x.root);
+  if (x.printed) cJSON_free(x.printed);
 }

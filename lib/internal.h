@@ -278,6 +278,18 @@ void ws__post_free(ws_server *s);
  * allowed) in valid UTF-8. No allocation. */
 int ws__json_valid(const char *text, size_t len);
 
+/* One pass over a received text message: validates it as JSON and notes
+ * the raw spans of the first "action" and "data" members. */
+typedef struct ws__env_scan {
+  const char *action; /* raw value span (with quotes if a string) */
+  size_t action_len;
+  const char *data;
+  size_t data_len;
+  int escaped; /* some key had escapes: spans may be incomplete */
+} ws__env_scan;
+enum { WS__ENV_OK = 0, WS__ENV_INVALID_JSON, WS__ENV_NOT_OBJECT };
+int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out);
+
 /* ---- small helpers ---------------------------------------------------- */
 #define WS__MIN(a, b) ((a) < (b) ? (a) : (b))
 

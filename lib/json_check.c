@@ -131,3 +131,63 @@ int ws__json_valid(const char *text, size_t len) {
   skip_ws(&j);
   return j.p == j.end;
 }
+
+/* ---- the envelope, scanned without building a tree ------------------- */
+
+/* Compares a raw key (between the quotes, escapes not decoded) with name.
+ * Escaped keys never match here; the caller falls back to cJSON. */
+static int key_is(const char *k, size_t n, const char *name) {
+  return strlen(name) == n && memcmp(k, name, n) == 0;
+}
+
+/* Walks the top-level object once: validates everything, notes the first
+ * "action" and "data" members (as cJSON's lookup does). */
+static int scan_members(jcur *j, ws__env_scan *out) {
+  j->p++;
+  skip_ws(j);
+  if (j->p < j->end && *j->p == '}') return j->p++, 1;
+  for (;;) {
+    const char *k, *v;
+    size_t kn;
+    if (j->p >= j->end || *j->p != '"') return 0;
+    k = j->p + 1;
+    if (!string(j)) return 0;
+    kn = (size_t)(j->p - 1 - k);
+    if (memchr(k, '\\', kn)) out->escaped = 1;
+    skip_ws(j);
+    if (j->p >= j->end || *j->p++ != ':') return 0;
+    skip_ws(j);
+    v = j->p;
+    if (!value(j, 1)) return 0;
+    if (!out->action && key_is(k, kn, "action")) {
+      out->action = v;
+      out->action_len = (size_t)(j->p - v);
+    } else if (!out->data && key_is(k, kn, "data")) {
+      out->data = v;
+      out->data_len = (size_t)(j->p - v);
+    }
+    skip_ws(j);
+    if (j->p >= j->end) return 0;
+    if (*j->p == '}') return j->p++, 1;
+    if (*j->p++ != ',') return 0;
+    skip_ws(j);
+  }
+}
+
+int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out) {
+  jcur j;
+  int is_object;
+  memset(out, 0, sizeof(*out));
+  if (ws__utf8_validate(0, (const uint8_t *)text, len) != WS__UTF8_ACCEPT)
+    return WS__ENV_INVALID_JSON;
+  j.p = text;
+  j.end = text + len;
+  skip_ws(&j);
+  is_object = j.p < j.end && *j.p == '{';
+  if (is_object ? !scan_members(&j, out) : !value(&j, 0))
+    return WS__ENV_INVALID_JSON;
+  skip_ws(&j);
+  if (j.p != j.end) return WS__ENV_INVALID_JSON;
+  if (!is_object) return WS__ENV_NOT_OBJECT;
+  return WS__ENV_OK;
+}
