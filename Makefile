@@ -73,7 +73,8 @@ $(SHARED): $(LIB_OBJ)
 	$(Q)ln -sf libwsmux.so.$(VERSION) $(BUILD)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(BUILD)/libwsmux.so
 
-$(BUILD)/libwsmux.pc: pkgconfig/libwsmux.pc.in include/wsmux.h
+# Regenerated every time: PREFIX may differ between `make` and `make install`.
+$(BUILD)/libwsmux.pc: pkgconfig/libwsmux.pc.in include/wsmux.h FORCE
 	@mkdir -p $(dir $@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
@@ -145,5 +146,7 @@ bench: $(STATIC)
 
 clean:
 	rm -rf $(BUILD)
+
+FORCE:
 
 -include $(LIB_OBJ:.o=.d) $(UNIT_BIN:=.d) $(EX_BIN:=.d)

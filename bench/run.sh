@@ -62,8 +62,9 @@ done
 # ---------------------------------------------------------------- tests
 # id mode conns extra-loadgen-args
 if [ "$SMOKE" = 1 ]; then
-  : "${ROUNDS:=1}" "${DURATION:=0.5}"
-  HOLD=0.5
+  : "${ROUNDS:=1}" "${DURATION:=0.4}"
+  HOLD=0.3
+  PAUSE=0.1
   TESTS=(
     "idle_c200        idle     200"
     "rtt_c1           rtt      1"
@@ -75,6 +76,7 @@ if [ "$SMOKE" = 1 ]; then
 else
   : "${ROUNDS:=3}" "${DURATION:=3}"
   HOLD=2
+  PAUSE=0.3 # between tests: lets the server finish closing the last batch
   TESTS=(
     "idle_c10000         idle     10000"
     "rtt_c1              rtt      1"
@@ -299,14 +301,14 @@ for round in $(seq 1 "$ROUNDS"); do
       FAIL=$((FAIL + 1)); FAILED+=("round$round/$name/start")
       continue
     fi
-    sleep 0.2
+    sleep "$PAUSE"
     for spec in "${TESTS[@]}"; do
       if ! run_test "$round" "$name" "$spec" "$log"; then
         echo "run.sh: $name died, see $log; restarting it" >&2
         stop_server
         start_server "$name" "${SRV_CMDS[$i]}" "$log" || break
       fi
-      sleep 0.3
+      sleep "$PAUSE"
     done
     stop_server
   done

@@ -1,0 +1,17 @@
+# make install into a temporary prefix, then build and run a program with
+# `pkg-config --cflags --libs libwsmux` against it (shared and static).
+TEST_TIERS += install-check
+
+.PHONY: install-check
+install-check: lib
+	$(Q)rm -rf $(BUILD)/install-check && mkdir -p $(BUILD)/install-check
+	$(Q)$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/install-check/opt/wsmux >/dev/null
+	$(Q)set -e; root=$(CURDIR)/$(BUILD)/install-check; \
+	export PKG_CONFIG_PATH=$$root/opt/wsmux/lib/pkgconfig; \
+	cc tests/install/app.c $$(pkg-config --cflags --libs libwsmux) -o $$root/app-shared; \
+	cc tests/install/app.c $$(pkg-config --cflags libwsmux) $$root/opt/wsmux/lib/libwsmux.a \
+	   $$(pkg-config --libs --static libwsmux | sed 's/-lwsmux//') -o $$root/app-static; \
+	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-shared; $$root/app-static; \
+	test "$$(readelf -d $$root/opt/wsmux/lib/libwsmux.so | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')" = libwsmux.so.$(VERSION_MAJOR); \
+	$(MAKE) --no-print-directory check-symbols; \
+	echo "install-check: 1 passed, 0 failed"

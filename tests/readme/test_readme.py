@@ -1,0 +1,45 @@
+"""The README's complete host, compiled by tier.mk, driven by a real client."""
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import websockets
+
+HOST_BIN = os.environ["README_HOST_BIN"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def session(port):
+    uri = f"ws://127.0.0.1:{port}/ws?device_id=abc"
+    async with websockets.connect(uri) as ws:
+        await ws.send('{"action":"hello"}')
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply == {"action": "hello", "data": "abc"}, reply
+        await ws.send('{"action":"nope"}')
+        err = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert err["action"] == "error"
+        assert err["data"]["code"] == "unknown_action"
+
+
+def test_readme_host():
+    port = free_port()
+    proc = subprocess.Popen([HOST_BIN, str(port)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().startswith("listening")
+        asyncio.run(session(port))
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+if __name__ == "__main__":
+    sys.exit(subprocess.call([sys.executable, "-m", "pytest", "-q", __file__]))
