@@ -91,6 +91,7 @@ static void usage(FILE *f) {
           "               [--duration S] [--size B] [--depth K] [--hold S]\n"
           "               [--timeout S] [--batch N] [--server-pid PID]\n"
           "               [--host 127.0.0.1] [--path /ws] [--id-prefix STR] [-v]\n"
+          "  --host      loopback only (127.0.0.0/8)\n"
           "  --conns     connections (fanout: receivers, plus 1 sender)\n"
           "  --duration  measurement window in seconds (float), default 3\n"
           "  --size      fanout payload bytes (letters 'x'), default 64\n"
@@ -210,6 +211,7 @@ static size_t nlat, caplat;
 static int err_printed;
 static int opened, failed, connecting, next_connect;
 static uint64_t t_first_connect, t_last_open;
+static uint64_t t_progress; /* last time a handshake finished or failed */
 
 /* protocol bytes */
 static const char PING_JSON[] = "{\"action\":\"ping\"}";
@@ -318,6 +320,7 @@ static void conn_kill(struct conn *c, const char *why) {
   if (was_connecting) {
     connecting--;
     failed++;
+    t_progress = now_ns();
   }
   if (c->inflight) {
     record_error(c, "%u ping(s) never answered (connection lost)", c->inflight);
@@ -574,6 +577,7 @@ static void conn_opened(struct conn *c, uint64_t t) {
   connecting--;
   opened++;
   t_last_open = t;
+  t_progress = t;
 }
 
 /* Handshake response in c->rbuf. Returns 1 when done (ok or dead). */
@@ -857,8 +861,9 @@ int main(int argc, char **argv) {
   memset(&srv_addr, 0, sizeof srv_addr);
   srv_addr.sin_family = AF_INET;
   srv_addr.sin_port = htons((uint16_t)opt.port);
-  if (inet_pton(AF_INET, opt.host, &srv_addr.sin_addr) != 1) {
-    fprintf(stderr, "loadgen: --host must be an IPv4 address\n");
+  if (inet_pton(AF_INET, opt.host, &srv_addr.sin_addr) != 1 ||
+      (ntohl(srv_addr.sin_addr.s_addr) >> 24) != 127) {
+    fprintf(stderr, "loadgen: --host must be a loopback IPv4 address (127.x.x.x)\n");
     return 64;
   }
   rng_state ^= (uint32_t)getpid() * 2654435761u ^ (uint32_t)now_ns();
@@ -910,7 +915,7 @@ int main(int argc, char **argv) {
   int timed_out = 0;
   double hs_per_s = 0.0;
 
-  t_first_connect = now_ns();
+  t_first_connect = t_progress = now_ns();
   if (opt.mode == M_IDLE && opt.server_pid)
     srv_cpu0 = proc_cpu_us(opt.server_pid);
   lg_cpu0 = self_cpu_us();
@@ -927,6 +932,14 @@ int main(int argc, char **argv) {
     if (phase == PH_CONNECT) {
       while (connecting < opt.batch && next_connect < nconns)
         start_connect(&conns[next_connect++]);
+      if (connecting > 0 && t - t_progress > 10000000000ull) {
+        /* no handshake finished for 10 s: the server is stuck or full */
+        for (int i = 0; i < next_connect; i++)
+          if (conns[i].state == CS_CONNECTING || conns[i].state == CS_HS)
+            conn_kill(&conns[i], "handshake timed out (no progress for 10 s)");
+        next_connect = nconns; /* start no more */
+        failed += nconns - opened - failed;
+      }
       if (opened + failed == nconns) {
         hs_per_s = opened > 0 && t_last_open > t_first_connect
                        ? opened / ((double)(t_last_open - t_first_connect) / 1e9)
@@ -1032,7 +1045,13 @@ int main(int argc, char **argv) {
   uint64_t nops;
   if (opt.mode == M_IDLE) {
     nops = (uint64_t)opened;
-    secs = (double)(t_last_open - t_first_connect) / 1e9;
+    if (phase == PH_CONNECT) { /* never got to READY */
+      if (opt.server_pid && srv_cpu0 != UINT64_MAX)
+        srv_cpu1 = proc_cpu_us(opt.server_pid);
+      lg_cpu1 = self_cpu_us();
+      t_last_open = now_ns();
+    }
+    secs = t_last_open > t_first_connect ? (double)(t_last_open - t_first_connect) / 1e9 : 0.0;
   } else {
     if (opt.server_pid && srv_cpu0 != UINT64_MAX)
       srv_cpu1 = proc_cpu_us(opt.server_pid);
@@ -1048,7 +1067,8 @@ int main(int argc, char **argv) {
   long long srv_cpu = srv_cpu0 != UINT64_MAX && srv_cpu1 != UINT64_MAX
                           ? (long long)(srv_cpu1 - srv_cpu0)
                           : -1;
-  double lg_pct = secs > 0 ? (double)(lg_cpu1 - lg_cpu0) / (secs * 1e4) : 0.0;
+  double lg_pct =
+      secs > 0 && lg_cpu1 >= lg_cpu0 ? (double)(lg_cpu1 - lg_cpu0) / (secs * 1e4) : 0.0;
 
   for (int i = 0; i < nconns; i++) {
     struct conn *c = &conns[i];

@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
     --list) LIST=1 ;;
     --out) OUT=${2:?}; shift ;;
     --no-build) BUILD=0 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
   shift

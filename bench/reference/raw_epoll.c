@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -49,6 +50,7 @@ struct conn {
 };
 
 static int epfd;
+static int spare_fd = -1; /* released to refuse a connection on EMFILE */
 static int max_fd;
 static struct conn **open_list; /* websocket connections, for broadcast */
 static int nopen;
@@ -364,7 +366,17 @@ static void on_accept(int lfd) {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
-      return; /* EAGAIN, or EMFILE: try again on the next event */
+      if (errno == EMFILE || errno == ENFILE) {
+        /* out of fds: refuse this one instead of spinning on it */
+        close(spare_fd);
+        fd = accept(lfd, NULL, NULL);
+        if (fd >= 0)
+          close(fd);
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+          continue;
+      }
+      return; /* EAGAIN */
     }
     if (fd >= max_fd) {
       close(fd);
@@ -424,6 +436,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   epfd = epoll_create1(EPOLL_CLOEXEC);
+  spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
   epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &le);
   fprintf(stderr, "raw_epoll: listening on 127.0.0.1:%d\n", port);
