@@ -125,7 +125,6 @@ struct ws_conn {
   ws_conn *prev, *next;  /* all live connections */
   ws_conn *dirty_next;   /* flush list */
   const char *device_id; /* borrowed from req */
-  UT_hash_handle hh;     /* device index */
   ws__member *members;   /* groups, the user included */
   ws__member *user;      /* membership of the bound user's group */
   ws_request *req;
@@ -145,7 +144,8 @@ struct ws_server {
   ws_conn *conns;     /* all live (not DEAD) connections */
   ws_conn *dead;      /* closed, freed when depth returns to 0 */
   ws_conn *dirty;     /* connections with output to flush */
-  ws_conn *devices;   /* uthash by device_id */
+  ws_conn **dev_slots; /* device index: open addressing, linear probing */
+  uint32_t dev_cap, dev_count;
   ws__group *groups;  /* uthash by kind+name */
   ws_conn **heap;     /* timer min-heap on conn->deadline */
   uint32_t heap_len, heap_cap;

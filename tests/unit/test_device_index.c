@@ -1,0 +1,67 @@
+/* The device index under churn: random opens and closes, every id checked
+ * against a model after each step (linear probing with backward-shift
+ * deletion is easy to get subtly wrong). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+#include "wsmux.h"
+
+#define IDS 300
+
+static ssize_t sink(ws_conn *c, void *t, const void *d, size_t n) {
+  (void)c, (void)t, (void)d;
+  return (ssize_t)n;
+}
+static int noop_close(ws_conn *c, void *t) {
+  (void)c, (void)t;
+  return 0;
+}
+
+static ws_conn *open_device(ws_server *s, int id) {
+  char req[256];
+  ws_conn *c;
+  int n = snprintf(req, sizeof(req),
+                   "GET /ws?device_id=dev-%d HTTP/1.1\r\nHost: h\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n", id);
+  cr_assert_eq(ws_conn_new(s, NULL, &c), WS_OK);
+  cr_assert_eq(ws_conn_feed(c, req, (size_t)n), WS_OK);
+  return c;
+}
+
+Test(device_index, churn_matches_model) {
+  ws_conn *model[IDS] = {0};
+  ws_config cfg;
+  ws_server *s;
+  int step, id;
+  char name[32];
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  cfg.send = sink;
+  cfg.close = noop_close;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  srand(7);
+  for (step = 0; step < 20000; step++) {
+    id = rand() % IDS;
+    if (model[id] && rand() % 2) {
+      ws_conn_abort(model[id]);
+      model[id] = NULL;
+    } else if (!model[id]) {
+      model[id] = open_device(s, id);
+    }
+    if (step % 97 == 0 || step > 19900) {
+      int k;
+      for (k = 0; k < IDS; k++) {
+        snprintf(name, sizeof(name), "dev-%d", k);
+        cr_assert_eq(ws_server_find_device(s, name), model[k], "id %d step %d",
+                     k, step);
+      }
+    }
+  }
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0);
+}
