@@ -137,6 +137,14 @@ int main(int argc, char **argv) {
     perror("listen");
     return 1;
   }
+  { /* report the bound port: --port 0 asks the OS for a free one */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(p.listen_fd, (struct sockaddr *)&ss, &sl) == 0)
+      port = ntohs(ss.ss_family == AF_INET6
+                       ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                       : ((struct sockaddr_in *)&ss)->sin_port);
+  }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN);

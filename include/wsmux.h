@@ -239,7 +239,9 @@ typedef struct ws_config {
   int (*on_open)(ws_conn *c, void *user_data);
   /* Optional. The connection ended. code is the close code sent or received
    * (1005 when the peer's close had none, 1006 when no close frame was
-   * exchanged); reason is NUL-terminated, borrowed. */
+   * exchanged); reason is NUL-terminated, borrowed. The device id, user and
+   * request are still readable here; sending to it is no longer possible.
+   * Fires only for connections whose upgrade was accepted. */
   int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
   /* Optional. Decide on an upgrade after the library's own checks passed.
    * Return 0 to accept, or an HTTP status in 400..599 to refuse; *reason may

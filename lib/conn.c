@@ -258,7 +258,6 @@ void ws__conn_finish(ws_conn *c, int code, const char *reason) {
   if (c->state == WS__DEAD) return;
   c->state = WS__DEAD;
   ws__timer_clear(s, c);
-  ws__registry_remove(c);
   unlink_live(c);
   s->nconns--;
   if (c->flags & WS__F_COUNTED)
@@ -275,6 +274,9 @@ void ws__conn_finish(ws_conn *c, int code, const char *reason) {
     if (s->cfg.on_close)
       s->cfg.on_close(c, code, reason ? reason : "", s->cfg.user_data);
   }
+  /* After on_close, so it can still read the user and device id; the
+   * connection is DEAD already, so nothing can be queued on it. */
+  ws__registry_remove(c);
   s->cfg.close(c, c->transport);
   if (s->shutting_down && s->nconns == 0 && s->cfg.on_shutdown) {
     s->shutting_down = 2; /* fire once */

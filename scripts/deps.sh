@@ -21,6 +21,12 @@ case "$profile" in
   *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
 esac
 
+# A machine with node and npm already on PATH (e.g. from nodesource) keeps
+# them: Debian's npm package would conflict with that nodejs.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  pkgs=$(echo "$pkgs" | tr ' ' '\n' | grep -v -x -e nodejs -e npm | tr '\n' ' ')
+fi
+
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

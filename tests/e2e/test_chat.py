@@ -1,0 +1,207 @@
+"""examples/chat (epoll adapter): users from tokens, rooms, pushes from stdin
+(to a user, a device list, a room, everyone), the timer, shutdown."""
+import asyncio
+import signal
+
+import pytest
+
+from conftest import (arun, close_code, connect, no_message, recv_json,
+                      refused_status)
+
+
+@pytest.fixture
+def chat(start_server):
+    return start_server("chat", "--tick-ms", "0", stdin=True)
+
+
+async def join_as(srv, device, token):
+    """Connects and waits for the welcome: the user is bound from then on."""
+    ws = await connect(f"{srv.ws}/ws?device_id={device}&token={token}")
+    welcome = await recv_json(ws)
+    assert welcome["action"] == "welcome", welcome
+    return ws, welcome["data"]
+
+
+async def pong(ws):
+    """A round trip: everything sent to ws before now has arrived."""
+    await ws.send('{"action":"ping"}')
+    assert await recv_json(ws) == {"action": "pong", "data": ""}
+
+
+def test_token_binds_user(chat):
+    async def go():
+        ws, data = await join_as(chat, "dev-a1", "alice-token")
+        assert data == {"user": "alice", "device": "dev-a1"}
+        await ws.close()
+        chat.wait_line(r"^close alice dev-a1 1000")
+    arun(go())
+    assert "open alice dev-a1" in chat.seen
+
+
+def test_missing_or_unknown_token_refused(chat):
+    async def go():
+        assert await refused_status(f"{chat.ws}/ws?device_id=d1") == 401
+        assert await refused_status(f"{chat.ws}/ws?device_id=d1&token=") == 401
+        assert await refused_status(f"{chat.ws}/ws?device_id=d1&token=mallory") == 403
+        assert await refused_status(f"{chat.ws}/ws?token=alice-token") == 400
+    arun(go())
+
+
+def test_push_user_reaches_all_their_devices(chat):
+    async def go():
+        a1, _ = await join_as(chat, "a-phone", "alice-token")
+        a2, _ = await join_as(chat, "a-laptop", "alice-token")
+        b1, _ = await join_as(chat, "b-phone", "bob-token")
+        assert chat.command("push alice hello alice") == "ok push 2"
+        for ws in (a1, a2):
+            assert await recv_json(ws) == {"action": "push", "data": "hello alice"}
+        # bob got nothing: his next message is the pong.
+        await pong(b1)
+        assert chat.command("push carol nobody home") == "ok push 0"
+        # One of alice's devices leaves: the other still gets pushes.
+        await a1.close()
+        chat.wait_line(r"^close alice a-phone")
+        assert chat.command("push alice again") == "ok push 1"
+        assert await recv_json(a2) == {"action": "push", "data": "again"}
+        for ws in (a2, b1):
+            await ws.close()
+    arun(go())
+
+
+def test_push_to_device_list(chat):
+    async def go():
+        socks = {}
+        for dev, tok in (("d1", "alice-token"), ("d2", "bob-token"), ("d3", "carol-token")):
+            socks[dev], _ = await join_as(chat, dev, tok)
+        assert chat.command("devices d1,d3,ghost to some") == "ok devices 2"
+        for dev in ("d1", "d3"):
+            assert await recv_json(socks[dev]) == {"action": "push", "data": "to some"}
+        await pong(socks["d2"])
+        assert chat.command("send d2 just you") == "ok send 1"
+        assert await recv_json(socks["d2"]) == {"action": "push", "data": "just you"}
+        assert chat.command("all everyone") == "ok all 3"
+        for ws in socks.values():
+            assert await recv_json(ws) == {"action": "push", "data": "everyone"}
+        assert chat.command("stats").startswith("ok stats open=3 ")
+        assert chat.command("frobnicate x").startswith("error unknown command")
+        for ws in socks.values():
+            await ws.close()
+    arun(go())
+
+
+def test_rooms_join_say_leave(chat):
+    async def go():
+        a, _ = await join_as(chat, "ra", "alice-token")
+        b, _ = await join_as(chat, "rb", "bob-token")
+        c, _ = await join_as(chat, "rc", "carol-token")
+        for ws in (a, b):
+            await ws.send('{"action":"join","data":"lobby"}')
+            assert await recv_json(ws) == {"action": "joined", "data": "lobby"}
+        await a.send('{"action":"say","data":{"room":"lobby","text":"hi all"}}')
+        said = {"action": "said", "data": {"room": "lobby", "from": "alice", "text": "hi all"}}
+        assert await recv_json(a) == said
+        assert await recv_json(b) == said
+        await pong(c)  # carol is not in the room
+        assert chat.command("publish lobby from the server") == "ok publish 2"
+        for ws in (a, b):
+            assert await recv_json(ws) == {"action": "push", "data": "from the server"}
+
+        await b.send('{"action":"leave","data":"lobby"}')
+        assert await recv_json(b) == {"action": "left", "data": "lobby"}
+        await a.send('{"action":"say","data":{"room":"lobby","text":"alone"}}')
+        assert (await recv_json(a))["data"]["text"] == "alone"
+        await pong(b)
+
+        # Mistakes: an error each, the connection stays open.
+        for text, code in [('{"action":"join","data":"lobby"}', "already_joined"),
+                           ('{"action":"say","data":{"room":"attic","text":"x"}}', "not_member"),
+                           ('{"action":"leave","data":"attic"}', "not_member"),
+                           ('{"action":"join","data":42}', "bad_request"),
+                           ('{"action":"join","data":""}', "bad_request"),
+                           ('{"action":"say","data":"lobby"}', "bad_request"),
+                           ('{"action":"shout"}', "unknown_action")]:
+            await a.send(text)
+            reply = await recv_json(a)
+            assert reply["action"] == "error" and reply["data"]["code"] == code, (text, reply)
+        await pong(a)
+        for ws in (a, b, c):
+            await ws.close()
+    arun(go())
+
+
+def test_closing_leaves_rooms(chat):
+    async def go():
+        a, _ = await join_as(chat, "la", "alice-token")
+        b, _ = await join_as(chat, "lb", "bob-token")
+        for ws in (a, b):
+            await ws.send('{"action":"join","data":"r"}')
+            await recv_json(ws)
+        await b.close()
+        chat.wait_line(r"^close bob lb")
+        assert chat.command("publish r x") == "ok publish 1"
+        await a.close()
+    arun(go())
+
+
+def test_timer_ticks_everyone(start_server):
+    srv = start_server("chat", "--tick-ms", "150", stdin=True)
+
+    async def go():
+        a, _ = await join_as(srv, "t1", "alice-token")
+        b, _ = await join_as(srv, "t2", "bob-token")
+        seen = []
+        for ws in (a, b):
+            for _ in range(2):
+                msg = await recv_json(ws, timeout=5)
+                assert msg["action"] == "tick", msg
+                seen.append(msg["data"]["n"])
+        assert seen[1] == seen[0] + 1 and seen[3] == seen[2] + 1
+        await a.close()
+        await b.close()
+    arun(go())
+
+
+def test_sigint_closes_1001_and_exits_0(chat):
+    async def go():
+        a, _ = await join_as(chat, "s1", "alice-token")
+        b, _ = await join_as(chat, "s2", "bob-token")
+        chat.signal(signal.SIGINT)
+        assert await asyncio.gather(close_code(a), close_code(b)) == [1001, 1001]
+    arun(go())
+    assert chat.wait_exit() == 0
+    chat.wait_line("stopped")
+
+
+def test_stdin_eof_keeps_serving(chat):
+    chat.proc.stdin.close()
+
+    async def go():
+        a, _ = await join_as(chat, "eof1", "alice-token")
+        await pong(a)
+        await no_message(a, 0.1)
+        await a.close()
+    arun(go())
+    chat.signal(signal.SIGTERM)
+    assert chat.wait_exit() == 0
+
+
+def test_post_from_another_thread_wakes_the_loop(chat):
+    """`later` pushes from a worker thread through ws_post; the adapter's
+    eventfd must wake the loop, which otherwise sleeps until the next
+    library deadline (the 30 s ping interval, far past this test's 10 s)."""
+    async def go():
+        a1, _ = await join_as(chat, "w1", "alice-token")
+        a2, _ = await join_as(chat, "w2", "alice-token")
+        await pong(a1)  # the loop is idle from here on
+        assert chat.command("later 300 alice from a thread") == "ok later queued"
+        assert chat.command("later 10 alice too soon") == "error later busy"
+        for ws in (a1, a2):
+            assert await recv_json(ws, timeout=8) == {"action": "push",
+                                                      "data": "from a thread"}
+        assert chat.command("later 0 alice \"quoted\" \\ text") == "ok later queued"
+        for ws in (a1, a2):
+            assert await recv_json(ws, timeout=8) == {"action": "push",
+                                                      "data": '"quoted" \\ text'}
+        await a1.close()
+        await a2.close()
+    arun(go())

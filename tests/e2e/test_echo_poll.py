@@ -1,0 +1,112 @@
+"""examples/echo_poll (the spelled-out poll(2) host) against python3-websockets."""
+import asyncio
+import json
+import signal
+import socket
+
+import pytest
+
+from conftest import (Server, arun, close_code, connect, recv_json, recv_text)
+
+
+@pytest.fixture
+def echo(start_server):
+    return start_server("echo_poll")
+
+
+def test_echoes_text_exactly(echo):
+    async def go():
+        async with connect(f"{echo.ws}/") as ws:
+            for text in ['{"action":"ping"}',
+                         '{"action":"anything","data":{"k":[1,2.5,true,null]}}',
+                         '{ "action" : "spaced" , "data" : "\u00e9\u2603" }',
+                         '{"action":"big","data":"' + "y" * 60000 + '"}']:
+                await ws.send(text)
+                assert await recv_text(ws) == text
+    arun(go())
+
+
+def test_echoes_binary(echo):
+    async def go():
+        async with connect(f"{echo.ws}/any/path?device_id=bin") as ws:
+            payload = bytes(range(256)) * 10
+            await ws.send(payload)
+            assert await recv_text(ws) == payload
+    arun(go())
+
+
+def test_many_clients_interleaved_keep_order(echo):
+    async def go():
+        clients = [await connect(f"{echo.ws}/c{i}") for i in range(8)]
+        try:
+            for n in range(50):
+                for i, ws in enumerate(clients):
+                    await ws.send(json.dumps({"action": "m", "data": [i, n]}))
+            for i, ws in enumerate(clients):
+                for n in range(50):
+                    assert (await recv_json(ws))["data"] == [i, n]
+        finally:
+            for ws in clients:
+                await ws.close()
+    arun(go())
+
+
+def test_not_an_envelope_gets_error_reply(echo):
+    """Text must be an {"action","data"} envelope: the library answers."""
+    async def go():
+        async with connect(f"{echo.ws}/") as ws:
+            await ws.send("plain text")
+            reply = await recv_json(ws)
+            assert reply["action"] == "error"
+            assert reply["data"]["code"] == "invalid_json"
+            await ws.send('{"action":"still-open"}')
+            assert await recv_text(ws) == '{"action":"still-open"}'
+    arun(go())
+
+
+def test_client_close_handshake(echo):
+    async def go():
+        ws = await connect(f"{echo.ws}/")
+        await ws.close(1000, "bye")
+        assert ws.close_code == 1000
+    arun(go())
+
+
+def test_port_zero_and_ipv6(start_server):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    srv = start_server("echo_poll", host="::1", port=0)
+    assert srv.port > 0
+
+    async def go():
+        async with connect(f"{srv.ws}/") as ws:
+            await ws.send('{"action":"v6"}')
+            assert await recv_text(ws) == '{"action":"v6"}'
+    arun(go())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_closes_1001_and_exits_0(echo, sig):
+    async def go():
+        clients = [await connect(f"{echo.ws}/") for _ in range(2)]
+        for ws in clients:
+            await ws.send('{"action":"hi"}')
+            assert await recv_text(ws) == '{"action":"hi"}'
+        echo.signal(sig)
+        assert await asyncio.gather(*(close_code(ws) for ws in clients)) == [1001, 1001]
+    arun(go())
+    assert echo.wait_exit() == 0
+    echo.wait_line("stopped")
+
+
+def test_signal_with_no_clients_exits_0(echo):
+    echo.signal(signal.SIGTERM)
+    assert echo.wait_exit() == 0
+
+
+def test_usage_error():
+    with pytest.raises(AssertionError):
+        Server("echo_poll", ("--bogus",))
