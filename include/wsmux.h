@@ -219,7 +219,8 @@ typedef struct ws_config {
    * "would block"), or a negative value to fail the connection (it is then
    * closed without a close frame, on_close gets 1006). */
   ssize_t (*send)(ws_conn *c, void *transport, const void *data, size_t len);
-  /* Optional. Like send, over several buffers; preferred when set. */
+  /* Optional. Like send, over several buffers; used when more than one
+   * buffer is queued (a single buffer goes through send). */
   ssize_t (*sendv)(ws_conn *c, void *transport, const ws_iovec *iov,
                    int iovcnt);
   /* Optional. want = 1: the connection has output that send could not take,

@@ -43,6 +43,7 @@ ws__buf *ws__buf_raw(ws_server *s, const void *p, size_t len) {
   b->len = (uint32_t)len;
   b->is_ctrl = 0;
   b->is_close = 0;
+  b->is_http = 1; /* ws__buf_frame clears it */
   if (p) memcpy(b->data, p, len);
   return b;
 }
@@ -57,6 +58,7 @@ ws__buf *ws__buf_frame(ws_server *s, int opcode, size_t len,
   frame_header_write(b->data, opcode, len);
   b->is_ctrl = (opcode & 0x8) != 0;
   b->is_close = opcode == WSLAY_CONNECTION_CLOSE;
+  b->is_http = 0;
   *payload = b->data + hl;
   return b;
 }
@@ -92,11 +94,13 @@ static int outq_grow(ws_server *s, ws__outq *q) {
 }
 
 /* Data goes to the tail. A control frame goes to the first frame boundary
- * after other waiting control frames: index (head partially sent) + nctrl.
+ * after other waiting control frames: index (head partially sent, or an
+ * HTTP response not yet sent: the 101 always goes first) + nctrl.
  * Inserting shifts the entries before that index one slot towards the head,
  * which is at most a few entries. */
 int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
   uint32_t at, i;
+  int head_stays;
   if (q->slots == NULL) {
     q->slots = q->small;
     q->cap = 2;
@@ -108,7 +112,8 @@ int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
     *slot(q, q->count++) = b;
     return WS_OK;
   }
-  at = (q->off > 0 ? 1u : 0u) + q->nctrl;
+  head_stays = q->off > 0 || (q->count > 0 && (*slot(q, 0))->is_http);
+  at = (head_stays ? 1u : 0u) + q->nctrl;
   if (at > q->count) at = q->count;
   q->head = (q->head + q->cap - 1) % q->cap;
   q->count++;
@@ -170,9 +175,11 @@ static void outq_consume(ws_server *s, ws__outq *q, size_t n) {
   }
 }
 
+/* One buffer goes through send: a plain send(2) is cheaper in the kernel
+ * than sendmsg(2) with one iovec, and one buffer is the common case. */
 static ssize_t host_write(ws_conn *c, const ws_iovec *iov, int n) {
   const ws_config *cfg = &c->s->cfg;
-  if (cfg->sendv) return cfg->sendv(c, c->transport, iov, n);
+  if (n > 1 && cfg->sendv) return cfg->sendv(c, c->transport, iov, n);
   return cfg->send(c, c->transport, iov[0].base, iov[0].len);
 }
 
