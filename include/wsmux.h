@@ -430,6 +430,35 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
                               const char *query, const ws_header *headers,
                               size_t header_count);
 
+/* Length of a Sec-WebSocket-Accept value (base64 of a SHA-1). */
+#define WS_ACCEPT_LEN 28
+
+/* Upgrade entry point for hosts whose HTTP server writes the response
+ * itself (libmicrohttpd's MHD_create_response_for_upgrade always writes
+ * its own "101 Switching Protocols"). Runs the same checks as
+ * ws_conn_upgrade, right after ws_conn_new, but queues no HTTP bytes:
+ *   - accepted: *status = 101, accept gets the Sec-WebSocket-Accept value
+ *     (NUL-terminated), ws_conn_subprotocol(c) is the Sec-WebSocket-Protocol
+ *     to send (NULL: none), and the connection is open (on_open fired). The
+ *     host sends its 101 with "Upgrade: websocket", "Connection: Upgrade"
+ *     and those headers. Output queued meanwhile (by on_open, a broadcast)
+ *     waits in the library while the send callback answers 0; the host
+ *     calls ws_conn_writable once its 101 is out and the socket is its own.
+ *   - refused: *status is the HTTP status (400..599) and *reason a static
+ *     or long-lived one-line reason for the host to answer with; the
+ *     connection is closed before return (transport close callback; no
+ *     on_close, as it never opened). A request that is not an upgrade is
+ *     refused too (426 on the configured path, 404 elsewhere): on_http is
+ *     not called.
+ * All arguments are borrowed. Returns 0 (accepted or refused), WS_EINVAL,
+ * WS_ESTATE (not a new connection). */
+WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
+                                     const char *path, const char *query,
+                                     const ws_header *headers,
+                                     size_t header_count, int *status,
+                                     const char **reason,
+                                     char accept[WS_ACCEPT_LEN + 1]);
+
 /* Answers a plain HTTP request from on_http: status line, Content-Type,
  * Content-Length, Connection: close, body (copied); then the connection is
  * closed once it is written. Errors: WS_EINVAL, WS_ESTATE (not in on_http),

@@ -200,7 +200,10 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason) {
   }
   if (c->state != WS__OPEN && c->state != WS__CLOSING) return;
   ws__log(c->s, WS_LOG_INFO, "failing connection: %d %s", code, reason);
-  ws__outq_truncate(c->s, &c->q);
+  /* A slow consumer's queue is dropped (its size is the problem); after a
+   * protocol error what was already queued (the 101, replies to earlier
+   * messages) still goes out, ahead of the close frame. */
+  if (code == WS_CLOSE_SLOW_CONSUMER) ws__outq_truncate(c->s, &c->q);
   if (c->state == WS__OPEN) queue_close_frame(c, code, reason);
   c->state = WS__DRAINING;
   ws__conn_mark_dirty(c);

@@ -124,6 +124,8 @@ void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
   char json[400];
   size_t n = 0, dlen = detail ? WS__MIN(strlen(detail), 200) : 0;
   ws__buf *b;
+  /* Cut the detail at a character boundary: the reply is a text frame. */
+  while (dlen > 0 && ((unsigned char)detail[dlen] & 0xC0) == 0x80) dlen--;
   s->st.bad_messages++;
   if (s->cfg.bad_message_policy == WS_BADMSG_CLOSE) {
     int invalid = strcmp(code, "invalid_json") == 0;

@@ -134,6 +134,7 @@ static int check_utf8(ws_conn *c, const uint8_t *p, size_t n, int fin) {
 static int append_message(ws_conn *c, const uint8_t *p, size_t n,
                           uint64_t frame_total) {
   ws_server *s = c->s;
+  if (n == 0) return WS_OK; /* c->buf may be NULL and p may be NULL */
   if (c->buf_len + n > c->buf_cap) {
     /* Size from the frame header (already checked against max_message) so a
      * large frame grows the buffer once. */
@@ -189,8 +190,8 @@ static int on_data(ws_conn *c, const struct wslay_frame_iocb *f, int first,
     return WS_CLOSE_INTERNAL;
   if (last && f->fin) {
     /* The handler may close this connection; the buffer stays ours until
-     * message_done. */
-    deliver(c, opcode, c->buf, c->buf_len);
+     * message_done. Empty fragments only: no buffer was allocated. */
+    deliver(c, opcode, c->buf ? c->buf : (const uint8_t *)"", c->buf_len);
     message_done(c);
   }
   return 0;
@@ -203,7 +204,9 @@ static void queue_pong(ws_conn *c, const uint8_t *p, size_t n) {
   if (c->state != WS__OPEN) return;
   b = ws__buf_frame_copy(c->s, WSLAY_PONG, p, n);
   if (b == NULL) return;
-  if (ws__outq_push(c->s, &c->q, b) == WS_OK) ws__conn_mark_dirty(c);
+  /* Through the queue policy: a peer that pings without reading must not
+   * grow the queue past max_queued. */
+  ws__conn_queue(c, b);
   ws__buf_unref(c->s, b);
 }
 

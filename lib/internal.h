@@ -39,6 +39,7 @@ typedef struct ws__buf {
   uint32_t len;     /* bytes in data */
   uint8_t is_ctrl;  /* control frame: may go ahead of queued data */
   uint8_t is_close; /* close frame: nothing is queued after it */
+  uint8_t is_http;  /* raw HTTP response: no frame may go ahead of it */
   uint8_t data[];
 } ws__buf;
 
@@ -157,6 +158,8 @@ struct ws_server {
   pthread_mutex_t post_lock;
   struct ws__post *post_head, *post_tail;
   int post_closed;
+  /* upgrade.c: set while ws_conn_upgrade_answer runs (host writes HTTP) */
+  struct ws__answer *answer;
 };
 
 /* ---- server.c: entry/exit of library frames --------------------------- */

@@ -15,6 +15,19 @@
 
 #define WS__HEADERS_HARD_MAX 256
 
+/* ws_conn_upgrade_answer: the host writes the HTTP response, so the
+ * outcome is reported here instead of queued. */
+struct ws__answer {
+  ws_conn *c;
+  int status;
+  const char *reason;
+  char accept[29];
+};
+
+static int answering(const ws_conn *c) {
+  return c->s->answer != NULL && c->s->answer->c == c;
+}
+
 static enum ws_refusal refusal_kind(int status) {
   switch (status) {
   case 400: return WS_REFUSE_BAD_REQUEST;
@@ -57,6 +70,14 @@ static int refuse(ws_conn *c, int status, const char *reason) {
   const char *extra =
       status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL;
   if (reason == NULL) reason = ws__status_text(status);
+  if (answering(c)) {
+    c->s->st.refusals[refusal_kind(status)]++;
+    ws__log(c->s, WS_LOG_INFO, "upgrade refused: %d %s", status, reason);
+    c->s->answer->status = status;
+    c->s->answer->reason = reason;
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, reason);
+    return WS_OK;
+  }
   n = WS__MIN(strlen(reason), sizeof(body) - 2);
   memcpy(body, reason, n);
   body[n++] = '\n';
@@ -105,7 +126,7 @@ static const char *pick_subprotocol(ws_conn *c) {
 
 static int plain_http(ws_conn *c) {
   ws_server *s = c->s;
-  if (s->cfg.on_http) {
+  if (s->cfg.on_http && !answering(c)) {
     c->flags |= WS__F_IN_HTTP;
     s->cfg.on_http(c, c->req, s->cfg.user_data);
     c->flags &= (uint8_t)~WS__F_IN_HTTP;
@@ -131,17 +152,22 @@ static int take_device_id(ws_conn *c) {
 /* Everything checked: queue the 101 and open. */
 static int accept_upgrade(ws_conn *c, const ws__upgrade_check *chk) {
   ws_server *s = c->s;
-  char resp[512];
-  size_t n = ws__response_101(resp, sizeof(resp), chk->key, chk->key_len,
-                              c->subprotocol);
-  ws__buf *b = n ? ws__buf_raw(s, resp, n) : NULL;
-  if (b == NULL || ws__outq_push(s, &c->q, b) != WS_OK) {
+  if (answering(c)) { /* the host writes the 101 */
+    s->answer->status = 101;
+    ws__accept_key(chk->key, chk->key_len, s->answer->accept);
+  } else {
+    char resp[512];
+    size_t n = ws__response_101(resp, sizeof(resp), chk->key, chk->key_len,
+                                c->subprotocol);
+    ws__buf *b = n ? ws__buf_raw(s, resp, n) : NULL;
+    if (b == NULL || ws__outq_push(s, &c->q, b) != WS_OK) {
+      ws__buf_unref(s, b);
+      ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
+      return WS_ENOMEM;
+    }
     ws__buf_unref(s, b);
-    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
-    return WS_ENOMEM;
+    ws__conn_mark_dirty(c);
   }
-  ws__buf_unref(s, b);
-  ws__conn_mark_dirty(c);
   c->state = WS__OPEN;
   c->flags |= WS__F_COUNTED | WS__F_OPENED;
   s->st.conns_pending--;
@@ -254,6 +280,7 @@ long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n) {
   size_t used = 0, old = c->buf_len;
   int r;
 
+  if (n == 0) return 0; /* nothing to parse; p may be NULL */
   if (old == 0) {
     r = parse_head(c, (const char *)p, n, hdrs, &rv, &used);
     if (r == WS__HTTP_COMPLETE) {
@@ -263,7 +290,9 @@ long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n) {
     if (r != WS__HTTP_INCOMPLETE) return -1;
   } else {
     size_t take = WS__MIN(n, c->s->cfg.max_handshake - old);
-    if (memchr(p, '\n', take) == NULL && take < n) {
+    /* No line end and the limit reached: the head cannot fit. */
+    if (memchr(p, '\n', take) == NULL &&
+        (take < n || old + take >= c->s->cfg.max_handshake)) {
       refuse(c, 431, "request head too large");
       return -1;
     }
@@ -288,24 +317,70 @@ nomem:
   return -1;
 }
 
-int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
-                    const char *query, const ws_header *headers,
-                    size_t header_count) {
-  ws__reqview rv;
+static int check_args(ws_conn *c, const char *method, const char *path,
+                      const ws_header *headers, size_t header_count) {
   if (c == NULL || method == NULL || path == NULL ||
       (headers == NULL && header_count))
     return WS_EINVAL;
   if (c->state != WS__HANDSHAKE || c->buf_len || c->req) return WS_ESTATE;
-  memset(&rv, 0, sizeof(rv));
-  rv.method = method;
-  rv.method_len = strlen(method);
-  rv.path = path;
-  rv.path_len = strlen(path);
-  rv.query = query;
-  rv.query_len = query ? strlen(query) : 0;
-  rv.http_minor = 1;
-  rv.headers = headers;
-  rv.header_count = header_count;
+  return WS_OK;
+}
+
+static void fill_view(ws__reqview *rv, const char *method, const char *path,
+                      const char *query, const ws_header *headers,
+                      size_t header_count) {
+  memset(rv, 0, sizeof(*rv));
+  rv->method = method;
+  rv->method_len = strlen(method);
+  rv->path = path;
+  rv->path_len = strlen(path);
+  rv->query = query;
+  rv->query_len = query ? strlen(query) : 0;
+  rv->http_minor = 1;
+  rv->headers = headers;
+  rv->header_count = header_count;
+}
+
+int ws_conn_upgrade_answer(ws_conn *c, const char *method, const char *path,
+                           const char *query, const ws_header *headers,
+                           size_t header_count, int *status,
+                           const char **reason,
+                           char accept[WS_ACCEPT_LEN + 1]) {
+  struct ws__answer ans, *outer;
+  ws_server *s;
+  ws__reqview rv;
+  int err = check_args(c, method, path, headers, header_count);
+  if (err == WS_OK && (status == NULL || reason == NULL || accept == NULL))
+    err = WS_EINVAL;
+  if (err != WS_OK) return err;
+  s = c->s;
+  memset(&ans, 0, sizeof(ans));
+  ans.c = c;
+  ans.status = 500; /* replaced on every path below */
+  ans.reason = "internal error";
+  fill_view(&rv, method, path, query, headers, header_count);
+  outer = s->answer; /* an on_upgrade may answer another connection */
+  s->answer = &ans;
+  ws__enter(s);
+  ws__upgrade_run(c, &rv);
+  s->answer = outer;
+  ws__leave(s); /* may free s (ws_server_free from a callback): not used */
+  *status = ans.status;
+  *reason = ans.status == 101 ? NULL : ans.reason;
+  if (ans.status == 101)
+    memcpy(accept, ans.accept, sizeof(ans.accept));
+  else
+    accept[0] = '\0';
+  return WS_OK;
+}
+
+int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
+                    const char *query, const ws_header *headers,
+                    size_t header_count) {
+  ws__reqview rv;
+  int err = check_args(c, method, path, headers, header_count);
+  if (err != WS_OK) return err;
+  fill_view(&rv, method, path, query, headers, header_count);
   ws__enter(c->s);
   ws__upgrade_run(c, &rv);
   ws__leave(c->s);
