@@ -211,11 +211,13 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   if (s->st.conns_open >= s->cfg.max_connections)
     return refuse(c, 503, "too many connections");
   if (!origin_ok(c, rv)) return refuse(c, 403, "origin not allowed");
-  if (take_device_id(c))
-    return refuse(c, 400, c->device_id || !ws_request_query(
-                                               c->req, s->cfg.device_param)
-                              ? "device_id too long"
-                              : "missing device_id");
+  if (take_device_id(c)) {
+    const char *id = s->cfg.device_param
+                         ? ws_request_query(c->req, s->cfg.device_param)
+                         : NULL;
+    return refuse(c, 400, id && *id ? "device_id too long"
+                                    : "missing device_id");
+  }
   c->subprotocol = pick_subprotocol(c);
   if (s->cfg.on_upgrade) {
     status = s->cfg.on_upgrade(c, c->req, &reason, s->cfg.user_data);

@@ -1,0 +1,319 @@
+/*
+ * libwsmux adapter for libevent 2.1, without bufferevents: the library keeps
+ * its own output queue, so the adapter only needs readiness. Header-only
+ * glue: an EV_READ|EV_PERSIST event per socket plus an EV_WRITE|EV_PERSIST
+ * one added only while the library wants to write (want_write), an evtimer
+ * on the library's next deadline, and a user event that ws_post activates
+ * to wake the loop. The core never sees any of this.
+ *
+ *   evthread_use_pthreads();              // only for ws_post from threads,
+ *                                         // before event_base_new; link
+ *                                         // -levent_pthreads
+ *   static wsa_ev a;
+ *   ws_config cfg; ws_config_init(&cfg);
+ *   wsa_ev_config(&cfg);                  // send, sendv, want_write, close
+ *   cfg.wake = wsa_ev_wake;               // optional, for ws_post
+ *   cfg.user_data = &a;                   //   (wsa_ev_wake needs this)
+ *   ... set handlers ...
+ *   ws_server_new(&cfg, &srv);
+ *   wsa_ev_init(&a, base, srv, "127.0.0.1", 8081);
+ *   event_base_dispatch(base);            // until event_base_loopbreak
+ *   ws_server_free(srv);                  // closes what is left...
+ *   wsa_ev_destroy(&a);                   // ...then the adapter's events
+ *
+ * Time: libevent has no "before blocking" hook, so every adapter callback
+ * ticks with the monotonic clock before it feeds bytes, and re-arms the
+ * evtimer from a second tick after it is done (the feed may have added a
+ * deadline). Host code that calls the API from its own libevent callbacks
+ * (a broadcast from a timer, say) calls wsa_ev_rearm afterwards.
+ *
+ * Threads: one loop thread; wsa_ev_wake (event_active) may be called from
+ * others once libevent's threading is on (evthread_use_pthreads).
+ */
+#ifndef WSA_LIBEVENT_H
+#define WSA_LIBEVENT_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wsmux.h"
+
+#ifndef WSA_EV_READ_BUF
+#define WSA_EV_READ_BUF 16384
+#endif
+
+typedef struct wsa_ev wsa_ev;
+
+/* One accepted socket; the transport pointer handed to libwsmux. */
+typedef struct wsa_ev_sock {
+  wsa_ev *owner;
+  int fd;
+  ws_conn *conn;
+  struct event *rd, *wr;
+  int writing; /* wr is added */
+} wsa_ev_sock;
+
+struct wsa_ev {
+  ws_server *srv;
+  struct event_base *base;
+  int listen_fd;
+  struct event *accept_ev, *timer, *wake;
+  size_t nsocks;
+};
+
+static inline uint64_t wsa_ev_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Ticks now and arms the evtimer on the next deadline (none: removed). */
+static inline void wsa_ev_rearm(wsa_ev *a) {
+  int next = ws_server_tick(a->srv, wsa_ev_now_ms());
+  if (next < 0) {
+    evtimer_del(a->timer);
+  } else {
+    struct timeval tv = {.tv_sec = next / 1000,
+                         .tv_usec = (next % 1000) * 1000};
+    evtimer_add(a->timer, &tv);
+  }
+}
+
+/* ---- transport callbacks ---------------------------------------------- */
+
+static inline ssize_t wsa_ev_send(ws_conn *c, void *t, const void *d,
+                                  size_t n) {
+  wsa_ev_sock *s = t;
+  ssize_t w = send(s->fd, d, n, MSG_NOSIGNAL);
+  (void)c;
+  if (w >= 0) return w;
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+}
+
+static inline ssize_t wsa_ev_sendv(ws_conn *c, void *t, const ws_iovec *iov,
+                                   int n) {
+  wsa_ev_sock *s = t;
+  struct iovec v[64];
+  struct msghdr mh;
+  ssize_t w;
+  int i;
+  (void)c;
+  if (n > 64) n = 64;
+  for (i = 0; i < n; i++) {
+    v[i].iov_base = (void *)iov[i].base;
+    v[i].iov_len = iov[i].len;
+  }
+  memset(&mh, 0, sizeof(mh));
+  mh.msg_iov = v;
+  mh.msg_iovlen = (size_t)n;
+  w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
+  if (w >= 0) return w;
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+}
+
+static inline int wsa_ev_want_write(ws_conn *c, void *t, int want) {
+  wsa_ev_sock *s = t;
+  (void)c;
+  if (want && !s->writing)
+    s->writing = event_add(s->wr, NULL) == 0;
+  else if (!want && s->writing) {
+    event_del(s->wr);
+    s->writing = 0;
+  }
+  return 0;
+}
+
+/* event_free is legal from the event's own callback (same thread); an
+ * event of this socket still active in this iteration is dropped with it. */
+static inline int wsa_ev_close(ws_conn *c, void *t) {
+  wsa_ev_sock *s = t;
+  (void)c;
+  event_free(s->rd);
+  event_free(s->wr);
+  close(s->fd);
+  s->owner->nsocks--;
+  free(s);
+  return 0;
+}
+
+static inline void wsa_ev_config(ws_config *cfg) {
+  cfg->send = wsa_ev_send;
+  cfg->sendv = wsa_ev_sendv;
+  cfg->want_write = wsa_ev_want_write;
+  cfg->close = wsa_ev_close;
+}
+
+/* A ws_config.wake callback (cfg.user_data = the wsa_ev). Thread-safe once
+ * evthread_use_pthreads() ran before the base was created. */
+static inline int wsa_ev_wake(ws_server *srv, void *user_data) {
+  wsa_ev *a = user_data;
+  (void)srv;
+  event_active(a->wake, EV_READ, 0);
+  return 0;
+}
+
+/* ---- loop side -------------------------------------------------------- */
+
+static inline void wsa_ev_on_read(evutil_socket_t fd, short what, void *arg) {
+  wsa_ev_sock *s = arg;
+  wsa_ev *a = s->owner;
+  char buf[WSA_EV_READ_BUF];
+  ssize_t r;
+  (void)what;
+  ws_server_tick(a->srv, wsa_ev_now_ms());
+  r = recv(fd, buf, sizeof(buf), 0);
+  if (r > 0)
+    ws_conn_feed(s->conn, buf, (size_t)r); /* s may be gone after this */
+  else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+    ws_conn_abort(s->conn);
+  wsa_ev_rearm(a);
+}
+
+static inline void wsa_ev_on_write(evutil_socket_t fd, short what, void *arg) {
+  wsa_ev_sock *s = arg;
+  wsa_ev *a = s->owner;
+  (void)fd, (void)what;
+  ws_server_tick(a->srv, wsa_ev_now_ms());
+  ws_conn_writable(s->conn);
+  wsa_ev_rearm(a);
+}
+
+static inline void wsa_ev_on_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  wsa_ev_rearm(arg);
+}
+
+static inline void wsa_ev_on_wake(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  wsa_ev_rearm(arg); /* the tick delivers what was posted */
+}
+
+/* Hands an accepted non-blocking socket to the library. On failure the
+ * socket is closed. Returns 0 or -1. */
+static inline int wsa_ev_adopt(wsa_ev *a, int fd) {
+  wsa_ev_sock *s = calloc(1, sizeof(*s));
+  int one = 1;
+  if (s == NULL) goto fail;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  s->owner = a;
+  s->fd = fd;
+  s->rd = event_new(a->base, fd, EV_READ | EV_PERSIST, wsa_ev_on_read, s);
+  s->wr = event_new(a->base, fd, EV_WRITE | EV_PERSIST, wsa_ev_on_write, s);
+  if (s->rd == NULL || s->wr == NULL || event_add(s->rd, NULL) != 0)
+    goto fail;
+  if (ws_conn_new(a->srv, s, &s->conn) != WS_OK) goto fail;
+  a->nsocks++;
+  return 0;
+fail:
+  if (s) {
+    if (s->rd) event_free(s->rd);
+    if (s->wr) event_free(s->wr);
+    free(s);
+  }
+  close(fd);
+  return -1;
+}
+
+static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
+                                    void *arg) {
+  wsa_ev *a = arg;
+  (void)what;
+  ws_server_tick(a->srv, wsa_ev_now_ms());
+  for (;;) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;
+    wsa_ev_adopt(a, fd);
+  }
+  wsa_ev_rearm(a);
+}
+
+/* A non-blocking listening socket on host:port (IPv4 or IPv6 literal).
+ * Returns the fd or -1 (errno). */
+static inline int wsa_ev_listen(const char *host, int port) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int one = 1, fd;
+  memset(&ss, 0, sizeof(ss));
+  if (strchr(host, ':')) {
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) return errno = EINVAL, -1;
+    sl = sizeof(*a6);
+  } else {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) return errno = EINVAL, -1;
+    sl = sizeof(*a4);
+  }
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+/* The bound port of the listener, or -1. */
+static inline int wsa_ev_port(const wsa_ev *a) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  if (getsockname(a->listen_fd, (struct sockaddr *)&ss, &sl) < 0) return -1;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Listens on host:port (host NULL: no listener, use wsa_ev_adopt) and
+ * creates the adapter's events on base. Returns 0 or -1 (errno). */
+static inline int wsa_ev_init(wsa_ev *a, struct event_base *base,
+                              ws_server *srv, const char *host, int port) {
+  memset(a, 0, sizeof(*a));
+  a->srv = srv;
+  a->base = base;
+  a->listen_fd = -1;
+  a->timer = evtimer_new(base, wsa_ev_on_timer, a);
+  a->wake = event_new(base, -1, 0, wsa_ev_on_wake, a);
+  if (a->timer == NULL || a->wake == NULL) return errno = ENOMEM, -1;
+  if (host == NULL) return 0;
+  if ((a->listen_fd = wsa_ev_listen(host, port)) < 0) return -1;
+  a->accept_ev = event_new(base, a->listen_fd, EV_READ | EV_PERSIST,
+                           wsa_ev_on_accept, a);
+  if (a->accept_ev == NULL || event_add(a->accept_ev, NULL) != 0)
+    return errno = ENOMEM, -1;
+  wsa_ev_rearm(a);
+  return 0;
+}
+
+/* Stops accepting and closes the listener. Accepted sockets go on. */
+static inline void wsa_ev_stop_listening(wsa_ev *a) {
+  if (a->accept_ev) event_free(a->accept_ev);
+  a->accept_ev = NULL;
+  if (a->listen_fd >= 0) close(a->listen_fd);
+  a->listen_fd = -1;
+}
+
+/* Frees the adapter's events; call after ws_server_free (which closed
+ * every connection through wsa_ev_close). */
+static inline void wsa_ev_destroy(wsa_ev *a) {
+  wsa_ev_stop_listening(a);
+  if (a->timer) event_free(a->timer);
+  if (a->wake) event_free(a->wake);
+  a->timer = a->wake = NULL;
+}
+
+#endif /* WSA_LIBEVENT_H */

@@ -1,0 +1,350 @@
+/*
+ * libwsmux adapter for libuv. Header-only glue: a uv_tcp_t listener, one
+ * uv_tcp_t per accepted socket, the transport callbacks, a uv_timer_t on the
+ * library's next deadline and a uv_async_t that wakes the loop for ws_post.
+ * The core never sees any of this.
+ *
+ *   static wsa_uv a;
+ *   ws_config cfg; ws_config_init(&cfg);
+ *   wsa_uv_config(&cfg);                  // send, sendv, want_write, close
+ *   cfg.wake = wsa_uv_wake;               // optional, for ws_post
+ *   cfg.user_data = &a;                   //   (wsa_uv_wake needs this)
+ *   ... set handlers ...
+ *   ws_server_new(&cfg, &srv);
+ *   wsa_uv_init(&a, uv_default_loop(), srv, "127.0.0.1", 8081);
+ *   uv_run(loop, UV_RUN_DEFAULT);         // until wsa_uv_close_handles
+ *   ...
+ *   ws_server_free(srv);                  // closes what is left...
+ *   wsa_uv_close_handles(&a);             // ...then the adapter's handles
+ *   uv_run(loop, UV_RUN_DEFAULT);         // lets the close callbacks run
+ *
+ * Writes: the send callback writes with uv_try_write (no copy). What the
+ * kernel does not take is copied into one uv_write request, up to
+ * WSA_UV_MAX_PENDING bytes per socket; past that the callback answers "would
+ * block" (0), so the library keeps the rest in its own bounded queue
+ * (max_queued and the queue policy still apply) and asks for want_write.
+ * When the last uv_write completes the adapter calls ws_conn_writable. A
+ * uv_tcp_t has no writability event, so this copy is what lets the library
+ * learn when to write again; it is bounded per socket.
+ *
+ * Time: a uv_prepare_t ticks the library right before the loop blocks and
+ * re-arms the timer with ws_server_tick's answer; read callbacks tick first
+ * (uv_now, cheap) so deadlines count from the real read time.
+ *
+ * Close: the library's close callback stops reading and closes the handle
+ * once the adapter's pending uv_write (the last bytes, e.g. a close frame
+ * or an HTTP refusal) completed. A peer that never reads keeps that socket
+ * until the kernel gives up on it.
+ *
+ * Threads: one loop thread drives the server; only wsa_uv_wake (through
+ * ws_post) is called from others (uv_async_send is thread-safe).
+ */
+#ifndef WSA_LIBUV_H
+#define WSA_LIBUV_H
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "wsmux.h"
+
+#ifndef WSA_UV_MAX_PENDING
+#define WSA_UV_MAX_PENDING (64 * 1024) /* bytes copied per socket at most */
+#endif
+#ifndef WSA_UV_READ_BUF
+#define WSA_UV_READ_BUF 65536
+#endif
+
+typedef struct wsa_uv wsa_uv;
+
+/* One accepted socket; the transport pointer handed to libwsmux. */
+typedef struct wsa_uv_sock {
+  uv_tcp_t tcp;      /* first: handle->data is not needed */
+  wsa_uv *owner;
+  ws_conn *conn;     /* NULL once the library closed it */
+  size_t pending;    /* bytes in uv_write requests */
+  int want;          /* the library asked for ws_conn_writable */
+  int closing;       /* close the handle when pending reaches 0 */
+} wsa_uv_sock;
+
+struct wsa_uv {
+  ws_server *srv;
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  uv_timer_t timer;
+  uv_prepare_t prepare;
+  uv_async_t async;
+  uint64_t last_tick;
+  size_t nsocks;
+  int listening;
+  int reading;               /* the read buffer is lent out */
+  char rbuf[WSA_UV_READ_BUF]; /* one read at a time per loop */
+};
+
+typedef struct wsa_uv_wreq {
+  uv_write_t req;
+  wsa_uv_sock *s;
+  size_t len;
+  char data[];
+} wsa_uv_wreq;
+
+/* Ticks at most once per loop iteration's cached time. */
+static inline int wsa_uv_tick(wsa_uv *a) {
+  a->last_tick = uv_now(a->loop);
+  return ws_server_tick(a->srv, a->last_tick);
+}
+
+static inline void wsa_uv_touch(wsa_uv *a) {
+  if (uv_now(a->loop) != a->last_tick) wsa_uv_tick(a);
+}
+
+static inline void wsa_uv_on_handle_closed(uv_handle_t *h) {
+  wsa_uv_sock *s = (wsa_uv_sock *)h;
+  s->owner->nsocks--;
+  free(s);
+}
+
+static inline void wsa_uv_finish_close(wsa_uv_sock *s) {
+  if (!uv_is_closing((uv_handle_t *)&s->tcp))
+    uv_close((uv_handle_t *)&s->tcp, wsa_uv_on_handle_closed);
+}
+
+static inline void wsa_uv_on_write(uv_write_t *req, int status) {
+  wsa_uv_wreq *w = (wsa_uv_wreq *)req;
+  wsa_uv_sock *s = w->s;
+  s->pending -= w->len;
+  free(w);
+  if (s->closing) {
+    if (s->pending == 0) wsa_uv_finish_close(s);
+    return;
+  }
+  wsa_uv_touch(s->owner);
+  if (status < 0) {
+    ws_conn_abort(s->conn); /* calls wsa_uv_close */
+    return;
+  }
+  if (s->pending == 0 && s->want) ws_conn_writable(s->conn);
+}
+
+/* Copies up to the per-socket cap of bufs (skipping `skip` bytes already
+ * written) into one uv_write. Returns the bytes taken, or -1. */
+static inline ssize_t wsa_uv_copy(wsa_uv_sock *s, const uv_buf_t *bufs,
+                                  int n, size_t skip) {
+  size_t room = WSA_UV_MAX_PENDING > s->pending
+                    ? WSA_UV_MAX_PENDING - s->pending : 0;
+  size_t total = 0, off = 0;
+  wsa_uv_wreq *w;
+  uv_buf_t b;
+  int i;
+  for (i = 0; i < n; i++) total += bufs[i].len;
+  total -= skip;
+  if (total > room) total = room;
+  if (total == 0) return 0;
+  if ((w = malloc(sizeof(*w) + total)) == NULL) return -1;
+  for (i = 0; i < n && off < total; i++) {
+    size_t len = bufs[i].len, from = 0, take;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    from = skip;
+    skip = 0;
+    take = len - from < total - off ? len - from : total - off;
+    memcpy(w->data + off, bufs[i].base + from, take);
+    off += take;
+  }
+  w->s = s;
+  w->len = total;
+  b = uv_buf_init(w->data, (unsigned int)total);
+  if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, wsa_uv_on_write) != 0) {
+    free(w);
+    return -1;
+  }
+  s->pending += total;
+  return (ssize_t)total;
+}
+
+/* ---- transport callbacks ---------------------------------------------- */
+
+static inline ssize_t wsa_uv_sendv(ws_conn *c, void *t, const ws_iovec *iov,
+                                   int n) {
+  wsa_uv_sock *s = t;
+  uv_buf_t bufs[64];
+  int i, r = 0;
+  ssize_t copied;
+  (void)c;
+  if (n > 64) n = 64;
+  for (i = 0; i < n; i++)
+    bufs[i] = uv_buf_init((char *)iov[i].base, (unsigned int)iov[i].len);
+  /* uv_try_write answers UV_EAGAIN while a uv_write is queued: order kept */
+  r = uv_try_write((uv_stream_t *)&s->tcp, bufs, (unsigned int)n);
+  if (r < 0 && r != UV_EAGAIN) return -1;
+  if (r < 0) r = 0;
+  copied = wsa_uv_copy(s, bufs, n, (size_t)r);
+  if (copied < 0) return r > 0 ? r : -1;
+  return r + copied;
+}
+
+static inline ssize_t wsa_uv_send(ws_conn *c, void *t, const void *d,
+                                  size_t n) {
+  ws_iovec v = {.base = d, .len = n};
+  return wsa_uv_sendv(c, t, &v, 1);
+}
+
+/* The library calls ws_conn_writable's trigger when the copy drains. */
+static inline int wsa_uv_want_write(ws_conn *c, void *t, int want) {
+  wsa_uv_sock *s = t;
+  (void)c;
+  s->want = want;
+  return 0;
+}
+
+static inline int wsa_uv_close(ws_conn *c, void *t) {
+  wsa_uv_sock *s = t;
+  (void)c;
+  s->conn = NULL;
+  s->closing = 1;
+  uv_read_stop((uv_stream_t *)&s->tcp);
+  if (s->pending == 0) wsa_uv_finish_close(s);
+  return 0;
+}
+
+static inline void wsa_uv_config(ws_config *cfg) {
+  cfg->send = wsa_uv_send;
+  cfg->sendv = wsa_uv_sendv;
+  cfg->want_write = wsa_uv_want_write;
+  cfg->close = wsa_uv_close;
+}
+
+/* A ws_config.wake callback (cfg.user_data = the wsa_uv). Thread-safe. */
+static inline int wsa_uv_wake(ws_server *srv, void *user_data) {
+  wsa_uv *a = user_data;
+  (void)srv;
+  return uv_async_send(&a->async);
+}
+
+/* ---- loop side -------------------------------------------------------- */
+
+static inline void wsa_uv_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  wsa_uv *a = ((wsa_uv_sock *)h)->owner;
+  (void)hint;
+  if (a->reading) { /* never: libuv reads one socket at a time */
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  a->reading = 1;
+  *buf = uv_buf_init(a->rbuf, sizeof(a->rbuf));
+}
+
+static inline void wsa_uv_on_read(uv_stream_t *st, ssize_t n,
+                                  const uv_buf_t *buf) {
+  wsa_uv_sock *s = (wsa_uv_sock *)st;
+  wsa_uv *a = s->owner;
+  (void)buf;
+  a->reading = 0;
+  if (s->conn == NULL) return;
+  wsa_uv_touch(a);
+  if (n > 0)
+    ws_conn_feed(s->conn, a->rbuf, (size_t)n);
+  else if (n < 0) /* EOF or error: no close frame, on_close gets 1006 */
+    ws_conn_abort(s->conn);
+}
+
+static inline void wsa_uv_on_connection(uv_stream_t *l, int status) {
+  wsa_uv *a = l->data;
+  wsa_uv_sock *s;
+  if (status < 0 || (s = calloc(1, sizeof(*s))) == NULL) return;
+  s->owner = a;
+  uv_tcp_init(a->loop, &s->tcp);
+  a->nsocks++;
+  if (uv_accept(l, (uv_stream_t *)&s->tcp) != 0) {
+    wsa_uv_finish_close(s);
+    return;
+  }
+  uv_tcp_nodelay(&s->tcp, 1);
+  wsa_uv_touch(a);
+  if (ws_conn_new(a->srv, s, &s->conn) != WS_OK) {
+    s->conn = NULL;
+    wsa_uv_finish_close(s);
+    return;
+  }
+  uv_read_start((uv_stream_t *)&s->tcp, wsa_uv_alloc, wsa_uv_on_read);
+}
+
+static inline void wsa_uv_on_timer(uv_timer_t *t) {
+  (void)t; /* the prepare handle that runs next ticks and re-arms */
+}
+
+/* Right before the loop blocks: tick, then sleep until the next deadline. */
+static inline void wsa_uv_on_prepare(uv_prepare_t *p) {
+  wsa_uv *a = p->data;
+  int next = wsa_uv_tick(a);
+  if (next < 0)
+    uv_timer_stop(&a->timer);
+  else
+    uv_timer_start(&a->timer, wsa_uv_on_timer, (uint64_t)next, 0);
+}
+
+/* ws_post woke us: the tick delivers what was posted. */
+static inline void wsa_uv_on_async(uv_async_t *h) {
+  wsa_uv_tick(h->data);
+}
+
+/* Sets up the handles on loop; listens on host:port (IPv4 or IPv6 literal;
+ * port 0 picks one, see wsa_uv_port) unless host is NULL (then the host
+ * passes accepted uv_tcp_t connections itself: not covered here). Returns
+ * 0 or a negative libuv error. */
+static inline int wsa_uv_init(wsa_uv *a, uv_loop_t *loop, ws_server *srv,
+                              const char *host, int port) {
+  struct sockaddr_storage ss;
+  int r;
+  memset(a, 0, sizeof(*a));
+  a->srv = srv;
+  a->loop = loop;
+  uv_timer_init(loop, &a->timer);
+  uv_prepare_init(loop, &a->prepare);
+  a->prepare.data = a;
+  uv_prepare_start(&a->prepare, wsa_uv_on_prepare);
+  uv_async_init(loop, &a->async, wsa_uv_on_async);
+  a->async.data = a;
+  uv_tcp_init(loop, &a->listener);
+  a->listener.data = a;
+  if (host == NULL) return 0;
+  r = strchr(host, ':')
+          ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)
+          : uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+  if (r == 0) r = uv_tcp_bind(&a->listener, (struct sockaddr *)&ss, 0);
+  if (r == 0) r = uv_listen((uv_stream_t *)&a->listener, 1024,
+                            wsa_uv_on_connection);
+  if (r == 0) a->listening = 1;
+  return r;
+}
+
+/* The bound port of the listener, or -1. */
+static inline int wsa_uv_port(wsa_uv *a) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getsockname(&a->listener, (struct sockaddr *)&ss, &len) != 0)
+    return -1;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Stops accepting (closes the listener). Accepted sockets go on. */
+static inline void wsa_uv_stop_listening(wsa_uv *a) {
+  if (!uv_is_closing((uv_handle_t *)&a->listener))
+    uv_close((uv_handle_t *)&a->listener, NULL);
+  a->listening = 0;
+}
+
+/* Closes the adapter's own handles (after ws_server_free closed every
+ * connection); run the loop once more so their close callbacks run. */
+static inline void wsa_uv_close_handles(wsa_uv *a) {
+  wsa_uv_stop_listening(a);
+  uv_close((uv_handle_t *)&a->timer, NULL);
+  uv_close((uv_handle_t *)&a->prepare, NULL);
+  uv_close((uv_handle_t *)&a->async, NULL);
+}
+
+#endif /* WSA_LIBUV_H */

@@ -1,0 +1,397 @@
+/*
+ * libwsmux behind libmicrohttpd: MHD serves the HTTP routes and parses
+ * every request; /ws requests are checked by libwsmux and upgraded with
+ * MHD's upgrade API, then the socket is libwsmux's.
+ *
+ *   GET /hello                       -> 200 "hello"
+ *   ws://HOST:PORT/ws?device_id=ID   -> the ping/pong protocol of
+ *                                       examples/pingpong.c
+ *
+ * One thread: MHD runs in external mode on its own epoll fd
+ * (MHD_USE_EPOLL), which the epoll adapter watches like any host fd, so
+ * MHD's callbacks and libwsmux run on the same thread and need no lock.
+ *
+ * The 101: MHD always writes "HTTP/1.1 101 Switching Protocols" itself, so
+ * the access handler calls ws_conn_upgrade_answer (the same checks as
+ * ws_conn_upgrade, but no HTTP bytes queued): accepted, it gives the
+ * Sec-WebSocket-Accept value for MHD's 101; refused, the status and reason
+ * MHD answers with. Until MHD hands over the socket the connection's send
+ * callback answers 0, so anything on_open queues waits in the library.
+ *
+ * Usage: mhd [--port N] [--host ADDR]   (port 0: any free one)
+ * SIGINT/SIGTERM: 1001 to every WebSocket client, drain, exit 0.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/epoll.h"
+#include "wsmux.h"
+
+#define MAX_HEADERS 64
+
+/* The transport: an epoll-adapter socket (first member) that has no fd
+ * until MHD hands it over after its 101. */
+typedef struct mhd_sock {
+  wsa_epoll_sock base;
+  struct MHD_UpgradeResponseHandle *urh;
+  int adopted; /* the loop owns it (else the request below does) */
+} mhd_sock;
+
+/* Per MHD request (con_cls), from the raw URI on. */
+typedef struct mhd_req {
+  char *uri;       /* raw request target: path and query, still encoded */
+  mhd_sock *sock;  /* a /ws request's connection until adopted */
+  int seen;        /* the access handler ran once */
+} mhd_req;
+
+typedef struct header_list {
+  ws_header h[MAX_HEADERS];
+  size_t n;
+} header_list;
+
+static wsa_epoll g_ep;
+static ws_server *g_srv;
+static struct MHD_Daemon *g_mhd;
+static volatile sig_atomic_t g_stop;
+static int g_done;
+
+/* ---- transport callbacks: the epoll adapter's, once there is an fd ---- */
+
+static ssize_t mhd_send(ws_conn *c, void *t, const void *d, size_t n) {
+  mhd_sock *s = t;
+  return s->adopted ? wsa_epoll_send(c, t, d, n) : 0;
+}
+
+static ssize_t mhd_sendv(ws_conn *c, void *t, const ws_iovec *iov, int n) {
+  mhd_sock *s = t;
+  return s->adopted ? wsa_epoll_sendv(c, t, iov, n) : 0;
+}
+
+static int mhd_want_write(ws_conn *c, void *t, int want) {
+  mhd_sock *s = t;
+  return s->adopted ? wsa_epoll_want_write(c, t, want) : 0;
+}
+
+/* MHD owns the upgraded fd: it must be closed through MHD_upgrade_action.
+ * The struct goes on the adapter's dead list (freed after the batch). */
+static int mhd_close(ws_conn *c, void *t) {
+  mhd_sock *s = t;
+  (void)c;
+  s->base.conn = NULL;
+  if (!s->adopted) return 0; /* its request frees it */
+  epoll_ctl(g_ep.epfd, EPOLL_CTL_DEL, s->base.item.fd, NULL);
+  MHD_upgrade_action(s->urh, MHD_UPGRADE_ACTION_CLOSE);
+  s->base.item.fd = -1;
+  s->base.next_dead = g_ep.dead;
+  g_ep.dead = &s->base;
+  g_ep.nsocks--;
+  return 0;
+}
+
+/* ---- the WebSocket protocol ------------------------------------------- */
+
+static int on_ping(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)m, (void)ud;
+  return ws_conn_send_json(c, "pong", "\"\"", 2);
+}
+
+static int on_echo(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)ud;
+  return ws_conn_send_text(c, m->text, m->len);
+}
+
+static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
+  size_t len;
+  const char *data = ws_msg_data_json(m, &len);
+  ws_server *s = ws_conn_server(c);
+  (void)ud;
+  if (data == NULL) return ws_broadcast(s, "bc", NULL, NULL, 0) < 0 ? -1 : 0;
+  return ws_broadcast_json(s, "bc", data, len, NULL, 0) < 0 ? -1 : 0;
+}
+
+static void on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)ud;
+  if (level <= WS_LOG_WARN) fprintf(stderr, "wsmux: %s\n", msg);
+}
+
+static int on_shutdown(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  g_done = 1;
+  return 0;
+}
+
+/* ---- MHD callbacks ---------------------------------------------------- */
+
+/* Keeps the raw request target: MHD hands the access handler a decoded
+ * path and parsed arguments, libwsmux wants them as sent. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con) {
+  mhd_req *r = calloc(1, sizeof(*r));
+  (void)cls, (void)con;
+  if (r) r->uri = strdup(uri);
+  return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *con,
+                         void **con_cls, enum MHD_RequestTerminationCode why) {
+  mhd_req *r = *con_cls;
+  (void)cls, (void)con, (void)why;
+  if (r == NULL) return;
+  if (r->sock && !r->sock->adopted) {
+    /* MHD never got to the upgrade (client gone, write error). */
+    if (r->sock->base.conn) ws_conn_abort(r->sock->base.conn);
+    free(r->sock);
+  }
+  free(r->uri);
+  free(r);
+  *con_cls = NULL;
+}
+
+/* MHD wrote its 101: the socket is ours (to be closed through MHD). */
+static void on_upgraded(void *cls, struct MHD_Connection *con, void *con_cls,
+                        const char *extra, size_t extra_len, MHD_socket fd,
+                        struct MHD_UpgradeResponseHandle *urh) {
+  mhd_req *r = con_cls;
+  mhd_sock *s = r->sock;
+  struct epoll_event ev;
+  ws_conn *c;
+  (void)cls, (void)con;
+  r->sock = NULL; /* the loop owns it now */
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  s->urh = urh;
+  s->adopted = 1;
+  s->base.item.kind = WSA_EPOLL_CONN;
+  s->base.item.fd = fd;
+  s->base.owner = &g_ep;
+  g_ep.nsocks++;
+  if ((c = s->base.conn) == NULL) { /* closed while MHD wrote the 101 */
+    s->base.next_dead = g_ep.dead;
+    g_ep.dead = &s->base;
+    g_ep.nsocks--;
+    s->base.item.fd = -1;
+    MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+    return;
+  }
+  /* Output queued before now (on_open, a broadcast) waits for EPOLLOUT. */
+  s->base.events = EPOLLIN | (ws_conn_want_write(c) ? EPOLLOUT : 0);
+  memset(&ev, 0, sizeof(ev));
+  ev.events = s->base.events;
+  ev.data.ptr = &s->base.item;
+  if (epoll_ctl(g_ep.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    ws_conn_abort(c);
+    return;
+  }
+  if (extra_len) ws_conn_feed(c, extra, extra_len); /* pipelined frames */
+}
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
+                                      const char *key, const char *value) {
+  header_list *l = cls;
+  (void)kind;
+  if (l->n == MAX_HEADERS) return MHD_NO;
+  l->h[l->n].name = key;
+  l->h[l->n].name_len = strlen(key);
+  l->h[l->n].value = value ? value : "";
+  l->h[l->n].value_len = value ? strlen(value) : 0;
+  l->n++;
+  return MHD_YES;
+}
+
+static enum MHD_Result answer_text(struct MHD_Connection *con,
+                                   unsigned status, const char *text,
+                                   const char *extra_name,
+                                   const char *extra_value) {
+  struct MHD_Response *resp = MHD_create_response_from_buffer(
+      strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+  enum MHD_Result ret;
+  if (resp == NULL) return MHD_NO;
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "text/plain; charset=utf-8");
+  if (extra_name) MHD_add_response_header(resp, extra_name, extra_value);
+  ret = MHD_queue_response(con, status, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+/* /ws: libwsmux decides; MHD writes the answer. */
+static enum MHD_Result answer_ws(struct MHD_Connection *con, mhd_req *r,
+                                 const char *method) {
+  header_list hl = {.n = 0};
+  char path[2048], accept[WS_ACCEPT_LEN + 1], line[256];
+  const char *query = strchr(r->uri, '?'), *reason, *proto;
+  struct MHD_Response *resp;
+  enum MHD_Result ret;
+  size_t plen = query ? (size_t)(query - r->uri) : strlen(r->uri);
+  int status;
+  mhd_sock *s;
+
+  if (plen >= sizeof(path)) return answer_text(con, 414, "URI too long\n", NULL, NULL);
+  memcpy(path, r->uri, plen);
+  path[plen] = '\0';
+  if (query) query++;
+  MHD_get_connection_values(con, MHD_HEADER_KIND, collect_header, &hl);
+  if ((s = calloc(1, sizeof(*s))) == NULL) return MHD_NO;
+  s->base.item.fd = -1;
+  if (ws_conn_new(g_srv, s, &s->base.conn) != WS_OK) {
+    free(s);
+    return answer_text(con, 503, "unavailable\n", NULL, NULL);
+  }
+  r->sock = s;
+  if (ws_conn_upgrade_answer(s->base.conn, method, path, query, hl.h, hl.n,
+                             &status, &reason, accept) != WS_OK) {
+    ws_conn_abort(s->base.conn);
+    return MHD_NO;
+  }
+  if (status != 101) { /* refused: the connection is already closed */
+    snprintf(line, sizeof(line), "%s\n", reason);
+    return answer_text(con, (unsigned)status, line,
+                       status == 426 ? "Sec-WebSocket-Version" : NULL, "13");
+  }
+  resp = MHD_create_response_for_upgrade(on_upgraded, NULL);
+  if (resp == NULL) return MHD_NO; /* on_completed aborts the connection */
+  /* MHD adds "Connection: Upgrade" itself. */
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
+  MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
+  if ((proto = ws_conn_subprotocol(s->base.conn)) != NULL)
+    MHD_add_response_header(resp, "Sec-WebSocket-Protocol", proto);
+  ret = MHD_queue_response(con, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+  mhd_req *r = *con_cls;
+  (void)cls, (void)version, (void)upload;
+  if (r == NULL || r->uri == NULL) return MHD_NO;
+  if (*upload_size) { /* no route takes a body */
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (!r->seen) { /* headers are in; wait for the end of the request */
+    r->seen = 1;
+    return MHD_YES;
+  }
+  if (strcmp(url, "/hello") == 0)
+    return answer_text(con, MHD_HTTP_OK, "hello\n", NULL, NULL);
+  if (strcmp(url, "/ws") == 0) return answer_ws(con, r, method);
+  return answer_text(con, MHD_HTTP_NOT_FOUND, "not found\n", NULL, NULL);
+}
+
+/* MHD's epoll fd is ready: let MHD work (accept, read, callbacks). */
+static void on_mhd_ready(wsa_epoll *p, wsa_epoll_watcher *w, uint32_t ev) {
+  (void)p, (void)w, (void)ev;
+  MHD_run(g_mhd);
+}
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+/* One loop turn, bounded by MHD's own timeout and cap_ms. */
+static void run_once(int cap_ms) {
+  MHD_UNSIGNED_LONG_LONG t;
+  if (MHD_get_timeout(g_mhd, &t) == MHD_YES && t < (MHD_UNSIGNED_LONG_LONG)cap_ms)
+    cap_ms = (int)t;
+  wsa_epoll_run_once_for(&g_ep, cap_ms);
+  MHD_run(g_mhd); /* MHD's timeouts */
+}
+
+int main(int argc, char **argv) {
+  const char *host = "127.0.0.1";
+  int port = 8081, i, rc;
+  MHD_socket lfd;
+  struct sockaddr_in addr;
+  const union MHD_DaemonInfo *info;
+  wsa_epoll_watcher mhd_watch;
+  struct sigaction sa;
+  ws_config cfg;
+  ws_mux *mux;
+
+  for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+      port = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
+      host = argv[++i];
+    else {
+      fprintf(stderr, "usage: %s [--port N] [--host ADDR]\n", argv[0]);
+      return 2;
+    }
+  }
+  memset(&addr, 0, sizeof(addr));
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+    fprintf(stderr, "--host: an IPv4 address\n");
+    return 2;
+  }
+  mux = ws_mux_new(NULL);
+  if (mux == NULL || ws_mux_handle(mux, "ping", on_ping, NULL) ||
+      ws_mux_handle(mux, "echo", on_echo, NULL) ||
+      ws_mux_handle(mux, "broadcast", on_broadcast, NULL)) {
+    fprintf(stderr, "mux setup failed\n");
+    return 1;
+  }
+  ws_config_init(&cfg);
+  cfg.send = mhd_send;
+  cfg.sendv = mhd_sendv;
+  cfg.want_write = mhd_want_write;
+  cfg.close = mhd_close;
+  cfg.handler = ws_mux_serve;
+  cfg.handler_data = mux;
+  cfg.on_log = on_log;
+  cfg.on_shutdown = on_shutdown;
+  cfg.keep_headers = 0;
+  if ((rc = ws_server_new(&cfg, &g_srv)) != WS_OK) {
+    fprintf(stderr, "ws_server_new: %s\n", ws_strerror(rc));
+    return 1;
+  }
+  if (wsa_epoll_init_fd(&g_ep, g_srv, -1) != 0) { /* MHD listens */
+    perror("epoll");
+    return 1;
+  }
+  g_mhd = MHD_start_daemon(
+      MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+      on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+      MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+  if (g_mhd == NULL ||
+      (info = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_EPOLL_FD)) == NULL ||
+      wsa_epoll_watch(&g_ep, &mhd_watch, info->epoll_fd, EPOLLIN, on_mhd_ready,
+                      NULL) != 0) {
+    fprintf(stderr, "MHD_start_daemon failed\n");
+    return 1;
+  }
+  if ((info = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_BIND_PORT)) != NULL)
+    port = info->port;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal; /* no SA_RESTART: epoll_wait returns */
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  printf("mhd: listening on http://%s:%d/ (GET /hello, ws path /ws?device_id=...)\n",
+         host, port);
+  fflush(stdout);
+
+  while (!g_stop) run_once(500);
+  lfd = MHD_quiesce_daemon(g_mhd); /* no new HTTP connections; ours now */
+  ws_server_tick(g_srv, wsa_epoll_now_ms());
+  ws_server_shutdown(g_srv, 2000);
+  while (!g_done) run_once(100);
+  ws_server_free(g_srv); /* closes through MHD_upgrade_action */
+  wsa_epoll_unwatch(&g_ep, &mhd_watch);
+  MHD_stop_daemon(g_mhd);
+  if (lfd != MHD_INVALID_SOCKET) close(lfd);
+  wsa_epoll_destroy(&g_ep);
+  ws_mux_free(mux);
+  printf("mhd: stopped\n");
+  return 0;
+}

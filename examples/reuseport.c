@@ -1,0 +1,200 @@
+/*
+ * N loop threads on one port: each thread has its own ws_server, its own
+ * epoll loop (adapters/epoll.h) and its own SO_REUSEPORT listening socket,
+ * so the kernel spreads connections over the threads and no lock is taken
+ * on the hot path. A server is driven by its own thread only; the one way
+ * across is ws_post, so a broadcast is fanned out by the application: the
+ * handler posts the message to every server (its own included), and each
+ * loop delivers it to its clients at its next tick.
+ *
+ *   ws://HOST:PORT/ws?device_id=ID
+ *   {"action":"ping"}               -> {"action":"pong","data":""}
+ *   {"action":"echo","data":D}      -> the same message back
+ *   {"action":"broadcast","data":D} -> {"action":"bc","data":D} to the
+ *                                      clients of every thread
+ *   {"action":"whoami"}             -> {"action":"thread","data":I}
+ *
+ * Usage: reuseport [--port N] [--host ADDR] [--threads N]   (default 2)
+ * SIGINT/SIGTERM: every thread sends 1001 to its clients, drains, exits 0.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/epoll.h"
+#include "wsmux.h"
+
+#define MAX_THREADS 64
+
+typedef struct loop_thread {
+  pthread_t th;
+  int index;
+  int listen_fd;
+  ws_server *srv;
+  ws_mux *mux; /* one per server: the header promises no sharing */
+  wsa_epoll ep;
+  int done; /* on_shutdown fired */
+} loop_thread;
+
+static loop_thread g_loops[MAX_THREADS];
+static int g_nloops = 2;
+static volatile int g_stop; /* set by main, read by loops after a wake */
+static pthread_barrier_t g_drained;
+
+static int on_ping(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)m, (void)ud;
+  return ws_conn_send_json(c, "pong", "\"\"", 2);
+}
+
+static int on_echo(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)ud;
+  return ws_conn_send_text(c, m->text, m->len);
+}
+
+static int on_whoami(ws_conn *c, const ws_msg *m, void *ud) {
+  loop_thread *t = ws_server_user_data(ws_conn_server(c));
+  char n[16];
+  (void)m, (void)ud;
+  snprintf(n, sizeof(n), "%d", t->index);
+  return ws_conn_send_json(c, "thread", n, strlen(n));
+}
+
+/* Application fan-out: post to every server. ws_post frames the message
+ * once per server, here on the sending thread. A server shutting down
+ * answers WS_ESHUTDOWN: its clients are leaving anyway. */
+static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
+  size_t len;
+  const char *data = ws_msg_data_json(m, &len);
+  int i, rc;
+  (void)c, (void)ud;
+  if (data == NULL) data = "null", len = 4;
+  for (i = 0; i < g_nloops; i++) {
+    rc = ws_post(g_loops[i].srv, WS_POST_ALL, NULL, "bc", data, len);
+    if (rc != WS_OK && rc != WS_ESHUTDOWN) return -1;
+  }
+  return 0;
+}
+
+static void on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)ud;
+  if (level <= WS_LOG_WARN) fprintf(stderr, "wsmux: %s\n", msg);
+}
+
+static int on_shutdown(ws_server *s, void *ud) {
+  (void)s;
+  ((loop_thread *)ud)->done = 1;
+  return 0;
+}
+
+/* The wake callback: user_data is the loop_thread, not the adapter. */
+static int on_wake(ws_server *s, void *ud) {
+  (void)s;
+  return wsa_epoll_notify(&((loop_thread *)ud)->ep);
+}
+
+static void *run_loop(void *arg) {
+  loop_thread *t = arg;
+  while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE))
+    if (wsa_epoll_run_once_for(&t->ep, 1000) < 0) break;
+  wsa_epoll_stop_listening(&t->ep);
+  ws_server_tick(t->srv, wsa_epoll_now_ms());
+  ws_server_shutdown(t->srv, 2000);
+  while (!t->done) wsa_epoll_run_once_for(&t->ep, 100);
+  /* Other threads' handlers may still post to this server until every
+   * thread has drained: free only after all have (ws_post must not race
+   * with ws_server_free). */
+  pthread_barrier_wait(&g_drained);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  const char *host = "127.0.0.1";
+  int port = 8081, i, rc, sig;
+  sigset_t set;
+  ws_config cfg;
+
+  for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+      port = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
+      host = argv[++i];
+    else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+      g_nloops = atoi(argv[++i]);
+    else {
+      fprintf(stderr, "usage: %s [--port N] [--host ADDR] [--threads N]\n",
+              argv[0]);
+      return 2;
+    }
+  }
+  if (g_nloops < 1 || g_nloops > MAX_THREADS) {
+    fprintf(stderr, "--threads: 1..%d\n", MAX_THREADS);
+    return 2;
+  }
+  /* Signals go to main only (sigwait below); the loop threads inherit the
+   * blocked mask. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  pthread_barrier_init(&g_drained, NULL, (unsigned)g_nloops + 1);
+
+  /* Every server and socket exists before any thread runs: a handler may
+   * post to any server from its first message on. */
+  for (i = 0; i < g_nloops; i++) {
+    loop_thread *t = &g_loops[i];
+    t->index = i;
+    t->mux = ws_mux_new(NULL);
+    if (t->mux == NULL || ws_mux_handle(t->mux, "ping", on_ping, NULL) ||
+        ws_mux_handle(t->mux, "echo", on_echo, NULL) ||
+        ws_mux_handle(t->mux, "whoami", on_whoami, NULL) ||
+        ws_mux_handle(t->mux, "broadcast", on_broadcast, NULL)) {
+      fprintf(stderr, "mux setup failed\n");
+      return 1;
+    }
+    ws_config_init(&cfg);
+    wsa_epoll_config(&cfg);
+    cfg.wake = on_wake;
+    cfg.user_data = t;
+    cfg.handler = ws_mux_serve;
+    cfg.handler_data = t->mux;
+    cfg.on_log = on_log;
+    cfg.on_shutdown = on_shutdown;
+    cfg.keep_headers = 0;
+    if ((rc = ws_server_new(&cfg, &t->srv)) != WS_OK) {
+      fprintf(stderr, "ws_server_new: %s\n", ws_strerror(rc));
+      return 1;
+    }
+    t->listen_fd = wsa_epoll_listen(host, port, 1);
+    if (t->listen_fd < 0 || wsa_epoll_init_fd(&t->ep, t->srv, t->listen_fd)) {
+      perror("listen");
+      return 1;
+    }
+    if (port == 0) port = wsa_epoll_port(t->listen_fd); /* the rest follow */
+  }
+  for (i = 0; i < g_nloops; i++)
+    if (pthread_create(&g_loops[i].th, NULL, run_loop, &g_loops[i]) != 0) {
+      fprintf(stderr, "pthread_create failed\n");
+      return 1;
+    }
+  printf("reuseport: %d threads listening on http://%s:%d/ (ws path /ws?device_id=...)\n",
+         g_nloops, host, port);
+  fflush(stdout);
+
+  sigwait(&set, &sig);
+  __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
+  for (i = 0; i < g_nloops; i++) wsa_epoll_notify(&g_loops[i].ep);
+  pthread_barrier_wait(&g_drained);
+  for (i = 0; i < g_nloops; i++) pthread_join(g_loops[i].th, NULL);
+  for (i = 0; i < g_nloops; i++) {
+    ws_server_free(g_loops[i].srv);
+    wsa_epoll_destroy(&g_loops[i].ep);
+    close(g_loops[i].listen_fd);
+    ws_mux_free(g_loops[i].mux);
+  }
+  pthread_barrier_destroy(&g_drained);
+  printf("reuseport: stopped\n");
+  return 0;
+}

@@ -1,0 +1,383 @@
+/*
+ * wss:// with OpenSSL: the host terminates TLS and libwsmux only ever sees
+ * plaintext. A poll(2) loop; each socket has an SSL object on two memory
+ * BIOs, so OpenSSL never touches the socket:
+ *
+ *   socket readable -> recv -> BIO_write(rbio) -> SSL_read -> ws_conn_feed
+ *   library send    -> SSL_write (ciphertext lands in wbio) -> send(2)
+ *
+ * Why memory BIOs: with a socket BIO, an SSL_write that answers WANT_WRITE
+ * must be retried with the same bytes, but the library may put a control
+ * frame (a pong, a close) ahead of a message nothing of which was sent
+ * yet. Here SSL_write always takes the bytes; what the socket does not take
+ * stays in wbio, and past WSA_TLS_MAX_PENDING ciphertext bytes the send
+ * callback answers 0 ("would block"), so the library keeps the rest in its
+ * own bounded queue. Before the TLS handshake finishes SSL_write answers
+ * WANT_READ: that is a 0 too.
+ *
+ * Same protocol as examples/pingpong.c (ping, echo, broadcast).
+ *
+ * Usage: tls --cert FILE --key FILE [--port N] [--host ADDR]
+ * SIGINT/SIGTERM: 1001 to every client, drain, exit 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wsmux.h"
+
+#define MAX_SOCKS 1024
+#define WSA_TLS_MAX_PENDING (256 * 1024) /* ciphertext kept per socket */
+
+typedef struct tls_sock {
+  int fd;
+  int idx; /* in g_pfd / g_socks */
+  SSL *ssl;
+  BIO *rbio, *wbio; /* network side: we write rbio, we drain wbio */
+  ws_conn *conn;
+  int want;  /* the library has output waiting for ws_conn_writable */
+  int dead;  /* the socket failed: abort after the current call */
+} tls_sock;
+
+static struct pollfd g_pfd[MAX_SOCKS + 1];
+static tls_sock *g_socks[MAX_SOCKS + 1];
+static nfds_t g_n;
+static SSL_CTX *g_ctx;
+static volatile sig_atomic_t g_stop;
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Sends buffered ciphertext. Returns 0, or -1 when the socket failed. */
+static int flush_wbio(tls_sock *s) {
+  char *data;
+  long n;
+  while ((n = BIO_get_mem_data(s->wbio, &data)) > 0) {
+    ssize_t w = send(s->fd, data, (size_t)n, MSG_NOSIGNAL);
+    if (w < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    if (BIO_read(s->wbio, data, (int)w) != (int)w) return -1; /* consume */
+    if (w < n) return 0;
+  }
+  return 0;
+}
+
+static void update_events(tls_sock *s) {
+  short ev = POLLIN;
+  if (BIO_ctrl_pending(s->wbio) > 0 || s->want) ev |= POLLOUT;
+  g_pfd[s->idx].events = ev;
+}
+
+/* ---- transport callbacks ---------------------------------------------- */
+
+static ssize_t tls_send(ws_conn *c, void *t, const void *d, size_t n) {
+  tls_sock *s = t;
+  int w;
+  (void)c;
+  if (BIO_ctrl_pending(s->wbio) >= WSA_TLS_MAX_PENDING) {
+    if (flush_wbio(s) < 0) return -1;
+    if (BIO_ctrl_pending(s->wbio) >= WSA_TLS_MAX_PENDING) return 0;
+  }
+  if (n > 16384) n = 16384; /* one TLS record per call */
+  w = SSL_write(s->ssl, d, (int)n);
+  if (w <= 0) {
+    int e = SSL_get_error(s->ssl, w);
+    return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
+  }
+  if (flush_wbio(s) < 0) return -1;
+  update_events(s);
+  return w;
+}
+
+static int tls_want_write(ws_conn *c, void *t, int want) {
+  tls_sock *s = t;
+  (void)c;
+  s->want = want;
+  update_events(s);
+  return 0;
+}
+
+/* Sends close_notify best-effort, closes, and swaps the last table entry
+ * into this slot (the loop walks backwards). */
+static int tls_close(ws_conn *c, void *t) {
+  tls_sock *s = t;
+  nfds_t last = g_n - 1;
+  (void)c;
+  if (SSL_is_init_finished(s->ssl)) {
+    SSL_shutdown(s->ssl);
+    flush_wbio(s);
+  }
+  if ((nfds_t)s->idx != last) {
+    g_pfd[s->idx] = g_pfd[last];
+    g_socks[s->idx] = g_socks[last];
+    g_socks[s->idx]->idx = s->idx;
+  }
+  g_n--;
+  close(s->fd);
+  SSL_free(s->ssl); /* frees both BIOs */
+  free(s);
+  return 0;
+}
+
+/* ---- protocol --------------------------------------------------------- */
+
+static int on_ping(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)m, (void)ud;
+  return ws_conn_send_json(c, "pong", "\"\"", 2);
+}
+
+static int on_echo(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)ud;
+  return ws_conn_send_text(c, m->text, m->len);
+}
+
+static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
+  size_t len;
+  const char *data = ws_msg_data_json(m, &len);
+  ws_server *s = ws_conn_server(c);
+  (void)ud;
+  if (data == NULL) return ws_broadcast(s, "bc", NULL, NULL, 0) < 0 ? -1 : 0;
+  return ws_broadcast_json(s, "bc", data, len, NULL, 0) < 0 ? -1 : 0;
+}
+
+static void on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)ud;
+  if (level <= WS_LOG_WARN) fprintf(stderr, "wsmux: %s\n", msg);
+}
+
+static int on_shutdown(ws_server *s, void *ud) {
+  (void)s;
+  *(int *)ud = 1;
+  return 0;
+}
+
+/* ---- loop ------------------------------------------------------------- */
+
+static int listen_on(const char *host, int port) {
+  struct sockaddr_in a;
+  int one = 1, fd;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, host, &a.sin_addr) != 1) return -1;
+  fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1024) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void accept_all(ws_server *srv, int lfd) {
+  for (;;) {
+    int one = 1, fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    tls_sock *s;
+    if (fd < 0) return;
+    if (g_n > MAX_SOCKS || (s = calloc(1, sizeof(*s))) == NULL) {
+      close(fd);
+      continue;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->fd = fd;
+    s->ssl = SSL_new(g_ctx);
+    s->rbio = BIO_new(BIO_s_mem());
+    s->wbio = BIO_new(BIO_s_mem());
+    if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL) {
+      BIO_free(s->rbio);
+      BIO_free(s->wbio);
+      SSL_free(s->ssl);
+      goto drop;
+    }
+    BIO_set_mem_eof_return(s->rbio, -1); /* empty: "retry", not EOF */
+    SSL_set_bio(s->ssl, s->rbio, s->wbio);
+    SSL_set_accept_state(s->ssl);
+    s->idx = (int)g_n;
+    g_pfd[g_n].fd = fd;
+    g_pfd[g_n].events = POLLIN;
+    g_pfd[g_n].revents = 0;
+    g_socks[g_n] = s;
+    g_n++;
+    if (ws_conn_new(srv, s, &s->conn) != WS_OK) {
+      g_n--;
+      SSL_free(s->ssl);
+      goto drop;
+    }
+    continue;
+  drop:
+    close(fd);
+    free(s);
+  }
+}
+
+/* Socket readable: ciphertext in, plaintext to the library. Returns -1
+ * when the connection is gone. */
+static int on_readable(tls_sock *s) {
+  char buf[16384];
+  ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
+  ws_conn *c = s->conn;
+  if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+    ws_conn_abort(c); /* EOF or error: on_close gets 1006 */
+    return -1;
+  }
+  if (r < 0) return 0;
+  if (BIO_write(s->rbio, buf, (int)r) != (int)r) {
+    ws_conn_abort(c);
+    return -1;
+  }
+  for (;;) {
+    int n = SSL_read(s->ssl, buf, sizeof(buf)), e;
+    if (n > 0) {
+      /* The library may close (and free s) from inside. */
+      if (ws_conn_feed(c, buf, (size_t)n) != WS_OK) return -1;
+      continue;
+    }
+    e = SSL_get_error(s->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+    /* close_notify, or a TLS error (bad handshake, bad record) */
+    flush_wbio(s); /* a fatal alert, if any */
+    ws_conn_abort(c);
+    return -1;
+  }
+  /* Handshake records, or data SSL_read produced (TLS 1.3 tickets). */
+  if (flush_wbio(s) < 0) {
+    ws_conn_abort(c);
+    return -1;
+  }
+  update_events(s);
+  return 0;
+}
+
+static int on_writable(tls_sock *s) {
+  if (flush_wbio(s) < 0) {
+    ws_conn_abort(s->conn);
+    return -1;
+  }
+  if (BIO_ctrl_pending(s->wbio) == 0 && s->want &&
+      ws_conn_writable(s->conn) != WS_OK)
+    return -1;
+  update_events(s);
+  return 0;
+}
+
+static void run_once(ws_server *srv, int cap_ms) {
+  int timeout = ws_server_tick(srv, now_ms());
+  nfds_t i;
+  if (timeout < 0 || timeout > cap_ms) timeout = cap_ms;
+  if (poll(g_pfd, g_n, timeout) < 0) return;
+  ws_server_tick(srv, now_ms());
+  for (i = g_n; i-- > 1;) {
+    short ev;
+    tls_sock *s;
+    if (i >= g_n) continue; /* the table shrank under us */
+    ev = g_pfd[i].revents;
+    s = g_socks[i];
+    g_pfd[i].revents = 0;
+    if (ev == 0) continue;
+    if ((ev & POLLOUT) && on_writable(s) < 0) continue;
+    if (ev & (POLLIN | POLLHUP | POLLERR)) on_readable(s);
+  }
+  if (g_pfd[0].fd >= 0 && (g_pfd[0].revents & POLLIN))
+    accept_all(srv, g_pfd[0].fd);
+  g_pfd[0].revents = 0;
+}
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+int main(int argc, char **argv) {
+  const char *host = "127.0.0.1", *cert = NULL, *key = NULL;
+  int port = 8443, i, rc, done = 0, lfd;
+  ws_config cfg;
+  ws_server *srv;
+  ws_mux *mux;
+
+  for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+      port = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
+      host = argv[++i];
+    else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc)
+      cert = argv[++i];
+    else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+      key = argv[++i];
+    else
+      break;
+  }
+  if (i < argc || cert == NULL || key == NULL) {
+    fprintf(stderr, "usage: %s --cert FILE --key FILE [--port N] [--host ADDR]\n",
+            argv[0]);
+    return 2;
+  }
+  g_ctx = SSL_CTX_new(TLS_server_method());
+  if (g_ctx == NULL ||
+      SSL_CTX_set_min_proto_version(g_ctx, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_use_certificate_chain_file(g_ctx, cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(g_ctx, key, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(g_ctx) != 1) {
+    ERR_print_errors_fp(stderr);
+    return 1;
+  }
+  mux = ws_mux_new(NULL);
+  if (mux == NULL || ws_mux_handle(mux, "ping", on_ping, NULL) ||
+      ws_mux_handle(mux, "echo", on_echo, NULL) ||
+      ws_mux_handle(mux, "broadcast", on_broadcast, NULL)) {
+    fprintf(stderr, "mux setup failed\n");
+    return 1;
+  }
+  ws_config_init(&cfg);
+  cfg.send = tls_send;
+  cfg.want_write = tls_want_write;
+  cfg.close = tls_close;
+  cfg.handler = ws_mux_serve;
+  cfg.handler_data = mux;
+  cfg.on_log = on_log;
+  cfg.on_shutdown = on_shutdown;
+  cfg.user_data = &done;
+  cfg.keep_headers = 0;
+  if ((rc = ws_server_new(&cfg, &srv)) != WS_OK) {
+    fprintf(stderr, "ws_server_new: %s\n", ws_strerror(rc));
+    return 1;
+  }
+  if ((lfd = listen_on(host, port)) < 0) {
+    perror("listen");
+    return 1;
+  }
+  g_pfd[0].fd = lfd;
+  g_pfd[0].events = POLLIN;
+  g_n = 1;
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  signal(SIGPIPE, SIG_IGN);
+  printf("tls: listening on https://%s:%d/ (wss path /ws?device_id=...)\n",
+         host, port);
+  fflush(stdout);
+
+  while (!g_stop) run_once(srv, 500);
+  close(lfd);
+  g_pfd[0].fd = -1; /* poll ignores it */
+  ws_server_tick(srv, now_ms());
+  ws_server_shutdown(srv, 2000);
+  while (!done) run_once(srv, 100);
+  ws_server_free(srv);
+  ws_mux_free(mux);
+  SSL_CTX_free(g_ctx);
+  printf("tls: stopped\n");
+  return 0;
+}

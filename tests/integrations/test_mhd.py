@@ -1,0 +1,86 @@
+"""examples/mhd: libmicrohttpd serves HTTP routes and upgrades /ws through
+MHD's upgrade API after libwsmux's checks (ws_conn_upgrade_answer); the
+routes keep working while WebSocket clients are connected."""
+import asyncio
+import signal
+import urllib.error
+import urllib.request
+
+from conftest import TIMEOUT, arun, close_code, connect, recv_json, refused_status
+
+
+def http_get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_routes_and_websocket_together(start_server):
+    server = start_server("mhd")
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        get = lambda path: loop.run_in_executor(None, http_get, server.http + path)
+        assert await get("/hello") == (200, "hello\n")
+        clients = [await connect(f"{server.ws}/ws?device_id=m{i}") for i in range(5)]
+        # HTTP while WebSockets are open, and WebSockets while HTTP runs
+        assert await get("/hello") == (200, "hello\n")
+        assert (await get("/nope"))[0] == 404
+        await clients[0].send('{"action":"ping"}')
+        assert await recv_json(clients[0]) == {"action": "pong", "data": ""}
+        await clients[1].send('{"action":"echo","data":"x"}')
+        assert await recv_json(clients[1]) == {"action": "echo", "data": "x"}
+        results = await asyncio.gather(*(get("/hello") for _ in range(10)))
+        assert results == [(200, "hello\n")] * 10
+        await clients[2].send('{"action":"broadcast","data":{"k":1}}')
+        for ws in clients:
+            assert await recv_json(ws) == {"action": "bc", "data": {"k": 1}}
+        big = '{"action":"echo","data":"%s"}' % ("z" * 60000)
+        for _ in range(30):
+            await clients[3].send(big)
+        for _ in range(30):
+            assert await asyncio.wait_for(clients[3].recv(), TIMEOUT) == big
+        for ws in clients:
+            await ws.close()
+    arun(run())
+
+
+def test_library_refusals_answered_by_mhd(start_server):
+    server = start_server("mhd")
+
+    async def run():
+        assert await refused_status(f"{server.ws}/ws") == 400  # no device_id
+        assert await refused_status(f"{server.ws}/ws?device_id=o",
+                                    origin="http://evil.example") == 403
+    arun(run())
+    status, body = http_get(server.http + "/ws")  # plain GET on the ws path
+    assert status == 426 and body == "upgrade required\n"
+    assert http_get(server.http + "/hello") == (200, "hello\n")
+
+
+def test_duplicate_device_replaces_older(start_server):
+    server = start_server("mhd")
+
+    async def run():
+        old = await connect(f"{server.ws}/ws?device_id=same")
+        new = await connect(f"{server.ws}/ws?device_id=same")
+        assert await close_code(old) == 4000
+        await new.send('{"action":"ping"}')
+        assert (await recv_json(new))["action"] == "pong"
+        await new.close()
+    arun(run())
+
+
+def test_sigterm_1001(start_server):
+    server = start_server("mhd")
+
+    async def run():
+        ws = await connect(f"{server.ws}/ws?device_id=s")
+        await ws.send('{"action":"ping"}')
+        await recv_json(ws)
+        server.proc.send_signal(signal.SIGTERM)
+        assert await close_code(ws) == 1001
+    arun(run())
+    assert server.proc.wait(timeout=TIMEOUT) == 0

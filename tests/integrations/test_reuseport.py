@@ -1,0 +1,53 @@
+"""examples/reuseport: N loop threads, one SO_REUSEPORT socket each; a
+broadcast on any thread reaches the clients of every thread (ws_post
+fan-out across servers)."""
+import asyncio
+import signal
+
+from conftest import TIMEOUT, arun, close_code, connect, recv_json
+
+N_CLIENTS = 48  # kernel hashing puts all on one of 2 threads with p = 2^-47
+
+
+def test_broadcast_crosses_threads(start_server):
+    server = start_server("reuseport", "--threads", "2")
+
+    async def run():
+        clients = [await connect(f"{server.ws}/ws?device_id=c{i}")
+                   for i in range(N_CLIENTS)]
+        try:
+            threads = []
+            for ws in clients:
+                await ws.send('{"action":"whoami"}')
+                reply = await recv_json(ws)
+                assert reply["action"] == "thread"
+                threads.append(reply["data"])
+            assert set(threads) == {0, 1}, threads
+            # once from a client of thread 1, once from thread 0
+            for origin in (threads.index(1), threads.index(0)):
+                await clients[origin].send(
+                    '{"action":"broadcast","data":{"from":%d}}' % origin)
+                for ws in clients:
+                    assert await recv_json(ws) == {"action": "bc",
+                                                   "data": {"from": origin}}
+            await clients[0].send('{"action":"ping"}')
+            assert await recv_json(clients[0]) == {"action": "pong", "data": ""}
+        finally:
+            server.proc.send_signal(signal.SIGTERM)
+            codes = await asyncio.gather(*(close_code(ws) for ws in clients))
+            assert set(codes) == {1001}
+    arun(run())
+    assert server.proc.wait(timeout=TIMEOUT) == 0
+
+
+def test_four_threads_broadcast_without_data(start_server):
+    server = start_server("reuseport", "--threads", "4")
+
+    async def run():
+        clients = [await connect(f"{server.ws}/ws?device_id=c{i}") for i in range(16)]
+        await clients[5].send('{"action":"broadcast"}')
+        for ws in clients:
+            assert await recv_json(ws) == {"action": "bc", "data": None}
+        for ws in clients:
+            await ws.close()
+    arun(run())

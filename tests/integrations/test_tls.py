@@ -1,0 +1,87 @@
+"""examples/tls: OpenSSL in the host, plaintext to libwsmux; a real wss://
+client trusting a certificate generated for the test."""
+import asyncio
+import json
+import signal
+import ssl
+import subprocess
+
+import pytest
+
+from conftest import TIMEOUT, arun, close_code, connect, recv_json, refused_status
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    crt, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(crt)],
+        check=True, capture_output=True, timeout=60)
+    return str(crt), str(key)
+
+
+@pytest.fixture
+def server(start_server, cert):
+    return start_server("tls", "--cert", cert[0], "--key", cert[1])
+
+
+def client_ctx(cert):
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cert[0])
+    ctx.check_hostname = True
+    return ctx
+
+
+def test_wss_ping_echo_broadcast(server, cert):
+    ctx = client_ctx(cert)
+
+    async def run():
+        a = await connect(f"{server.ws}/ws?device_id=a", ssl=ctx)
+        b = await connect(f"{server.ws}/ws?device_id=b", ssl=ctx)
+        await a.send('{"action":"ping"}')
+        assert await recv_json(a) == {"action": "pong", "data": ""}
+        big = json.dumps({"action": "echo", "data": "y" * 60000})
+        for _ in range(40):  # ~2.4 MB: more than the socket buffers hold
+            await a.send(big)
+        for _ in range(40):
+            assert await asyncio.wait_for(a.recv(), TIMEOUT) == big
+        await b.send('{"action":"broadcast","data":[1,2]}')
+        for ws in (a, b):
+            assert await recv_json(ws) == {"action": "bc", "data": [1, 2]}
+        await a.close()
+        await b.close()
+    arun(run())
+
+
+def test_wss_refusal_and_bad_client(server, cert):
+    ctx = client_ctx(cert)
+
+    async def run():
+        assert await refused_status(f"{server.ws}/ws", ssl=ctx) == 400
+        # a plaintext client on the TLS port: the server drops it, goes on
+        try:
+            async with connect(f"ws://{server.host}:{server.port}/ws?device_id=p",
+                               open_timeout=5):
+                raise AssertionError("plaintext upgrade accepted")
+        except (OSError, asyncio.TimeoutError,
+                __import__("websockets").exceptions.WebSocketException):
+            pass
+        async with connect(f"{server.ws}/ws?device_id=ok", ssl=ctx) as ws:
+            await ws.send('{"action":"ping"}')
+            assert (await recv_json(ws))["action"] == "pong"
+    arun(run())
+
+
+def test_wss_sigterm_1001(server, cert):
+    ctx = client_ctx(cert)
+
+    async def run():
+        ws = await connect(f"{server.ws}/ws?device_id=s", ssl=ctx)
+        await ws.send('{"action":"ping"}')
+        await recv_json(ws)
+        server.proc.send_signal(signal.SIGTERM)
+        assert await close_code(ws) == 1001
+    arun(run())
+    assert server.proc.wait(timeout=TIMEOUT) == 0

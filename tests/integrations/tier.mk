@@ -1,0 +1,64 @@
+# Integrations tier: every loop adapter and host integration as a real
+# server on loopback, driven by python3-websockets (pytest), plus the
+# ws_post stress test under ThreadSanitizer.
+#   make integrations                    run it (builds what it needs)
+#   make integrations INTEG_ARGS='-k tls -x'   pass options to pytest
+#   make post-stress-tsan                the TSan stress test alone
+# Bounded: every wait in the tests is 10 s; the pytest run is capped at
+# INTEG_TIMEOUT seconds, the stress test at POST_STRESS_TIMEOUT.
+TEST_TIERS += integrations
+
+# Extra link flags of the examples this tier owns (the main Makefile's
+# example rule appends EX_LIBS_<name>).
+EX_LIBS_pingpong_libuv     := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+EX_LIBS_pingpong_libevent  := $(shell pkg-config --libs libevent_pthreads libevent 2>/dev/null || echo -levent_pthreads -levent)
+EX_LIBS_mhd                := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+EX_LIBS_tls                := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
+
+INTEG_DIR     := tests/integrations
+INTEG_BINS    := $(addprefix $(BUILD)/examples/,pingpong pingpong_epoll pingpong_libuv \
+                   pingpong_libevent mhd tls reuseport)
+INTEG_TIMEOUT ?= 240
+INTEG_ARGS    ?=
+
+# The stress test compiles lib/*.c itself with -fsanitize=thread (clang):
+# TSan needs every object instrumented, so the normal library is not used.
+TSAN_CC       ?= clang
+TSAN_DIR      := $(BUILD)/tsan
+TSAN_CFLAGS   := $(filter-out -O% -fsanitize=% -fno-sanitize-recover=%,$(BASE_CFLAGS)) \
+                 -O1 -fsanitize=thread -fno-omit-frame-pointer
+POST_STRESS_TIMEOUT ?= 300
+POST_STRESS_ARGS ?=
+
+$(TSAN_DIR)/test_post_stress: $(INTEG_DIR)/test_post_stress.c $(LIB_SRC) $(wildcard lib/*.h) include/wsmux.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TSANCC  $@")
+	$(Q)$(TSAN_CC) $(TSAN_CFLAGS) -Ilib $(INTEG_DIR)/test_post_stress.c $(LIB_SRC) \
+	    -o $@ $(LDLIBS_DEPS)
+
+# ws_conn_upgrade_answer in memory (the MHD example's library entry point).
+$(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(STATIC)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $< -o $@ $(STATIC) $(LDLIBS_DEPS)
+
+.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer
+upgrade-answer: $(BUILD)/tests/test_upgrade_answer
+	$(Q)timeout -k 5 30 $(BUILD)/tests/test_upgrade_answer
+
+post-stress-tsan: $(TSAN_DIR)/test_post_stress
+	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
+	    timeout -k 5 $(POST_STRESS_TIMEOUT) $(TSAN_DIR)/test_post_stress $(POST_STRESS_ARGS)
+
+integrations-pytest: $(INTEG_BINS)
+	$(Q)BUILD=$(BUILD) PYTHONDONTWRITEBYTECODE=1 timeout -k 5 $(INTEG_TIMEOUT) \
+	    /usr/bin/python3 -m pytest -q -p no:cacheprovider $(INTEG_ARGS) $(INTEG_DIR)
+
+# Runs both parts even when the first fails; prints both summaries.
+integrations:
+	@rc=0; \
+	$(MAKE) --no-print-directory upgrade-answer || rc=1; \
+	$(MAKE) --no-print-directory integrations-pytest || rc=1; \
+	$(MAKE) --no-print-directory post-stress-tsan || rc=1; \
+	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, pytest and post-stress-tsan passed"; \
+	else echo "integrations: FAILED"; fi; exit $$rc
