@@ -3,7 +3,7 @@
 #   make test       install missing deps, build, run every test tier
 #   make run        install missing deps, build and run examples/pingpong (:8081)
 #   make unit       unit tests only (tiers: see tests/*/tier.mk)
-#   make asan       unit tests under ASan+UBSan (build/asan)
+#   make asan       the test tiers again under ASan+UBSan (build/asan)
 #   make valgrind   unit tests under valgrind memcheck
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (clang)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -116,8 +116,14 @@ test: deps
 	  $(MAKE) --no-print-directory $$t || { rc=1; echo "tier $$t FAILED"; }; \
 	done; exit $$rc
 
+# The suite again with the library, examples and tests under ASan+UBSan.
+# (fuzz builds its own sanitized objects; install-check has nothing to add.)
+ASAN_TIERS ?= unit $(filter-out fuzz-regress install-check,$(TEST_TIERS))
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 unit
+	@rc=0; for t in $(ASAN_TIERS); do \
+	  $(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 $$t \
+	    || { rc=1; echo "asan tier $$t FAILED"; }; \
+	done; exit $$rc
 
 valgrind: $(UNIT_BIN)
 	@VALGRIND=1 scripts/run-unit.sh $(UNIT_BIN)
