@@ -70,7 +70,7 @@ void ws__conn_rearm(ws_conn *c) {
 }
 
 /* CLOSING and DRAINING end by close_timeout at the latest. */
-static void arm_close_timer(ws_conn *c) {
+void ws__conn_arm_close_timer(ws_conn *c) {
   ws_server *s = c->s;
   uint32_t ms = s->cfg.close_timeout_ms;
   if (ms == 0) {
@@ -172,8 +172,10 @@ void ws__conn_flush(ws_conn *c) {
   }
   if (w > 0) c->last_write = c->s->now;
   signal_want_write(c, c->q.count > 0);
+  /* on_close gets the peer's reason when the peer sent a close frame. */
   if (c->state == WS__DRAINING && c->q.count == 0)
-    ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_NORMAL, "");
+    ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_NORMAL,
+                    c->close_reason ? c->close_reason : "");
 }
 
 /* ---- closing --------------------------------------------------------- */
@@ -207,7 +209,7 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason) {
   if (c->state == WS__OPEN) queue_close_frame(c, code, reason);
   c->state = WS__DRAINING;
   ws__conn_mark_dirty(c);
-  arm_close_timer(c);
+  ws__conn_arm_close_timer(c);
 }
 
 int ws__close_code_valid(int code) {
@@ -232,7 +234,7 @@ int ws_conn_close(ws_conn *c, int code, const char *reason) {
   ws__enter(c->s);
   queue_close_frame(c, code, reason);
   c->state = WS__CLOSING;
-  arm_close_timer(c);
+  ws__conn_arm_close_timer(c);
   ws__leave(c->s);
   return WS_OK;
 }
@@ -268,10 +270,6 @@ void ws__conn_finish(ws_conn *c, int code, const char *reason) {
   else
     s->st.conns_pending--;
   ws__outq_clear(s, &c->q);
-  if (c->rx) {
-    ws__rx_release(s, c->rx);
-    c->rx = NULL;
-  }
   if (c->flags & WS__F_OPENED) {
     ws__stat_close(s, code);
     if (s->cfg.on_close)
@@ -287,8 +285,12 @@ void ws__conn_finish(ws_conn *c, int code, const char *reason) {
   }
 }
 
+/* The rx (whose buffer a handler may still be reading through msg->text)
+ * and the message buffer go only here, when no library frame is on the
+ * stack. */
 void ws__conn_free(ws_conn *c) {
   ws_server *s = c->s;
+  if (c->rx) ws__rx_release(s, c->rx);
   ws__request_free(&s->al, c->req);
   ws__free(&s->al, c->buf);
   ws__free(&s->al, c->close_reason);
@@ -317,6 +319,9 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
     c->flags &= (uint8_t)~WS__F_PING_SENT;
     ws__frame_feed(c, p, len);
   }
+  /* Flush now, as the outermost ws__leave would, so that a close this feed
+   * causes (a failed send, a drained close handshake) is in the result. */
+  if (s->depth == 1 && (c->flags & WS__F_DIRTY)) ws__conn_flush(c);
   rc = c->state == WS__OPEN || c->state == WS__HANDSHAKE ||
                c->state == WS__CLOSING
            ? WS_OK

@@ -182,6 +182,8 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason);
 void ws__conn_finish(ws_conn *c, int code, const char *reason);
 /* The upgrade was accepted: register, queue the 101, on_open. */
 void ws__conn_mark_dirty(ws_conn *c);
+/* CLOSING and DRAINING (an HTTP answer, a close) end by close_timeout. */
+void ws__conn_arm_close_timer(ws_conn *c);
 /* Recomputes the connection's deadline from its state and timestamps. */
 void ws__conn_rearm(ws_conn *c);
 /* Called by the timer when c's deadline passed. */

@@ -61,6 +61,7 @@ static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
   c->flags |= WS__F_RESPONDED;
   c->state = WS__DRAINING;
   ws__conn_mark_dirty(c);
+  ws__conn_arm_close_timer(c); /* a client that never reads the answer */
   return WS_OK;
 }
 
