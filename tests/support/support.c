@@ -29,6 +29,7 @@ static struct {
   long count;
   long live;
   long live_bytes;
+  long peak_bytes;
   int failed;
 } g_alloc;
 
@@ -60,6 +61,8 @@ static void *t_malloc(size_t n, void *ud) {
   b->h.magic = TEST_ALLOC_MAGIC;
   g_alloc.live++;
   g_alloc.live_bytes += (long)n;
+  if (g_alloc.live_bytes > g_alloc.peak_bytes)
+    g_alloc.peak_bytes = g_alloc.live_bytes;
   return b + 1;
 }
 
@@ -88,6 +91,8 @@ static void *t_realloc(void *p, size_t n, void *ud) {
   if (!b) return NULL;
   b->h.size = n;
   g_alloc.live_bytes += (long)n - (long)old_size;
+  if (g_alloc.live_bytes > g_alloc.peak_bytes)
+    g_alloc.peak_bytes = g_alloc.live_bytes;
   return b + 1;
 }
 
@@ -102,10 +107,12 @@ void test_alloc_reset(long fail_at) {
   g_alloc.fail_at = fail_at;
   g_alloc.count = 0;
   g_alloc.failed = 0;
+  g_alloc.peak_bytes = g_alloc.live_bytes;
 }
 
 long test_alloc_live(void) { return g_alloc.live; }
 long test_alloc_live_bytes(void) { return g_alloc.live_bytes; }
+long test_alloc_peak_bytes(void) { return g_alloc.peak_bytes; }
 long test_alloc_count(void) { return g_alloc.count; }
 int test_alloc_failed(void) { return g_alloc.failed; }
 

@@ -30,6 +30,9 @@ void test_alloc_reset(long fail_at);
 long test_alloc_live(void);
 /* Bytes currently live (sum of requested sizes). */
 long test_alloc_live_bytes(void);
+/* Highest live byte count seen since the last reset (starts at the live
+ * bytes at reset time). */
+long test_alloc_peak_bytes(void);
 /* Allocation attempts since the last reset, including the failed one. */
 long test_alloc_count(void);
 /* 1 if the fail_at-th attempt was reached (and failed) since the reset. */

@@ -1,0 +1,595 @@
+/* conn.c and the server lifecycle: re-entrancy from every callback, the
+ * close handshake, graceful shutdown, and deadlines driven by injected time
+ * (ws_server_tick). Runs under the counting allocator: everything is freed
+ * after ws_server_free. Scripts are fed whole and one byte at a time. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+/* ---- fixture: two connections A and B --------------------------------- */
+
+enum where { W_HANDLER, W_ON_OPEN, W_ON_CLOSE, W_WANT_WRITE, W_TCLOSE };
+enum what {
+  DO_CLOSE_SELF,
+  DO_ABORT_SELF,
+  DO_CLOSE_OTHER,
+  DO_ABORT_OTHER,
+  DO_FREE_SERVER,
+  DO_COUNT
+};
+static const char *const k_what[] = {"close self", "abort self",
+                                     "close other", "abort other",
+                                     "free server"};
+
+static ws_server *S;
+static int S_freed;
+static mt_conn A, B;
+static struct {
+  int where, what, armed, fired;
+  int on_open;
+  int on_close[2];     /* per connection: A, B */
+  int on_close_code[2];
+  int on_shutdown;
+  int msgs;
+} G;
+
+static int idx(const mt_conn *t) { return t == &A ? 0 : 1; }
+
+static void act(ws_conn *c) {
+  mt_conn *t = ws_conn_transport(c);
+  mt_conn *o = t == &A ? &B : &A;
+  G.armed = 0;
+  G.fired = 1;
+  switch (G.what) {
+  case DO_CLOSE_SELF: ws_conn_close(c, 1000, "self"); break;
+  case DO_ABORT_SELF: ws_conn_abort(c); break;
+  case DO_CLOSE_OTHER:
+    if (o->c) ws_conn_close(o->c, 1000, "other");
+    break;
+  case DO_ABORT_OTHER:
+    if (o->c) ws_conn_abort(o->c);
+    break;
+  default:
+    ws_server_free(S);
+    S_freed = 1;
+    break;
+  }
+}
+
+static int h_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)ud, (void)m;
+  G.msgs++;
+  if (G.armed && G.where == W_HANDLER) act(c);
+  return 0;
+}
+
+static int h_on_open(ws_conn *c, void *ud) {
+  (void)ud;
+  G.on_open++;
+  if (G.armed && G.where == W_ON_OPEN) act(c);
+  return 0;
+}
+
+static int h_on_close(ws_conn *c, int code, const char *reason, void *ud) {
+  mt_conn *t = ws_conn_transport(c);
+  (void)reason, (void)ud;
+  cr_assert_eq(t->closes, 0, "on_close after the transport close");
+  G.on_close[idx(t)]++;
+  G.on_close_code[idx(t)] = code;
+  cr_assert_eq(G.on_close[idx(t)], 1, "on_close twice");
+  /* The registry is still readable here. */
+  cr_assert_not_null(ws_conn_device_id(c));
+  if (G.armed && G.where == W_ON_CLOSE && t == &A) act(c);
+  return 0;
+}
+
+static int h_on_shutdown(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  G.on_shutdown++;
+  return 0;
+}
+
+static void hook_want(mt_conn *t, int want) {
+  if (want && G.armed && G.where == W_WANT_WRITE) act(t->c);
+}
+
+static void hook_tclose(mt_conn *t) {
+  if (G.armed && G.where == W_TCLOSE) act(t->c);
+}
+
+static ws_server *server_new(void (*tweak)(ws_config *)) {
+  ws_config cfg;
+  ws_server *s;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.handler = h_handler;
+  cfg.on_open = h_on_open;
+  cfg.on_close = h_on_close;
+  cfg.on_shutdown = h_on_shutdown;
+  if (tweak) tweak(&cfg);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  return s;
+}
+
+static void fixture(void (*tweak)(ws_config *)) {
+  memset(&G, 0, sizeof(G));
+  S_freed = 0;
+  S = server_new(tweak);
+}
+
+static void finish(void) {
+  if (!S_freed) ws_server_free(S);
+  S_freed = 1;
+  cr_assert_eq(test_alloc_live(), 0, "leak: %ld allocations live",
+               test_alloc_live());
+  mt_free(&A);
+  mt_free(&B);
+}
+
+/* ---- re-entrancy ------------------------------------------------------ */
+
+static void reentrancy(int where, int what, int mode) {
+  mt_bytes b = {.p = NULL};
+  fixture(NULL);
+  mt_connect(&A, S, "a", mode);
+  if (where != W_ON_OPEN) mt_connect(&B, S, "b", mode);
+  A.on_want = hook_want;
+  A.on_tclose = hook_tclose;
+  G.where = where;
+  G.what = what;
+  G.armed = 1;
+  switch (where) {
+  case W_HANDLER:
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"go\"}");
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"more\"}");
+    mt_frame_str(&b, MT_PING, 0, "p");
+    mt_feed(&A, b.p, b.len, mode);
+    break;
+  case W_ON_OPEN: {
+    char req[512];
+    size_t n = mt_request(req, sizeof(req), "b", NULL);
+    mt_open(&B, S);
+    mt_feed(&B, req, n, mode);
+    break;
+  }
+  case W_ON_CLOSE:
+  case W_TCLOSE:
+    mt_close_add(&b, 1000, "bye");
+    mt_feed(&A, b.p, b.len, mode);
+    break;
+  default:
+    A.would_block = 1;
+    ws_conn_send_json(A.c, "x", "1", 1);
+    break;
+  }
+  cr_assert(G.fired, "where %d, %s: the callback did not run", where,
+            k_what[what]);
+  /* Keep driving what is left. */
+  if (!S_freed) {
+    A.would_block = 0;
+    if (A.c) mt_pump(&A);
+    if (A.c) mt_send_text(&A, "{\"action\":\"after\"}", mode);
+    if (B.c) mt_send_text(&B, "{\"action\":\"after\"}", mode);
+    ws_server_tick(S, 1000000); /* past every deadline */
+    ws_server_tick(S, 2000000);
+  }
+  finish();
+  cr_assert_eq(A.closes, 1, "where %d, %s: A closed %d times", where,
+               k_what[what], A.closes);
+  cr_assert_eq(B.closes, 1, "where %d, %s: B closed %d times", where,
+               k_what[what], B.closes);
+  cr_assert_eq(G.on_open, 2);
+  cr_assert_eq(G.on_close[0], 1, "where %d, %s: A's on_close", where,
+               k_what[what]);
+  cr_assert_eq(G.on_close[1], 1, "where %d, %s: B's on_close", where,
+               k_what[what]);
+  mt_bytes_free(&b);
+}
+
+static void reentrancy_all(int where) {
+  int what, mode;
+  for (what = 0; what < DO_COUNT; what++)
+    for (mode = 0; mode < MT_MODES; mode++) reentrancy(where, what, mode);
+}
+
+Test(conn, reentrancy_from_a_handler) { reentrancy_all(W_HANDLER); }
+Test(conn, reentrancy_from_on_open) { reentrancy_all(W_ON_OPEN); }
+Test(conn, reentrancy_from_on_close) { reentrancy_all(W_ON_CLOSE); }
+Test(conn, reentrancy_from_want_write) { reentrancy_all(W_WANT_WRITE); }
+Test(conn, reentrancy_from_transport_close) { reentrancy_all(W_TCLOSE); }
+
+/* ws_server_free from a handler with both connections mid-traffic: the
+ * rest of the feed is ignored, both get on_close 1006 then close. */
+Test(conn, server_free_from_handler_closes_everything_with_1006) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture(NULL);
+    mt_connect(&A, S, "a", mode);
+    mt_connect(&B, S, "b", mode);
+    cr_assert_eq(ws_conn_send_json(B.c, "queued", "1", 1), WS_OK);
+    B.would_block = 1;
+    cr_assert_eq(ws_conn_send_json(B.c, "blocked", "1", 1), WS_OK);
+    G.where = W_HANDLER;
+    G.what = DO_FREE_SERVER;
+    G.armed = 1;
+    {
+      mt_bytes b = {.p = NULL};
+      mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"go\"}");
+      mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"never\"}");
+      mt_feed(&A, b.p, b.len, mode);
+      mt_bytes_free(&b);
+    }
+    cr_assert(S_freed);
+    cr_assert_eq(G.msgs, 1, "nothing handled after ws_server_free");
+    cr_assert_eq(G.on_close_code[0], 1006);
+    cr_assert_eq(G.on_close_code[1], 1006);
+    cr_assert_null(A.c);
+    cr_assert_null(B.c);
+    finish();
+  }
+}
+
+/* ---- close handshake -------------------------------------------------- */
+
+Test(conn, close_sends_frame_after_queued_data_and_waits_for_peer) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    fixture(NULL);
+    mt_connect(&A, S, "a", mode);
+    A.would_block = 1;
+    cr_assert_eq(ws_conn_send_json(A.c, "one", "1", 1), WS_OK);
+    cr_assert_eq(ws_conn_send_json(A.c, "two", "2", 1), WS_OK);
+    cr_assert_eq(ws_conn_close(A.c, 1000, "done"), WS_OK);
+    cr_assert_eq(ws_conn_close(A.c, 1000, "again"), WS_ECLOSED);
+    cr_assert_eq(ws_conn_send_json(A.c, "three", "3", 1), WS_ECLOSED);
+    A.would_block = 0;
+    mt_pump(&A);
+    mt_expect_text(&A, "{\"action\":\"one\",\"data\":1}");
+    mt_expect_text(&A, "{\"action\":\"two\",\"data\":2}");
+    cr_assert_eq(mt_expect_close(&A, 1000), 4);
+    cr_assert(memcmp(A.out + A.len - 4, "done", 4) == 0);
+    mt_expect_nothing(&A);
+    cr_assert_eq(A.closes, 0, "waits for the peer's close");
+    cr_assert_eq(G.on_close[0], 0);
+    mt_close_add(&b, 1000, NULL);
+    mt_feed(&A, b.p, b.len, mode);
+    cr_assert_eq(A.closes, 1);
+    mt_expect_nothing(&A); /* no second close frame */
+    cr_assert_eq(G.on_close[0], 1);
+    cr_assert_eq(G.on_close_code[0], 1000);
+    finish();
+    mt_bytes_free(&b);
+  }
+}
+
+Test(conn, close_rejects_bad_codes_and_reasons) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    char long_reason[200];
+    fixture(NULL);
+    mt_connect(&A, S, "a", mode);
+    memset(long_reason, 'r', sizeof(long_reason) - 1);
+    long_reason[sizeof(long_reason) - 1] = '\0';
+    cr_assert_eq(ws_conn_close(A.c, 1005, NULL), WS_EINVAL);
+    cr_assert_eq(ws_conn_close(A.c, 999, NULL), WS_EINVAL);
+    cr_assert_eq(ws_conn_close(A.c, 5000, NULL), WS_EINVAL);
+    cr_assert_eq(ws_conn_close(A.c, 1000, long_reason), WS_EINVAL);
+    cr_assert_eq(ws_conn_close(A.c, 1000, "bad \xff"), WS_EINVAL);
+    cr_assert_eq(ws_conn_close(NULL, 1000, NULL), WS_EINVAL);
+    mt_expect_nothing(&A);
+    finish();
+  }
+}
+
+static void short_close(ws_config *cfg) { cfg->close_timeout_ms = 2000; }
+
+Test(conn, close_timeout_force_closes) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture(short_close);
+    ws_server_tick(S, 10000);
+    mt_connect(&A, S, "a", mode);
+    cr_assert_eq(ws_conn_close(A.c, 4100, "app"), WS_OK);
+    mt_expect_close(&A, 4100);
+    cr_assert_eq(ws_server_tick(S, 10000), 2000);
+    /* Data from the peer does not extend the close deadline. */
+    ws_server_tick(S, 11000);
+    cr_assert_eq(mt_send_text(&A, "{\"action\":\"x\"}", mode), WS_OK);
+    ws_server_tick(S, 11999);
+    cr_assert_eq(A.closes, 0);
+    ws_server_tick(S, 12000);
+    cr_assert_eq(A.closes, 1, "close timeout did not close");
+    cr_assert_eq(G.on_close[0], 1);
+    cr_assert_eq(G.on_close_code[0], 4100);
+    cr_assert_eq(G.msgs, 0);
+    finish();
+  }
+}
+
+/* ---- shutdown --------------------------------------------------------- */
+
+Test(conn, shutdown_sends_1001_refuses_upgrades_and_reports_when_empty) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn late, pending;
+    mt_bytes b = {.p = NULL};
+    char req[512];
+    size_t n = mt_request(req, sizeof(req), "late", NULL);
+    fixture(NULL);
+    mt_connect(&A, S, "a", mode);
+    mt_connect(&B, S, "b", mode);
+    mt_open(&pending, S); /* still in its handshake */
+    mt_feed(&pending, req, 10, mode);
+    cr_assert_eq(ws_server_shutdown(S, 5000), WS_OK);
+    cr_assert_eq(ws_server_shutdown(S, 5000), WS_ESHUTDOWN);
+    mt_expect_close(&A, 1001);
+    mt_expect_close(&B, 1001);
+    cr_assert_eq(pending.closes, 1, "a pending handshake is dropped");
+    cr_assert_eq(G.on_shutdown, 0);
+    /* A new upgrade gets 503. */
+    mt_open(&late, S);
+    mt_feed(&late, req, n, mode);
+    cr_assert_eq(mt_http_response(&late, NULL, 0, NULL, NULL), 503);
+    cr_assert_eq(late.closes, 1);
+    cr_assert_eq(G.on_open, 2);
+    cr_assert_eq(G.on_shutdown, 0, "connections remain");
+    mt_close_add(&b, 1001, NULL);
+    mt_feed(&A, b.p, b.len, mode);
+    cr_assert_eq(A.closes, 1);
+    cr_assert_eq(G.on_shutdown, 0, "B remains");
+    mt_feed(&B, b.p, b.len, mode);
+    cr_assert_eq(B.closes, 1);
+    cr_assert_eq(G.on_shutdown, 1, "on_shutdown when none is left");
+    ws_server_tick(S, 100000);
+    cr_assert_eq(G.on_shutdown, 1, "on_shutdown fires once");
+    finish();
+    mt_free(&late);
+    mt_free(&pending);
+    mt_bytes_free(&b);
+  }
+}
+
+Test(conn, shutdown_drain_deadline_closes_what_is_left) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture(NULL);
+    ws_server_tick(S, 1000);
+    mt_connect(&A, S, "a", mode);
+    A.would_block = 1; /* never reads our close */
+    cr_assert_eq(ws_server_shutdown(S, 3000), WS_OK);
+    cr_assert_eq(ws_server_tick(S, 1000), 3000);
+    ws_server_tick(S, 3999);
+    cr_assert_eq(A.closes, 0);
+    ws_server_tick(S, 4000);
+    cr_assert_eq(A.closes, 1);
+    cr_assert_eq(G.on_shutdown, 1);
+    finish();
+  }
+}
+
+Test(conn, shutdown_with_no_connections_reports_at_once) {
+  fixture(NULL);
+  cr_assert_eq(ws_server_shutdown(S, 1000), WS_OK);
+  cr_assert_eq(G.on_shutdown, 1);
+  finish();
+}
+
+/* ---- deadlines -------------------------------------------------------- */
+
+Test(conn, handshake_timeout_closes_an_incomplete_request) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    char req[512];
+    size_t n = mt_request(req, sizeof(req), "a", NULL);
+    fixture(NULL);
+    cr_assert_eq(ws_server_tick(S, 5000), -1, "no deadline yet");
+    mt_open(&A, S);
+    cr_assert_eq(ws_server_tick(S, 5000), 10000, "default 10 s");
+    mt_feed(&A, req, n - 2, mode); /* all but the final CRLF */
+    ws_server_tick(S, 14999);
+    cr_assert_eq(A.closes, 0);
+    cr_assert_eq(ws_server_tick(S, 14999), 1);
+    ws_server_tick(S, 15000);
+    cr_assert_eq(A.closes, 1, "handshake timeout did not close");
+    cr_assert_eq(G.on_close[0], 0, "no on_close for a never-opened conn");
+    cr_assert_eq(ws_server_tick(S, 15000), -1);
+    finish();
+  }
+}
+
+Test(conn, completed_handshake_cancels_the_handshake_deadline) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture(NULL);
+    ws_server_tick(S, 0);
+    mt_connect(&A, S, "a", mode);
+    ws_server_tick(S, 10000);
+    ws_server_tick(S, 20000);
+    cr_assert_eq(A.closes, 0);
+    finish();
+  }
+}
+
+Test(conn, ping_after_silence_and_any_frame_resets_idle_clock) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_frame f;
+    fixture(NULL); /* ping 30 s, idle 60 s */
+    ws_server_tick(S, 1000);
+    mt_connect(&A, S, "a", mode);
+    cr_assert_eq(ws_server_tick(S, 1000), 30000);
+    ws_server_tick(S, 30999);
+    mt_expect_nothing(&A);
+    cr_assert_eq(ws_server_tick(S, 31000), 30000, "idle deadline next");
+    mt_expect_frame(&A, &f);
+    cr_assert_eq(f.opcode, MT_PING, "server ping after 30 s of silence");
+    ws_server_tick(S, 40000);
+    mt_expect_nothing(&A); /* one ping per silence */
+    /* The client's pong at 41 s resets the clock: next ping at 71 s,
+     * idle close at 101 s, not 61 s. */
+    ws_server_tick(S, 41000);
+    cr_assert_eq(mt_send_frame(&A, MT_PONG, 0, f.payload, f.len, mode), WS_OK);
+    ws_server_tick(S, 61000);
+    cr_assert_eq(A.closes, 0);
+    mt_expect_nothing(&A);
+    cr_assert_eq(ws_server_tick(S, 61000), 10000);
+    ws_server_tick(S, 71000);
+    mt_expect_frame(&A, &f);
+    cr_assert_eq(f.opcode, MT_PING);
+    /* Any frame resets it too: a text message at 80 s. */
+    ws_server_tick(S, 80000);
+    cr_assert_eq(mt_send_text(&A, "{\"action\":\"x\"}", mode), WS_OK);
+    ws_server_tick(S, 101000);
+    mt_expect_nothing(&A);
+    ws_server_tick(S, 110000);
+    mt_expect_frame(&A, &f);
+    cr_assert_eq(f.opcode, MT_PING);
+    cr_assert_eq(A.closes, 0);
+    finish();
+  }
+}
+
+static void no_ping(ws_config *cfg) { cfg->ping_interval_ms = 0; }
+
+Test(conn, idle_timeout_closes_with_4002) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    fixture(no_ping);
+    ws_server_tick(S, 1000);
+    mt_connect(&A, S, "a", mode);
+    cr_assert_eq(ws_server_tick(S, 1000), 60000);
+    ws_server_tick(S, 60999);
+    mt_expect_nothing(&A);
+    ws_server_tick(S, 61000);
+    mt_expect_close(&A, 4002);
+    mt_close_add(&b, 4002, NULL);
+    mt_feed(&A, b.p, b.len, mode);
+    cr_assert_eq(A.closes, 1);
+    cr_assert_eq(G.on_close_code[0], 4002);
+    finish();
+    mt_bytes_free(&b);
+  }
+}
+
+Test(conn, idle_timeout_with_ping_unanswered) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture(NULL);
+    ws_server_tick(S, 0);
+    mt_connect(&A, S, "a", mode);
+    ws_server_tick(S, 30000);
+    cr_assert(mt_unread(&A) > 0, "ping sent");
+    A.rpos = A.len;
+    ws_server_tick(S, 59999);
+    mt_expect_nothing(&A);
+    ws_server_tick(S, 60000);
+    mt_expect_close(&A, 4002);
+    /* The peer never answers: the close timeout ends it. */
+    ws_server_tick(S, 65000);
+    cr_assert_eq(A.closes, 1);
+    finish();
+  }
+}
+
+Test(conn, write_timeout_closes_a_blocked_connection) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture(NULL);
+    ws_server_tick(S, 1000);
+    mt_connect(&A, S, "a", mode);
+    ws_server_tick(S, 5000);
+    A.would_block = 1;
+    cr_assert_eq(ws_conn_send_json(A.c, "x", "1", 1), WS_OK);
+    /* Reads keep arriving: only write progress counts. */
+    ws_server_tick(S, 40000);
+    cr_assert_eq(mt_send_text(&A, "{\"action\":\"y\"}", mode), WS_OK);
+    ws_server_tick(S, 64999);
+    cr_assert_eq(A.closes, 0);
+    cr_assert_eq(ws_server_tick(S, 64999), 1);
+    ws_server_tick(S, 65000);
+    cr_assert_eq(A.closes, 1, "write timeout did not close");
+    cr_assert_eq(G.on_close_code[0], 4002);
+    finish();
+  }
+}
+
+Test(conn, write_progress_resets_the_write_deadline) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture(no_ping);
+    ws_server_tick(S, 0);
+    mt_connect(&A, S, "a", mode);
+    A.max_per_send = 10;
+    cr_assert_eq(ws_conn_send_json(A.c, "x", "\"0123456789abcdef\"", 18),
+                 WS_OK);
+    ws_server_tick(S, 50000);
+    ws_conn_writable(A.c); /* 10 more bytes at 50 s */
+    ws_server_tick(S, 60000);
+    cr_assert_eq(A.closes, 0, "progress at 50 s moved the deadline");
+    A.max_per_send = 0;
+    ws_conn_writable(A.c);
+    cr_assert_eq(ws_conn_want_write(A.c), 0);
+    cr_assert_eq(A.closes, 0);
+    finish();
+  }
+}
+
+Test(conn, tick_returns_time_to_next_deadline) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture(NULL);
+    cr_assert_eq(ws_server_tick(S, 100), -1);
+    mt_open(&A, S);
+    cr_assert_eq(ws_server_tick(S, 100), 10000);
+    cr_assert_eq(ws_server_tick(S, 2100), 8000);
+    mt_feed_str(&A, "GET /ws?device_id=a HTTP/1.1\r\n", mode);
+    ws_server_tick(S, 3100);
+    mt_open(&B, S); /* a second handshake: deadline 13100 */
+    cr_assert_eq(ws_server_tick(S, 3100), 7000, "A's deadline is earlier");
+    ws_conn_abort(A.c);
+    cr_assert_eq(ws_server_tick(S, 3100), 10000, "then B's");
+    ws_conn_abort(B.c);
+    cr_assert_eq(ws_server_tick(S, 3100), -1);
+    /* Time never goes back. */
+    mt_free(&A);
+    mt_connect(&A, S, "a2", mode);
+    cr_assert_eq(ws_server_tick(S, 1000), 30000);
+    cr_assert_eq(ws_server_tick(S, 13100), 20000);
+    finish();
+  }
+}
+
+/* A closed connection is freed when the library call that closed it
+ * returns, not at ws_server_free (deferred, not leaked until the end). */
+Test(conn, closed_connection_is_freed_at_once) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    long live;
+    fixture(NULL);
+    /* B pays for the shared structures (timer heap, device index, the
+     * pooled receive context). */
+    mt_connect(&B, S, "b", mode);
+    cr_assert_eq(mt_send_frame(&B, MT_PING, 0, "x", 1, mode), WS_OK);
+    live = test_alloc_live();
+    mt_connect(&A, S, "a", mode);
+    cr_assert_eq(ws_conn_join(A.c, "g"), WS_OK);
+    cr_assert_eq(ws_conn_set_user(A.c, "u"), WS_OK);
+    cr_assert_eq(mt_send_text(&A, "{\"action\":\"x\"}", mode), WS_OK);
+    cr_assert_gt(test_alloc_live(), live);
+    mt_close_add(&b, 1000, "bye");
+    mt_feed(&A, b.p, b.len, mode);
+    cr_assert_eq(A.closes, 1);
+    cr_assert_eq(test_alloc_live(), live, "%s: %ld allocations still live",
+                 MT_MODE_NAME(mode), test_alloc_live() - live);
+    finish();
+    mt_bytes_free(&b);
+  }
+}

@@ -1,0 +1,526 @@
+/* envelope.c and mux.c: {"action","data"} parsing, error replies and the
+ * bad-message policy, routing by exact action name, fallback and binary
+ * handlers, handler errors, ws_msg_data_json, and the mux table itself
+ * (duplicates, removal, removal from inside a handler, failmalloc).
+ * Messages are fed whole and one byte at a time. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+static struct {
+  int calls;
+  char who[32];     /* which handler ran last */
+  char action[300];
+  char data[512];   /* ws_msg_data_json's text, "(null)" when NULL */
+  int data_null;
+  char tree[512];   /* ws_msg_data printed, "(null)" when NULL */
+  int binary;
+  size_t len;
+  int remove_self;  /* "once" handler removes itself */
+  ws_mux *mux;
+} R;
+
+static mt_conn T;
+
+static void record(const char *who, const ws_msg *m) {
+  size_t dl;
+  const char *d = ws_msg_data_json(m, &dl);
+  const cJSON *tree = ws_msg_data(m);
+  R.calls++;
+  snprintf(R.who, sizeof(R.who), "%s", who);
+  snprintf(R.action, sizeof(R.action), "%s", m->action ? m->action : "(null)");
+  R.data_null = d == NULL;
+  if (d)
+    snprintf(R.data, sizeof(R.data), "%.*s", (int)dl, d);
+  else
+    snprintf(R.data, sizeof(R.data), "(null)");
+  if (tree) {
+    char *p = cJSON_PrintUnformatted(tree);
+    snprintf(R.tree, sizeof(R.tree), "%s", p ? p : "(oom)");
+    cJSON_free(p);
+  } else {
+    snprintf(R.tree, sizeof(R.tree), "(null)");
+  }
+  R.binary = m->binary;
+  R.len = m->len;
+}
+
+static int h_echo(ws_conn *c, const ws_msg *m, void *ud) {
+  size_t dl;
+  const char *d = ws_msg_data_json(m, &dl);
+  record(ud ? ud : "echo", m);
+  return ws_conn_send_json(c, "echo", d ? d : "null", d ? dl : 4);
+}
+static int h_named(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c;
+  record(ud, m);
+  return 0;
+}
+static int h_fail(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  record("fail", m);
+  return -5;
+}
+static int h_once(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  record("once", m);
+  cr_assert_eq(ws_mux_remove(R.mux, "once"), WS_OK);
+  cr_assert_eq(ws_mux_remove(R.mux, "once"), WS_ENOENT);
+  return 0;
+}
+static int h_register(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  record("register", m);
+  /* Registering and removing others from inside a handler. */
+  cr_assert_eq(ws_mux_handle(R.mux, "late", h_named, "late"), WS_OK);
+  cr_assert_eq(ws_mux_remove(R.mux, "ping"), WS_OK);
+  return 0;
+}
+
+/* A server whose handler is a mux (ws_mux_serve) or, with use_mux 0, the
+ * plain function h_echo. */
+static ws_server *setup(int mode, int use_mux, int policy) {
+  ws_config cfg;
+  ws_server *s;
+  ws_allocator a = test_alloc();
+  memset(&R, 0, sizeof(R));
+  ws_config_init(&cfg);
+  cfg.alloc = a;
+  mt_config(&cfg, 0);
+  cfg.bad_message_policy = policy;
+  if (use_mux) {
+    R.mux = ws_mux_new(&a);
+    cr_assert_not_null(R.mux);
+    cr_assert_eq(ws_mux_handle(R.mux, "ping", h_named, "ping"), WS_OK);
+    cr_assert_eq(ws_mux_handle(R.mux, "echo", h_echo, "echo"), WS_OK);
+    cfg.handler = ws_mux_serve;
+    cfg.handler_data = R.mux;
+  } else {
+    cfg.handler = h_echo;
+    cfg.handler_data = "plain";
+  }
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  mt_connect(&T, s, "dev", mode);
+  return s;
+}
+
+static void teardown(ws_server *s) {
+  ws_server_free(s);
+  ws_mux_free(R.mux);
+  R.mux = NULL;
+  cr_assert_eq(test_alloc_live(), 0, "leak: %ld allocations live",
+               test_alloc_live());
+  mt_free(&T);
+}
+
+/* Reads the next frame as an error reply and checks its shape and code;
+ * returns its message (static). */
+static const char *expect_error(const char *code) {
+  static char msg[300];
+  mt_frame f;
+  cJSON *root, *data, *c, *m;
+  mt_expect_frame(&T, &f);
+  cr_assert_eq(f.opcode, MT_TEXT);
+  root = cJSON_ParseWithLength((const char *)f.payload, f.len);
+  cr_assert_not_null(root, "reply is not JSON: %.*s", (int)f.len,
+                     (const char *)f.payload);
+  cr_assert_eq(cJSON_GetArraySize(root), 2, "action and data only");
+  cr_assert_str_eq(
+      cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "action")),
+      "error");
+  data = cJSON_GetObjectItemCaseSensitive(root, "data");
+  cr_assert(cJSON_IsObject(data));
+  c = cJSON_GetObjectItemCaseSensitive(data, "code");
+  m = cJSON_GetObjectItemCaseSensitive(data, "message");
+  cr_assert(cJSON_IsString(c) && cJSON_IsString(m));
+  cr_assert_str_eq(c->valuestring, code);
+  cr_assert_gt(strlen(m->valuestring), 0);
+  snprintf(msg, sizeof(msg), "%s", m->valuestring);
+  cJSON_Delete(root);
+  return msg;
+}
+
+/* The connection is still open and serving. */
+static void expect_still_open(int mode) {
+  cr_assert_eq(T.closes, 0);
+  cr_assert_not_null(T.c);
+  cr_assert_eq(mt_send_text(&T, "{\"action\":\"echo\",\"data\":7}", mode),
+               WS_OK);
+  mt_expect_text(&T, "{\"action\":\"echo\",\"data\":7}");
+}
+
+/* ---- bad messages ---------------------------------------------------- */
+
+static const struct {
+  const char *text, *code;
+} k_bad[] = {
+    {"not json", "invalid_json"},
+    {"{\"action\":\"echo\"", "invalid_json"},
+    {"{\"action\":\"echo\"} x", "invalid_json"},
+    {"", "invalid_json"},
+    {"[1,2]", "not_object"},
+    {"\"echo\"", "not_object"},
+    {"42", "not_object"},
+    {"null", "not_object"},
+    {"{\"data\":1}", "bad_action"},
+    {"{\"action\":5}", "bad_action"},
+    {"{\"action\":null}", "bad_action"},
+    {"{\"action\":[\"echo\"]}", "bad_action"},
+    {"{\"action\":{\"a\":1}}", "bad_action"},
+};
+
+Test(envelope, bad_messages_get_error_reply_and_stay_open) {
+  size_t i;
+  int mode;
+  for (i = 0; i < sizeof(k_bad) / sizeof(k_bad[0]); i++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      ws_stats st;
+      ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+      cr_assert_eq(mt_send_text(&T, k_bad[i].text, mode), WS_OK, "%s",
+                   k_bad[i].text);
+      expect_error(k_bad[i].code);
+      mt_expect_nothing(&T);
+      cr_assert_eq(R.calls, 0, "%s reached a handler", k_bad[i].text);
+      ws_server_stats(s, &st, sizeof(st));
+      cr_assert_eq(st.bad_messages, 1);
+      expect_still_open(mode);
+      teardown(s);
+    }
+  }
+}
+
+Test(envelope, bad_messages_close_with_policy_close) {
+  size_t i;
+  int mode;
+  for (i = 0; i < sizeof(k_bad) / sizeof(k_bad[0]); i++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      int code = strcmp(k_bad[i].code, "invalid_json") == 0 ? 1007 : 1008;
+      ws_server *s = setup(mode, 1, WS_BADMSG_CLOSE);
+      mt_send_text(&T, k_bad[i].text, mode);
+      mt_expect_close(&T, code);
+      mt_expect_nothing(&T);
+      cr_assert_eq(R.calls, 0);
+      teardown(s);
+    }
+  }
+  /* Unknown actions count as bad messages too: 1008. */
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_CLOSE);
+    mt_send_text(&T, "{\"action\":\"nope\"}", mode);
+    mt_expect_close(&T, 1008);
+    teardown(s);
+  }
+}
+
+/* ---- routing --------------------------------------------------------- */
+
+Test(mux, unknown_action_without_fallback_names_it) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    const char *msg;
+    mt_send_text(&T, "{\"action\":\"frobnicate\",\"data\":1}", mode);
+    msg = expect_error("unknown_action");
+    cr_assert_not_null(strstr(msg, "frobnicate"), "message: %s", msg);
+    cr_assert_eq(R.calls, 0);
+    expect_still_open(mode);
+    teardown(s);
+  }
+}
+
+Test(mux, unknown_action_goes_to_fallback) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cr_assert_eq(ws_mux_fallback(R.mux, h_named, "fallback"), WS_OK);
+    mt_send_text(&T, "{\"action\":\"frobnicate\",\"data\":[1]}", mode);
+    cr_assert_eq(R.calls, 1);
+    cr_assert_str_eq(R.who, "fallback");
+    cr_assert_str_eq(R.action, "frobnicate");
+    cr_assert_str_eq(R.data, "[1]");
+    mt_expect_nothing(&T);
+    /* Known actions still go to their handler. */
+    mt_send_text(&T, "{\"action\":\"ping\"}", mode);
+    cr_assert_str_eq(R.who, "ping");
+    /* Unsetting it brings the error back. */
+    cr_assert_eq(ws_mux_fallback(R.mux, NULL, NULL), WS_OK);
+    mt_send_text(&T, "{\"action\":\"frobnicate\"}", mode);
+    expect_error("unknown_action");
+    teardown(s);
+  }
+}
+
+Test(mux, matching_is_exact_and_case_sensitive) {
+  static const char *const misses[] = {"Ping", "PING", "ping ", " ping",
+                                       "pin", "pingg"};
+  size_t i;
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    for (i = 0; i < sizeof(misses) / sizeof(misses[0]); i++) {
+      char msg[128];
+      snprintf(msg, sizeof(msg), "{\"action\":\"%s\"}", misses[i]);
+      mt_send_text(&T, msg, mode);
+      expect_error("unknown_action");
+      cr_assert_eq(R.calls, 0, "%s matched ping", misses[i]);
+    }
+    /* An escaped but equal name does match: p\u0069ng is "ping". */
+    mt_send_text(&T, "{\"action\":\"p\\u0069ng\",\"data\":3}", mode);
+    cr_assert_eq(R.calls, 1);
+    cr_assert_str_eq(R.who, "ping");
+    cr_assert_str_eq(R.action, "ping");
+    teardown(s);
+  }
+}
+
+Test(mux, duplicate_handle_is_eexist_and_remove_works) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cr_assert_eq(ws_mux_handle(R.mux, "ping", h_named, "other"), WS_EEXIST);
+    mt_send_text(&T, "{\"action\":\"ping\"}", mode);
+    cr_assert_str_eq(R.who, "ping", "the first registration stays");
+    cr_assert_eq(ws_mux_handle(R.mux, "Ping", h_named, "Ping"), WS_OK,
+                 "case differs: a different action");
+    cr_assert_eq(ws_mux_remove(R.mux, "ping"), WS_OK);
+    cr_assert_eq(ws_mux_remove(R.mux, "ping"), WS_ENOENT);
+    cr_assert_eq(ws_mux_remove(R.mux, "never"), WS_ENOENT);
+    mt_send_text(&T, "{\"action\":\"ping\"}", mode);
+    expect_error("unknown_action");
+    cr_assert_eq(R.calls, 1);
+    mt_send_text(&T, "{\"action\":\"Ping\"}", mode);
+    cr_assert_str_eq(R.who, "Ping");
+    cr_assert_eq(ws_mux_handle(R.mux, "ping", h_named, "again"), WS_OK);
+    mt_send_text(&T, "{\"action\":\"ping\"}", mode);
+    cr_assert_str_eq(R.who, "again");
+    cr_assert_eq(ws_mux_handle(NULL, "x", h_named, NULL), WS_EINVAL);
+    cr_assert_eq(ws_mux_handle(R.mux, NULL, h_named, NULL), WS_EINVAL);
+    cr_assert_eq(ws_mux_handle(R.mux, "x", NULL, NULL), WS_EINVAL);
+    teardown(s);
+  }
+}
+
+Test(mux, handler_that_removes_itself) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cr_assert_eq(ws_mux_handle(R.mux, "once", h_once, NULL), WS_OK);
+    cr_assert_eq(ws_mux_handle(R.mux, "register", h_register, NULL), WS_OK);
+    /* Both in one feed: the second arrives after the removal. */
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"once\"}");
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"once\"}");
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"register\"}");
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"late\"}");
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"ping\"}");
+    mt_feed(&T, b.p, b.len, mode);
+    cr_assert_eq(R.calls, 3, "once, register, late");
+    cr_assert_str_eq(R.who, "late");
+    expect_error("unknown_action"); /* the second "once" */
+    expect_error("unknown_action"); /* "ping", removed by register */
+    mt_expect_nothing(&T);
+    teardown(s);
+    mt_bytes_free(&b);
+  }
+}
+
+/* ---- binary ---------------------------------------------------------- */
+
+Test(mux, binary_goes_to_binary_handler) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cr_assert_eq(ws_mux_binary(R.mux, h_named, "bin"), WS_OK);
+    cr_assert_eq(mt_send_frame(&T, MT_BINARY, 0, "\x00\xff\x01", 3, mode),
+                 WS_OK);
+    cr_assert_eq(R.calls, 1);
+    cr_assert_str_eq(R.who, "bin");
+    cr_assert(R.binary);
+    cr_assert_eq(R.len, 3);
+    cr_assert_str_eq(R.action, "(null)");
+    cr_assert(R.data_null, "no data for binary");
+    cr_assert_eq(T.closes, 0);
+    teardown(s);
+  }
+}
+
+Test(mux, binary_without_binary_handler_closes_1003) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    mt_send_frame(&T, MT_BINARY, 0, "abc", 3, mode);
+    mt_expect_close(&T, 1003);
+    cr_assert_eq(R.calls, 0);
+    teardown(s);
+  }
+}
+
+Test(envelope, binary_with_plain_function_handler_reaches_it) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 0, WS_BADMSG_REPLY);
+    mt_send_frame(&T, MT_BINARY, 0, "abc", 3, mode);
+    cr_assert_eq(R.calls, 1);
+    cr_assert(R.binary);
+    teardown(s);
+  }
+}
+
+/* ---- handler errors -------------------------------------------------- */
+
+Test(mux, handler_returning_negative_closes_1011) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cr_assert_eq(ws_mux_handle(R.mux, "fail", h_fail, NULL), WS_OK);
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"fail\"}");
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"ping\"}");
+    mt_feed(&T, b.p, b.len, mode);
+    mt_expect_close(&T, 1011);
+    cr_assert_eq(R.calls, 1, "nothing handled after the failure");
+    teardown(s);
+    mt_bytes_free(&b);
+  }
+}
+
+/* ---- data ------------------------------------------------------------ */
+
+Test(envelope, msg_data_json_is_the_raw_data_text) {
+  static const struct {
+    const char *msg, *data, *tree;
+  } cases[] = {
+      {"{\"action\":\"ping\",\"data\":{\"a\":[1,2]}}", "{\"a\":[1,2]}",
+       "{\"a\":[1,2]}"},
+      {"{\"data\":\"x\",\"action\":\"ping\"}", "\"x\"", "\"x\""},
+      {"{\"action\":\"ping\",\"data\":null}", "null", "null"},
+      {"{\"action\":\"ping\",\"data\":0}", "0", "0"},
+      /* Exactly as sent: whitespace inside the value is kept. */
+      {"{ \"action\" : \"ping\" , \"data\" : [ 1 , 2 ] }", "[ 1 , 2 ]",
+       "[1,2]"},
+      /* Absent: NULL (header: "NULL (and *len 0) when data is absent"). */
+      {"{\"action\":\"ping\"}", "(null)", "(null)"},
+  };
+  size_t i;
+  int mode;
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+      mt_send_text(&T, cases[i].msg, mode);
+      cr_assert_eq(R.calls, 1, "%s", cases[i].msg);
+      cr_assert_str_eq(R.data, cases[i].data, "%s", cases[i].msg);
+      cr_assert_str_eq(R.tree, cases[i].tree, "%s", cases[i].msg);
+      teardown(s);
+    }
+  }
+}
+
+Test(envelope, msg_data_json_with_escaped_keys_is_equivalent) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    cJSON *got, *want;
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    mt_send_text(&T, "{\"act\\u0069on\":\"ping\",\"d\\u0061ta\":{\"k\": [true]}}",
+                 mode);
+    cr_assert_eq(R.calls, 1);
+    got = cJSON_Parse(R.data);
+    want = cJSON_Parse("{\"k\":[true]}");
+    cr_assert(cJSON_Compare(got, want, 1), "data %s", R.data);
+    cJSON_Delete(got);
+    cJSON_Delete(want);
+    teardown(s);
+  }
+}
+
+Test(envelope, plain_function_handler_works_like_a_mux) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 0, WS_BADMSG_REPLY);
+    mt_send_text(&T, "{\"action\":\"anything\",\"data\":{\"x\":1}}", mode);
+    cr_assert_eq(R.calls, 1);
+    cr_assert_str_eq(R.who, "plain");
+    cr_assert_str_eq(R.action, "anything");
+    mt_expect_text(&T, "{\"action\":\"echo\",\"data\":{\"x\":1}}");
+    /* Shape errors are still answered by the library. */
+    mt_send_text(&T, "[]", mode);
+    expect_error("not_object");
+    cr_assert_eq(R.calls, 1);
+    teardown(s);
+  }
+}
+
+Test(envelope, no_handler_gives_unknown_action) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_config cfg;
+    ws_server *s;
+    memset(&R, 0, sizeof(R));
+    ws_config_init(&cfg);
+    cfg.alloc = test_alloc();
+    mt_config(&cfg, 0);
+    cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+    mt_connect(&T, s, "dev", mode);
+    mt_send_text(&T, "{\"action\":\"x\"}", mode);
+    cr_assert_not_null(strstr(expect_error("unknown_action"), "x"));
+    mt_send_frame(&T, MT_BINARY, 0, "b", 1, mode);
+    mt_expect_close(&T, 1003);
+    teardown(s);
+  }
+}
+
+/* ---- the mux under allocation failure -------------------------------- */
+
+Test(mux, handle_failmalloc) {
+  long n;
+  int done = 0;
+  ws_allocator a = test_alloc();
+  for (n = 1; !done && n < 1000; n++) {
+    ws_mux *m;
+    int rc, i;
+    char name[16];
+    test_alloc_reset(0);
+    m = ws_mux_new(&a);
+    cr_assert_not_null(m);
+    /* A few entries first so table growth is in the path too. */
+    for (i = 0; i < 20; i++) {
+      snprintf(name, sizeof(name), "a%d", i);
+      cr_assert_eq(ws_mux_handle(m, name, h_named, NULL), WS_OK);
+    }
+    {
+      long live = test_alloc_live();
+      test_alloc_reset(n);
+      rc = ws_mux_handle(m, "target", h_named, NULL);
+      if (test_alloc_failed()) {
+        cr_assert_eq(rc, WS_ENOMEM, "n=%ld: rc %d", n, rc);
+        cr_assert_eq(test_alloc_live(), live, "n=%ld: leaked", n);
+        test_alloc_reset(0);
+        cr_assert_eq(ws_mux_remove(m, "target"), WS_ENOENT,
+                     "n=%ld: registered despite ENOMEM", n);
+        /* The table still works. */
+        cr_assert_eq(ws_mux_remove(m, "a7"), WS_OK);
+        cr_assert_eq(ws_mux_handle(m, "target", h_named, NULL), WS_OK);
+      } else {
+        cr_assert_eq(rc, WS_OK);
+        done = 1;
+      }
+    }
+    test_alloc_reset(0);
+    ws_mux_free(m);
+    cr_assert_eq(test_alloc_live(), 0, "n=%ld: leak after free", n);
+  }
+  cr_assert(done);
+  cr_assert_gt(n, 2, "at least one failure point was exercised");
+}
+
+Test(mux, new_failmalloc) {
+  ws_allocator a = test_alloc();
+  test_alloc_reset(1);
+  cr_assert_null(ws_mux_new(&a));
+  test_alloc_reset(0);
+  cr_assert_eq(test_alloc_live(), 0);
+}

@@ -1,0 +1,337 @@
+/* outq.c: the outbound queue. Partial writes resume exactly where they
+ * stopped, would-block waits for ws_conn_writable, want_write is signalled
+ * on each edge, control frames overtake data only at a frame boundary, a
+ * failed send ends the connection, and the per-connection cap applies its
+ * policy. Scripts from the client are fed whole and one byte at a time. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+static struct {
+  int on_close_calls;
+  int on_close_code;
+} R;
+
+static int rec_on_close(ws_conn *c, int code, const char *reason, void *ud) {
+  (void)c, (void)reason, (void)ud;
+  R.on_close_calls++;
+  R.on_close_code = code;
+  return 0;
+}
+
+static ws_server *server_new(int use_sendv, size_t max_queued, int policy) {
+  ws_config cfg;
+  ws_server *s;
+  memset(&R, 0, sizeof(R));
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, use_sendv);
+  cfg.on_close = rec_on_close;
+  if (max_queued) cfg.max_queued = max_queued;
+  cfg.queue_policy = policy;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  return s;
+}
+
+static void server_free(ws_server *s) {
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0, "leak: %ld allocations live",
+               test_alloc_live());
+}
+
+/* A JSON string value of n 'x' characters: "xxx...". */
+static char *json_str(size_t n) {
+  static char buf[80000];
+  cr_assert_lt(n + 2, sizeof(buf));
+  buf[0] = '"';
+  memset(buf + 1, 'x', n);
+  buf[n + 1] = '"';
+  buf[n + 2] = '\0';
+  return buf;
+}
+
+/* The same traffic for one connection: sizes cover the 7-bit, 16-bit and
+ * 64-bit length forms, then a close. (No ping: where its pong lands
+ * legitimately depends on how far the queue had got.) */
+static void traffic(mt_conn *t) {
+  static const size_t sizes[] = {0, 10, 125, 126, 1000, 65535, 70000};
+  size_t i;
+  for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    const char *d = json_str(sizes[i]);
+    cr_assert_eq(ws_conn_send_json(t->c, "m", d, strlen(d)), WS_OK);
+    cr_assert_eq(ws_conn_send_binary(t->c, "raw", 3), WS_OK);
+  }
+  cr_assert_eq(ws_conn_close(t->c, 1000, "end"), WS_OK);
+}
+
+Test(outq, partial_writes_resume_exactly_where_they_stopped) {
+  int mode, sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      static const size_t steps[] = {1, 3, 7, 1000};
+      mt_conn whole, parts[4];
+      ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+      size_t k;
+      mt_connect(&whole, s, "whole", mode);
+      traffic(&whole);
+      cr_assert_gt(whole.len, 130000);
+      for (k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+        mt_conn *pp = &parts[k];
+        char id[16];
+        int calls = 0;
+        snprintf(id, sizeof(id), "part%zu", k);
+        mt_open(pp, s);
+        pp->max_per_send = steps[k];
+        {
+          char req[512];
+          size_t n = mt_request(req, sizeof(req), id, NULL);
+          cr_assert_eq(mt_feed(pp, req, n, mode), WS_OK);
+        }
+        if (steps[k] < 100) /* the 101 is longer */
+          cr_assert_eq(pp->want, 1, "want_write(1) after a partial write");
+        while (pp->c && ws_conn_want_write(pp->c)) {
+          ws_conn_writable(pp->c);
+          calls++;
+        }
+        cr_assert_eq(mt_http_response(pp, NULL, 0, NULL, NULL), 101);
+        traffic(pp);
+        while (pp->c && ws_conn_want_write(pp->c)) {
+          cr_assert_eq(pp->want, 1);
+          ws_conn_writable(pp->c);
+          calls++;
+        }
+        cr_assert_gt(calls, 1);
+        /* Byte-identical to the whole writes from the first frame on. */
+        cr_assert_eq(pp->len - pp->rpos, whole.len - whole.rpos,
+                     "step %zu (%s, sendv %d): %zu bytes vs %zu", steps[k],
+                     MT_MODE_NAME(mode), sendv, pp->len - pp->rpos,
+                     whole.len - whole.rpos);
+        cr_assert_eq(memcmp(pp->out + pp->rpos, whole.out + whole.rpos,
+                            pp->len - pp->rpos),
+                     0, "step %zu: output differs", steps[k]);
+        cr_assert_eq(pp->want_off, pp->want_on,
+                     "want_write(0) once drained");
+      }
+      /* The close frame went out: the decoder sees every frame. */
+      {
+        mt_frame f;
+        int frames = 0, last = -1;
+        while (mt_next_frame(&whole, &f)) frames++, last = f.opcode;
+        cr_assert_eq(frames, 7 * 2 + 1);
+        cr_assert_eq(last, MT_CLOSE);
+      }
+      server_free(s);
+      mt_free(&whole);
+      for (k = 0; k < 4; k++) mt_free(&parts[k]);
+    }
+  }
+}
+
+Test(outq, would_block_then_writable_flushes) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_server *s = server_new(0, 0, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "d", mode);
+    cr_assert_eq(t.want_on, 0, "no want_write while nothing is blocked");
+    t.would_block = 1;
+    cr_assert_eq(ws_conn_send_json(t.c, "a", "1", 1), WS_OK);
+    cr_assert_eq(ws_conn_send_json(t.c, "b", "2", 1), WS_OK);
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.want_on, 1, "want_write(1) when blocked");
+    cr_assert_eq(t.want, 1);
+    cr_assert_eq(ws_conn_want_write(t.c), 1);
+    /* A ping while blocked is queued too. */
+    cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "q", 1, mode), WS_OK);
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.want_on, 1, "want_write(1) signalled once");
+    /* Writable while still blocked: nothing, no new signal. */
+    cr_assert_eq(ws_conn_writable(t.c), WS_OK);
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.want_off, 0);
+    t.would_block = 0;
+    cr_assert_eq(ws_conn_writable(t.c), WS_OK);
+    {
+      mt_frame f;
+      /* Nothing was partially sent: the pong may go first (a frame
+       * boundary), then the data in order. */
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_PONG);
+      mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
+      mt_expect_text(&t, "{\"action\":\"b\",\"data\":2}");
+    }
+    cr_assert_eq(t.want_off, 1, "want_write(0) once drained");
+    cr_assert_eq(t.want, 0);
+    cr_assert_eq(ws_conn_want_write(t.c), 0);
+    cr_assert_eq(t.closes, 0);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+Test(outq, pong_waits_for_frame_boundary_but_overtakes_later_data) {
+  int mode, sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      mt_conn t;
+      mt_frame f;
+      const char *big = json_str(10000);
+      size_t first;
+      ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+      mt_connect(&t, s, "d", mode);
+      t.max_per_send = 4000;
+      cr_assert_eq(ws_conn_send_json(t.c, "big", big, strlen(big)), WS_OK);
+      first = t.len - t.rpos;
+      cr_assert_eq(first, 4000, "the big frame is half-sent");
+      t.would_block = 1;
+      cr_assert_eq(ws_conn_send_json(t.c, "later", "1", 1), WS_OK);
+      cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "P1", 2, mode), WS_OK);
+      cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "P2", 2, mode), WS_OK);
+      cr_assert_eq(t.len - t.rpos, first, "nothing written while blocked");
+      t.would_block = 0;
+      t.max_per_send = 0;
+      mt_pump(&t);
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_TEXT, "%s sendv %d", MT_MODE_NAME(mode), sendv);
+      cr_assert_eq(f.len, strlen("{\"action\":\"big\",\"data\":}") + 10002);
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_PONG, "pong right after the big frame");
+      cr_assert(mt_payload_is(&f, "P1"));
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_PONG, "pongs keep their order");
+      cr_assert(mt_payload_is(&f, "P2"));
+      mt_expect_text(&t, "{\"action\":\"later\",\"data\":1}");
+      mt_expect_nothing(&t);
+      server_free(s);
+      mt_free(&t);
+    }
+  }
+}
+
+Test(outq, send_failure_ends_the_connection) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_stats st;
+    ws_server *s = server_new(0, 0, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "d", mode);
+    t.fail = 1;
+    ws_conn_send_json(t.c, "a", "1", 1);
+    cr_assert_eq(t.closes, 1, "send failure: transport not closed");
+    cr_assert_null(t.c);
+    cr_assert_eq(R.on_close_calls, 1);
+    cr_assert_eq(R.on_close_code, 1006);
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.closes_1006, 1);
+    cr_assert_eq(st.conns_open, 0);
+    cr_assert_eq(ws_server_conn_count(s), 0);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+Test(outq, send_failure_while_answering_a_ping_ends_the_connection) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_server *s = server_new(0, 0, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "d", mode);
+    t.fail = 1;
+    cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "x", 1, mode), WS_ECLOSED);
+    cr_assert_eq(t.closes, 1);
+    cr_assert_eq(R.on_close_code, 1006);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* max_queued 1000, transport blocked: the message that would pass the cap
+ * closes the connection with 4001 (default policy). */
+Test(outq, queue_cap_closes_slow_consumer_with_4001) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t, other;
+    ws_stats st;
+    const char *d = json_str(300);
+    int i, rc = WS_OK;
+    ws_server *s = server_new(0, 1000, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "slow", mode);
+    mt_connect(&other, s, "fast", mode);
+    t.would_block = 1;
+    for (i = 0; i < 3; i++)
+      cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK,
+                   "message %d fits", i);
+    rc = ws_conn_send_json(t.c, "m", d, strlen(d));
+    cr_assert_eq(rc, WS_EQUEUEFULL);
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.drops_queue_full, 1);
+    /* Sending is over for it; the other connection is unaffected. */
+    cr_assert_eq(ws_conn_send_json(t.c, "m", "1", 1), WS_ECLOSED);
+    cr_assert_eq(ws_conn_send_json(other.c, "m", "1", 1), WS_OK);
+    mt_expect_text(&other, "{\"action\":\"m\",\"data\":1}");
+    /* The queue was dropped; the close frame goes out once writable, then
+     * the transport is closed. */
+    t.would_block = 0;
+    mt_pump(&t);
+    mt_expect_close(&t, 4001);
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.closes, 1);
+    cr_assert_eq(R.on_close_calls, 1);
+    cr_assert_eq(R.on_close_code, 4001);
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.closes_4001, 1);
+    cr_assert_eq(other.closes, 0);
+    server_free(s);
+    mt_free(&t);
+    mt_free(&other);
+  }
+}
+
+Test(outq, queue_cap_with_drop_policy_drops_and_stays_open) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_stats st;
+    const char *d = json_str(280); /* a 308-byte frame: 3 fit in 1000 */
+    int i;
+    ws_server *s = server_new(0, 1000, WS_QUEUE_DROP);
+    mt_connect(&t, s, "slow", mode);
+    t.would_block = 1;
+    for (i = 0; i < 3; i++)
+      cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
+    cr_assert_eq(ws_conn_send_json(t.c, "dropped", "1", 1), WS_OK,
+                 "a small one still fits");
+    cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_EQUEUEFULL);
+    cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_EQUEUEFULL);
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.drops_queue_full, 2);
+    cr_assert_eq(t.closes, 0);
+    cr_assert_not_null(t.c);
+    t.would_block = 0;
+    mt_pump(&t);
+    for (i = 0; i < 3; i++) {
+      mt_frame f;
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_TEXT);
+      cr_assert_eq(f.len, strlen("{\"action\":\"m\",\"data\":}") + 282);
+    }
+    mt_expect_text(&t, "{\"action\":\"dropped\",\"data\":1}");
+    mt_expect_nothing(&t);
+    /* Still open and usable. */
+    cr_assert_eq(ws_conn_send_json(t.c, "after", "2", 1), WS_OK);
+    mt_expect_text(&t, "{\"action\":\"after\",\"data\":2}");
+    cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "k", 1, mode), WS_OK);
+    {
+      mt_frame f;
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_PONG);
+    }
+    cr_assert_eq(R.on_close_calls, 0);
+    server_free(s);
+    mt_free(&t);
+  }
+}

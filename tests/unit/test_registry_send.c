@@ -1,0 +1,511 @@
+/* registry.c and send.c: the device index and its duplicate policy, users
+ * and groups, removal on close, broadcast and its one shared frame, fan-out
+ * while handlers change the lists, ws_post from the loop thread, and
+ * per-connection order. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+#define MAXC 100
+
+static ws_server *S;
+static mt_conn C[MAXC];
+static struct {
+  int msgs;
+  int on_close;
+  int on_close_code[MAXC];
+  int do_close_others; /* "kick" handler closes C[1] and C[2] */
+} G;
+
+static int cidx(ws_conn *c) {
+  return (int)((mt_conn *)ws_conn_transport(c) - C);
+}
+
+static int h_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)ud;
+  G.msgs++;
+  if (m->action && strcmp(m->action, "kick") == 0) {
+    /* Closes others, then broadcasts while they are closing. */
+    if (C[1].c) ws_conn_abort(C[1].c);
+    if (C[2].c) ws_conn_close(C[2].c, 1000, "kicked");
+    cr_assert_eq(ws_broadcast_json(ws_conn_server(c), "after_kick", "1", 1,
+                                   NULL, 0),
+                 2, "only the open ones: 0 and 3");
+  }
+  return 0;
+}
+
+static int h_on_close(ws_conn *c, int code, const char *reason, void *ud) {
+  (void)reason, (void)ud;
+  G.on_close++;
+  G.on_close_code[cidx(c)] = code;
+  return 0;
+}
+
+static void fixture(void) {
+  ws_config cfg;
+  memset(&G, 0, sizeof(G));
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.handler = h_handler;
+  cfg.on_close = h_on_close;
+  cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+}
+
+static void finish(void) {
+  int i;
+  ws_server_free(S);
+  cr_assert_eq(test_alloc_live(), 0, "leak: %ld allocations live",
+               test_alloc_live());
+  for (i = 0; i < MAXC; i++) mt_free(&C[i]);
+}
+
+static void connect_n(int n, int mode) {
+  int i;
+  for (i = 0; i < n; i++) {
+    char id[16];
+    snprintf(id, sizeof(id), "d%d", i);
+    mt_connect(&C[i], S, id, mode);
+  }
+}
+
+/* The peer answers our close frame, echoing its code. */
+static void peer_close(mt_conn *t, int code, int mode) {
+  mt_bytes b = {.p = NULL};
+  mt_close_add(&b, code, NULL);
+  mt_feed(t, b.p, b.len, mode);
+  mt_bytes_free(&b);
+}
+
+/* ---- the device index ---------------------------------------------- */
+
+Test(registry, device_lookup) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture();
+    connect_n(3, mode);
+    cr_assert_eq(ws_server_find_device(S, "d0"), C[0].c);
+    cr_assert_eq(ws_server_find_device(S, "d1"), C[1].c);
+    cr_assert_eq(ws_server_find_device(S, "d2"), C[2].c);
+    cr_assert_null(ws_server_find_device(S, "d3"));
+    cr_assert_null(ws_server_find_device(S, "D0"));
+    cr_assert_null(ws_server_find_device(S, NULL));
+    cr_assert_eq(ws_send_device(S, "d1", "hi", NULL), 1);
+    mt_expect_text(&C[1], "{\"action\":\"hi\"}");
+    mt_expect_nothing(&C[0]);
+    mt_expect_nothing(&C[2]);
+    finish();
+  }
+}
+
+/* The Go model's bug: a reconnect overwrote the older entry, and when the
+ * older connection then closed it deleted the newer one's entry, so the
+ * device became unreachable. Here the older is closed with 4000, and after
+ * it finished closing the newer is still found and still receives. */
+Test(registry, regression_go_model_older_duplicate_close_must_not_unregister_newer) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn *older = &C[0], *newer = &C[1];
+    ws_stats st;
+    fixture();
+    mt_connect(older, S, "phone", mode);
+    cr_assert_eq(ws_conn_join(older->c, "room"), WS_OK);
+    mt_connect(newer, S, "phone", mode);
+    cr_assert_eq(ws_server_find_device(S, "phone"), newer->c);
+    mt_expect_close(older, 4000);
+    cr_assert_eq(older->closes, 0, "older waits for its peer's close");
+    /* The older finishes its close handshake. */
+    peer_close(older, 4000, mode);
+    cr_assert_eq(older->closes, 1);
+    cr_assert_eq(G.on_close_code[0], 4000);
+    cr_assert_eq(ws_server_find_device(S, "phone"), newer->c,
+                 "the older's close removed the newer's entry");
+    cr_assert_eq(ws_send_device(S, "phone", "still", NULL), 1);
+    mt_expect_text(newer, "{\"action\":\"still\"}");
+    cr_assert_eq(ws_broadcast_json(S, "list", "2", 1,
+                                   (const char *const[]){"phone"}, 1),
+                 1);
+    mt_expect_text(newer, "{\"action\":\"list\",\"data\":2}");
+    ws_server_stats(S, &st, sizeof(st));
+    cr_assert_eq(st.closes_4000, 1);
+    cr_assert_eq(st.conns_open, 1);
+    cr_assert_eq(ws_server_group_count(S, "room"), 0);
+    cr_assert_eq(newer->closes, 0);
+    /* The older timing out instead of answering is the same. */
+    mt_connect(&C[2], S, "phone", mode);
+    mt_expect_close(newer, 4000);
+    ws_server_tick(S, 1000000);
+    cr_assert_eq(newer->closes, 1);
+    cr_assert_eq(ws_server_find_device(S, "phone"), C[2].c);
+    finish();
+  }
+}
+
+/* ---- groups and users ----------------------------------------------- */
+
+Test(registry, groups_join_leave_and_errors) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture();
+    connect_n(3, mode);
+    cr_assert_eq(ws_conn_join(C[0].c, "red"), WS_OK);
+    cr_assert_eq(ws_conn_join(C[1].c, "red"), WS_OK);
+    cr_assert_eq(ws_conn_join(C[1].c, "blue"), WS_OK);
+    cr_assert_eq(ws_conn_join(C[0].c, "red"), WS_EEXIST);
+    cr_assert_eq(ws_conn_join(C[0].c, ""), WS_EINVAL);
+    cr_assert_eq(ws_conn_join(NULL, "red"), WS_EINVAL);
+    cr_assert_eq(ws_server_group_count(S, "red"), 2);
+    cr_assert_eq(ws_server_group_count(S, "blue"), 1);
+    cr_assert_eq(ws_server_group_count(S, "none"), 0);
+    cr_assert_eq(ws_conn_leave(C[2].c, "red"), WS_ENOENT);
+    cr_assert_eq(ws_conn_leave(C[0].c, "green"), WS_ENOENT);
+    /* Publish reaches members only. */
+    cr_assert_eq(ws_publish_json(S, "red", "r", "1", 1), 2);
+    mt_expect_text(&C[0], "{\"action\":\"r\",\"data\":1}");
+    mt_expect_text(&C[1], "{\"action\":\"r\",\"data\":1}");
+    mt_expect_nothing(&C[2]);
+    cr_assert_eq(ws_conn_leave(C[0].c, "red"), WS_OK);
+    cr_assert_eq(ws_conn_leave(C[0].c, "red"), WS_ENOENT);
+    cr_assert_eq(ws_server_group_count(S, "red"), 1);
+    cr_assert_eq(ws_publish(S, "red", "r2", NULL), 1);
+    mt_expect_nothing(&C[0]);
+    mt_expect_text(&C[1], "{\"action\":\"r2\"}");
+    /* A group is not a user of the same name. */
+    cr_assert_eq(ws_push_user_json(S, "red", "u", "1", 1), 0);
+    mt_expect_nothing(&C[1]);
+    finish();
+  }
+}
+
+Test(registry, users_with_two_devices) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    cJSON *data = cJSON_CreateObject();
+    cJSON_AddNumberToObject(data, "n", 5);
+    fixture();
+    connect_n(3, mode);
+    cr_assert_eq(ws_conn_set_user(C[0].c, "alice"), WS_OK);
+    cr_assert_eq(ws_conn_set_user(C[1].c, "alice"), WS_OK);
+    cr_assert_eq(ws_conn_set_user(C[2].c, "bob"), WS_OK);
+    cr_assert_str_eq(ws_conn_user(C[0].c), "alice");
+    cr_assert_eq(ws_server_user_count(S, "alice"), 2);
+    cr_assert_eq(ws_push_user(S, "alice", "note", data), 2);
+    mt_expect_text(&C[0], "{\"action\":\"note\",\"data\":{\"n\":5}}");
+    mt_expect_text(&C[1], "{\"action\":\"note\",\"data\":{\"n\":5}}");
+    mt_expect_nothing(&C[2]);
+    /* Rebinding moves the connection. */
+    cr_assert_eq(ws_conn_set_user(C[1].c, "bob"), WS_OK);
+    cr_assert_eq(ws_server_user_count(S, "alice"), 1);
+    cr_assert_eq(ws_server_user_count(S, "bob"), 2);
+    cr_assert_eq(ws_push_user_json(S, "bob", "b", "[]", 2), 2);
+    mt_expect_nothing(&C[0]);
+    mt_expect_text(&C[1], "{\"action\":\"b\",\"data\":[]}");
+    mt_expect_text(&C[2], "{\"action\":\"b\",\"data\":[]}");
+    cr_assert_eq(ws_conn_set_user(C[2].c, NULL), WS_OK);
+    cr_assert_null(ws_conn_user(C[2].c));
+    cr_assert_eq(ws_server_user_count(S, "bob"), 1);
+    cr_assert_eq(ws_push_user_json(S, "nobody", "b", "1", 1), 0);
+    finish();
+    cJSON_Delete(data);
+  }
+}
+
+Test(registry, closing_removes_from_every_index) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_stats st;
+    fixture();
+    connect_n(2, mode);
+    cr_assert_eq(ws_conn_set_user(C[0].c, "alice"), WS_OK);
+    cr_assert_eq(ws_conn_join(C[0].c, "g1"), WS_OK);
+    cr_assert_eq(ws_conn_join(C[0].c, "g2"), WS_OK);
+    cr_assert_eq(ws_conn_join(C[1].c, "g1"), WS_OK);
+    cr_assert_eq(ws_server_conn_count(S), 2);
+    /* Closing: out of the counts at once, even before the handshake ends. */
+    cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
+    cr_assert_eq(ws_server_user_count(S, "alice"), 0);
+    cr_assert_eq(ws_server_group_count(S, "g1"), 1);
+    cr_assert_eq(ws_publish_json(S, "g2", "x", "1", 1), 0);
+    peer_close(&C[0], 1000, mode);
+    cr_assert_eq(C[0].closes, 1);
+    cr_assert_null(ws_server_find_device(S, "d0"));
+    cr_assert_eq(ws_server_user_count(S, "alice"), 0);
+    cr_assert_eq(ws_server_group_count(S, "g1"), 1);
+    cr_assert_eq(ws_server_group_count(S, "g2"), 0);
+    cr_assert_eq(ws_server_conn_count(S), 1);
+    ws_server_stats(S, &st, sizeof(st));
+    cr_assert_eq(st.conns_open, 1);
+    ws_stats before = st;
+    cr_assert_eq(ws_push_user_json(S, "alice", "x", "1", 1), 0);
+    ws_server_stats(S, &st, sizeof(st));
+    cr_assert_eq(st.unknown_targets, before.unknown_targets + 1,
+                 "an emptied user is unknown");
+    ws_conn_abort(C[1].c);
+    cr_assert_eq(ws_server_group_count(S, "g1"), 0);
+    cr_assert_null(ws_server_find_device(S, "d1"));
+    cr_assert_eq(ws_server_conn_count(S), 0);
+    finish();
+  }
+}
+
+/* ---- broadcast ------------------------------------------------------ */
+
+Test(send, broadcast_to_all_and_to_a_list) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_stats st;
+    int i;
+    const char *const ids[] = {"d0", "ghost", "d2", "d0x", NULL};
+    fixture();
+    connect_n(4, mode);
+    cr_assert_eq(ws_broadcast_json(S, "all", "{\"a\":1}", 7, NULL, 0), 4);
+    for (i = 0; i < 4; i++)
+      mt_expect_text(&C[i], "{\"action\":\"all\",\"data\":{\"a\":1}}");
+    cr_assert_eq(ws_broadcast(S, "some", NULL, ids, 5), 2);
+    mt_expect_text(&C[0], "{\"action\":\"some\"}");
+    mt_expect_text(&C[2], "{\"action\":\"some\"}");
+    mt_expect_nothing(&C[1]);
+    mt_expect_nothing(&C[3]);
+    ws_server_stats(S, &st, sizeof(st));
+    cr_assert_eq(st.unknown_targets, 3, "ghost, d0x and NULL");
+    cr_assert_eq(st.broadcasts, 2);
+    cr_assert_eq(st.fanout, 6);
+    /* Invalid JSON is refused before anything is queued. */
+    cr_assert_eq(ws_broadcast_json(S, "bad", "{", 1, NULL, 0), WS_EJSON);
+    for (i = 0; i < 4; i++) mt_expect_nothing(&C[i]);
+    cr_assert_eq(ws_broadcast(NULL, "x", NULL, NULL, 0), WS_EINVAL);
+    cr_assert_eq(ws_broadcast(S, NULL, NULL, NULL, 0), WS_EINVAL);
+    /* Connections still in the handshake are not broadcast to. */
+    {
+      mt_conn *p = &C[10];
+      mt_open(p, S);
+      cr_assert_eq(ws_broadcast_json(S, "all", "1", 1, NULL, 0), 4);
+      mt_expect_nothing(p);
+    }
+    finish();
+  }
+}
+
+/* THE BROADCAST-SHARES-ONE-BUFFER TEST: one frame is built per broadcast
+ * whatever the number of receivers, and the allocations made by the call
+ * do not grow with it (one frame, one target array). */
+Test(send, broadcast_shares_one_buffer) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    static const int ns[] = {1, 10, 100};
+    long allocs[3];
+    size_t k;
+    for (k = 0; k < 3; k++) {
+      ws_stats a, b;
+      long live_before;
+      int i, rc;
+      const char *first;
+      fixture();
+      connect_n(ns[k], mode);
+      ws_server_stats(S, &a, sizeof(a));
+      live_before = test_alloc_live();
+      test_alloc_reset(0);
+      rc = ws_broadcast_json(S, "news", "{\"id\":42,\"t\":\"hello\"}", 21, NULL,
+                             0);
+      allocs[k] = test_alloc_count();
+      cr_assert_eq(rc, ns[k], "N=%d: rc %d", ns[k], rc);
+      ws_server_stats(S, &b, sizeof(b));
+      cr_assert_eq(b.frames_allocated - a.frames_allocated, 1,
+                   "N=%d: %llu frames built", ns[k],
+                   (unsigned long long)(b.frames_allocated - a.frames_allocated));
+      cr_assert_eq(b.fanout - a.fanout, (uint64_t)ns[k]);
+      cr_assert_leq(allocs[k], 2, "N=%d: %ld allocations in the call", ns[k],
+                    allocs[k]);
+      cr_assert_eq(test_alloc_live(), live_before, "all written and released");
+      first = "{\"action\":\"news\",\"data\":{\"id\":42,\"t\":\"hello\"}}";
+      for (i = 0; i < ns[k]; i++) mt_expect_text(&C[i], first);
+      /* With receivers blocked the one buffer is held by all of them: still
+       * one frame and the same allocation count. */
+      for (i = 0; i < ns[k]; i++) C[i].would_block = 1;
+      test_alloc_reset(0);
+      cr_assert_eq(ws_broadcast_json(S, "n2", "1", 1, NULL, 0), ns[k]);
+      cr_assert_leq(test_alloc_count(), 2, "N=%d blocked: %ld allocations",
+                    ns[k], test_alloc_count());
+      cr_assert_eq(test_alloc_live(), live_before + 1,
+                   "one shared frame is live for %d receivers", ns[k]);
+      for (i = 0; i < ns[k]; i++) {
+        C[i].would_block = 0;
+        mt_pump(&C[i]);
+        mt_expect_text(&C[i], "{\"action\":\"n2\",\"data\":1}");
+      }
+      cr_assert_eq(test_alloc_live(), live_before, "freed after the last");
+      finish();
+    }
+    cr_assert_eq(allocs[0], allocs[2], "allocations grow with N: %ld vs %ld",
+                 allocs[0], allocs[2]);
+  }
+}
+
+/* ---- handlers changing things while the library iterates ------------ */
+
+Test(send, handler_closes_others_and_broadcasts_mid_feed) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    fixture();
+    connect_n(4, mode);
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"kick\"}");
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"next\"}");
+    mt_feed(&C[0], b.p, b.len, mode);
+    cr_assert_eq(G.msgs, 2);
+    cr_assert_eq(C[1].closes, 1);
+    cr_assert_eq(G.on_close_code[1], 1006);
+    mt_expect_close(&C[2], 1000);
+    mt_expect_nothing(&C[2]); /* not broadcast to: closing */
+    mt_expect_text(&C[0], "{\"action\":\"after_kick\",\"data\":1}");
+    mt_expect_text(&C[3], "{\"action\":\"after_kick\",\"data\":1}");
+    cr_assert_null(ws_server_find_device(S, "d1"));
+    finish();
+    mt_bytes_free(&b);
+  }
+}
+
+/* on_close broadcasting to the others, including during ws_server_free. */
+static int h_close_broadcast(ws_conn *c, int code, const char *r, void *ud) {
+  (void)code, (void)r, (void)ud;
+  G.on_close++;
+  ws_broadcast_json(ws_conn_server(c), "left", "1", 1, NULL, 0);
+  return 0;
+}
+
+/* A write that closes another connection and broadcasts, from inside the
+ * library's flush loop. */
+static void hook_write_kick(mt_conn *t) {
+  if (t != &C[0] || !C[1].c) return;
+  ws_conn_abort(C[1].c);
+  ws_broadcast_json(S, "from_write", "1", 1, NULL, 0);
+}
+
+Test(send, callbacks_broadcast_and_close_during_iteration) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_config cfg;
+    int i;
+    memset(&G, 0, sizeof(G));
+    ws_config_init(&cfg);
+    cfg.alloc = test_alloc();
+    mt_config(&cfg, 0);
+    cfg.on_close = h_close_broadcast;
+    cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+    connect_n(5, mode);
+    C[0].on_write = hook_write_kick;
+    /* Broadcast: flushing C[0] aborts C[1] (next in line, or already
+     * written) and broadcasts again from inside the flush. */
+    cr_assert_eq(ws_broadcast_json(S, "go", "1", 1, NULL, 0), 5);
+    cr_assert_eq(C[1].closes, 1);
+    for (i = 2; i < 5; i++) {
+      mt_frame f;
+      int go = 0, left = 0, from_write = 0;
+      while (mt_next_frame(&C[i], &f)) {
+        go += mt_payload_is(&f, "{\"action\":\"go\",\"data\":1}");
+        left += mt_payload_is(&f, "{\"action\":\"left\",\"data\":1}");
+        from_write += mt_payload_is(&f, "{\"action\":\"from_write\",\"data\":1}");
+      }
+      cr_assert_eq(go, 1);
+      cr_assert_eq(left, 1, "conn %d: on_close's broadcast", i);
+      cr_assert_eq(from_write, 1, "conn %d: the write hook's broadcast", i);
+    }
+    C[0].on_write = NULL;
+    ws_server_free(S);
+    cr_assert_eq(G.on_close, 5);
+    cr_assert_eq(test_alloc_live(), 0);
+    for (i = 0; i < MAXC; i++) mt_free(&C[i]);
+  }
+}
+
+/* ---- ws_post from the loop thread ------------------------------------ */
+
+Test(send, post_from_same_thread_is_delivered_at_next_tick_in_order) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    fixture();
+    connect_n(2, mode);
+    cr_assert_eq(ws_conn_set_user(C[1].c, "u"), WS_OK);
+    cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "p1", "1", 1), WS_OK);
+    cr_assert_eq(ws_post(S, WS_POST_DEVICE, "d0", "p2", "2", 1), WS_OK);
+    cr_assert_eq(ws_post(S, WS_POST_USER, "u", "p3", "3", 1), WS_OK);
+    cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "p4", "4", 1), WS_OK);
+    cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "bad", "{", 1), WS_EJSON);
+    cr_assert_eq(ws_post(S, 99, NULL, "x", "1", 1), WS_EINVAL);
+    /* Not before the tick, even with other traffic. */
+    cr_assert_eq(mt_send_text(&C[0], "{\"action\":\"x\"}", mode), WS_OK);
+    mt_expect_nothing(&C[0]);
+    mt_expect_nothing(&C[1]);
+    ws_server_tick(S, 1);
+    mt_expect_text(&C[0], "{\"action\":\"p1\",\"data\":1}");
+    mt_expect_text(&C[0], "{\"action\":\"p2\",\"data\":2}");
+    mt_expect_text(&C[0], "{\"action\":\"p4\",\"data\":4}");
+    mt_expect_nothing(&C[0]);
+    mt_expect_text(&C[1], "{\"action\":\"p1\",\"data\":1}");
+    mt_expect_text(&C[1], "{\"action\":\"p3\",\"data\":3}");
+    mt_expect_text(&C[1], "{\"action\":\"p4\",\"data\":4}");
+    mt_expect_nothing(&C[1]);
+    /* Posted but never delivered: freed with the server. */
+    cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "late", "1", 1), WS_OK);
+    finish();
+  }
+}
+
+/* ---- per-connection order -------------------------------------------- */
+
+Test(send, order_kept_under_interleaved_sends_and_broadcasts) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    int i, seq, k;
+    fixture();
+    connect_n(3, mode);
+    C[0].max_per_send = 7; /* partial writes throughout */
+    C[1].would_block = 1;  /* everything queues */
+    for (seq = 0; seq < 200; seq++) {
+      char d[16];
+      int n = snprintf(d, sizeof(d), "%d", seq);
+      switch (seq % 4) {
+      case 0: cr_assert_eq(ws_broadcast_json(S, "s", d, (size_t)n, NULL, 0), 3); break;
+      case 1: cr_assert_eq(ws_conn_send_json(C[0].c, "s", d, (size_t)n), WS_OK);
+              cr_assert_eq(ws_conn_send_json(C[1].c, "s", d, (size_t)n), WS_OK);
+              cr_assert_eq(ws_conn_send_json(C[2].c, "s", d, (size_t)n), WS_OK);
+              break;
+      case 2: cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "s", d, (size_t)n), WS_OK);
+              ws_server_tick(S, (uint64_t)seq); break;
+      default: {
+        const char *const ids[] = {"d2", "d1", "d0"};
+        cr_assert_eq(ws_broadcast_json(S, "s", d, (size_t)n, ids, 3), 3);
+      }
+      }
+      if (seq % 10 == 0) {
+        cr_assert_eq(mt_send_frame(&C[0], MT_PING, 0, "p", 1, mode), WS_OK);
+        ws_conn_writable(C[0].c);
+      }
+    }
+    C[0].max_per_send = 0;
+    C[1].would_block = 0;
+    for (i = 0; i < 3; i++) mt_pump(&C[i]);
+    for (i = 0; i < 3; i++) {
+      mt_frame f;
+      int next = 0;
+      while (mt_next_frame(&C[i], &f)) {
+        char want[64];
+        if (f.opcode == MT_PONG) continue;
+        cr_assert_eq(f.opcode, MT_TEXT);
+        snprintf(want, sizeof(want), "{\"action\":\"s\",\"data\":%d}", next);
+        cr_assert(mt_payload_is(&f, want), "conn %d: expected %s, got %.*s",
+                  i, want, (int)f.len, (const char *)f.payload);
+        next++;
+      }
+      cr_assert_eq(next, 200, "conn %d got %d messages", i, next);
+    }
+    for (k = 0; k < 3; k++) cr_assert_eq(C[k].closes, 0);
+    finish();
+  }
+}

@@ -1,0 +1,698 @@
+/* upgrade.c through ws_conn_feed (whole and one byte at a time) and
+ * ws_conn_upgrade: the 101 and its accept key, pipelined frames, every
+ * refusal as a complete HTTP response followed by the transport close,
+ * origin rules, subprotocols, on_upgrade and on_http. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+static struct {
+  int msgs, on_open, on_close, upgrades, http_calls;
+  char last[256];
+  int refuse_status;          /* on_upgrade returns this */
+  const char *refuse_reason;  /* and sets this */
+  int origin_verdict;         /* check_origin's answer */
+  char origin_seen[128];
+  int http_respond;           /* on_http answers */
+  int respond_rc;
+} R;
+
+static int h_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  R.msgs++;
+  snprintf(R.last, sizeof(R.last), "%.*s", (int)m->len, m->text);
+  return 0;
+}
+static int h_on_open(ws_conn *c, void *ud) {
+  (void)c, (void)ud;
+  R.on_open++;
+  return 0;
+}
+static int h_on_close(ws_conn *c, int code, const char *r, void *ud) {
+  (void)c, (void)code, (void)r, (void)ud;
+  R.on_close++;
+  return 0;
+}
+static int h_on_upgrade(ws_conn *c, const ws_request *req, const char **reason,
+                        void *ud) {
+  (void)c, (void)ud;
+  R.upgrades++;
+  cr_assert_str_eq(ws_request_path(req), "/ws");
+  if (R.refuse_reason) *reason = R.refuse_reason;
+  return R.refuse_status;
+}
+static int h_check_origin(const ws_request *req, const char *origin,
+                          void *ud) {
+  (void)req, (void)ud;
+  snprintf(R.origin_seen, sizeof(R.origin_seen), "%s",
+           origin ? origin : "(none)");
+  return R.origin_verdict;
+}
+static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
+  static const char page[] = "<html>hello</html>";
+  (void)ud;
+  R.http_calls++;
+  cr_assert_str_eq(ws_request_method(req), "GET");
+  if (R.http_respond && strcmp(ws_request_path(req), "/") == 0) {
+    R.respond_rc = ws_conn_http_respond(c, 200, "text/html", page,
+                                        sizeof(page) - 1);
+    cr_assert_eq(ws_conn_http_respond(c, 200, NULL, "x", 1), WS_ESTATE,
+                 "second answer refused");
+  }
+  return 0;
+}
+
+typedef void (*tweak_fn)(ws_config *);
+
+static ws_server *server_new(tweak_fn tweak) {
+  ws_config cfg;
+  ws_server *s;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.handler = h_handler;
+  cfg.on_open = h_on_open;
+  cfg.on_close = h_on_close;
+  if (tweak) tweak(&cfg);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  return s;
+}
+
+static void server_free(ws_server *s) {
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0, "leak: %ld allocations live",
+               test_alloc_live());
+}
+
+static void reset(void) {
+  memset(&R, 0, sizeof(R));
+  R.origin_verdict = 1;
+}
+
+#define REQ_HEAD(target)                                                      \
+  "GET " target " HTTP/1.1\r\n"                                              \
+  "Host: example.com\r\n"                                                    \
+  "Upgrade: websocket\r\n"                                                   \
+  "Connection: Upgrade\r\n"                                                  \
+  "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"                                 \
+  "Sec-WebSocket-Version: 13\r\n"
+
+static const char k_valid[] = REQ_HEAD("/ws?device_id=dev1") "\r\n";
+
+/* Feeds req to a new connection; returns the response status (0: none) and
+ * checks the refusal contract when status >= 400: one complete response,
+ * Content-Length matching the body, nothing after it, the close callback
+ * after it was all written, no on_open. */
+static int feed_request(ws_server *s, mt_conn *t, const char *req, size_t n,
+                        int mode, char *head, size_t head_cap) {
+  const uint8_t *body;
+  size_t blen;
+  int status;
+  mt_open(t, s);
+  mt_feed(t, req, n, mode);
+  mt_pump(t);
+  status = mt_http_response(t, head, head_cap, &body, &blen);
+  if (status >= 400) {
+    mt_expect_nothing(t);
+    cr_assert_eq(t->closes, 1, "%d: transport not closed (%s)", status,
+                 MT_MODE_NAME(mode));
+    cr_assert_eq(t->len_at_close, t->len, "closed before the response "
+                 "was written");
+    cr_assert_gt(blen, 0, "a refusal has a body");
+    cr_assert_eq(body[blen - 1], '\n');
+  }
+  return status;
+}
+
+typedef void (*prep_fn)(ws_server *s, int mode);
+static mt_conn k_pre[2];
+
+/* The full refusal check for one request in both modes. */
+static void expect_refusal(tweak_fn tweak, prep_fn prep, const char *req,
+                           size_t n, int status, int kind,
+                           const char *header_line, const char *body_has) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    char head[2048];
+    ws_stats st;
+    ws_server *s;
+    int got, opened;
+    reset();
+    s = server_new(tweak);
+    if (prep) prep(s, mode);
+    opened = R.on_open;
+    got = feed_request(s, &t, req, n, mode, head, sizeof(head));
+    cr_assert_eq(got, status, "expected %d, got %d (%s)", status, got,
+                 MT_MODE_NAME(mode));
+    if (header_line)
+      cr_assert_not_null(strstr(head, header_line), "missing %s in %s",
+                         header_line, head);
+    cr_assert_null(strstr(head, "Sec-WebSocket-Accept"));
+    if (body_has) {
+      const char *b = (const char *)t.out + t.len;
+      const char *h = strstr(head, "Content-Length: ");
+      size_t blen = h ? strtoul(h + 16, NULL, 10) : 0;
+      char body[512];
+      snprintf(body, sizeof(body), "%.*s", (int)blen, b - blen);
+      cr_assert_not_null(strstr(body, body_has), "body %s lacks %s", body,
+                         body_has);
+    }
+    ws_server_stats(s, &st, sizeof(st));
+    if (kind >= 0) cr_assert_eq(st.refusals[kind], 1, "refusal counted");
+    cr_assert_eq(st.conns_pending, 0);
+    cr_assert_eq(R.on_open, opened, "no on_open for a refused upgrade");
+    server_free(s);
+    mt_free(&t);
+    mt_free(&k_pre[0]);
+    mt_free(&k_pre[1]);
+  }
+}
+
+static void refuse_str(tweak_fn tweak, prep_fn prep, const char *req,
+                       int status, int kind, const char *header_line,
+                       const char *body_has) {
+  expect_refusal(tweak, prep, req, strlen(req), status, kind, header_line,
+                 body_has);
+}
+
+/* ---- the 101 ------------------------------------------------------------- */
+
+Test(upgrade, valid_upgrade_gets_101_with_the_accept_key) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    char head[1024];
+    ws_stats st;
+    ws_server *s;
+    reset();
+    s = server_new(NULL);
+    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, head,
+                              sizeof(head)),
+                 101);
+    cr_assert_not_null(strstr(head, "HTTP/1.1 101 Switching Protocols\r\n"));
+    cr_assert_not_null(
+        strstr(head, "Sec-WebSocket-Accept: " MT_SAMPLE_ACCEPT "\r\n"));
+    cr_assert_not_null(strstr(head, "Upgrade: websocket\r\n"));
+    cr_assert_null(strstr(head, "Sec-WebSocket-Protocol"));
+    cr_assert_eq(t.closes, 0);
+    cr_assert_eq(R.on_open, 1);
+    cr_assert_str_eq(ws_conn_device_id(t.c), "dev1");
+    cr_assert_eq(ws_server_find_device(s, "dev1"), t.c);
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.conns_open, 1);
+    cr_assert_eq(st.conns_total, 1);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+Test(upgrade, another_key_gets_its_own_accept) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    /* A second, widely published key/accept pair, so the accept is not a
+     * constant that happens to match the RFC's sample. */
+    const char req[] = "GET /ws?device_id=k HTTP/1.1\r\nHost: h\r\n"
+                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n";
+    mt_conn t;
+    char head[1024];
+    ws_server *s;
+    reset();
+    s = server_new(NULL);
+    cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, head,
+                              sizeof(head)),
+                 101);
+    cr_assert_not_null(
+        strstr(head, "Sec-WebSocket-Accept: HSmrc0sMlYUkAGmm5OPpG2HaGWk=\r\n"),
+        "%s", head);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+Test(upgrade, pipelined_first_frame_is_processed) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    mt_conn t;
+    mt_frame f;
+    ws_server *s;
+    reset();
+    s = server_new(NULL);
+    mt_bytes_str(&b, k_valid);
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"first\"}");
+    mt_frame_str(&b, MT_PING, 0, "pp");
+    mt_open(&t, s);
+    cr_assert_eq(mt_feed(&t, b.p, b.len, mode), WS_OK);
+    cr_assert_eq(R.msgs, 1, "pipelined frame not delivered (%s)",
+                 MT_MODE_NAME(mode));
+    cr_assert_str_eq(R.last, "{\"action\":\"first\"}");
+    cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 101);
+    mt_expect_frame(&t, &f);
+    cr_assert_eq(f.opcode, MT_PONG, "pong after the 101");
+    server_free(s);
+    mt_free(&t);
+    mt_bytes_free(&b);
+  }
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+Test(upgrade, missing_device_id_is_400) {
+  refuse_str(NULL, NULL, REQ_HEAD("/ws") "\r\n", 400, WS_REFUSE_BAD_REQUEST,
+             NULL, "device_id");
+  refuse_str(NULL, NULL, REQ_HEAD("/ws?device_id=") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "device_id");
+  refuse_str(NULL, NULL, REQ_HEAD("/ws?other=1") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "device_id");
+}
+
+static void device_optional(ws_config *cfg) { cfg->device_required = 0; }
+
+Test(upgrade, device_id_optional_when_configured) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_server *s;
+    const char req[] = REQ_HEAD("/ws") "\r\n";
+    reset();
+    s = server_new(device_optional);
+    cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, NULL, 0), 101);
+    cr_assert_null(ws_conn_device_id(t.c));
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+Test(upgrade, too_long_device_id_is_400) {
+  char req[1024];
+  char id[140];
+  memset(id, 'i', 129);
+  id[129] = '\0';
+  snprintf(req, sizeof(req), REQ_HEAD("/ws?device_id=%s") "\r\n", id);
+  refuse_str(NULL, NULL, req, 400, WS_REFUSE_BAD_REQUEST, NULL, NULL);
+}
+
+Test(upgrade, bad_key_is_400) {
+  const char *keys[] = {"Sec-WebSocket-Key: tooshort==\r\n",
+                        "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!!!\r\n",
+                        ""};
+  size_t i;
+  for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "GET /ws?device_id=d HTTP/1.1\r\nHost: example.com\r\n"
+             "Upgrade: websocket\r\nConnection: Upgrade\r\n%s"
+             "Sec-WebSocket-Version: 13\r\n\r\n",
+             keys[i]);
+    refuse_str(NULL, NULL, req, 400, WS_REFUSE_BAD_REQUEST, NULL,
+               "Sec-WebSocket-Key");
+  }
+}
+
+Test(upgrade, wrong_version_is_426_with_version_header) {
+  const char req[] = "GET /ws?device_id=d HTTP/1.1\r\nHost: example.com\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+                     "Sec-WebSocket-Version: 8\r\n\r\n";
+  refuse_str(NULL, NULL, req, 426, WS_REFUSE_VERSION,
+             "\r\nSec-WebSocket-Version: 13\r\n", NULL);
+}
+
+Test(upgrade, plain_get_on_the_path_is_426) {
+  refuse_str(NULL, NULL, "GET /ws HTTP/1.1\r\nHost: example.com\r\n\r\n", 426,
+             WS_REFUSE_VERSION, "\r\nSec-WebSocket-Version: 13\r\n", NULL);
+}
+
+Test(upgrade, wrong_path_is_404) {
+  refuse_str(NULL, NULL, REQ_HEAD("/chat?device_id=d") "\r\n", 404,
+             WS_REFUSE_NOT_FOUND, NULL, NULL);
+  refuse_str(NULL, NULL, "GET /index.html HTTP/1.1\r\nHost: h\r\n\r\n", 404,
+             WS_REFUSE_NOT_FOUND, NULL, NULL);
+}
+
+Test(upgrade, malformed_request_is_400) {
+  refuse_str(NULL, NULL, "GET /ws HTTP/1.1\r\nBad Header\r\n\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, NULL);
+  refuse_str(NULL, NULL, "POST /ws?device_id=d HTTP/1.1\r\nHost: h\r\n"
+             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+             "Sec-WebSocket-Version: 13\r\n\r\n",
+             400, WS_REFUSE_BAD_REQUEST, NULL, NULL);
+}
+
+Test(upgrade, foreign_origin_is_403) {
+  refuse_str(NULL, NULL,
+             REQ_HEAD("/ws?device_id=d") "Origin: http://evil.example\r\n\r\n",
+             403, WS_REFUSE_FORBIDDEN, NULL, "origin");
+  /* Same host, different port: foreign too. */
+  refuse_str(NULL, NULL,
+             REQ_HEAD("/ws?device_id=d") "Origin: http://example.com:81\r\n\r\n",
+             403, WS_REFUSE_FORBIDDEN, NULL, NULL);
+}
+
+/* An upgrade that must succeed (both modes). */
+static void expect_101(tweak_fn tweak, const char *req) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_server *s;
+    int st;
+    reset();
+    s = server_new(tweak);
+    st = feed_request(s, &t, req, strlen(req), mode, NULL, 0);
+    cr_assert_eq(st, 101, "expected 101, got %d for %s", st, req);
+    cr_assert_eq(t.closes, 0);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+Test(upgrade, origin_matching_host_is_allowed) {
+  expect_101(NULL,
+             REQ_HEAD("/ws?device_id=d") "Origin: http://example.com\r\n\r\n");
+  expect_101(NULL,
+             REQ_HEAD("/ws?device_id=d") "Origin: https://EXAMPLE.com\r\n\r\n");
+}
+
+static const char *const k_origins[] = {"https://app.example.org",
+                                        "http://localhost:3000"};
+static void with_origins(ws_config *cfg) {
+  cfg->allowed_origins = k_origins;
+  cfg->allowed_origins_count = 2;
+}
+
+Test(upgrade, origin_in_allowed_origins_is_allowed) {
+  expect_101(with_origins, REQ_HEAD("/ws?device_id=d")
+             "Origin: https://app.example.org\r\n\r\n");
+  expect_101(with_origins, REQ_HEAD("/ws?device_id=d")
+             "Origin: HTTP://LOCALHOST:3000\r\n\r\n");
+  /* Host matching still applies, and others are still refused. */
+  expect_101(with_origins, REQ_HEAD("/ws?device_id=d")
+             "Origin: http://example.com\r\n\r\n");
+  refuse_str(with_origins, NULL, REQ_HEAD("/ws?device_id=d")
+             "Origin: https://app.example.org.evil\r\n\r\n",
+             403, WS_REFUSE_FORBIDDEN, NULL, NULL);
+}
+
+static void with_check_origin(ws_config *cfg) {
+  cfg->check_origin = h_check_origin;
+}
+
+Test(upgrade, check_origin_alone_decides) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_server *s;
+    const char foreign[] =
+        REQ_HEAD("/ws?device_id=d") "Origin: http://trusted.example\r\n\r\n";
+    const char same[] =
+        REQ_HEAD("/ws?device_id=e") "Origin: http://example.com\r\n\r\n";
+    reset();
+    s = server_new(with_check_origin);
+    R.origin_verdict = 1;
+    cr_assert_eq(feed_request(s, &t, foreign, strlen(foreign), mode, NULL, 0),
+                 101);
+    cr_assert_str_eq(R.origin_seen, "http://trusted.example");
+    mt_free(&t);
+    R.origin_verdict = 0;
+    {
+      mt_conn u;
+      cr_assert_eq(feed_request(s, &u, same, strlen(same), mode, NULL, 0),
+                   403, "the callback refuses even a same-host origin");
+      mt_free(&u);
+    }
+    server_free(s);
+  }
+}
+
+Test(upgrade, oversized_head_is_431) {
+  size_t big = 9000;
+  char *req = malloc(big + 512);
+  int n;
+  cr_assert_not_null(req);
+  n = snprintf(req, big + 512, REQ_HEAD("/ws?device_id=d") "X-Big: ");
+  memset(req + n, 'a', big);
+  strcpy(req + n + big, "\r\n\r\n");
+  refuse_str(NULL, NULL, req, 431, WS_REFUSE_TOO_LARGE, NULL, NULL);
+  /* A head without any line end past the limit too. */
+  memset(req, 'A', big);
+  memcpy(req, "GET /", 5);
+  req[big] = '\0';
+  refuse_str(NULL, NULL, req, 431, WS_REFUSE_TOO_LARGE, NULL, NULL);
+  free(req);
+}
+
+Test(upgrade, too_many_headers_is_431) {
+  char req[8192];
+  int n = snprintf(req, sizeof(req), REQ_HEAD("/ws?device_id=d")), i;
+  for (i = 0; i < 60; i++)
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "X-H%d: v\r\n", i);
+  strcpy(req + n, "\r\n");
+  refuse_str(NULL, NULL, req, 431, WS_REFUSE_TOO_LARGE, NULL, NULL);
+}
+
+static void one_conn(ws_config *cfg) { cfg->max_connections = 1; }
+static void prep_one(ws_server *s, int mode) {
+  mt_connect(&k_pre[0], s, "first", mode);
+}
+
+Test(upgrade, over_max_connections_is_503) {
+  refuse_str(one_conn, prep_one, k_valid, 503, WS_REFUSE_UNAVAILABLE, NULL,
+             NULL);
+}
+
+static void prep_shutdown(ws_server *s, int mode) {
+  (void)mode;
+  cr_assert_eq(ws_server_shutdown(s, 1000), WS_OK);
+}
+
+Test(upgrade, during_shutdown_is_503) {
+  refuse_str(NULL, prep_shutdown, k_valid, 503, WS_REFUSE_UNAVAILABLE, NULL,
+             "shutting down");
+}
+
+static void dup_refuse(ws_config *cfg) {
+  cfg->duplicate_policy = WS_DUP_REFUSE;
+}
+static void prep_dev1(ws_server *s, int mode) {
+  mt_connect(&k_pre[0], s, "dev1", mode);
+}
+
+Test(upgrade, duplicate_device_with_refuse_policy_is_409) {
+  int mode;
+  refuse_str(dup_refuse, prep_dev1, k_valid, 409, WS_REFUSE_CONFLICT, NULL,
+             NULL);
+  /* The first connection is untouched. */
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_server *s;
+    reset();
+    s = server_new(dup_refuse);
+    prep_dev1(s, mode);
+    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL, 0),
+                 409);
+    cr_assert_eq(ws_server_find_device(s, "dev1"), k_pre[0].c);
+    cr_assert_eq(k_pre[0].closes, 0);
+    mt_expect_nothing(&k_pre[0]);
+    server_free(s);
+    mt_free(&t);
+    mt_free(&k_pre[0]);
+  }
+}
+
+static void with_on_upgrade(ws_config *cfg) { cfg->on_upgrade = h_on_upgrade; }
+
+Test(upgrade, on_upgrade_refusal_with_custom_status_and_reason) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    char head[1024];
+    ws_server *s;
+    ws_stats st;
+    reset();
+    s = server_new(with_on_upgrade);
+    R.refuse_status = 401;
+    R.refuse_reason = "token required";
+    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, head,
+                              sizeof(head)),
+                 401);
+    cr_assert_not_null(strstr(head, "HTTP/1.1 401 Unauthorized\r\n"));
+    cr_assert_eq(memcmp(t.out + t.len - 15, "token required\n", 15), 0);
+    cr_assert_eq(R.upgrades, 1);
+    cr_assert_eq(R.on_open, 0);
+    cr_assert_null(ws_server_find_device(s, "dev1"));
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.refusals[WS_REFUSE_OTHER], 1);
+    mt_free(&t);
+    /* Out-of-range status: 500. Accepting: 101. */
+    R.refuse_status = 42;
+    R.refuse_reason = NULL;
+    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL, 0),
+                 500);
+    mt_free(&t);
+    R.refuse_status = 0;
+    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL, 0),
+                 101);
+    cr_assert_eq(R.on_open, 1);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* ---- subprotocols -------------------------------------------------------- */
+
+static const char *const k_protos[] = {"chat.v2", "chat.v1"};
+static void with_protos(ws_config *cfg) {
+  cfg->subprotocols = k_protos;
+  cfg->subprotocols_count = 2;
+}
+
+static void subproto_case(const char *offer, const char *want) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    char req[1024], head[1024], line[128];
+    mt_conn t;
+    ws_server *s;
+    if (offer)
+      snprintf(req, sizeof(req),
+               REQ_HEAD("/ws?device_id=d") "Sec-WebSocket-Protocol: %s\r\n\r\n",
+               offer);
+    else
+      snprintf(req, sizeof(req), "%s", k_valid);
+    reset();
+    s = server_new(with_protos);
+    cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, head,
+                              sizeof(head)),
+                 101);
+    if (want) {
+      snprintf(line, sizeof(line), "\r\nSec-WebSocket-Protocol: %s\r\n", want);
+      cr_assert_not_null(strstr(head, line), "offer %s: want %s in %s", offer,
+                         want, head);
+      cr_assert_str_eq(ws_conn_subprotocol(t.c), want);
+    } else {
+      cr_assert_null(strstr(head, "Sec-WebSocket-Protocol"), "offer %s: %s",
+                     offer, head);
+      cr_assert_null(ws_conn_subprotocol(t.c));
+    }
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+Test(upgrade, subprotocol_is_first_configured_one_offered) {
+  subproto_case("chat.v1, chat.v2", "chat.v2");
+  subproto_case("chat.v1", "chat.v1");
+  subproto_case("x, chat.v1 ,y", "chat.v1");
+  subproto_case("other", NULL);
+  subproto_case(NULL, NULL);
+}
+
+/* ---- ws_conn_upgrade ----------------------------------------------------- */
+
+static const ws_header k_hdrs[] = {
+    {.name = "Host", .name_len = 4, .value = "example.com", .value_len = 11},
+    {.name = "Upgrade", .name_len = 7, .value = "websocket", .value_len = 9},
+    {.name = "Connection", .name_len = 10, .value = "Upgrade",
+     .value_len = 7},
+    {.name = "Sec-WebSocket-Key", .name_len = 17, .value = MT_SAMPLE_KEY,
+     .value_len = 24},
+    {.name = "Sec-WebSocket-Version", .name_len = 21, .value = "13",
+     .value_len = 2},
+};
+
+Test(upgrade, preparsed_upgrade_gives_the_same_101) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn fed, pre;
+    ws_server *s;
+    reset();
+    s = server_new(NULL);
+    cr_assert_eq(feed_request(s, &fed, k_valid, strlen(k_valid), mode, NULL,
+                              0),
+                 101);
+    mt_open(&pre, s);
+    cr_assert_eq(ws_conn_upgrade(pre.c, "GET", "/ws", "device_id=dev2", k_hdrs,
+                                 5),
+                 WS_OK);
+    cr_assert_eq(ws_conn_upgrade(pre.c, "GET", "/ws", "device_id=dev2", k_hdrs,
+                                 5),
+                 WS_ESTATE);
+    cr_assert_eq(pre.len, fed.rpos, "101 lengths differ");
+    cr_assert_eq(memcmp(pre.out, fed.out, pre.len), 0, "101 bytes differ");
+    cr_assert_str_eq(ws_conn_device_id(pre.c), "dev2");
+    cr_assert_eq(ws_server_find_device(s, "dev2"), pre.c);
+    cr_assert_eq(R.on_open, 2);
+    /* Frames after it are fed as usual. */
+    cr_assert_eq(mt_send_text(&pre, "{\"action\":\"hi\"}", mode), WS_OK);
+    cr_assert_eq(R.msgs, 1);
+    /* A refusal through the same entry point. */
+    {
+      mt_conn bad;
+      mt_open(&bad, s);
+      cr_assert_eq(ws_conn_upgrade(bad.c, "GET", "/ws", NULL, k_hdrs, 5),
+                   WS_OK);
+      cr_assert_eq(mt_http_response(&bad, NULL, 0, NULL, NULL), 400);
+      cr_assert_eq(bad.closes, 1);
+      mt_free(&bad);
+    }
+    cr_assert_eq(ws_conn_upgrade(NULL, "GET", "/ws", NULL, k_hdrs, 5),
+                 WS_EINVAL);
+    server_free(s);
+    mt_free(&fed);
+    mt_free(&pre);
+  }
+}
+
+/* ---- plain HTTP ---------------------------------------------------------- */
+
+static void with_http(ws_config *cfg) { cfg->on_http = h_on_http; }
+
+Test(upgrade, on_http_serves_a_plain_get) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    char head[1024];
+    const uint8_t *body;
+    size_t blen;
+    ws_server *s;
+    reset();
+    s = server_new(with_http);
+    R.http_respond = 1;
+    mt_open(&t, s);
+    mt_feed_str(&t, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", mode);
+    cr_assert_eq(R.http_calls, 1);
+    cr_assert_eq(R.respond_rc, WS_OK);
+    cr_assert_eq(mt_http_response(&t, head, sizeof(head), &body, &blen), 200);
+    cr_assert_not_null(strstr(head, "Content-Type: text/html\r\n"));
+    cr_assert_eq(blen, 18);
+    cr_assert_eq(memcmp(body, "<html>hello</html>", 18), 0);
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.closes, 1);
+    cr_assert_eq(t.len_at_close, t.len);
+    cr_assert_eq(R.on_open, 0);
+    cr_assert_eq(R.on_close, 0);
+    mt_free(&t);
+    /* Unanswered: 404. */
+    mt_open(&t, s);
+    mt_feed_str(&t, "GET /nothing HTTP/1.1\r\nHost: example.com\r\n\r\n", mode);
+    cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 404);
+    cr_assert_eq(t.closes, 1);
+    mt_free(&t);
+    /* Upgrades still work beside it. */
+    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL, 0),
+                 101);
+    cr_assert_eq(R.http_calls, 2);
+    cr_assert_eq(ws_conn_http_respond(t.c, 200, NULL, "x", 1), WS_ESTATE,
+                 "outside on_http");
+    server_free(s);
+    mt_free(&t);
+  }
+}
