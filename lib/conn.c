@@ -138,13 +138,20 @@ static void apply_queue_policy(ws_conn *c) {
   ws__conn_fail(c, WS_CLOSE_SLOW_CONSUMER, "slow consumer");
 }
 
+/* Control frames waiting ahead of queued data. Each one queued behind
+ * others costs a shift of those (outq.c), so a peer that pings without
+ * reading its pongs must not pile up more than this: past it the queue
+ * policy applies, as for bytes. */
+#define WS__CTRL_QUEUED_MAX 1024
+
 int ws__conn_queue(ws_conn *c, ws__buf *b) {
   ws_server *s = c->s;
   int was_empty = c->q.count == 0;
   if (c->state != WS__OPEN &&
       !(c->state == WS__HANDSHAKE && (c->flags & WS__F_IN_HTTP)))
     return WS_ECLOSED;
-  if (c->q.bytes + b->len > s->cfg.max_queued) {
+  if (c->q.bytes + b->len > s->cfg.max_queued ||
+      (b->is_ctrl && !b->is_close && c->q.nctrl >= WS__CTRL_QUEUED_MAX)) {
     apply_queue_policy(c);
     return WS_EQUEUEFULL;
   }

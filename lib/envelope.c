@@ -114,7 +114,8 @@ ws__buf *ws__envelope_frame_json(ws_server *s, const char *action,
 static const char *error_text(const char *code) {
   if (strcmp(code, "invalid_json") == 0) return "message is not valid JSON";
   if (strcmp(code, "not_object") == 0) return "message must be a JSON object";
-  if (strcmp(code, "bad_action") == 0) return "\"action\" must be a string";
+  if (strcmp(code, "bad_action") == 0)
+    return "\"action\" must be a string (at most 255 bytes, no NUL)";
   if (strcmp(code, "unknown_action") == 0) return "unknown action";
   return code;
 }
@@ -205,9 +206,19 @@ static void run_handler(ws_conn *c, ws_msg *m) {
   }
 }
 
-/* Escaped keys or an escaped action: let cJSON decode them. Rare. */
+static int has_nul_escape(const uint8_t *p, size_t len) {
+  size_t i;
+  for (i = 0; i + 6 <= len; i++)
+    if (p[i] == '\\' && memcmp(p + i + 1, "u0000", 5) == 0) return 1;
+  return 0;
+}
+
+/* Escaped keys: let cJSON find the members. Rare. A NUL escape anywhere
+ * is refused (over-broadly): cJSON's C strings would silently cut the
+ * action at it. */
 static const char *slow_action(const uint8_t *p, size_t len, msg_extra *x) {
   const cJSON *action;
+  if (has_nul_escape(p, len)) return NULL;
   x->root = cJSON_ParseWithLength((const char *)p, len);
   if (x->root == NULL) return NULL;
   action = cJSON_GetObjectItemCaseSensitive(x->root, "action");
@@ -218,18 +229,17 @@ static const char *slow_action(const uint8_t *p, size_t len, msg_extra *x) {
   return action->valuestring;
 }
 
-/* The action from the scan's raw span, copied NUL-terminated into buf;
- * NULL when it is not a string or too long. *slow is set when escapes need
- * decoding. */
+/* The action from the scan's raw span, decoded NUL-terminated into buf;
+ * NULL when it is not a string, too long, or holds a NUL. *slow is set
+ * when keys had escapes (the spans may then be the wrong members). */
 static const char *fast_action(const ws__env_scan *sc, char *buf,
                                int *slow) {
-  size_t n;
+  long n;
   if (sc->escaped) return *slow = 1, NULL;
   if (sc->action == NULL || sc->action[0] != '"') return NULL;
-  n = sc->action_len - 2;
-  if (memchr(sc->action + 1, '\\', n)) return *slow = 1, NULL;
-  if (n > WS_MAX_ACTION) return NULL;
-  memcpy(buf, sc->action + 1, n);
+  n = ws__json_unescape(sc->action + 1, sc->action_len - 2, buf,
+                        WS_MAX_ACTION);
+  if (n < 0) return NULL;
   buf[n] = '\0';
   return buf;
 }

@@ -131,19 +131,17 @@ static int check_utf8(ws_conn *c, const uint8_t *p, size_t n, int fin) {
   return 0;
 }
 
-static int append_message(ws_conn *c, const uint8_t *p, size_t n,
-                          uint64_t frame_total) {
+/* The buffer grows with the bytes that arrived, doubling, never with the
+ * length a header announces: a peer sending headers and a byte each must
+ * not make every connection reserve max_message. */
+static int append_message(ws_conn *c, const uint8_t *p, size_t n) {
   ws_server *s = c->s;
   if (n == 0) return WS_OK; /* c->buf may be NULL and p may be NULL */
   if (c->buf_len + n > c->buf_cap) {
-    /* Size from the frame header (already checked against max_message) so a
-     * large frame grows the buffer once. */
-    size_t want = c->buf_len + (size_t)WS__MIN(frame_total, s->cfg.max_message);
-    size_t cap = WS__MIN(s->cfg.max_message, want > c->buf_cap * 2
-                                                 ? want
-                                                 : c->buf_cap * 2);
+    size_t cap = c->buf_cap ? c->buf_cap * 2 : 256;
     uint8_t *nb;
     if (cap < c->buf_len + n) cap = c->buf_len + n;
+    if (cap > s->cfg.max_message) cap = s->cfg.max_message;
     nb = ws__realloc(&s->al, c->buf, cap);
     if (nb == NULL) return WS_ENOMEM;
     c->buf = nb;
@@ -186,7 +184,7 @@ static int on_data(ws_conn *c, const struct wslay_frame_iocb *f, int first,
     deliver(c, opcode, f->data, f->data_length);
     return 0;
   }
-  if (append_message(c, f->data, f->data_length, f->payload_length) != WS_OK)
+  if (append_message(c, f->data, f->data_length) != WS_OK)
     return WS_CLOSE_INTERNAL;
   if (last && f->fin) {
     /* The handler may close this connection; the buffer stays ours until
@@ -318,8 +316,10 @@ void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n) {
                                                              : "protocol error");
       break;
     }
-    /* Bound what one feed can queue before anything is written. */
-    if (c->q.bytes > 65536) ws__conn_flush(c);
+    /* Bound what one feed can queue before anything is written (bytes,
+     * and pongs: a chunk of pipelined pings must not reach the control
+     * frame bound of ws__conn_queue while the socket is writable). */
+    if (c->q.bytes > 65536 || c->q.nctrl >= 64) ws__conn_flush(c);
   }
   if (c->rx && c->state != WS__DEAD) {
     c->rx->in = NULL;

@@ -191,3 +191,69 @@ int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out) {
   if (!is_object) return WS__ENV_NOT_OBJECT;
   return WS__ENV_OK;
 }
+
+/* ---- string unescaping (for actions) --------------------------------- */
+
+static int hex4(const char *p, uint32_t *out) {
+  uint32_t v = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    char c = p[i];
+    v = v * 16 + (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+  }
+  *out = v;
+  return 1;
+}
+
+static size_t utf8_put(char *o, uint32_t cp) {
+  if (cp < 0x80) return o[0] = (char)cp, 1;
+  if (cp < 0x800)
+    return o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 63)), 2;
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | cp >> 12);
+    o[1] = (char)(0x80 | ((cp >> 6) & 63));
+    o[2] = (char)(0x80 | (cp & 63));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | cp >> 18);
+  o[1] = (char)(0x80 | ((cp >> 12) & 63));
+  o[2] = (char)(0x80 | ((cp >> 6) & 63));
+  o[3] = (char)(0x80 | (cp & 63));
+  return 4;
+}
+
+/* The escape at raw[*i] (after the backslash) as a code point; -1 when it
+ * cannot be a character (a lone surrogate). The text was validated by
+ * ws__envelope_scan, so escapes are well formed. */
+static long unescape_one(const char *raw, size_t n, size_t *i) {
+  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+  char e = raw[(*i)++];
+  uint32_t cp, lo;
+  if (e != 'u') return to[strchr(from, e) - from];
+  hex4(raw + *i, &cp);
+  *i += 4;
+  if (cp >= 0xDC00 && cp <= 0xDFFF) return -1;
+  if (cp < 0xD800 || cp > 0xDBFF) return (long)cp;
+  if (*i + 6 > n || raw[*i] != '\\' || raw[*i + 1] != 'u') return -1;
+  hex4(raw + *i + 2, &lo);
+  if (lo < 0xDC00 || lo > 0xDFFF) return -1;
+  *i += 6;
+  return (long)(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
+}
+
+long ws__json_unescape(const char *raw, size_t n, char *out, size_t cap) {
+  size_t i = 0, o = 0;
+  while (i < n) {
+    long cp;
+    if (raw[i] != '\\') {
+      if (o >= cap) return -1;
+      out[o++] = raw[i++];
+      continue;
+    }
+    i++;
+    cp = unescape_one(raw, n, &i);
+    if (cp <= 0 || o + 4 > cap) return -1; /* lone surrogate, NUL, too long */
+    o += utf8_put(out + o, (uint32_t)cp);
+  }
+  return (long)o;
+}

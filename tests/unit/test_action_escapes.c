@@ -1,0 +1,70 @@
+/* Actions are matched exactly after JSON unescaping: escapes that decode
+ * to the registered name match; escapes that cannot be a C string (NUL,
+ * lone surrogates) are "bad_action", never a silent truncation. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "wsmux.h"
+
+static int pong(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)m, (void)ud;
+  return ws_conn_send_json(c, "pong", "\"\"", 2);
+}
+
+static void run(const char *msg, const char *expect) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_config cfg;
+    ws_server *s;
+    ws_mux *mux = ws_mux_new(NULL);
+    mt_conn t;
+    ws_mux_handle(mux, "ping", pong, NULL);
+    ws_config_init(&cfg);
+    mt_config(&cfg, 0);
+    cfg.handler = ws_mux_serve;
+    cfg.handler_data = mux;
+    cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+    mt_connect(&t, s, "dev", mode);
+    mt_send_text(&t, msg, mode);
+    mt_expect_text(&t, expect);
+    ws_server_free(s);
+    mt_free(&t);
+    ws_mux_free(mux);
+  }
+}
+
+#define BAD_ACTION                                                          \
+  "{\"action\":\"error\",\"data\":{\"code\":\"bad_action\",\"message\":"    \
+  "\"\\\"action\\\" must be a string (at most 255 bytes, no NUL)\"}}"
+
+Test(action, escaped_letters_match) {
+  run("{\"action\":\"p\\u0069ng\"}", "{\"action\":\"pong\",\"data\":\"\"}");
+}
+
+Test(action, escaped_key_matches) {
+  run("{\"\\u0061ction\":\"ping\"}", "{\"action\":\"pong\",\"data\":\"\"}");
+}
+
+Test(action, nul_escape_is_bad_action) {
+  run("{\"action\":\"ping\\u0000\"}", BAD_ACTION);
+  run("{\"\\u0061ction\":\"ping\\u0000\"}", BAD_ACTION);
+}
+
+Test(action, lone_surrogate_is_bad_action) {
+  run("{\"action\":\"\\ud800\"}", BAD_ACTION);
+}
+
+Test(action, surrogate_pair_decodes_to_utf8) {
+  run("{\"action\":\"\\ud83d\\ude00\"}",
+      "{\"action\":\"error\",\"data\":{\"code\":\"unknown_action\","
+      "\"message\":\"unknown action: \xf0\x9f\x98\x80\"}}");
+}
+
+Test(action, too_long_is_bad_action) {
+  char msg[400];
+  memcpy(msg, "{\"action\":\"", 11);
+  memset(msg + 11, 'a', 256);
+  memcpy(msg + 11 + 256, "\"}", 3);
+  run(msg, BAD_ACTION);
+}
