@@ -606,7 +606,8 @@ static void gen_framing(builder *b) {
   }
   if (add_case(b, G, 6, "5.6", "no action: bad_action reply")) {
     text(b, "{\"data\":1}");
-    exp_error(b, "bad_action", "\"\\\"action\\\" must be a string\"");
+    exp_error(b, "bad_action",
+              "\"\\\"action\\\" must be a string (at most 255 bytes, no NUL)\"");
     done(b, CONF_STAYS_OPEN);
   }
   if (add_case(b, G, 6, "5.6", "unknown action: unknown_action reply")) {
