@@ -554,9 +554,9 @@ int main(int argc, char **argv) {
 
   printf("chat: listening on ws://%s%s%s:%d/ws?device_id=ID&token=TOKEN\n",
          strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-         wsa_epoll_port(ch->loop.listener.fd));
+         wsa_local_port(ch->loop.listener.fd));
 
-  if (tick_ms > 0) next_tick = wsa_epoll_now_ms() + (uint64_t)tick_ms;
+  if (tick_ms > 0) next_tick = wsa_now_ms() + (uint64_t)tick_ms;
   while (!ch->done) {
     /* The library's next deadline and ours: whichever comes first. */
     int cap = tick_ms > 0 && !ch->stopping ? wsa_epoll_ms_until(next_tick) : -1;
@@ -564,11 +564,11 @@ int main(int argc, char **argv) {
       perror("chat: epoll_wait");
       break;
     }
-    if (tick_ms > 0 && !ch->stopping && wsa_epoll_now_ms() >= next_tick) {
+    if (tick_ms > 0 && !ch->stopping && wsa_now_ms() >= next_tick) {
       on_tick(ch);
       next_tick += (uint64_t)tick_ms;
-      if (next_tick < wsa_epoll_now_ms()) /* we fell behind: skip */
-        next_tick = wsa_epoll_now_ms() + (uint64_t)tick_ms;
+      if (next_tick < wsa_now_ms()) /* we fell behind: skip */
+        next_tick = wsa_now_ms() + (uint64_t)tick_ms;
     }
   }
 

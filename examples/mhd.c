@@ -6,6 +6,7 @@
  *   GET /hello                       -> 200 "hello"
  *   ws://HOST:PORT/ws?device_id=ID   -> the ping/pong protocol of
  *                                       examples/pingpong.c
+ *                                       (pingpong_app.h)
  *
  * One thread: MHD runs in external mode on its own epoll fd
  * (MHD_USE_EPOLL), which the epoll adapter watches like any host fd, so
@@ -24,12 +25,12 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <microhttpd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "adapters/epoll.h"
+#include "pingpong_app.h"
 #include "wsmux.h"
 
 #define MAX_HEADERS 64
@@ -57,8 +58,6 @@ typedef struct header_list {
 static wsa_epoll g_ep;
 static ws_server *g_srv;
 static struct MHD_Daemon *g_mhd;
-static volatile sig_atomic_t g_stop;
-static int g_done;
 
 /* ---- transport callbacks: the epoll adapter's, once there is an fd ---- */
 
@@ -90,38 +89,6 @@ static int mhd_close(ws_conn *c, void *t) {
   s->base.next_dead = g_ep.dead;
   g_ep.dead = &s->base;
   g_ep.nsocks--;
-  return 0;
-}
-
-/* ---- the WebSocket protocol ------------------------------------------- */
-
-static int on_ping(ws_conn *c, const ws_msg *m, void *ud) {
-  (void)m, (void)ud;
-  return ws_conn_send_json(c, "pong", "\"\"", 2);
-}
-
-static int on_echo(ws_conn *c, const ws_msg *m, void *ud) {
-  (void)ud;
-  return ws_conn_send_text(c, m->text, m->len);
-}
-
-static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
-  size_t len;
-  const char *data = ws_msg_data_json(m, &len);
-  ws_server *s = ws_conn_server(c);
-  (void)ud;
-  if (data == NULL) return ws_broadcast(s, "bc", NULL, NULL, 0) < 0 ? -1 : 0;
-  return ws_broadcast_json(s, "bc", data, len, NULL, 0) < 0 ? -1 : 0;
-}
-
-static void on_log(ws_server *s, int level, const char *msg, void *ud) {
-  (void)s, (void)ud;
-  if (level <= WS_LOG_WARN) fprintf(stderr, "wsmux: %s\n", msg);
-}
-
-static int on_shutdown(ws_server *s, void *ud) {
-  (void)s, (void)ud;
-  g_done = 1;
   return 0;
 }
 
@@ -290,11 +257,6 @@ static void on_mhd_ready(wsa_epoll *p, wsa_epoll_watcher *w, uint32_t ev) {
   MHD_run(g_mhd);
 }
 
-static void on_signal(int sig) {
-  (void)sig;
-  g_stop = 1;
-}
-
 /* One loop turn, bounded by MHD's own timeout and cap_ms. */
 static void run_once(int cap_ms) {
   MHD_UNSIGNED_LONG_LONG t;
@@ -305,54 +267,30 @@ static void run_once(int cap_ms) {
 }
 
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1";
-  int port = 8081, i, rc;
+  pp_args a;
   MHD_socket lfd;
   struct sockaddr_in addr;
   const union MHD_DaemonInfo *info;
   wsa_epoll_watcher mhd_watch;
-  struct sigaction sa;
   ws_config cfg;
   ws_mux *mux;
 
-  for (i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-      port = atoi(argv[++i]);
-    else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
-      host = argv[++i];
-    else {
-      fprintf(stderr, "usage: %s [--port N] [--host ADDR]\n", argv[0]);
-      return 2;
-    }
-  }
+  if (pp_parse_args(&a, argc, argv, 8081, 0)) return 2;
   memset(&addr, 0, sizeof(addr));
   addr.sin_family = AF_INET;
-  addr.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+  addr.sin_port = htons((uint16_t)a.port);
+  if (inet_pton(AF_INET, a.host, &addr.sin_addr) != 1) {
     fprintf(stderr, "--host: an IPv4 address\n");
     return 2;
   }
-  mux = ws_mux_new(NULL);
-  if (mux == NULL || ws_mux_handle(mux, "ping", on_ping, NULL) ||
-      ws_mux_handle(mux, "echo", on_echo, NULL) ||
-      ws_mux_handle(mux, "broadcast", on_broadcast, NULL)) {
-    fprintf(stderr, "mux setup failed\n");
-    return 1;
-  }
+  if ((mux = pp_mux_new(NULL)) == NULL) return 1;
   ws_config_init(&cfg);
   cfg.send = mhd_send;
   cfg.sendv = mhd_sendv;
   cfg.want_write = mhd_want_write;
   cfg.close = mhd_close;
-  cfg.handler = ws_mux_serve;
-  cfg.handler_data = mux;
-  cfg.on_log = on_log;
-  cfg.on_shutdown = on_shutdown;
-  cfg.keep_headers = 0;
-  if ((rc = ws_server_new(&cfg, &g_srv)) != WS_OK) {
-    fprintf(stderr, "ws_server_new: %s\n", ws_strerror(rc));
-    return 1;
-  }
+  pp_config(&cfg, mux);
+  if ((g_srv = pp_server_new(&cfg)) == NULL) return 1;
   if (wsa_epoll_init_fd(&g_ep, g_srv, -1) != 0) { /* MHD listens */
     perror("epoll");
     return 1;
@@ -371,21 +309,17 @@ int main(int argc, char **argv) {
     return 1;
   }
   if ((info = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_BIND_PORT)) != NULL)
-    port = info->port;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal; /* no SA_RESTART: epoll_wait returns */
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+    a.port = info->port;
+  pp_install_signals();
   printf("mhd: listening on http://%s:%d/ (GET /hello, ws path /ws?device_id=...)\n",
-         host, port);
+         a.host, a.port);
   fflush(stdout);
 
-  while (!g_stop) run_once(500);
+  while (!pp_stop) run_once(500);
   lfd = MHD_quiesce_daemon(g_mhd); /* no new HTTP connections; ours now */
-  ws_server_tick(g_srv, wsa_epoll_now_ms());
-  ws_server_shutdown(g_srv, 2000);
-  while (!g_done) run_once(100);
+  ws_server_tick(g_srv, wsa_now_ms());
+  ws_server_shutdown(g_srv, PP_DRAIN_MS);
+  while (!pp_done) run_once(100);
   ws_server_free(g_srv); /* closes through MHD_upgrade_action */
   wsa_epoll_unwatch(&g_ep, &mhd_watch);
   MHD_stop_daemon(g_mhd);

@@ -5,7 +5,8 @@
  * on the hot path. A server is driven by its own thread only; the one way
  * across is ws_post, so a broadcast is fanned out by the application: the
  * handler posts the message to every server (its own included), and each
- * loop delivers it to its clients at its next tick.
+ * loop delivers it to its clients at its next tick. The rest of the
+ * application is pingpong_app.h.
  *
  *   ws://HOST:PORT/ws?device_id=ID
  *   {"action":"ping"}               -> {"action":"pong","data":""}
@@ -20,10 +21,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "adapters/epoll.h"
+#include "pingpong_app.h"
 #include "wsmux.h"
 
 #define MAX_THREADS 64
@@ -39,19 +40,9 @@ typedef struct loop_thread {
 } loop_thread;
 
 static loop_thread g_loops[MAX_THREADS];
-static int g_nloops = 2;
+static int g_nloops; /* --threads */
 static volatile int g_stop; /* set by main, read by loops after a wake */
 static pthread_barrier_t g_drained;
-
-static int on_ping(ws_conn *c, const ws_msg *m, void *ud) {
-  (void)m, (void)ud;
-  return ws_conn_send_json(c, "pong", "\"\"", 2);
-}
-
-static int on_echo(ws_conn *c, const ws_msg *m, void *ud) {
-  (void)ud;
-  return ws_conn_send_text(c, m->text, m->len);
-}
 
 static int on_whoami(ws_conn *c, const ws_msg *m, void *ud) {
   loop_thread *t = ws_server_user_data(ws_conn_server(c));
@@ -61,9 +52,10 @@ static int on_whoami(ws_conn *c, const ws_msg *m, void *ud) {
   return ws_conn_send_json(c, "thread", n, strlen(n));
 }
 
-/* Application fan-out: post to every server. ws_post frames the message
- * once per server, here on the sending thread. A server shutting down
- * answers WS_ESHUTDOWN: its clients are leaving anyway. */
+/* Application fan-out, in place of pp_on_broadcast: post to every server.
+ * ws_post frames the message once per server, here on the sending thread.
+ * A server shutting down answers WS_ESHUTDOWN: its clients are leaving
+ * anyway. */
 static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
   size_t len;
   const char *data = ws_msg_data_json(m, &len);
@@ -75,11 +67,6 @@ static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
     if (rc != WS_OK && rc != WS_ESHUTDOWN) return -1;
   }
   return 0;
-}
-
-static void on_log(ws_server *s, int level, const char *msg, void *ud) {
-  (void)s, (void)ud;
-  if (level <= WS_LOG_WARN) fprintf(stderr, "wsmux: %s\n", msg);
 }
 
 static int on_shutdown(ws_server *s, void *ud) {
@@ -99,8 +86,8 @@ static void *run_loop(void *arg) {
   while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE))
     if (wsa_epoll_run_once_for(&t->ep, 1000) < 0) break;
   wsa_epoll_stop_listening(&t->ep);
-  ws_server_tick(t->srv, wsa_epoll_now_ms());
-  ws_server_shutdown(t->srv, 2000);
+  ws_server_tick(t->srv, wsa_now_ms());
+  ws_server_shutdown(t->srv, PP_DRAIN_MS);
   while (!t->done) wsa_epoll_run_once_for(&t->ep, 100);
   /* Other threads' handlers may still post to this server until every
    * thread has drained: free only after all have (ws_post must not race
@@ -110,28 +97,18 @@ static void *run_loop(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1";
-  int port = 8081, i, rc, sig;
+  pp_args a;
+  int port, i, sig;
   sigset_t set;
   ws_config cfg;
 
-  for (i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-      port = atoi(argv[++i]);
-    else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
-      host = argv[++i];
-    else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-      g_nloops = atoi(argv[++i]);
-    else {
-      fprintf(stderr, "usage: %s [--port N] [--host ADDR] [--threads N]\n",
-              argv[0]);
-      return 2;
-    }
-  }
+  if (pp_parse_args(&a, argc, argv, 8081, PP_OPT_THREADS)) return 2;
+  g_nloops = a.threads;
   if (g_nloops < 1 || g_nloops > MAX_THREADS) {
     fprintf(stderr, "--threads: 1..%d\n", MAX_THREADS);
     return 2;
   }
+  port = a.port;
   /* Signals go to main only (sigwait below); the loop threads inherit the
    * blocked mask. */
   sigemptyset(&set);
@@ -146,11 +123,8 @@ int main(int argc, char **argv) {
   for (i = 0; i < g_nloops; i++) {
     loop_thread *t = &g_loops[i];
     t->index = i;
-    t->mux = ws_mux_new(NULL);
-    if (t->mux == NULL || ws_mux_handle(t->mux, "ping", on_ping, NULL) ||
-        ws_mux_handle(t->mux, "echo", on_echo, NULL) ||
-        ws_mux_handle(t->mux, "whoami", on_whoami, NULL) ||
-        ws_mux_handle(t->mux, "broadcast", on_broadcast, NULL)) {
+    if ((t->mux = pp_mux_new(on_broadcast)) == NULL) return 1;
+    if (ws_mux_handle(t->mux, "whoami", on_whoami, NULL) != WS_OK) {
       fprintf(stderr, "mux setup failed\n");
       return 1;
     }
@@ -158,21 +132,15 @@ int main(int argc, char **argv) {
     wsa_epoll_config(&cfg);
     cfg.wake = on_wake;
     cfg.user_data = t;
-    cfg.handler = ws_mux_serve;
-    cfg.handler_data = t->mux;
-    cfg.on_log = on_log;
-    cfg.on_shutdown = on_shutdown;
-    cfg.keep_headers = 0;
-    if ((rc = ws_server_new(&cfg, &t->srv)) != WS_OK) {
-      fprintf(stderr, "ws_server_new: %s\n", ws_strerror(rc));
-      return 1;
-    }
-    t->listen_fd = wsa_epoll_listen(host, port, 1);
+    pp_config(&cfg, t->mux);
+    cfg.on_shutdown = on_shutdown; /* per thread: user_data is the thread */
+    if ((t->srv = pp_server_new(&cfg)) == NULL) return 1;
+    t->listen_fd = wsa_listen(a.host, port, 1);
     if (t->listen_fd < 0 || wsa_epoll_init_fd(&t->ep, t->srv, t->listen_fd)) {
       perror("listen");
       return 1;
     }
-    if (port == 0) port = wsa_epoll_port(t->listen_fd); /* the rest follow */
+    if (port == 0) port = wsa_local_port(t->listen_fd); /* the rest follow */
   }
   for (i = 0; i < g_nloops; i++)
     if (pthread_create(&g_loops[i].th, NULL, run_loop, &g_loops[i]) != 0) {
@@ -180,7 +148,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   printf("reuseport: %d threads listening on http://%s:%d/ (ws path /ws?device_id=...)\n",
-         g_nloops, host, port);
+         g_nloops, a.host, port);
   fflush(stdout);
 
   sigwait(&set, &sig);

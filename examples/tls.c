@@ -15,26 +15,24 @@
  * own bounded queue. Before the TLS handshake finishes SSL_write answers
  * WANT_READ: that is a 0 too.
  *
- * Same protocol as examples/pingpong.c (ping, echo, broadcast).
+ * Same protocol as examples/pingpong.c (ping, echo, broadcast): the
+ * application is pingpong_app.h, socket plumbing adapters/sockio.h; this
+ * file is the TLS transport and its poll loop.
  *
  * Usage: tls --cert FILE --key FILE [--port N] [--host ADDR]
  * SIGINT/SIGTERM: 1001 to every client, drain, exit 0.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "adapters/sockio.h"
+#include "pingpong_app.h"
 #include "wsmux.h"
 
 #define MAX_SOCKS 1024
@@ -54,21 +52,14 @@ static struct pollfd g_pfd[MAX_SOCKS + 1];
 static tls_sock *g_socks[MAX_SOCKS + 1];
 static nfds_t g_n;
 static SSL_CTX *g_ctx;
-static volatile sig_atomic_t g_stop;
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* Sends buffered ciphertext. Returns 0, or -1 when the socket failed. */
 static int flush_wbio(tls_sock *s) {
   char *data;
   long n;
   while ((n = BIO_get_mem_data(s->wbio, &data)) > 0) {
-    ssize_t w = send(s->fd, data, (size_t)n, MSG_NOSIGNAL);
-    if (w < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    ssize_t w = wsa_fd_send(s->fd, data, (size_t)n);
+    if (w <= 0) return (int)w; /* 0: would block */
     if (BIO_read(s->wbio, data, (int)w) != (int)w) return -1; /* consume */
     if (w < n) return 0;
   }
@@ -132,67 +123,18 @@ static int tls_close(ws_conn *c, void *t) {
   return 0;
 }
 
-/* ---- protocol --------------------------------------------------------- */
-
-static int on_ping(ws_conn *c, const ws_msg *m, void *ud) {
-  (void)m, (void)ud;
-  return ws_conn_send_json(c, "pong", "\"\"", 2);
-}
-
-static int on_echo(ws_conn *c, const ws_msg *m, void *ud) {
-  (void)ud;
-  return ws_conn_send_text(c, m->text, m->len);
-}
-
-static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
-  size_t len;
-  const char *data = ws_msg_data_json(m, &len);
-  ws_server *s = ws_conn_server(c);
-  (void)ud;
-  if (data == NULL) return ws_broadcast(s, "bc", NULL, NULL, 0) < 0 ? -1 : 0;
-  return ws_broadcast_json(s, "bc", data, len, NULL, 0) < 0 ? -1 : 0;
-}
-
-static void on_log(ws_server *s, int level, const char *msg, void *ud) {
-  (void)s, (void)ud;
-  if (level <= WS_LOG_WARN) fprintf(stderr, "wsmux: %s\n", msg);
-}
-
-static int on_shutdown(ws_server *s, void *ud) {
-  (void)s;
-  *(int *)ud = 1;
-  return 0;
-}
-
 /* ---- loop ------------------------------------------------------------- */
-
-static int listen_on(const char *host, int port) {
-  struct sockaddr_in a;
-  int one = 1, fd;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, host, &a.sin_addr) != 1) return -1;
-  fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1024) < 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 static void accept_all(ws_server *srv, int lfd) {
   for (;;) {
-    int one = 1, fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     tls_sock *s;
     if (fd < 0) return;
     if (g_n > MAX_SOCKS || (s = calloc(1, sizeof(*s))) == NULL) {
       close(fd);
       continue;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    wsa_nodelay(fd);
     s->fd = fd;
     s->ssl = SSL_new(g_ctx);
     s->rbio = BIO_new(BIO_s_mem());
@@ -275,11 +217,11 @@ static int on_writable(tls_sock *s) {
 }
 
 static void run_once(ws_server *srv, int cap_ms) {
-  int timeout = ws_server_tick(srv, now_ms());
+  int timeout = ws_server_tick(srv, wsa_now_ms());
   nfds_t i;
   if (timeout < 0 || timeout > cap_ms) timeout = cap_ms;
   if (poll(g_pfd, g_n, timeout) < 0) return;
-  ws_server_tick(srv, now_ms());
+  ws_server_tick(srv, wsa_now_ms());
   for (i = g_n; i-- > 1;) {
     short ev;
     tls_sock *s;
@@ -296,85 +238,48 @@ static void run_once(ws_server *srv, int cap_ms) {
   g_pfd[0].revents = 0;
 }
 
-static void on_signal(int sig) {
-  (void)sig;
-  g_stop = 1;
-}
-
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1", *cert = NULL, *key = NULL;
-  int port = 8443, i, rc, done = 0, lfd;
+  pp_args a;
+  int lfd;
   ws_config cfg;
   ws_server *srv;
   ws_mux *mux;
 
-  for (i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-      port = atoi(argv[++i]);
-    else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
-      host = argv[++i];
-    else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc)
-      cert = argv[++i];
-    else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
-      key = argv[++i];
-    else
-      break;
-  }
-  if (i < argc || cert == NULL || key == NULL) {
-    fprintf(stderr, "usage: %s --cert FILE --key FILE [--port N] [--host ADDR]\n",
-            argv[0]);
-    return 2;
-  }
+  if (pp_parse_args(&a, argc, argv, 8443, PP_OPT_TLS)) return 2;
   g_ctx = SSL_CTX_new(TLS_server_method());
   if (g_ctx == NULL ||
       SSL_CTX_set_min_proto_version(g_ctx, TLS1_2_VERSION) != 1 ||
-      SSL_CTX_use_certificate_chain_file(g_ctx, cert) != 1 ||
-      SSL_CTX_use_PrivateKey_file(g_ctx, key, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_use_certificate_chain_file(g_ctx, a.cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(g_ctx, a.key, SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(g_ctx) != 1) {
     ERR_print_errors_fp(stderr);
     return 1;
   }
-  mux = ws_mux_new(NULL);
-  if (mux == NULL || ws_mux_handle(mux, "ping", on_ping, NULL) ||
-      ws_mux_handle(mux, "echo", on_echo, NULL) ||
-      ws_mux_handle(mux, "broadcast", on_broadcast, NULL)) {
-    fprintf(stderr, "mux setup failed\n");
-    return 1;
-  }
+  if ((mux = pp_mux_new(NULL)) == NULL) return 1;
   ws_config_init(&cfg);
   cfg.send = tls_send;
   cfg.want_write = tls_want_write;
   cfg.close = tls_close;
-  cfg.handler = ws_mux_serve;
-  cfg.handler_data = mux;
-  cfg.on_log = on_log;
-  cfg.on_shutdown = on_shutdown;
-  cfg.user_data = &done;
-  cfg.keep_headers = 0;
-  if ((rc = ws_server_new(&cfg, &srv)) != WS_OK) {
-    fprintf(stderr, "ws_server_new: %s\n", ws_strerror(rc));
-    return 1;
-  }
-  if ((lfd = listen_on(host, port)) < 0) {
+  pp_config(&cfg, mux);
+  if ((srv = pp_server_new(&cfg)) == NULL) return 1;
+  if ((lfd = wsa_listen(a.host, a.port, 0)) < 0) {
     perror("listen");
     return 1;
   }
   g_pfd[0].fd = lfd;
   g_pfd[0].events = POLLIN;
   g_n = 1;
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  signal(SIGPIPE, SIG_IGN);
+  pp_install_signals();
   printf("tls: listening on https://%s:%d/ (wss path /ws?device_id=...)\n",
-         host, port);
+         a.host, wsa_local_port(lfd));
   fflush(stdout);
 
-  while (!g_stop) run_once(srv, 500);
+  while (!pp_stop) run_once(srv, 500);
   close(lfd);
   g_pfd[0].fd = -1; /* poll ignores it */
-  ws_server_tick(srv, now_ms());
-  ws_server_shutdown(srv, 2000);
-  while (!done) run_once(srv, 100);
+  ws_server_tick(srv, wsa_now_ms());
+  ws_server_shutdown(srv, PP_DRAIN_MS);
+  while (!pp_done) run_once(srv, 100);
   ws_server_free(srv);
   ws_mux_free(mux);
   SSL_CTX_free(g_ctx);

@@ -202,7 +202,9 @@ long ws__outq_flush(ws_conn *c) {
       n++;
     }
     w = host_write(c, iov, n);
-    if (w < 0) return -1;
+    /* The host may have closed this connection (or destroyed the server)
+     * from inside send: the queue is gone, whatever it reports. */
+    if (w < 0 || c->state == WS__DEAD) return -1;
     if ((size_t)w > want) return -1; /* a host bug; treat as failure */
     if (w > 0) {
       total += (long)w;

@@ -3,7 +3,8 @@
  * style of adapters/poll.h: a listening socket, one transport struct per
  * accepted socket, the four transport callbacks, an eventfd to wake the
  * loop from other threads (ws_post), and room for the host's own fds
- * (stdin, a signalfd, a timerfd...). The core never sees any of this.
+ * (stdin, a signalfd, a timerfd...). Socket plumbing (send, listen, the
+ * clock) is in sockio.h. The core never sees any of this.
  *
  *   static wsa_epoll p;
  *   ws_config cfg; ws_config_init(&cfg);
@@ -18,7 +19,7 @@
  *   wsa_epoll_destroy(&p);                 // ...then free the adapter
  *
  * Several loops, one per thread, each with its own server: give each one
- * its own SO_REUSEPORT socket from wsa_epoll_listen(host, port, 1) and call
+ * its own SO_REUSEPORT socket from wsa_listen(host, port, 1) and call
  * wsa_epoll_init_fd(&p, srv, fd). The adapter does not own such a socket
  * (wsa_epoll_destroy leaves it open); it owns the one wsa_epoll_init makes.
  * A wsa_epoll is driven by one thread; only wsa_epoll_notify (and so
@@ -36,20 +37,16 @@
 #ifndef WSA_EPOLL_H
 #define WSA_EPOLL_H
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "sockio.h"
 #include "wsmux.h"
 
 #ifndef WSA_EPOLL_BATCH
@@ -104,42 +101,18 @@ struct wsa_epoll {
   wsa_epoll_sock *dead;    /* closed in this batch, freed after it */
 };
 
-static inline uint64_t wsa_epoll_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- transport callbacks ---------------------------------------------- */
 
 static inline ssize_t wsa_epoll_send(ws_conn *c, void *t, const void *d,
                                      size_t n) {
-  wsa_epoll_sock *s = t;
-  ssize_t w = send(s->item.fd, d, n, MSG_NOSIGNAL);
   (void)c;
-  if (w >= 0) return w;
-  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+  return wsa_fd_send(((wsa_epoll_sock *)t)->item.fd, d, n);
 }
 
 static inline ssize_t wsa_epoll_sendv(ws_conn *c, void *t,
                                       const ws_iovec *iov, int n) {
-  wsa_epoll_sock *s = t;
-  struct iovec v[64];
-  struct msghdr mh;
-  ssize_t w;
-  int i;
   (void)c;
-  if (n > 64) n = 64; /* a short write: the library sends the rest later */
-  for (i = 0; i < n; i++) {
-    v[i].iov_base = (void *)iov[i].base;
-    v[i].iov_len = iov[i].len;
-  }
-  memset(&mh, 0, sizeof(mh));
-  mh.msg_iov = v;
-  mh.msg_iovlen = (size_t)n;
-  w = sendmsg(s->item.fd, &mh, MSG_NOSIGNAL);
-  if (w >= 0) return w;
-  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+  return wsa_fd_sendv(((wsa_epoll_sock *)t)->item.fd, iov, n);
 }
 
 /* Arms EPOLLOUT while the library has output the kernel would not take. */
@@ -203,58 +176,6 @@ static inline int wsa_epoll_wake(ws_server *s, void *user_data) {
 
 /* ---- setup ------------------------------------------------------------ */
 
-/* A non-blocking listening socket on host:port (IPv4 or IPv6 literal; port
- * 0 picks a free one, see wsa_epoll_port). reuseport sets SO_REUSEPORT so
- * several sockets (one per thread) share the port and the kernel spreads
- * connections among them. Returns the fd, or -1 (errno). */
-static inline int wsa_epoll_listen(const char *host, int port, int reuseport) {
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  int one = 1, fd;
-  memset(&ss, 0, sizeof(ss));
-  if (strchr(host, ':')) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) {
-      errno = EINVAL;
-      return -1;
-    }
-    sl = sizeof(*a);
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
-      errno = EINVAL;
-      return -1;
-    }
-    sl = sizeof(*a);
-  }
-  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if ((reuseport &&
-       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
-      bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-  }
-  return fd;
-}
-
-/* The local port of a socket (the one bound with port 0), or -1. */
-static inline int wsa_epoll_port(int fd) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return -1;
-  if (ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 /* Sets up the loop around an existing non-blocking listening socket (not
  * owned: destroy leaves it open), or none (listen_fd -1: the host hands
  * accepted sockets to wsa_epoll_adopt). Creates the epoll fd and the wake
@@ -296,7 +217,7 @@ fail:
  * Returns 0 or -1 (errno). */
 static inline int wsa_epoll_init(wsa_epoll *p, ws_server *srv,
                                  const char *host, int port) {
-  int fd = wsa_epoll_listen(host, port, 0);
+  int fd = wsa_listen(host, port, 0);
   if (fd < 0) return -1;
   if (wsa_epoll_init_fd(p, srv, fd) != 0) {
     int e = errno;
@@ -350,13 +271,12 @@ static inline void wsa_epoll_unwatch(wsa_epoll *p, wsa_epoll_watcher *w) {
 static inline int wsa_epoll_adopt(wsa_epoll *p, int fd) {
   struct epoll_event ev;
   wsa_epoll_sock *s;
-  int one = 1;
   if ((p->max_socks && p->nsocks >= p->max_socks) ||
       (s = calloc(1, sizeof(*s))) == NULL) {
     close(fd);
     return -1;
   }
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  wsa_nodelay(fd);
   s->item.kind = WSA_EPOLL_CONN;
   s->item.fd = fd;
   s->owner = p;
@@ -415,10 +335,10 @@ static inline void wsa_epoll_free_dead(wsa_epoll *p) {
   }
 }
 
-/* Milliseconds until `deadline` (a wsa_epoll_now_ms value), for the cap of
+/* Milliseconds until `deadline` (a wsa_now_ms value), for the cap of
  * wsa_epoll_run_once_for: 0 when due, INT32_MAX-bounded. */
 static inline int wsa_epoll_ms_until(uint64_t deadline) {
-  uint64_t now = wsa_epoll_now_ms();
+  uint64_t now = wsa_now_ms();
   if (deadline <= now) return 0;
   return deadline - now > 0x7fffffff ? 0x7fffffff : (int)(deadline - now);
 }
@@ -429,14 +349,14 @@ static inline int wsa_epoll_ms_until(uint64_t deadline) {
  * epoll_wait error other than EINTR (a signal returns 0). */
 static inline int wsa_epoll_run_once_for(wsa_epoll *p, int timeout_cap_ms) {
   struct epoll_event evs[WSA_EPOLL_BATCH];
-  int timeout = ws_server_tick(p->srv, wsa_epoll_now_ms());
+  int timeout = ws_server_tick(p->srv, wsa_now_ms());
   int n, i;
   if (timeout_cap_ms >= 0 && (timeout < 0 || timeout > timeout_cap_ms))
     timeout = timeout_cap_ms;
   n = epoll_wait(p->epfd, evs, WSA_EPOLL_BATCH, timeout);
   if (n < 0) return errno == EINTR ? 0 : -1;
   /* Deadlines count from the last tick; posted messages go out here. */
-  ws_server_tick(p->srv, wsa_epoll_now_ms());
+  ws_server_tick(p->srv, wsa_now_ms());
   for (i = 0; i < n; i++) {
     wsa_epoll_item *it = evs[i].data.ptr;
     uint32_t ev = evs[i].events;

@@ -4,7 +4,8 @@
  * glue: an EV_READ|EV_PERSIST event per socket plus an EV_WRITE|EV_PERSIST
  * one added only while the library wants to write (want_write), an evtimer
  * on the library's next deadline, and a user event that ws_post activates
- * to wake the loop. The core never sees any of this.
+ * to wake the loop; socket plumbing from sockio.h. The core never sees any
+ * of this.
  *
  *   evthread_use_pthreads();              // only for ws_post from threads,
  *                                         // before event_base_new; link
@@ -33,18 +34,14 @@
 #ifndef WSA_LIBEVENT_H
 #define WSA_LIBEVENT_H
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "sockio.h"
 #include "wsmux.h"
 
 #ifndef WSA_EV_READ_BUF
@@ -70,15 +67,9 @@ struct wsa_ev {
   size_t nsocks;
 };
 
-static inline uint64_t wsa_ev_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Ticks now and arms the evtimer on the next deadline (none: removed). */
 static inline void wsa_ev_rearm(wsa_ev *a) {
-  int next = ws_server_tick(a->srv, wsa_ev_now_ms());
+  int next = ws_server_tick(a->srv, wsa_now_ms());
   if (next < 0) {
     evtimer_del(a->timer);
   } else {
@@ -92,32 +83,14 @@ static inline void wsa_ev_rearm(wsa_ev *a) {
 
 static inline ssize_t wsa_ev_send(ws_conn *c, void *t, const void *d,
                                   size_t n) {
-  wsa_ev_sock *s = t;
-  ssize_t w = send(s->fd, d, n, MSG_NOSIGNAL);
   (void)c;
-  if (w >= 0) return w;
-  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+  return wsa_fd_send(((wsa_ev_sock *)t)->fd, d, n);
 }
 
 static inline ssize_t wsa_ev_sendv(ws_conn *c, void *t, const ws_iovec *iov,
                                    int n) {
-  wsa_ev_sock *s = t;
-  struct iovec v[64];
-  struct msghdr mh;
-  ssize_t w;
-  int i;
   (void)c;
-  if (n > 64) n = 64;
-  for (i = 0; i < n; i++) {
-    v[i].iov_base = (void *)iov[i].base;
-    v[i].iov_len = iov[i].len;
-  }
-  memset(&mh, 0, sizeof(mh));
-  mh.msg_iov = v;
-  mh.msg_iovlen = (size_t)n;
-  w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
-  if (w >= 0) return w;
-  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+  return wsa_fd_sendv(((wsa_ev_sock *)t)->fd, iov, n);
 }
 
 static inline int wsa_ev_want_write(ws_conn *c, void *t, int want) {
@@ -169,7 +142,7 @@ static inline void wsa_ev_on_read(evutil_socket_t fd, short what, void *arg) {
   char buf[WSA_EV_READ_BUF];
   ssize_t r;
   (void)what;
-  ws_server_tick(a->srv, wsa_ev_now_ms());
+  ws_server_tick(a->srv, wsa_now_ms());
   r = recv(fd, buf, sizeof(buf), 0);
   if (r > 0)
     ws_conn_feed(s->conn, buf, (size_t)r); /* s may be gone after this */
@@ -182,7 +155,7 @@ static inline void wsa_ev_on_write(evutil_socket_t fd, short what, void *arg) {
   wsa_ev_sock *s = arg;
   wsa_ev *a = s->owner;
   (void)fd, (void)what;
-  ws_server_tick(a->srv, wsa_ev_now_ms());
+  ws_server_tick(a->srv, wsa_now_ms());
   ws_conn_writable(s->conn);
   wsa_ev_rearm(a);
 }
@@ -201,9 +174,8 @@ static inline void wsa_ev_on_wake(evutil_socket_t fd, short what, void *arg) {
  * socket is closed. Returns 0 or -1. */
 static inline int wsa_ev_adopt(wsa_ev *a, int fd) {
   wsa_ev_sock *s = calloc(1, sizeof(*s));
-  int one = 1;
   if (s == NULL) goto fail;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  wsa_nodelay(fd);
   s->owner = a;
   s->fd = fd;
   s->rd = event_new(a->base, fd, EV_READ | EV_PERSIST, wsa_ev_on_read, s);
@@ -227,7 +199,7 @@ static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
                                     void *arg) {
   wsa_ev *a = arg;
   (void)what;
-  ws_server_tick(a->srv, wsa_ev_now_ms());
+  ws_server_tick(a->srv, wsa_now_ms());
   for (;;) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) break;
@@ -236,46 +208,9 @@ static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
   wsa_ev_rearm(a);
 }
 
-/* A non-blocking listening socket on host:port (IPv4 or IPv6 literal).
- * Returns the fd or -1 (errno). */
-static inline int wsa_ev_listen(const char *host, int port) {
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  int one = 1, fd;
-  memset(&ss, 0, sizeof(ss));
-  if (strchr(host, ':')) {
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) return errno = EINVAL, -1;
-    sl = sizeof(*a6);
-  } else {
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) return errno = EINVAL, -1;
-    sl = sizeof(*a4);
-  }
-  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-  }
-  return fd;
-}
-
 /* The bound port of the listener, or -1. */
 static inline int wsa_ev_port(const wsa_ev *a) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  if (getsockname(a->listen_fd, (struct sockaddr *)&ss, &sl) < 0) return -1;
-  if (ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  return wsa_local_port(a->listen_fd);
 }
 
 /* Listens on host:port (host NULL: no listener, use wsa_ev_adopt) and
@@ -290,7 +225,7 @@ static inline int wsa_ev_init(wsa_ev *a, struct event_base *base,
   a->wake = event_new(base, -1, 0, wsa_ev_on_wake, a);
   if (a->timer == NULL || a->wake == NULL) return errno = ENOMEM, -1;
   if (host == NULL) return 0;
-  if ((a->listen_fd = wsa_ev_listen(host, port)) < 0) return -1;
+  if ((a->listen_fd = wsa_listen(host, port, 0)) < 0) return -1;
   a->accept_ev = event_new(base, a->listen_fd, EV_READ | EV_PERSIST,
                            wsa_ev_on_accept, a);
   if (a->accept_ev == NULL || event_add(a->accept_ev, NULL) != 0)

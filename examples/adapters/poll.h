@@ -1,7 +1,8 @@
 /*
  * libwsmux adapter for a poll(2) loop. Header-only glue: a listening socket,
- * a table of pollfds, and the four transport callbacks. The core never sees
- * any of this; copy it, or include it, in your own host.
+ * a table of pollfds, and the four transport callbacks (socket plumbing from
+ * sockio.h). The core never sees any of this; copy it, or include it, in
+ * your own host.
  *
  *   wsa_poll p;
  *   ws_config cfg; ws_config_init(&cfg);
@@ -18,19 +19,14 @@
 #ifndef WSA_POLL_H
 #define WSA_POLL_H
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "sockio.h"
 #include "wsmux.h"
 
 #define WSA_POLL_MAX 4096
@@ -53,40 +49,16 @@ struct wsa_poll {
   wsa_poll_sock *socks[WSA_POLL_MAX];
 };
 
-static inline uint64_t wsa_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static inline ssize_t wsa_poll_send(ws_conn *c, void *t, const void *d,
                                     size_t n) {
-  wsa_poll_sock *s = t;
-  ssize_t w = send(s->fd, d, n, MSG_NOSIGNAL);
   (void)c;
-  if (w >= 0) return w;
-  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+  return wsa_fd_send(((wsa_poll_sock *)t)->fd, d, n);
 }
 
 static inline ssize_t wsa_poll_sendv(ws_conn *c, void *t, const ws_iovec *iov,
                                      int n) {
-  wsa_poll_sock *s = t;
-  struct iovec v[64];
-  struct msghdr mh;
-  ssize_t w;
-  int i;
   (void)c;
-  if (n > 64) n = 64;
-  for (i = 0; i < n; i++) {
-    v[i].iov_base = (void *)iov[i].base;
-    v[i].iov_len = iov[i].len;
-  }
-  memset(&mh, 0, sizeof(mh));
-  mh.msg_iov = v;
-  mh.msg_iovlen = (size_t)n;
-  w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
-  if (w >= 0) return w;
-  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+  return wsa_fd_sendv(((wsa_poll_sock *)t)->fd, iov, n);
 }
 
 static inline int wsa_poll_want_write(ws_conn *c, void *t, int want) {
@@ -125,39 +97,11 @@ static inline void wsa_poll_config(ws_config *cfg) {
 }
 
 /* Listens on host:port (IPv4 or IPv6 literal). Returns 0 or -1 (errno). */
-static inline int wsa_listen(const char *host, int port) {
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  int one = 1, fd;
-  memset(&ss, 0, sizeof(ss));
-  if (strchr(host, ':')) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -1;
-    sl = sizeof(*a);
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
-    sl = sizeof(*a);
-  }
-  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 static inline int wsa_poll_init(wsa_poll *p, ws_server *srv, const char *host,
                                 int port) {
   memset(p, 0, sizeof(*p));
   p->srv = srv;
-  p->listen_fd = wsa_listen(host, port);
+  p->listen_fd = wsa_listen(host, port, 0);
   if (p->listen_fd < 0) return -1;
   p->pfd[0].fd = p->listen_fd;
   p->pfd[0].events = POLLIN;
@@ -167,15 +111,14 @@ static inline int wsa_poll_init(wsa_poll *p, ws_server *srv, const char *host,
 
 static inline void wsa_poll_accept(wsa_poll *p) {
   for (;;) {
-    int one = 1, fd = accept4(p->listen_fd, NULL, NULL,
-                              SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(p->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     wsa_poll_sock *s;
     if (fd < 0) return;
     if (p->n >= WSA_POLL_MAX || (s = calloc(1, sizeof(*s))) == NULL) {
       close(fd);
       continue;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    wsa_nodelay(fd);
     s->owner = p;
     s->fd = fd;
     s->idx = (int)p->n;

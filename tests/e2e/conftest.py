@@ -1,221 +1,29 @@
 """Shared fixtures for libwsmux's end-to-end tier.
 
-Each server under test (build/examples/<name>) runs as a child process on a
-loopback port. Children get PR_SET_PDEATHSIG, so they die with pytest even
-when pytest itself is killed; fixtures stop them on teardown, pass or fail.
-Nothing sleeps for synchronisation: we wait for the server's "listening"
-line, for command answers on its stdout, or for messages on sockets, each
-with a bounded timeout.
+The server processes, start_server and the websockets helpers are in
+tests/pyutil/wsmux_proc.py (shared with tests/integrations); this file adds
+what only this tier uses. Nothing sleeps for synchronisation: we wait for
+the server's "listening" line, for command answers on its stdout, or for
+messages on sockets, each with a bounded timeout.
 """
 import asyncio
-import ctypes
-import json
 import os
-import queue
-import re
-import signal
-import socket
-import subprocess
-import threading
-import time
+import sys
 
 import pytest
-import websockets
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "pyutil"))
+from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, _die_with_parent,  # noqa: E402,F401
+                        arun, close_code, connect, example, free_port,
+                        recv_json, refused_status, start_server)
+
 NODE_DIR = os.path.join(ROOT, "tests", "e2e", "node")
-TIMEOUT = 10.0  # seconds, for any single wait
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port(host="127.0.0.1"):
-    """A port the kernel just handed out; the server binds it right after."""
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def example(name):
-    path = os.path.join(BUILD, "examples", name)
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} is not built (run `make all`)")
-    return path
-
-
-class Server:
-    """A running example. Its stdout lines are collected by a thread."""
-
-    LISTEN_RE = re.compile(r"listening on \S+?://\[?([0-9a-fA-F.:]+)\]?:(\d+)/")
-
-    def __init__(self, name, args=(), host="127.0.0.1", port=None, stdin=False):
-        self.name = name
-        self.host = host
-        self.lines = queue.Queue()
-        self.seen = []
-        last = None
-        # A port picked by free_port can be taken in between: retry.
-        for _ in range(5):
-            want = free_port(host) if port is None else port
-            self.proc = subprocess.Popen(
-                [example(name), "--host", host, "--port", str(want), *args],
-                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                bufsize=1,
-                preexec_fn=_die_with_parent,
-            )
-            self._out_thread = threading.Thread(
-                target=self._pump, args=(self.proc.stdout, self.lines), daemon=True)
-            self._out_thread.start()
-            self.stderr = []
-            self._err_thread = threading.Thread(target=self._collect_err, daemon=True)
-            self._err_thread.start()
-            try:
-                line = self.wait_line("listening on")
-            except AssertionError as e:
-                last = e
-                self.kill()
-                continue
-            m = self.LISTEN_RE.search(line)
-            assert m, line
-            self.port = int(m.group(2))
-            assert port is None or port == 0 or self.port == want
-            return
-        raise last
-
-    @staticmethod
-    def _pump(stream, q):
-        for line in stream:
-            q.put(line.rstrip("\n"))
-        q.put(None)
-
-    def _collect_err(self):
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def wait_line(self, pattern, timeout=TIMEOUT):
-        """The next stdout line matching pattern (a regex); skips others."""
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{self.name}: no line /{pattern}/ in {timeout}s; "
-                                     f"saw {self.seen[-10:]} stderr {self.stderr[-5:]}")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"{self.name} exited ({self.proc.poll()}) before "
-                                     f"/{pattern}/; saw {self.seen[-10:]} "
-                                     f"stderr {''.join(self.stderr[-5:])}")
-            self.seen.append(line)
-            if rx.search(line):
-                return line
-
-    def command(self, line, answer=r"^(ok|error) "):
-        """Writes a command on stdin and returns its answer line."""
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return self.wait_line(answer)
-
-    @property
-    def http(self):
-        h = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{h}:{self.port}"
-
-    @property
-    def ws(self):
-        h = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{h}:{self.port}"
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout=TIMEOUT):
-        return self.proc.wait(timeout=timeout)
-
-    SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|"
-                              r"UndefinedBehaviorSanitizer")
-
-    def stop(self):
-        """Graceful stop (SIGTERM) as the last check of every test: returns
-        a list of problems (non-zero exit, hang, sanitizer reports)."""
-        problems = []
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                problems.append(f"{self.name} ignored SIGTERM for {TIMEOUT}s")
-        self.kill()
-        if self.proc.returncode not in (0, None) and not problems:
-            problems.append(f"{self.name} exited with {self.proc.returncode}")
-        err = "".join(self.stderr)
-        if self.SANITIZER_RE.search(err):
-            problems.append(f"{self.name} sanitizer report:\n{err}")
-        return problems
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        # The reader threads end at EOF; close the pipes only after them.
-        if self.proc.stdin:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-        self._out_thread.join(timeout=2)
-        self._err_thread.join(timeout=2)
-        for f in (self.proc.stdout, self.proc.stderr):
-            if f and not (self._out_thread.is_alive() or self._err_thread.is_alive()):
-                f.close()
-
-
-@pytest.fixture
-def start_server():
-    """Factory: start_server(name, args...) -> Server; all stopped at teardown."""
-    started = []
-
-    def start(name, *args, **kw):
-        s = Server(name, args, **kw)
-        started.append(s)
-        return s
-
-    yield start
-    problems = []
-    for s in started:
-        problems += s.stop()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture
 def pingpong(start_server):
     return start_server("pingpong")
-
-
-def arun(coro, timeout=TIMEOUT * 2):
-    """Runs one test coroutine with an overall bound."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def recv_json(ws, timeout=TIMEOUT):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
 async def recv_text(ws, timeout=TIMEOUT):
@@ -230,28 +38,3 @@ async def no_message(ws, within=0.3):
     except asyncio.TimeoutError:
         return
     raise AssertionError(f"unexpected message {msg!r}")
-
-
-async def close_code(ws, timeout=TIMEOUT):
-    """Waits for the server to close ws; returns the close code received."""
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except websockets.exceptions.ConnectionClosed as e:
-        return e.rcvd.code if e.rcvd else None
-
-
-def connect(url, **kw):
-    kw.setdefault("open_timeout", TIMEOUT)
-    kw.setdefault("close_timeout", 2)
-    return websockets.connect(url, **kw)
-
-
-async def refused_status(url, **kw):
-    """The HTTP status of a refused upgrade."""
-    try:
-        async with connect(url, **kw):
-            pass
-    except websockets.exceptions.InvalidStatusCode as e:
-        return e.status_code
-    raise AssertionError(f"{url} was accepted")

@@ -1,0 +1,123 @@
+/*
+ * Plain-socket helpers shared by the fd-based adapters (poll.h, epoll.h,
+ * libevent.h) and hosts (tls.c): the monotonic clock the library's tick
+ * wants, non-blocking send and sendmsg answering the way libwsmux's send
+ * callbacks must, and a listening socket on an IPv4 or IPv6 literal.
+ * Header-only; the core never sees any of this.
+ *
+ *   ssize_t my_send(ws_conn *c, void *t, const void *d, size_t n) {
+ *     return wsa_fd_send(((my_sock *)t)->fd, d, n);
+ *   }
+ */
+#ifndef WSA_SOCKIO_H
+#define WSA_SOCKIO_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wsmux.h"
+
+#ifndef WSA_LISTEN_BACKLOG
+#define WSA_LISTEN_BACKLOG 1024
+#endif
+#define WSA_SENDV_MAX 64 /* buffers per sendmsg; more: a short write */
+
+/* Monotonic milliseconds, for ws_server_tick. */
+static inline uint64_t wsa_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A send(2) or sendmsg(2) result as a libwsmux send callback answers it:
+ * bytes written, 0 for "would block" (or a signal), -1 for a failed
+ * socket. */
+static inline ssize_t wsa_send_result(ssize_t w) {
+  if (w >= 0) return w;
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+}
+
+/* Writes at most n bytes to a non-blocking socket, without SIGPIPE. */
+static inline ssize_t wsa_fd_send(int fd, const void *d, size_t n) {
+  return wsa_send_result(send(fd, d, n, MSG_NOSIGNAL));
+}
+
+/* The same over the library's buffers, in one sendmsg(2). */
+static inline ssize_t wsa_fd_sendv(int fd, const ws_iovec *iov, int n) {
+  struct iovec v[WSA_SENDV_MAX];
+  struct msghdr mh;
+  int i;
+  if (n > WSA_SENDV_MAX) n = WSA_SENDV_MAX; /* the library sends the rest */
+  for (i = 0; i < n; i++) {
+    v[i].iov_base = (void *)iov[i].base;
+    v[i].iov_len = iov[i].len;
+  }
+  memset(&mh, 0, sizeof(mh));
+  mh.msg_iov = v;
+  mh.msg_iovlen = (size_t)n;
+  return wsa_send_result(sendmsg(fd, &mh, MSG_NOSIGNAL));
+}
+
+/* Small frames go out at once: an accepted socket gets TCP_NODELAY. */
+static inline void wsa_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* A non-blocking listening socket on host:port (IPv4 or IPv6 literal; port
+ * 0 picks a free one, see wsa_local_port). reuseport sets SO_REUSEPORT so
+ * several sockets (one per thread) share the port and the kernel spreads
+ * connections among them. Returns the fd, or -1 (errno; EINVAL for a host
+ * that is not an address literal). */
+static inline int wsa_listen(const char *host, int port, int reuseport) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int one = 1, fd;
+  memset(&ss, 0, sizeof(ss));
+  if (strchr(host, ':')) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return errno = EINVAL, -1;
+    sl = sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return errno = EINVAL, -1;
+    sl = sizeof(*a);
+  }
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if ((reuseport &&
+       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
+      bind(fd, (struct sockaddr *)&ss, sl) < 0 ||
+      listen(fd, WSA_LISTEN_BACKLOG) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+/* The local port of a socket (the one bound with port 0), or -1. */
+static inline int wsa_local_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return -1;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+#endif /* WSA_SOCKIO_H */

@@ -1,0 +1,243 @@
+/*
+ * The ping/pong application, shared by the ping/pong examples: what the
+ * server does, whatever carries its bytes. pingpong.c (poll),
+ * pingpong_epoll.c, pingpong_libuv.c, pingpong_libevent.c, mhd.c, tls.c and
+ * reuseport.c each keep only their loop and transport glue.
+ *
+ *   ws://HOST:PORT/ws?device_id=ID
+ *   {"action":"ping"}               -> {"action":"pong","data":""}
+ *   {"action":"echo","data":D}      -> the same message back
+ *   {"action":"broadcast","data":D} -> {"action":"bc","data":D} to everyone
+ *   GET / (pingpong.c only)         -> examples/web/index.html
+ *
+ * Header-only, one application per process: the page and the stop and done
+ * flags are file-scope statics. Typical main():
+ *
+ *   pp_args a;
+ *   if (pp_parse_args(&a, argc, argv, 8081, 0)) return 2;
+ *   if ((mux = pp_mux_new(NULL)) == NULL) return 1;
+ *   ws_config_init(&cfg);
+ *   ... transport callbacks ...
+ *   pp_config(&cfg, mux);               // handler, on_log, on_shutdown
+ *   if ((srv = pp_server_new(&cfg)) == NULL) return 1;
+ *   ... listen, pp_install_signals(), pp_announce(...) ...
+ *   while (!pp_stop) run the loop once;
+ *   ws_server_shutdown(srv, PP_DRAIN_MS);
+ *   while (!pp_done) run the loop once;
+ */
+#ifndef PINGPONG_APP_H
+#define PINGPONG_APP_H
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsmux.h"
+
+#ifndef WS_EXAMPLES_DIR
+#define WS_EXAMPLES_DIR "examples"
+#endif
+
+#define PP_DRAIN_MS 2000 /* graceful shutdown: queued output may drain */
+
+static volatile sig_atomic_t pp_stop; /* SIGINT/SIGTERM arrived */
+static int pp_done;                   /* the graceful shutdown finished */
+static char *pp_page;                 /* index.html, for pp_on_http */
+static size_t pp_page_len;
+
+/* ---- handlers ---------------------------------------------------------- */
+
+/* The model answers Broadcast(pong, deviceID): the sender is that device. */
+static inline int pp_on_ping(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)m, (void)ud;
+  return ws_conn_send_json(c, "pong", "\"\"", 2);
+}
+
+static inline int pp_on_echo(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)ud;
+  return ws_conn_send_text(c, m->text, m->len);
+}
+
+/* The data goes out as the client's own JSON text: no parse, no print. */
+static inline int pp_on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
+  size_t len;
+  const char *data = ws_msg_data_json(m, &len);
+  ws_server *s = ws_conn_server(c);
+  (void)ud;
+  if (data == NULL) return ws_broadcast(s, "bc", NULL, NULL, 0) < 0 ? -1 : 0;
+  return ws_broadcast_json(s, "bc", data, len, NULL, 0) < 0 ? -1 : 0;
+}
+
+/* A mux with ping, echo and broadcast. broadcast NULL: pp_on_broadcast (to
+ * this server's clients); a host with several servers passes its own
+ * fan-out. Returns NULL (after saying so on stderr) when out of memory. */
+static inline ws_mux *pp_mux_new(ws_handler_fn broadcast) {
+  ws_mux *mux = ws_mux_new(NULL);
+  if (mux == NULL || ws_mux_handle(mux, "ping", pp_on_ping, NULL) ||
+      ws_mux_handle(mux, "echo", pp_on_echo, NULL) ||
+      ws_mux_handle(mux, "broadcast", broadcast ? broadcast : pp_on_broadcast,
+                    NULL)) {
+    fprintf(stderr, "mux setup failed\n");
+    ws_mux_free(mux);
+    return NULL;
+  }
+  return mux;
+}
+
+/* ---- server callbacks and config --------------------------------------- */
+
+static inline void pp_on_log(ws_server *s, int level, const char *msg,
+                             void *ud) {
+  (void)s, (void)ud;
+  if (level <= WS_LOG_WARN) fprintf(stderr, "wsmux: %s\n", msg);
+}
+
+static inline int pp_on_shutdown(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  pp_done = 1;
+  return 0;
+}
+
+/* The application's part of the config: the mux as handler, pp_on_log,
+ * pp_on_shutdown (sets pp_done; a loop with its own way out replaces it),
+ * and no request headers kept (no handler reads them). Transport callbacks,
+ * wake and user_data stay the host's. */
+static inline void pp_config(ws_config *cfg, ws_mux *mux) {
+  cfg->handler = ws_mux_serve;
+  cfg->handler_data = mux;
+  cfg->on_log = pp_on_log;
+  cfg->on_shutdown = pp_on_shutdown;
+  cfg->keep_headers = 0;
+}
+
+/* ws_server_new, or NULL after saying why on stderr. */
+static inline ws_server *pp_server_new(const ws_config *cfg) {
+  ws_server *srv;
+  int rc = ws_server_new(cfg, &srv);
+  if (rc != WS_OK) {
+    fprintf(stderr, "ws_server_new: %s\n", ws_strerror(rc));
+    return NULL;
+  }
+  return srv;
+}
+
+/* ---- the page ---------------------------------------------------------- */
+
+/* Reads dir/index.html once; pp_on_http answers 500 when it could not. */
+static inline void pp_load_page(const char *dir) {
+  char path[4096];
+  FILE *f;
+  long n;
+  snprintf(path, sizeof(path), "%s/index.html", dir);
+  if ((f = fopen(path, "rb")) == NULL) return;
+  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
+      fseek(f, 0, SEEK_SET) == 0 && (pp_page = malloc((size_t)n + 1)) != NULL)
+    pp_page_len = fread(pp_page, 1, (size_t)n, f);
+  fclose(f);
+}
+
+static inline void pp_free_page(void) {
+  free(pp_page);
+  pp_page = NULL;
+  pp_page_len = 0;
+}
+
+/* cfg.on_http: GET / and /index.html serve the page; anything else is left
+ * to the library (404). */
+static inline int pp_on_http(ws_conn *c, const ws_request *req, void *ud) {
+  const char *path = ws_request_path(req);
+  (void)ud;
+  if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
+    if (pp_page)
+      return ws_conn_http_respond(c, 200, "text/html; charset=utf-8", pp_page,
+                                  pp_page_len);
+    return ws_conn_http_respond(c, 500, "text/plain", "page not found\n", 15);
+  }
+  return 0; /* the library answers 404 */
+}
+
+/* ---- command line, signals, the "listening" line ----------------------- */
+
+/* Options beyond --port and --host, for pp_parse_args. */
+enum pp_opt {
+  PP_OPT_WEB = 1,     /* [--web DIR] */
+  PP_OPT_TLS = 2,     /* --cert FILE --key FILE (both required) */
+  PP_OPT_THREADS = 4  /* [--threads N] */
+};
+
+typedef struct pp_args {
+  const char *host; /* --host: IPv4 or IPv6 literal; default 127.0.0.1 */
+  int port;         /* --port: 0 picks a free one */
+  const char *web;  /* --web: default WS_EXAMPLES_DIR "/web" */
+  const char *cert; /* --cert */
+  const char *key;  /* --key */
+  int threads;      /* --threads: default 2 */
+} pp_args;
+
+/* Fills *a with the defaults (port: default_port), then parses --port,
+ * --host and the options in opts (enum pp_opt). Returns 0, or 2 after
+ * printing the usage line: an unknown option, one without its value, or a
+ * required one missing. */
+static inline int pp_parse_args(pp_args *a, int argc, char **argv,
+                                int default_port, unsigned opts) {
+  int i;
+  memset(a, 0, sizeof(*a));
+  a->host = "127.0.0.1";
+  a->port = default_port;
+  a->web = WS_EXAMPLES_DIR "/web";
+  a->threads = 2;
+  for (i = 1; i + 1 < argc; i += 2) {
+    const char *opt = argv[i], *val = argv[i + 1];
+    if (strcmp(opt, "--port") == 0)
+      a->port = atoi(val);
+    else if (strcmp(opt, "--host") == 0)
+      a->host = val;
+    else if ((opts & PP_OPT_WEB) && strcmp(opt, "--web") == 0)
+      a->web = val;
+    else if ((opts & PP_OPT_TLS) && strcmp(opt, "--cert") == 0)
+      a->cert = val;
+    else if ((opts & PP_OPT_TLS) && strcmp(opt, "--key") == 0)
+      a->key = val;
+    else if ((opts & PP_OPT_THREADS) && strcmp(opt, "--threads") == 0)
+      a->threads = atoi(val);
+    else
+      break;
+  }
+  if (i < argc || ((opts & PP_OPT_TLS) && (a->cert == NULL || a->key == NULL))) {
+    fprintf(stderr, "usage: %s%s [--port N] [--host ADDR]%s%s\n", argv[0],
+            opts & PP_OPT_TLS ? " --cert FILE --key FILE" : "",
+            opts & PP_OPT_WEB ? " [--web DIR]" : "",
+            opts & PP_OPT_THREADS ? " [--threads N]" : "");
+    return 2;
+  }
+  return 0;
+}
+
+static inline void pp_on_signal(int sig) {
+  (void)sig;
+  pp_stop = 1;
+}
+
+/* SIGINT and SIGTERM set pp_stop. No SA_RESTART: the signal interrupts
+ * poll or epoll_wait, so the loop sees the flag at once. SIGPIPE is
+ * ignored (sends use MSG_NOSIGNAL too). Loops with their own signal
+ * watchers (libuv, libevent, sigwait) only ignore SIGPIPE. */
+static inline void pp_install_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = pp_on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* The line the tests and scripts wait for; port is the bound one. */
+static inline void pp_announce(const char *name, const char *host, int port) {
+  printf("%s: listening on http://%s:%d/ (ws path /ws?device_id=...)\n", name,
+         host, port);
+  fflush(stdout);
+}
+
+#endif /* PINGPONG_APP_H */
