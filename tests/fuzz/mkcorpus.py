@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora under tests/fuzz/corpus/<target>/.
+
+The seeds are committed; rerun this after changing an input layout
+(see the comment at the top of each fuzz_<target>.c):
+    python3 tests/fuzz/mkcorpus.py
+"""
+import os
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+VALID = (b"GET /ws?device_id=a HTTP/1.1\r\n"
+         b"Host: example.com\r\n"
+         b"Upgrade: websocket\r\n"
+         b"Connection: Upgrade\r\n"
+         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+         b"Sec-WebSocket-Version: 13\r\n"
+         b"\r\n")
+
+
+def frame(opcode, payload=b"", fin=True, mask=b"\x37\xfa\x21\x3d", rsv=0):
+    """A masked client frame."""
+    b0 = (0x80 if fin else 0) | rsv << 4 | opcode
+    n = len(payload)
+    if n < 126:
+        head = bytes([b0, 0x80 | n])
+    elif n <= 0xFFFF:
+        head = bytes([b0, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, 0x80 | 127]) + n.to_bytes(8, "big")
+    body = bytes(c ^ mask[i & 3] for i, c in enumerate(payload))
+    return head + mask + body
+
+
+def text(s):
+    return frame(1, s.encode() if isinstance(s, str) else s)
+
+
+def close(code=None, reason=b""):
+    if code is None:
+        return frame(8)
+    return frame(8, code.to_bytes(2, "big") + reason)
+
+
+def feed(data):
+    """fuzz_conn ops feeding data in chunks of at most 128 bytes."""
+    out = b""
+    while data:
+        chunk, data = data[:128], data[128:]
+        out += bytes([len(chunk) - 1]) + chunk
+    return out
+
+
+def conn(flags, ops, fail_at=0):
+    return bytes([flags, fail_at]) + ops
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def conn_seeds():
+    V, SENDV, DROP, BADCLOSE, PEER, FAIL, NOHTTP = 1, 2, 4, 8, 16, 32, 64
+    msgs = {
+        "echo": '{"action":"echo","data":{"a":[1,2.5e3,true,null,"x"]}}',
+        "raw": '{"action":"raw","data":"\\u00e9"}',
+        "bcast": '{"action":"bcast","data":{"to":"all"}}',
+        "close": '{"action":"close"}',
+        "fail": '{"action":"fail","data":1}',
+        "abort": '{"action":"abort"}',
+        "join": '{"action":"join"}',
+        "leave": '{"action":"leave"}',
+        "free": '{"action":"free"}',
+        "unknown": '{"action":"nope","data":[]}',
+        "invalid-json": '{"action":',
+        "not-object": '[1,2,3]',
+        "bad-action": '{"action":5}',
+        "escaped-key": '{"\\u0061ction":"echo","data":{"k":"v"}}',
+    }
+    for name, m in msgs.items():
+        write("conn", "msg-" + name, conn(V | PEER, feed(text(m))))
+    write("conn", "sendv-echo-partial",
+          conn(V | SENDV, bytes([0xA5]) + feed(text(msgs["echo"]) * 3) +
+               bytes([0xA0, 0xC0])))
+    write("conn", "binary-echo", conn(V, feed(frame(2, bytes(range(200))))))
+    write("conn", "ping-pong", conn(V, feed(frame(9, b"hi") + frame(10, b"x"))))
+    write("conn", "close-code-reason",
+          conn(V, feed(close(1000, "bye".encode()))))
+    write("conn", "close-empty", conn(V, feed(close())))
+    write("conn", "close-bad-code", conn(V, feed(close(1005))))
+    frag = (frame(1, b'{"action":', fin=False) + frame(9, b"p") +
+            frame(0, b'"echo","da', fin=False) + frame(0, b'ta":7}'))
+    write("conn", "fragmented-text-ping-between", conn(V, feed(frag)))
+    write("conn", "fragmented-binary",
+          conn(V, feed(frame(2, b"ab", fin=False) + frame(0, b"cd"))))
+    write("conn", "too-big", conn(V, feed(frame(1, b"x" * 5000)[:300])))
+    write("conn", "invalid-utf8", conn(V, feed(text(b'{"action":"\xc3\x28"}'))))
+    write("conn", "rsv-bit", conn(V, feed(frame(1, b"{}", rsv=4))))
+    write("conn", "unmasked",
+          conn(V, feed(bytes([0x81, 0x02]) + b"{}")))
+    write("conn", "blocked-then-timeouts",
+          conn(V | PEER, bytes([0xA2, 0xB2]) + feed(text(msgs["bcast"]) * 4) +
+               bytes([0xDF] * 30)))
+    write("conn", "drop-policy-flood",
+          conn(V | PEER | DROP, bytes([0xB2]) +
+               feed(text('{"action":"bcast","data":"' + "y" * 3000 + '"}') * 2)))
+    write("conn", "idle-ping", conn(V, bytes([0xDA] * 4 + [0xDF] * 4)))
+    write("conn", "handshake-dribble",
+          conn(0, b"".join(bytes([0x00, c]) for c in VALID) +
+               feed(text(msgs["echo"]))))
+    write("conn", "plain-http-root",
+          conn(0, feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")))
+    write("conn", "plain-http-404",
+          conn(NOHTTP, feed(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")))
+    write("conn", "bad-request",
+          conn(0, feed(b"GET /ws HTTP/1.1\r\nHost : x\r\n\r\n")))
+    write("conn", "host-actions",
+          conn(V | PEER, bytes([0xE2, 0xE4, 0xE8, 0xE9, 0xE5, 0xE7, 0xEA,
+                                0xD3, 0xEB, 0xE6, 0xE3, 0xDF, 0xDF])))
+    write("conn", "host-close-then-peer-close",
+          conn(V, bytes([0xE0]) + feed(close(1000))))
+    write("conn", "failmalloc-echo",
+          conn(V | FAIL, feed(text(msgs["echo"])), fail_at=3))
+    write("conn", "send-fails", conn(V, bytes([0xA3]) + feed(text(msgs["echo"]))))
+    write("conn", "pipelined-request-and-frame",
+          conn(0, bytes([0xFF]) + VALID + text(msgs["echo"])))
+
+
+def envelope_seeds():
+    BIN, NOH, BADCLOSE, FRAME = 1, 2, 4, 8
+    seeds = {
+        "echo-object": (FRAME, '{"action":"echo","data":{"a":[1,-2.5E+3,true,false,null]}}'),
+        "data-string-escapes": (0, '{"action":"x","data":"\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00"}'),
+        "no-data": (0, '{"action":"ping"}'),
+        "data-first": (0, ' { "data" : [ ] , "action" : "a" } '),
+        "dup-keys": (0, '{"action":"a","action":"b","data":1,"data":2}'),
+        "escaped-action": (0, '{"action":"\\u0061b","data":{}}'),
+        "escaped-key": (0, '{"\\u0061ction":"ab","d\\u0061ta":[1]}'),
+        "action-not-string": (0, '{"action":["x"]}'),
+        "action-missing": (0, '{"data":1}'),
+        "not-object": (0, '"just a string"'),
+        "number": (0, '-0.5e-7'),
+        "invalid": (0, '{"action":"x",}'),
+        "trailing": (0, '{"action":"x"} x'),
+        "deep": (0, '{"action":"d","data":' + "[" * 130 + "]" * 130 + '}'),
+        "long-action": (NOH, '{"action":"' + "a" + "é" * 130 + '"}'),
+        "unknown-no-handler": (NOH, '{"action":"zz"}'),
+        "badclose-invalid": (BADCLOSE, '{'),
+        "badclose-not-object": (BADCLOSE, '[]'),
+        "binary": (BIN | FRAME, "\x00\x01\x02binary"),
+        "binary-no-handler": (BIN | NOH, "bin"),
+        "utf8-multibyte": (FRAME, '{"action":"ü","data":"日本語 \U0001F600"}'),
+        "lone-surrogate": (0, '{"action":"s","data":"\\ud800"}'),
+        "long-number": (0, '{"action":"n","data":' + "1" * 70 + '}'),
+    }
+    for name, (flags, m) in seeds.items():
+        b = m.encode() if isinstance(m, str) else m
+        write("envelope", name, bytes([flags, len(b) // 2]) + b)
+    write("envelope", "utf8-invalid",
+          bytes([0, 3]) + b'{"action":"\xed\xa0\x80"}')
+    write("envelope", "utf8-truncated", bytes([0, 1]) + b'"\xf0\x9f\x98')
+
+
+def handshake_seeds():
+    reqs = {
+        "valid": VALID,
+        "valid-origin": VALID[:-2] + b"Origin: http://example.com\r\n\r\n",
+        "bare-lf": VALID.replace(b"\r\n", b"\n"),
+        "lowercase-spacing": (b"GET /ws HTTP/1.1\r\nhost:x\r\n"
+                              b"UPGRADE: \t websocket \t\r\n"
+                              b"connection: keep-alive, Upgrade\r\n"
+                              b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                              b"SEC-WEBSOCKET-VERSION: 13\r\n\r\n"),
+        "query-decoding": (b"GET /w%73?device_id=a+b%20c&x&=y&&k=%41 HTTP/1.1\r\n"
+                           b"Host: h\r\n\r\n"),
+        "bad-escape": b"GET /ws?x=%zz HTTP/1.1\r\nHost: h\r\n\r\n",
+        "http10": b"GET /ws HTTP/1.0\r\nHost: h\r\n\r\n",
+        "post": b"POST /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+        "version-8": VALID.replace(b"Version: 13", b"Version: 8"),
+        "bad-key": VALID.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"short=="),
+        "dup-host": VALID[:-2] + b"Host: other\r\n\r\n",
+        "obs-fold": b"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n",
+        "space-before-colon": b"GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+        "pipelined": VALID + b"\x81\x80\x00\x00\x00\x00",
+        "incomplete": VALID[:40],
+        "many-headers": b"GET / HTTP/1.1\r\n" + b"".join(
+            b"X-%d: v\r\n" % i for i in range(70)) + b"\r\n",
+        "origin-mismatch": VALID[:-2] + b"Origin: https://evil.example:443\r\n\r\n",
+    }
+    for i, (name, r) in enumerate(sorted(reqs.items())):
+        sel = (i * 37) & 0xFF | 0x3F  # max_headers 64 mostly
+        write("handshake", name, bytes([sel & 0x7F, 0x80]) + r)
+    write("handshake", "few-headers-failmalloc", bytes([0x83, 0x40]) + VALID)
+
+
+def main():
+    for t in ("conn", "envelope", "handshake"):
+        shutil.rmtree(os.path.join(HERE, "corpus", t), ignore_errors=True)
+    conn_seeds()
+    envelope_seeds()
+    handshake_seeds()
+
+
+if __name__ == "__main__":
+    main()
