@@ -138,7 +138,9 @@ enum ws_log_level {
   WS_LOG_DEBUG = 3
 };
 
-/* What happens when a connection's queued bytes would pass max_queued. */
+/* What happens when a connection's queued bytes would pass max_queued, or
+ * more than 1024 control frames (pongs to a peer that pings without
+ * reading) wait unsent. */
 enum ws_queue_policy {
   WS_QUEUE_CLOSE = 0, /* default: drop the queue, close with 4001 */
   WS_QUEUE_DROP = 1   /* drop the new message for this receiver, count it */
