@@ -9,6 +9,10 @@
  *   {"action":"echo","data":D}      -> the same message back
  *   {"action":"broadcast","data":D} -> {"action":"bc","data":D} to everyone
  *   GET / (pingpong.c only)         -> examples/web/index.html
+ *   --post-every MS (examples given PP_OPT_POST)
+ *                                   -> {"action":"tick","data":N} to everyone
+ *                                      every MS ms, N = 1, 2, ..., sent from
+ *                                      a worker thread through ws_post
  *
  * Header-only, one application per process: the page and the stop and done
  * flags are file-scope statics. Typical main():
@@ -21,17 +25,24 @@
  *   pp_config(&cfg, mux);               // handler, on_log, on_shutdown
  *   if ((srv = pp_server_new(&cfg)) == NULL) return 1;
  *   ... listen, pp_install_signals(), pp_announce(...) ...
+ *   pp_poster_start(&poster, srv, a.post_every);   // needs cfg.wake
  *   while (!pp_stop) run the loop once;
  *   ws_server_shutdown(srv, PP_DRAIN_MS);
  *   while (!pp_done) run the loop once;
+ *   pp_poster_stop(&poster);            // joined before the server goes
+ *   ws_server_free(srv);
  */
 #ifndef PINGPONG_APP_H
 #define PINGPONG_APP_H
 
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "wsmux.h"
 
@@ -122,6 +133,107 @@ static inline ws_server *pp_server_new(const ws_config *cfg) {
   return srv;
 }
 
+/* ---- the tick worker (--post-every) ------------------------------------ */
+
+/* One thread that posts {"action":"tick","data":N} to every connection
+ * every period_ms, N counting from 1: the cross-thread path (ws_post and
+ * the host's cfg.wake) in a running example. The struct is the caller's;
+ * zero it (static, or = {0}) so pp_poster_stop is a no-op when nothing was
+ * started. */
+typedef struct pp_poster {
+  ws_server *srv;
+  int period_ms;
+  int started; /* the thread exists: pp_poster_stop joins it */
+  int stop;    /* under mu */
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* signalled by pp_poster_stop; CLOCK_MONOTONIC */
+  pthread_t thread;
+} pp_poster;
+
+static inline void pp_poster_deadline(struct timespec *ts, int ms) {
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Sleeps until each deadline on the condition variable (so a stop does
+ * not wait out the period), then posts. Deadlines advance by the period
+ * from the previous one: no drift. ws_post's error (WS_ESHUTDOWN during
+ * the drain) is not this thread's business: the tick is just skipped. */
+static inline void *pp_poster_main(void *arg) {
+  pp_poster *p = arg;
+  struct timespec next;
+  uint64_t n = 0;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    char data[24];
+    int len;
+    pp_poster_deadline(&next, p->period_ms);
+    while (!p->stop &&
+           pthread_cond_timedwait(&p->cv, &p->mu, &next) != ETIMEDOUT) {
+    }
+    if (p->stop) break;
+    pthread_mutex_unlock(&p->mu);
+    len = snprintf(data, sizeof(data), "%llu", (unsigned long long)++n);
+    ws_post(p->srv, WS_POST_ALL, NULL, "tick", data, (size_t)len);
+    pthread_mutex_lock(&p->mu);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+/* Starts the worker when period_ms > 0 (nothing to do otherwise). srv's
+ * config must have a wake callback: ws_post only queues, the wake is what
+ * makes an idle loop tick and deliver. Returns 0, or -1 after saying why
+ * on stderr. */
+static inline int pp_poster_start(pp_poster *p, ws_server *srv,
+                                  int period_ms) {
+  pthread_condattr_t ca;
+  sigset_t all, old;
+  int rc;
+  memset(p, 0, sizeof(*p));
+  if (period_ms <= 0) return 0;
+  p->srv = srv;
+  p->period_ms = period_ms;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  /* The worker takes no signals: SIGINT/SIGTERM go to the loop thread,
+   * whose poll or epoll_wait they interrupt. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(&p->thread, NULL, pp_poster_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    fprintf(stderr, "pthread_create: %s\n", strerror(rc));
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    return -1;
+  }
+  p->started = 1;
+  return 0;
+}
+
+/* Stops and joins the worker (no-op if none was started). Call it before
+ * ws_server_free: ws_post must not race with the server's destruction. */
+static inline void pp_poster_stop(pp_poster *p) {
+  if (!p->started) return;
+  pthread_mutex_lock(&p->mu);
+  p->stop = 1;
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  pthread_join(p->thread, NULL);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  p->started = 0;
+}
+
 /* ---- the page ---------------------------------------------------------- */
 
 /* Reads dir/index.html once; pp_on_http answers 500 when it could not. */
@@ -163,7 +275,8 @@ static inline int pp_on_http(ws_conn *c, const ws_request *req, void *ud) {
 enum pp_opt {
   PP_OPT_WEB = 1,     /* [--web DIR] */
   PP_OPT_TLS = 2,     /* --cert FILE --key FILE (both required) */
-  PP_OPT_THREADS = 4  /* [--threads N] */
+  PP_OPT_THREADS = 4, /* [--threads N] */
+  PP_OPT_POST = 8      /* [--post-every MS]: see pp_poster_start */
 };
 
 typedef struct pp_args {
@@ -173,6 +286,7 @@ typedef struct pp_args {
   const char *cert; /* --cert */
   const char *key;  /* --key */
   int threads;      /* --threads: default 2 */
+  int post_every;   /* --post-every: ms between ticks; default 0 (none) */
 } pp_args;
 
 /* Fills *a with the defaults (port: default_port), then parses --port,
@@ -201,14 +315,17 @@ static inline int pp_parse_args(pp_args *a, int argc, char **argv,
       a->key = val;
     else if ((opts & PP_OPT_THREADS) && strcmp(opt, "--threads") == 0)
       a->threads = atoi(val);
-    else
+    else if ((opts & PP_OPT_POST) && strcmp(opt, "--post-every") == 0) {
+      if ((a->post_every = atoi(val)) <= 0) break;
+    } else
       break;
   }
   if (i < argc || ((opts & PP_OPT_TLS) && (a->cert == NULL || a->key == NULL))) {
-    fprintf(stderr, "usage: %s%s [--port N] [--host ADDR]%s%s\n", argv[0],
+    fprintf(stderr, "usage: %s%s [--port N] [--host ADDR]%s%s%s\n", argv[0],
             opts & PP_OPT_TLS ? " --cert FILE --key FILE" : "",
             opts & PP_OPT_WEB ? " [--web DIR]" : "",
-            opts & PP_OPT_THREADS ? " [--threads N]" : "");
+            opts & PP_OPT_THREADS ? " [--threads N]" : "",
+            opts & PP_OPT_POST ? " [--post-every MS]" : "");
     return 2;
   }
   return 0;

@@ -8,7 +8,9 @@
  *   {"action":"echo","data":D}      -> the same message back
  *   {"action":"broadcast","data":D} -> {"action":"bc","data":D} to everyone
  *
- * Usage: pingpong_epoll [--port N] [--host ADDR]   (port 0: any free one)
+ * Usage: pingpong_epoll [--port N] [--host ADDR] [--post-every MS]
+ * (port 0: any free one; --post-every: a worker thread ws_posts
+ * {"action":"tick","data":N} to everyone every MS ms, see pingpong_app.h)
  * SIGINT/SIGTERM: 1001 to every client, drain, exit 0.
  */
 #include <stdio.h>
@@ -19,12 +21,13 @@
 
 int main(int argc, char **argv) {
   static wsa_epoll p;
+  static pp_poster poster;
   pp_args a;
   ws_config cfg;
   ws_server *srv;
   ws_mux *mux;
 
-  if (pp_parse_args(&a, argc, argv, 8081, 0)) return 2;
+  if (pp_parse_args(&a, argc, argv, 8081, PP_OPT_POST)) return 2;
   if ((mux = pp_mux_new(NULL)) == NULL) return 1;
   ws_config_init(&cfg);
   wsa_epoll_config(&cfg);
@@ -37,6 +40,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   pp_install_signals();
+  if (pp_poster_start(&poster, srv, a.post_every) != 0) return 1;
   pp_announce("pingpong_epoll", a.host, wsa_local_port(p.listener.fd));
 
   /* The cap bounds the window where a signal lands just before
@@ -47,6 +51,7 @@ int main(int argc, char **argv) {
   ws_server_tick(srv, wsa_now_ms());
   ws_server_shutdown(srv, PP_DRAIN_MS);
   while (!pp_done) wsa_epoll_run_once_for(&p, 100);
+  pp_poster_stop(&poster); /* ws_post must not race ws_server_free */
   ws_server_free(srv);
   wsa_epoll_destroy(&p);
   ws_mux_free(mux);

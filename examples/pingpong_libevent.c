@@ -9,7 +9,10 @@
  *   {"action":"echo","data":D}      -> the same message back
  *   {"action":"broadcast","data":D} -> {"action":"bc","data":D} to everyone
  *
- * Usage: pingpong_libevent [--port N] [--host ADDR]   (port 0: any free one)
+ * Usage: pingpong_libevent [--port N] [--host ADDR] [--post-every MS]
+ * (port 0: any free one; --post-every: a worker thread ws_posts
+ * {"action":"tick","data":N} to everyone every MS ms, see pingpong_app.h;
+ * wsa_ev_wake's event_active wakes the loop for them)
  * SIGINT/SIGTERM: 1001 to every client, drain, exit 0.
  */
 #include <event2/thread.h>
@@ -23,6 +26,7 @@
 static wsa_ev g_ev;
 static ws_server *g_srv;
 static struct event *g_sigint, *g_sigterm;
+static pp_poster g_poster;
 
 /* Every connection is gone after the shutdown: leave the loop. */
 static int on_shutdown(ws_server *s, void *ud) {
@@ -50,7 +54,7 @@ int main(int argc, char **argv) {
   ws_config cfg;
   ws_mux *mux;
 
-  if (pp_parse_args(&a, argc, argv, 8081, 0)) return 2;
+  if (pp_parse_args(&a, argc, argv, 8081, PP_OPT_POST)) return 2;
   if ((mux = pp_mux_new(NULL)) == NULL) return 1;
   evthread_use_pthreads(); /* wsa_ev_wake may run on other threads */
   base = event_base_new();
@@ -74,10 +78,12 @@ int main(int argc, char **argv) {
   g_sigterm = evsignal_new(base, SIGTERM, on_signal, NULL);
   event_add(g_sigint, NULL);
   event_add(g_sigterm, NULL);
+  if (pp_poster_start(&g_poster, g_srv, a.post_every) != 0) return 1;
   pp_announce("pingpong_libevent", a.host, wsa_ev_port(&g_ev));
 
   event_base_dispatch(base);
 
+  pp_poster_stop(&g_poster); /* ws_post must not race ws_server_free */
   ws_server_free(g_srv);
   wsa_ev_destroy(&g_ev);
   event_free(g_sigint);

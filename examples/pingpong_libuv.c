@@ -8,7 +8,10 @@
  *   {"action":"echo","data":D}      -> the same message back
  *   {"action":"broadcast","data":D} -> {"action":"bc","data":D} to everyone
  *
- * Usage: pingpong_libuv [--port N] [--host ADDR]   (port 0: any free one)
+ * Usage: pingpong_libuv [--port N] [--host ADDR] [--post-every MS]
+ * (port 0: any free one; --post-every: a worker thread ws_posts
+ * {"action":"tick","data":N} to everyone every MS ms, see pingpong_app.h;
+ * the uv_async_t of wsa_uv_wake wakes the loop for them)
  * SIGINT/SIGTERM: 1001 to every client, drain, exit 0.
  */
 #include <signal.h>
@@ -22,6 +25,7 @@ static wsa_uv g_uv; /* large (read buffer): static */
 static ws_server *g_srv;
 static uv_signal_t g_sigint, g_sigterm;
 static uv_timer_t g_guard;
+static pp_poster g_poster;
 
 /* Every connection is gone after the shutdown: leave uv_run. */
 static int on_shutdown(ws_server *s, void *ud) {
@@ -56,7 +60,7 @@ int main(int argc, char **argv) {
   ws_mux *mux;
   int rc;
 
-  if (pp_parse_args(&a, argc, argv, 8081, 0)) return 2;
+  if (pp_parse_args(&a, argc, argv, 8081, PP_OPT_POST)) return 2;
   if ((mux = pp_mux_new(NULL)) == NULL) return 1;
   ws_config_init(&cfg);
   wsa_uv_config(&cfg);
@@ -74,10 +78,12 @@ int main(int argc, char **argv) {
   uv_signal_init(loop, &g_sigterm);
   uv_signal_start(&g_sigint, on_signal, SIGINT);
   uv_signal_start(&g_sigterm, on_signal, SIGTERM);
+  if (pp_poster_start(&g_poster, g_srv, a.post_every) != 0) return 1;
   pp_announce("pingpong_libuv", a.host, wsa_uv_port(&g_uv));
 
   uv_run(loop, UV_RUN_DEFAULT);
 
+  pp_poster_stop(&g_poster); /* ws_post must not race ws_server_free */
   ws_server_free(g_srv); /* closes anything the drain left */
   wsa_uv_close_handles(&g_uv);
   uv_close((uv_handle_t *)&g_sigint, NULL);

@@ -283,8 +283,9 @@ void ws__post_free(ws_server *s);
  * allowed) in valid UTF-8. No allocation. */
 int ws__json_valid(const char *text, size_t len);
 
-/* One pass over a received text message: validates it as JSON and notes
- * the raw spans of the first "action" and "data" members. */
+/* One pass over a received text message (already valid UTF-8: frame.c
+ * checks text messages as they arrive): validates it as JSON and notes the
+ * raw spans of the first "action" and "data" members. */
 typedef struct ws__env_scan {
   const char *action; /* raw value span (with quotes if a string) */
   size_t action_len;

@@ -178,9 +178,7 @@ int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out) {
   jcur j;
   int is_object;
   memset(out, 0, sizeof(*out));
-  if (ws__utf8_validate(0, (const uint8_t *)text, len) != WS__UTF8_ACCEPT)
-    return WS__ENV_INVALID_JSON;
-  j.p = text;
+  j.p = text; /* UTF-8 was checked by frame.c as the bytes arrived */
   j.end = text + len;
   skip_ws(&j);
   is_object = j.p < j.end && *j.p == '{';

@@ -1,25 +1,32 @@
 /*
  * libwsmux adapter for a poll(2) loop. Header-only glue: a listening socket,
- * a table of pollfds, and the four transport callbacks (socket plumbing from
- * sockio.h). The core never sees any of this; copy it, or include it, in
- * your own host.
+ * a table of pollfds, the four transport callbacks (socket plumbing from
+ * sockio.h) and a self-pipe to wake the loop from other threads (ws_post).
+ * The core never sees any of this; copy it, or include it, in your own
+ * host.
  *
- *   wsa_poll p;
+ *   static wsa_poll p;                     // large: not on the stack
  *   ws_config cfg; ws_config_init(&cfg);
- *   wsa_poll_config(&cfg);                 // send, want_write, close
+ *   wsa_poll_config(&cfg);                 // send, sendv, want_write, close
+ *   cfg.wake = wsa_poll_wake;              // optional, for ws_post
+ *   cfg.user_data = &p;                    //   (wsa_poll_wake needs this)
  *   ... set handlers ...
  *   ws_server_new(&cfg, &srv);
  *   wsa_poll_init(&p, srv, "127.0.0.1", 8081);
  *   while (running) wsa_poll_run_once(&p);
- *   wsa_poll_destroy(&p);
+ *   ws_server_free(srv);                   // closes what is left...
+ *   wsa_poll_destroy(&p);                  // ...then the adapter's fds
  *
  * Set cfg.user_data to the wsa_poll (wsa_poll_config does not touch it; the
- * callbacks find the adapter through the transport pointer instead).
+ * transport callbacks find the adapter through the transport pointer, only
+ * wsa_poll_wake needs user_data). A wsa_poll is driven by one thread; only
+ * wsa_poll_notify (and so wsa_poll_wake) may be called from others.
  */
 #ifndef WSA_POLL_H
 #define WSA_POLL_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +37,7 @@
 #include "wsmux.h"
 
 #define WSA_POLL_MAX 4096
+#define WSA_POLL_FIRST 2 /* pfd[0]: the listener, pfd[1]: the wake pipe */
 
 typedef struct wsa_poll wsa_poll;
 
@@ -44,7 +52,8 @@ typedef struct wsa_poll_sock {
 struct wsa_poll {
   ws_server *srv;
   int listen_fd;
-  nfds_t n; /* pfd[0] is the listener */
+  int wake_fd[2]; /* self-pipe: [0] polled by the loop, [1] written */
+  nfds_t n;       /* sockets from pfd[WSA_POLL_FIRST] on */
   struct pollfd pfd[WSA_POLL_MAX];
   wsa_poll_sock *socks[WSA_POLL_MAX];
 };
@@ -96,16 +105,51 @@ static inline void wsa_poll_config(ws_config *cfg) {
   cfg->close = wsa_poll_close;
 }
 
-/* Listens on host:port (IPv4 or IPv6 literal). Returns 0 or -1 (errno). */
+/* ---- waking the loop from another thread ------------------------------ */
+
+/* Thread-safe: makes the loop's poll return. A full pipe (EAGAIN) already
+ * holds a wake the loop has not consumed. */
+static inline int wsa_poll_notify(wsa_poll *p) {
+  char one = 1;
+  ssize_t w;
+  do
+    w = write(p->wake_fd[1], &one, 1);
+  while (w < 0 && errno == EINTR);
+  return w == 1 || errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+}
+
+/* A ws_config.wake callback: cfg.wake = wsa_poll_wake with cfg.user_data =
+ * the wsa_poll. A host whose user_data is something else calls
+ * wsa_poll_notify from its own wake callback instead. The loop ticks on
+ * every wake, and the tick delivers what was posted. */
+static inline int wsa_poll_wake(ws_server *s, void *user_data) {
+  (void)s;
+  return wsa_poll_notify((wsa_poll *)user_data);
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+/* Listens on host:port (IPv4 or IPv6 literal) and opens the wake pipe.
+ * Returns 0 or -1 (errno). */
 static inline int wsa_poll_init(wsa_poll *p, ws_server *srv, const char *host,
                                 int port) {
   memset(p, 0, sizeof(*p));
   p->srv = srv;
+  p->wake_fd[0] = p->wake_fd[1] = -1;
   p->listen_fd = wsa_listen(host, port, 0);
   if (p->listen_fd < 0) return -1;
+  if (pipe2(p->wake_fd, O_NONBLOCK | O_CLOEXEC) < 0) {
+    int e = errno;
+    close(p->listen_fd);
+    p->listen_fd = p->wake_fd[0] = p->wake_fd[1] = -1;
+    errno = e;
+    return -1;
+  }
   p->pfd[0].fd = p->listen_fd;
   p->pfd[0].events = POLLIN;
-  p->n = 1;
+  p->pfd[1].fd = p->wake_fd[0];
+  p->pfd[1].events = POLLIN;
+  p->n = WSA_POLL_FIRST;
   return 0;
 }
 
@@ -156,7 +200,7 @@ static inline int wsa_poll_run_once_for(wsa_poll *p, int timeout_cap_ms) {
   r = poll(p->pfd, p->n, timeout);
   if (r < 0) return errno == EINTR ? 0 : -1;
   ws_server_tick(p->srv, wsa_now_ms());
-  for (i = p->n; i-- > 1;) {
+  for (i = p->n; i-- > WSA_POLL_FIRST;) {
     short ev;
     wsa_poll_sock *s;
     if (i >= p->n) continue; /* the table shrank under us */
@@ -169,6 +213,15 @@ static inline int wsa_poll_run_once_for(wsa_poll *p, int timeout_cap_ms) {
     }
     if (ev & (POLLIN | POLLHUP | POLLERR)) wsa_poll_read(s);
   }
+  if (p->pfd[1].revents & POLLIN) {
+    /* Only empties the pipe: the tick above delivered the posts. A post
+     * landing after that tick finds the post queue non-empty or writes
+     * the pipe again, and the next iteration ticks before it waits. */
+    char buf[64];
+    while (read(p->wake_fd[0], buf, sizeof(buf)) > 0) {
+    }
+  }
+  p->pfd[1].revents = 0;
   if (p->pfd[0].revents & POLLIN) wsa_poll_accept(p);
   p->pfd[0].revents = 0;
   return 0;
@@ -178,9 +231,13 @@ static inline int wsa_poll_run_once(wsa_poll *p) {
   return wsa_poll_run_once_for(p, 1000);
 }
 
+/* Closes the listener and the wake pipe; call after ws_server_free (which
+ * closed every connection through wsa_poll_close). */
 static inline void wsa_poll_destroy(wsa_poll *p) {
   if (p->listen_fd >= 0) close(p->listen_fd);
-  p->listen_fd = -1;
+  if (p->wake_fd[0] >= 0) close(p->wake_fd[0]);
+  if (p->wake_fd[1] >= 0) close(p->wake_fd[1]);
+  p->listen_fd = p->wake_fd[0] = p->wake_fd[1] = -1;
 }
 
 #endif /* WSA_POLL_H */

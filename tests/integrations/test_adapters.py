@@ -1,6 +1,7 @@
 """One script for every loop adapter: the same ping/pong server built on
 poll (examples/pingpong.c), epoll, libuv and libevent must behave the
-same, so the adapters cannot drift apart."""
+same, so the adapters cannot drift apart. That includes the cross-thread
+path: ws_post from a worker thread (--post-every) and the adapter's wake."""
 import asyncio
 import json
 import signal
@@ -102,3 +103,47 @@ def test_sigterm_closes_clients_with_1001(server):
     arun(run())
     assert server.proc.wait(timeout=TIMEOUT) == 0
     assert "stopped" in server.wait_line("stopped")
+
+
+POST_EVERY_MS = 50
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_post_from_thread_wakes_idle_loop(start_server, name):
+    """--post-every 50: a worker thread ws_posts {"action":"tick","data":N}
+    every 50 ms. The client only listens, so nothing but the adapter's wake
+    (eventfd, self-pipe, uv_async_send, event_active) can make the loop tick
+    and deliver: with no deadline for 30 s (the ping interval), libuv and
+    libevent would deliver nothing at all. The epoll and poll examples cap
+    their wait (500 ms, 1 s), so without the wake their ticks would still
+    come, in bursts at each cap: hence the check that most ticks arrive one
+    by one, not just that they arrive."""
+    server = start_server(name, "--post-every", str(POST_EVERY_MS))
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        got = []  # (arrival time, N)
+        async with connect(f"{server.ws}/ws?device_id=t", ping_interval=None) as ws:
+            end = loop.time() + 3.0
+            while len(got) < 20:
+                left = end - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), left))
+                except asyncio.TimeoutError:
+                    break
+                assert msg["action"] == "tick", msg
+                assert isinstance(msg["data"], int), msg
+                got.append((loop.time(), msg["data"]))
+        return got
+
+    got = arun(run())
+    ns = [n for _, n in got]
+    assert len(ns) >= 5, f"{len(ns)} ticks in 3 s: {ns}"
+    # One posting thread, one receiver: in order, none lost.
+    assert ns == list(range(ns[0], ns[0] + len(ns))), ns
+    gaps = [b - a for (a, _), (b, _) in zip(got, got[1:])]
+    apart = sum(g >= POST_EVERY_MS * 0.4 / 1000 for g in gaps)
+    assert apart * 2 >= len(gaps), \
+        f"ticks came in bursts, not as posted: gaps {[round(g, 3) for g in gaps]}"
