@@ -288,10 +288,12 @@ typedef struct ws_config {
   int keep_headers;
 
   /* --- limits (each has a default; none means "unlimited") ----------- */
-  size_t max_handshake;     /* request bytes; default 8192 (431 past it) */
+  size_t max_handshake;     /* request bytes; default 8192 (431 past it);
+                               64 .. 2^31 */
   size_t max_headers;       /* header count; default 64 (431 past it) */
   size_t max_device_id;     /* bytes; default 128 (400 past it) */
-  size_t max_message;       /* assembled message bytes; default 65536 */
+  size_t max_message;       /* assembled message bytes; default 65536;
+                               at most 2^31 */
   size_t max_queued;        /* queued output bytes per conn; default 1 MiB */
   size_t max_connections;   /* open connections; default 100000 (503) */
   int queue_policy;         /* enum ws_queue_policy */

@@ -182,7 +182,7 @@ void ws__conn_flush(ws_conn *c) {
   /* on_close gets the peer's reason when the peer sent a close frame. */
   if (c->state == WS__DRAINING && c->q.count == 0)
     ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_NORMAL,
-                    c->close_reason ? c->close_reason : "");
+                    c->close_recv && c->buf ? (const char *)c->buf : "");
 }
 
 /* ---- closing --------------------------------------------------------- */
@@ -300,7 +300,6 @@ void ws__conn_free(ws_conn *c) {
   if (c->rx) ws__rx_release(s, c->rx);
   ws__request_free(&s->al, c->req);
   ws__free(&s->al, c->buf);
-  ws__free(&s->al, c->close_reason);
   ws__free(&s->al, c);
 }
 

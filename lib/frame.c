@@ -219,14 +219,13 @@ static int on_close_frame(ws_conn *c, const uint8_t *p, size_t n) {
       return WS_CLOSE_INVALID_DATA;
   }
   c->close_recv = (uint16_t)code;
-  ws__free(&c->s->al, c->close_reason);
-  c->close_reason = NULL;
-  if (n > 2) {
-    c->close_reason = ws__malloc(&c->s->al, n - 1);
-    if (c->close_reason) {
-      memcpy(c->close_reason, p + 2, n - 2);
-      c->close_reason[n - 2] = '\0';
-    }
+  /* Nothing is read after a close: a message still being assembled is
+   * dropped and c->buf keeps the peer's reason for on_close instead. */
+  message_done(c);
+  if (n > 2 && (c->buf = ws__malloc(&c->s->al, n - 1)) != NULL) {
+    memcpy(c->buf, p + 2, n - 2);
+    c->buf[n - 2] = '\0';
+    c->buf_len = c->buf_cap = (uint32_t)(n - 1);
   }
   if (c->state == WS__OPEN) {
     uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)code};

@@ -120,17 +120,16 @@ struct ws_conn {
   uint64_t deadline;  /* when the timer heap wakes this connection */
   uint64_t last_read, last_write;
   ws__rx *rx;
-  uint8_t *buf; /* handshake bytes or an assembling message */
-  size_t buf_len, buf_cap;
+  uint8_t *buf; /* handshake bytes, an assembling message, or (after the
+                   peer's close frame) its NUL-terminated reason */
+  uint32_t buf_len, buf_cap; /* bounded by max_handshake / max_message */
   ws__outq q;
   ws_conn *prev, *next;  /* all live connections */
   ws_conn *dirty_next;   /* flush list */
   const char *device_id; /* borrowed from req */
-  ws__member *members;   /* groups, the user included */
-  ws__member *user;      /* membership of the bound user's group */
+  ws__member *members;   /* groups; the user's is the one of kind 'u' */
   ws_request *req;
   const char *subprotocol; /* borrowed from the config */
-  char *close_reason;      /* peer's reason, for on_close */
 };
 
 /* ---- server ----------------------------------------------------------- */

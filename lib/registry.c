@@ -156,7 +156,7 @@ static ws__member *member_of(const ws_conn *c, const ws__group *g) {
   return NULL;
 }
 
-static int member_add(ws_conn *c, ws__group *g, ws__member **out) {
+static int member_add(ws_conn *c, ws__group *g) {
   ws__member *m = ws__malloc(&c->s->al, sizeof(*m));
   if (m == NULL) return WS_ENOMEM;
   m->group = g;
@@ -168,7 +168,6 @@ static int member_add(ws_conn *c, ws__group *g, ws__member **out) {
   g->count++;
   m->cnext = c->members;
   c->members = m;
-  if (out) *out = m;
   return WS_OK;
 }
 
@@ -188,7 +187,6 @@ static void member_remove(ws_conn *c, ws__member *m) {
       *pp = m->cnext;
       break;
     }
-  if (c->user == m) c->user = NULL;
   ws__free(&s->al, m);
   group_drop_if_empty(s, g);
 }
@@ -201,20 +199,20 @@ static int can_join(const ws_conn *c, const char *name) {
   return WS_OK;
 }
 
-static int join(ws_conn *c, char kind, const char *name, ws__member **out) {
+static int join(ws_conn *c, char kind, const char *name) {
   ws__group *g;
   int rc = can_join(c, name);
   if (rc != WS_OK) return rc;
   g = group_get(c->s, kind, name);
   if (g == NULL) return WS_ENOMEM;
   if (member_of(c, g)) return WS_EEXIST;
-  rc = member_add(c, g, out);
+  rc = member_add(c, g);
   if (rc != WS_OK) group_drop_if_empty(c->s, g);
   return rc;
 }
 
 int ws_conn_join(ws_conn *c, const char *group) {
-  return join(c, 'g', group, NULL);
+  return join(c, 'g', group);
 }
 
 int ws_conn_leave(ws_conn *c, const char *group) {
@@ -228,24 +226,34 @@ int ws_conn_leave(ws_conn *c, const char *group) {
   return WS_OK;
 }
 
+/* The bound user's membership (the one group of kind 'u'), or NULL. Not
+ * cached in the connection: every pointer there is paid per connection. */
+static ws__member *user_member(const ws_conn *c) {
+  ws__member *m;
+  for (m = c->members; m; m = m->cnext)
+    if (m->group->name[0] == 'u') return m;
+  return NULL;
+}
+
 int ws_conn_set_user(ws_conn *c, const char *user) {
-  ws__member *m = NULL;
+  ws__member *old;
   int rc;
   if (c == NULL) return WS_EINVAL;
+  old = user_member(c);
   if (user == NULL) {
-    if (c->user) member_remove(c, c->user);
+    if (old) member_remove(c, old);
     return WS_OK;
   }
-  if (c->user && strcmp(c->user->group->name + 1, user) == 0) return WS_OK;
-  rc = join(c, 'u', user, &m);
+  if (old && strcmp(old->group->name + 1, user) == 0) return WS_OK;
+  rc = join(c, 'u', user);
   if (rc != WS_OK) return rc;
-  if (c->user) member_remove(c, c->user);
-  c->user = m;
+  if (old) member_remove(c, old);
   return WS_OK;
 }
 
 const char *ws_conn_user(const ws_conn *c) {
-  return c && c->user ? c->user->group->name + 1 : NULL;
+  ws__member *m = c ? user_member(c) : NULL;
+  return m ? m->group->name + 1 : NULL;
 }
 
 static size_t count_of(const ws_server *s, char kind, const char *name) {

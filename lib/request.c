@@ -15,13 +15,18 @@
 #include "alloc.h"
 #include "proto.h"
 
+/* 32-bit offsets: a request kept for a connection's whole life is small
+ * (block_size refuses blocks past 4 GiB), and every byte here is paid per
+ * open connection. */
+typedef uint32_t roff;
+
 struct ws_request {
-  size_t size;     /* bytes of the whole block */
-  size_t nquery;   /* query (name, value) pairs */
-  size_t nheaders; /* header (name, value) pairs */
-  size_t method;   /* offsets from the start of the block */
-  size_t path;
-  size_t pairs[];  /* 2 * (nquery + nheaders) offsets */
+  roff size;     /* bytes of the whole block */
+  roff nquery;   /* query (name, value) pairs */
+  roff nheaders; /* header (name, value) pairs */
+  roff method;   /* offsets from the start of the block */
+  roff path;
+  roff pairs[];  /* 2 * (nquery + nheaders) offsets */
 };
 
 static const char *str_at(const ws_request *r, size_t off) {
@@ -68,8 +73,8 @@ static int count_segment(const char *seg, size_t len, void *ctx) {
 static int block_size(const ws__reqview *rv, size_t nquery, size_t nheaders,
                       size_t *out) {
   size_t n = sizeof(struct ws_request), npairs = nquery + nheaders;
-  int bad = npairs > SIZE_MAX / (2 * sizeof(size_t));
-  bad = bad || add_size(&n, npairs * 2 * sizeof(size_t));
+  int bad = npairs > UINT32_MAX / (2 * sizeof(roff));
+  bad = bad || add_size(&n, npairs * 2 * sizeof(roff));
   bad = bad || add_size(&n, rv->method_len) || add_size(&n, 1);
   bad = bad || add_size(&n, rv->path_len) || add_size(&n, 1);
   /* Each pair adds at most two NULs and drops at least one '&'/'='. */
@@ -79,7 +84,7 @@ static int block_size(const ws__reqview *rv, size_t nquery, size_t nheaders,
           add_size(&n, rv->headers[i].value_len) || add_size(&n, 2);
   }
   *out = n;
-  return bad ? -1 : 0;
+  return bad || n > UINT32_MAX ? -1 : 0;
 }
 
 /* ---- filling ----------------------------------------------------------- */
@@ -93,8 +98,8 @@ typedef struct builder {
 static char *block(builder *b) { return (char *)b->r; }
 
 /* Appends src[0..n) and a NUL; returns its offset. */
-static size_t put_raw(builder *b, const char *src, size_t n) {
-  size_t off = b->pos;
+static roff put_raw(builder *b, const char *src, size_t n) {
+  roff off = (roff)b->pos;
   if (n > 0) memcpy(block(b) + off, src, n);
   block(b)[off + n] = '\0';
   b->pos += n + 1;
@@ -104,10 +109,10 @@ static size_t put_raw(builder *b, const char *src, size_t n) {
 /* Appends the percent-decoding of src[0..n) and a NUL. Returns its offset
  * through *off, or -1 on a bad escape. */
 static int put_decoded(builder *b, const char *src, size_t n, int plus,
-                       size_t *off) {
+                       roff *off) {
   long d = n > 0 ? ws__url_decode(block(b) + b->pos, src, n, plus) : 0;
   if (d < 0) return -1;
-  *off = b->pos;
+  *off = (roff)b->pos;
   block(b)[b->pos + (size_t)d] = '\0';
   b->pos += (size_t)d + 1;
   return 0;
@@ -118,7 +123,7 @@ static int put_param(const char *seg, size_t len, void *ctx) {
   builder *b = ctx;
   const char *eq = memchr(seg, '=', len);
   size_t name_len = eq ? (size_t)(eq - seg) : len;
-  size_t *slot = &b->r->pairs[2 * b->pair++];
+  roff *slot = &b->r->pairs[2 * b->pair++];
   if (put_decoded(b, seg, name_len, 1, &slot[0]) != 0) return -1;
   if (!eq) {
     slot[1] = put_raw(b, "", 0);
@@ -135,7 +140,7 @@ static int fill(builder *b, const ws__reqview *rv) {
     return -1;
   for (size_t i = 0; i < r->nheaders; i++) {
     const ws_header *h = &rv->headers[i];
-    size_t *slot = &r->pairs[2 * b->pair++];
+    roff *slot = &r->pairs[2 * b->pair++];
     slot[0] = put_raw(b, h->name, h->name_len);
     slot[1] = put_raw(b, h->value, h->value_len);
   }
@@ -155,11 +160,11 @@ ws_request *ws__request_build(const struct ws__alloc *a, const ws__reqview *rv,
     *err = WS_ENOMEM;
     return NULL;
   }
-  r->size = size;
-  r->nquery = nquery;
-  r->nheaders = nheaders;
+  r->size = (roff)size;
+  r->nquery = (roff)nquery;
+  r->nheaders = (roff)nheaders;
   builder b = {.r = r,
-               .pos = sizeof *r + 2 * (nquery + nheaders) * sizeof(size_t),
+               .pos = sizeof *r + 2 * (nquery + nheaders) * sizeof(roff),
                .pair = 0};
   if (fill(&b, rv) != 0) {
     ws__free(a, r);
@@ -197,7 +202,7 @@ const char *ws_request_query(const ws_request *r, const char *name) {
 const char *ws_request_header(const ws_request *r, const char *name) {
   if (!r || !name) return NULL;
   size_t name_len = strlen(name);
-  const size_t *h = r->pairs + 2 * r->nquery;
+  const roff *h = r->pairs + 2 * r->nquery;
   for (size_t i = 0; i < r->nheaders; i++) {
     const char *hn = str_at(r, h[2 * i]);
     if (ws__ascii_caseeq(hn, strlen(hn), name, name_len))
@@ -214,7 +219,7 @@ int ws_request_header_at(const ws_request *r, size_t i, const char **name,
                          const char **value) {
   if (!r) return WS_EINVAL;
   if (i >= r->nheaders) return WS_ENOENT;
-  const size_t *h = r->pairs + 2 * (r->nquery + i);
+  const roff *h = r->pairs + 2 * (r->nquery + i);
   if (name) *name = str_at(r, h[0]);
   if (value) *value = str_at(r, h[1]);
   return WS_OK;

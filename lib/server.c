@@ -37,6 +37,9 @@ void ws_config_defaults(ws_config *cfg, size_t struct_size) {
 
 static int config_valid(const ws_config *c) {
   if (c->send == NULL || c->close == NULL) return 0;
+  /* Buffers are indexed with 32 bits (every byte per connection counts). */
+  if (c->max_message > UINT32_MAX / 2 || c->max_handshake > UINT32_MAX / 2)
+    return 0;
   if (c->max_handshake < 64 || c->max_headers == 0 || c->max_message == 0 ||
       c->max_queued == 0 || c->max_connections == 0 || c->max_device_id == 0)
     return 0;

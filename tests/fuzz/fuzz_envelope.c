@@ -125,6 +125,13 @@ static int json_ws(char c) {
 
 /* 1 if cJSON parses exactly the whole text as one value; *root gets the
  * tree (caller deletes) when it does. */
+static int has_u_escape(const char *t, size_t n) {
+  size_t i;
+  for (i = 0; i + 1 < n; i++)
+    if (t[i] == '\\' && t[i + 1] == 'u') return 1;
+  return 0;
+}
+
 static int cjson_whole(const char *t, size_t n, cJSON **root) {
   const char *end = NULL;
   cJSON *r;
@@ -360,34 +367,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ws_conn_feed(e.c, request, sizeof(request) - 1);
   FZ_CHECK(e.c && e.out.phase == FZ_FRAMES, "handshake failed");
 
-  ws_server_stats(s, &st0, sizeof(st0));
-  ws__enter(s);
-  ws__envelope_dispatch(e.c, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-                        msg, len);
-  ws__leave(s);
-  ws_server_stats(s, &st1, sizeof(st1));
-
-  if (flags & F_NOHANDLER) {
-    FZ_CHECK(e.calls == 0, "handler called although none is set");
-    if (!binary)
-      FZ_CHECK(st1.bad_messages == st0.bad_messages + 1,
-               "a text message with no handler is not one error");
-    else
-      FZ_CHECK(e.closed || e.out.frames[8] == 1, "binary without a handler "
-                                                  "did not close");
-  } else if (binary) {
-    FZ_CHECK(e.calls == 1, "binary message not delivered once");
-  } else {
-    FZ_CHECK(e.calls + (int)(st1.bad_messages - st0.bad_messages) == 1,
-             "a message is neither handled nor answered exactly once");
-    if (e.want_action)
-      FZ_CHECK(e.calls == 1, "valid envelope not delivered");
-    if (expect_error)
-      FZ_CHECK(e.calls == 0, "invalid envelope delivered to the handler");
+  /* ws__envelope_dispatch's precondition: text is valid UTF-8 (frame.c
+   * checks it as bytes arrive and closes with 1007 otherwise). Escapes in
+   * the action are decoded by the library, not as cJSON does (NUL and lone
+   * surrogates are bad_action), so no delivery is predicted for them. */
+  if (!binary && has_u_escape(t, len)) {
+    e.want_action = NULL;
+    expect_error = 0;
   }
-  if (!(flags & F_NOHANDLER) && (flags & F_BADCLOSE) && e.calls == 0 &&
-      !binary)
-    FZ_CHECK(e.out.frames[8] == 1 || e.closed, "CLOSE policy did not close");
+  if (binary || ws__utf8_validate(0, (const uint8_t *)t, len) == 0) {
+    ws_server_stats(s, &st0, sizeof(st0));
+    ws__enter(s);
+    ws__envelope_dispatch(e.c, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+                          msg, len);
+    ws__leave(s);
+    ws_server_stats(s, &st1, sizeof(st1));
+
+    if (flags & F_NOHANDLER) {
+      FZ_CHECK(e.calls == 0, "handler called although none is set");
+      if (!binary)
+        FZ_CHECK(st1.bad_messages == st0.bad_messages + 1,
+                 "a text message with no handler is not one error");
+      else
+        FZ_CHECK(e.closed || e.out.frames[8] == 1, "binary without a handler "
+                                                    "did not close");
+    } else if (binary) {
+      FZ_CHECK(e.calls == 1, "binary message not delivered once");
+    } else {
+      FZ_CHECK(e.calls + (int)(st1.bad_messages - st0.bad_messages) == 1,
+               "a message is neither handled nor answered exactly once");
+      if (e.want_action)
+        FZ_CHECK(e.calls == 1, "valid envelope not delivered");
+      if (expect_error)
+        FZ_CHECK(e.calls == 0, "invalid envelope delivered to the handler");
+    }
+    if (!(flags & F_NOHANDLER) && (flags & F_BADCLOSE) && e.calls == 0 &&
+        !binary)
+      FZ_CHECK(e.out.frames[8] == 1 || e.closed, "CLOSE policy did not close");
+  }
 
   /* The same message through the frame layer, when it is UTF-8 text or
    * binary and the connection is still open. */
