@@ -174,12 +174,15 @@ void ws__log(ws_server *s, int level, const char *fmt, ...)
     ;
 
 /* ---- conn.c ----------------------------------------------------------- */
-/* Queues a close frame (code, reason) and moves to CLOSING (wait for the
- * peer) or, when fail is set, to DRAINING (protocol failure: do not wait). */
+/* Fails the connection (protocol error, policy): queues a close frame with
+ * code behind what is queued (a slow consumer's queue is dropped first) and
+ * moves to DRAINING: written out, then the transport is closed, without
+ * waiting for the peer's close. */
 void ws__conn_fail(ws_conn *c, int code, const char *reason);
-/* Ends the connection now: registry removal, on_close, transport close. */
+/* Ends the connection now: on_close, registry removal, transport close;
+ * memory is freed at the outermost return. */
 void ws__conn_finish(ws_conn *c, int code, const char *reason);
-/* The upgrade was accepted: register, queue the 101, on_open. */
+/* Puts c on the server's flush list (flushed at the outermost return). */
 void ws__conn_mark_dirty(ws_conn *c);
 /* CLOSING and DRAINING (an HTTP answer, a close) end by close_timeout. */
 void ws__conn_arm_close_timer(ws_conn *c);
@@ -210,7 +213,7 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv);
 void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n);
 void ws__rx_release(ws_server *s, ws__rx *rx);
 void ws__rx_pool_free(ws_server *s);
-/* Builds a close frame payload check: 1 if code may appear on the wire. */
+/* 1 if a close code may appear on the wire (RFC 6455 7.4, IANA). */
 int ws__close_code_valid(int code);
 
 /* ---- outq.c ----------------------------------------------------------- */
