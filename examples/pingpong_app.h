@@ -59,10 +59,13 @@ static size_t pp_page_len;
 
 /* ---- handlers ---------------------------------------------------------- */
 
-/* The model answers Broadcast(pong, deviceID): the sender is that device. */
+/* The model answers Broadcast(pong, deviceID): the sender is that device.
+ * The pong never changes, so it is framed once per server (ud: the
+ * server's prepared pong, see pp_server_new) and each reply only queues a
+ * reference to it. */
 static inline int pp_on_ping(ws_conn *c, const ws_msg *m, void *ud) {
-  (void)m, (void)ud;
-  return ws_conn_send_json(c, "pong", "\"\"", 2);
+  (void)m;
+  return ws_conn_send_prepared(c, (const ws_prepared *)ud);
 }
 
 static inline int pp_on_echo(ws_conn *c, const ws_msg *m, void *ud) {
@@ -80,13 +83,13 @@ static inline int pp_on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
   return ws_broadcast_json(s, "bc", data, len, NULL, 0) < 0 ? -1 : 0;
 }
 
-/* A mux with ping, echo and broadcast. broadcast NULL: pp_on_broadcast (to
- * this server's clients); a host with several servers passes its own
- * fan-out. Returns NULL (after saying so on stderr) when out of memory. */
+/* A mux with echo and broadcast; pp_server_new adds ping, whose reply is
+ * prepared on the server. broadcast NULL: pp_on_broadcast (to this
+ * server's clients); a host with several servers passes its own fan-out.
+ * Returns NULL (after saying so on stderr) when out of memory. */
 static inline ws_mux *pp_mux_new(ws_handler_fn broadcast) {
   ws_mux *mux = ws_mux_new(NULL);
-  if (mux == NULL || ws_mux_handle(mux, "ping", pp_on_ping, NULL) ||
-      ws_mux_handle(mux, "echo", pp_on_echo, NULL) ||
+  if (mux == NULL || ws_mux_handle(mux, "echo", pp_on_echo, NULL) ||
       ws_mux_handle(mux, "broadcast", broadcast ? broadcast : pp_on_broadcast,
                     NULL)) {
     fprintf(stderr, "mux setup failed\n");
@@ -122,12 +125,23 @@ static inline void pp_config(ws_config *cfg, ws_mux *mux) {
   cfg->keep_headers = 0;
 }
 
-/* ws_server_new, or NULL after saying why on stderr. */
+/* ws_server_new, then the ping handler on the mux that pp_config made the
+ * server's handler, with the pong prepared on this server (the server
+ * releases it in ws_server_free). One mux per server. Returns NULL after
+ * saying why on stderr. */
 static inline ws_server *pp_server_new(const ws_config *cfg) {
   ws_server *srv;
+  ws_prepared *pong;
   int rc = ws_server_new(cfg, &srv);
   if (rc != WS_OK) {
     fprintf(stderr, "ws_server_new: %s\n", ws_strerror(rc));
+    return NULL;
+  }
+  if ((rc = ws_prepare_json(srv, "pong", "\"\"", 2, &pong)) != WS_OK ||
+      (rc = ws_mux_handle((ws_mux *)cfg->handler_data, "ping", pp_on_ping,
+                          pong)) != WS_OK) {
+    fprintf(stderr, "ping handler: %s\n", ws_strerror(rc));
+    ws_server_free(srv);
     return NULL;
   }
   return srv;

@@ -589,6 +589,27 @@ WS_EXTERN int ws_conn_send_json(ws_conn *c, const char *action,
 WS_EXTERN int ws_conn_send_text(ws_conn *c, const char *text, size_t len);
 WS_EXTERN int ws_conn_send_binary(ws_conn *c, const void *data, size_t len);
 
+/* Prepared messages: a message framed once and sent many times, for
+ * constant replies (a heartbeat's pong, a fixed status). ws_prepare and
+ * ws_prepare_json validate and frame {"action":action,"data":data} like the
+ * send functions; ws_conn_send_prepared then queues a reference to that
+ * frame: no serialisation, no validation, no allocation per send.
+ * Ownership: *out belongs to the caller and to server s; release it with
+ * ws_prepared_free, or leave it to ws_server_free, which releases every
+ * one still held. Freeing one that is still queued somewhere is safe (the
+ * queues hold their own references). Loop thread only, like every call
+ * here but ws_post. Returns 0 or WS_EINVAL, WS_ENOMEM, WS_EJSON. */
+typedef struct ws_prepared ws_prepared;
+WS_EXTERN int ws_prepare(ws_server *s, const char *action,
+                         const struct cJSON *data, ws_prepared **out);
+WS_EXTERN int ws_prepare_json(ws_server *s, const char *action,
+                              const char *data_json, size_t len,
+                              ws_prepared **out);
+/* Returns as ws_conn_send; WS_EINVAL also when p belongs to another
+ * server. */
+WS_EXTERN int ws_conn_send_prepared(ws_conn *c, const ws_prepared *p);
+WS_EXTERN void ws_prepared_free(ws_prepared *p);
+
 /* To every open connection (n == 0) or to the listed device ids. */
 WS_EXTERN int ws_broadcast(ws_server *s, const char *action, const struct cJSON *data,
                            const char *const *device_ids, size_t n);

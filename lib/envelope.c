@@ -15,14 +15,24 @@
 
 /* ---- JSON string escaping -------------------------------------------- */
 
+/* Bytes before the first one that needs an escape. Action names are
+ * almost always plain, and a plain name is copied with one memcpy. */
+static size_t plain_prefix(const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n && ws__json_plain((unsigned char)s[i])) i++;
+  return i;
+}
+
 /* Writes s as a JSON string literal (quotes included) into out, or only
  * measures when out is NULL. Returns the length. */
 static size_t json_quote(char *out, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
-  size_t len = 0, i;
-  if (out) out[len] = '"';
-  len++;
-  for (i = 0; i < n; i++) {
+  size_t i = plain_prefix(s, n), len = 1 + i;
+  if (out) {
+    out[0] = '"';
+    memcpy(out + 1, s, i);
+  }
+  for (; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
     char esc = ch == '"' ? '"' : ch == '\\' ? '\\' : ch == '\n' ? 'n'
              : ch == '\r' ? 'r' : ch == '\t' ? 't' : 0;

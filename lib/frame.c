@@ -319,6 +319,11 @@ void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n) {
      * and pongs: a chunk of pipelined pings must not reach the control
      * frame bound of ws__conn_queue while the socket is writable). */
     if (c->q.bytes > 65536 || c->q.nctrl >= 64) ws__conn_flush(c);
+    /* Every fed byte was handed over and ended a frame: another call would
+     * only report WANT_READ. */
+    if (reading(c) && c->rx->in_len == 0 && !c->rx->in_frame &&
+        c->rx->given == c->rx->consumed)
+      break;
   }
   if (c->rx && c->state != WS__DEAD) {
     c->rx->in = NULL;

@@ -28,6 +28,9 @@
 #define uthash_malloc(sz) ws__malloc(hal, (sz))
 #define uthash_free(ptr, sz) ws__free(hal, (ptr))
 #define uthash_nonfatal_oom(obj) (hash_oom = 1)
+/* Keys are short names (actions, users, groups): FNV-1a beats uthash's
+ * default (Jenkins) below a dozen bytes. */
+#define HASH_FUNCTION(keyptr, keylen, hashv) HASH_FNV(keyptr, keylen, hashv)
 #include <uthash.h>
 
 /* ---- outq.c: shared frames and the per-connection queue --------------- */
@@ -49,7 +52,7 @@ typedef struct ws__buf {
 typedef struct ws__outq {
   ws__buf **slots; /* small, or a heap array of cap entries */
   ws__buf *small[2];
-  uint32_t cap, head, count;
+  uint32_t cap, head, count; /* cap: a power of two */
   uint32_t off;     /* bytes of slots[head] already sent */
   uint32_t nctrl;   /* control frames waiting right after the head */
   size_t bytes;     /* unsent bytes in the queue */
@@ -153,6 +156,7 @@ struct ws_server {
   uint32_t rx_pool_len;
   size_t nconns;      /* live connections (any state) */
   ws_stats st;
+  struct ws_prepared *prepared; /* prepared.c: live prepared messages */
   /* post.c: messages from other threads, guarded by post_lock */
   pthread_mutex_t post_lock;
   struct ws__post *post_head, *post_tail;
@@ -213,6 +217,8 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv);
 void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n);
 void ws__rx_release(ws_server *s, ws__rx *rx);
 void ws__rx_pool_free(ws_server *s);
+/* prepared.c */
+void ws__prepared_free_all(ws_server *s);
 /* 1 if a close code may appear on the wire (RFC 6455 7.4, IANA). */
 int ws__close_code_valid(int code);
 
@@ -301,6 +307,11 @@ int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out);
  * Returns the length, or -1 when it holds a NUL or a lone surrogate, or
  * does not fit in cap. */
 long ws__json_unescape(const char *raw, size_t n, char *out, size_t cap);
+/* A byte that stands for itself inside a JSON string: not '"', not '\\',
+ * not a control character (RFC 8259 section 7). */
+static inline int ws__json_plain(unsigned char c) {
+  return c >= 0x20 && c != '"' && c != '\\';
+}
 
 /* ---- small helpers ---------------------------------------------------- */
 #define WS__MIN(a, b) ((a) < (b) ? (a) : (b))

@@ -76,7 +76,7 @@ void ws__buf_unref(ws_server *s, ws__buf *b) {
 }
 
 static ws__buf **slot(ws__outq *q, uint32_t i) {
-  return &q->slots[(q->head + i) % q->cap];
+  return &q->slots[(q->head + i) & (q->cap - 1)];
 }
 
 static int outq_grow(ws_server *s, ws__outq *q) {
@@ -115,7 +115,7 @@ int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
   head_stays = q->off > 0 || (q->count > 0 && (*slot(q, 0))->is_http);
   at = (head_stays ? 1u : 0u) + q->nctrl;
   if (at > q->count) at = q->count;
-  q->head = (q->head + q->cap - 1) % q->cap;
+  q->head = (q->head - 1) & (q->cap - 1);
   q->count++;
   for (i = 0; i < at; i++) *slot(q, i) = *slot(q, i + 1);
   *slot(q, at) = b;
@@ -125,7 +125,7 @@ int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
 
 static void outq_pop(ws_server *s, ws__outq *q) {
   ws__buf *b = *slot(q, 0);
-  q->head = (q->head + 1) % q->cap;
+  q->head = (q->head + 1) & (q->cap - 1);
   q->count--;
   q->off = 0;
   if (b->is_ctrl && !b->is_close && q->nctrl > 0) q->nctrl--;

@@ -92,6 +92,7 @@ static void server_destroy(ws_server *s) {
     ws__conn_free(c);
   }
   ws__registry_free(s);
+  ws__prepared_free_all(s);
   ws__rx_pool_free(s);
   ws__post_free(s);
   ws__free(&al, s->heap);

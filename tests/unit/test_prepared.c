@@ -1,0 +1,142 @@
+/* prepared.c: a message framed once and queued by reference: what each
+ * send allocates, the bytes every receiver gets, freeing while queued,
+ * argument errors, and what ws_server_free releases. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+static ws_server *S, *S2;
+static mt_conn C[3];
+
+static void fixture(void) {
+  ws_config cfg;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 1);
+  cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+  cr_assert_eq(ws_server_new(&cfg, &S2), WS_OK);
+}
+
+static void finish(void) {
+  int i;
+  ws_server_free(S);
+  ws_server_free(S2);
+  cr_assert_eq(test_alloc_live(), 0, "leak: %ld allocations live",
+               test_alloc_live());
+  for (i = 0; i < 3; i++) mt_free(&C[i]);
+}
+
+Test(prepared, sends_the_same_bytes_as_send_json_without_allocating) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_prepared *p;
+    ws_stats a, b;
+    int i;
+    fixture();
+    mt_connect(&C[0], S, "d0", mode);
+    cr_assert_eq(ws_prepare_json(S, "pong", "\"\"", 2, &p), WS_OK);
+    ws_server_stats(S, &a, sizeof(a));
+    test_alloc_reset(0);
+    for (i = 0; i < 100; i++) cr_assert_eq(ws_conn_send_prepared(C[0].c, p), 0);
+    cr_assert_eq(test_alloc_count(), 0, "%ld allocations for 100 sends",
+                 test_alloc_count());
+    ws_server_stats(S, &b, sizeof(b));
+    cr_assert_eq(b.frames_allocated, a.frames_allocated);
+    cr_assert_eq(b.msgs_out - a.msgs_out, 100);
+    for (i = 0; i < 100; i++)
+      mt_expect_text(&C[0], "{\"action\":\"pong\",\"data\":\"\"}");
+    mt_expect_nothing(&C[0]);
+    ws_prepared_free(p);
+    finish();
+  }
+}
+
+Test(prepared, from_cjson_and_without_data) {
+  ws_prepared *p, *q;
+  cJSON *d = cJSON_CreateObject();
+  fixture();
+  mt_connect(&C[0], S, "d0", MT_WHOLE);
+  cJSON_AddNumberToObject(d, "n", 7);
+  cr_assert_eq(ws_prepare(S, "state", d, &p), WS_OK);
+  cr_assert_eq(ws_prepare(S, "hello", NULL, &q), WS_OK);
+  cJSON_Delete(d); /* copied: the prepared frame does not borrow it */
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, p), 0);
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, q), 0);
+  mt_expect_text(&C[0], "{\"action\":\"state\",\"data\":{\"n\":7}}");
+  mt_expect_text(&C[0], "{\"action\":\"hello\"}");
+  ws_prepared_free(p);
+  ws_prepared_free(q);
+  finish();
+}
+
+/* The queues hold their own references: a receiver that cannot take the
+ * bytes yet still gets them after the host dropped its handle. */
+Test(prepared, free_while_queued_on_blocked_receivers) {
+  ws_prepared *p;
+  long live;
+  int i;
+  fixture();
+  for (i = 0; i < 3; i++) {
+    char id[8] = "d0";
+    id[1] = (char)('0' + i);
+    mt_connect(&C[i], S, id, MT_WHOLE);
+    C[i].would_block = 1;
+  }
+  live = test_alloc_live();
+  cr_assert_eq(ws_prepare_json(S, "tick", "[1,2]", 5, &p), WS_OK);
+  for (i = 0; i < 3; i++) cr_assert_eq(ws_conn_send_prepared(C[i].c, p), 0);
+  ws_prepared_free(p);
+  cr_assert_eq(test_alloc_live(), live + 1, "the frame lives on in queues");
+  for (i = 0; i < 3; i++) {
+    C[i].would_block = 0;
+    mt_pump(&C[i]);
+    mt_expect_text(&C[i], "{\"action\":\"tick\",\"data\":[1,2]}");
+  }
+  cr_assert_eq(test_alloc_live(), live, "released by the last receiver");
+  finish();
+}
+
+Test(prepared, errors) {
+  ws_prepared *p = (ws_prepared *)&p, *other;
+  fixture();
+  mt_connect(&C[0], S, "d0", MT_WHOLE);
+  cr_assert_eq(ws_prepare_json(S, "x", "{bad", 4, &p), WS_EJSON);
+  cr_assert_null(p, "*out is cleared on failure");
+  cr_assert_eq(ws_prepare_json(S, "x", NULL, 0, &p), WS_EINVAL);
+  cr_assert_eq(ws_prepare_json(NULL, "x", "1", 1, &p), WS_EINVAL);
+  cr_assert_eq(ws_prepare_json(S, NULL, "1", 1, &p), WS_EINVAL);
+  cr_assert_eq(ws_prepare_json(S, "x", "1", 1, NULL), WS_EINVAL);
+  cr_assert_eq(ws_prepare(S, NULL, NULL, &p), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, NULL), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_prepared(NULL, NULL), WS_EINVAL);
+  /* A handle of another server: its allocator is not this one's. */
+  cr_assert_eq(ws_prepare_json(S2, "x", "1", 1, &other), WS_OK);
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, other), WS_EINVAL);
+  mt_expect_nothing(&C[0]);
+  /* A closed connection. */
+  cr_assert_eq(ws_prepare_json(S, "x", "1", 1, &p), WS_OK);
+  ws_conn_close(C[0].c, 1000, NULL);
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, p), WS_ECLOSED);
+  ws_prepared_free(NULL); /* a no-op */
+  finish(); /* p and other are released by ws_server_free */
+}
+
+/* Handles never freed by the host, some still queued, all go with the
+ * server: finish() asserts no allocation is left. */
+Test(prepared, server_free_releases_what_the_host_kept) {
+  ws_prepared *p[4];
+  int i;
+  fixture();
+  mt_connect(&C[0], S, "d0", MT_WHOLE);
+  C[0].would_block = 1;
+  for (i = 0; i < 4; i++) {
+    cr_assert_eq(ws_prepare_json(S, "m", "[]", 2, &p[i]), WS_OK);
+    cr_assert_eq(ws_conn_send_prepared(C[0].c, p[i]), 0);
+  }
+  ws_prepared_free(p[1]); /* the middle of the server's list */
+  finish();
+}
