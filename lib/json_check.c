@@ -197,6 +197,7 @@ static int scan_canonical(const char *text, size_t len, ws__env_scan *out) {
   if (p >= end || *p != '"') return 0;
   out->action = text + sizeof(head) - 2; /* from its opening quote */
   out->action_len = (size_t)(++p - out->action);
+  out->plain_action = 1;
   if (p < end && *p == '}') return p + 1 == end;
   if ((size_t)(end - p) < sizeof(data) - 1 ||
       memcmp(p, data, sizeof(data) - 1) != 0)

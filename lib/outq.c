@@ -79,8 +79,12 @@ static ws__buf **slot(ws__outq *q, uint32_t i) {
   return &q->slots[(q->head + i) & (q->cap - 1)];
 }
 
+/* Leaving the two inline slots goes straight to 16: a burst of replies
+ * (pipelined pings) would otherwise grow 4, 8, 16, an allocation each. */
+#define WS__OUTQ_FIRST_GROWTH 16
+
 static int outq_grow(ws_server *s, ws__outq *q) {
-  uint32_t ncap = q->cap * 2, i;
+  uint32_t ncap = q->slots == q->small ? WS__OUTQ_FIRST_GROWTH : q->cap * 2, i;
   ws__buf **ns;
   if (ncap > (1u << 26)) return WS_ENOMEM;
   ns = ws__malloc(&s->al, ncap * sizeof(*ns));

@@ -71,8 +71,12 @@ static int ascii8(const uint8_t *p) {
 }
 
 uint32_t ws__utf8_validate(uint32_t state, const uint8_t *p, size_t n) {
-  if (state >= S_COUNT) return WS__UTF8_REJECT; /* not a state we made */
   size_t i = 0;
+  if (state >= S_COUNT) return WS__UTF8_REJECT; /* not a state we made */
+  if (state == WS__UTF8_ACCEPT) { /* an ASCII run first, in a tight loop */
+    while (n - i >= 8 && ascii8(p + i)) i += 8;
+    while (i < n && p[i] < 0x80) i++;
+  }
   while (i < n && state != WS__UTF8_REJECT) {
     /* Text is mostly ASCII: skip it a word at a time at boundaries. */
     if (state == WS__UTF8_ACCEPT && n - i >= 8 && ascii8(p + i)) {
