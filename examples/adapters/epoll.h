@@ -30,6 +30,13 @@
  * only while the library has output the socket would not take
  * (want_write), so an idle connection costs no wake-ups.
  *
+ * The library's next deadline is kept on a timerfd, re-armed only when it
+ * moves (rarely: the library's timers are lazy), and epoll_wait blocks
+ * without a timeout. A finite timeout would arm a kernel timer on every
+ * wait, which costs measurably per round trip (BENCHMARKS.md). A host that
+ * must see signals promptly sets wait_mask (epoll_pwait) rather than
+ * capping the wait: see examples/pingpong_epoll.c.
+ *
  * Sockets the library closes while a batch of events is being handled are
  * unregistered and closed at once, but their struct is freed only after
  * the batch: a later event of the same batch may still point to it.
@@ -42,8 +49,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "sockio.h"
@@ -64,7 +73,8 @@ enum wsa_epoll_kind {
   WSA_EPOLL_LISTENER = 1,
   WSA_EPOLL_WAKEFD = 2,
   WSA_EPOLL_CONN = 3,
-  WSA_EPOLL_WATCH = 4
+  WSA_EPOLL_WATCH = 4,
+  WSA_EPOLL_TIMERFD = 5
 };
 
 typedef struct wsa_epoll_item {
@@ -96,6 +106,11 @@ struct wsa_epoll {
   wsa_epoll_item listener; /* fd -1: none */
   int own_listener;        /* close listener.fd in destroy */
   wsa_epoll_item wake;     /* eventfd, for wsa_epoll_notify */
+  wsa_epoll_item timer;    /* timerfd at the library's next deadline */
+  uint64_t timer_at;       /* its wsa_now_ms() deadline; 0: disarmed */
+  /* Signal mask during the wait (epoll_pwait), or NULL: the host blocks
+   * its signals elsewhere and lets them in only while the loop sleeps. */
+  const sigset_t *wait_mask;
   size_t nsocks;           /* live accepted sockets */
   size_t max_socks;        /* accept cap (0: none); refuse with close() */
   wsa_epoll_sock *dead;    /* closed in this batch, freed after it */
@@ -189,14 +204,19 @@ static inline int wsa_epoll_init_fd(wsa_epoll *p, ws_server *srv,
   p->listener.fd = listen_fd;
   p->wake.kind = WSA_EPOLL_WAKEFD;
   p->wake.fd = -1;
+  p->timer.kind = WSA_EPOLL_TIMERFD;
+  p->timer.fd = -1;
   p->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (p->epfd < 0) return -1;
   p->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (p->wake.fd < 0) goto fail;
+  p->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (p->wake.fd < 0 || p->timer.fd < 0) goto fail;
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN;
   ev.data.ptr = &p->wake;
   if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wake.fd, &ev) < 0) goto fail;
+  ev.data.ptr = &p->timer;
+  if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->timer.fd, &ev) < 0) goto fail;
   if (listen_fd >= 0) {
     ev.data.ptr = &p->listener;
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, listen_fd, &ev) < 0) goto fail;
@@ -206,8 +226,9 @@ fail:
   {
     int e = errno;
     if (p->wake.fd >= 0) close(p->wake.fd);
+    if (p->timer.fd >= 0) close(p->timer.fd);
     close(p->epfd);
-    p->epfd = p->wake.fd = -1;
+    p->epfd = p->wake.fd = p->timer.fd = -1;
     errno = e;
   }
   return -1;
@@ -343,17 +364,35 @@ static inline int wsa_epoll_ms_until(uint64_t deadline) {
   return deadline - now > 0x7fffffff ? 0x7fffffff : (int)(deadline - now);
 }
 
-/* One iteration: tick, wait until the library's next deadline (or
- * timeout_cap_ms if sooner; -1: no cap) or an event, tick again, then
- * handle the events. Returns the number of events handled, or -1 on an
- * epoll_wait error other than EINTR (a signal returns 0). */
+/* Keeps the timerfd at `at` (a wsa_now_ms value; 0: none). A syscall only
+ * when the deadline moved. */
+static inline void wsa_epoll_arm(wsa_epoll *p, uint64_t at) {
+  struct itimerspec its;
+  if (at == p->timer_at) return;
+  memset(&its, 0, sizeof(its)); /* it_value 0: disarm */
+  if (at) {
+    its.it_value.tv_sec = (time_t)(at / 1000u);
+    its.it_value.tv_nsec = (long)(at % 1000u) * 1000000L;
+  }
+  if (timerfd_settime(p->timer.fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+    p->timer_at = at;
+}
+
+/* One iteration: tick, wait for an event (the timerfd is one: the
+ * library's next deadline), at most timeout_cap_ms (-1: no cap), tick
+ * again, then handle the events. Returns the number of events handled, or
+ * -1 on an epoll_wait error other than EINTR (a signal returns 0). */
 static inline int wsa_epoll_run_once_for(wsa_epoll *p, int timeout_cap_ms) {
   struct epoll_event evs[WSA_EPOLL_BATCH];
-  int timeout = ws_server_tick(p->srv, wsa_now_ms());
+  uint64_t now = wsa_now_ms();
+  int next = ws_server_tick(p->srv, now);
   int n, i;
-  if (timeout_cap_ms >= 0 && (timeout < 0 || timeout > timeout_cap_ms))
-    timeout = timeout_cap_ms;
-  n = epoll_wait(p->epfd, evs, WSA_EPOLL_BATCH, timeout);
+  /* A deadline due now (0) is armed 1 ms out: an absolute 0 disarms. */
+  wsa_epoll_arm(p, next < 0 ? 0 : now + (uint64_t)(next > 0 ? next : 1));
+  n = p->wait_mask
+          ? epoll_pwait(p->epfd, evs, WSA_EPOLL_BATCH, timeout_cap_ms,
+                        p->wait_mask)
+          : epoll_wait(p->epfd, evs, WSA_EPOLL_BATCH, timeout_cap_ms);
   if (n < 0) return errno == EINTR ? 0 : -1;
   /* Deadlines count from the last tick; posted messages go out here. */
   ws_server_tick(p->srv, wsa_now_ms());
@@ -371,13 +410,16 @@ static inline int wsa_epoll_run_once_for(wsa_epoll *p, int timeout_cap_ms) {
     case WSA_EPOLL_LISTENER:
       if (p->listener.fd >= 0) wsa_epoll_accept(p);
       break;
-    case WSA_EPOLL_WAKEFD: {
-      /* Only resets the counter: the tick above delivered the posts. A
-       * post landing after that tick finds the post queue non-empty or
-       * wakes us again, and the next iteration ticks before it waits. */
+    case WSA_EPOLL_WAKEFD:
+    case WSA_EPOLL_TIMERFD: {
+      /* Only resets the counter: the tick above delivered the posts and
+       * ran the deadlines. A post landing after that tick finds the post
+       * queue non-empty or wakes us again, and the next iteration ticks
+       * before it waits. */
       uint64_t v;
-      ssize_t r = read(p->wake.fd, &v, sizeof(v));
+      ssize_t r = read(it->fd, &v, sizeof(v));
       (void)r;
+      if (it->kind == WSA_EPOLL_TIMERFD) p->timer_at = 0; /* it fired */
       break;
     }
     case WSA_EPOLL_WATCH: {
@@ -404,8 +446,9 @@ static inline void wsa_epoll_destroy(wsa_epoll *p) {
   wsa_epoll_stop_listening(p);
   wsa_epoll_free_dead(p);
   if (p->wake.fd >= 0) close(p->wake.fd);
+  if (p->timer.fd >= 0) close(p->timer.fd);
   if (p->epfd >= 0) close(p->epfd);
-  p->wake.fd = p->epfd = -1;
+  p->wake.fd = p->timer.fd = p->epfd = -1;
 }
 
 #endif /* WSA_EPOLL_H */
