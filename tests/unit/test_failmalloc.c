@@ -108,6 +108,13 @@ static int session(long fail_at, int mode) {
     ws_push_user(s, "alice", "user", data);
     ws_send_device(s, "dev1", "dev", NULL);
     ws_post(s, WS_POST_ALL, NULL, "posted", "2", 1);
+    {
+      ws_prepared *pr = NULL, *kept = NULL;
+      if (ws_prepare(s, "prep", data, &pr) == WS_OK && T[2].c)
+        ws_conn_send_prepared(T[2].c, pr);
+      ws_prepared_free(pr);
+      ws_prepare_json(s, "kept", "{}", 2, &kept); /* left to the server */
+    }
     cJSON_Delete(data);
     T[0].would_block = 1;
     if (T[0].c) ws_conn_send_text(T[0].c, "blocked", 7);
