@@ -130,29 +130,35 @@ static const char *error_text(const char *code) {
   return code;
 }
 
+#define ERR_DETAIL_MAX 200 /* bytes of the detail (an action) quoted back */
+#define ERR_TEXT_MAX 63    /* error_text's longest is 55 */
+
 void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
   ws_server *s = c->s;
-  char json[400];
-  size_t n = 0, dlen = detail ? WS__MIN(strlen(detail), 200) : 0;
+  const char *text = error_text(code);
+  char msg[ERR_TEXT_MAX + 2 + ERR_DETAIL_MAX];
+  /* The detail comes from the peer: every byte of it may be a control
+   * character that json_quote writes as \u00XX, six bytes. */
+  char json[48 + 6 * sizeof(msg)];
+  size_t n, ml = WS__MIN(strlen(text), ERR_TEXT_MAX);
   ws__buf *b;
-  /* Cut the detail at a character boundary: the reply is a text frame. */
-  while (dlen > 0 && ((unsigned char)detail[dlen] & 0xC0) == 0x80) dlen--;
   s->st.bad_messages++;
   if (s->cfg.bad_message_policy == WS_BADMSG_CLOSE) {
     int invalid = strcmp(code, "invalid_json") == 0;
     ws_conn_close(c, invalid ? WS_CLOSE_INVALID_DATA : WS_CLOSE_POLICY, code);
     return;
   }
-  n += (size_t)snprintf(json, sizeof(json), "{\"code\":\"%s\",\"message\":",
-                        code);
+  memcpy(msg, text, ml);
   if (detail) {
-    char msg[230];
-    int ml = snprintf(msg, sizeof(msg), "%s: %.*s", error_text(code),
-                      (int)dlen, detail);
-    n += json_quote(json + n, msg, (size_t)ml);
-  } else {
-    n += json_quote(json + n, error_text(code), strlen(error_text(code)));
+    size_t dlen = WS__MIN(strlen(detail), ERR_DETAIL_MAX);
+    /* Cut at a character boundary: the reply is a text frame. */
+    while (dlen > 0 && ((unsigned char)detail[dlen] & 0xC0) == 0x80) dlen--;
+    memcpy(msg + ml, ": ", 2);
+    memcpy(msg + ml + 2, detail, dlen);
+    ml += 2 + dlen;
   }
+  n = (size_t)snprintf(json, 48, "{\"code\":\"%.16s\",\"message\":", code);
+  n += json_quote(json + n, msg, ml);
   json[n++] = '}';
   b = ws__envelope_frame(s, "error", json, n);
   if (b == NULL) return;

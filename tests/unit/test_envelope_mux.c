@@ -233,6 +233,30 @@ Test(mux, unknown_action_without_fallback_names_it) {
   }
 }
 
+/* Found by fuzz_envelope: an action of control characters is 6 bytes per
+ * character once quoted back in the error reply (\u0008), which overran
+ * the reply's buffer. The reply names the first 200 of them, exactly. */
+Test(mux, unknown_action_of_control_characters_is_quoted_back_whole) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    char in[32 + 2 * 250], want[32 + 200];
+    const char *msg;
+    size_t i, n = 0;
+    n += (size_t)sprintf(in, "{\"action\":\"");
+    for (i = 0; i < 250; i++) in[n++] = '\\', in[n++] = 'b';
+    strcpy(in + n, "\"}");
+    n = (size_t)sprintf(want, "unknown action: ");
+    memset(want + n, '\b', 200);
+    want[n + 200] = '\0';
+    mt_send_text(&T, in, mode);
+    msg = expect_error("unknown_action");
+    cr_assert_str_eq(msg, want);
+    expect_still_open(mode);
+    teardown(s);
+  }
+}
+
 Test(mux, unknown_action_goes_to_fallback) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
