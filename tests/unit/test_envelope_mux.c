@@ -172,6 +172,14 @@ static const struct {
     {"{\"action\":null}", "bad_action"},
     {"{\"action\":[\"echo\"]}", "bad_action"},
     {"{\"action\":{\"a\":1}}", "bad_action"},
+    /* The canonical shape's fast path gives up on these; the member loop
+     * decides (json_check.c scan_canonical). */
+    {"{\"action\":\"echo\",\"data\":}", "invalid_json"},
+    {"{\"action\":\"echo\",\"data\":1", "invalid_json"},
+    {"{\"action\":\"echo\",\"data\":1}}", "invalid_json"},
+    {"{\"action\":\"echo\",\"data\":[1,]}", "invalid_json"},
+    {"{\"action\":\"ec\x01" "ho\"}", "invalid_json"}, /* raw control byte */
+    {"{\"action\":\"echo", "invalid_json"},
 };
 
 Test(envelope, bad_messages_get_error_reply_and_stay_open) {
@@ -429,6 +437,12 @@ Test(envelope, msg_data_json_is_the_raw_data_text) {
        "[1,2]"},
       /* Absent: NULL (header: "NULL (and *len 0) when data is absent"). */
       {"{\"action\":\"ping\"}", "(null)", "(null)"},
+      /* Near the canonical shape: the first "data" wins, as in cJSON. */
+      {"{\"action\":\"ping\",\"data\":[1,2],\"data\":3}", "[1,2]", "[1,2]"},
+      {"{\"action\":\"ping\",\"data\":1,\"action\":\"echo\"}", "1", "1"},
+      {"{\"action\":\"ping\",\"data\":\t\"s\"}", "\"s\"", "\"s\""},
+      {"{\"action\":\"ping\",\"data\":{\"k\":\"}\"}} ", "{\"k\":\"}\"}",
+       "{\"k\":\"}\"}"},
   };
   size_t i;
   int mode;
