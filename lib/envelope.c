@@ -253,13 +253,6 @@ static const char *fast_action(const ws__env_scan *sc, char *buf,
   long n;
   if (sc->escaped) return *slow = 1, NULL;
   if (sc->action == NULL || sc->action[0] != '"') return NULL;
-  if (sc->plain_action) { /* nothing to decode */
-    n = (long)sc->action_len - 2;
-    if (n > WS_MAX_ACTION) return NULL;
-    memcpy(buf, sc->action + 1, (size_t)n);
-    buf[n] = '\0';
-    return buf;
-  }
   n = ws__json_unescape(sc->action + 1, sc->action_len - 2, buf,
                         WS_MAX_ACTION);
   if (n < 0) return NULL;

@@ -67,12 +67,18 @@ static ws__rx *rx_acquire(ws_server *s) {
   return rx;
 }
 
-/* A context goes back to the pool only at a frame boundary with wslay's
- * buffer empty, i.e. in the state wslay_frame_context_init leaves it in.
- * Anything else (a protocol error midway) is freed. */
+/* At a frame boundary with wslay's buffer empty: every byte handed to
+ * wslay belongs to a frame it finished. */
+static int rx_at_boundary(const ws__rx *rx) {
+  return !rx->in_frame && rx->given == rx->consumed;
+}
+
+/* A context goes back to the pool only at a boundary (rx_at_boundary),
+ * i.e. in the state wslay_frame_context_init leaves it in. Anything else
+ * (a protocol error midway) is freed. */
 void ws__rx_release(ws_server *s, ws__rx *rx) {
-  int clean = !rx->in_frame && rx->given == rx->consumed;
-  if (clean && s->rx_pool_len < WS__RX_POOL_MAX && !s->destroying) {
+  if (rx_at_boundary(rx) && s->rx_pool_len < WS__RX_POOL_MAX &&
+      !s->destroying) {
     rx->next_free = s->rx_pool;
     s->rx_pool = rx;
     s->rx_pool_len++;
@@ -321,14 +327,12 @@ void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n) {
     if (c->q.bytes > 65536 || c->q.nctrl >= 64) ws__conn_flush(c);
     /* Every fed byte was handed over and ended a frame: another call would
      * only report WANT_READ. */
-    if (reading(c) && c->rx->in_len == 0 && !c->rx->in_frame &&
-        c->rx->given == c->rx->consumed)
-      break;
+    if (reading(c) && c->rx->in_len == 0 && rx_at_boundary(c->rx)) break;
   }
   if (c->rx && c->state != WS__DEAD) {
     c->rx->in = NULL;
     c->rx->in_len = 0;
-    if (!c->rx->in_frame && c->rx->given == c->rx->consumed) {
+    if (rx_at_boundary(c->rx)) {
       ws__rx_release(s, c->rx);
       c->rx = NULL;
     }

@@ -300,7 +300,6 @@ typedef struct ws__env_scan {
   const char *data;
   size_t data_len;
   int escaped; /* some key had escapes: spans may be incomplete */
-  int plain_action; /* the action is a string without escapes */
 } ws__env_scan;
 enum { WS__ENV_OK = 0, WS__ENV_INVALID_JSON, WS__ENV_NOT_OBJECT };
 int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out);

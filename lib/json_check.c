@@ -184,21 +184,26 @@ static int scan_members(jcur *j, ws__env_scan *out) {
  * encoding/json): {"action":"name"} or {"action":"name","data":<value>},
  * no whitespace around the envelope's own tokens, a name without escapes.
  * Matched with two memcmps and one value scan instead of the member loop.
- * Returns 1 only when the whole text is exactly that (and then out is what
- * the member loop would give); 0 leaves the text to the member loop, which
- * decides everything else (and every error). */
+ * Returns 1 only when the whole text is exactly that, and only then
+ * writes out (what the member loop would give); 0 leaves the text to the
+ * member loop, which decides everything else (and every error). */
 static int scan_canonical(const char *text, size_t len, ws__env_scan *out) {
   static const char head[] = "{\"action\":\"", data[] = ",\"data\":";
-  const char *p = text + sizeof(head) - 1, *end = text + len, *v;
+  const char *action, *p, *end = text + len, *v;
+  size_t action_len;
   jcur j;
   if (len < sizeof(head) || memcmp(text, head, sizeof(head) - 1) != 0)
     return 0;
+  action = text + sizeof(head) - 2; /* its opening quote */
+  p = action + 1;
   while (p < end && ws__json_plain((unsigned char)*p)) p++;
-  if (p >= end || *p != '"') return 0;
-  out->action = text + sizeof(head) - 2; /* from its opening quote */
-  out->action_len = (size_t)(++p - out->action);
-  out->plain_action = 1;
-  if (p < end && *p == '}') return p + 1 == end;
+  if (p >= end || *p++ != '"') return 0;
+  action_len = (size_t)(p - action);
+  if (p + 1 == end && *p == '}') {
+    out->action = action;
+    out->action_len = action_len;
+    return 1;
+  }
   if ((size_t)(end - p) < sizeof(data) - 1 ||
       memcmp(p, data, sizeof(data) - 1) != 0)
     return 0;
@@ -206,9 +211,12 @@ static int scan_canonical(const char *text, size_t len, ws__env_scan *out) {
   j.end = end;
   skip_ws(&j);
   if (j.p != v || !value(&j, 1)) return 0; /* spaces: the member loop */
+  if (j.p + 1 != end || *j.p != '}') return 0;
+  out->action = action;
+  out->action_len = action_len;
   out->data = v;
   out->data_len = (size_t)(j.p - v);
-  return j.p + 1 == end && *j.p == '}';
+  return 1;
 }
 
 int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out) {
@@ -216,7 +224,6 @@ int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out) {
   int is_object;
   memset(out, 0, sizeof(*out));
   if (scan_canonical(text, len, out)) return WS__ENV_OK;
-  memset(out, 0, sizeof(*out));
   j.p = text; /* UTF-8 was checked by frame.c as the bytes arrived */
   j.end = text + len;
   skip_ws(&j);
