@@ -126,7 +126,10 @@ enum ws_close_code {
 /* Bad messages are answered (bad_message_policy REPLY) with
  *   {"action":"error","data":{"code":CODE,"message":"..."}}
  * where CODE is one of these strings:
- *   "invalid_json"    the text message is not JSON
+ *   "invalid_json"    the text message is not JSON (RFC 8259; a string
+ *                     escape that is a lone UTF-16 surrogate counts as
+ *                     invalid, as in cJSON, and so does it in the _json
+ *                     send variants' ready text: WS_EJSON)
  *   "not_object"      the JSON is not an object
  *   "bad_action"      "action" is missing or not a string
  *   "unknown_action"  no handler and no fallback; the message names it */

@@ -304,8 +304,8 @@ typedef struct ws__env_scan {
 enum { WS__ENV_OK = 0, WS__ENV_INVALID_JSON, WS__ENV_NOT_OBJECT };
 int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out);
 /* Decodes the inside of a validated JSON string literal into out (UTF-8).
- * Returns the length, or -1 when it holds a NUL or a lone surrogate, or
- * does not fit in cap. */
+ * Returns the length, or -1 when it holds a NUL or does not fit in cap.
+ * (Validation refuses lone surrogates.) */
 long ws__json_unescape(const char *raw, size_t n, char *out, size_t cap);
 /* A byte that stands for itself inside a JSON string: not '"', not '\\',
  * not a control character (RFC 8259 section 7). */

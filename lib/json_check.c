@@ -63,6 +63,41 @@ static int number(jcur *j) {
   return 1;
 }
 
+/* Four hex digits known to be there, as a number. */
+static int hex4(const char *p, uint32_t *out) {
+  uint32_t v = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    char c = p[i];
+    v = v * 16 + (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+  }
+  *out = v;
+  return 1;
+}
+
+static int hex4_at(const char *p, const char *end, uint32_t *cp) {
+  int i;
+  if (end - p < 4) return 0;
+  for (i = 0; i < 4; i++)
+    if (!is_hex(p[i])) return 0;
+  return hex4(p, cp);
+}
+
+/* The rest of a \u escape at p (after the 'u'); the end of it, or NULL.
+ * A surrogate must come as a high-low pair: cJSON, which builds the trees
+ * handlers read, refuses a lone one, and a text valid here must parse
+ * there (RFC 8259 8.2 leaves lone surrogates unpredictable). */
+static const char *escape_u(const char *p, const char *end) {
+  uint32_t cp, lo;
+  if (!hex4_at(p, end, &cp)) return NULL;
+  p += 4;
+  if (cp >= 0xDC00 && cp <= 0xDFFF) return NULL;
+  if (cp < 0xD800 || cp > 0xDBFF) return p;
+  if (end - p < 2 || p[0] != '\\' || p[1] != 'u' || !hex4_at(p + 2, end, &lo))
+    return NULL;
+  return lo >= 0xDC00 && lo <= 0xDFFF ? p + 6 : NULL;
+}
+
 /* UTF-8 validity of the whole text is checked by the caller. */
 static int string(jcur *j) {
   const char *p = j->p + 1, *end = j->end; /* after the opening quote */
@@ -75,9 +110,7 @@ static int string(jcur *j) {
     if (c != '\\' || p >= end) return 0; /* a control character */
     c = (unsigned char)*p++;
     if (c == 'u') {
-      int i;
-      for (i = 0; i < 4; i++)
-        if (p >= end || !is_hex(*p++)) return 0;
+      if ((p = escape_u(p, end)) == NULL) return 0;
     } else if (c == '\0' || !strchr("\"\\/bfnrt", c)) {
       return 0;
     }
@@ -238,17 +271,6 @@ int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out) {
 
 /* ---- string unescaping (for actions) --------------------------------- */
 
-static int hex4(const char *p, uint32_t *out) {
-  uint32_t v = 0;
-  int i;
-  for (i = 0; i < 4; i++) {
-    char c = p[i];
-    v = v * 16 + (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-  }
-  *out = v;
-  return 1;
-}
-
 static size_t utf8_put(char *o, uint32_t cp) {
   if (cp < 0x80) return o[0] = (char)cp, 1;
   if (cp < 0x800)
@@ -266,21 +288,18 @@ static size_t utf8_put(char *o, uint32_t cp) {
   return 4;
 }
 
-/* The escape at raw[*i] (after the backslash) as a code point; -1 when it
- * cannot be a character (a lone surrogate). The text was validated by
- * ws__envelope_scan, so escapes are well formed. */
-static long unescape_one(const char *raw, size_t n, size_t *i) {
+/* The escape at raw[*i] (after the backslash) as a code point. The text was
+ * validated by ws__envelope_scan, so escapes are well formed and
+ * surrogates come in pairs (escape_u). */
+static long unescape_one(const char *raw, size_t *i) {
   static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
   char e = raw[(*i)++];
   uint32_t cp, lo;
   if (e != 'u') return to[strchr(from, e) - from];
   hex4(raw + *i, &cp);
   *i += 4;
-  if (cp >= 0xDC00 && cp <= 0xDFFF) return -1;
   if (cp < 0xD800 || cp > 0xDBFF) return (long)cp;
-  if (*i + 6 > n || raw[*i] != '\\' || raw[*i + 1] != 'u') return -1;
   hex4(raw + *i + 2, &lo);
-  if (lo < 0xDC00 || lo > 0xDFFF) return -1;
   *i += 6;
   return (long)(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
 }
@@ -300,8 +319,8 @@ long ws__json_unescape(const char *raw, size_t n, char *out, size_t cap) {
       continue;
     }
     i++;
-    cp = unescape_one(raw, n, &i);
-    if (cp <= 0 || o + 4 > cap) return -1; /* lone surrogate, NUL, too long */
+    cp = unescape_one(raw, &i);
+    if (cp <= 0 || o + 4 > cap) return -1; /* NUL, too long */
     o += utf8_put(out + o, (uint32_t)cp);
   }
   return (long)o;

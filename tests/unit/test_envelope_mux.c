@@ -180,6 +180,15 @@ static const struct {
     {"{\"action\":\"echo\",\"data\":[1,]}", "invalid_json"},
     {"{\"action\":\"ec\x01" "ho\"}", "invalid_json"}, /* raw control byte */
     {"{\"action\":\"echo", "invalid_json"},
+    /* Lone surrogates: cJSON cannot build them into a tree for
+     * ws_msg_data, so they are refused up front, wherever they are. */
+    {"{\"action\":\"echo\",\"data\":\"\\ud800\"}", "invalid_json"},
+    {"{\"action\":\"echo\",\"data\":\"\\udc00x\"}", "invalid_json"},
+    {"{\"action\":\"echo\",\"data\":\"\\ud800\\u0041\"}", "invalid_json"},
+    {"{\"action\":\"echo\",\"data\":\"\\ud800\\\"}", "invalid_json"},
+    {"{\"action\":\"echo\",\"data\":\"\\ud8\"}", "invalid_json"},
+    {"{\"action\":\"\\ud800\"}", "invalid_json"},
+    {"{\"\\udfff\":1,\"action\":\"echo\"}", "invalid_json"},
 };
 
 Test(envelope, bad_messages_get_error_reply_and_stay_open) {
@@ -443,6 +452,9 @@ Test(envelope, msg_data_json_is_the_raw_data_text) {
       {"{\"action\":\"ping\",\"data\":\t\"s\"}", "\"s\"", "\"s\""},
       {"{\"action\":\"ping\",\"data\":{\"k\":\"}\"}} ", "{\"k\":\"}\"}",
        "{\"k\":\"}\"}"},
+      /* A surrogate pair is one character: the tree holds its UTF-8. */
+      {"{\"action\":\"ping\",\"data\":\"\\uD83D\\ude00\"}",
+       "\"\\uD83D\\ude00\"", "\"\xf0\x9f\x98\x80\""},
   };
   size_t i;
   int mode;

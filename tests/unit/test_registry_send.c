@@ -278,6 +278,9 @@ Test(send, broadcast_to_all_and_to_a_list) {
     cr_assert_eq(st.fanout, 6);
     /* Invalid JSON is refused before anything is queued. */
     cr_assert_eq(ws_broadcast_json(S, "bad", "{", 1, NULL, 0), WS_EJSON);
+    /* A lone surrogate too: no receiver gets what cJSON would refuse. */
+    cr_assert_eq(ws_broadcast_json(S, "bad", "\"\\ud800\"", 8, NULL, 0),
+                 WS_EJSON);
     for (i = 0; i < 4; i++) mt_expect_nothing(&C[i]);
     cr_assert_eq(ws_broadcast(NULL, "x", NULL, NULL, 0), WS_EINVAL);
     cr_assert_eq(ws_broadcast(S, NULL, NULL, NULL, 0), WS_EINVAL);
