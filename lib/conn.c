@@ -43,6 +43,14 @@ void ws__conn_mark_dirty(ws_conn *c) {
   s->dirty = c;
 }
 
+ws_conn *ws__dirty_pop(ws_server *s) {
+  ws_conn *c = s->dirty;
+  s->dirty = c->dirty_next;
+  c->dirty_next = NULL;
+  c->flags &= (uint8_t)~WS__F_DIRTY;
+  return c;
+}
+
 /* ---- deadlines ------------------------------------------------------- */
 
 static uint64_t after(uint64_t base, uint32_t ms) {
@@ -327,7 +335,12 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
   }
   /* Flush now, as the outermost ws__leave would, so that a close this feed
    * causes (a failed send, a drained close handshake) is in the result. */
-  if (s->depth == 1 && (c->flags & WS__F_DIRTY)) ws__conn_flush(c);
+  if (s->depth == 1 && (c->flags & WS__F_DIRTY)) {
+    /* c usually heads the list (the one connection this feed touched);
+     * off it, ws__leave does not flush it a second time for nothing. */
+    if (s->dirty == c) ws__dirty_pop(s);
+    ws__conn_flush(c);
+  }
   rc = c->state == WS__OPEN || c->state == WS__HANDSHAKE ||
                c->state == WS__CLOSING
            ? WS_OK

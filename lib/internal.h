@@ -188,6 +188,8 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason);
 void ws__conn_finish(ws_conn *c, int code, const char *reason);
 /* Puts c on the server's flush list (flushed at the outermost return). */
 void ws__conn_mark_dirty(ws_conn *c);
+/* Takes the head off the (non-empty) flush list and returns it. */
+ws_conn *ws__dirty_pop(ws_server *s);
 /* CLOSING and DRAINING (an HTTP answer, a close) end by close_timeout. */
 void ws__conn_arm_close_timer(ws_conn *c);
 /* Recomputes the connection's deadline from its state and timestamps. */

@@ -121,10 +121,7 @@ int ws__leave(ws_server *s) {
     return 0;
   }
   while (s->dirty) {
-    ws_conn *c = s->dirty;
-    s->dirty = c->dirty_next;
-    c->dirty_next = NULL;
-    c->flags &= (uint8_t)~WS__F_DIRTY;
+    ws_conn *c = ws__dirty_pop(s);
     if (!s->destroying) ws__conn_flush(c);
   }
   while (s->dead) {
