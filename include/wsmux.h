@@ -469,7 +469,8 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
 /* Answers a plain HTTP request from on_http: status line, Content-Type,
  * Content-Length, Connection: close, body (copied); then the connection is
  * closed once it is written. Errors: WS_EINVAL, WS_ESTATE (not in on_http),
- * WS_ENOMEM. */
+ * WS_ECLOSED (on_http closed it first, e.g. ws_conn_close or
+ * ws_server_shutdown: nothing is sent), WS_ENOMEM. */
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
                                    const char *content_type, const void *body,
                                    size_t len);

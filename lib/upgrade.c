@@ -93,6 +93,9 @@ int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
     return WS_EINVAL;
   if (!(c->flags & WS__F_IN_HTTP) || (c->flags & WS__F_RESPONDED))
     return WS_ESTATE;
+  /* Closed from inside on_http (ws_conn_close, ws_server_shutdown): the
+   * connection is on its way to be freed and its transport is closed. */
+  if (c->state != WS__HANDSHAKE) return WS_ECLOSED;
   return respond(c, status, content_type, NULL, body, len);
 }
 

@@ -19,6 +19,7 @@ static struct {
   int origin_verdict;         /* check_origin's answer */
   char origin_seen[128];
   int http_respond;           /* on_http answers */
+  int http_close_first;       /* 1 ws_conn_close, 2 ws_server_shutdown */
   int respond_rc;
 } R;
 
@@ -58,6 +59,13 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
   (void)ud;
   R.http_calls++;
   cr_assert_str_eq(ws_request_method(req), "GET");
+  if (R.http_close_first == 1) cr_assert_eq(ws_conn_close(c, 1000, NULL), 0);
+  if (R.http_close_first == 2)
+    cr_assert_eq(ws_server_shutdown(ws_conn_server(c), 1000), 0);
+  if (R.http_close_first) {
+    R.respond_rc = ws_conn_http_respond(c, 200, "text/plain", "bye\n", 4);
+    return 0;
+  }
   if (R.http_respond && strcmp(ws_request_path(req), "/") == 0) {
     R.respond_rc = ws_conn_http_respond(c, 200, "text/html", page,
                                         sizeof(page) - 1);
@@ -654,6 +662,38 @@ Test(upgrade, preparsed_upgrade_gives_the_same_101) {
 /* ---- plain HTTP ---------------------------------------------------------- */
 
 static void with_http(ws_config *cfg) { cfg->on_http = h_on_http; }
+
+/* on_http closing the connection (or shutting the server down, which
+ * closes pending handshakes) and then answering: the answer is refused,
+ * nothing is written, the transport is closed once and the connection
+ * freed once (it used to be revived onto the live list from the dead one:
+ * a double close and a double free). */
+Test(upgrade, on_http_answer_after_closing_is_eclosed) {
+  int how, mode;
+  for (how = 1; how <= 2; how++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      mt_conn t;
+      ws_stats st;
+      ws_server *s;
+      reset();
+      s = server_new(with_http);
+      R.http_close_first = how;
+      mt_open(&t, s);
+      mt_feed_str(&t, "GET /admin HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                  mode);
+      cr_assert_eq(R.http_calls, 1);
+      cr_assert_eq(R.respond_rc, WS_ECLOSED, "how %d", how);
+      cr_assert_eq(t.len, 0, "nothing written (how %d)", how);
+      cr_assert_eq(t.closes, 1);
+      ws_server_tick(s, 100000);
+      ws_server_stats(s, &st, sizeof(st));
+      cr_assert_eq(st.conns_pending, 0);
+      cr_assert_eq(t.closes, 1);
+      server_free(s);
+      mt_free(&t);
+    }
+  }
+}
 
 Test(upgrade, on_http_serves_a_plain_get) {
   int mode;
