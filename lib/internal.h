@@ -55,6 +55,10 @@ typedef struct ws__outq {
   uint32_t cap, head, count; /* cap: a power of two */
   uint32_t off;     /* bytes of slots[head] already sent */
   uint32_t nctrl;   /* control frames waiting right after the head */
+  /* Buffers handed to the host's send that has not returned yet: the host
+   * may call back into the library from it, and nothing may then move,
+   * drop or get ahead of them (ws__outq_push, ws__outq_truncate). */
+  uint32_t inflight;
   size_t bytes;     /* unsent bytes in the queue */
 } ws__outq;
 

@@ -118,6 +118,7 @@ int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
   }
   head_stays = q->off > 0 || (q->count > 0 && (*slot(q, 0))->is_http);
   at = (head_stays ? 1u : 0u) + q->nctrl;
+  if (at < q->inflight) at = q->inflight;
   if (at > q->count) at = q->count;
   q->head = (q->head - 1) & (q->cap - 1);
   q->count++;
@@ -146,7 +147,8 @@ static void outq_shrink(ws_server *s, ws__outq *q) {
 }
 
 void ws__outq_truncate(ws_server *s, ws__outq *q) {
-  uint32_t keep = q->off > 0 ? 1u : 0u;
+  uint32_t keep = q->off > 0 ? 1u : 0u, i;
+  if (keep < q->inflight) keep = q->inflight;
   while (q->count > keep) {
     ws__buf *b = *slot(q, q->count - 1);
     q->count--;
@@ -154,6 +156,10 @@ void ws__outq_truncate(ws_server *s, ws__outq *q) {
     ws__buf_unref(s, b);
   }
   q->nctrl = 0;
+  for (i = 0; i < q->count; i++) {
+    const ws__buf *b = *slot(q, i);
+    if (b->is_ctrl && !b->is_close) q->nctrl++;
+  }
   outq_shrink(s, q);
 }
 
@@ -192,6 +198,9 @@ long ws__outq_flush(ws_conn *c) {
   ws__outq *q = &c->q;
   long total = 0;
   ws_iovec iov[WS__IOV_MAX];
+  /* Called again from inside the host's send (ws_conn_writable, a feed
+   * that flushes): the outer call owns the queue's head; it goes on. */
+  if (q->inflight) return 0;
   while (q->count > 0) {
     int n = 0, max = s->cfg.sendv ? WS__IOV_MAX : 1;
     size_t want = 0;
@@ -205,7 +214,9 @@ long ws__outq_flush(ws_conn *c) {
       want += iov[n].len;
       n++;
     }
+    q->inflight = (uint32_t)n;
     w = host_write(c, iov, n);
+    q->inflight = 0;
     /* The host may have closed this connection (or destroyed the server)
      * from inside send: the queue is gone, whatever it reports. */
     if (w < 0 || c->state == WS__DEAD) return -1;

@@ -335,3 +335,111 @@ Test(outq, queue_cap_with_drop_policy_drops_and_stays_open) {
     mt_free(&t);
   }
 }
+
+/* ---- the host calling back into the library from inside its send ------- */
+
+/* What the on_write hook does, once, from inside the host's send. */
+enum { IN_SEND_OVER_CAP = 1, IN_SEND_PING, IN_SEND_WRITABLE };
+static int g_in_send;
+
+static void in_send(mt_conn *t) {
+  int what = g_in_send;
+  g_in_send = 0;
+  if (what == IN_SEND_OVER_CAP) {
+    const char *d = json_str(300);
+    cr_assert_eq(ws_conn_send_json(t->c, "over", d, strlen(d)),
+                 WS_EQUEUEFULL);
+  } else if (what == IN_SEND_PING) {
+    cr_assert_eq(mt_send_frame(t, MT_PING, 0, "P", 1, MT_WHOLE), WS_OK);
+  } else if (what == IN_SEND_WRITABLE) {
+    cr_assert_eq(ws_conn_writable(t->c), WS_OK);
+  }
+}
+
+/* Two messages queued while blocked, then written (both in one sendv, or
+ * the first alone through send) with the hook armed. */
+static void two_then_write(mt_conn *t, int what) {
+  t->would_block = 1;
+  cr_assert_eq(ws_conn_send_json(t->c, "a", "1", 1), WS_OK);
+  cr_assert_eq(ws_conn_send_json(t->c, "b", "2", 1), WS_OK);
+  t->would_block = 0;
+  t->on_write = in_send;
+  g_in_send = what;
+  mt_pump(t);
+  cr_assert_eq(g_in_send, 0, "the hook ran");
+}
+
+/* A send from inside send that passes the cap: the slow-consumer policy
+ * drops the queue but not the frames the host is writing at that moment
+ * (they were consumed as freed buffers before). */
+Test(outq, over_cap_from_inside_send_keeps_the_frames_being_written) {
+  int sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    mt_conn t;
+    const char *d = json_str(200);
+    ws_server *s = server_new(sendv, 400, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "d", MT_WHOLE);
+    t.on_write = in_send;
+    g_in_send = IN_SEND_OVER_CAP;
+    cr_assert_eq(ws_conn_send_json(t.c, "first", d, strlen(d)), WS_OK);
+    cr_assert_eq(g_in_send, 0, "the hook ran");
+    {
+      mt_frame f;
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_TEXT);
+      cr_assert_eq(f.len, strlen("{\"action\":\"first\",\"data\":}") + 202);
+    }
+    mt_expect_close(&t, 4001);
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.closes, 1);
+    cr_assert_eq(R.on_close_code, 4001);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* A ping fed from inside send: its pong goes after the frames in flight,
+ * never ahead of bytes the host already took. */
+Test(outq, pong_queued_from_inside_send_follows_the_frames_in_flight) {
+  int sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    mt_conn t;
+    mt_frame f;
+    ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "d", MT_WHOLE);
+    two_then_write(&t, IN_SEND_PING);
+    mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
+    if (!sendv) { /* send writes one buffer: the pong overtakes "b" */
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_PONG);
+    }
+    mt_expect_text(&t, "{\"action\":\"b\",\"data\":2}");
+    if (sendv) {
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_PONG);
+    }
+    cr_assert(mt_payload_is(&f, "P"));
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.closes, 0);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* ws_conn_writable from inside send writes nothing twice. */
+Test(outq, writable_from_inside_send_writes_each_frame_once) {
+  int sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    mt_conn t;
+    ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "d", MT_WHOLE);
+    two_then_write(&t, IN_SEND_WRITABLE);
+    mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
+    mt_expect_text(&t, "{\"action\":\"b\",\"data\":2}");
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.closes, 0);
+    cr_assert_eq(t.want, 0, "nothing left to write");
+    server_free(s);
+    mt_free(&t);
+  }
+}
