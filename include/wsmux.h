@@ -262,7 +262,9 @@ typedef struct ws_config {
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
   /* Optional. Library log lines; the library never prints. */
   void (*on_log)(ws_server *s, int level, const char *msg, void *user_data);
-  /* Optional. Graceful shutdown finished: no connection is left. */
+  /* Optional. Graceful shutdown finished: no connection is left. Fires
+   * once per server, even if more sockets are accepted (and refused with
+   * 503) afterwards. */
   int (*on_shutdown)(ws_server *s, void *user_data);
 
   /* --- handshake ------------------------------------------------------- */

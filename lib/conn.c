@@ -294,10 +294,7 @@ void ws__conn_finish(ws_conn *c, int code, const char *reason) {
    * connection is DEAD already, so nothing can be queued on it. */
   ws__registry_remove(c);
   s->cfg.close(c, c->transport);
-  if (s->shutting_down && s->nconns == 0 && s->cfg.on_shutdown) {
-    s->shutting_down = 2; /* fire once */
-    s->cfg.on_shutdown(s, s->cfg.user_data);
-  }
+  ws__shutdown_check(s);
 }
 
 /* The rx (whose buffer a handler may still be reading through msg->text)

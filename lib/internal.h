@@ -175,6 +175,8 @@ void ws__enter(ws_server *s);
  * frees dead ones and, if asked, the server: returns 1 when it did (the
  * caller must not touch s again). */
 int ws__leave(ws_server *s);
+/* Fires on_shutdown, once, when a shutdown has no connection left. */
+void ws__shutdown_check(ws_server *s);
 void ws__log(ws_server *s, int level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

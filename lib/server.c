@@ -201,12 +201,17 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
     }
     ws__free(&s->al, v);
   }
-  if (s->nconns == 0 && s->shutting_down == 1) {
-    s->shutting_down = 2;
-    if (s->cfg.on_shutdown) s->cfg.on_shutdown(s, s->cfg.user_data);
-  }
+  ws__shutdown_check(s);
   ws__leave(s);
   return WS_OK;
+}
+
+/* shutting_down: 1 draining, 2 done. Connections accepted after it is done
+ * (refused with 503) end too, but the shutdown is not done again. */
+void ws__shutdown_check(ws_server *s) {
+  if (s->shutting_down != 1 || s->nconns != 0) return;
+  s->shutting_down = 2;
+  if (s->cfg.on_shutdown) s->cfg.on_shutdown(s, s->cfg.user_data);
 }
 
 void *ws_server_user_data(const ws_server *s) {

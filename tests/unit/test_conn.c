@@ -348,6 +348,18 @@ Test(conn, shutdown_sends_1001_refuses_upgrades_and_reports_when_empty) {
     cr_assert_eq(G.on_shutdown, 1, "on_shutdown when none is left");
     ws_server_tick(S, 100000);
     cr_assert_eq(G.on_shutdown, 1, "on_shutdown fires once");
+    /* Sockets the host still accepts afterwards are refused and closed;
+     * the shutdown is not reported again. */
+    mt_free(&late);
+    mt_open(&late, S);
+    mt_feed(&late, req, n, mode);
+    cr_assert_eq(mt_http_response(&late, NULL, 0, NULL, NULL), 503);
+    cr_assert_eq(late.closes, 1);
+    mt_free(&late);
+    mt_open(&late, S);
+    cr_assert_eq(ws_conn_close(late.c, 1000, NULL), WS_OK);
+    cr_assert_eq(late.closes, 1);
+    cr_assert_eq(G.on_shutdown, 1, "still once");
     finish();
     mt_free(&late);
     mt_free(&pending);
