@@ -281,9 +281,13 @@ typedef struct ws_config {
   int (*check_origin)(const ws_request *req, const char *origin,
                       void *user_data);
   /* Subprotocols in preference order; the first one the client offered is
-   * chosen. select_subprotocol, if set, decides instead (return NULL for
-   * none). When none matches, the 101 carries no Sec-WebSocket-Protocol
-   * (RFC 6455 4.2.2: the client then decides whether to fail). */
+   * chosen (names compare case-sensitively). select_subprotocol, if set,
+   * decides instead: offered is the client's Sec-WebSocket-Protocol value
+   * (borrowed, for the call); return one of its names (the library copies
+   * it, so a pointer into offered is fine) or NULL for none. A name the
+   * client did not offer refuses the upgrade with 500. When none matches,
+   * the 101 carries no Sec-WebSocket-Protocol (RFC 6455 4.2.2: the client
+   * then decides whether to fail). */
   const char *const *subprotocols;
   size_t subprotocols_count;
   const char *(*select_subprotocol)(const ws_request *req,
@@ -489,7 +493,8 @@ WS_EXTERN const char *ws_conn_user(const ws_conn *c);
 /* The upgrade request's facts, kept for the connection's life. NULL before
  * the request was parsed. */
 WS_EXTERN const ws_request *ws_conn_request(const ws_conn *c);
-/* Negotiated subprotocol or NULL. */
+/* Negotiated subprotocol or NULL; owned by the connection (valid until its
+ * close callback returns). */
 WS_EXTERN const char *ws_conn_subprotocol(const ws_conn *c);
 
 /* ------------------------------------------------------------------------ */

@@ -305,6 +305,7 @@ void ws__conn_free(ws_conn *c) {
   if (c->rx) ws__rx_release(s, c->rx);
   ws__request_free(&s->al, c->req);
   ws__free(&s->al, c->buf);
+  ws__free(&s->al, c->subprotocol);
   ws__free(&s->al, c);
 }
 

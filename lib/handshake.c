@@ -193,7 +193,8 @@ size_t ws__count_header(const ws_header *h, size_t n, const char *name) {
   return count;
 }
 
-int ws__has_token(const char *value, size_t len, const char *token) {
+static int list_has(const char *value, size_t len, const char *token,
+                    int exact) {
   size_t token_len = strlen(token), i = 0;
   if (value == NULL) return 0;
   while (i <= len) {
@@ -202,11 +203,21 @@ int ws__has_token(const char *value, size_t len, const char *token) {
     size_t end = i;
     while (start < end && is_ows((unsigned char)value[start])) start++;
     while (end > start && is_ows((unsigned char)value[end - 1])) end--;
-    if (ws__ascii_caseeq(value + start, end - start, token, token_len))
+    if (exact ? end - start == token_len &&
+                    memcmp(value + start, token, token_len) == 0
+              : ws__ascii_caseeq(value + start, end - start, token, token_len))
       return 1;
     i++; /* past the comma (or past the end, which stops the loop) */
   }
   return 0;
+}
+
+int ws__has_token(const char *value, size_t len, const char *token) {
+  return list_has(value, len, token, 0);
+}
+
+int ws__has_token_exact(const char *value, size_t len, const char *token) {
+  return list_has(value, len, token, 1);
 }
 
 /* 1 if any header named name lists token: Connection and Upgrade may be

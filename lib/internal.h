@@ -136,7 +136,7 @@ struct ws_conn {
   const char *device_id; /* borrowed from req */
   ws__member *members;   /* groups; the user's is the one of kind 'u' */
   ws_request *req;
-  const char *subprotocol; /* borrowed from the config */
+  char *subprotocol;     /* owned copy of the negotiated one, or NULL */
 };
 
 /* ---- server ----------------------------------------------------------- */

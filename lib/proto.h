@@ -133,6 +133,9 @@ size_t ws__count_header(const ws_header *h, size_t n, const char *name);
 /* 1 if the comma-separated list value contains token (case-insensitive,
  * surrounding whitespace ignored). */
 int ws__has_token(const char *value, size_t len, const char *token);
+/* The same, case-sensitive: subprotocol names (a client fails a 101 that
+ * names one it did not offer, byte for byte). */
+int ws__has_token_exact(const char *value, size_t len, const char *token);
 
 /* Sec-WebSocket-Accept for key: base64(SHA-1(key + GUID)), 28 chars + NUL. */
 void ws__accept_key(const char *key, size_t key_len, char out[29]);

@@ -113,19 +113,32 @@ static int origin_ok(ws_conn *c, const ws__reqview *rv) {
                             cfg->allowed_origins_count);
 }
 
-/* First configured subprotocol the client offered, or the callback's pick.
- * The returned pointer must outlive the connection (config strings do). */
-static const char *pick_subprotocol(ws_conn *c) {
+/* Sets c->subprotocol to the first configured subprotocol the client
+ * offered, or to the callback's pick, as the connection's own copy: a
+ * callback may return a pointer into offered, which keep_headers = 0 frees
+ * before the 101 is written. A pick the client did not offer would make
+ * it fail the connection (RFC 6455 4.1) and could carry CR LF into the
+ * 101: WS_EINVAL. */
+static int pick_subprotocol(ws_conn *c) {
   const ws_config *cfg = &c->s->cfg;
   const char *offered = ws_request_header(c->req, "Sec-WebSocket-Protocol");
-  size_t i;
-  if (offered == NULL) return NULL;
-  if (cfg->select_subprotocol)
-    return cfg->select_subprotocol(c->req, offered, cfg->user_data);
-  for (i = 0; i < cfg->subprotocols_count; i++)
-    if (ws__has_token(offered, strlen(offered), cfg->subprotocols[i]))
-      return cfg->subprotocols[i];
-  return NULL;
+  const char *pick = NULL;
+  size_t i, n;
+  if (offered == NULL) return WS_OK;
+  n = strlen(offered);
+  if (cfg->select_subprotocol) {
+    pick = cfg->select_subprotocol(c->req, offered, cfg->user_data);
+    if (pick && !ws__has_token_exact(offered, n, pick)) return WS_EINVAL;
+  }
+  for (i = 0; !cfg->select_subprotocol && i < cfg->subprotocols_count; i++) {
+    if (ws__has_token_exact(offered, n, cfg->subprotocols[i])) {
+      pick = cfg->subprotocols[i];
+      break;
+    }
+  }
+  if (pick && (c->subprotocol = ws__strdup(&c->s->al, pick)) == NULL)
+    return WS_ENOMEM;
+  return WS_OK;
 }
 
 static int plain_http(ws_conn *c) {
@@ -222,7 +235,11 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
     return refuse(c, 400, id && *id ? "device_id too long"
                                     : "missing device_id");
   }
-  c->subprotocol = pick_subprotocol(c);
+  if ((err = pick_subprotocol(c)) != WS_OK) {
+    if (err == WS_ENOMEM) return refuse(c, 503, "out of memory");
+    ws__log(s, WS_LOG_ERROR, "select_subprotocol picked one not offered");
+    return refuse(c, 500, "subprotocol not offered");
+  }
   if (s->cfg.on_upgrade) {
     status = s->cfg.on_upgrade(c, c->req, &reason, s->cfg.user_data);
     if (c->state == WS__DEAD) return WS_ECLOSED;

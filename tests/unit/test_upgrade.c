@@ -563,6 +563,22 @@ static void with_protos(ws_config *cfg) {
   cfg->subprotocols_count = 2;
 }
 
+/* select_subprotocol: returns offered itself (a pointer into the request)
+ * when it is a single name starting "chat", else a name the client may
+ * not have offered. */
+static const char *pick_offered(const ws_request *req, const char *offered,
+                                void *ud) {
+  (void)req, (void)ud;
+  if (strncmp(offered, "chat", 4) == 0 && !strchr(offered, ',')) return offered;
+  return "chat.v9";
+}
+static void with_picker(ws_config *cfg) {
+  cfg->select_subprotocol = pick_offered;
+  cfg->keep_headers = 0; /* the request's headers are dropped before the 101 */
+}
+
+static tweak_fn g_subproto_tweak = with_protos;
+
 static void subproto_case(const char *offer, const char *want) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
@@ -576,7 +592,7 @@ static void subproto_case(const char *offer, const char *want) {
     else
       snprintf(req, sizeof(req), "%s", k_valid);
     reset();
-    s = server_new(with_protos);
+    s = server_new(g_subproto_tweak);
     cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, head,
                               sizeof(head)),
                  101);
@@ -601,6 +617,37 @@ Test(upgrade, subprotocol_is_first_configured_one_offered) {
   subproto_case("x, chat.v1 ,y", "chat.v1");
   subproto_case("other", NULL);
   subproto_case(NULL, NULL);
+  /* Names compare byte for byte: a client fails a 101 naming "chat.v1"
+   * when it offered "Chat.V1". */
+  subproto_case("Chat.V1", NULL);
+}
+
+/* The callback's pick is copied: a pointer into offered stays good with
+ * keep_headers = 0, which frees the headers before the 101 is built (it
+ * was read after being freed). */
+Test(upgrade, subprotocol_picked_from_offered_survives_dropped_headers) {
+  g_subproto_tweak = with_picker;
+  subproto_case("chat.v1", "chat.v1");
+  subproto_case("chat.v2 ", "chat.v2"); /* the value as parsed (OWS off) */
+  g_subproto_tweak = with_protos;
+}
+
+/* A pick the client did not offer is the host's bug: 500, not a 101 the
+ * client would fail (or a header value with CR LF in it). */
+Test(upgrade, subprotocol_picked_but_not_offered_is_500) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    static const char req[] =
+        REQ_HEAD("/ws?device_id=d") "Sec-WebSocket-Protocol: a, b\r\n\r\n";
+    mt_conn t;
+    ws_server *s;
+    reset();
+    s = server_new(with_picker);
+    cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, NULL, 0), 500);
+    cr_assert_eq(R.on_open, 0);
+    server_free(s);
+    mt_free(&t);
+  }
 }
 
 /* ---- ws_conn_upgrade ----------------------------------------------------- */
