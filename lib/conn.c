@@ -328,7 +328,13 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
   }
   if (len > 0 && (c->state == WS__OPEN || c->state == WS__CLOSING)) {
     c->last_read = s->now;
-    c->flags &= (uint8_t)~WS__F_PING_SENT;
+    if (c->flags & WS__F_PING_SENT) {
+      /* The heap entry was armed without a ping due; the next one is due
+       * earlier than it, which the lazy re-arm cannot see (once per
+       * ping interval, not per read). */
+      c->flags &= (uint8_t)~WS__F_PING_SENT;
+      if (c->state == WS__OPEN) ws__conn_rearm(c);
+    }
     ws__frame_feed(c, p, len);
   }
   /* Flush now, as the outermost ws__leave would, so that a close this feed

@@ -469,6 +469,44 @@ Test(conn, ping_after_silence_and_any_frame_resets_idle_clock) {
 
 static void no_ping(ws_config *cfg) { cfg->ping_interval_ms = 0; }
 
+static void keepalive_only(ws_config *cfg) {
+  cfg->ping_interval_ms = 1000;
+  cfg->idle_timeout_ms = 0;
+  cfg->write_timeout_ms = 0;
+}
+
+/* Pings only (no idle or write deadline, e.g. to keep a proxy's idle
+ * cutoff away): one second after each answer, not once ever. The read
+ * that answers a ping must re-arm the timer, which was armed with no
+ * ping due. */
+Test(conn, keepalive_pings_follow_the_interval_after_each_answer) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_frame f;
+    uint64_t now = 0;
+    int round;
+    fixture(keepalive_only);
+    ws_server_tick(S, now);
+    mt_connect(&A, S, "a", mode);
+    for (round = 0; round < 5; round++) {
+      cr_assert_eq(ws_server_tick(S, now), 1000, "round %d", round);
+      ws_server_tick(S, now + 999);
+      mt_expect_nothing(&A);
+      now += 1000;
+      ws_server_tick(S, now);
+      mt_expect_frame(&A, &f);
+      cr_assert_eq(f.opcode, MT_PING, "round %d", round);
+      cr_assert_eq(ws_server_tick(S, now), -1, "nothing due until answered");
+      now += 250;
+      ws_server_tick(S, now);
+      cr_assert_eq(mt_send_frame(&A, MT_PONG, 0, f.payload, f.len, mode),
+                   WS_OK);
+    }
+    cr_assert_eq(A.closes, 0);
+    finish();
+  }
+}
+
 Test(conn, idle_timeout_closes_with_4002) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
