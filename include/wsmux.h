@@ -588,10 +588,14 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * variants take data as ready JSON text (len bytes; validated, WS_EJSON if
  * invalid). The fan-out functions return the number of connections queued
  * for (>= 0; unknown device ids are counted in ws_stats.unknown_targets, not
- * fatal) or a negative error: WS_EINVAL, WS_ENOMEM, WS_EJSON. A receiver
- * whose queue is full is handled by queue_policy and not counted. */
+ * fatal) or a negative error: WS_EINVAL, WS_ENOMEM, WS_EJSON, WS_ETOOBIG. A
+ * receiver whose queue is full is handled by queue_policy and not counted.
+ * A message whose frame is larger than max_queued could never fit any
+ * queue: it is refused with WS_ETOOBIG before anything is queued, and no
+ * connection is closed for it (the sender's mistake, not a slow peer). */
 
-/* Returns 0 or WS_EINVAL, WS_ECLOSED, WS_ENOMEM, WS_EJSON, WS_EQUEUEFULL. */
+/* Returns 0 or WS_EINVAL, WS_ECLOSED, WS_ENOMEM, WS_EJSON, WS_ETOOBIG,
+ * WS_EQUEUEFULL (queue_policy applied). The same for the three below. */
 WS_EXTERN int ws_conn_send(ws_conn *c, const char *action,
                            const struct cJSON *data);
 WS_EXTERN int ws_conn_send_json(ws_conn *c, const char *action,
@@ -660,8 +664,9 @@ enum ws_post_target {
  * the host wakes its loop. The frame is built here, once (data_json is
  * validated here: WS_EJSON), so the allocator must be thread-safe (libc's
  * is). Messages posted by one thread reach each client in the order posted.
- * Returns 0, WS_EINVAL, WS_EJSON, WS_ENOMEM, WS_ESHUTDOWN (server shutting
- * down or being destroyed). Must not race with ws_server_free. */
+ * Returns 0, WS_EINVAL, WS_EJSON, WS_ENOMEM, WS_ETOOBIG (larger than
+ * max_queued), WS_ESHUTDOWN (server shutting down or being destroyed).
+ * Must not race with ws_server_free. */
 WS_EXTERN int ws_post(ws_server *s, int target, const char *name,
                       const char *action, const char *data_json, size_t len);
 

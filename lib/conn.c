@@ -158,6 +158,9 @@ int ws__conn_queue(ws_conn *c, ws__buf *b) {
   if (c->state != WS__OPEN &&
       !(c->state == WS__HANDSHAKE && (c->flags & WS__F_IN_HTTP)))
     return WS_ECLOSED;
+  /* A frame that could never fit even an empty queue is the sender's
+   * mistake, not this peer's slowness: refused, the connection untouched. */
+  if (b->len > s->cfg.max_queued) return WS_ETOOBIG;
   if (c->q.bytes + b->len > s->cfg.max_queued ||
       (b->is_ctrl && !b->is_close && c->q.nctrl >= WS__CTRL_QUEUED_MAX)) {
     apply_queue_policy(c);

@@ -43,6 +43,11 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
   p = ws__malloc(&s->al, sizeof(*p) + nlen + 1);
   if (p == NULL) return WS_ENOMEM;
   p->frame = ws__envelope_frame_json(s, action, data_json, len, &err);
+  if (p->frame && p->frame->len > s->cfg.max_queued) { /* as ws__deliver */
+    ws__buf_unref(s, p->frame);
+    p->frame = NULL;
+    err = WS_ETOOBIG;
+  }
   if (p->frame == NULL) {
     ws__free(&s->al, p);
     return err;

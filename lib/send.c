@@ -83,6 +83,7 @@ int ws__deliver(ws_server *s, ws__buf *b, int kind, const char *name,
                 const char *const *ids, size_t n) {
   targets t;
   int rc;
+  if (b->len > s->cfg.max_queued) return WS_ETOOBIG; /* see ws__conn_queue */
   switch (kind) {
   case WS__T_ALL: rc = collect_all(s, &t); break;
   case WS__T_DEVICES: rc = collect_devices(s, &t, ids, n); break;

@@ -443,3 +443,38 @@ Test(outq, writable_from_inside_send_writes_each_frame_once) {
     mt_free(&t);
   }
 }
+
+/* A message larger than max_queued could never fit: every send path
+ * refuses it with WS_ETOOBIG up front, queues nothing, and the receiver
+ * stays open (it is not a slow consumer). Under the cap, the same calls
+ * go through. */
+Test(outq, message_larger_than_the_cap_is_etoobig_and_closes_nothing) {
+  mt_conn t;
+  ws_stats st;
+  char d[1100], ok[16];
+  ws_prepared *big = NULL;
+  ws_server *s = server_new(0, 1000, WS_QUEUE_CLOSE);
+  snprintf(d, sizeof(d), "%s", json_str(1000)); /* a frame > 1000 bytes */
+  snprintf(ok, sizeof(ok), "%s", json_str(10));
+  mt_connect(&t, s, "d", MT_WHOLE);
+  cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_ETOOBIG);
+  cr_assert_eq(ws_conn_send_text(t.c, d, strlen(d)), WS_ETOOBIG);
+  cr_assert_eq(ws_conn_send_binary(t.c, d, strlen(d)), WS_ETOOBIG);
+  cr_assert_eq(ws_broadcast_json(s, "m", d, strlen(d), NULL, 0), WS_ETOOBIG);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, strlen(d)), WS_ETOOBIG);
+  cr_assert_eq(ws_prepare_json(s, "m", d, strlen(d), &big), WS_OK);
+  cr_assert_eq(ws_conn_send_prepared(t.c, big), WS_ETOOBIG);
+  ws_prepared_free(big);
+  ws_server_tick(s, 1);
+  mt_expect_nothing(&t);
+  cr_assert_eq(t.closes, 0);
+  ws_server_stats(s, &st, sizeof(st));
+  cr_assert_eq(st.drops_queue_full, 0, "not a queue-full drop");
+  cr_assert_eq(ws_conn_send_json(t.c, "m", ok, strlen(ok)), WS_OK);
+  cr_assert_eq(ws_broadcast_json(s, "b", ok, strlen(ok), NULL, 0), 1);
+  mt_expect_text(&t, "{\"action\":\"m\",\"data\":\"xxxxxxxxxx\"}");
+  mt_expect_text(&t, "{\"action\":\"b\",\"data\":\"xxxxxxxxxx\"}");
+  cr_assert_eq(R.on_close_calls, 0);
+  server_free(s);
+  mt_free(&t);
+}
