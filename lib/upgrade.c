@@ -113,19 +113,53 @@ static int origin_ok(ws_conn *c, const ws__reqview *rv) {
                             cfg->allowed_origins_count);
 }
 
-/* Sets c->subprotocol to the first configured subprotocol the client
- * offered, or to the callback's pick, as the connection's own copy: a
- * callback may return a pointer into offered, which keep_headers = 0 frees
- * before the 101 is written. A pick the client did not offer would make
- * it fail the connection (RFC 6455 4.1) and could carry CR LF into the
- * 101: WS_EINVAL. */
-static int pick_subprotocol(ws_conn *c) {
+/* 1 if header name is Sec-WebSocket-Protocol. */
+static int is_protocol_header(const char *name) {
+  static const char hdr[] = "Sec-WebSocket-Protocol";
+  return ws__ascii_caseeq(name, strlen(name), hdr, sizeof(hdr) - 1);
+}
+
+/* The client's offer (NULL: none): every Sec-WebSocket-Protocol line
+ * joined with ", " (RFC 6455 11.3.4: several lines are one list). With
+ * more than one line *joined gets the allocation to free (bounded by
+ * max_handshake). Returns WS_OK or WS_ENOMEM. */
+static int offered_list(ws_conn *c, const char **offered, char **joined) {
+  size_t i, count = ws_request_header_count(c->req), need = 1, lines = 0;
+  const char *name, *value;
+  char *o;
+  *offered = NULL;
+  *joined = NULL;
+  for (i = 0; i < count; i++) {
+    ws_request_header_at(c->req, i, &name, &value);
+    if (!is_protocol_header(name)) continue;
+    if (lines++ == 0) *offered = value;
+    need += strlen(value) + 2;
+  }
+  if (lines < 2) return WS_OK;
+  if ((o = *joined = ws__malloc(&c->s->al, need)) == NULL) return WS_ENOMEM;
+  for (i = 0; i < count; i++) {
+    size_t n;
+    ws_request_header_at(c->req, i, &name, &value);
+    if (!is_protocol_header(name)) continue;
+    if (o != *joined) *o++ = ',', *o++ = ' ';
+    n = strlen(value);
+    memcpy(o, value, n);
+    o += n;
+  }
+  *o = '\0';
+  *offered = *joined;
+  return WS_OK;
+}
+
+/* The first configured subprotocol in offered, or the callback's pick,
+ * copied into c->subprotocol: a callback may return a pointer into offered,
+ * which keep_headers = 0 frees before the 101 is written. A pick the
+ * client did not offer would make it fail the connection (RFC 6455 4.1)
+ * and could carry CR LF into the 101: WS_EINVAL. */
+static int pick_from(ws_conn *c, const char *offered) {
   const ws_config *cfg = &c->s->cfg;
-  const char *offered = ws_request_header(c->req, "Sec-WebSocket-Protocol");
   const char *pick = NULL;
-  size_t i, n;
-  if (offered == NULL) return WS_OK;
-  n = strlen(offered);
+  size_t i, n = strlen(offered);
   if (cfg->select_subprotocol) {
     pick = cfg->select_subprotocol(c->req, offered, cfg->user_data);
     if (pick && !ws__has_token_exact(offered, n, pick)) return WS_EINVAL;
@@ -139,6 +173,15 @@ static int pick_subprotocol(ws_conn *c) {
   if (pick && (c->subprotocol = ws__strdup(&c->s->al, pick)) == NULL)
     return WS_ENOMEM;
   return WS_OK;
+}
+
+static int pick_subprotocol(ws_conn *c) {
+  const char *offered;
+  char *joined;
+  int rc = offered_list(c, &offered, &joined);
+  if (rc == WS_OK && offered) rc = pick_from(c, offered);
+  ws__free(&c->s->al, joined);
+  return rc;
 }
 
 static int plain_http(ws_conn *c) {

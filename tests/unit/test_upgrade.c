@@ -620,6 +620,9 @@ Test(upgrade, subprotocol_is_first_configured_one_offered) {
   /* Names compare byte for byte: a client fails a 101 naming "chat.v1"
    * when it offered "Chat.V1". */
   subproto_case("Chat.V1", NULL);
+  /* Several header lines are one list (RFC 6455 11.3.4). */
+  subproto_case("x\r\nSec-WebSocket-Protocol: chat.v1", "chat.v1");
+  subproto_case("chat.v1\r\nsec-websocket-protocol: y, chat.v2", "chat.v2");
 }
 
 /* The callback's pick is copied: a pointer into offered stays good with
