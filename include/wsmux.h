@@ -222,10 +222,13 @@ typedef struct ws_config {
   /* --- transport callbacks (the host's socket) ------------------------- */
   /* Required. Write at most len bytes. Return the number written (0 means
    * "would block"), or a negative value to fail the connection (it is then
-   * closed without a close frame, on_close gets 1006). */
+   * closed without a close frame, on_close gets 1006). data is borrowed for
+   * the call: copy what you keep (after a short write the rest is offered
+   * again, not necessarily at the same address: a run of small frames is
+   * copied into one buffer, at most 2 KiB, so it takes one call). */
   ssize_t (*send)(ws_conn *c, void *transport, const void *data, size_t len);
   /* Optional. Like send, over several buffers; used when more than one
-   * buffer is queued (a single buffer goes through send). */
+   * buffer is queued and they are not a small run (see send). */
   ssize_t (*sendv)(ws_conn *c, void *transport, const ws_iovec *iov,
                    int iovcnt);
   /* Optional. want = 1: the connection has output that send could not take,

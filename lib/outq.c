@@ -185,11 +185,45 @@ static void outq_consume(ws_server *s, ws__outq *q, size_t n) {
   }
 }
 
-/* One buffer goes through send: a plain send(2) is cheaper in the kernel
- * than sendmsg(2) with one iovec, and one buffer is the common case. */
-static ssize_t host_write(ws_conn *c, const ws_iovec *iov, int n) {
+/* A run of frames up to this many bytes in all goes out as one buffer. */
+#define WS__COALESCE_MAX 2048
+
+/* How the next write goes: the first *n of the n gathered buffers (whose
+ * bytes are *want), copied into one buffer first when *run. One buffer
+ * goes through send (a plain send(2) is cheaper in the kernel than
+ * sendmsg(2) with one iovec). A run of small frames (pipelined pongs,
+ * short replies) is copied into one buffer: the kernel takes one
+ * contiguous buffer for less than many tiny iovecs, and a host without
+ * sendv still makes one call for the burst. */
+static void plan_write(const ws_config *cfg, const ws_iovec *iov, int *n,
+                       size_t *want, int *run) {
+  size_t len = 0;
+  int k = 0;
+  while (k < *n && len + iov[k].len <= WS__COALESCE_MAX) len += iov[k++].len;
+  *run = k >= 2 && (k == *n || !cfg->sendv); /* else sendv does better */
+  if (*run) {
+    *n = k;
+    *want = len;
+  } else if (*n == 1 || !cfg->sendv) {
+    *n = 1;
+    *want = iov[0].len;
+  }
+}
+
+static ssize_t host_write(ws_conn *c, const ws_iovec *iov, int n, int run,
+                          size_t want) {
   const ws_config *cfg = &c->s->cfg;
-  if (n > 1 && cfg->sendv) return cfg->sendv(c, c->transport, iov, n);
+  uint8_t buf[WS__COALESCE_MAX];
+  size_t len = 0;
+  int i;
+  if (run) {
+    for (i = 0; i < n; i++) {
+      memcpy(buf + len, iov[i].base, iov[i].len);
+      len += iov[i].len;
+    }
+    return cfg->send(c, c->transport, buf, want);
+  }
+  if (n > 1) return cfg->sendv(c, c->transport, iov, n);
   return cfg->send(c, c->transport, iov[0].base, iov[0].len);
 }
 
@@ -202,11 +236,11 @@ long ws__outq_flush(ws_conn *c) {
    * that flushes): the outer call owns the queue's head; it goes on. */
   if (q->inflight) return 0;
   while (q->count > 0) {
-    int n = 0, max = s->cfg.sendv ? WS__IOV_MAX : 1;
+    int n = 0, run;
     size_t want = 0;
     ssize_t w;
     uint32_t i;
-    for (i = 0; i < q->count && n < max; i++) {
+    for (i = 0; i < q->count && n < WS__IOV_MAX; i++) {
       ws__buf *b = *slot(q, i);
       size_t off = i == 0 ? q->off : 0;
       iov[n].base = b->data + off;
@@ -214,8 +248,9 @@ long ws__outq_flush(ws_conn *c) {
       want += iov[n].len;
       n++;
     }
+    plan_write(&s->cfg, iov, &n, &want, &run);
     q->inflight = (uint32_t)n;
-    w = host_write(c, iov, n);
+    w = host_write(c, iov, n, run, want);
     q->inflight = 0;
     /* The host may have closed this connection (or destroyed the server)
      * from inside send: the queue is gone, whatever it reports. */

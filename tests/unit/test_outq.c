@@ -356,12 +356,16 @@ static void in_send(mt_conn *t) {
   }
 }
 
-/* Two messages queued while blocked, then written (both in one sendv, or
- * the first alone through send) with the hook armed. */
+/* Two messages of 3,000 bytes (too big to be copied into one run) queued
+ * while blocked, then written (both in one sendv, or the first alone
+ * through send) with the hook armed. */
+static char g_a[3100], g_b[3100];
 static void two_then_write(mt_conn *t, int what) {
+  snprintf(g_a, sizeof(g_a), "{\"action\":\"a\",\"data\":%s}", json_str(3000));
+  snprintf(g_b, sizeof(g_b), "{\"action\":\"b\",\"data\":%s}", json_str(3000));
   t->would_block = 1;
-  cr_assert_eq(ws_conn_send_json(t->c, "a", "1", 1), WS_OK);
-  cr_assert_eq(ws_conn_send_json(t->c, "b", "2", 1), WS_OK);
+  cr_assert_eq(ws_conn_send_json(t->c, "a", g_a + 21, strlen(g_a) - 22), WS_OK);
+  cr_assert_eq(ws_conn_send_json(t->c, "b", g_b + 21, strlen(g_b) - 22), WS_OK);
   t->would_block = 0;
   t->on_write = in_send;
   g_in_send = what;
@@ -408,12 +412,12 @@ Test(outq, pong_queued_from_inside_send_follows_the_frames_in_flight) {
     ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
     mt_connect(&t, s, "d", MT_WHOLE);
     two_then_write(&t, IN_SEND_PING);
-    mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
+    mt_expect_text(&t, g_a);
     if (!sendv) { /* send writes one buffer: the pong overtakes "b" */
       mt_expect_frame(&t, &f);
       cr_assert_eq(f.opcode, MT_PONG);
     }
-    mt_expect_text(&t, "{\"action\":\"b\",\"data\":2}");
+    mt_expect_text(&t, g_b);
     if (sendv) {
       mt_expect_frame(&t, &f);
       cr_assert_eq(f.opcode, MT_PONG);
@@ -434,8 +438,8 @@ Test(outq, writable_from_inside_send_writes_each_frame_once) {
     ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
     mt_connect(&t, s, "d", MT_WHOLE);
     two_then_write(&t, IN_SEND_WRITABLE);
-    mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
-    mt_expect_text(&t, "{\"action\":\"b\",\"data\":2}");
+    mt_expect_text(&t, g_a);
+    mt_expect_text(&t, g_b);
     mt_expect_nothing(&t);
     cr_assert_eq(t.closes, 0);
     cr_assert_eq(t.want, 0, "nothing left to write");
@@ -477,4 +481,49 @@ Test(outq, message_larger_than_the_cap_is_etoobig_and_closes_nothing) {
   cr_assert_eq(R.on_close_calls, 0);
   server_free(s);
   mt_free(&t);
+}
+
+/* A burst of small frames goes out in one call (without sendv: copied
+ * into one run of at most 2 KiB, 40 calls before); a short write inside
+ * the run resumes at the exact byte, and a bigger frame after it goes. */
+Test(outq, small_frames_go_out_as_one_run_and_resume_inside_it) {
+  int sendv, mode;
+  for (sendv = 0; sendv < 2; sendv++) {
+    for (mode = 0; mode < 2; mode++) { /* 0: all at once, 1: 7 bytes a call */
+      mt_conn t;
+      char want[64];
+      int i, calls;
+      ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+      mt_connect(&t, s, "d", MT_WHOLE);
+      t.would_block = 1;
+      for (i = 0; i < 40; i++) {
+        char d[8];
+        snprintf(d, sizeof(d), "%d", i);
+        cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
+      }
+      cr_assert_eq(ws_conn_send_json(t.c, "big", json_str(5000), 5002), WS_OK);
+      t.would_block = 0;
+      t.max_per_send = mode ? 7 : 0;
+      calls = t.send_calls;
+      mt_pump(&t);
+      /* send: the run, then the big frame; sendv: all in one call (a
+       * run is only for bursts that fit it whole). */
+      if (!mode)
+        cr_assert_eq(t.send_calls - calls, sendv ? 1 : 2, "sendv %d: %d calls",
+                     sendv, t.send_calls - calls);
+      for (i = 0; i < 40; i++) {
+        snprintf(want, sizeof(want), "{\"action\":\"m\",\"data\":%d}", i);
+        mt_expect_text(&t, want);
+      }
+      {
+        mt_frame f;
+        mt_expect_frame(&t, &f);
+        cr_assert_eq(f.len, strlen("{\"action\":\"big\",\"data\":}") + 5002);
+      }
+      mt_expect_nothing(&t);
+      cr_assert_eq(t.want, 0);
+      server_free(s);
+      mt_free(&t);
+    }
+  }
 }
