@@ -589,7 +589,9 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * reference to the same buffer on each receiver. All arguments are copied
  * or serialised before return. Per-connection order is kept. The _json
  * variants take data as ready JSON text (len bytes; validated, WS_EJSON if
- * invalid). The fan-out functions return the number of connections queued
+ * invalid). Everything sent is a text frame, so it must be UTF-8: an
+ * action that is not is WS_EINVAL, a cJSON tree with a string that is not
+ * is WS_EJSON (checked once per call, before anything is queued). The fan-out functions return the number of connections queued
  * for (>= 0; unknown device ids are counted in ws_stats.unknown_targets, not
  * fatal) or a negative error: WS_EINVAL, WS_ENOMEM, WS_EJSON, WS_ETOOBIG. A
  * receiver whose queue is full is handled by queue_policy and not counted.

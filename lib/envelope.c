@@ -82,10 +82,21 @@ ws__buf *ws__envelope_frame(ws_server *s, const char *action, const char *json,
   return b;
 }
 
+/* A text frame must be UTF-8 (RFC 6455 8.1): a client fails the connection
+ * with 1007 otherwise, so one bad string in a broadcast would drop every
+ * receiver. The host's strings are checked once, before any framing. */
+static int utf8_ok(const char *p, size_t n) {
+  return ws__utf8_validate(0, (const uint8_t *)p, n) == WS__UTF8_ACCEPT;
+}
+
 ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
                                   const struct cJSON *data, int *err) {
   char *text;
   ws__buf *b;
+  if (!utf8_ok(action, strlen(action))) {
+    *err = WS_EINVAL;
+    return NULL;
+  }
   if (data == NULL) {
     b = ws__envelope_frame(s, action, NULL, 0);
     *err = b ? WS_OK : WS_ENOMEM;
@@ -94,6 +105,11 @@ ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
   text = cJSON_PrintUnformatted(data);
   if (text == NULL) {
     *err = WS_ENOMEM;
+    return NULL;
+  }
+  if (!utf8_ok(text, strlen(text))) { /* cJSON copies string bytes as given */
+    cJSON_free(text);
+    *err = WS_EJSON;
     return NULL;
   }
   b = ws__envelope_frame(s, action, text, strlen(text));
@@ -105,7 +121,7 @@ ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
 ws__buf *ws__envelope_frame_json(ws_server *s, const char *action,
                                  const char *json, size_t len, int *err) {
   ws__buf *b;
-  if (json == NULL) {
+  if (json == NULL || !utf8_ok(action, strlen(action))) {
     *err = WS_EINVAL;
     return NULL;
   }

@@ -512,3 +512,37 @@ Test(send, order_kept_under_interleaved_sends_and_broadcasts) {
     finish();
   }
 }
+
+/* Everything sent is a text frame: bytes that are not UTF-8 in the action
+ * or in a cJSON string are refused once, up front, on every path, so no
+ * receiver gets a frame it must fail with 1007. */
+Test(send, non_utf8_action_or_data_is_refused_before_queuing) {
+  cJSON *bad = cJSON_CreateString("caf\xc3");
+  cJSON *good = cJSON_CreateString("caf\xc3\xa9");
+  ws_prepared *p = NULL;
+  const char *ids[] = {"d0"};
+  fixture();
+  connect_n(2, MT_WHOLE);
+  cr_assert_eq(ws_conn_send(C[0].c, "\xff\xfe", NULL), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_json(C[0].c, "a\x80", "1", 1), WS_EINVAL);
+  cr_assert_eq(ws_conn_send(C[0].c, "a", bad), WS_EJSON);
+  cr_assert_eq(ws_broadcast(S, "a", bad, NULL, 0), WS_EJSON);
+  cr_assert_eq(ws_broadcast(S, "\xc0\xaf", NULL, ids, 1), WS_EINVAL);
+  cr_assert_eq(ws_broadcast_json(S, "\xff", "1", 1, NULL, 0), WS_EINVAL);
+  cr_assert_eq(ws_broadcast_json(S, "a", "\"\xc3\"", 3, NULL, 0), WS_EJSON);
+  cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "\xff", "1", 1), WS_EINVAL);
+  cr_assert_eq(ws_prepare(S, "a", bad, &p), WS_EJSON);
+  cr_assert_eq(ws_prepare_json(S, "\xed\xa0\x80", "1", 1, &p), WS_EINVAL);
+  cr_assert_null(p);
+  ws_server_tick(S, 1);
+  mt_expect_nothing(&C[0]);
+  mt_expect_nothing(&C[1]);
+  /* Valid UTF-8 goes through. */
+  cr_assert_eq(ws_broadcast(S, "caf\xc3\xa9", good, NULL, 0), 2);
+  mt_expect_text(&C[0], "{\"action\":\"caf\xc3\xa9\",\"data\":\"caf\xc3\xa9\"}");
+  mt_expect_text(&C[1], "{\"action\":\"caf\xc3\xa9\",\"data\":\"caf\xc3\xa9\"}");
+  cr_assert_eq(C[0].closes + C[1].closes, 0);
+  cJSON_Delete(bad);
+  cJSON_Delete(good);
+  finish();
+}
