@@ -88,12 +88,15 @@ void ws__conn_arm_close_timer(ws_conn *c) {
   }
 }
 
+/* Marked sent even when out of memory: this silence's ping is skipped
+ * (the idle deadline still ends it), where leaving the ping due would have
+ * the tick pop this connection again and again, forever. */
 static void send_ping(ws_conn *c) {
   ws__buf *b = ws__buf_frame_copy(c->s, WSLAY_PING, "wsmux", 5);
+  c->flags |= WS__F_PING_SENT;
   if (b == NULL) return;
   if (ws__outq_push(c->s, &c->q, b) == WS_OK) ws__conn_mark_dirty(c);
   ws__buf_unref(c->s, b);
-  c->flags |= WS__F_PING_SENT;
 }
 
 void ws__conn_expired(ws_conn *c) {

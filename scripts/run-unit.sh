@@ -2,16 +2,18 @@
 # Runs the unit test binaries given as arguments and prints one summary line
 # "N passed, N failed" over all of them (from Criterion's own counts).
 # VALGRIND=1 runs each under valgrind memcheck (zero errors, zero leaks).
+# A binary that hangs is stopped (timeout(1): Criterion 2.4's --timeout
+# did not stop a test spinning in a loop) and fails instead of holding CI.
 set -u
 passed=0; failed=0; status=0
 for t in "$@"; do
   log=$(mktemp)
   if [ "${VALGRIND:-0}" = 1 ]; then
-    valgrind -q --trace-children=yes --error-exitcode=99 --leak-check=full \
+    timeout 1800 valgrind -q --trace-children=yes --error-exitcode=99 --leak-check=full \
       --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
       "$t" --jobs 1 >"$log" 2>&1
   else
-    "$t" >"$log" 2>&1
+    timeout 300 "$t" >"$log" 2>&1
   fi
   rc=$?
   line=$(grep -a "Synthesis:" "$log" | tail -n 1)

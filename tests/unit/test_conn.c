@@ -4,6 +4,7 @@
  * after ws_server_free. Scripts are fed whole and one byte at a time. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mem_transport.h"
@@ -468,6 +469,48 @@ Test(conn, ping_after_silence_and_any_frame_resets_idle_clock) {
 }
 
 static void no_ping(ws_config *cfg) { cfg->ping_interval_ms = 0; }
+
+/* An allocator that fails every call while g_oom is set (a capped pool
+ * that is full), on top of libc. */
+static int g_oom;
+static void *oom_malloc(size_t n, void *ud) {
+  (void)ud;
+  return g_oom ? NULL : malloc(n);
+}
+static void *oom_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  return g_oom ? NULL : realloc(p, n);
+}
+static void oom_free(void *p, void *ud) {
+  (void)ud;
+  free(p);
+}
+
+/* The ping cannot be allocated: the tick returns (it looped forever
+ * popping the same due ping), the next deadline is the idle one, and the
+ * connection ends there as usual. */
+Test(conn, ping_out_of_memory_skips_the_ping_and_tick_returns) {
+  ws_config cfg;
+  ws_server *s;
+  mt_conn t;
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0);
+  cfg.alloc.malloc = oom_malloc;
+  cfg.alloc.realloc = oom_realloc;
+  cfg.alloc.free = oom_free;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  ws_server_tick(s, 0);
+  mt_connect(&t, s, "a", MT_WHOLE);
+  g_oom = 1;
+  cr_assert_eq(ws_server_tick(s, 30000), 30000, "idle deadline next");
+  mt_expect_nothing(&t);
+  cr_assert_eq(t.closes, 0);
+  g_oom = 0;
+  ws_server_tick(s, 60000);
+  mt_expect_close(&t, 4002);
+  ws_server_free(s);
+  mt_free(&t);
+}
 
 static void keepalive_only(ws_config *cfg) {
   cfg->ping_interval_ms = 1000;
