@@ -158,9 +158,11 @@ static void apply_queue_policy(ws_conn *c) {
 int ws__conn_queue(ws_conn *c, ws__buf *b) {
   ws_server *s = c->s;
   int was_empty = c->q.count == 0;
-  if (c->state != WS__OPEN &&
-      !(c->state == WS__HANDSHAKE && (c->flags & WS__F_IN_HTTP)))
-    return WS_ECLOSED;
+  /* Only open connections take frames: one still in its handshake (in
+   * on_upgrade, or answering plain HTTP in on_http) may already be in a
+   * group, and a frame there would go out before the 101 or inside an
+   * HTTP answer. */
+  if (c->state != WS__OPEN) return WS_ECLOSED;
   /* A frame that could never fit even an empty queue is the sender's
    * mistake, not this peer's slowness: refused, the connection untouched. */
   if (b->len > s->cfg.max_queued) return WS_ETOOBIG;

@@ -20,6 +20,8 @@ static struct {
   char origin_seen[128];
   int http_respond;           /* on_http answers */
   int http_close_first;       /* 1 ws_conn_close, 2 ws_server_shutdown */
+  int http_publish;           /* on_http joins "room" and publishes to it */
+  int publish_count;
   int respond_rc;
 } R;
 
@@ -65,6 +67,11 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
   if (R.http_close_first) {
     R.respond_rc = ws_conn_http_respond(c, 200, "text/plain", "bye\n", 4);
     return 0;
+  }
+  if (R.http_publish) {
+    cr_assert_eq(ws_conn_join(c, "room"), WS_OK);
+    R.publish_count = ws_publish_json(ws_conn_server(c), "room", "hello",
+                                      "1", 1);
   }
   if (R.http_respond && strcmp(ws_request_path(req), "/") == 0) {
     R.respond_rc = ws_conn_http_respond(c, 200, "text/html", page,
@@ -712,6 +719,29 @@ Test(upgrade, preparsed_upgrade_gives_the_same_101) {
 /* ---- plain HTTP ---------------------------------------------------------- */
 
 static void with_http(ws_config *cfg) { cfg->on_http = h_on_http; }
+
+/* A connection answering plain HTTP takes no frames, even in a group: a
+ * publish would have put a WebSocket frame ahead of the HTTP answer. */
+Test(upgrade, on_http_connection_in_a_group_gets_no_frames) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    char head[1024];
+    ws_server *s;
+    reset();
+    s = server_new(with_http);
+    R.http_respond = 1;
+    R.http_publish = 1;
+    mt_open(&t, s);
+    mt_feed_str(&t, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", mode);
+    cr_assert_eq(R.publish_count, 0);
+    cr_assert_eq(t.out[0], 'H', "the answer comes first, whole");
+    cr_assert_eq(mt_http_response(&t, head, sizeof(head), NULL, NULL), 200);
+    mt_expect_nothing(&t);
+    server_free(s);
+    mt_free(&t);
+  }
+}
 
 /* on_http closing the connection (or shutting the server down, which
  * closes pending handshakes) and then answering: the answer is refused,
