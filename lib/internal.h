@@ -248,6 +248,9 @@ long ws__outq_flush(ws_conn *c);
 
 /* ---- timer.c: min-heap on conn->deadline ------------------------------ */
 int ws__timer_set(ws_server *s, ws_conn *c, uint64_t when);
+/* Room for one more entry, so that the next ws__timer_set of a connection
+ * not in the heap cannot fail. Returns WS_OK or WS_ENOMEM. */
+int ws__timer_reserve(ws_server *s);
 void ws__timer_clear(ws_server *s, ws_conn *c);
 /* Fires expired; returns ms to the next deadline or -1. */
 int ws__timer_run(ws_server *s);

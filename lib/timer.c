@@ -46,7 +46,7 @@ static void sift_down(ws_server *s, uint32_t i) {
   heap_place(s, i, c);
 }
 
-static int heap_reserve(ws_server *s) {
+int ws__timer_reserve(ws_server *s) {
   uint32_t ncap;
   ws_conn **nh;
   if (s->heap_len < s->heap_cap) return WS_OK;
@@ -60,7 +60,7 @@ static int heap_reserve(ws_server *s) {
 
 int ws__timer_set(ws_server *s, ws_conn *c, uint64_t when) {
   if (c->heap_idx == NO_INDEX) {
-    if (heap_reserve(s) != WS_OK) return WS_ENOMEM;
+    if (ws__timer_reserve(s) != WS_OK) return WS_ENOMEM;
     c->deadline = when;
     heap_place(s, s->heap_len++, c);
     sift_up(s, c->heap_idx);

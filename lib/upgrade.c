@@ -212,6 +212,9 @@ static int take_device_id(ws_conn *c) {
 /* Everything checked: queue the 101 and open. */
 static int accept_upgrade(ws_conn *c, const ws__upgrade_check *chk) {
   ws_server *s = c->s;
+  /* Room for its deadline first: once it is open, running out of memory
+   * there would close it between the 101 and on_open. */
+  if (ws__timer_reserve(s) != WS_OK) return refuse(c, 503, "out of memory");
   if (answering(c)) { /* the host writes the 101 */
     s->answer->status = 101;
     ws__accept_key(chk->key, chk->key_len, s->answer->accept);

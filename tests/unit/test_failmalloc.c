@@ -29,7 +29,9 @@ static int h_echo(ws_conn *c, const ws_msg *m, void *ud) {
 }
 
 static int h_on_open(ws_conn *c, void *ud) {
+  mt_conn *t = ws_conn_transport(c);
   (void)ud;
+  cr_assert_eq(t->closes, 0, "on_open after the transport close");
   g_on_open++;
   ws_conn_set_user(c, "alice");
   return 0;
@@ -52,8 +54,10 @@ static void feed_frame(mt_conn *t, int opcode, unsigned flags, const char *s,
   mt_bytes_free(&b);
 }
 
-/* One whole session; returns 1 if the failing allocation was reached. */
-static int session(long fail_at, int mode) {
+/* One whole session; returns 1 if the failing allocation was reached.
+ * no_hs_timer: handshake_timeout_ms = 0, so a connection's first timer
+ * entry is made when it opens. */
+static int session(long fail_at, int mode, int no_hs_timer) {
   ws_allocator a = test_alloc();
   ws_config cfg;
   ws_server *s = NULL;
@@ -75,6 +79,7 @@ static int session(long fail_at, int mode) {
   cfg.on_open = h_on_open;
   cfg.on_close = h_on_close;
   cfg.max_queued = 4096;
+  if (no_hs_timer) cfg.handshake_timeout_ms = 0;
   if (mux && ws_server_new(&cfg, &s) == WS_OK) {
     cJSON *data = cJSON_CreateObject();
     ws_server_tick(s, 1000);
@@ -146,15 +151,16 @@ static int session(long fail_at, int mode) {
   return failed;
 }
 
-Test(failmalloc, whole_session_every_allocation_fails_once) {
+static void every_allocation_fails_once(int no_hs_timer) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
     long n;
     int done = 0;
     /* The run with no failure first: it must be complete and clean. */
-    cr_assert_eq(session(0, mode), 0);
+    cr_assert_eq(session(0, mode, no_hs_timer), 0);
     cr_assert_eq(g_on_open, NCONN, "the reference run opened everything");
-    for (n = 1; n < 100000 && !done; n++) done = !session(n, mode);
+    for (n = 1; n < 100000 && !done; n++)
+      done = !session(n, mode, no_hs_timer);
     cr_assert(done, "no run completed");
     cr_assert_gt(n, 20, "the session makes few allocations: %ld", n);
     printf("failmalloc (%s): %ld allocation points failed, none leaked\n",
@@ -162,4 +168,14 @@ Test(failmalloc, whole_session_every_allocation_fails_once) {
     cr_log_info("failmalloc (%s): %ld allocation points", MT_MODE_NAME(mode),
                 n - 2);
   }
+}
+
+Test(failmalloc, whole_session_every_allocation_fails_once) {
+  every_allocation_fails_once(0);
+}
+
+/* The timer entry is first made as the connection opens: running out of
+ * memory there must refuse the upgrade, not run on_open on a closed one. */
+Test(failmalloc, whole_session_without_handshake_timer) {
+  every_allocation_fails_once(1);
 }
