@@ -120,7 +120,7 @@ struct ws_conn {
   uint8_t state;
   uint8_t flags;
   uint8_t msg_opcode; /* 0, or the opcode of the message being assembled */
-  uint8_t pad_;
+  uint8_t picked;     /* send.c: already in the target list being built */
   uint32_t utf8;      /* validator state across fragments and feeds */
   uint32_t heap_idx;  /* position in the timer heap, UINT32_MAX if none */
   uint16_t close_sent, close_recv;

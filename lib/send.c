@@ -34,17 +34,21 @@ static int collect_all(ws_server *s, targets *t) {
   return WS_OK;
 }
 
+/* A device named twice gets the message once ("how many connections").
+ * The marks are cleared before anything is queued: queuing can run host
+ * callbacks (on_log) that may build a list of their own. */
 static int collect_devices(ws_server *s, targets *t, const char *const *ids,
                            size_t n) {
   size_t i;
   if (targets_alloc(s, t, n) != WS_OK) return WS_ENOMEM;
   for (i = 0; i < n; i++) {
     ws_conn *c = ids[i] ? ws_server_find_device(s, ids[i]) : NULL;
-    if (c)
-      t->v[t->n++] = c;
-    else
+    if (c == NULL)
       s->st.unknown_targets++;
+    else if (!c->picked)
+      c->picked = 1, t->v[t->n++] = c;
   }
+  for (i = 0; i < t->n; i++) t->v[i]->picked = 0;
   return WS_OK;
 }
 

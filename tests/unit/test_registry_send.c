@@ -276,6 +276,21 @@ Test(send, broadcast_to_all_and_to_a_list) {
     cr_assert_eq(st.unknown_targets, 3, "ghost, d0x and NULL");
     cr_assert_eq(st.broadcasts, 2);
     cr_assert_eq(st.fanout, 6);
+    /* A device named twice (or thrice) gets it once and counts once. */
+    {
+      const char *const twice[] = {"d1", "d3", "d1", "d1"};
+      cr_assert_eq(ws_broadcast(S, "dup", NULL, twice, 4), 2);
+      mt_expect_text(&C[1], "{\"action\":\"dup\"}");
+      mt_expect_text(&C[3], "{\"action\":\"dup\"}");
+      mt_expect_nothing(&C[1]);
+      mt_expect_nothing(&C[3]);
+      cr_assert_eq(ws_broadcast(S, "dup2", NULL, twice, 4), 2, "marks reset");
+      mt_expect_text(&C[1], "{\"action\":\"dup2\"}");
+      mt_expect_text(&C[3], "{\"action\":\"dup2\"}");
+      ws_server_stats(S, &st, sizeof(st));
+      cr_assert_eq(st.fanout, 10);
+      cr_assert_eq(st.unknown_targets, 3);
+    }
     /* Invalid JSON is refused before anything is queued. */
     cr_assert_eq(ws_broadcast_json(S, "bad", "{", 1, NULL, 0), WS_EJSON);
     /* A lone surrogate too: no receiver gets what cJSON would refuse. */
