@@ -152,7 +152,8 @@ enum ws_queue_policy {
 /* A second live connection with a device id already registered. */
 enum ws_duplicate_policy {
   WS_DUP_REPLACE = 0, /* default: newer wins, older closed with 4000 */
-  WS_DUP_REFUSE = 1   /* newer refused with 409 */
+  WS_DUP_REFUSE = 1   /* newer refused with 409 (unless the older one is
+                         already closing: then the newer takes its place) */
 };
 
 /* An invalid JSON message, or an unknown action with no fallback. */
@@ -564,7 +565,8 @@ WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
 /* Registry: devices, users and groups                                      */
 /* ------------------------------------------------------------------------ */
 
-/* The open connection with this device id, or NULL. O(1). */
+/* The open connection with this device id, or NULL (also while the one
+ * with that id is closing: sends to it would be dropped). O(1). */
 WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
                                          const char *device_id);
 /* Binds the connection to a user (copied), replacing a previous one; NULL

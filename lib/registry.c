@@ -76,14 +76,19 @@ int ws__registry_add_device(ws_conn *c) {
   i = dev_slot(s, c->device_id);
   old = s->dev_slots[i];
   if (old) {
-    if (s->cfg.duplicate_policy == WS_DUP_REFUSE) return WS_EEXIST;
+    /* One already closing (a client reconnecting after its close) is on
+     * its way out: the newer takes its place under either policy. */
+    int live = old->state == WS__OPEN;
+    if (live && s->cfg.duplicate_policy == WS_DUP_REFUSE) return WS_EEXIST;
     /* Unindex the older first: its close then cannot touch this entry. */
     old->flags &= (uint8_t)~WS__F_REGISTERED;
     s->dev_slots[i] = c;
     c->flags |= WS__F_REGISTERED;
-    ws__log(s, WS_LOG_INFO, "device %s reconnected: closing the older one",
-            c->device_id);
-    ws_conn_close(old, WS_CLOSE_REPLACED, "replaced by a newer connection");
+    if (live) {
+      ws__log(s, WS_LOG_INFO, "device %s reconnected: closing the older one",
+              c->device_id);
+      ws_conn_close(old, WS_CLOSE_REPLACED, "replaced by a newer connection");
+    }
     return WS_OK;
   }
   s->dev_slots[i] = c;
@@ -93,8 +98,10 @@ int ws__registry_add_device(ws_conn *c) {
 }
 
 ws_conn *ws_server_find_device(const ws_server *s, const char *device_id) {
+  ws_conn *c;
   if (s == NULL || device_id == NULL || s->dev_count == 0) return NULL;
-  return s->dev_slots[dev_slot(s, device_id)];
+  c = s->dev_slots[dev_slot(s, device_id)];
+  return c && c->state == WS__OPEN ? c : NULL; /* closing: not reachable */
 }
 
 /* ---- groups ---------------------------------------------------------- */

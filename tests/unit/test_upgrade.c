@@ -523,6 +523,37 @@ Test(upgrade, duplicate_device_with_refuse_policy_is_409) {
   }
 }
 
+/* The older connection is closing (its close sent, the peer's answer not
+ * yet in): it is no longer found, and a reconnect with its id is not a
+ * duplicate even under WS_DUP_REFUSE; the older's end leaves the newer's
+ * entry alone. */
+Test(upgrade, reconnect_while_the_older_is_closing_takes_its_place) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    mt_bytes b = {.p = NULL};
+    ws_server *s;
+    reset();
+    s = server_new(dup_refuse);
+    prep_dev1(s, mode);
+    cr_assert_eq(ws_conn_close(k_pre[0].c, 1000, NULL), WS_OK);
+    cr_assert_null(ws_server_find_device(s, "dev1"), "closing: not found");
+    cr_assert_eq(ws_send_device(s, "dev1", "x", NULL), 0);
+    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL, 0),
+                 101);
+    cr_assert_eq(ws_server_find_device(s, "dev1"), t.c);
+    mt_close_add(&b, 1000, NULL);
+    mt_feed(&k_pre[0], b.p, b.len, mode);
+    cr_assert_eq(k_pre[0].closes, 1);
+    cr_assert_eq(ws_server_find_device(s, "dev1"), t.c, "newer still found");
+    cr_assert_eq(t.closes, 0);
+    server_free(s);
+    mt_free(&t);
+    mt_free(&k_pre[0]);
+    mt_bytes_free(&b);
+  }
+}
+
 static void with_on_upgrade(ws_config *cfg) { cfg->on_upgrade = h_on_upgrade; }
 
 Test(upgrade, on_upgrade_refusal_with_custom_status_and_reason) {
