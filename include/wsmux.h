@@ -389,7 +389,8 @@ typedef struct ws_stats {
       closes_1007, closes_1008, closes_1009, closes_1011, closes_4000,
       closes_4001, closes_4002, closes_other;
   uint64_t drops_queue_full;   /* queue policy applications */
-  uint64_t bad_messages;       /* error replies sent */
+  uint64_t bad_messages;       /* bad messages received (answered with an
+                                  error reply, or closed, per policy) */
   uint64_t broadcasts;         /* broadcast/publish/push calls */
   uint64_t fanout;             /* receivers queued by those calls */
   uint64_t unknown_targets;    /* device ids/groups not found */

@@ -226,6 +226,7 @@ int ws_conn_leave(ws_conn *c, const char *group) {
   ws__group *g;
   ws__member *m;
   if (c == NULL || group == NULL) return WS_EINVAL;
+  if (c->state == WS__DEAD) return WS_ECLOSED; /* left everything already */
   g = ws__group_find(c->s, 'g', group);
   m = g ? member_of(c, g) : NULL;
   if (m == NULL) return WS_ENOENT;
@@ -246,6 +247,7 @@ int ws_conn_set_user(ws_conn *c, const char *user) {
   ws__member *old;
   int rc;
   if (c == NULL) return WS_EINVAL;
+  if (c->state == WS__DEAD) return WS_ECLOSED;
   old = user_member(c);
   if (user == NULL) {
     if (old) member_remove(c, old);

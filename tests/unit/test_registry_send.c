@@ -20,6 +20,8 @@ static struct {
   int on_close;
   int on_close_code[MAXC];
   int do_close_others; /* "kick" handler closes C[1] and C[2] */
+  int edit_in_close;   /* on_close tries to change memberships */
+  int edit_rc[4];
 } G;
 
 static int cidx(ws_conn *c) {
@@ -44,6 +46,13 @@ static int h_on_close(ws_conn *c, int code, const char *reason, void *ud) {
   (void)reason, (void)ud;
   G.on_close++;
   G.on_close_code[cidx(c)] = code;
+  if (G.edit_in_close) {
+    cr_assert_str_eq(ws_conn_user(c), "u", "still readable in on_close");
+    G.edit_rc[0] = ws_conn_set_user(c, "u");
+    G.edit_rc[1] = ws_conn_set_user(c, NULL);
+    G.edit_rc[2] = ws_conn_leave(c, "room");
+    G.edit_rc[3] = ws_conn_join(c, "other");
+  }
   return 0;
 }
 
@@ -559,5 +568,22 @@ Test(send, non_utf8_action_or_data_is_refused_before_queuing) {
   cr_assert_eq(C[0].closes + C[1].closes, 0);
   cJSON_Delete(bad);
   cJSON_Delete(good);
+  finish();
+}
+
+/* In on_close the memberships are readable but no longer changeable: every
+ * change is WS_ECLOSED (set_user to the same user and leave returned 0). */
+Test(registry, memberships_cannot_change_in_on_close) {
+  int i;
+  fixture();
+  connect_n(1, MT_WHOLE);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "u"), WS_OK);
+  cr_assert_eq(ws_conn_join(C[0].c, "room"), WS_OK);
+  G.edit_in_close = 1;
+  ws_conn_abort(C[0].c);
+  cr_assert_eq(G.on_close, 1);
+  for (i = 0; i < 4; i++) cr_assert_eq(G.edit_rc[i], WS_ECLOSED, "call %d", i);
+  cr_assert_eq(ws_server_user_count(S, "u"), 0);
+  cr_assert_eq(ws_server_group_count(S, "room"), 0);
   finish();
 }
