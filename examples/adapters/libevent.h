@@ -57,6 +57,7 @@ typedef struct wsa_ev_sock {
   ws_conn *conn;
   struct event *rd, *wr;
   int writing; /* wr is added */
+  struct wsa_ev_sock *next_dead;
 } wsa_ev_sock;
 
 struct wsa_ev {
@@ -65,6 +66,10 @@ struct wsa_ev {
   int listen_fd;
   struct event *accept_ev, *timer, *wake;
   size_t nsocks;
+  /* Closed sockets, freed when the adapter callback that closed them
+   * returns: a tick at the start of a socket's own callback may close it
+   * (a deadline), and the callback must still be able to see that. */
+  wsa_ev_sock *dead;
 };
 
 /* Ticks now and arms the evtimer on the next deadline (none: removed). */
@@ -77,6 +82,20 @@ static inline void wsa_ev_rearm(wsa_ev *a) {
                          .tv_usec = (next % 1000) * 1000};
     evtimer_add(a->timer, &tv);
   }
+}
+
+static inline void wsa_ev_reap(wsa_ev *a) {
+  while (a->dead) {
+    wsa_ev_sock *s = a->dead;
+    a->dead = s->next_dead;
+    free(s);
+  }
+}
+
+/* The end of every adapter callback. */
+static inline void wsa_ev_done(wsa_ev *a) {
+  wsa_ev_rearm(a);
+  wsa_ev_reap(a);
 }
 
 /* ---- transport callbacks ---------------------------------------------- */
@@ -106,15 +125,19 @@ static inline int wsa_ev_want_write(ws_conn *c, void *t, int want) {
 }
 
 /* event_free is legal from the event's own callback (same thread); an
- * event of this socket still active in this iteration is dropped with it. */
+ * event of this socket still active in this iteration is dropped with it.
+ * The socket struct itself waits on the dead list (wsa_ev_done). */
 static inline int wsa_ev_close(ws_conn *c, void *t) {
   wsa_ev_sock *s = t;
   (void)c;
   event_free(s->rd);
   event_free(s->wr);
   close(s->fd);
+  s->fd = -1;
+  s->conn = NULL;
   s->owner->nsocks--;
-  free(s);
+  s->next_dead = s->owner->dead;
+  s->owner->dead = s;
   return 0;
 }
 
@@ -143,12 +166,16 @@ static inline void wsa_ev_on_read(evutil_socket_t fd, short what, void *arg) {
   ssize_t r;
   (void)what;
   ws_server_tick(a->srv, wsa_now_ms());
+  if (s->conn == NULL) { /* that tick closed it (a deadline) */
+    wsa_ev_done(a);
+    return;
+  }
   r = recv(fd, buf, sizeof(buf), 0);
   if (r > 0)
-    ws_conn_feed(s->conn, buf, (size_t)r); /* s may be gone after this */
+    ws_conn_feed(s->conn, buf, (size_t)r);
   else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
     ws_conn_abort(s->conn);
-  wsa_ev_rearm(a);
+  wsa_ev_done(a);
 }
 
 static inline void wsa_ev_on_write(evutil_socket_t fd, short what, void *arg) {
@@ -156,18 +183,18 @@ static inline void wsa_ev_on_write(evutil_socket_t fd, short what, void *arg) {
   wsa_ev *a = s->owner;
   (void)fd, (void)what;
   ws_server_tick(a->srv, wsa_now_ms());
-  ws_conn_writable(s->conn);
-  wsa_ev_rearm(a);
+  if (s->conn) ws_conn_writable(s->conn); /* NULL: the tick closed it */
+  wsa_ev_done(a);
 }
 
 static inline void wsa_ev_on_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what;
-  wsa_ev_rearm(arg);
+  wsa_ev_done(arg);
 }
 
 static inline void wsa_ev_on_wake(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what;
-  wsa_ev_rearm(arg); /* the tick delivers what was posted */
+  wsa_ev_done(arg); /* the tick delivers what was posted */
 }
 
 /* Hands an accepted non-blocking socket to the library. On failure the
@@ -205,7 +232,7 @@ static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
     if (fd < 0) break;
     wsa_ev_adopt(a, fd);
   }
-  wsa_ev_rearm(a);
+  wsa_ev_done(a);
 }
 
 /* The bound port of the listener, or -1. */
@@ -245,6 +272,7 @@ static inline void wsa_ev_stop_listening(wsa_ev *a) {
 /* Frees the adapter's events; call after ws_server_free (which closed
  * every connection through wsa_ev_close). */
 static inline void wsa_ev_destroy(wsa_ev *a) {
+  wsa_ev_reap(a);
   wsa_ev_stop_listening(a);
   if (a->timer) event_free(a->timer);
   if (a->wake) event_free(a->wake);

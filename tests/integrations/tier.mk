@@ -42,9 +42,19 @@ $(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(STATIC)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $< -o $@ $(STATIC) $(LDLIBS_DEPS)
 
-.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer
+# An adapter callback closing its own socket through a deadline.
+$(BUILD)/tests/test_adapter_deadline: $(INTEG_DIR)/test_adapter_deadline.c $(STATIC) examples/adapters/libevent.h examples/adapters/sockio.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
+	    $(LDLIBS_DEPS) $(EX_LIBS_pingpong_libevent)
+
+.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-deadline
 upgrade-answer: $(BUILD)/tests/test_upgrade_answer
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_upgrade_answer
+
+adapter-deadline: $(BUILD)/tests/test_adapter_deadline
+	$(Q)timeout -k 5 30 $(BUILD)/tests/test_adapter_deadline
 
 post-stress-tsan: $(TSAN_DIR)/test_post_stress
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
@@ -58,7 +68,8 @@ integrations-pytest: $(INTEG_BINS)
 integrations:
 	@rc=0; \
 	$(MAKE) --no-print-directory upgrade-answer || rc=1; \
+	$(MAKE) --no-print-directory adapter-deadline || rc=1; \
 	$(MAKE) --no-print-directory integrations-pytest || rc=1; \
 	$(MAKE) --no-print-directory post-stress-tsan || rc=1; \
-	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, pytest and post-stress-tsan passed"; \
+	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, adapter-deadline, pytest and post-stress-tsan passed"; \
 	else echo "integrations: FAILED"; fi; exit $$rc
