@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "adapters/sockio.h"
 #include "wsmux.h"
 
 #define MAX_CLIENTS 1024
@@ -172,7 +173,9 @@ static int bound_port(int fd) {
 static void accept_clients(ws_server *srv) {
   for (;;) {
     int one = 1, i;
-    int fd = accept4(g_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    /* wsa_accept: accept4 that sheds a connection rather than spin when
+     * the process is out of descriptors (adapters/sockio.h). */
+    int fd = wsa_accept(g_listen_fd);
     if (fd < 0) return; /* EAGAIN: backlog empty (or a transient error) */
     for (i = 0; i < MAX_CLIENTS && g_clients[i].fd >= 0; i++) {
     }

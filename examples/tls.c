@@ -127,7 +127,7 @@ static int tls_close(ws_conn *c, void *t) {
 
 static void accept_all(ws_server *srv, int lfd) {
   for (;;) {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = wsa_accept(lfd);
     tls_sock *s;
     if (fd < 0) return;
     if (g_n > MAX_SOCKS || (s = calloc(1, sizeof(*s))) == NULL) {

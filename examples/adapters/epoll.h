@@ -326,12 +326,8 @@ static inline int wsa_epoll_adopt(wsa_epoll *p, int fd) {
  * own queue; EAGAIN just means another wake took it. */
 static inline void wsa_epoll_accept(wsa_epoll *p) {
   for (;;) {
-    int fd = accept4(p->listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      /* EMFILE/ENFILE: leave the rest in the backlog for the next wake
-       * rather than spin; the level-triggered listener fires again. */
-      return;
-    }
+    int fd = wsa_accept(p->listener.fd);
+    if (fd < 0) return;
     wsa_epoll_adopt(p, fd);
   }
 }

@@ -228,7 +228,7 @@ static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
   (void)what;
   ws_server_tick(a->srv, wsa_now_ms());
   for (;;) {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = wsa_accept(lfd);
     if (fd < 0) break;
     wsa_ev_adopt(a, fd);
   }

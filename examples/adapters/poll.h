@@ -155,7 +155,7 @@ static inline int wsa_poll_init(wsa_poll *p, ws_server *srv, const char *host,
 
 static inline void wsa_poll_accept(wsa_poll *p) {
   for (;;) {
-    int fd = accept4(p->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = wsa_accept(p->listen_fd);
     wsa_poll_sock *s;
     if (fd < 0) return;
     if (p->n >= WSA_POLL_MAX || (s = calloc(1, sizeof(*s))) == NULL) {

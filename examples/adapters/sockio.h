@@ -1,8 +1,9 @@
 /*
  * Plain-socket helpers shared by the fd-based adapters (poll.h, epoll.h,
- * libevent.h) and hosts (tls.c): the monotonic clock the library's tick
- * wants, non-blocking send and sendmsg answering the way libwsmux's send
- * callbacks must, and a listening socket on an IPv4 or IPv6 literal.
+ * libevent.h) and hosts (tls.c, echo_poll.c): the monotonic clock the
+ * library's tick wants, non-blocking send and sendmsg answering the way
+ * libwsmux's send callbacks must, a listening socket on an IPv4 or IPv6
+ * literal, and an accept that does not spin when out of descriptors.
  * Header-only; the core never sees any of this.
  *
  *   ssize_t my_send(ws_conn *c, void *t, const void *d, size_t n) {
@@ -14,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -108,6 +110,32 @@ static inline int wsa_listen(const char *host, int port, int reuseport) {
     return -1;
   }
   return fd;
+}
+
+/* accept4 of one pending connection, non-blocking and close-on-exec.
+ * Returns its fd, or -1 when the backlog is empty (or on an error the
+ * caller cannot fix): stop accepting until the listener is readable again.
+ *
+ * Out of descriptors (EMFILE, ENFILE), a level-triggered listener would
+ * stay readable and wake the loop at once, forever (100% CPU, with a
+ * remote client choosing when). So each thread keeps one spare descriptor:
+ * it is closed to accept the pending connection, which is closed at once
+ * (the client sees its connection end instead of waiting in the backlog),
+ * and reopened. */
+static inline int wsa_accept(int lfd) {
+  static _Thread_local int spare = -1;
+  if (spare < 0) spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  for (;;) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) return fd;
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if ((errno != EMFILE && errno != ENFILE) || spare < 0) return -1;
+    close(spare);
+    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) close(fd);
+    spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+  }
 }
 
 /* The local port of a socket (the one bound with port 0), or -1. */

@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "pyutil"))
 import wsmux_proc  # noqa: E402
-from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, close_code,  # noqa: E402,F401
+from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, close_code, cpu_seconds,  # noqa: E402,F401
                         example, free_port, recv_json, refused_status,
                         start_server)
 

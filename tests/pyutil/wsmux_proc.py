@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -35,6 +36,22 @@ PR_SET_PDEATHSIG = 1
 def _die_with_parent():
     """preexec_fn for children: SIGKILL when the parent (pytest) dies."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _child_setup(nofile):
+    """preexec_fn: _die_with_parent, and RLIMIT_NOFILE when nofile."""
+    def setup():
+        _die_with_parent()
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    return setup
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port(host="127.0.0.1"):
@@ -62,7 +79,8 @@ class Server:
     SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|"
                               r"UndefinedBehaviorSanitizer")
 
-    def __init__(self, name, args=(), host="127.0.0.1", port=None, stdin=False):
+    def __init__(self, name, args=(), host="127.0.0.1", port=None, stdin=False,
+                 nofile=None):
         self.name = name
         self.host = host
         self.seen = []
@@ -76,7 +94,7 @@ class Server:
                 stderr=subprocess.PIPE,
                 text=True,
                 bufsize=1,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_child_setup(nofile),
             )
             self.lines = queue.Queue()
             self.stderr = []
@@ -193,7 +211,7 @@ class Server:
 @pytest.fixture
 def start_server():
     """Factory: start_server(name, *args, **kw) -> Server (kw: host, port,
-    stdin); all stopped at teardown."""
+    stdin, nofile); all stopped at teardown."""
     started = []
 
     def start(name, *args, **kw):
