@@ -33,8 +33,9 @@
  *
  * Close: the library's close callback stops reading and closes the handle
  * once the adapter's pending uv_write (the last bytes, e.g. a close frame
- * or an HTTP refusal) completed. A peer that never reads keeps that socket
- * until the kernel gives up on it.
+ * or an HTTP refusal) completed, or after WSA_UV_LINGER_MS: a peer that
+ * never reads would otherwise keep the socket (and its copy) for as long
+ * as it stays connected. What it did not take then is dropped.
  *
  * Threads: one loop thread drives the server; only wsa_uv_wake (through
  * ws_post) is called from others (uv_async_send is thread-safe).
@@ -54,8 +55,12 @@
 #ifndef WSA_UV_READ_BUF
 #define WSA_UV_READ_BUF 65536
 #endif
+#ifndef WSA_UV_LINGER_MS
+#define WSA_UV_LINGER_MS 5000 /* a closed socket's last writes, at most */
+#endif
 
 typedef struct wsa_uv wsa_uv;
+typedef struct wsa_uv_linger wsa_uv_linger;
 
 /* One accepted socket; the transport pointer handed to libwsmux. */
 typedef struct wsa_uv_sock {
@@ -65,7 +70,14 @@ typedef struct wsa_uv_sock {
   size_t pending;    /* bytes in uv_write requests */
   int want;          /* the library asked for ws_conn_writable */
   int closing;       /* close the handle when pending reaches 0 */
+  wsa_uv_linger *linger; /* closing with writes pending: the time limit */
 } wsa_uv_sock;
+
+/* Made only for a socket closed with writes pending. */
+struct wsa_uv_linger {
+  uv_timer_t timer; /* first */
+  wsa_uv_sock *s;
+};
 
 struct wsa_uv {
   ws_server *srv;
@@ -104,9 +116,35 @@ static inline void wsa_uv_on_handle_closed(uv_handle_t *h) {
   free(s);
 }
 
+static inline void wsa_uv_on_linger_closed(uv_handle_t *h) { free(h); }
+
+/* Closing the handle cancels its pending writes (their callbacks run with
+ * UV_ECANCELED before wsa_uv_on_handle_closed). */
 static inline void wsa_uv_finish_close(wsa_uv_sock *s) {
+  if (s->linger) {
+    uv_close((uv_handle_t *)&s->linger->timer, wsa_uv_on_linger_closed);
+    s->linger = NULL;
+  }
   if (!uv_is_closing((uv_handle_t *)&s->tcp))
     uv_close((uv_handle_t *)&s->tcp, wsa_uv_on_handle_closed);
+}
+
+static inline void wsa_uv_on_linger(uv_timer_t *t) {
+  wsa_uv_finish_close(((wsa_uv_linger *)t)->s);
+}
+
+/* Waits for the pending writes, WSA_UV_LINGER_MS at most (no timer: no
+ * wait, rather than one without a bound). */
+static inline void wsa_uv_linger_start(wsa_uv_sock *s) {
+  wsa_uv_linger *l = malloc(sizeof(*l));
+  if (l == NULL || uv_timer_init(s->owner->loop, &l->timer) != 0) {
+    free(l);
+    wsa_uv_finish_close(s);
+    return;
+  }
+  l->s = s;
+  s->linger = l;
+  uv_timer_start(&l->timer, wsa_uv_on_linger, WSA_UV_LINGER_MS, 0);
 }
 
 static inline void wsa_uv_on_write(uv_write_t *req, int status) {
@@ -205,7 +243,10 @@ static inline int wsa_uv_close(ws_conn *c, void *t) {
   s->conn = NULL;
   s->closing = 1;
   uv_read_stop((uv_stream_t *)&s->tcp);
-  if (s->pending == 0) wsa_uv_finish_close(s);
+  if (s->pending == 0)
+    wsa_uv_finish_close(s);
+  else
+    wsa_uv_linger_start(s);
   return 0;
 }
 

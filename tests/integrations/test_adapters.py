@@ -5,6 +5,7 @@ path: ws_post from a worker thread (--post-every) and the adapter's wake."""
 import asyncio
 import json
 import signal
+import os
 import socket
 import time
 
@@ -188,3 +189,42 @@ def test_out_of_descriptors_sheds_instead_of_spinning(start_server, name):
             assert await recv_json(ws) == {"action": "pong", "data": ""}
     time.sleep(0.3)
     arun(run())
+
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_peer_that_never_reads_is_let_go(start_server, name):
+    """A client that never reads while another broadcasts 300 x 30 KB: the
+    queue cap closes it (4001; its close frame cannot go out either, so the
+    close timeout ends it), and the server lets its socket go within
+    seconds. The libuv adapter waited for its last uv_write forever (the
+    peer's window stays shut); it now waits WSA_UV_LINGER_MS at most."""
+    server = start_server(name)
+    fd_dir = f"/proc/{server.proc.pid}/fd"
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.settimeout(TIMEOUT)
+    try:
+        async def run():
+            async with connect(f"{server.ws}/ws?device_id=sender") as ws:
+                before = len(os.listdir(fd_dir))
+                stuck.connect((server.host, server.port))
+                stuck.sendall((
+                    f"GET /ws?device_id=stuck HTTP/1.1\r\nHost: {server.host}\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                await asyncio.sleep(0.3)  # its upgrade is in
+                msg = json.dumps({"action": "broadcast", "data": "x" * 30000})
+                for _ in range(300):
+                    await ws.send(msg)
+                    assert (await recv_json(ws))["action"] == "bc"
+                loop = asyncio.get_running_loop()
+                end = loop.time() + 15
+                while loop.time() < end and len(os.listdir(fd_dir)) > before:
+                    await asyncio.sleep(0.2)
+                assert len(os.listdir(fd_dir)) <= before, \
+                    f"{name} still holds the socket"
+        arun(run(), timeout=60)
+    finally:
+        stuck.close()
