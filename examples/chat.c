@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -94,6 +95,11 @@ typedef struct chat {
   int later_running;
   atomic_int later_done; /* set by the worker just before its ws_post */
   later_job later;
+  /* The worker waits on later_cv (CLOCK_MONOTONIC) rather than sleeping,
+   * so a shutdown (later_cancel) need not wait for its delay. */
+  pthread_mutex_t later_mu;
+  pthread_cond_t later_cv;
+  int later_cancel;
   wsa_epoll loop;
   wsa_epoll_watcher stdin_w, signal_w;
   char line[4096]; /* stdin line being assembled */
@@ -288,12 +294,20 @@ static int push_devices(ws_server *s, char *list, const cJSON *text) {
 static void *later_main(void *arg) {
   chat *ch = arg;
   later_job *job = &ch->later;
-  struct timespec ts = {.tv_sec = job->ms / 1000,
-                        .tv_nsec = (long)(job->ms % 1000) * 1000000L};
-  int rc;
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  struct timespec at;
+  int rc, cancelled;
+  clock_gettime(CLOCK_MONOTONIC, &at);
+  at.tv_sec += job->ms / 1000;
+  at.tv_nsec += (long)(job->ms % 1000) * 1000000L;
+  if (at.tv_nsec >= 1000000000L) at.tv_sec++, at.tv_nsec -= 1000000000L;
+  pthread_mutex_lock(&ch->later_mu);
+  while (!ch->later_cancel &&
+         pthread_cond_timedwait(&ch->later_cv, &ch->later_mu, &at) != ETIMEDOUT) {
   }
+  cancelled = ch->later_cancel;
+  pthread_mutex_unlock(&ch->later_mu);
   atomic_store(&ch->later_done, 1); /* from here on, joining is quick */
+  if (cancelled) return NULL;       /* shutting down: not delivered */
   rc = ws_post(job->srv, WS_POST_USER, job->user, "push", job->json,
                strlen(job->json));
   if (rc != WS_OK) fprintf(stderr, "chat: ws_post: %s\n", ws_strerror(rc));
@@ -304,6 +318,24 @@ static void later_join(chat *ch) {
   if (!ch->later_running) return;
   pthread_join(ch->later_thread, NULL);
   ch->later_running = 0;
+}
+
+/* At shutdown: wakes a worker still waiting out its delay, then joins. */
+static void later_stop(chat *ch) {
+  pthread_mutex_lock(&ch->later_mu);
+  ch->later_cancel = 1;
+  pthread_cond_signal(&ch->later_cv);
+  pthread_mutex_unlock(&ch->later_mu);
+  later_join(ch);
+}
+
+static void later_init(chat *ch) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&ch->later_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&ch->later_mu, NULL);
 }
 
 /* 1 when no job is running. A job that has started posting is joined (it
@@ -506,6 +538,7 @@ int main(int argc, char **argv) {
     }
   }
   setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, unbuffered-ish */
+  later_init(ch);
 
   mux = ws_mux_new(NULL);
   if (mux == NULL || ws_mux_handle(mux, "join", on_join, NULL) ||
@@ -572,7 +605,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  later_join(ch); /* no ws_post may race with ws_server_free */
+  later_stop(ch); /* no ws_post may race with ws_server_free */
   ws_server_free(ch->srv);
   wsa_epoll_unwatch(&ch->loop, &ch->signal_w);
   close(sfd);

@@ -205,3 +205,15 @@ def test_post_from_another_thread_wakes_the_loop(chat):
         await a1.close()
         await a2.close()
     arun(go())
+
+
+def test_sigterm_does_not_wait_for_a_pending_later(chat):
+    """A `later` job still waiting out its delay (10 minutes here) is
+    cancelled at shutdown: the worker waits on a condition variable that
+    the shutdown signals, so SIGTERM ends the process at once instead of
+    after the delay (a service manager would SIGKILL it first). wait_exit
+    allows 10 s."""
+    assert chat.command("later 600000 alice never") == "ok later queued"
+    chat.signal(signal.SIGTERM)
+    assert chat.wait_exit() == 0
+    chat.wait_line("stopped")
