@@ -497,7 +497,7 @@ Test(outq, small_frames_go_out_as_one_run_and_resume_inside_it) {
       mt_connect(&t, s, "d", MT_WHOLE);
       t.would_block = 1;
       for (i = 0; i < 40; i++) {
-        char d[8];
+        char d[16];
         snprintf(d, sizeof(d), "%d", i);
         cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
       }
