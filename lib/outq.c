@@ -210,8 +210,7 @@ static void plan_write(const ws_config *cfg, const ws_iovec *iov, int *n,
   }
 }
 
-static ssize_t host_write(ws_conn *c, const ws_iovec *iov, int n, int run,
-                          size_t want) {
+static ssize_t host_write(ws_conn *c, const ws_iovec *iov, int n, int run) {
   const ws_config *cfg = &c->s->cfg;
   uint8_t buf[WS__COALESCE_MAX];
   size_t len = 0;
@@ -221,7 +220,7 @@ static ssize_t host_write(ws_conn *c, const ws_iovec *iov, int n, int run,
       memcpy(buf + len, iov[i].base, iov[i].len);
       len += iov[i].len;
     }
-    return cfg->send(c, c->transport, buf, want);
+    return cfg->send(c, c->transport, buf, len);
   }
   if (n > 1) return cfg->sendv(c, c->transport, iov, n);
   return cfg->send(c, c->transport, iov[0].base, iov[0].len);
@@ -250,7 +249,7 @@ long ws__outq_flush(ws_conn *c) {
     }
     plan_write(&s->cfg, iov, &n, &want, &run);
     q->inflight = (uint32_t)n;
-    w = host_write(c, iov, n, run, want);
+    w = host_write(c, iov, n, run);
     q->inflight = 0;
     /* The host may have closed this connection (or destroyed the server)
      * from inside send: the queue is gone, whatever it reports. */

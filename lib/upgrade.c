@@ -113,38 +113,35 @@ static int origin_ok(ws_conn *c, const ws__reqview *rv) {
                             cfg->allowed_origins_count);
 }
 
-/* 1 if header name is Sec-WebSocket-Protocol. */
-static int is_protocol_header(const char *name) {
-  static const char hdr[] = "Sec-WebSocket-Protocol";
-  return ws__ascii_caseeq(name, strlen(name), hdr, sizeof(hdr) - 1);
+static const char k_protocol[] = "Sec-WebSocket-Protocol";
+
+/* The first Sec-WebSocket-Protocol line in [h, end), or NULL. */
+static const ws_header *next_protocol(const ws_header *h,
+                                      const ws_header *end) {
+  return ws__find_header(h, (size_t)(end - h), k_protocol);
 }
 
 /* The client's offer (NULL: none): every Sec-WebSocket-Protocol line
- * joined with ", " (RFC 6455 11.3.4: several lines are one list). With
- * more than one line *joined gets the allocation to free (bounded by
- * max_handshake). Returns WS_OK or WS_ENOMEM. */
-static int offered_list(ws_conn *c, const char **offered, char **joined) {
-  size_t i, count = ws_request_header_count(c->req), need = 1, lines = 0;
-  const char *name, *value;
+ * joined with ", " (RFC 6455 11.3.4: several lines are one list). One line
+ * is the request's own NUL-terminated copy; with more, *joined gets the
+ * allocation to free (bounded by max_handshake). Returns WS_OK or
+ * WS_ENOMEM. */
+static int offered_list(ws_conn *c, const ws__reqview *rv,
+                        const char **offered, char **joined) {
+  const ws_header *h, *end = rv->headers + rv->header_count;
+  size_t need = 1;
   char *o;
-  *offered = NULL;
+  *offered = ws_request_header(c->req, k_protocol);
   *joined = NULL;
-  for (i = 0; i < count; i++) {
-    ws_request_header_at(c->req, i, &name, &value);
-    if (!is_protocol_header(name)) continue;
-    if (lines++ == 0) *offered = value;
-    need += strlen(value) + 2;
-  }
-  if (lines < 2) return WS_OK;
+  if (ws__count_header(rv->headers, rv->header_count, k_protocol) < 2)
+    return WS_OK;
+  for (h = next_protocol(rv->headers, end); h; h = next_protocol(h + 1, end))
+    need += h->value_len + 2;
   if ((o = *joined = ws__malloc(&c->s->al, need)) == NULL) return WS_ENOMEM;
-  for (i = 0; i < count; i++) {
-    size_t n;
-    ws_request_header_at(c->req, i, &name, &value);
-    if (!is_protocol_header(name)) continue;
+  for (h = next_protocol(rv->headers, end); h; h = next_protocol(h + 1, end)) {
     if (o != *joined) *o++ = ',', *o++ = ' ';
-    n = strlen(value);
-    memcpy(o, value, n);
-    o += n;
+    memcpy(o, h->value, h->value_len);
+    o += h->value_len;
   }
   *o = '\0';
   *offered = *joined;
@@ -175,10 +172,10 @@ static int pick_from(ws_conn *c, const char *offered) {
   return WS_OK;
 }
 
-static int pick_subprotocol(ws_conn *c) {
+static int pick_subprotocol(ws_conn *c, const ws__reqview *rv) {
   const char *offered;
   char *joined;
-  int rc = offered_list(c, &offered, &joined);
+  int rc = offered_list(c, rv, &offered, &joined);
   if (rc == WS_OK && offered) rc = pick_from(c, offered);
   ws__free(&c->s->al, joined);
   return rc;
@@ -281,7 +278,7 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
     return refuse(c, 400, id && *id ? "device_id too long"
                                     : "missing device_id");
   }
-  if ((err = pick_subprotocol(c)) != WS_OK) {
+  if ((err = pick_subprotocol(c, rv)) != WS_OK) {
     if (err == WS_ENOMEM) return refuse(c, 503, "out of memory");
     ws__log(s, WS_LOG_ERROR, "select_subprotocol picked one not offered");
     return refuse(c, 500, "subprotocol not offered");

@@ -14,17 +14,8 @@
 #include <unistd.h>
 
 #include "adapters/libevent.h"
+#include "check.h"
 
-static int g_fail, g_checks;
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    g_checks++;                                                              \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__,       \
-              #cond);                                                        \
-      g_fail++;                                                              \
-    }                                                                        \
-  } while (0)
 
 /* A socket adopted at t0, its deadline passing while the loop is busy,
  * bytes from the peer, then one loop pass: the deadline's close must be

@@ -7,17 +7,8 @@
 #include <string.h>
 
 #include "wsmux.h"
+#include "check.h"
 
-static int g_fail, g_checks;
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    g_checks++;                                                              \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__,       \
-              #cond);                                                        \
-      g_fail++;                                                              \
-    }                                                                        \
-  } while (0)
 
 typedef struct tp {
   int open_socket; /* 0: the host's 101 is not out yet, send answers 0 */

@@ -37,13 +37,13 @@ $(TSAN_DIR)/test_post_stress: $(INTEG_DIR)/test_post_stress.c $(LIB_SRC) $(wildc
 	    -o $@ $(LDLIBS_DEPS)
 
 # ws_conn_upgrade_answer in memory (the MHD example's library entry point).
-$(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(STATIC)
+$(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(INTEG_DIR)/check.h $(STATIC)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $< -o $@ $(STATIC) $(LDLIBS_DEPS)
 
 # An adapter callback closing its own socket through a deadline.
-$(BUILD)/tests/test_adapter_deadline: $(INTEG_DIR)/test_adapter_deadline.c $(STATIC) examples/adapters/libevent.h examples/adapters/sockio.h
+$(BUILD)/tests/test_adapter_deadline: $(INTEG_DIR)/test_adapter_deadline.c $(INTEG_DIR)/check.h $(STATIC) examples/adapters/libevent.h examples/adapters/sockio.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
