@@ -169,16 +169,17 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
 }
 
 static enum MHD_Result answer_text(struct MHD_Connection *con,
-                                   unsigned status, const char *text,
-                                   const char *extra_name,
-                                   const char *extra_value) {
+                                   unsigned status, const char *text) {
   struct MHD_Response *resp = MHD_create_response_from_buffer(
       strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
   enum MHD_Result ret;
   if (resp == NULL) return MHD_NO;
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                           "text/plain; charset=utf-8");
-  if (extra_name) MHD_add_response_header(resp, extra_name, extra_value);
+  if (status == 426) { /* RFC 9110 15.5.22; RFC 6455 4.4 */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
+    MHD_add_response_header(resp, "Sec-WebSocket-Version", "13");
+  }
   ret = MHD_queue_response(con, status, resp);
   MHD_destroy_response(resp);
   return ret;
@@ -196,7 +197,7 @@ static enum MHD_Result answer_ws(struct MHD_Connection *con, mhd_req *r,
   int status;
   mhd_sock *s;
 
-  if (plen >= sizeof(path)) return answer_text(con, 414, "URI too long\n", NULL, NULL);
+  if (plen >= sizeof(path)) return answer_text(con, 414, "URI too long\n");
   memcpy(path, r->uri, plen);
   path[plen] = '\0';
   if (query) query++;
@@ -205,7 +206,7 @@ static enum MHD_Result answer_ws(struct MHD_Connection *con, mhd_req *r,
   s->base.item.fd = -1;
   if (ws_conn_new(g_srv, s, &s->base.conn) != WS_OK) {
     free(s);
-    return answer_text(con, 503, "unavailable\n", NULL, NULL);
+    return answer_text(con, 503, "unavailable\n");
   }
   r->sock = s;
   if (ws_conn_upgrade_answer(s->base.conn, method, path, query, hl.h, hl.n,
@@ -215,8 +216,7 @@ static enum MHD_Result answer_ws(struct MHD_Connection *con, mhd_req *r,
   }
   if (status != 101) { /* refused: the connection is already closed */
     snprintf(line, sizeof(line), "%s\n", reason);
-    return answer_text(con, (unsigned)status, line,
-                       status == 426 ? "Sec-WebSocket-Version" : NULL, "13");
+    return answer_text(con, (unsigned)status, line);
   }
   resp = MHD_create_response_for_upgrade(on_upgraded, NULL);
   if (resp == NULL) return MHD_NO; /* on_completed aborts the connection */
@@ -246,9 +246,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
     return MHD_YES;
   }
   if (strcmp(url, "/hello") == 0)
-    return answer_text(con, MHD_HTTP_OK, "hello\n", NULL, NULL);
+    return answer_text(con, MHD_HTTP_OK, "hello\n");
   if (strcmp(url, "/ws") == 0) return answer_ws(con, r, method);
-  return answer_text(con, MHD_HTTP_NOT_FOUND, "not found\n", NULL, NULL);
+  return answer_text(con, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 
 /* MHD's epoll fd is ready: let MHD work (accept, read, callbacks). */

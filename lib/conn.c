@@ -77,13 +77,18 @@ void ws__conn_rearm(ws_conn *c) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
 }
 
-/* CLOSING and DRAINING end by close_timeout at the latest. */
+/* CLOSING and DRAINING end by close_timeout at the latest, or during a
+ * graceful shutdown at its drain deadline if that is later: the host gave
+ * the queued data that long to go out. */
 void ws__conn_arm_close_timer(ws_conn *c) {
   ws_server *s = c->s;
   uint32_t ms = s->cfg.close_timeout_ms;
+  uint64_t d = s->now + ms;
+  if (s->shutting_down == 1 && s->shutdown_deadline > d)
+    d = s->shutdown_deadline;
   if (ms == 0) {
     ws__timer_clear(s, c);
-  } else if (ws__timer_set(s, c, s->now + ms) != WS_OK) {
+  } else if (ws__timer_set(s, c, d) != WS_OK) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
   }
 }
@@ -95,6 +100,8 @@ static void send_ping(ws_conn *c) {
   ws__buf *b = ws__buf_frame_copy(c->s, WSLAY_PING, "wsmux", 5);
   c->flags |= WS__F_PING_SENT;
   if (b == NULL) return;
+  /* The write deadline counts from the oldest unsent byte: this one. */
+  if (c->q.count == 0) c->last_write = c->s->now;
   if (ws__outq_push(c->s, &c->q, b) == WS_OK) ws__conn_mark_dirty(c);
   ws__buf_unref(c->s, b);
 }
@@ -225,6 +232,8 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason) {
   }
   if (c->state != WS__OPEN && c->state != WS__CLOSING) return;
   ws__log(c->s, WS_LOG_INFO, "failing connection: %d %s", code, reason);
+  /* on_log may have closed it (or destroyed the server) meanwhile. */
+  if (c->state != WS__OPEN && c->state != WS__CLOSING) return;
   /* A slow consumer's queue is dropped (its size is the problem); after a
    * protocol error what was already queued (the 101, replies to earlier
    * messages) still goes out, ahead of the close frame. */
@@ -325,8 +334,12 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
   int rc;
   if (c == NULL || (data == NULL && len > 0)) return WS_EINVAL;
   if (c->state == WS__DEAD || c->state == WS__DRAINING) return WS_ECLOSED;
+  /* From a callback of this same feed: the outer call is still reading
+   * (the request buffer, wslay's context) and its bytes come first. */
+  if (c->marks & WS__M_FEEDING) return WS_ESTATE;
   s = c->s;
   ws__enter(s);
+  c->marks |= WS__M_FEEDING;
   s->st.bytes_in += len;
   if (c->state == WS__HANDSHAKE) {
     long used = ws__upgrade_feed(c, p, len);
@@ -357,6 +370,7 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
                c->state == WS__CLOSING
            ? WS_OK
            : WS_ECLOSED;
+  c->marks &= (uint8_t)~WS__M_FEEDING;
   ws__leave(s);
   return rc;
 }

@@ -184,22 +184,18 @@ void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
 
 /* ---- in ------------------------------------------------------------- */
 
-/* What a handler may ask for, released after it returns. The fast path
- * keeps only spans into the message; cJSON trees are built on demand. */
+/* What a handler may ask for, released after it returns: the raw span of
+ * "data" in the message, and a cJSON tree of it built on demand. */
 typedef struct msg_extra {
   const char *data; /* raw span of "data", or NULL */
   size_t data_len;
   cJSON *tree;      /* ws_msg_data's parse of the span */
-  cJSON *root;      /* slow path (escaped keys/action): the whole message */
-  const cJSON *root_data;
-  char *printed;    /* slow path: data_json printed from root_data */
 } msg_extra;
 
 const struct cJSON *ws_msg_data(const ws_msg *msg) {
   msg_extra *x;
   if (msg == NULL || msg->binary || msg->internal_ == NULL) return NULL;
   x = msg->internal_;
-  if (x->root) return x->root_data;
   if (x->data && x->tree == NULL)
     x->tree = cJSON_ParseWithLength(x->data, x->data_len);
   return x->tree;
@@ -210,12 +206,6 @@ const char *ws_msg_data_json(const ws_msg *msg, size_t *len) {
   if (len) *len = 0;
   if (msg == NULL || msg->binary || msg->internal_ == NULL) return NULL;
   x = msg->internal_;
-  if (x->root && x->root_data && x->printed == NULL) {
-    x->printed = cJSON_PrintUnformatted(x->root_data);
-    if (x->printed == NULL) return NULL;
-    x->data = x->printed;
-    x->data_len = strlen(x->printed);
-  }
   if (len && x->data) *len = x->data_len;
   return x->data;
 }
@@ -238,36 +228,11 @@ static void run_handler(ws_conn *c, ws_msg *m) {
   }
 }
 
-static int has_nul_escape(const uint8_t *p, size_t len) {
-  size_t i;
-  for (i = 0; i + 6 <= len; i++)
-    if (p[i] == '\\' && memcmp(p + i + 1, "u0000", 5) == 0) return 1;
-  return 0;
-}
-
-/* Escaped keys: let cJSON find the members. Rare. A NUL escape anywhere
- * is refused (over-broadly): cJSON's C strings would silently cut the
- * action at it. */
-static const char *slow_action(const uint8_t *p, size_t len, msg_extra *x) {
-  const cJSON *action;
-  if (has_nul_escape(p, len)) return NULL;
-  x->root = cJSON_ParseWithLength((const char *)p, len);
-  if (x->root == NULL) return NULL;
-  action = cJSON_GetObjectItemCaseSensitive(x->root, "action");
-  x->root_data = cJSON_GetObjectItemCaseSensitive(x->root, "data");
-  if (!cJSON_IsString(action) || action->valuestring == NULL ||
-      strlen(action->valuestring) > WS_MAX_ACTION)
-    return NULL;
-  return action->valuestring;
-}
-
 /* The action from the scan's raw span, decoded NUL-terminated into buf;
- * NULL when it is not a string, too long, or holds a NUL. *slow is set
- * when keys had escapes (the spans may then be the wrong members). */
-static const char *fast_action(const ws__env_scan *sc, char *buf,
-                               int *slow) {
+ * NULL when it is not a string, too long, or holds a NUL (a C string would
+ * silently cut it there). */
+static const char *action_of(const ws__env_scan *sc, char *buf) {
   long n;
-  if (sc->escaped) return *slow = 1, NULL;
   if (sc->action == NULL || sc->action[0] != '"') return NULL;
   n = ws__json_unescape(sc->action + 1, sc->action_len - 2, buf,
                         WS_MAX_ACTION);
@@ -282,7 +247,7 @@ void ws__envelope_dispatch(ws_conn *c, int opcode, const uint8_t *p,
   msg_extra x;
   ws__env_scan sc;
   ws_msg m;
-  int slow = 0, r;
+  int r;
   memset(&m, 0, sizeof(m));
   memset(&x, 0, sizeof(x));
   m.text = (const char *)p;
@@ -299,15 +264,12 @@ void ws__envelope_dispatch(ws_conn *c, int opcode, const uint8_t *p,
                                                   : "invalid_json", NULL);
     return;
   }
-  m.action = fast_action(&sc, action, &slow);
-  if (slow) m.action = slow_action(p, len, &x);
-  x.data = x.root ? NULL : sc.data;
-  x.data_len = x.root ? 0 : sc.data_len;
+  m.action = action_of(&sc, action);
+  x.data = sc.data;
+  x.data_len = sc.data_len;
   if (m.action == NULL)
     ws__envelope_error(c, "bad_action", NULL);
   else
     run_handler(c, &m);
   if (x.tree) cJSON_Delete(x.tree);
-  if (x.root) cJSON_Delete(x.root);
-  if (x.printed) cJSON_free(x.printed);
 }

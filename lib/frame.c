@@ -216,7 +216,7 @@ static void queue_pong(ws_conn *c, const uint8_t *p, size_t n) {
 
 /* The peer's close: validate, answer (echoing the code), drain, close. */
 static int on_close_frame(ws_conn *c, const uint8_t *p, size_t n) {
-  int code = WS_CLOSE_NO_STATUS;
+  int code = WS_CLOSE_NO_STATUS, was_open;
   if (n == 1) return WS_CLOSE_PROTOCOL;
   if (n >= 2) {
     code = (p[0] << 8) | p[1];
@@ -244,8 +244,12 @@ static int on_close_frame(ws_conn *c, const uint8_t *p, size_t n) {
   }
   /* on_close reports the peer's code; close_sent is what ends DRAINING. */
   c->close_sent = (uint16_t)code;
+  was_open = c->state == WS__OPEN;
   c->state = WS__DRAINING;
   ws__conn_mark_dirty(c);
+  /* A peer that closes and then stops reading our echo is ended by the
+   * close deadline (CLOSING armed it when we closed first). */
+  if (was_open) ws__conn_arm_close_timer(c);
   return 0;
 }
 

@@ -406,10 +406,11 @@ size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
   outbuf size = {.p = NULL, .cap = 0, .len = 0};
   ws__accept_key(key, key_len, accept);
   build_101(&size, accept, subprotocol);
-  if (size.len > cap) return 0;
-  outbuf o = {.p = out, .cap = cap, .len = 0};
-  build_101(&o, accept, subprotocol);
-  return o.len;
+  if (size.len <= cap) {
+    outbuf o = {.p = out, .cap = cap, .len = 0};
+    build_101(&o, accept, subprotocol);
+  }
+  return size.len;
 }
 
 static void build_http(outbuf *o, int status, const char *ctype,

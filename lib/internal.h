@@ -54,11 +54,15 @@ typedef struct ws__outq {
   ws__buf *small[2];
   uint32_t cap, head, count; /* cap: a power of two */
   uint32_t off;     /* bytes of slots[head] already sent */
-  uint32_t nctrl;   /* control frames waiting right after the head */
+  /* Control frames queued (bounded by conn.c's WS__CTRL_QUEUED_MAX), and
+   * the index just after the last one that waits ahead of data: the next
+   * goes there, so they leave in the order they came. */
+  uint16_t nctrl, ctrl_end;
   /* Buffers handed to the host's send that has not returned yet: the host
    * may call back into the library from it, and nothing may then move,
-   * drop or get ahead of them (ws__outq_push, ws__outq_truncate). */
-  uint32_t inflight;
+   * drop or get ahead of them (ws__outq_push, ws__outq_truncate). At most
+   * outq.c's WS__IOV_MAX. */
+  uint16_t inflight;
   size_t bytes;     /* unsent bytes in the queue */
 } ws__outq;
 
@@ -113,6 +117,11 @@ enum ws__conn_flag {
   WS__F_COUNTED = 1u << 7     /* counted in conns_open */
 };
 
+enum ws__conn_mark {
+  WS__M_PICKED = 1u << 0, /* send.c: already in the target list being built */
+  WS__M_FEEDING = 1u << 1 /* inside ws_conn_feed */
+};
+
 struct ws_conn {
   ws_server *s;
   void *transport;
@@ -120,7 +129,7 @@ struct ws_conn {
   uint8_t state;
   uint8_t flags;
   uint8_t msg_opcode; /* 0, or the opcode of the message being assembled */
-  uint8_t picked;     /* send.c: already in the target list being built */
+  uint8_t marks;      /* WS__M_*: transient marks */
   uint32_t utf8;      /* validator state across fragments and feeds */
   uint32_t heap_idx;  /* position in the timer heap, UINT32_MAX if none */
   uint16_t close_sent, close_recv;
@@ -275,9 +284,13 @@ ws__buf *ws__envelope_frame_json(ws_server *s, const char *action,
                                  const char *json, size_t len, int *err);
 
 /* ---- registry.c ------------------------------------------------------- */
-/* Registers c's device id under the duplicate policy. Returns 0, or
- * WS_EEXIST when the policy refuses. */
-int ws__registry_add_device(ws_conn *c);
+/* Checks c's device id against the duplicate policy and makes room for it:
+ * 0, WS_EEXIST when the policy refuses, WS_ENOMEM. Indexes nothing. */
+int ws__registry_reserve_device(ws_conn *c);
+/* Indexes c's device id after a successful reserve (nothing in between
+ * may run host code); an older open connection with the id is closed
+ * with 4000. */
+void ws__registry_add_device(ws_conn *c);
 /* Removes c from every index: O(its memberships). */
 void ws__registry_remove(ws_conn *c);
 void ws__registry_free(ws_server *s);
@@ -295,6 +308,8 @@ int ws__deliver(ws_server *s, ws__buf *b, int kind, const char *name,
 int ws__post_init(ws_server *s);
 /* Delivers everything posted so far (loop thread, inside a library frame). */
 void ws__post_drain(ws_server *s);
+/* From now on ws_post answers WS_ESHUTDOWN (shutdown, destroy). */
+void ws__post_close(ws_server *s);
 void ws__post_free(ws_server *s);
 
 /* ---- json_check.c ----------------------------------------------------- */
@@ -310,7 +325,6 @@ typedef struct ws__env_scan {
   size_t action_len;
   const char *data;
   size_t data_len;
-  int escaped; /* some key had escapes: spans may be incomplete */
 } ws__env_scan;
 enum { WS__ENV_OK = 0, WS__ENV_INVALID_JSON, WS__ENV_NOT_OBJECT };
 int ws__envelope_scan(const char *text, size_t len, ws__env_scan *out);

@@ -173,10 +173,15 @@ int ws__json_valid(const char *text, size_t len) {
 
 /* ---- the envelope, scanned without building a tree ------------------- */
 
-/* Compares a raw key (between the quotes, escapes not decoded) with name.
- * Escaped keys never match here; the caller falls back to cJSON. */
+/* Compares a raw key (between the quotes) with name, escapes decoded:
+ * "\u0061ction" is "action". A key holding a NUL escape is none of ours. */
 static int key_is(const char *k, size_t n, const char *name) {
-  return strlen(name) == n && memcmp(k, name, n) == 0;
+  char buf[8]; /* our names are shorter */
+  size_t nl = strlen(name);
+  long m;
+  if (memchr(k, '\\', n) == NULL) return nl == n && memcmp(k, name, n) == 0;
+  m = ws__json_unescape(k, n, buf, sizeof(buf));
+  return m == (long)nl && memcmp(buf, name, nl) == 0;
 }
 
 /* Walks the top-level object once: validates everything, notes the first
@@ -192,7 +197,6 @@ static int scan_members(jcur *j, ws__env_scan *out) {
     k = j->p + 1;
     if (!string(j)) return 0;
     kn = (size_t)(j->p - 1 - k);
-    if (memchr(k, '\\', kn)) out->escaped = 1;
     skip_ws(j);
     if (j->p >= j->end || *j->p++ != ':') return 0;
     skip_ws(j);
@@ -312,6 +316,8 @@ long ws__json_unescape(const char *raw, size_t n, char *out, size_t cap) {
     return (long)n;
   }
   while (i < n) {
+    char enc[4];
+    size_t k;
     long cp;
     if (raw[i] != '\\') {
       if (o >= cap) return -1;
@@ -320,8 +326,11 @@ long ws__json_unescape(const char *raw, size_t n, char *out, size_t cap) {
     }
     i++;
     cp = unescape_one(raw, &i);
-    if (cp <= 0 || o + 4 > cap) return -1; /* NUL, too long */
-    o += utf8_put(out + o, (uint32_t)cp);
+    if (cp <= 0) return -1; /* NUL */
+    k = utf8_put(enc, (uint32_t)cp);
+    if (o + k > cap) return -1;
+    memcpy(out + o, enc, k);
+    o += k;
   }
   return (long)o;
 }

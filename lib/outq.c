@@ -98,8 +98,9 @@ static int outq_grow(ws_server *s, ws__outq *q) {
 }
 
 /* Data goes to the tail. A control frame goes to the first frame boundary
- * after other waiting control frames: index (head partially sent, or an
- * HTTP response not yet sent: the 101 always goes first) + nctrl.
+ * after the control frames already waiting (ctrl_end), and never ahead of
+ * the head when it is partially sent or an HTTP response (the 101 always
+ * goes first), nor ahead of what the host's send holds (inflight).
  * Inserting shifts the entries before that index one slot towards the head,
  * which is at most a few entries. */
 int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
@@ -117,7 +118,8 @@ int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
     return WS_OK;
   }
   head_stays = q->off > 0 || (q->count > 0 && (*slot(q, 0))->is_http);
-  at = (head_stays ? 1u : 0u) + q->nctrl;
+  at = head_stays ? 1u : 0u;
+  if (at < q->ctrl_end) at = q->ctrl_end;
   if (at < q->inflight) at = q->inflight;
   if (at > q->count) at = q->count;
   q->head = (q->head - 1) & (q->cap - 1);
@@ -125,6 +127,7 @@ int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
   for (i = 0; i < at; i++) *slot(q, i) = *slot(q, i + 1);
   *slot(q, at) = b;
   q->nctrl++;
+  q->ctrl_end = (uint16_t)(at + 1);
   return WS_OK;
 }
 
@@ -134,6 +137,7 @@ static void outq_pop(ws_server *s, ws__outq *q) {
   q->count--;
   q->off = 0;
   if (b->is_ctrl && !b->is_close && q->nctrl > 0) q->nctrl--;
+  if (q->ctrl_end > 0) q->ctrl_end--;
   ws__buf_unref(s, b);
 }
 
@@ -160,13 +164,14 @@ void ws__outq_truncate(ws_server *s, ws__outq *q) {
     const ws__buf *b = *slot(q, i);
     if (b->is_ctrl && !b->is_close) q->nctrl++;
   }
+  if (q->ctrl_end > q->count) q->ctrl_end = (uint16_t)q->count;
   outq_shrink(s, q);
 }
 
 void ws__outq_clear(ws_server *s, ws__outq *q) {
   while (q->count > 0) outq_pop(s, q);
   q->bytes = 0;
-  q->nctrl = 0;
+  q->nctrl = q->ctrl_end = 0;
   outq_shrink(s, q);
 }
 
@@ -248,7 +253,7 @@ long ws__outq_flush(ws_conn *c) {
       n++;
     }
     plan_write(&s->cfg, iov, &n, &want, &run);
-    q->inflight = (uint32_t)n;
+    q->inflight = (uint16_t)n;
     w = host_write(c, iov, n, run);
     q->inflight = 0;
     /* The host may have closed this connection (or destroyed the server)

@@ -101,11 +101,15 @@ void ws__post_drain(ws_server *s) {
   }
 }
 
-void ws__post_free(ws_server *s) {
-  ws__post *p;
+void ws__post_close(ws_server *s) {
   pthread_mutex_lock(&s->post_lock);
   s->post_closed = 1;
   pthread_mutex_unlock(&s->post_lock);
+}
+
+void ws__post_free(ws_server *s) {
+  ws__post *p;
+  ws__post_close(s);
   p = take_all(s);
   while (p) {
     ws__post *next = p->next;

@@ -113,8 +113,10 @@ typedef struct ws__upgrade_check {
  *       "invalid Sec-WebSocket-Key"
  * is_upgrade is computed independently of status (any Upgrade header lists
  * "websocket"), so a caller can route plain HTTP first. A 426 refusal must
- * carry WS__VERSION_HEADER (pass it as ws__response_http's extra). */
-#define WS__VERSION_HEADER "Sec-WebSocket-Version: 13\r\n"
+ * carry WS__426_HEADERS (pass it as ws__response_http's extra): RFC 9110
+ * 15.5.22 requires Upgrade, RFC 6455 4.4 the version we speak. */
+#define WS__426_HEADERS \
+  "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
 void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out);
 
 /* Origin rule: no Origin header -> allowed; Origin equal (case-insensitive)
@@ -142,8 +144,8 @@ void ws__accept_key(const char *key, size_t key_len, char out[29]);
 
 /* Writes "HTTP/1.1 101 Switching Protocols" with Upgrade, Connection,
  * Sec-WebSocket-Accept and (if subprotocol != NULL) Sec-WebSocket-Protocol.
- * Returns bytes written, or 0 if cap is too small (then nothing is written).
- * No NUL terminator. */
+ * Returns the length the response needs; writes only if it fits in cap
+ * (call with cap 0 to size it). No NUL terminator. */
 size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
                         const char *subprotocol);
 /* Writes a complete refusal/plain response: status line with the standard

@@ -67,34 +67,37 @@ static void dev_remove(ws_server *s, uint32_t i) {
   }
 }
 
-int ws__registry_add_device(ws_conn *c) {
+int ws__registry_reserve_device(ws_conn *c) {
   ws_server *s = c->s;
   ws_conn *old;
-  uint32_t i;
   if ((s->dev_count + 1) * 2 > s->dev_cap && dev_grow(s) != WS_OK)
     return WS_ENOMEM;
-  i = dev_slot(s, c->device_id);
-  old = s->dev_slots[i];
-  if (old) {
-    /* One already closing (a client reconnecting after its close) is on
-     * its way out: the newer takes its place under either policy. */
-    int live = old->state == WS__OPEN;
-    if (live && s->cfg.duplicate_policy == WS_DUP_REFUSE) return WS_EEXIST;
-    /* Unindex the older first: its close then cannot touch this entry. */
-    old->flags &= (uint8_t)~WS__F_REGISTERED;
-    s->dev_slots[i] = c;
-    c->flags |= WS__F_REGISTERED;
-    if (live) {
-      ws__log(s, WS_LOG_INFO, "device %s reconnected: closing the older one",
-              c->device_id);
-      ws_conn_close(old, WS_CLOSE_REPLACED, "replaced by a newer connection");
-    }
-    return WS_OK;
-  }
-  s->dev_slots[i] = c;
-  s->dev_count++;
-  c->flags |= WS__F_REGISTERED;
+  old = s->dev_slots[dev_slot(s, c->device_id)];
+  /* One already closing (a client reconnecting after its close) is on its
+   * way out: the newer takes its place under either policy. */
+  if (old && old->state == WS__OPEN &&
+      s->cfg.duplicate_policy == WS_DUP_REFUSE)
+    return WS_EEXIST;
   return WS_OK;
+}
+
+void ws__registry_add_device(ws_conn *c) {
+  ws_server *s = c->s;
+  uint32_t i = dev_slot(s, c->device_id);
+  ws_conn *old = s->dev_slots[i];
+  s->dev_slots[i] = c;
+  c->flags |= WS__F_REGISTERED;
+  if (old == NULL) {
+    s->dev_count++;
+    return;
+  }
+  /* The older was unindexed first: its close cannot touch this entry. */
+  old->flags &= (uint8_t)~WS__F_REGISTERED;
+  if (old->state == WS__OPEN) {
+    ws__log(s, WS_LOG_INFO, "device %s reconnected: closing the older one",
+            c->device_id);
+    ws_conn_close(old, WS_CLOSE_REPLACED, "replaced by a newer connection");
+  }
 }
 
 ws_conn *ws_server_find_device(const ws_server *s, const char *device_id) {

@@ -45,10 +45,10 @@ static int collect_devices(ws_server *s, targets *t, const char *const *ids,
     ws_conn *c = ids[i] ? ws_server_find_device(s, ids[i]) : NULL;
     if (c == NULL)
       s->st.unknown_targets++;
-    else if (!c->picked)
-      c->picked = 1, t->v[t->n++] = c;
+    else if (!(c->marks & WS__M_PICKED))
+      c->marks |= WS__M_PICKED, t->v[t->n++] = c;
   }
-  for (i = 0; i < t->n; i++) t->v[i]->picked = 0;
+  for (i = 0; i < t->n; i++) t->v[i]->marks &= (uint8_t)~WS__M_PICKED;
   return WS_OK;
 }
 

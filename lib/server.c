@@ -107,6 +107,7 @@ void ws_server_free(ws_server *s) {
   if (s == NULL || s->destroying) return;
   ws__enter(s);
   s->destroying = 1;
+  ws__post_close(s); /* on_close below may post: refused, not lost */
   finish_all(s, WS_CLOSE_ABNORMAL, "server destroyed");
   ws__leave(s);
 }
@@ -182,10 +183,8 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
   if (s == NULL) return WS_EINVAL;
   if (s->shutting_down) return WS_ESHUTDOWN;
   ws__enter(s);
-  pthread_mutex_lock(&s->post_lock);
-  s->post_closed = 1; /* new posts get WS_ESHUTDOWN */
-  pthread_mutex_unlock(&s->post_lock);
-  ws__post_drain(s);  /* what was posted before still goes out */
+  ws__post_close(s);
+  ws__post_drain(s); /* what was posted before still goes out */
   s->shutting_down = 1;
   s->shutdown_deadline = s->now + drain_ms;
   v = s->nconns ? ws__malloc(&s->al, s->nconns * sizeof(*v)) : NULL;

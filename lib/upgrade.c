@@ -68,23 +68,23 @@ static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
 static int refuse(ws_conn *c, int status, const char *reason) {
   char body[160];
   size_t n;
-  const char *extra =
-      status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL;
   if (reason == NULL) reason = ws__status_text(status);
+  c->s->st.refusals[refusal_kind(status)]++;
   if (answering(c)) {
-    c->s->st.refusals[refusal_kind(status)]++;
-    ws__log(c->s, WS_LOG_INFO, "upgrade refused: %d %s", status, reason);
     c->s->answer->status = status;
     c->s->answer->reason = reason;
+  }
+  ws__log(c->s, WS_LOG_INFO, "upgrade refused: %d %s", status, reason);
+  if (c->state == WS__DEAD) return WS_ECLOSED; /* on_log closed it */
+  if (answering(c)) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, reason);
     return WS_OK;
   }
   n = WS__MIN(strlen(reason), sizeof(body) - 2);
   memcpy(body, reason, n);
   body[n++] = '\n';
-  c->s->st.refusals[refusal_kind(status)]++;
-  ws__log(c->s, WS_LOG_INFO, "upgrade refused: %d %s", status, reason);
-  return respond(c, status, "text/plain; charset=utf-8", extra, body, n);
+  return respond(c, status, "text/plain; charset=utf-8",
+                 status == 426 ? WS__426_HEADERS : NULL, body, n);
 }
 
 int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
@@ -206,27 +206,40 @@ static int take_device_id(ws_conn *c) {
   return 0;
 }
 
-/* Everything checked: queue the 101 and open. */
+/* The 101 on the queue (its length depends on the subprotocol, which may
+ * be as long as a header). */
+static int queue_101(ws_conn *c, const ws__upgrade_check *chk) {
+  ws_server *s = c->s;
+  size_t n = ws__response_101(NULL, 0, chk->key, chk->key_len, c->subprotocol);
+  ws__buf *b = ws__buf_raw(s, NULL, n);
+  if (b == NULL) return WS_ENOMEM;
+  ws__response_101((char *)b->data, n, chk->key, chk->key_len, c->subprotocol);
+  if (ws__outq_push(s, &c->q, b) != WS_OK) {
+    ws__buf_unref(s, b);
+    return WS_ENOMEM;
+  }
+  ws__buf_unref(s, b);
+  ws__conn_mark_dirty(c);
+  return WS_OK;
+}
+
+/* Everything checked: queue the 101, take the device id, open. Whatever
+ * can fail comes before the device id is taken: an older connection with
+ * the id is closed only for a newer one that does open. */
 static int accept_upgrade(ws_conn *c, const ws__upgrade_check *chk) {
   ws_server *s = c->s;
   /* Room for its deadline first: once it is open, running out of memory
    * there would close it between the 101 and on_open. */
-  if (ws__timer_reserve(s) != WS_OK) return refuse(c, 503, "out of memory");
+  if (ws__timer_reserve(s) != WS_OK ||
+      (!answering(c) && queue_101(c, chk) != WS_OK))
+    return refuse(c, 503, "out of memory");
+  if (c->device_id) {
+    ws__registry_add_device(c);
+    if (c->state == WS__DEAD) return WS_ECLOSED; /* by on_log */
+  }
   if (answering(c)) { /* the host writes the 101 */
     s->answer->status = 101;
     ws__accept_key(chk->key, chk->key_len, s->answer->accept);
-  } else {
-    char resp[512];
-    size_t n = ws__response_101(resp, sizeof(resp), chk->key, chk->key_len,
-                                c->subprotocol);
-    ws__buf *b = n ? ws__buf_raw(s, resp, n) : NULL;
-    if (b == NULL || ws__outq_push(s, &c->q, b) != WS_OK) {
-      ws__buf_unref(s, b);
-      ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
-      return WS_ENOMEM;
-    }
-    ws__buf_unref(s, b);
-    ws__conn_mark_dirty(c);
   }
   c->state = WS__OPEN;
   c->flags |= WS__F_COUNTED | WS__F_OPENED;
@@ -239,25 +252,49 @@ static int accept_upgrade(ws_conn *c, const ws__upgrade_check *chk) {
   return WS_OK;
 }
 
-/* Drops headers from the kept request when the config says so. */
-static int shrink_request(ws_conn *c, const ws__reqview *rv) {
+/* keep_headers = 0: the request the connection keeps is rebuilt without
+ * headers before on_upgrade, so every pointer the host can take from the
+ * connection there (device id, ws_conn_request and its strings) stays
+ * valid for the connection's life. *full keeps the whole request for
+ * on_upgrade's req; the caller frees it when it differs from c->req. */
+static int compact_request(ws_conn *c, const ws__reqview *rv,
+                           ws_request **full) {
   int err;
   ws_request *r;
+  *full = c->req;
   if (c->s->cfg.keep_headers) return WS_OK;
   r = ws__request_build(&c->s->al, rv, 0, &err);
   if (r == NULL) return err;
-  ws__request_free(&c->s->al, c->req);
   c->req = r;
   if (c->device_id)
     c->device_id = ws_request_query(r, c->s->cfg.device_param);
   return WS_OK;
 }
 
+/* on_upgrade's verdict in *status: 0 to go on, else an HTTP status.
+ * Returns WS_OK or WS_ENOMEM. */
+static int ask_host(ws_conn *c, const ws__reqview *rv, int *status,
+                    const char **reason) {
+  ws_server *s = c->s;
+  ws_request *full;
+  *status = 0;
+  if (compact_request(c, rv, &full) != WS_OK) return WS_ENOMEM;
+  if (s->cfg.on_upgrade)
+    *status = s->cfg.on_upgrade(c, full, reason, s->cfg.user_data);
+  if (full != c->req) ws__request_free(&s->al, full);
+  if (*status != 0 && (*status < 400 || *status > 599)) *status = 500;
+  return WS_OK;
+}
+
+static size_t headers_max(const ws_server *s) {
+  return WS__MIN(s->cfg.max_headers, (size_t)WS__HEADERS_HARD_MAX);
+}
+
 int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   ws_server *s = c->s;
   ws__upgrade_check chk;
   const char *reason = NULL;
-  int err, status;
+  int err, status, ok;
 
   c->req = ws__request_build(&s->al, rv, 1, &err);
   if (c->req == NULL)
@@ -270,7 +307,9 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   if (s->shutting_down) return refuse(c, 503, "server shutting down");
   if (s->st.conns_open >= s->cfg.max_connections)
     return refuse(c, 503, "too many connections");
-  if (!origin_ok(c, rv)) return refuse(c, 403, "origin not allowed");
+  ok = origin_ok(c, rv);
+  if (c->state == WS__DEAD) return WS_ECLOSED; /* check_origin closed it */
+  if (!ok) return refuse(c, 403, "origin not allowed");
   if (take_device_id(c)) {
     const char *id = s->cfg.device_param
                          ? ws_request_query(c->req, s->cfg.device_param)
@@ -278,21 +317,20 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
     return refuse(c, 400, id && *id ? "device_id too long"
                                     : "missing device_id");
   }
-  if ((err = pick_subprotocol(c, rv)) != WS_OK) {
+  err = pick_subprotocol(c, rv);
+  if (c->state == WS__DEAD) return WS_ECLOSED; /* select_subprotocol did */
+  if (err != WS_OK) {
     if (err == WS_ENOMEM) return refuse(c, 503, "out of memory");
     ws__log(s, WS_LOG_ERROR, "select_subprotocol picked one not offered");
     return refuse(c, 500, "subprotocol not offered");
   }
-  if (s->cfg.on_upgrade) {
-    status = s->cfg.on_upgrade(c, c->req, &reason, s->cfg.user_data);
-    if (c->state == WS__DEAD) return WS_ECLOSED;
-    if (status != 0)
-      return refuse(c, status >= 400 && status <= 599 ? status : 500,
-                    reason ? reason : "refused");
-  }
-  if (shrink_request(c, rv) != WS_OK) return refuse(c, 503, "out of memory");
-  if (c->device_id && ws__registry_add_device(c) != WS_OK)
-    return refuse(c, 409, "device_id already connected");
+  if (ask_host(c, rv, &status, &reason) != WS_OK)
+    return refuse(c, 503, "out of memory");
+  if (c->state == WS__DEAD) return WS_ECLOSED;
+  if (status != 0) return refuse(c, status, reason ? reason : "refused");
+  if (c->device_id && (err = ws__registry_reserve_device(c)) != WS_OK)
+    return err == WS_EEXIST ? refuse(c, 409, "device_id already connected")
+                            : refuse(c, 503, "out of memory");
   return accept_upgrade(c, &chk);
 }
 
@@ -323,9 +361,8 @@ static void buffer_free(ws_conn *c) {
 static int parse_head(ws_conn *c, const char *src, size_t len,
                       ws_header *hdrs, ws__reqview *rv, size_t *used) {
   ws_server *s = c->s;
-  size_t maxh = WS__MIN(s->cfg.max_headers, (size_t)WS__HEADERS_HARD_MAX);
-  int r = ws__http_parse(src, WS__MIN(len, s->cfg.max_handshake), hdrs, maxh,
-                         rv, used);
+  int r = ws__http_parse(src, WS__MIN(len, s->cfg.max_handshake), hdrs,
+                         headers_max(s), rv, used);
   if (r == WS__HTTP_INVALID) refuse(c, 400, "malformed HTTP request");
   if (r == WS__HTTP_TOO_MANY) refuse(c, 431, "too many headers");
   if (r == WS__HTTP_INCOMPLETE && len >= s->cfg.max_handshake) {
@@ -392,6 +429,23 @@ static int check_args(ws_conn *c, const char *method, const char *path,
   return WS_OK;
 }
 
+/* A request the host parsed meets the limits the parser enforces on fed
+ * bytes: header count, and the head's size in its shortest wire form
+ * ("GET /p?q HTTP/1.1", "Name:value" lines). Else 431, as when fed. */
+static void run_parsed(ws_conn *c, const ws__reqview *rv) {
+  const ws_server *s = c->s;
+  size_t i, n = rv->method_len + rv->path_len + 12 + 2;
+  if (rv->query) n += 1 + rv->query_len;
+  for (i = 0; i < rv->header_count; i++)
+    n += rv->headers[i].name_len + 1 + rv->headers[i].value_len + 2;
+  if (rv->header_count > headers_max(s))
+    refuse(c, 431, "too many headers");
+  else if (n > s->cfg.max_handshake)
+    refuse(c, 431, "request head too large");
+  else
+    ws__upgrade_run(c, rv);
+}
+
 static void fill_view(ws__reqview *rv, const char *method, const char *path,
                       const char *query, const ws_header *headers,
                       size_t header_count) {
@@ -428,7 +482,7 @@ int ws_conn_upgrade_answer(ws_conn *c, const char *method, const char *path,
   outer = s->answer; /* an on_upgrade may answer another connection */
   s->answer = &ans;
   ws__enter(s);
-  ws__upgrade_run(c, &rv);
+  run_parsed(c, &rv);
   s->answer = outer;
   ws__leave(s); /* may free s (ws_server_free from a callback): not used */
   *status = ans.status;
@@ -448,7 +502,7 @@ int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
   if (err != WS_OK) return err;
   fill_view(&rv, method, path, query, headers, header_count);
   ws__enter(c->s);
-  ws__upgrade_run(c, &rv);
+  run_parsed(c, &rv);
   ws__leave(c->s);
   return WS_OK;
 }

@@ -501,10 +501,10 @@ Test(response, small_cap_101_writes_nothing) {
   const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
   size_t need = strlen(resp_101);
   memset(out, '#', sizeof out);
-  cr_expect_eq(ws__response_101(out, need - 1, key, strlen(key), NULL), 0);
+  cr_expect_eq(ws__response_101(out, need - 1, key, strlen(key), NULL), need);
   for (size_t i = 0; i < sizeof out; i++) cr_assert_eq(out[i], '#');
   cr_expect_eq(ws__response_101(out, need, key, strlen(key), NULL), need);
-  cr_expect_eq(ws__response_101(NULL, 0, key, strlen(key), NULL), 0);
+  cr_expect_eq(ws__response_101(NULL, 0, key, strlen(key), NULL), need);
 }
 
 Test(response, exact_refusal_400) {
@@ -522,17 +522,19 @@ Test(response, exact_refusal_400) {
   cr_expect(memcmp(out, want, n) == 0);
 }
 
-Test(response, exact_426_with_version_header) {
+/* RFC 9110 15.5.22: a 426 MUST name the protocol to upgrade to. */
+Test(response, exact_426_with_upgrade_and_version_headers) {
   static const char want[] = "HTTP/1.1 426 Upgrade Required\r\n"
                              "Content-Type: text/plain\r\n"
                              "Content-Length: 34\r\n"
                              "Connection: close\r\n"
+                             "Upgrade: websocket\r\n"
                              "Sec-WebSocket-Version: 13\r\n"
                              "\r\n"
                              "unsupported Sec-WebSocket-Version\n";
   char out[256];
   const char *body = "unsupported Sec-WebSocket-Version\n";
-  size_t n = ws__response_http(out, sizeof out, 426, NULL, WS__VERSION_HEADER,
+  size_t n = ws__response_http(out, sizeof out, 426, NULL, WS__426_HEADERS,
                                body, strlen(body));
   cr_assert_eq(n, strlen(want));
   cr_expect(memcmp(out, want, n) == 0);

@@ -1,0 +1,443 @@
+/*
+ * Regression tests for defects found by review, one Test per defect, each
+ * failing on the code before its fix: deadlines (ping and the write clock,
+ * the peer's close, shutdown's drain), re-entrancy (on_log, check_origin,
+ * a nested feed), the upgrade (a long subprotocol, keep_headers = 0, 426,
+ * limits of a host-parsed request), messages (escaped actions and keys)
+ * and posting while the server is destroyed.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+static struct {
+  int on_close, code, handled, feed_rc, post_rc, opens;
+  char reason[128], action[300], data[128];
+  const char *saved_id, *saved_path;
+  mt_conn *abort_target;
+  int log_shutdown;
+} R;
+
+static int r_on_close(ws_conn *c, int code, const char *reason, void *ud) {
+  (void)c, (void)ud;
+  R.on_close++;
+  R.code = code;
+  snprintf(R.reason, sizeof R.reason, "%s", reason);
+  return 0;
+}
+
+static ws_server *mk(void (*tweak)(ws_config *)) {
+  ws_config cfg;
+  ws_server *s;
+  memset(&R, 0, sizeof R);
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.on_close = r_on_close;
+  if (tweak) tweak(&cfg);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  return s;
+}
+
+static void done(ws_server *s, mt_conn *a, mt_conn *b) {
+  ws_server_free(s);
+  cr_expect_eq(test_alloc_live(), 0, "%ld allocations live", test_alloc_live());
+  if (a) mt_free(a);
+  if (b) mt_free(b);
+}
+
+/* ---- deadlines -------------------------------------------------------- */
+
+/* The ping went on an empty queue without starting the write clock: the
+ * write deadline, computed from the last write long ago, fired at once. */
+static void short_write_timeout(ws_config *c) { c->write_timeout_ms = 10000; }
+
+Test(regress, ping_starts_the_write_clock) {
+  mt_conn A;
+  mt_frame f;
+  ws_server *s = mk(short_write_timeout);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server_tick(s, 30000); /* ping due; the peer is healthy */
+  cr_assert_not_null(A.c, "closed at the ping: %d '%s'", R.code, R.reason);
+  mt_expect_frame(&A, &f);
+  cr_expect_eq(f.opcode, MT_PING);
+  ws_server_tick(s, 35000); /* still within the write timeout */
+  cr_expect_not_null(A.c);
+  done(s, &A, NULL);
+}
+
+/* The peer's close moved an open connection to DRAINING without a close
+ * deadline: a peer that then never reads stayed forever. */
+static void no_idle_deadlines(ws_config *c) {
+  c->idle_timeout_ms = 0;
+  c->ping_interval_ms = 0;
+}
+
+Test(regress, peer_close_arms_the_close_deadline) {
+  mt_conn A;
+  mt_bytes b = {0};
+  ws_server *s = mk(no_idle_deadlines);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server_tick(s, 70000);
+  A.would_block = 1; /* our echo cannot go out */
+  mt_close_add(&b, 1000, "bye");
+  mt_feed(&A, b.p, b.len, MT_WHOLE);
+  cr_assert_not_null(A.c);
+  ws_server_tick(s, 70000 + 5000); /* close_timeout_ms */
+  cr_expect_null(A.c, "DRAINING outlived close_timeout_ms");
+  cr_expect_eq(R.code, 1000);
+  mt_bytes_free(&b);
+  done(s, &A, NULL);
+}
+
+/* Shutdown's 1001 armed the 5 s close deadline, cutting a drain the host
+ * gave 60 s. */
+Test(regress, shutdown_drains_for_drain_ms) {
+  static char big[20000];
+  mt_conn A;
+  uint64_t t;
+  ws_server *s = mk(NULL);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.would_block = 1;
+  cr_assert_eq(ws_conn_send_binary(A.c, big, sizeof big), WS_OK);
+  cr_assert_eq(ws_server_shutdown(s, 60000), WS_OK);
+  A.would_block = 0;
+  A.max_per_send = 1000; /* slow, but always making progress */
+  for (t = 1000; t <= 19000 && A.c; t += 1000) {
+    ws_server_tick(s, t);
+    if (A.c) ws_conn_writable(A.c);
+  }
+  cr_expect_not_null(A.c, "closed at %llu ms: %d '%s'",
+                     (unsigned long long)t, R.code, R.reason);
+  ws_server_tick(s, 60000); /* the drain deadline ends it */
+  cr_expect_null(A.c);
+  done(s, &A, NULL);
+}
+
+/* ---- re-entrancy ------------------------------------------------------ */
+
+/* on_log ran between a state check and the state change: a connection it
+ * aborted was revived (second on_close, use after free). */
+static void log_abort(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (R.abort_target && R.abort_target->c && strstr(msg, "failing")) {
+    ws_conn *c = R.abort_target->c;
+    R.abort_target = NULL;
+    ws_conn_abort(c);
+  }
+}
+static void with_log_abort(ws_config *c) { c->on_log = log_abort; }
+
+Test(regress, on_log_may_abort_a_failing_connection) {
+  mt_conn A;
+  ws_server *s = mk(with_log_abort);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  R.abort_target = &A;
+  mt_send_frame(&A, MT_TEXT, MT_UNMASKED, "x", 1, MT_WHOLE); /* 1002 */
+  cr_expect_eq(A.closes, 1, "transport closed %d times", A.closes);
+  cr_expect_eq(R.on_close, 1, "on_close fired %d times", R.on_close);
+  done(s, &A, NULL);
+}
+
+static void log_shutdown(ws_server *s, int level, const char *msg, void *ud) {
+  (void)level, (void)ud;
+  if (R.log_shutdown && strstr(msg, "upgrade refused")) {
+    R.log_shutdown = 0;
+    ws_server_shutdown(s, 1000);
+  }
+}
+static void with_log_shutdown(ws_config *c) { c->on_log = log_shutdown; }
+
+Test(regress, on_log_may_shut_down_during_a_refusal) {
+  mt_conn A;
+  const char *req = "GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n";
+  ws_server *s = mk(with_log_shutdown);
+  R.log_shutdown = 1;
+  mt_open(&A, s);
+  mt_feed(&A, req, strlen(req), MT_WHOLE);
+  cr_expect_eq(A.closes, 1, "transport closed %d times", A.closes);
+  done(s, &A, NULL);
+}
+
+/* check_origin ending the connection (here: shutting the server down) was
+ * not noticed: the 101 went out and on_open fired on a closed one. */
+static int origin_shutdown(const ws_request *r, const char *origin,
+                           void *ud) {
+  (void)r, (void)origin;
+  ws_server_shutdown(*(ws_server **)ud, 1000);
+  return 1;
+}
+static int count_open(ws_conn *c, void *ud) {
+  (void)c, (void)ud;
+  R.opens++;
+  return 0;
+}
+static ws_server *origin_server;
+static void with_origin_shutdown(ws_config *c) {
+  c->check_origin = origin_shutdown;
+  c->on_open = count_open;
+  c->user_data = &origin_server;
+}
+
+Test(regress, check_origin_may_end_the_connection) {
+  mt_conn A;
+  char req[512];
+  size_t n;
+  ws_stats st;
+  ws_server *s = origin_server = mk(with_origin_shutdown);
+  n = mt_request(req, sizeof req, "a", NULL);
+  mt_open(&A, s);
+  mt_feed(&A, req, n, MT_WHOLE);
+  ws_server_stats(s, &st, sizeof st);
+  cr_expect_eq(R.opens, 0, "on_open fired for a closed connection");
+  cr_expect_eq(A.closes, 1);
+  cr_expect_eq(st.conns_open, 0);
+  done(s, &A, NULL);
+}
+
+/* A handler feeding its own connection ran the frame loop inside itself,
+ * which then read a context the inner call had released: a crash. */
+static int refeed(ws_conn *c, const ws_msg *m, void *ud) {
+  mt_bytes b = {0};
+  (void)ud;
+  R.handled++;
+  if (strcmp(m->action, "outer") == 0) {
+    mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"inner\"}");
+    R.feed_rc = ws_conn_feed(c, b.p, b.len);
+    mt_bytes_free(&b);
+  }
+  return 0;
+}
+static void with_refeed(ws_config *c) { c->handler = refeed; }
+
+Test(regress, nested_feed_of_the_same_connection_is_refused) {
+  mt_conn A;
+  mt_bytes b = {0};
+  ws_server *s = mk(with_refeed);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"outer\"}");
+  mt_frame_str(&b, MT_TEXT, 0, "{\"action\":\"second\"}");
+  cr_assert_eq(ws_conn_feed(A.c, b.p, b.len), WS_OK);
+  cr_expect_eq(R.feed_rc, WS_ESTATE);
+  cr_expect_eq(R.handled, 2, "outer and second only");
+  cr_expect_not_null(A.c);
+  mt_bytes_free(&b);
+  done(s, &A, NULL);
+}
+
+/* A pong queued while the host's send held a run of frames, then a later
+ * pong: the later one went ahead (pongs answer pings in order). */
+static int hook_fired;
+static void ping_inside_send(mt_conn *t) {
+  if (hook_fired++) return;
+  mt_send_frame(t, MT_PING, 0, "1", 1, MT_WHOLE);
+}
+
+Test(regress, pongs_keep_order_after_a_ping_fed_inside_send) {
+  mt_conn A;
+  mt_frame f;
+  ws_server *s = mk(NULL);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.would_block = 1;
+  ws_conn_send_text(A.c, "aaaa", 4);
+  ws_conn_send_text(A.c, "bbbb", 4);
+  A.would_block = 0;
+  A.max_per_send = 1; /* the run's write is short */
+  A.on_write = ping_inside_send;
+  ws_conn_writable(A.c);
+  A.on_write = NULL;
+  A.would_block = 1;
+  mt_send_frame(&A, MT_PING, 0, "2", 1, MT_WHOLE);
+  A.would_block = 0;
+  A.max_per_send = 0;
+  mt_pump(&A);
+  mt_expect_frame(&A, &f);
+  cr_expect(f.opcode == MT_TEXT && mt_payload_is(&f, "aaaa"));
+  mt_expect_frame(&A, &f);
+  cr_expect(f.opcode == MT_TEXT && mt_payload_is(&f, "bbbb"));
+  mt_expect_frame(&A, &f);
+  cr_expect(f.opcode == MT_PONG && mt_payload_is(&f, "1"), "first pong");
+  mt_expect_frame(&A, &f);
+  cr_expect(f.opcode == MT_PONG && mt_payload_is(&f, "2"), "second pong");
+  done(s, &A, NULL);
+}
+
+/* ---- the upgrade ------------------------------------------------------ */
+
+/* The 101 was built in a 512-byte buffer: a long subprotocol got no answer
+ * at all, after the older connection of its device id had been closed. */
+static const char *pick_offered(const ws_request *r, const char *offered,
+                                void *ud) {
+  (void)r, (void)ud;
+  return offered; /* one protocol offered: take it */
+}
+static void with_pick(ws_config *c) { c->select_subprotocol = pick_offered; }
+
+Test(regress, long_subprotocol_gets_its_101) {
+  mt_conn A, B;
+  char req[2048], hdr[600], tok[451];
+  size_t n;
+  ws_server *s = mk(with_pick);
+  mt_connect(&A, s, "phone", MT_WHOLE);
+  memset(tok, 'p', 450);
+  tok[450] = '\0';
+  snprintf(hdr, sizeof hdr, "Sec-WebSocket-Protocol: %s\r\n", tok);
+  n = mt_request(req, sizeof req, "phone", hdr);
+  mt_open(&B, s);
+  mt_feed(&B, req, n, MT_WHOLE);
+  cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 101);
+  cr_expect_str_eq(ws_conn_subprotocol(B.c), tok);
+  cr_expect(ws_server_find_device(s, "phone") == B.c);
+  mt_expect_close(&A, 4000);
+  done(s, &A, &B);
+}
+
+/* keep_headers = 0 rebuilt the request after on_upgrade and freed the one
+ * whose device id and path the host had been given there. */
+static int save_in_upgrade(ws_conn *c, const ws_request *req,
+                           const char **reason, void *ud) {
+  (void)reason, (void)ud;
+  cr_expect_not_null(ws_request_header(req, "Host"), "req has the headers");
+  R.saved_id = ws_conn_device_id(c);
+  R.saved_path = ws_request_path(ws_conn_request(c));
+  return 0;
+}
+static void without_headers(ws_config *c) {
+  c->keep_headers = 0;
+  c->on_upgrade = save_in_upgrade;
+}
+
+Test(regress, keep_headers_0_pointers_from_on_upgrade_stay_valid) {
+  mt_conn A;
+  ws_server *s = mk(without_headers);
+  mt_connect(&A, s, "dev1", MT_WHOLE);
+  cr_assert_not_null(A.c);
+  cr_expect(ws_conn_device_id(A.c) == R.saved_id);
+  cr_expect_str_eq(R.saved_id, "dev1"); /* ASan: use after free before */
+  cr_expect_str_eq(R.saved_path, "/ws");
+  cr_expect_null(ws_request_header(ws_conn_request(A.c), "Host"));
+  done(s, &A, NULL);
+}
+
+/* RFC 9110 15.5.22: a 426 MUST carry Upgrade. */
+Test(regress, status_426_names_the_upgrade) {
+  mt_conn A;
+  char head[1024];
+  const char *req = "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n";
+  ws_server *s = mk(NULL);
+  mt_open(&A, s);
+  mt_feed(&A, req, strlen(req), MT_WHOLE);
+  cr_assert_eq(mt_http_response(&A, head, sizeof head, NULL, NULL), 426);
+  cr_expect_not_null(strstr(head, "\r\nUpgrade: websocket\r\n"), "%s", head);
+  cr_expect_not_null(strstr(head, "\r\nSec-WebSocket-Version: 13\r\n"));
+  done(s, &A, NULL);
+}
+
+/* ws_conn_upgrade skipped the parser's limits (header count, head size). */
+static int upgrade_with(ws_server *s, mt_conn *A, size_t count,
+                        size_t value_len) {
+  static char names[300][32], value[9000];
+  ws_header h[300];
+  size_t i;
+  memset(value, 'v', sizeof value);
+  h[0] = (ws_header){"Host", 4, "x", 1};
+  h[1] = (ws_header){"Upgrade", 7, "websocket", 9};
+  h[2] = (ws_header){"Connection", 10, "Upgrade", 7};
+  h[3] = (ws_header){"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24};
+  h[4] = (ws_header){"Sec-WebSocket-Version", 21, "13", 2};
+  for (i = 5; i < count; i++) {
+    snprintf(names[i], sizeof names[i], "X-H%zu", i);
+    h[i] = (ws_header){names[i], strlen(names[i]), value, value_len};
+  }
+  mt_open(A, s);
+  cr_assert_eq(ws_conn_upgrade(A->c, "GET", "/ws", "device_id=a", h, count),
+               WS_OK);
+  mt_pump(A);
+  return mt_http_response(A, NULL, 0, NULL, NULL);
+}
+
+Test(regress, host_parsed_request_meets_the_parser_limits) {
+  mt_conn A, B, C;
+  ws_server *s = mk(NULL);
+  cr_expect_eq(upgrade_with(s, &A, 65, 1), 431, "65 headers, max 64");
+  cr_expect_eq(upgrade_with(s, &B, 6, 8500), 431, "head over 8 KiB");
+  cr_expect_eq(upgrade_with(s, &C, 64, 1), 101, "64 headers");
+  done(s, &A, &B);
+  mt_free(&C);
+}
+
+/* ---- messages --------------------------------------------------------- */
+
+static int keep_msg(ws_conn *c, const ws_msg *m, void *ud) {
+  size_t n;
+  const char *d = ws_msg_data_json(m, &n);
+  (void)c, (void)ud;
+  R.handled++;
+  snprintf(R.action, sizeof R.action, "%s", m->action);
+  snprintf(R.data, sizeof R.data, "%.*s", (int)n, d ? d : "");
+  return 0;
+}
+static void with_keep(ws_config *c) { c->handler = keep_msg; }
+
+/* Each escape was counted as 4 bytes against the 255-byte limit. */
+Test(regress, escaped_action_up_to_the_limit) {
+  mt_conn A;
+  char msg[600], name[300];
+  ws_server *s = mk(with_keep);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  memset(name, 'x', 254);
+  name[254] = '\0';
+  snprintf(msg, sizeof msg, "{\"action\":\"%s\\u0041\"}", name);
+  mt_send_text(&A, msg, MT_WHOLE); /* 255 bytes decoded */
+  cr_expect_eq(R.handled, 1, "refused as bad_action");
+  cr_expect_eq(strlen(R.action), 255);
+  snprintf(msg, sizeof msg, "{\"action\":\"%sx\\u0041\"}", name);
+  mt_send_text(&A, msg, MT_WHOLE); /* 256: bad_action */
+  cr_expect_eq(R.handled, 1);
+  done(s, &A, NULL);
+}
+
+/* An escaped key sent the message through cJSON, and data_json came back
+ * re-printed (12345678901234567890 became 1.2345678901234567e+19). */
+Test(regress, data_json_is_raw_with_escaped_keys) {
+  mt_conn A;
+  ws_server *s = mk(with_keep);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_send_text(&A,
+               "{\"\\u0061ction\":\"x\",\"d\\u0061ta\":{\"id\":"
+               "12345678901234567890,\"v\":1.50},\"caf\\u00e9\":1}",
+               MT_WHOLE);
+  cr_assert_eq(R.handled, 1);
+  cr_expect_str_eq(R.action, "x");
+  cr_expect_str_eq(R.data, "{\"id\":12345678901234567890,\"v\":1.50}");
+  /* A key with a NUL escape is not "action". */
+  mt_send_text(&A, "{\"action\\u0000\":\"y\"}", MT_WHOLE);
+  cr_expect_eq(R.handled, 1);
+  done(s, &A, NULL);
+}
+
+/* ---- posting ---------------------------------------------------------- */
+
+/* ws_post from on_close during ws_server_free answered WS_OK and the
+ * message was dropped. */
+static int post_on_close(ws_conn *c, int code, const char *r, void *ud) {
+  (void)code, (void)r, (void)ud;
+  R.post_rc = ws_post(ws_conn_server(c), WS_POST_ALL, NULL, "bye", "1", 1);
+  return 0;
+}
+static void with_post_on_close(ws_config *c) { c->on_close = post_on_close; }
+
+Test(regress, post_while_destroying_is_refused) {
+  mt_conn A;
+  ws_server *s = mk(with_post_on_close);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  done(s, &A, NULL);
+  cr_expect_eq(R.post_rc, WS_ESHUTDOWN, "got %s", ws_err_name(R.post_rc));
+}
