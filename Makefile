@@ -141,8 +141,12 @@ install: lib
 	ln -sf libwsmux.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libwsmux.so
 	install -m 644 $(BUILD)/libwsmux.pc $(DESTDIR)$(PKGDIR)/libwsmux.pc
+	@# A real install (no DESTDIR staging) by root refreshes the loader's
+	@# cache, or programs linked against libwsmux.so would not start.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
-run: deps
+run:
+	@scripts/deps.sh run
 	@$(MAKE) --no-print-directory $(BUILD)/examples/pingpong
 	@echo "libwsmux ping/pong server: http://127.0.0.1:$(PORT)/  (WebSocket: ws://127.0.0.1:$(PORT)/ws?device_id=...)"
 	@$(BUILD)/examples/pingpong --port $(PORT)

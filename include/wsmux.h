@@ -23,6 +23,14 @@
  * Re-entrancy: any function may be called from inside any callback,
  * including closing other connections and destroying the server. Memory is
  * released only when the outermost library call returns (deferred free).
+ * One exception: ws_conn_feed on a connection whose own ws_conn_feed is
+ * still running (from a handler of that feed) returns WS_ESTATE; the host
+ * feeds bytes in the order it read them, from its loop.
+ *
+ * Callback return values: only handlers' (ws_handler_fn), check_origin's,
+ * on_upgrade's and select_subprotocol's are read; the int returned by the
+ * other callbacks (want_write, close, on_open, on_close, on_http,
+ * on_shutdown, wake) is ignored and reserved: return 0.
  *
  * Lifecycle rules:
  *   - if a call fails, no callback fires for what it would have created;
@@ -245,7 +253,8 @@ typedef struct ws_config {
    * handler_data. Default NULL: every text message gets unknown_action. */
   ws_handler_fn handler;
   void *handler_data;
-  /* Optional. After the 101 was queued; e.g. bind a user. */
+  /* Optional. After the 101 was queued; e.g. bind a user. To refuse a
+   * client, use on_upgrade (this one cannot: its return is ignored). */
   int (*on_open)(ws_conn *c, void *user_data);
   /* Optional. The connection ended. code is the close code sent or received
    * (1005 when the peer's close had none, 1006 when no close frame was
@@ -254,9 +263,13 @@ typedef struct ws_config {
    * Fires only for connections whose upgrade was accepted. */
   int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
   /* Optional. Decide on an upgrade after the library's own checks passed.
-   * Return 0 to accept, or an HTTP status in 400..599 to refuse; *reason may
-   * be set to a static or long-lived one-line reason. May call
-   * ws_conn_set_user, ws_conn_join, ws_conn_set_user_data. */
+   * Return 0 to accept, or an HTTP status in 400..599 to refuse (any other
+   * value: 500); *reason may be set to a static or long-lived one-line
+   * reason. May call ws_conn_set_user, ws_conn_join, ws_conn_set_user_data.
+   * req is the whole request, headers included, borrowed for the call;
+   * ws_conn_request(c) and ws_conn_device_id(c) are already what the
+   * connection keeps for its life (without headers when keep_headers = 0),
+   * so pointers taken from them here stay valid. */
   int (*on_upgrade)(ws_conn *c, const ws_request *req, const char **reason,
                     void *user_data);
   /* Optional. A request that is not a WebSocket upgrade for the configured
@@ -264,7 +277,8 @@ typedef struct ws_config {
    * callback returns without answering, the library answers 404. Default
    * NULL: 404 for other paths, 426 for non-upgrade requests on the path. */
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
-  /* Optional. Library log lines; the library never prints. */
+  /* Optional. Library log lines; the library never prints. msg is
+   * NUL-terminated, borrowed for the call. */
   void (*on_log)(ws_server *s, int level, const char *msg, void *user_data);
   /* Optional. Graceful shutdown finished: no connection is left. Fires
    * once per server, even if more sockets are accepted (and refused with
@@ -301,12 +315,14 @@ typedef struct ws_config {
   int keep_headers;
 
   /* --- limits (each has a default; none means "unlimited") ----------- */
+  /* Every limit is at least 1 (0 is refused with WS_EINVAL). */
   size_t max_handshake;     /* request bytes; default 8192 (431 past it);
-                               64 .. 2^31 */
-  size_t max_headers;       /* header count; default 64 (431 past it) */
+                               64 .. 2^31 - 1 */
+  size_t max_headers;       /* header count; default 64 (431 past it);
+                               values over 256 count as 256 */
   size_t max_device_id;     /* bytes; default 128 (400 past it) */
   size_t max_message;       /* assembled message bytes; default 65536;
-                               at most 2^31 */
+                               at most 2^31 - 1 */
   size_t max_queued;        /* queued output bytes per conn; default 1 MiB */
   size_t max_connections;   /* open connections; default 100000 (503) */
   int queue_policy;         /* enum ws_queue_policy */
@@ -337,8 +353,10 @@ WS_EXTERN void ws_config_defaults(ws_config *cfg, size_t struct_size);
 
 /* Creates a server from *cfg (copied; strings and arrays it points to must
  * outlive the server). On success stores the handle in *out and returns 0.
- * Errors: WS_EINVAL (cfg or out NULL, send or close missing, partial
- * allocator, bad policy value), WS_ENOMEM. */
+ * Errors: WS_ENOMEM, and WS_EINVAL for: cfg or out NULL, cfg not made by
+ * ws_config_init, send or close missing, a partial allocator, a limit out
+ * of its documented range (or 0), a bad policy value, device_required
+ * without device_param, a nonzero *_count with a NULL array. */
 WS_EXTERN int ws_server_new(const ws_config *cfg, ws_server **out);
 
 /* Destroys the server: every open connection gets on_close (1006) and the
@@ -415,8 +433,11 @@ WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
 
 /* Feeds bytes read from the socket (borrowed; not kept after return). The
  * library may call send, want_write, handlers and close from inside. Returns
- * 0, or WS_ECLOSED when the connection has ended or is closing (the close
- * callback has fired or will; further bytes are ignored), WS_EINVAL. */
+ * 0, or WS_ECLOSED when the connection has ended or the close handshake is
+ * done and only output remains (the close callback has fired or will;
+ * further bytes are ignored), WS_EINVAL, WS_ESTATE (called from inside a
+ * feed of the same connection). After ws_conn_close, bytes are still read
+ * until the peer's close frame arrives. */
 WS_EXTERN int ws_conn_feed(ws_conn *c, const void *data, size_t len);
 
 /* The host's socket is writable: flush queued output. Returns 0, WS_ECLOSED
@@ -442,8 +463,11 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * the raw (still percent-encoded) query string without '?', or NULL. The
  * library runs the same checks and queues the 101 or the refusal. Bytes read
  * after the request are fed with ws_conn_feed. All arguments are borrowed.
- * Returns 0 (accepted or refused: refusals close the connection), WS_EINVAL,
- * WS_ESTATE (not a new connection), WS_ENOMEM. */
+ * The parser's limits apply: more than max_headers headers, or a head
+ * longer than max_handshake in its shortest wire form, is refused with 431.
+ * Returns 0 (accepted or refused: refusals close the connection; running
+ * out of memory is a 503 refusal), WS_EINVAL, WS_ESTATE (not a new
+ * connection). */
 WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
                               const char *query, const ws_header *headers,
                               size_t header_count);
@@ -463,7 +487,9 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     waits in the library while the send callback answers 0; the host
  *     calls ws_conn_writable once its 101 is out and the socket is its own.
  *   - refused: *status is the HTTP status (400..599) and *reason a static
- *     or long-lived one-line reason for the host to answer with; the
+ *     or long-lived one-line reason for the host to answer with (a 426
+ *     also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13",
+ *     RFC 9110 15.5.22 and RFC 6455 4.4); the
  *     connection is closed before return (transport close callback; no
  *     on_close, as it never opened). A request that is not an upgrade is
  *     refused too (426 on the configured path, 404 elsewhere): on_http is
@@ -486,8 +512,15 @@ WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
                                    const char *content_type, const void *body,
                                    size_t len);
 
+/* Accessors. Every ws_conn handle (from ws_conn_new, a callback or
+ * ws_server_find_device) is valid until that connection's transport close
+ * callback returns; pointers returned below live as long unless said. */
+/* The transport pointer given to ws_conn_new. */
 WS_EXTERN void *ws_conn_transport(const ws_conn *c);
+/* The server the connection belongs to. */
 WS_EXTERN ws_server *ws_conn_server(const ws_conn *c);
+/* The host's per-connection pointer (default NULL), never looked into;
+ * freeing what it points to is the host's job (e.g. in on_close). */
 WS_EXTERN void *ws_conn_user_data(const ws_conn *c);
 WS_EXTERN void ws_conn_set_user_data(ws_conn *c, void *user_data);
 /* Device id from the handshake, NUL-terminated, NULL when none. Borrowed for
@@ -571,7 +604,8 @@ WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
 WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
                                          const char *device_id);
 /* Binds the connection to a user (copied), replacing a previous one; NULL
- * unbinds. A user may have many connections. Errors: WS_EINVAL, WS_ENOMEM,
+ * unbinds. A user may have many connections. User and group names are 1 to
+ * 255 bytes (WS_EINVAL otherwise). Errors: WS_EINVAL, WS_ENOMEM,
  * WS_ECLOSED. */
 WS_EXTERN int ws_conn_set_user(ws_conn *c, const char *user);
 /* Joins / leaves a named group (room). Errors: WS_EINVAL, WS_ENOMEM,
@@ -587,14 +621,15 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
 /* Sending                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Every function below builds {"action":action,"data":data} (data NULL:
- * no "data" member), serialises it once, frames it once and queues a
+/* Every function below builds {"action":action,"data":data} (data NULL,
+ * or data_json NULL with len 0: no "data" member), serialises it once, frames it once and queues a
  * reference to the same buffer on each receiver. All arguments are copied
  * or serialised before return. Per-connection order is kept. The _json
  * variants take data as ready JSON text (len bytes; validated, WS_EJSON if
  * invalid). Everything sent is a text frame, so it must be UTF-8: an
  * action that is not is WS_EINVAL, a cJSON tree with a string that is not
- * is WS_EJSON (checked once per call, before anything is queued). The fan-out functions return the number of connections queued
+ * is WS_EJSON (checked once per call, before anything is queued). The
+ * fan-out functions return the number of connections queued
  * for (>= 0; unknown device ids are counted in ws_stats.unknown_targets, not
  * fatal) or a negative error: WS_EINVAL, WS_ENOMEM, WS_EJSON, WS_ETOOBIG. A
  * receiver whose queue is full is handled by queue_policy and not counted.
@@ -619,7 +654,8 @@ WS_EXTERN int ws_conn_send_binary(ws_conn *c, const void *data, size_t len);
  * frame: no serialisation, no validation, no allocation per send.
  * Ownership: *out belongs to the caller and to server s; release it with
  * ws_prepared_free, or leave it to ws_server_free, which releases every
- * one still held. Freeing one that is still queued somewhere is safe (the
+ * one still held (after it, ws_prepared_free must not be called: the
+ * handle is gone). Freeing one that is still queued somewhere is safe (the
  * queues hold their own references). Loop thread only, like every call
  * here but ws_post. Returns 0 or WS_EINVAL, WS_ENOMEM, WS_EJSON. */
 typedef struct ws_prepared ws_prepared;
@@ -666,7 +702,8 @@ enum ws_post_target {
   WS_POST_GROUP = 3   /* name is a group */
 };
 
-/* Thread-safe. Queues {"action":action,"data":data_json} for delivery by
+/* Thread-safe. Queues {"action":action,"data":data_json} (data_json NULL
+ * with len 0: no "data" member) for delivery by
  * the loop thread at its next ws_server_tick; calls the config's wake
  * callback (from this thread) when the server's post queue was empty, so
  * the host wakes its loop. The frame is built here, once (data_json is

@@ -121,13 +121,13 @@ ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
 ws__buf *ws__envelope_frame_json(ws_server *s, const char *action,
                                  const char *json, size_t len, int *err) {
   ws__buf *b;
-  if (json == NULL || !utf8_ok(action, strlen(action))) {
+  if ((json == NULL && len) || !utf8_ok(action, strlen(action))) {
     *err = WS_EINVAL;
     return NULL;
   }
   /* The host's text must be one complete JSON value: a receiver must never
    * get a malformed envelope because of it. */
-  if (!ws__json_valid(json, len)) {
+  if (json && !ws__json_valid(json, len)) {
     *err = WS_EJSON;
     return NULL;
   }

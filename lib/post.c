@@ -36,7 +36,7 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
   int kind = post_kind(target), err, wake;
   size_t nlen;
   ws__post *p;
-  if (s == NULL || kind < 0 || action == NULL || data_json == NULL ||
+  if (s == NULL || kind < 0 || action == NULL || (data_json == NULL && len) ||
       (kind != WS__T_ALL && name == NULL))
     return WS_EINVAL;
   nlen = kind == WS__T_ALL ? 0 : strlen(name);

@@ -44,6 +44,7 @@
 #ifndef WSA_EPOLL_H
 #define WSA_EPOLL_H
 
+#include "sockio.h" /* first: it checks _GNU_SOURCE */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,7 +56,6 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "sockio.h"
 #include "wsmux.h"
 
 #ifndef WSA_EPOLL_BATCH

@@ -34,6 +34,7 @@
 #ifndef WSA_LIBEVENT_H
 #define WSA_LIBEVENT_H
 
+#include "sockio.h" /* first: it checks _GNU_SOURCE */
 #include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
@@ -41,7 +42,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sockio.h"
 #include "wsmux.h"
 
 #ifndef WSA_EV_READ_BUF

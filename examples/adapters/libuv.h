@@ -43,6 +43,10 @@
 #ifndef WSA_LIBUV_H
 #define WSA_LIBUV_H
 
+#ifndef _GNU_SOURCE /* uv.h needs pthread_rwlock_t, which -std=c11 hides */
+#error "libwsmux's adapters need _GNU_SOURCE: compile with -D_GNU_SOURCE"
+#endif
+
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>

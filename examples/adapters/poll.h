@@ -25,6 +25,7 @@
 #ifndef WSA_POLL_H
 #define WSA_POLL_H
 
+#include "sockio.h" /* first: it checks _GNU_SOURCE */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -33,7 +34,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sockio.h"
 #include "wsmux.h"
 
 #define WSA_POLL_MAX 4096

@@ -13,6 +13,13 @@
 #ifndef WSA_SOCKIO_H
 #define WSA_SOCKIO_H
 
+/* accept4, pipe2, SO_REUSEPORT, O_CLOEXEC: the adapters are Linux code. The
+ * macro must come before the first system header, so it cannot be set
+ * here; say so instead of failing on the first undeclared name. */
+#ifndef _GNU_SOURCE
+#error "libwsmux's adapters need _GNU_SOURCE: compile with -D_GNU_SOURCE"
+#endif
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -18,11 +18,16 @@ def free_port():
 
 
 async def session(port):
+    # The id comes back as JSON text, whatever its bytes: a quote and a
+    # backslash (percent-encoded in the query) must be escaped.
+    for query, want in (("abc", "abc"), ("a%22b%5Cc", 'a"b\\c')):
+        uri = f"ws://127.0.0.1:{port}/ws?device_id={query}"
+        async with websockets.connect(uri) as ws:
+            await ws.send('{"action":"hello"}')
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert reply == {"action": "hello", "data": want}, reply
     uri = f"ws://127.0.0.1:{port}/ws?device_id=abc"
     async with websockets.connect(uri) as ws:
-        await ws.send('{"action":"hello"}')
-        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert reply == {"action": "hello", "data": "abc"}, reply
         await ws.send('{"action":"nope"}')
         err = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert err["action"] == "error"

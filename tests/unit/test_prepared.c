@@ -106,7 +106,7 @@ Test(prepared, errors) {
   mt_connect(&C[0], S, "d0", MT_WHOLE);
   cr_assert_eq(ws_prepare_json(S, "x", "{bad", 4, &p), WS_EJSON);
   cr_assert_null(p, "*out is cleared on failure");
-  cr_assert_eq(ws_prepare_json(S, "x", NULL, 0, &p), WS_EINVAL);
+  cr_assert_eq(ws_prepare_json(S, "x", NULL, 1, &p), WS_EINVAL);
   cr_assert_eq(ws_prepare_json(NULL, "x", "1", 1, &p), WS_EINVAL);
   cr_assert_eq(ws_prepare_json(S, NULL, "1", 1, &p), WS_EINVAL);
   cr_assert_eq(ws_prepare_json(S, "x", "1", 1, NULL), WS_EINVAL);

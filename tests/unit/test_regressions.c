@@ -423,6 +423,24 @@ Test(regress, data_json_is_raw_with_escaped_keys) {
   done(s, &A, NULL);
 }
 
+/* The doc said data NULL means no "data" member; the _json variants
+ * answered WS_EINVAL. */
+Test(regress, json_variants_take_no_data) {
+  mt_conn A;
+  mt_frame f;
+  ws_server *s = mk(NULL);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_expect_eq(ws_conn_send_json(A.c, "x", NULL, 0), WS_OK);
+  cr_expect_eq(ws_conn_send_json(A.c, "x", NULL, 1), WS_EINVAL);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "y", NULL, 0), WS_OK);
+  ws_server_tick(s, 1);
+  mt_expect_frame(&A, &f);
+  cr_expect(mt_payload_is(&f, "{\"action\":\"x\"}"));
+  mt_expect_frame(&A, &f);
+  cr_expect(mt_payload_is(&f, "{\"action\":\"y\"}"));
+  done(s, &A, NULL);
+}
+
 /* ---- posting ---------------------------------------------------------- */
 
 /* ws_post from on_close during ws_server_free answered WS_OK and the
