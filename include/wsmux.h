@@ -375,7 +375,8 @@ WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
  * connection, lets queued data drain for up to drain_ms, then closes what is
  * left. on_shutdown fires when no connection remains (possibly before this
- * returns). Errors: WS_EINVAL, WS_ESHUTDOWN if already shutting down. */
+ * returns). Errors: WS_EINVAL, WS_ESHUTDOWN if already shutting down or
+ * being destroyed (ws_server_free called from a callback). */
 WS_EXTERN int ws_server_shutdown(ws_server *s, uint32_t drain_ms);
 
 /* The server's user data from the config. */

@@ -181,7 +181,7 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
   size_t n = 0, i;
   ws_conn *c;
   if (s == NULL) return WS_EINVAL;
-  if (s->shutting_down) return WS_ESHUTDOWN;
+  if (s->shutting_down || s->destroying) return WS_ESHUTDOWN;
   ws__enter(s);
   ws__post_close(s);
   ws__post_drain(s); /* what was posted before still goes out */

@@ -459,3 +459,33 @@ Test(regress, post_while_destroying_is_refused) {
   done(s, &A, NULL);
   cr_expect_eq(R.post_rc, WS_ESHUTDOWN, "got %s", ws_err_name(R.post_rc));
 }
+
+/* ws_server_shutdown after ws_server_free (both from a handler) started a
+ * shutdown of a server being destroyed and fired on_shutdown. */
+static int free_then_shutdown(ws_conn *c, const ws_msg *m, void *ud) {
+  ws_server *s = ws_conn_server(c);
+  (void)m, (void)ud;
+  ws_server_free(s);
+  R.post_rc = ws_server_shutdown(s, 1000);
+  return 0;
+}
+static int count_shutdown(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  R.opens++;
+  return 0;
+}
+static void with_free_then_shutdown(ws_config *c) {
+  c->handler = free_then_shutdown;
+  c->on_shutdown = count_shutdown;
+}
+
+Test(regress, shutdown_while_destroying_is_refused) {
+  mt_conn A;
+  ws_server *s = mk(with_free_then_shutdown);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_send_text(&A, "{\"action\":\"x\"}", MT_WHOLE); /* frees s */
+  cr_expect_eq(R.post_rc, WS_ESHUTDOWN, "got %s", ws_err_name(R.post_rc));
+  cr_expect_eq(R.opens, 0, "on_shutdown fired");
+  cr_expect_eq(test_alloc_live(), 0);
+  mt_free(&A);
+}
