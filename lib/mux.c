@@ -1,8 +1,10 @@
 /*
  * The action -> handler table. A mux is itself a handler (ws_mux_serve), so
  * a server takes a plain function or a mux the same way. Dispatch is one
- * hash lookup; the entry's function and user data are copied before the
- * call, so a handler may remove itself or any other entry.
+ * hash lookup, or none when the action is the one dispatched last (clients
+ * send the same action over and over: heartbeats, pings); the entry's
+ * function and user data are copied before the call, so a handler may
+ * remove itself or any other entry.
  */
 #include <string.h>
 
@@ -18,6 +20,7 @@ typedef struct mux_entry {
 struct ws_mux {
   ws__alloc al;
   mux_entry *table;
+  mux_entry *last; /* the entry dispatched last, or NULL */
   ws_handler_fn fallback, binary;
   void *fallback_data, *binary_data;
 };
@@ -82,6 +85,7 @@ int ws_mux_remove(ws_mux *m, const char *action) {
   hal = &m->al;
   HASH_FIND_STR(m->table, action, e);
   if (e == NULL) return WS_ENOENT;
+  if (m->last == e) m->last = NULL;
   HASH_DEL(m->table, e);
   entry_free(m, e);
   return WS_OK;
@@ -114,7 +118,11 @@ int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux) {
     }
     return m->binary(c, msg, m->binary_data);
   }
-  HASH_FIND_STR(m->table, msg->action, e);
+  e = m->last;
+  if (e == NULL || strcmp(e->action, msg->action) != 0) {
+    HASH_FIND_STR(m->table, msg->action, e);
+    if (e) m->last = e;
+  }
   if (e) {
     fn = e->fn;
     ud = e->user_data;
