@@ -382,7 +382,9 @@ WS_EXTERN int ws_server_shutdown(ws_server *s, uint32_t drain_ms);
 /* The server's user data from the config. */
 WS_EXTERN void *ws_server_user_data(const ws_server *s);
 
-/* Number of open WebSocket connections (handshake completed). */
+/* Number of open WebSocket connections (handshake completed), including
+ * those in their close handshake: they hold a socket and count against
+ * max_connections until their transport close. */
 WS_EXTERN size_t ws_server_conn_count(const ws_server *s);
 
 /* Counters. Read with ws_server_stats(s, &st, sizeof st). */
@@ -398,7 +400,8 @@ enum ws_refusal {
   WS_REFUSE_COUNT_
 };
 typedef struct ws_stats {
-  uint64_t conns_open;        /* currently open WebSocket connections */
+  uint64_t conns_open;        /* open WebSocket connections (as
+                                 ws_server_conn_count: closing ones too) */
   uint64_t conns_pending;     /* connections still in the handshake */
   uint64_t conns_total;       /* upgrades accepted since start */
   uint64_t refusals[WS_REFUSE_COUNT_];
