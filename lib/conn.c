@@ -149,10 +149,12 @@ static void start_write_clock(ws_conn *c) {
 
 static void apply_queue_policy(ws_conn *c) {
   ws_server *s = c->s;
+  int state = c->state;
   s->st.drops_queue_full++;
   if (s->cfg.queue_policy == WS_QUEUE_DROP) return;
   ws__log(s, WS_LOG_WARN, "send queue over %zu bytes: closing slow consumer",
           s->cfg.max_queued);
+  if (c->state != state) return; /* on_log closed it: that close stands */
   ws__conn_fail(c, WS_CLOSE_SLOW_CONSUMER, "slow consumer");
 }
 
@@ -226,14 +228,17 @@ static void queue_close_frame(ws_conn *c, int code, const char *reason) {
 }
 
 void ws__conn_fail(ws_conn *c, int code, const char *reason) {
+  int state;
   if (c->state == WS__HANDSHAKE) {
     ws__conn_finish(c, code, reason);
     return;
   }
   if (c->state != WS__OPEN && c->state != WS__CLOSING) return;
+  state = c->state;
   ws__log(c->s, WS_LOG_INFO, "failing connection: %d %s", code, reason);
-  /* on_log may have closed it (or destroyed the server) meanwhile. */
-  if (c->state != WS__OPEN && c->state != WS__CLOSING) return;
+  /* on_log may have closed it (or destroyed the server) meanwhile: that
+   * close stands (truncating now would drop its close frame). */
+  if (c->state != state) return;
   /* A slow consumer's queue is dropped (its size is the problem); after a
    * protocol error what was already queued (the 101, replies to earlier
    * messages) still goes out, ahead of the close frame. */

@@ -119,7 +119,7 @@ enum ws__conn_flag {
 
 enum ws__conn_mark {
   WS__M_PICKED = 1u << 0, /* send.c: already in the target list being built */
-  WS__M_FEEDING = 1u << 1 /* inside ws_conn_feed */
+  WS__M_FEEDING = 1u << 1 /* inside ws_conn_feed or ws_conn_upgrade* */
 };
 
 struct ws_conn {

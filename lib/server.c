@@ -208,7 +208,8 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
 /* shutting_down: 1 draining, 2 done. Connections accepted after it is done
  * (refused with 503) end too, but the shutdown is not done again. */
 void ws__shutdown_check(ws_server *s) {
-  if (s->shutting_down != 1 || s->nconns != 0) return;
+  /* Destroyed mid-drain: the host ended it; there is no shutdown to end. */
+  if (s->shutting_down != 1 || s->nconns != 0 || s->destroying) return;
   s->shutting_down = 2;
   if (s->cfg.on_shutdown) s->cfg.on_shutdown(s, s->cfg.user_data);
 }

@@ -271,19 +271,27 @@ static int compact_request(ws_conn *c, const ws__reqview *rv,
   return WS_OK;
 }
 
-/* on_upgrade's verdict in *status: 0 to go on, else an HTTP status.
- * Returns WS_OK or WS_ENOMEM. */
-static int ask_host(ws_conn *c, const ws__reqview *rv, int *status,
-                    const char **reason) {
+/* on_upgrade's verdict, answered: WS_OK to go on, else the connection
+ * was refused or ended. The reason may point into the full request, which
+ * lives until the refusal is written. */
+static int ask_host(ws_conn *c, const ws__reqview *rv) {
   ws_server *s = c->s;
   ws_request *full;
-  *status = 0;
-  if (compact_request(c, rv, &full) != WS_OK) return WS_ENOMEM;
+  const char *reason = NULL;
+  int status = 0, rc = WS_OK;
+  if (compact_request(c, rv, &full) != WS_OK)
+    return refuse(c, 503, "out of memory"), WS_ENOMEM;
   if (s->cfg.on_upgrade)
-    *status = s->cfg.on_upgrade(c, full, reason, s->cfg.user_data);
+    status = s->cfg.on_upgrade(c, full, &reason, s->cfg.user_data);
+  if (c->state == WS__DEAD) {
+    rc = WS_ECLOSED;
+  } else if (status != 0) {
+    refuse(c, status >= 400 && status <= 599 ? status : 500,
+           reason ? reason : "refused");
+    rc = WS_ECLOSED;
+  }
   if (full != c->req) ws__request_free(&s->al, full);
-  if (*status != 0 && (*status < 400 || *status > 599)) *status = 500;
-  return WS_OK;
+  return rc;
 }
 
 static size_t headers_max(const ws_server *s) {
@@ -293,8 +301,7 @@ static size_t headers_max(const ws_server *s) {
 int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   ws_server *s = c->s;
   ws__upgrade_check chk;
-  const char *reason = NULL;
-  int err, status, ok;
+  int err, ok;
 
   c->req = ws__request_build(&s->al, rv, 1, &err);
   if (c->req == NULL)
@@ -324,10 +331,7 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
     ws__log(s, WS_LOG_ERROR, "select_subprotocol picked one not offered");
     return refuse(c, 500, "subprotocol not offered");
   }
-  if (ask_host(c, rv, &status, &reason) != WS_OK)
-    return refuse(c, 503, "out of memory");
-  if (c->state == WS__DEAD) return WS_ECLOSED;
-  if (status != 0) return refuse(c, status, reason ? reason : "refused");
+  if (ask_host(c, rv) != WS_OK) return WS_ECLOSED;
   if (c->device_id && (err = ws__registry_reserve_device(c)) != WS_OK)
     return err == WS_EEXIST ? refuse(c, 409, "device_id already connected")
                             : refuse(c, 503, "out of memory");
@@ -431,19 +435,23 @@ static int check_args(ws_conn *c, const char *method, const char *path,
 
 /* A request the host parsed meets the limits the parser enforces on fed
  * bytes: header count, and the head's size in its shortest wire form
- * ("GET /p?q HTTP/1.1", "Name:value" lines). Else 431, as when fed. */
+ * ("GET /p?q HTTP/1.1", "Name:value" lines, bare LF line ends, which the
+ * parser accepts). Else 431, as when fed. A feed from a callback of this
+ * upgrade is refused as within a feed (WS__M_FEEDING). */
 static void run_parsed(ws_conn *c, const ws__reqview *rv) {
   const ws_server *s = c->s;
-  size_t i, n = rv->method_len + rv->path_len + 12 + 2;
+  size_t i, n = rv->method_len + rv->path_len + 11 + 1;
   if (rv->query) n += 1 + rv->query_len;
   for (i = 0; i < rv->header_count; i++)
-    n += rv->headers[i].name_len + 1 + rv->headers[i].value_len + 2;
+    n += rv->headers[i].name_len + 1 + rv->headers[i].value_len + 1;
+  c->marks |= WS__M_FEEDING;
   if (rv->header_count > headers_max(s))
     refuse(c, 431, "too many headers");
   else if (n > s->cfg.max_handshake)
     refuse(c, 431, "request head too large");
   else
     ws__upgrade_run(c, rv);
+  c->marks &= (uint8_t)~WS__M_FEEDING;
 }
 
 static void fill_view(ws__reqview *rv, const char *method, const char *path,

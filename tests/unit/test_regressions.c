@@ -4,10 +4,12 @@
  * the peer's close, shutdown's drain), re-entrancy (on_log, check_origin,
  * a nested feed), the upgrade (a long subprotocol, keep_headers = 0, 426,
  * limits of a host-parsed request), messages (escaped actions and keys)
- * and posting while the server is destroyed.
+ * and posting while the server is destroyed. Plus one randomized check of
+ * the output order that found none of them but guards the queue.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mem_transport.h"
@@ -19,7 +21,9 @@ static struct {
   char reason[128], action[300], data[128];
   const char *saved_id, *saved_path;
   mt_conn *abort_target;
-  int log_shutdown;
+  int log_shutdown, log_closed;
+  const char *reqbuf;
+  size_t reqlen;
 } R;
 
 static int r_on_close(ws_conn *c, int code, const char *reason, void *ud) {
@@ -269,7 +273,183 @@ Test(regress, pongs_keep_order_after_a_ping_fed_inside_send) {
   done(s, &A, NULL);
 }
 
+/* Data and pongs keep their order through random partial writes, would
+ * block, and pings fed and writable called from inside send. */
+static unsigned rnd_state;
+static int ping_seq, data_seq;
+static unsigned rnd(void) {
+  rnd_state = rnd_state * 1103515245u + 12345u;
+  return (rnd_state >> 16) & 0x7fff;
+}
+static int send_ping_numbered(mt_conn *t, int whole) {
+  char p[16];
+  snprintf(p, sizeof p, "%d", ping_seq);
+  if (mt_send_frame(t, MT_PING, 0, p, strlen(p), whole) != WS_OK) return -1;
+  ping_seq++;
+  return 0;
+}
+static void ping_and_writable_inside_send(mt_conn *t) {
+  if (t->c && rnd() % 4 == 0) {
+    ws_conn_writable(t->c); /* inside send: a no-op */
+    send_ping_numbered(t, MT_WHOLE);
+  }
+}
+static void big_queue_no_deadlines(ws_config *c) {
+  c->max_queued = 1 << 24;
+  c->idle_timeout_ms = c->ping_interval_ms = c->write_timeout_ms = 0;
+}
+
+static void random_session(unsigned seed) {
+  mt_conn A;
+  mt_frame f;
+  int step, want_pong = 0, want_data = 0;
+  ws_server *s = mk(big_queue_no_deadlines);
+  rnd_state = seed;
+  ping_seq = data_seq = 0;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.on_write = ping_and_writable_inside_send;
+  for (step = 0; step < 300 && A.c; step++) {
+    unsigned r = rnd() % 10;
+    A.max_per_send = rnd() % 3 ? 1 + rnd() % 40 : 0;
+    A.would_block = rnd() % 3 == 0;
+    if (r < 4) {
+      send_ping_numbered(&A, (int)(rnd() % 2));
+    } else if (r < 8) {
+      char d[64];
+      snprintf(d, sizeof d, "%d:%.*s", data_seq++, (int)(rnd() % 50),
+               "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+      cr_assert_eq(ws_conn_send_text(A.c, d, strlen(d)), WS_OK);
+    } else {
+      ws_conn_writable(A.c);
+    }
+  }
+  A.would_block = 0;
+  A.max_per_send = 0;
+  A.on_write = NULL;
+  cr_assert_not_null(A.c, "seed %u: closed", seed);
+  mt_pump(&A);
+  while (mt_next_frame(&A, &f)) {
+    char text[80];
+    int n;
+    snprintf(text, sizeof text, "%.*s", (int)f.len, (const char *)f.payload);
+    n = atoi(text); /* the number before ':' */
+    if (f.opcode == MT_PONG)
+      cr_assert_eq(n, want_pong++, "seed %u: pong out of order", seed);
+    else if (f.opcode == MT_TEXT)
+      cr_assert_eq(n, want_data++, "seed %u: data out of order", seed);
+    else
+      cr_assert_fail("seed %u: opcode %d", seed, f.opcode);
+  }
+  cr_assert_eq(want_pong, ping_seq, "seed %u: pongs missing", seed);
+  cr_assert_eq(want_data, data_seq, "seed %u: data missing", seed);
+  done(s, &A, NULL);
+}
+
+Test(regress, output_order_under_random_writes) {
+  unsigned seed;
+  for (seed = 1; seed <= 100; seed++) random_session(seed);
+}
+
+/* on_log closing the connection it is told is a slow consumer: the
+ * truncation then dropped that close's frame, and the peer got none. */
+static void log_close(ws_server *s, int level, const char *msg, void *ud) {
+  (void)level, (void)ud;
+  if (!R.log_closed && strstr(msg, "send queue over")) {
+    R.log_closed = 1;
+    ws_conn_close(ws_server_find_device(s, "a"), 4100, "from log");
+  }
+}
+static void with_log_close(ws_config *c) {
+  c->on_log = log_close;
+  c->max_queued = 4096;
+}
+
+Test(regress, on_log_close_of_a_slow_consumer_sends_its_frame) {
+  static char big[3000];
+  mt_conn A;
+  mt_frame f;
+  int closes = 0, last = 0;
+  ws_server *s = mk(with_log_close);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.would_block = 1;
+  cr_assert_eq(ws_conn_send_binary(A.c, big, sizeof big), WS_OK);
+  cr_assert_eq(ws_conn_send_binary(A.c, big, sizeof big), WS_EQUEUEFULL);
+  A.would_block = 0;
+  mt_pump(&A);
+  while (mt_next_frame(&A, &f))
+    if (f.opcode == MT_CLOSE) closes++, last = mt_close_code(&f);
+  cr_expect_eq(closes, 1);
+  cr_expect_eq(last, 4100);
+  done(s, &A, NULL);
+}
+
 /* ---- the upgrade ------------------------------------------------------ */
+
+/* A feed from on_upgrade during ws_conn_upgrade ran the upgrade twice:
+ * two on_open, conns_pending wrapped below zero. */
+static int refeed_in_upgrade(ws_conn *c, const ws_request *req,
+                             const char **reason, void *ud) {
+  (void)req, (void)reason, (void)ud;
+  if (R.reqbuf) R.feed_rc = ws_conn_feed(c, R.reqbuf, R.reqlen);
+  R.reqbuf = NULL;
+  return 0;
+}
+static void with_refeed_in_upgrade(ws_config *c) {
+  c->on_upgrade = refeed_in_upgrade;
+  c->on_open = count_open;
+}
+
+Test(regress, feed_inside_a_host_parsed_upgrade_is_refused) {
+  mt_conn A;
+  char req[512];
+  ws_stats st;
+  const ws_header h[5] = {
+      {"Host", 4, "x", 1},
+      {"Upgrade", 7, "websocket", 9},
+      {"Connection", 10, "Upgrade", 7},
+      {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
+      {"Sec-WebSocket-Version", 21, "13", 2},
+  };
+  ws_server *s = mk(with_refeed_in_upgrade);
+  R.reqlen = mt_request(req, sizeof req, "a", NULL);
+  R.reqbuf = req;
+  mt_open(&A, s);
+  cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a", h, 5), WS_OK);
+  ws_server_stats(s, &st, sizeof st);
+  cr_expect_eq(R.feed_rc, WS_ESTATE);
+  cr_expect_eq(R.opens, 1);
+  cr_expect_eq(st.conns_open, 1);
+  cr_expect_eq(st.conns_pending, 0);
+  done(s, &A, NULL);
+}
+
+/* on_upgrade's reason taken from its req (keep_headers = 0): the request
+ * was freed before the refusal was written. */
+static int reason_from_req(ws_conn *c, const ws_request *req,
+                           const char **reason, void *ud) {
+  (void)c, (void)ud;
+  *reason = ws_request_header(req, "X-Why");
+  return 403;
+}
+static void with_reason_from_req(ws_config *c) {
+  c->on_upgrade = reason_from_req;
+  c->keep_headers = 0;
+}
+
+Test(regress, refusal_reason_may_come_from_the_request) {
+  mt_conn A;
+  char req[512], head[512];
+  const uint8_t *body;
+  size_t n, bl;
+  ws_server *s = mk(with_reason_from_req);
+  n = mt_request(req, sizeof req, "a", "X-Why: banned device\r\n");
+  mt_open(&A, s);
+  mt_feed(&A, req, n, MT_WHOLE);
+  cr_assert_eq(mt_http_response(&A, head, sizeof head, &body, &bl), 403);
+  cr_expect(bl == 14 && memcmp(body, "banned device\n", 14) == 0);
+  done(s, &A, NULL);
+}
+
 
 /* The 101 was built in a 512-byte buffer: a long subprotocol got no answer
  * at all, after the older connection of its device id had been closed. */
@@ -361,6 +541,42 @@ static int upgrade_with(ws_server *s, mt_conn *A, size_t count,
                WS_OK);
   mt_pump(A);
   return mt_http_response(A, NULL, 0, NULL, NULL);
+}
+
+/* The limit for a host-parsed head counted CRLF; fed heads may use bare
+ * LF, so the same request passed when fed and got 431 when host-parsed. */
+static void small_handshake(ws_config *c) { c->max_handshake = 200; }
+
+Test(regress, host_parsed_limit_counts_the_shortest_head) {
+  mt_conn A, B;
+  char req[300], val[64];
+  size_t n = 0, vl;
+  ws_header h[6];
+  ws_server *s = mk(small_handshake);
+  memset(val, 'v', sizeof val);
+  for (vl = 1; vl < sizeof val && n != 200; vl++)
+    n = (size_t)snprintf(req, sizeof req,
+                         "GET /ws?device_id=a HTTP/1.1\nHost:x\n"
+                         "Upgrade:websocket\nConnection:Upgrade\n"
+                         "Sec-WebSocket-Key:" MT_SAMPLE_KEY "\n"
+                         "Sec-WebSocket-Version:13\nX:%.*s\n\n",
+                         (int)vl, val);
+  vl--;
+  cr_assert_eq(n, 200);
+  mt_open(&A, s);
+  mt_feed(&A, req, n, MT_WHOLE);
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
+  h[0] = (ws_header){"Host", 4, "x", 1};
+  h[1] = (ws_header){"Upgrade", 7, "websocket", 9};
+  h[2] = (ws_header){"Connection", 10, "Upgrade", 7};
+  h[3] = (ws_header){"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24};
+  h[4] = (ws_header){"Sec-WebSocket-Version", 21, "13", 2};
+  h[5] = (ws_header){"X", 1, val, vl};
+  mt_open(&B, s);
+  ws_conn_upgrade(B.c, "GET", "/ws", "device_id=b", h, 6);
+  mt_pump(&B);
+  cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 101);
+  done(s, &A, &B);
 }
 
 Test(regress, host_parsed_request_meets_the_parser_limits) {
@@ -460,6 +676,26 @@ Test(regress, post_while_destroying_is_refused) {
   cr_expect_eq(R.post_rc, WS_ESHUTDOWN, "got %s", ws_err_name(R.post_rc));
 }
 
+static int count_shutdown(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  R.opens++;
+  return 0;
+}
+
+/* ws_server_free during a shutdown's drain fired on_shutdown from inside
+ * the destroy. */
+static void with_count_shutdown(ws_config *c) { c->on_shutdown = count_shutdown; }
+
+Test(regress, free_during_a_drain_fires_no_on_shutdown) {
+  mt_conn A;
+  ws_server *s = mk(with_count_shutdown);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.would_block = 1;
+  cr_assert_eq(ws_server_shutdown(s, 60000), WS_OK);
+  done(s, &A, NULL);
+  cr_expect_eq(R.opens, 0, "on_shutdown fired");
+}
+
 /* ws_server_shutdown after ws_server_free (both from a handler) started a
  * shutdown of a server being destroyed and fired on_shutdown. */
 static int free_then_shutdown(ws_conn *c, const ws_msg *m, void *ud) {
@@ -467,11 +703,6 @@ static int free_then_shutdown(ws_conn *c, const ws_msg *m, void *ud) {
   (void)m, (void)ud;
   ws_server_free(s);
   R.post_rc = ws_server_shutdown(s, 1000);
-  return 0;
-}
-static int count_shutdown(ws_server *s, void *ud) {
-  (void)s, (void)ud;
-  R.opens++;
   return 0;
 }
 static void with_free_then_shutdown(ws_config *c) {
