@@ -551,7 +551,8 @@ WS_EXTERN const char *ws_request_path(const ws_request *r);
  * first occurrence; NULL when absent. */
 WS_EXTERN const char *ws_request_query(const ws_request *r, const char *name);
 /* Header by case-insensitive name; the first occurrence; NULL when absent
- * (or when keep_headers is 0 after the handshake). */
+ * (or, with keep_headers 0, on ws_conn_request(c) from on_upgrade on:
+ * on_upgrade's own req argument still has every header). */
 WS_EXTERN const char *ws_request_header(const ws_request *r, const char *name);
 /* Number of headers kept, and the i-th (0-based) name and value. Returns
  * WS_ENOENT when i is out of range. */
