@@ -264,8 +264,10 @@ typedef struct ws_config {
   int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
   /* Optional. Decide on an upgrade after the library's own checks passed.
    * Return 0 to accept, or an HTTP status in 400..599 to refuse (any other
-   * value: 500); *reason may be set to a static or long-lived one-line
-   * reason. May call ws_conn_set_user, ws_conn_join, ws_conn_set_user_data.
+   * value: 500); *reason may be set to a one-line reason: it may point into
+   * req (it is copied into the response), except under
+   * ws_conn_upgrade_answer, which hands it back to the host after req is
+   * gone: there it must be static or long-lived. May call ws_conn_set_user, ws_conn_join, ws_conn_set_user_data.
    * req is the whole request, headers included, borrowed for the call;
    * ws_conn_request(c) and ws_conn_device_id(c) are already what the
    * connection keeps for its life (without headers when keep_headers = 0),
