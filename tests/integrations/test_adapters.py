@@ -195,8 +195,9 @@ def test_out_of_descriptors_sheds_instead_of_spinning(start_server, name):
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_peer_that_never_reads_is_let_go(start_server, name):
     """A client that never reads while another broadcasts 300 x 30 KB: the
-    queue cap closes it (4001; its close frame cannot go out either, so the
-    close timeout ends it), and the server lets its socket go within
+    queue cap closes it (its close frame cannot reach it either, so the
+    close timeout ends it; the code, 4001, is checked by the unit and faults
+    tiers, which can read it), and the server lets its socket go within
     seconds. The libuv adapter waited for its last uv_write forever (the
     peer's window stays shut); it now waits WSA_UV_LINGER_MS at most."""
     server = start_server(name)
