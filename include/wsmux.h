@@ -276,8 +276,9 @@ typedef struct ws_config {
                     void *user_data);
   /* Optional. A request that is not a WebSocket upgrade for the configured
    * path (e.g. GET / for a page). Answer with ws_conn_http_respond; if the
-   * callback returns without answering, the library answers 404. Default
-   * NULL: 404 for other paths, 426 for non-upgrade requests on the path. */
+   * callback returns without answering, the library answers as it does
+   * without one: 426 (with Upgrade: websocket) for a non-upgrade request on
+   * the path, 404 for other paths. */
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
   /* Optional. Library log lines; the library never prints. msg is
    * NUL-terminated, borrowed for the call. */

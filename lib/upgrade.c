@@ -188,7 +188,6 @@ static int plain_http(ws_conn *c) {
     s->cfg.on_http(c, c->req, s->cfg.user_data);
     c->flags &= (uint8_t)~WS__F_IN_HTTP;
     if (c->state == WS__DEAD || (c->flags & WS__F_RESPONDED)) return WS_OK;
-    return refuse(c, 404, "not found");
   }
   if (path_matches(s, c->req))
     return refuse(c, 426, "upgrade required");

@@ -506,6 +506,28 @@ Test(regress, keep_headers_0_pointers_from_on_upgrade_stay_valid) {
   done(s, &A, NULL);
 }
 
+/* An on_http that does not answer made every plain request on the
+ * WebSocket path a 404, where without on_http it is a 426. */
+static int http_ignores(ws_conn *c, const ws_request *req, void *ud) {
+  (void)c, (void)req, (void)ud;
+  return 0;
+}
+static void with_http_ignores(ws_config *c) { c->on_http = http_ignores; }
+
+Test(regress, unanswered_on_http_falls_back_to_the_defaults) {
+  mt_conn A, B;
+  const char *on_path = "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char *elsewhere = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n";
+  ws_server *s = mk(with_http_ignores);
+  mt_open(&A, s);
+  mt_feed(&A, on_path, strlen(on_path), MT_WHOLE);
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 426);
+  mt_open(&B, s);
+  mt_feed(&B, elsewhere, strlen(elsewhere), MT_WHOLE);
+  cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 404);
+  done(s, &A, &B);
+}
+
 /* RFC 9110 15.5.22: a 426 MUST carry Upgrade. */
 Test(regress, status_426_names_the_upgrade) {
   mt_conn A;
