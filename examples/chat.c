@@ -31,8 +31,9 @@
  *   publish ROOM TEXT       every member of ROOM           (ws_publish)
  *   all TEXT                everyone                       (ws_broadcast)
  *   later MS USER TEXT      push to USER from another thread after MS
- *                           milliseconds (ws_post; the eventfd wakes the
- *                           loop). Answers "ok later queued" at once.
+ *                           milliseconds, at most 3600000 (ws_post; the
+ *                           eventfd wakes the loop). Answers "ok later
+ *                           queued" at once.
  *   stats                   counters
  *
  * Usage: chat [--port N] [--host ADDR] [--tick-ms MS]
@@ -58,6 +59,7 @@
 #define MAX_ROOMS 16     /* rooms one connection may be in */
 #define MAX_ROOM_NAME 64 /* bytes, NUL included */
 #define DRAIN_MS 2000
+#define LATER_MAX_MS 3600000u /* later: at most an hour ahead */
 
 /* The demo's session store: token -> user. */
 static const struct {
@@ -144,6 +146,22 @@ static int member_find(const member *m, const char *room) {
 
 /* ---- handshake and lifecycle ------------------------------------------- */
 
+static int device_owner_differs(ws_conn *c, const char *user) {
+  ws_conn *old = ws_server_find_device(ws_conn_server(c), ws_conn_device_id(c));
+  const char *owner = old ? ws_conn_user(old) : NULL;
+  return owner != NULL && strcmp(owner, user) != 0;
+}
+
+/* Client text on stdout, where the command answers go: control bytes are
+ * shown as '?' so a device id or close reason cannot forge an answer line. */
+static const char *printable(const char *s, char *buf, size_t cap) {
+  size_t i;
+  for (i = 0; s[i] && i + 1 < cap; i++)
+    buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+  buf[i] = '\0';
+  return buf;
+}
+
 /* Runs after the library's own checks (path, Origin, device id). Binding
  * the user here means the connection is in the user's group before its
  * first message, so a push can never miss a fresh connection. */
@@ -157,13 +175,22 @@ static int on_upgrade(ws_conn *c, const ws_request *req, const char **reason,
     return 401;
   }
   for (i = 0; i < sizeof(g_tokens) / sizeof(g_tokens[0]); i++)
-    if (strcmp(g_tokens[i].token, token) == 0)
-      return ws_conn_set_user(c, g_tokens[i].user) == WS_OK ? 0 : 503;
-  *reason = "unknown token";
-  return 403;
+    if (strcmp(g_tokens[i].token, token) == 0) break;
+  if (i == sizeof(g_tokens) / sizeof(g_tokens[0])) {
+    *reason = "unknown token";
+    return 403;
+  }
+  /* Device ids are global and a newer connection replaces an older one
+   * with the same id: only its own user may do that. */
+  if (device_owner_differs(c, g_tokens[i].user)) {
+    *reason = "device_id belongs to another user";
+    return 409;
+  }
+  return ws_conn_set_user(c, g_tokens[i].user) == WS_OK ? 0 : 503;
 }
 
 static int on_open(ws_conn *c, void *ud) {
+  char dev[256];
   member *m = calloc(1, sizeof(*m));
   cJSON *d = cJSON_CreateObject();
   (void)ud;
@@ -179,7 +206,8 @@ static int on_open(ws_conn *c, void *ud) {
   cJSON_AddStringToObject(d, "device", ws_conn_device_id(c));
   ws_conn_send(c, "welcome", d);
   cJSON_Delete(d);
-  printf("open %s %s\n", ws_conn_user(c), ws_conn_device_id(c));
+  printf("open %s %s\n", ws_conn_user(c),
+         printable(ws_conn_device_id(c), dev, sizeof(dev)));
   return 0;
 }
 
@@ -187,9 +215,11 @@ static int on_open(ws_conn *c, void *ud) {
  * already taken c out of its user and room groups (ws_conn_user is NULL). */
 static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   member *m = ws_conn_user_data(c);
+  char dev[256], why[128];
   (void)ud;
-  printf("close %s %s %d %s\n", m ? m->user : "-", ws_conn_device_id(c), code,
-         reason);
+  printf("close %s %s %d %s\n", m ? m->user : "-",
+         printable(ws_conn_device_id(c), dev, sizeof(dev)), code,
+         printable(reason, why, sizeof(why)));
   free(m);
   ws_conn_set_user_data(c, NULL);
   return 0;
@@ -348,15 +378,18 @@ static int later_idle(chat *ch) {
 
 /* "later MS USER TEXT" */
 static void run_later(chat *ch, char *args) {
-  char *user = split(args), *text = split(user);
+  char *user = split(args), *text = split(user), *end;
+  unsigned long ms;
   char *json;
   cJSON *str;
   if (!later_idle(ch)) {
     printf("error later busy\n");
     return;
   }
-  if (*user == '\0' || atoi(args) < 0 ||
-      strlen(user) >= sizeof(ch->later.user)) {
+  errno = 0;
+  ms = strtoul(args, &end, 10);
+  if (*user == '\0' || end == args || *end != '\0' || errno ||
+      ms > LATER_MAX_MS || strlen(user) >= sizeof(ch->later.user)) {
     printf("error later usage: later MS USER TEXT\n");
     return;
   }
@@ -369,7 +402,7 @@ static void run_later(chat *ch, char *args) {
     return;
   }
   ch->later.srv = ch->srv;
-  ch->later.ms = (unsigned)atoi(args);
+  ch->later.ms = (unsigned)ms;
   snprintf(ch->later.user, sizeof(ch->later.user), "%s", user);
   snprintf(ch->later.json, sizeof(ch->later.json), "%s", json);
   cJSON_free(json);

@@ -50,7 +50,9 @@ static void close_any(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-/* Bounds the final drain: a peer that stopped reading cannot hold us. */
+/* Bounds the final drain: a peer that stopped reading cannot hold us. The
+ * adapter's own lingering sockets end by their timers before it fires;
+ * this is the backstop for anything else. */
 static void on_guard(uv_timer_t *t) { uv_walk(t->loop, close_any, NULL); }
 
 int main(int argc, char **argv) {
@@ -89,7 +91,7 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&g_sigint, NULL);
   uv_close((uv_handle_t *)&g_sigterm, NULL);
   uv_timer_init(loop, &g_guard);
-  uv_timer_start(&g_guard, on_guard, 3000, 0);
+  uv_timer_start(&g_guard, on_guard, WSA_UV_LINGER_MS + 1000, 0);
   uv_unref((uv_handle_t *)&g_guard); /* does not keep the loop alive */
   uv_run(loop, UV_RUN_DEFAULT);
   uv_close((uv_handle_t *)&g_guard, NULL);

@@ -126,7 +126,10 @@ static inline void wsa_uv_on_linger_closed(uv_handle_t *h) { free(h); }
  * UV_ECANCELED before wsa_uv_on_handle_closed). */
 static inline void wsa_uv_finish_close(wsa_uv_sock *s) {
   if (s->linger) {
-    uv_close((uv_handle_t *)&s->linger->timer, wsa_uv_on_linger_closed);
+    /* A host's uv_walk may have closed the timer already (then it owns
+     * the handle's memory: it is not freed here). */
+    if (!uv_is_closing((uv_handle_t *)&s->linger->timer))
+      uv_close((uv_handle_t *)&s->linger->timer, wsa_uv_on_linger_closed);
     s->linger = NULL;
   }
   if (!uv_is_closing((uv_handle_t *)&s->tcp))

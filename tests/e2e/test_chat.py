@@ -217,3 +217,40 @@ def test_sigterm_does_not_wait_for_a_pending_later(chat):
     chat.signal(signal.SIGTERM)
     assert chat.wait_exit() == 0
     chat.wait_line("stopped")
+
+
+def test_a_device_id_stays_with_its_user(chat):
+    """Device ids are global and a newer connection replaces an older one:
+    another user's token must not take over alice's device (and with it
+    the pushes meant for it). Her own reconnect still replaces it."""
+    async def go():
+        a1, _ = await join_as(chat, "phone", "alice-token")
+        assert await refused_status(
+            f"{chat.ws}/ws?device_id=phone&token=bob-token") == 409
+        await pong(a1)  # still open
+        a2, _ = await join_as(chat, "phone", "alice-token")
+        assert await close_code(a1) == 4000
+        await a2.close()
+    arun(go())
+
+
+def test_client_text_cannot_forge_answer_lines(chat):
+    """The device id and close reason are the client's text, printed on the
+    stdout that carries the command answers: a newline in them must not
+    start a line of its own."""
+    async def go():
+        ws, _ = await join_as(chat, "x%0Aok%20push%20alice%2042", "alice-token")
+        await ws.close(code=1000, reason="bye\nok stats open=999999")
+        chat.wait_line(r"^close alice x\?ok push alice 42 1000 bye\?ok stats")
+    arun(go())
+    assert not any(line.startswith("ok push alice 42") for line in chat.seen)
+    assert not any(line.startswith("ok stats open=999999")
+                   for line in chat.seen)
+
+
+def test_later_refuses_a_delay_out_of_range(chat):
+    """atoi wrapped a huge delay into days, blocking `later` until then."""
+    for bad in ("later 99999999999 alice x", "later 3600001 alice x",
+                "later -1 alice x", "later 12abc alice x"):
+        assert chat.command(bad).startswith("error later usage"), bad
+    assert chat.command("later 3600000 alice x") == "ok later queued"
