@@ -229,3 +229,49 @@ def test_peer_that_never_reads_is_let_go(start_server, name):
         arun(run(), timeout=60)
     finally:
         stuck.close()
+
+
+def masked_text(payload: bytes) -> bytes:
+    """One masked client text frame (RFC 6455 5.2), for clients that write
+    raw and never read."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else
+                            bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else
+                            bytes([0x80 | 127]) + n.to_bytes(8, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_sigterm_with_peers_that_never_read_exits_cleanly(start_server, name):
+    """Clients that asked for echoes and never read hold output queued (under
+    the cap) when SIGTERM comes: the drain cannot finish, and the server
+    must still exit 0, in bounded time, with no sanitizer or libuv abort.
+    pingpong_libuv's exit guard closed the adapter's lingering sockets and
+    their timers, and libuv aborted on closing a timer twice."""
+    server = start_server(name)
+    socks = []
+    try:
+        echo = masked_text(json.dumps({"action": "echo",
+                                       "data": "z" * 30000}).encode())
+        for i, count in enumerate((40, 80, 120)):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(TIMEOUT)
+            s.connect((server.host, server.port))
+            s.sendall((f"GET /ws?device_id=nr{i} HTTP/1.1\r\n"
+                       f"Host: {server.host}\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+            s.sendall(echo * count)
+            socks.append(s)
+        time.sleep(1)
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=2 * TIMEOUT) == 0, server.stderr[-5:]
+        assert time.monotonic() - start < 2 * TIMEOUT
+        server.wait_line("stopped")
+    finally:
+        for s in socks:
+            s.close()
