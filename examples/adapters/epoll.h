@@ -64,6 +64,9 @@
 #ifndef WSA_EPOLL_READ_BUF
 #define WSA_EPOLL_READ_BUF 16384 /* bytes read per socket per wake */
 #endif
+#ifndef WSA_EPOLL_ACCEPT_PAUSE_MS
+#define WSA_EPOLL_ACCEPT_PAUSE_MS 100 /* out of descriptors: listener off */
+#endif
 
 typedef struct wsa_epoll wsa_epoll;
 
@@ -108,6 +111,7 @@ struct wsa_epoll {
   wsa_epoll_item wake;     /* eventfd, for wsa_epoll_notify */
   wsa_epoll_item timer;    /* timerfd at the library's next deadline */
   uint64_t timer_at;       /* its wsa_now_ms() deadline; 0: disarmed */
+  uint64_t accept_resume;  /* listener paused until then (0: watched) */
   /* Signal mask during the wait (epoll_pwait), or NULL: the host blocks
    * its signals elsewhere and lets them in only while the loop sleeps. */
   const sigset_t *wait_mask;
@@ -322,14 +326,37 @@ static inline int wsa_epoll_adopt(wsa_epoll *p, int fd) {
 
 /* ---- the loop --------------------------------------------------------- */
 
+/* Watches the listener (EPOLLIN) or stops (0) without unregistering. */
+static inline void wsa_epoll_listen_events(wsa_epoll *p, uint32_t events) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = events;
+  ev.data.ptr = &p->listener;
+  epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->listener.fd, &ev);
+}
+
 /* Accepts until the backlog is empty. With SO_REUSEPORT each loop has its
- * own queue; EAGAIN just means another wake took it. */
+ * own queue; EAGAIN just means another wake took it. Out of descriptors
+ * with no spare to shed the pending connection (wsa_accept), the listener
+ * would stay readable: it is left alone for WSA_EPOLL_ACCEPT_PAUSE_MS (the
+ * timerfd wakes the loop to watch it again). */
 static inline void wsa_epoll_accept(wsa_epoll *p) {
   for (;;) {
     int fd = wsa_accept(p->listener.fd);
+    if (fd == WSA_ACCEPT_NOFD) {
+      wsa_epoll_listen_events(p, 0);
+      p->accept_resume = wsa_now_ms() + WSA_EPOLL_ACCEPT_PAUSE_MS;
+    }
     if (fd < 0) return;
     wsa_epoll_adopt(p, fd);
   }
+}
+
+/* The pause is over: watch the listener again. */
+static inline void wsa_epoll_accept_resume(wsa_epoll *p, uint64_t now) {
+  if (p->accept_resume == 0 || now < p->accept_resume) return;
+  p->accept_resume = 0;
+  if (p->listener.fd >= 0) wsa_epoll_listen_events(p, EPOLLIN);
 }
 
 /* Reads one buffer and feeds it; EOF or a hard error aborts the
@@ -382,16 +409,22 @@ static inline int wsa_epoll_run_once_for(wsa_epoll *p, int timeout_cap_ms) {
   struct epoll_event evs[WSA_EPOLL_BATCH];
   uint64_t now = wsa_now_ms();
   int next = ws_server_tick(p->srv, now);
+  uint64_t at;
   int n, i;
   /* A deadline due now (0) is armed 1 ms out: an absolute 0 disarms. */
-  wsa_epoll_arm(p, next < 0 ? 0 : now + (uint64_t)(next > 0 ? next : 1));
+  at = next < 0 ? 0 : now + (uint64_t)(next > 0 ? next : 1);
+  if (p->accept_resume && (at == 0 || p->accept_resume < at))
+    at = p->accept_resume;
+  wsa_epoll_arm(p, at);
   n = p->wait_mask
           ? epoll_pwait(p->epfd, evs, WSA_EPOLL_BATCH, timeout_cap_ms,
                         p->wait_mask)
           : epoll_wait(p->epfd, evs, WSA_EPOLL_BATCH, timeout_cap_ms);
   if (n < 0) return errno == EINTR ? 0 : -1;
   /* Deadlines count from the last tick; posted messages go out here. */
-  ws_server_tick(p->srv, wsa_now_ms());
+  now = wsa_now_ms();
+  ws_server_tick(p->srv, now);
+  wsa_epoll_accept_resume(p, now);
   for (i = 0; i < n; i++) {
     wsa_epoll_item *it = evs[i].data.ptr;
     uint32_t ev = evs[i].events;

@@ -119,6 +119,8 @@ static inline int wsa_listen(const char *host, int port, int reuseport) {
   return fd;
 }
 
+#define WSA_ACCEPT_NOFD (-2)
+
 /* accept4 of one pending connection, non-blocking and close-on-exec.
  * Returns its fd, or -1 when the backlog is empty (or on an error the
  * caller cannot fix): stop accepting until the listener is readable again.
@@ -128,7 +130,10 @@ static inline int wsa_listen(const char *host, int port, int reuseport) {
  * remote client choosing when). So each thread keeps one spare descriptor:
  * it is closed to accept the pending connection, which is closed at once
  * (the client sees its connection end instead of waiting in the backlog),
- * and reopened. */
+ * and reopened. Another thread of the process may take the freed slot
+ * first (one loop per thread, SO_REUSEPORT): then the spare is gone and
+ * WSA_ACCEPT_NOFD says the pending connection could not be shed; the
+ * caller stops watching the listener for a while (wsa_epoll does). */
 static inline int wsa_accept(int lfd) {
   static _Thread_local int spare = -1;
   if (spare < 0) spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -136,12 +141,13 @@ static inline int wsa_accept(int lfd) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) return fd;
     if (errno == EINTR || errno == ECONNABORTED) continue;
-    if ((errno != EMFILE && errno != ENFILE) || spare < 0) return -1;
+    if (errno != EMFILE && errno != ENFILE) return -1;
+    if (spare < 0) return WSA_ACCEPT_NOFD;
     close(spare);
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0) close(fd);
     spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
+    if (fd < 0) return spare < 0 ? WSA_ACCEPT_NOFD : -1;
   }
 }
 

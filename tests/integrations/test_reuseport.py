@@ -3,8 +3,10 @@ broadcast on any thread reaches the clients of every thread (ws_post
 fan-out across servers)."""
 import asyncio
 import signal
+import socket
+import time
 
-from conftest import TIMEOUT, arun, close_code, connect, recv_json
+from conftest import TIMEOUT, arun, close_code, connect, cpu_seconds, recv_json
 
 N_CLIENTS = 48  # kernel hashing puts all on one of 2 threads with p = 2^-47
 
@@ -51,3 +53,27 @@ def test_four_threads_broadcast_without_data(start_server):
         for ws in clients:
             await ws.close()
     arun(run())
+
+
+def test_out_of_descriptors_does_not_spin_any_thread(start_server):
+    """RLIMIT_NOFILE 48 shared by 4 loop threads: a thread freeing its spare
+    descriptor to shed a connection can lose that slot to another thread's
+    accept, and was then left with no spare and a listener that stays
+    readable: 100% CPU. It now pauses that listener briefly instead. The
+    race needs luck, so the attempt is repeated."""
+    for attempt in range(3):
+        server = start_server("reuseport", "--threads", "4", nofile=48)
+        socks = []
+        try:
+            for _ in range(120):
+                socks.append(socket.create_connection(
+                    (server.host, server.port), timeout=TIMEOUT))
+            time.sleep(0.5)
+            cpu0 = cpu_seconds(server.proc.pid)
+            time.sleep(2.0)
+            used = cpu_seconds(server.proc.pid) - cpu0
+            assert used < 1.0, f"attempt {attempt}: {used:.2f} s of CPU in 2 s"
+        finally:
+            for s in socks:
+                s.close()
+        assert server.stop() == []
