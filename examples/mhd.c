@@ -34,6 +34,11 @@
 #include "wsmux.h"
 
 #define MAX_HEADERS 64
+/* MHD owns the request until the upgrade: libwsmux's handshake deadline
+ * starts only when MHD hands the request over. MHD's timeout is an idle
+ * one (each byte restarts it), so a client dribbling its request keeps
+ * its socket: the HTTP server's limits are the defence in that phase. */
+#define HTTP_IDLE_S 10
 
 /* The transport: an epoll-adapter socket (first member) that has no fd
  * until MHD hands it over after its 101. */
@@ -53,6 +58,7 @@ typedef struct mhd_req {
 typedef struct header_list {
   ws_header h[MAX_HEADERS];
   size_t n;
+  int overflow; /* more than MAX_HEADERS: answered 431, as when fed */
 } header_list;
 
 static wsa_epoll g_ep;
@@ -159,7 +165,10 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,
                                       const char *key, const char *value) {
   header_list *l = cls;
   (void)kind;
-  if (l->n == MAX_HEADERS) return MHD_NO;
+  if (l->n == MAX_HEADERS) {
+    l->overflow = 1;
+    return MHD_NO;
+  }
   l->h[l->n].name = key;
   l->h[l->n].name_len = strlen(key);
   l->h[l->n].value = value ? value : "";
@@ -202,6 +211,7 @@ static enum MHD_Result answer_ws(struct MHD_Connection *con, mhd_req *r,
   path[plen] = '\0';
   if (query) query++;
   MHD_get_connection_values(con, MHD_HEADER_KIND, collect_header, &hl);
+  if (hl.overflow) return answer_text(con, 431, "too many headers\n");
   if ((s = calloc(1, sizeof(*s))) == NULL) return MHD_NO;
   s->base.item.fd = -1;
   if (ws_conn_new(g_srv, s, &s->base.conn) != WS_OK) {
@@ -300,7 +310,7 @@ int main(int argc, char **argv) {
       on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
       MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S, MHD_OPTION_END);
   if (g_mhd == NULL ||
       (info = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_EPOLL_FD)) == NULL ||
       wsa_epoll_watch(&g_ep, &mhd_watch, info->epoll_fd, EPOLLIN, on_mhd_ready,

@@ -84,3 +84,36 @@ def test_sigterm_1001(start_server):
         assert await close_code(ws) == 1001
     arun(run())
     assert server.proc.wait(timeout=TIMEOUT) == 0
+
+
+def raw_status_and_head(server, request):
+    """Sends a raw request; returns (status, head text)."""
+    import socket
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    return int(head.split(" ", 2)[1]), head
+
+
+def test_refusals_carry_what_the_fed_path_sends(start_server):
+    """The host-parsed path answers as the byte-fed one: a 426 names the
+    upgrade (Upgrade and Sec-WebSocket-Version, RFC 9110 15.5.22), and more
+    headers than fit (64) is a 431, not a 426 for the dropped Upgrade."""
+    server = start_server("mhd")
+    status, head = raw_status_and_head(
+        server, f"GET /ws HTTP/1.1\r\nHost: {server.host}\r\n\r\n")
+    assert status == 426, head
+    assert "\r\nUpgrade: websocket" in head and "Sec-WebSocket-Version: 13" in head
+    filler = "".join(f"X-F{i}: v\r\n" for i in range(70))
+    status, head = raw_status_and_head(
+        server, f"GET /ws?device_id=h HTTP/1.1\r\nHost: {server.host}\r\n{filler}"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n")
+    assert status == 431, head
