@@ -71,6 +71,11 @@ def test_refusals(server):
         assert await refused_status(f"{server.ws}/ws") == 400
         assert await refused_status(f"{server.ws}/nope?device_id=x") == 404
     arun(run())
+    # A plain GET on the WebSocket path: 426 on every adapter (the page's
+    # on_http does not answer it; pingpong answered 404).
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(f"GET /ws HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 426 ")
 
 
 def test_unknown_action_keeps_connection(server):
