@@ -155,6 +155,7 @@ static int listen_on(const char *host, int port) {
     close(fd);
     return -1;
   }
+  (void)wsa_spare(); /* wsa_accept's spare, taken while descriptors are free */
   return fd;
 }
 

@@ -81,15 +81,25 @@ static inline void wsa_nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* This thread's spare descriptor for wsa_accept (-1: none yet). */
+static inline int *wsa_spare(void) {
+  static _Thread_local int spare = -1;
+  if (spare < 0) spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return &spare;
+}
+
 /* A non-blocking listening socket on host:port (IPv4 or IPv6 literal; port
  * 0 picks a free one, see wsa_local_port). reuseport sets SO_REUSEPORT so
  * several sockets (one per thread) share the port and the kernel spreads
- * connections among them. Returns the fd, or -1 (errno; EINVAL for a host
- * that is not an address literal). */
+ * connections among them. Also takes this thread's spare for wsa_accept
+ * now, while descriptors are surely free (taken at the first accept, a
+ * process already at its limit would have none). Returns the fd, or -1
+ * (errno; EINVAL for a host that is not an address literal). */
 static inline int wsa_listen(const char *host, int port, int reuseport) {
   struct sockaddr_storage ss;
   socklen_t sl;
   int one = 1, fd;
+  (void)wsa_spare();
   memset(&ss, 0, sizeof(ss));
   if (strchr(host, ':')) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
@@ -130,24 +140,25 @@ static inline int wsa_listen(const char *host, int port, int reuseport) {
  * remote client choosing when). So each thread keeps one spare descriptor:
  * it is closed to accept the pending connection, which is closed at once
  * (the client sees its connection end instead of waiting in the backlog),
- * and reopened. Another thread of the process may take the freed slot
- * first (one loop per thread, SO_REUSEPORT): then the spare is gone and
- * WSA_ACCEPT_NOFD says the pending connection could not be shed; the
- * caller stops watching the listener for a while (wsa_epoll does). */
+ * and reopened (wsa_listen takes it first, while descriptors are free).
+ * Another thread of the process may take the freed slot first (one loop
+ * per thread, SO_REUSEPORT): then the spare is gone and WSA_ACCEPT_NOFD
+ * says the pending connection could not be shed; the caller stops
+ * watching the listener for a while (wsa_epoll does; the single-threaded
+ * poll, libevent and TLS hosts keep their spare and never see it). */
 static inline int wsa_accept(int lfd) {
-  static _Thread_local int spare = -1;
-  if (spare < 0) spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int *spare = wsa_spare();
   for (;;) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) return fd;
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno != EMFILE && errno != ENFILE) return -1;
-    if (spare < 0) return WSA_ACCEPT_NOFD;
-    close(spare);
+    if (*spare < 0) return WSA_ACCEPT_NOFD;
+    close(*spare);
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0) close(fd);
-    spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return spare < 0 ? WSA_ACCEPT_NOFD : -1;
+    *spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return *spare < 0 ? WSA_ACCEPT_NOFD : -1;
   }
 }
 

@@ -280,3 +280,21 @@ def test_sigterm_with_peers_that_never_read_exits_cleanly(start_server, name):
     finally:
         for s in socks:
             s.close()
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_at_the_descriptor_limit_from_the_start_does_not_spin(start_server, name):
+    """RLIMIT_NOFILE exactly what the server holds once started: the spare
+    descriptor wsa_accept sheds connections with was taken at the first
+    accept, too late, and the poll and libevent hosts then spun on a
+    listener that stayed readable. wsa_listen takes it up front."""
+    probe = start_server(name)
+    fds = max(int(x) for x in os.listdir(f"/proc/{probe.proc.pid}/fd")) + 1
+    assert probe.stop() == []
+    server = start_server(name, nofile=fds)
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT):
+        time.sleep(0.3)
+        cpu0 = cpu_seconds(server.proc.pid)
+        time.sleep(1.0)
+        used = cpu_seconds(server.proc.pid) - cpu0
+    assert used < 0.5, f"{name} used {used:.2f} s of CPU in 1 s"
