@@ -41,21 +41,26 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_LIB_OBJ)
 fuzz-build: $(FUZZ_BIN)
 
 # Each target fuzzes a scratch copy of its corpus, so new inputs never land
-# in the repository; crashes go to $(FUZZ_DIR)/artifacts/<name>/.
+# in the repository; crashes go to $(FUZZ_DIR)/artifacts/<name>/. The
+# targets run at the same time (each for FUZZ_SECONDS of wall time), then
+# each one's exit status is read back.
 fuzz: fuzz-build
-	@pass=0; fail=0; \
-	for t in $(FUZZ_NAMES); do \
+	@for t in $(FUZZ_NAMES); do \
 	  work=$(FUZZ_DIR)/work/$$t; art=$(FUZZ_DIR)/artifacts/$$t; \
-	  rm -rf $$work; mkdir -p $$work $$art; \
+	  rm -rf $$work $(FUZZ_DIR)/fuzz_$$t.rc; mkdir -p $$work $$art; \
 	  cp tests/fuzz/corpus/$$t/* $$work/ 2>/dev/null; \
 	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-	  if $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	       -artifact_prefix=$$art/ $$dict $(FUZZ_FLAGS) $$work \
-	       >$(FUZZ_DIR)/fuzz_$$t.log 2>&1; then \
+	  ( $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      -artifact_prefix=$$art/ $$dict $(FUZZ_FLAGS) $$work \
+	      >$(FUZZ_DIR)/fuzz_$$t.log 2>&1; echo $$? >$(FUZZ_DIR)/fuzz_$$t.rc ) & \
+	done; wait; \
+	pass=0; fail=0; \
+	for t in $(FUZZ_NAMES); do \
+	  if [ "$$(cat $(FUZZ_DIR)/fuzz_$$t.rc 2>/dev/null)" = 0 ]; then \
 	    pass=$$((pass + 1)); echo "ok   $$t: $$(grep -a -E '^#[0-9]+' $(FUZZ_DIR)/fuzz_$$t.log | tail -n 1)"; \
 	  else \
-	    fail=$$((fail + 1)); echo "FAIL $$t (log: $(FUZZ_DIR)/fuzz_$$t.log, artifacts: $$art/)"; \
+	    fail=$$((fail + 1)); echo "FAIL $$t (log: $(FUZZ_DIR)/fuzz_$$t.log, artifacts: $(FUZZ_DIR)/artifacts/$$t/)"; \
 	    tail -n 40 $(FUZZ_DIR)/fuzz_$$t.log; \
 	  fi; \
 	done; \
