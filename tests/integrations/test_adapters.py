@@ -197,6 +197,14 @@ def test_out_of_descriptors_sheds_instead_of_spinning(start_server, name):
 
 
 
+def upgrade_request(server, device):
+    """A raw upgrade request, for clients that write bytes and never read."""
+    return (f"GET /ws?device_id={device} HTTP/1.1\r\nHost: {server.host}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_peer_that_never_reads_is_let_go(start_server, name):
     """A client that never reads while another broadcasts 300 x 30 KB: the
@@ -215,11 +223,7 @@ def test_peer_that_never_reads_is_let_go(start_server, name):
             async with connect(f"{server.ws}/ws?device_id=sender") as ws:
                 before = len(os.listdir(fd_dir))
                 stuck.connect((server.host, server.port))
-                stuck.sendall((
-                    f"GET /ws?device_id=stuck HTTP/1.1\r\nHost: {server.host}\r\n"
-                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                stuck.sendall(upgrade_request(server, "stuck"))
                 await asyncio.sleep(0.3)  # its upgrade is in
                 msg = json.dumps({"action": "broadcast", "data": "x" * 30000})
                 for _ in range(300):
@@ -264,11 +268,7 @@ def test_sigterm_with_peers_that_never_read_exits_cleanly(start_server, name):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.settimeout(TIMEOUT)
             s.connect((server.host, server.port))
-            s.sendall((f"GET /ws?device_id=nr{i} HTTP/1.1\r\n"
-                       f"Host: {server.host}\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\n"
-                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                       "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+            s.sendall(upgrade_request(server, f"nr{i}"))
             s.sendall(echo * count)
             socks.append(s)
         time.sleep(1)

@@ -385,6 +385,15 @@ Test(regress, on_log_close_of_a_slow_consumer_sends_its_frame) {
 
 /* ---- the upgrade ------------------------------------------------------ */
 
+/* A valid upgrade's headers, for the host-parsed entry point. */
+static const ws_header k_upgrade_headers[5] = {
+    {"Host", 4, "x", 1},
+    {"Upgrade", 7, "websocket", 9},
+    {"Connection", 10, "Upgrade", 7},
+    {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
+    {"Sec-WebSocket-Version", 21, "13", 2},
+};
+
 /* A feed from on_upgrade during ws_conn_upgrade ran the upgrade twice:
  * two on_open, conns_pending wrapped below zero. */
 static int refeed_in_upgrade(ws_conn *c, const ws_request *req,
@@ -403,18 +412,12 @@ Test(regress, feed_inside_a_host_parsed_upgrade_is_refused) {
   mt_conn A;
   char req[512];
   ws_stats st;
-  const ws_header h[5] = {
-      {"Host", 4, "x", 1},
-      {"Upgrade", 7, "websocket", 9},
-      {"Connection", 10, "Upgrade", 7},
-      {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
-      {"Sec-WebSocket-Version", 21, "13", 2},
-  };
   ws_server *s = mk(with_refeed_in_upgrade);
   R.reqlen = mt_request(req, sizeof req, "a", NULL);
   R.reqbuf = req;
   mt_open(&A, s);
-  cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a", h, 5), WS_OK);
+  cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a",
+                               k_upgrade_headers, 5), WS_OK);
   ws_server_stats(s, &st, sizeof st);
   cr_expect_eq(R.feed_rc, WS_ESTATE);
   cr_expect_eq(R.opens, 1);
@@ -549,11 +552,7 @@ static int upgrade_with(ws_server *s, mt_conn *A, size_t count,
   ws_header h[300];
   size_t i;
   memset(value, 'v', sizeof value);
-  h[0] = (ws_header){"Host", 4, "x", 1};
-  h[1] = (ws_header){"Upgrade", 7, "websocket", 9};
-  h[2] = (ws_header){"Connection", 10, "Upgrade", 7};
-  h[3] = (ws_header){"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24};
-  h[4] = (ws_header){"Sec-WebSocket-Version", 21, "13", 2};
+  memcpy(h, k_upgrade_headers, sizeof k_upgrade_headers);
   for (i = 5; i < count; i++) {
     snprintf(names[i], sizeof names[i], "X-H%zu", i);
     h[i] = (ws_header){names[i], strlen(names[i]), value, value_len};
@@ -588,11 +587,7 @@ Test(regress, host_parsed_limit_counts_the_shortest_head) {
   mt_open(&A, s);
   mt_feed(&A, req, n, MT_WHOLE);
   cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
-  h[0] = (ws_header){"Host", 4, "x", 1};
-  h[1] = (ws_header){"Upgrade", 7, "websocket", 9};
-  h[2] = (ws_header){"Connection", 10, "Upgrade", 7};
-  h[3] = (ws_header){"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24};
-  h[4] = (ws_header){"Sec-WebSocket-Version", 21, "13", 2};
+  memcpy(h, k_upgrade_headers, sizeof k_upgrade_headers);
   h[5] = (ws_header){"X", 1, val, vl};
   mt_open(&B, s);
   ws_conn_upgrade(B.c, "GET", "/ws", "device_id=b", h, 6);
