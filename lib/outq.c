@@ -150,15 +150,20 @@ static void outq_shrink(ws_server *s, ws__outq *q) {
   }
 }
 
-void ws__outq_truncate(ws_server *s, ws__outq *q) {
-  uint32_t keep = q->off > 0 ? 1u : 0u, i;
-  if (keep < q->inflight) keep = q->inflight;
+/* Drops buffers from the tail until keep are left. */
+static void outq_drop_tail(ws_server *s, ws__outq *q, uint32_t keep) {
   while (q->count > keep) {
     ws__buf *b = *slot(q, q->count - 1);
     q->count--;
     q->bytes -= b->len;
     ws__buf_unref(s, b);
   }
+}
+
+void ws__outq_truncate(ws_server *s, ws__outq *q) {
+  uint32_t keep = q->off > 0 ? 1u : 0u, i;
+  if (keep < q->inflight) keep = q->inflight;
+  outq_drop_tail(s, q, keep);
   q->nctrl = 0;
   for (i = 0; i < q->count; i++) {
     const ws__buf *b = *slot(q, i);
@@ -168,8 +173,13 @@ void ws__outq_truncate(ws_server *s, ws__outq *q) {
   outq_shrink(s, q);
 }
 
+/* What the host's send holds right now (inflight) stays until send
+ * returns: its data pointer may be the last reference to a buffer, and the
+ * host may close the connection from inside send. ws__outq_flush clears
+ * the rest then. */
 void ws__outq_clear(ws_server *s, ws__outq *q) {
-  while (q->count > 0) outq_pop(s, q);
+  outq_drop_tail(s, q, q->inflight);
+  if (q->count == 0) q->off = 0;
   q->bytes = 0;
   q->nctrl = q->ctrl_end = 0;
   outq_shrink(s, q);
@@ -258,7 +268,11 @@ long ws__outq_flush(ws_conn *c) {
     q->inflight = 0;
     /* The host may have closed this connection (or destroyed the server)
      * from inside send: the queue is gone, whatever it reports. */
-    if (w < 0 || c->state == WS__DEAD) return -1;
+    if (c->state == WS__DEAD) {
+      ws__outq_clear(s, q);
+      return -1;
+    }
+    if (w < 0) return -1;
     if ((size_t)w > want) return -1; /* a host bug; treat as failure */
     if (w > 0) {
       total += (long)w;

@@ -737,3 +737,47 @@ Test(regress, shutdown_while_destroying_is_refused) {
   cr_expect_eq(test_alloc_live(), 0);
   mt_free(&A);
 }
+
+/* The host's send closed its own connection (or freed the server) and then
+ * read the data it was given: the queue's last reference to that frame
+ * was dropped by the close, under the host's feet. */
+static ssize_t (*mt_send)(ws_conn *, void *, const void *, size_t);
+static int end_in_send; /* 1: abort the connection, 2: free the server */
+
+static ssize_t ending_send(ws_conn *c, void *t, const void *data, size_t len) {
+  if (end_in_send == 0) return mt_send(c, t, data, len);
+  if (end_in_send == 1) ws_conn_abort(c);
+  else ws_server_free(ws_conn_server(c));
+  end_in_send = 0;
+  R.feed_rc = (int)len;
+  memcpy(R.data, data, len < sizeof R.data ? len : sizeof R.data);
+  return -1;
+}
+static void with_ending_send(ws_config *c) {
+  mt_send = c->send;
+  c->send = ending_send;
+}
+
+static void expect_send_data_valid_until_return(int how) {
+  static const char frame[] = "\x81\x0bhello world";
+  mt_conn A;
+  ws_server *s = mk(with_ending_send);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  end_in_send = how;
+  cr_assert_eq(ws_conn_send_text(A.c, "hello world", 11), WS_OK);
+  cr_expect_eq(R.feed_rc, 13);
+  cr_expect_eq(memcmp(R.data, frame, 13), 0, "send's data changed under it: %02x %02x",
+               (unsigned char)R.data[0], (unsigned char)R.data[1]);
+  cr_expect_null(A.c);
+  if (how == 1) ws_server_free(s);
+  cr_expect_eq(test_alloc_live(), 0, "%ld allocations live", test_alloc_live());
+  mt_free(&A);
+}
+
+Test(regress, send_data_stays_valid_when_send_aborts) {
+  expect_send_data_valid_until_return(1);
+}
+
+Test(regress, send_data_stays_valid_when_send_frees_the_server) {
+  expect_send_data_valid_until_return(2);
+}
