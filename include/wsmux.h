@@ -128,7 +128,8 @@ enum ws_close_code {
   WS_CLOSE_TIMEOUT = 4002         /* read idle or write progress deadline */
 };
 
-/* Actions are at most WS_MAX_ACTION bytes (longer: "bad_action"). */
+/* Actions are at most WS_MAX_ACTION bytes of UTF-8: a longer one received
+ * is "bad_action"; one sent, or registered with ws_mux_handle, WS_EINVAL. */
 #define WS_MAX_ACTION 255
 
 /* Bad messages are answered (bad_message_policy REPLY) with
@@ -281,7 +282,8 @@ typedef struct ws_config {
    * the path, 404 for other paths. */
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
   /* Optional. Library log lines; the library never prints. msg is
-   * NUL-terminated, borrowed for the call. */
+   * NUL-terminated, borrowed for the call. s is NULL only for the line
+   * ws_server_new logs when it refuses this config. */
   void (*on_log)(ws_server *s, int level, const char *msg, void *user_data);
   /* Optional. Graceful shutdown finished: no connection is left. Fires
    * once per server, even if more sockets are accepted (and refused with
@@ -358,8 +360,10 @@ WS_EXTERN void ws_config_defaults(ws_config *cfg, size_t struct_size);
  * outlive the server). On success stores the handle in *out and returns 0.
  * Errors: WS_ENOMEM, and WS_EINVAL for: cfg or out NULL, cfg not made by
  * ws_config_init, send or close missing, a partial allocator, a limit out
- * of its documented range (or 0), a bad policy value, device_required
- * without device_param, a nonzero *_count with a NULL array. */
+ * of its documented range (or 0), a bad policy value, a path not starting
+ * with '/', device_required without device_param (or with ""), a nonzero
+ * *_count with a NULL array. With cfg->on_log set, a refused config is
+ * also logged (WS_LOG_ERROR, s NULL) naming what is wrong. */
 WS_EXTERN int ws_server_new(const ws_config *cfg, ws_server **out);
 
 /* Destroys the server: every open connection gets on_close (1006) and the
@@ -371,8 +375,8 @@ WS_EXTERN void ws_server_free(ws_server *s);
  * fires expired deadlines and posted messages. Call it each time the loop
  * wakes, before feeding bytes: deadlines are measured from the last time
  * given. Returns the milliseconds until the next deadline (0 if one is due
- * now), or -1 when none is pending: usable as a poll(2) timeout. Cost is
- * O(expired deadlines). */
+ * now), or -1 when none is pending: usable as a poll(2) timeout (s NULL:
+ * -1 as well). Cost is O(expired deadlines). */
 WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
@@ -587,8 +591,9 @@ WS_EXTERN ws_mux *ws_mux_new(const ws_allocator *alloc);
 /* Frees the mux. NULL accepted. Not while a server still uses it. */
 WS_EXTERN void ws_mux_free(ws_mux *m);
 /* Registers fn for action (exact, case-sensitive; copied). Errors:
- * WS_EINVAL, WS_EEXIST (already registered), WS_ENOMEM. May be called from
- * a handler. */
+ * WS_EINVAL (also an action no peer could send: longer than WS_MAX_ACTION
+ * or not UTF-8), WS_EEXIST (already registered), WS_ENOMEM. May be called
+ * from a handler. */
 WS_EXTERN int ws_mux_handle(ws_mux *m, const char *action, ws_handler_fn fn,
                             void *user_data);
 /* Unregisters action. Errors: WS_EINVAL, WS_ENOENT. May be called from a
@@ -639,14 +644,18 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * is WS_EJSON (checked once per call, before anything is queued). The
  * fan-out functions return the number of connections queued
  * for (>= 0; unknown device ids are counted in ws_stats.unknown_targets, not
- * fatal) or a negative error: WS_EINVAL, WS_ENOMEM, WS_EJSON, WS_ETOOBIG. A
+ * fatal, and so are NULL entries in a device list) or a negative error:
+ * WS_EINVAL (also for a user or group name that is not 1 to 255 bytes, as
+ * in ws_conn_join), WS_ENOMEM, WS_EJSON, WS_ETOOBIG. A
  * receiver whose queue is full is handled by queue_policy and not counted.
  * A message whose frame is larger than max_queued could never fit any
  * queue: it is refused with WS_ETOOBIG before anything is queued, and no
  * connection is closed for it (the sender's mistake, not a slow peer). */
 
-/* Returns 0 or WS_EINVAL, WS_ECLOSED, WS_ENOMEM, WS_EJSON, WS_ETOOBIG,
- * WS_EQUEUEFULL (queue_policy applied). The same for the three below. */
+/* Returns 0 or WS_EINVAL, WS_ESTATE (the connection has no 101 yet: called
+ * from on_upgrade or on_http; send from on_open on), WS_ECLOSED (closing or
+ * closed), WS_ENOMEM, WS_EJSON, WS_ETOOBIG, WS_EQUEUEFULL (queue_policy
+ * applied). The same for the three below and ws_conn_send_prepared. */
 WS_EXTERN int ws_conn_send(ws_conn *c, const char *action,
                            const struct cJSON *data);
 WS_EXTERN int ws_conn_send_json(ws_conn *c, const char *action,
@@ -665,7 +674,8 @@ WS_EXTERN int ws_conn_send_binary(ws_conn *c, const void *data, size_t len);
  * one still held (after it, ws_prepared_free must not be called: the
  * handle is gone). Freeing one that is still queued somewhere is safe (the
  * queues hold their own references). Loop thread only, like every call
- * here but ws_post. Returns 0 or WS_EINVAL, WS_ENOMEM, WS_EJSON. */
+ * here but ws_post. Returns 0 or WS_EINVAL, WS_ENOMEM, WS_EJSON, WS_ETOOBIG
+ * (the frame is larger than max_queued: no queue could take it). */
 typedef struct ws_prepared ws_prepared;
 WS_EXTERN int ws_prepare(ws_server *s, const char *action,
                          const struct cJSON *data, ws_prepared **out);

@@ -164,6 +164,11 @@ static void apply_queue_policy(ws_conn *c) {
  * policy applies, as for bytes. */
 #define WS__CTRL_QUEUED_MAX 1024
 
+int ws__conn_sendable(const ws_conn *c) {
+  if (c->state == WS__OPEN) return WS_OK;
+  return c->state == WS__HANDSHAKE ? WS_ESTATE : WS_ECLOSED;
+}
+
 int ws__conn_queue(ws_conn *c, ws__buf *b) {
   ws_server *s = c->s;
   int was_empty = c->q.count == 0;
@@ -171,7 +176,7 @@ int ws__conn_queue(ws_conn *c, ws__buf *b) {
    * on_upgrade, or answering plain HTTP in on_http) may already be in a
    * group, and a frame there would go out before the 101 or inside an
    * HTTP answer. */
-  if (c->state != WS__OPEN) return WS_ECLOSED;
+  if (c->state != WS__OPEN) return ws__conn_sendable(c);
   /* A frame that could never fit even an empty queue is the sender's
    * mistake, not this peer's slowness: refused, the connection untouched. */
   if (b->len > s->cfg.max_queued) return WS_ETOOBIG;

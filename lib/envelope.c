@@ -89,11 +89,16 @@ static int utf8_ok(const char *p, size_t n) {
   return ws__utf8_validate(0, (const uint8_t *)p, n) == WS__UTF8_ACCEPT;
 }
 
+int ws__action_ok(const char *action) {
+  size_t n = strlen(action);
+  return n <= WS_MAX_ACTION && utf8_ok(action, n);
+}
+
 ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
                                   const struct cJSON *data, int *err) {
   char *text;
   ws__buf *b;
-  if (!utf8_ok(action, strlen(action))) {
+  if (!ws__action_ok(action)) {
     *err = WS_EINVAL;
     return NULL;
   }
@@ -121,7 +126,7 @@ ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
 ws__buf *ws__envelope_frame_json(ws_server *s, const char *action,
                                  const char *json, size_t len, int *err) {
   ws__buf *b;
-  if ((json == NULL && len) || !utf8_ok(action, strlen(action))) {
+  if ((json == NULL && len) || !ws__action_ok(action)) {
     *err = WS_EINVAL;
     return NULL;
   }

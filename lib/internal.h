@@ -217,6 +217,11 @@ void ws__conn_flush(ws_conn *c);
 /* Queues buf (takes a new reference) honouring the queue policy. Returns
  * 0, WS_EQUEUEFULL (dropped or closed by policy), WS_ECLOSED. */
 int ws__conn_queue(ws_conn *c, ws__buf *b);
+/* Whether c takes frames: WS_OK when open, WS_ESTATE before its 101 (from
+ * on_upgrade or on_http), WS_ECLOSED once closing. */
+int ws__conn_sendable(const ws_conn *c);
+/* An action a peer could send: valid UTF-8, at most WS_MAX_ACTION bytes. */
+int ws__action_ok(const char *action);
 /* Counts a close code into the stats. */
 void ws__stat_close(ws_server *s, int code);
 
@@ -296,6 +301,8 @@ void ws__registry_remove(ws_conn *c);
 void ws__registry_free(ws_server *s);
 /* The group (kind 'u' user, 'g' group) or NULL. */
 ws__group *ws__group_find(const ws_server *s, char kind, const char *name);
+/* A user or group name: 1 to 255 bytes. */
+int ws__group_name_ok(const char *name);
 
 /* ---- send.c: the one local-delivery path ------------------------------ */
 enum ws__target { WS__T_ALL, WS__T_DEVICES, WS__T_USER, WS__T_GROUP };
@@ -303,6 +310,11 @@ enum ws__target { WS__T_ALL, WS__T_DEVICES, WS__T_USER, WS__T_GROUP };
  * or WS_ENOMEM. */
 int ws__deliver(ws_server *s, ws__buf *b, int kind, const char *name,
                 const char *const *ids, size_t n);
+/* Whether a target is well formed: a device list with its array, a user
+ * or group name as ws__group_name_ok (an unknown device id, NULL entries
+ * included, is only counted: ws_stats.unknown_targets). */
+int ws__target_ok(int kind, const char *name, const char *const *ids,
+                  size_t n);
 
 /* ---- post.c ----------------------------------------------------------- */
 int ws__post_init(ws_server *s);

@@ -58,6 +58,7 @@ int ws_mux_handle(ws_mux *m, const char *action, ws_handler_fn fn, void *ud) {
   mux_entry *e;
   int hash_oom = 0;
   if (m == NULL || action == NULL || fn == NULL) return WS_EINVAL;
+  if (!ws__action_ok(action)) return WS_EINVAL; /* could never be dispatched */
   hal = &m->al;
   HASH_FIND_STR(m->table, action, e);
   if (e) return WS_EEXIST;

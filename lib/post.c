@@ -37,7 +37,8 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
   size_t nlen;
   ws__post *p;
   if (s == NULL || kind < 0 || action == NULL || (data_json == NULL && len) ||
-      (kind != WS__T_ALL && name == NULL))
+      (kind != WS__T_ALL && name == NULL) ||
+      !ws__target_ok(kind, name, NULL, 0))
     return WS_EINVAL;
   nlen = kind == WS__T_ALL ? 0 : strlen(name);
   p = ws__malloc(&s->al, sizeof(*p) + nlen + 1);

@@ -17,8 +17,12 @@ struct ws_prepared {
 };
 
 static int prepared_new(ws_server *s, ws__buf *frame, ws_prepared **out) {
-  ws_prepared *p = ws__malloc(&s->al, sizeof(*p));
-  if (p == NULL) {
+  ws_prepared *p;
+  if (frame->len > s->cfg.max_queued) { /* no queue could ever take it */
+    ws__buf_unref(s, frame);
+    return WS_ETOOBIG;
+  }
+  if ((p = ws__malloc(&s->al, sizeof(*p))) == NULL) {
     ws__buf_unref(s, frame);
     return WS_ENOMEM;
   }
@@ -56,7 +60,7 @@ int ws_prepare_json(ws_server *s, const char *action, const char *data_json,
 int ws_conn_send_prepared(ws_conn *c, const ws_prepared *p) {
   int rc;
   if (c == NULL || p == NULL || p->s != c->s) return WS_EINVAL;
-  if (c->state != WS__OPEN) return WS_ECLOSED;
+  if (c->state != WS__OPEN) return ws__conn_sendable(c);
   ws__enter(c->s);
   rc = ws__conn_queue(c, p->frame);
   ws__leave(c->s);

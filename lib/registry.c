@@ -201,10 +201,12 @@ static void member_remove(ws_conn *c, ws__member *m) {
   group_drop_if_empty(s, g);
 }
 
+int ws__group_name_ok(const char *name) {
+  return name && name[0] && strlen(name) <= WS__GROUP_NAME_MAX;
+}
+
 static int can_join(const ws_conn *c, const char *name) {
-  if (c == NULL || name == NULL || name[0] == '\0' ||
-      strlen(name) > WS__GROUP_NAME_MAX)
-    return WS_EINVAL;
+  if (c == NULL || !ws__group_name_ok(name)) return WS_EINVAL;
   if (c->state != WS__OPEN && c->state != WS__HANDSHAKE) return WS_ECLOSED;
   return WS_OK;
 }

@@ -99,6 +99,15 @@ int ws__deliver(ws_server *s, ws__buf *b, int kind, const char *name,
   return rc;
 }
 
+int ws__target_ok(int kind, const char *name, const char *const *ids,
+                  size_t n) {
+  switch (kind) {
+  case WS__T_ALL: return 1;
+  case WS__T_DEVICES: return n == 0 || ids != NULL;
+  default: return ws__group_name_ok(name);
+  }
+}
+
 /* The one fan-out path: frame (from cJSON or ready JSON), collect, queue. */
 static int fan_out(ws_server *s, const target_spec *ts, const char *action,
                    const struct cJSON *data, const char *json, size_t len,
@@ -106,8 +115,7 @@ static int fan_out(ws_server *s, const target_spec *ts, const char *action,
   ws__buf *b;
   int err = WS_OK, rc;
   if (s == NULL || action == NULL ||
-      (ts->kind == WS__T_DEVICES && ts->n && !ts->ids) ||
-      ((ts->kind == WS__T_USER || ts->kind == WS__T_GROUP) && !ts->name))
+      !ws__target_ok(ts->kind, ts->name, ts->ids, ts->n))
     return WS_EINVAL;
   ws__enter(s);
   b = use_json ? ws__envelope_frame_json(s, action, json, len, &err)
@@ -176,7 +184,7 @@ static int send_buf(ws_conn *c, ws__buf *b, int err) {
 
 static int conn_sendable(const ws_conn *c) {
   if (c == NULL) return WS_EINVAL;
-  return c->state == WS__OPEN ? WS_OK : WS_ECLOSED;
+  return ws__conn_sendable(c);
 }
 
 int ws_conn_send(ws_conn *c, const char *action, const struct cJSON *data) {

@@ -35,33 +35,46 @@ void ws_config_defaults(ws_config *cfg, size_t struct_size) {
   cfg->close_timeout_ms = 5000;
 }
 
-static int config_valid(const ws_config *c) {
-  if (c->send == NULL || c->close == NULL) return 0;
+/* What is wrong with c, or NULL. */
+static const char *config_problem(const ws_config *c) {
+  if (c->send == NULL || c->close == NULL) return "send or close missing";
   /* Buffers are indexed with 32 bits (every byte per connection counts). */
   if (c->max_message > UINT32_MAX / 2 || c->max_handshake > UINT32_MAX / 2)
-    return 0;
-  if (c->max_handshake < 64 || c->max_headers == 0 || c->max_message == 0 ||
-      c->max_queued == 0 || c->max_connections == 0 || c->max_device_id == 0)
-    return 0;
-  if (c->device_required && c->device_param == NULL) return 0;
+    return "max_message or max_handshake over 2^31-1";
+  if (c->max_handshake < 64) return "max_handshake under 64";
+  if (c->max_headers == 0 || c->max_message == 0 || c->max_queued == 0 ||
+      c->max_connections == 0 || c->max_device_id == 0)
+    return "a limit is 0";
+  if (c->path && c->path[0] != '/') return "path does not start with '/'";
+  if (c->device_required && (c->device_param == NULL || !c->device_param[0]))
+    return "device_required without device_param";
   if ((unsigned)c->queue_policy > WS_QUEUE_DROP ||
       (unsigned)c->duplicate_policy > WS_DUP_REFUSE ||
       (unsigned)c->bad_message_policy > WS_BADMSG_CLOSE)
-    return 0;
-  if (c->subprotocols_count && c->subprotocols == NULL) return 0;
-  if (c->allowed_origins_count && c->allowed_origins == NULL) return 0;
-  return 1;
+    return "bad policy value";
+  if (c->subprotocols_count && c->subprotocols == NULL)
+    return "subprotocols_count without subprotocols";
+  if (c->allowed_origins_count && c->allowed_origins == NULL)
+    return "allowed_origins_count without allowed_origins";
+  return NULL;
 }
 
 /* A config from an older header is shorter: the fields it lacks keep their
  * defaults. One not made by ws_config_init (size 0) is refused. */
 static int config_import(ws_config *full, const ws_config *cfg) {
   size_t n = cfg->struct_size_;
+  const char *why;
   if (n < offsetof(ws_config, wake) || n > sizeof(*full)) return WS_EINVAL;
   ws_config_defaults(full, sizeof(*full));
   memcpy(full, cfg, n);
   full->struct_size_ = sizeof(*full);
-  return config_valid(full) ? WS_OK : WS_EINVAL;
+  if ((why = config_problem(full)) == NULL) return WS_OK;
+  if (full->on_log) {
+    char line[96];
+    snprintf(line, sizeof line, "ws_server_new: %s", why);
+    full->on_log(NULL, WS_LOG_ERROR, line, full->user_data);
+  }
+  return WS_EINVAL;
 }
 
 int ws_server_new(const ws_config *cfg, ws_server **out) {

@@ -781,3 +781,107 @@ Test(regress, send_data_stays_valid_when_send_aborts) {
 Test(regress, send_data_stays_valid_when_send_frees_the_server) {
   expect_send_data_valid_until_return(2);
 }
+
+/* ---- arguments a user gets wrong (the fifth review) ----------------- */
+
+/* A send before the 101 said "closed" (WS_ECLOSED) of a connection that is
+ * neither: it is too early, WS_ESTATE. */
+static int send_in_on_upgrade(ws_conn *c, const ws_request *req,
+                              const char **reason, void *ud) {
+  (void)req, (void)reason, (void)ud;
+  R.post_rc = ws_conn_send_json(c, "early", NULL, 0);
+  return 0;
+}
+static void with_send_in_on_upgrade(ws_config *c) {
+  c->on_upgrade = send_in_on_upgrade;
+}
+
+Test(regress, send_before_the_101_is_estate) {
+  mt_conn A;
+  ws_server *s = mk(with_send_in_on_upgrade);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_expect_eq(R.post_rc, WS_ESTATE, "got %s", ws_err_name(R.post_rc));
+  cr_assert_not_null(A.c);
+  mt_expect_nothing(&A); /* nothing after the 101 */
+  cr_expect_eq(ws_conn_close(A.c, 1000, NULL), WS_OK);
+  cr_expect_eq(ws_conn_send_json(A.c, "late", NULL, 0), WS_ECLOSED);
+  done(s, &A, NULL);
+}
+
+static int nop_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)m, (void)ud;
+  return 0;
+}
+
+/* An action no peer could send (over WS_MAX_ACTION bytes, or not UTF-8)
+ * was registered, or sent, as if it were fine. */
+Test(regress, actions_past_the_limit_are_einval) {
+  char act[WS_MAX_ACTION + 2];
+  ws_allocator al = test_alloc();
+  ws_mux *m = ws_mux_new(&al);
+  ws_server *s = mk(NULL);
+  mt_conn A;
+  ws_prepared *p = NULL;
+  memset(act, 'a', sizeof act - 1);
+  act[sizeof act - 1] = '\0'; /* 256 bytes */
+  cr_expect_eq(ws_mux_handle(m, act, nop_handler, NULL), WS_EINVAL);
+  cr_expect_eq(ws_mux_handle(m, "\xff", nop_handler, NULL), WS_EINVAL);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_expect_eq(ws_conn_send_json(A.c, act, NULL, 0), WS_EINVAL);
+  cr_expect_eq(ws_broadcast_json(s, act, NULL, 0, NULL, 0), WS_EINVAL);
+  cr_expect_eq(ws_prepare_json(s, act, NULL, 0, &p), WS_EINVAL);
+  mt_expect_nothing(&A);
+  act[WS_MAX_ACTION] = '\0'; /* 255 bytes: the limit itself */
+  cr_expect_eq(ws_mux_handle(m, act, nop_handler, NULL), WS_OK);
+  cr_expect_eq(ws_conn_send_json(A.c, act, NULL, 0), WS_OK);
+  ws_mux_free(m);
+  done(s, &A, NULL);
+}
+
+/* A config that refuses every client (a path without '/', an empty
+ * device_param) was accepted; now refused, with a log line naming it. */
+static void log_line(ws_server *s, int level, const char *msg, void *ud) {
+  (void)ud;
+  R.log_closed = s == NULL && level == WS_LOG_ERROR;
+  snprintf(R.reason, sizeof R.reason, "%s", msg);
+}
+
+Test(regress, configs_that_refuse_everyone_are_einval) {
+  ws_config cfg;
+  ws_server *s = NULL;
+  memset(&R, 0, sizeof R);
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0);
+  cfg.on_log = log_line;
+  cfg.path = "ws";
+  cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
+  cr_expect(R.log_closed);
+  cr_expect_str_eq(R.reason, "ws_server_new: path does not start with '/'");
+  cfg.path = "";
+  cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
+  cfg.path = "/ws";
+  cfg.device_param = "";
+  cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
+  cr_expect_str_eq(R.reason, "ws_server_new: device_required without device_param");
+  cfg.device_required = 0;
+  cr_expect_eq(ws_server_new(&cfg, &s), WS_OK); /* no id wanted: fine */
+  ws_server_free(s);
+}
+
+/* ws_publish / ws_push_user / ws_post to a name no group or user can have
+ * returned 0 (an unknown target) where ws_conn_join says WS_EINVAL. */
+Test(regress, fan_out_to_an_impossible_name_is_einval) {
+  char name[257];
+  ws_server *s = mk(NULL);
+  memset(name, 'g', 256);
+  name[256] = '\0';
+  cr_expect_eq(ws_publish(s, "", "x", NULL), WS_EINVAL);
+  cr_expect_eq(ws_publish_json(s, name, "x", NULL, 0), WS_EINVAL);
+  cr_expect_eq(ws_push_user(s, "", "x", NULL), WS_EINVAL);
+  cr_expect_eq(ws_post(s, WS_POST_GROUP, "", "x", NULL, 0), WS_EINVAL);
+  cr_expect_eq(ws_post(s, WS_POST_USER, name, "x", NULL, 0), WS_EINVAL);
+  cr_expect_eq(ws_post(s, WS_POST_DEVICE, NULL, "x", NULL, 0), WS_EINVAL);
+  name[255] = '\0';
+  cr_expect_eq(ws_publish_json(s, name, "x", NULL, 0), 0); /* unknown */
+  done(s, NULL, NULL);
+}
