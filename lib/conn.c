@@ -147,22 +147,26 @@ static void start_write_clock(ws_conn *c) {
     ws__timer_set(c->s, c, c->s->now + wt);
 }
 
-static void apply_queue_policy(ws_conn *c) {
-  ws_server *s = c->s;
-  int state = c->state;
-  s->st.drops_queue_full++;
-  if (s->cfg.queue_policy == WS_QUEUE_DROP) return;
-  ws__log(s, WS_LOG_WARN, "send queue over %zu bytes: closing slow consumer",
-          s->cfg.max_queued);
-  if (c->state != state) return; /* on_log closed it: that close stands */
-  ws__conn_fail(c, WS_CLOSE_SLOW_CONSUMER, "slow consumer");
-}
-
 /* Control frames waiting ahead of queued data. Each one queued behind
  * others costs a shift of those (outq.c), so a peer that pings without
  * reading its pongs must not pile up more than this: past it the queue
  * policy applies, as for bytes. */
 #define WS__CTRL_QUEUED_MAX 1024
+
+static void apply_queue_policy(ws_conn *c, int ctrl_full) {
+  ws_server *s = c->s;
+  int state = c->state;
+  s->st.drops_queue_full++;
+  if (s->cfg.queue_policy == WS_QUEUE_DROP) return;
+  if (ctrl_full)
+    ws__log(s, WS_LOG_WARN, "%d control frames unsent: closing slow consumer",
+            WS__CTRL_QUEUED_MAX);
+  else
+    ws__log(s, WS_LOG_WARN, "send queue over %zu bytes: closing slow consumer",
+            s->cfg.max_queued);
+  if (c->state != state) return; /* on_log closed it: that close stands */
+  ws__conn_fail(c, WS_CLOSE_SLOW_CONSUMER, "slow consumer");
+}
 
 int ws__conn_sendable(const ws_conn *c) {
   if (c->state == WS__OPEN) return WS_OK;
@@ -171,7 +175,7 @@ int ws__conn_sendable(const ws_conn *c) {
 
 int ws__conn_queue(ws_conn *c, ws__buf *b) {
   ws_server *s = c->s;
-  int was_empty = c->q.count == 0;
+  int was_empty = c->q.count == 0, ctrl_full;
   /* Only open connections take frames: one still in its handshake (in
    * on_upgrade, or answering plain HTTP in on_http) may already be in a
    * group, and a frame there would go out before the 101 or inside an
@@ -180,9 +184,9 @@ int ws__conn_queue(ws_conn *c, ws__buf *b) {
   /* A frame that could never fit even an empty queue is the sender's
    * mistake, not this peer's slowness: refused, the connection untouched. */
   if (b->len > s->cfg.max_queued) return WS_ETOOBIG;
-  if (c->q.bytes + b->len > s->cfg.max_queued ||
-      (b->is_ctrl && !b->is_close && c->q.nctrl >= WS__CTRL_QUEUED_MAX)) {
-    apply_queue_policy(c);
+  ctrl_full = b->is_ctrl && !b->is_close && c->q.nctrl >= WS__CTRL_QUEUED_MAX;
+  if (ctrl_full || c->q.bytes + b->len > s->cfg.max_queued) {
+    apply_queue_policy(c, ctrl_full);
     return WS_EQUEUEFULL;
   }
   if (ws__outq_push(s, &c->q, b) != WS_OK) return WS_ENOMEM;
