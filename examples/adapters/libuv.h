@@ -27,6 +27,11 @@
  * uv_tcp_t has no writability event, so this copy is what lets the library
  * learn when to write again; it is bounded per socket.
  *
+ * Reads: one buffer (WSA_UV_READ_BUF) per socket per loop iteration. libuv
+ * reads a readable stream up to 32 times in a row; a socket whose read
+ * filled the buffer stops reading until the next iteration's prepare
+ * callback, so one client flooding data cannot hold up the others.
+ *
  * Time: a uv_prepare_t ticks the library right before the loop blocks and
  * re-arms the timer with ws_server_tick's answer; read callbacks tick first
  * (uv_now, cheap) so deadlines count from the real read time.
@@ -75,6 +80,7 @@ typedef struct wsa_uv_sock {
   int want;          /* the library asked for ws_conn_writable */
   int closing;       /* close the handle when pending reaches 0 */
   wsa_uv_linger *linger; /* closing with writes pending: the time limit */
+  struct wsa_uv_sock *paused_next, **paused_prev; /* on wsa_uv.paused */
 } wsa_uv_sock;
 
 /* Made only for a socket closed with writes pending. */
@@ -94,6 +100,7 @@ struct wsa_uv {
   size_t nsocks;
   int listening;
   int reading;               /* the read buffer is lent out */
+  wsa_uv_sock *paused;       /* read a full buffer: resume next iteration */
   char rbuf[WSA_UV_READ_BUF]; /* one read at a time per loop */
 };
 
@@ -122,9 +129,28 @@ static inline void wsa_uv_on_handle_closed(uv_handle_t *h) {
 
 static inline void wsa_uv_on_linger_closed(uv_handle_t *h) { free(h); }
 
+static inline void wsa_uv_unpause(wsa_uv_sock *s) {
+  if (s->paused_prev == NULL) return;
+  *s->paused_prev = s->paused_next;
+  if (s->paused_next) s->paused_next->paused_prev = s->paused_prev;
+  s->paused_next = NULL;
+  s->paused_prev = NULL;
+}
+
+/* Stops reading s until the next loop iteration (wsa_uv_on_prepare). */
+static inline void wsa_uv_pause(wsa_uv_sock *s) {
+  wsa_uv *a = s->owner;
+  uv_read_stop((uv_stream_t *)&s->tcp);
+  s->paused_next = a->paused;
+  s->paused_prev = &a->paused;
+  if (a->paused) a->paused->paused_prev = &s->paused_next;
+  a->paused = s;
+}
+
 /* Closing the handle cancels its pending writes (their callbacks run with
  * UV_ECANCELED before wsa_uv_on_handle_closed). */
 static inline void wsa_uv_finish_close(wsa_uv_sock *s) {
+  wsa_uv_unpause(s);
   if (s->linger) {
     /* A host's uv_walk may have closed the timer already (then it owns
      * the handle's memory: it is not freed here). */
@@ -249,6 +275,7 @@ static inline int wsa_uv_close(ws_conn *c, void *t) {
   (void)c;
   s->conn = NULL;
   s->closing = 1;
+  wsa_uv_unpause(s);
   uv_read_stop((uv_stream_t *)&s->tcp);
   if (s->pending == 0)
     wsa_uv_finish_close(s);
@@ -296,6 +323,8 @@ static inline void wsa_uv_on_read(uv_stream_t *st, ssize_t n,
     ws_conn_feed(s->conn, a->rbuf, (size_t)n);
   else if (n < 0) /* EOF or error: no close frame, on_close gets 1006 */
     ws_conn_abort(s->conn);
+  /* A full buffer: more is likely waiting; the others go first. */
+  if (n == (ssize_t)sizeof(a->rbuf) && s->conn && !s->closing) wsa_uv_pause(s);
 }
 
 static inline void wsa_uv_on_connection(uv_stream_t *l, int status) {
@@ -326,7 +355,13 @@ static inline void wsa_uv_on_timer(uv_timer_t *t) {
 /* Right before the loop blocks: tick, then sleep until the next deadline. */
 static inline void wsa_uv_on_prepare(uv_prepare_t *p) {
   wsa_uv *a = p->data;
-  int next = wsa_uv_tick(a);
+  int next;
+  while (a->paused) {
+    wsa_uv_sock *s = a->paused;
+    wsa_uv_unpause(s);
+    uv_read_start((uv_stream_t *)&s->tcp, wsa_uv_alloc, wsa_uv_on_read);
+  }
+  next = wsa_uv_tick(a);
   if (next < 0)
     uv_timer_stop(&a->timer);
   else
