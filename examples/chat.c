@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <uthash.h>
 
 #include "adapters/epoll.h"
 #include "wsmux.h"
@@ -81,6 +82,21 @@ typedef struct member {
   int nrooms;
   char rooms[MAX_ROOMS][MAX_ROOM_NAME];
 } member;
+
+/* Who holds each device id, and for which user: set when a connection
+ * opens, dropped when the holding connection has closed. The library's
+ * device index cannot answer "whose is it?" here: it forgets a connection
+ * as soon as that one starts closing (a replaced or timed-out phone may
+ * take seconds to finish), and another user must not take the id in that
+ * window. One entry per open device id. */
+typedef struct device_owner {
+  UT_hash_handle hh;
+  ws_conn *holder;
+  char user[64];
+  char device[]; /* the key */
+} device_owner;
+
+static device_owner *g_owners;
 
 /* A "later" job: one worker thread at a time, joined before the server is
  * freed (ws_post must not race with ws_server_free). */
@@ -146,10 +162,38 @@ static int member_find(const member *m, const char *room) {
 
 /* ---- handshake and lifecycle ------------------------------------------- */
 
+static device_owner *owner_find(const char *device) {
+  device_owner *o = NULL;
+  HASH_FIND_STR(g_owners, device, o);
+  return o;
+}
+
 static int device_owner_differs(ws_conn *c, const char *user) {
-  ws_conn *old = ws_server_find_device(ws_conn_server(c), ws_conn_device_id(c));
-  const char *owner = old ? ws_conn_user(old) : NULL;
-  return owner != NULL && strcmp(owner, user) != 0;
+  const device_owner *o = owner_find(ws_conn_device_id(c));
+  return o != NULL && strcmp(o->user, user) != 0;
+}
+
+/* c holds its device id from now on (replacing its user's older one). */
+static int owner_take(ws_conn *c, const char *user) {
+  const char *dev = ws_conn_device_id(c);
+  device_owner *o = owner_find(dev);
+  if (o == NULL) {
+    size_t n = strlen(dev) + 1;
+    if ((o = calloc(1, sizeof(*o) + n)) == NULL) return -1;
+    memcpy(o->device, dev, n);
+    HASH_ADD_STR(g_owners, device, o);
+  }
+  o->holder = c;
+  snprintf(o->user, sizeof(o->user), "%s", user);
+  return 0;
+}
+
+/* c has closed: its id is free unless a newer connection holds it. */
+static void owner_release(ws_conn *c) {
+  device_owner *o = owner_find(ws_conn_device_id(c));
+  if (o == NULL || o->holder != c) return;
+  HASH_DEL(g_owners, o);
+  free(o);
 }
 
 /* Client text on stdout, where the command answers go: control bytes are
@@ -202,6 +246,11 @@ static int on_open(ws_conn *c, void *ud) {
   }
   snprintf(m->user, sizeof(m->user), "%s", ws_conn_user(c));
   ws_conn_set_user_data(c, m);
+  if (owner_take(c, m->user) != 0) {
+    ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+    cJSON_Delete(d);
+    return 0;
+  }
   cJSON_AddStringToObject(d, "user", ws_conn_user(c));
   cJSON_AddStringToObject(d, "device", ws_conn_device_id(c));
   ws_conn_send(c, "welcome", d);
@@ -220,6 +269,7 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   printf("close %s %s %d %s\n", m ? m->user : "-",
          printable(ws_conn_device_id(c), dev, sizeof(dev)), code,
          printable(reason, why, sizeof(why)));
+  owner_release(c);
   free(m);
   ws_conn_set_user_data(c, NULL);
   return 0;

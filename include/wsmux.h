@@ -613,7 +613,11 @@ WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
 /* ------------------------------------------------------------------------ */
 
 /* The open connection with this device id, or NULL (also while the one
- * with that id is closing: sends to it would be dropped). O(1). */
+ * with that id is closing: sends to it would be dropped). O(1). Not an
+ * ownership record: a closing connection is not found (and a newer one
+ * takes its id under either duplicate policy), which may take up to
+ * close_timeout_ms. A host that ties device ids to users keeps its own
+ * table, as examples/chat.c does. */
 WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
                                          const char *device_id);
 /* Binds the connection to a user (copied), replacing a previous one; NULL

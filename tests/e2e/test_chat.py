@@ -2,10 +2,12 @@
 (to a user, a device list, a room, everyone), the timer, shutdown."""
 import asyncio
 import signal
+import socket
+import time
 
 import pytest
 
-from conftest import (arun, close_code, connect, no_message, recv_json,
+from conftest import (TIMEOUT, arun, close_code, connect, no_message, recv_json,
                       refused_status)
 
 
@@ -254,3 +256,39 @@ def test_later_refuses_a_delay_out_of_range(chat):
                 "later -1 alice x", "later 12abc alice x"):
         assert chat.command(bad).startswith("error later usage"), bad
     assert chat.command("later 3600000 alice x") == "ok later queued"
+
+
+def test_a_closing_device_id_stays_with_its_user(chat):
+    """A phone that stopped reading is closed as a slow consumer; its close
+    frame cannot reach it either, so the connection stays closing until
+    the close timeout. The ownership check used ws_server_find_device,
+    which forgets a closing connection: in that window bob's token took
+    alice's device id, got the pushes meant for it, and locked alice out
+    (review 5). chat keeps its own device -> user table now."""
+    alice = socket.socket()
+    alice.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    alice.settimeout(TIMEOUT)
+    try:
+        alice.connect((chat.host, chat.port))
+        alice.sendall((f"GET /ws?device_id=phone&token=alice-token HTTP/1.1\r\n"
+                       f"Host: {chat.host}:{chat.port}\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        chat.wait_line(r"^open alice phone")
+        text = "x" * 4000
+        chat.proc.stdin.write(f"send phone {text}\n" * 1500)  # 6 MB she never reads
+        chat.proc.stdin.flush()
+        deadline = time.monotonic() + 2 * TIMEOUT
+        while not any("slow consumer" in line for line in chat.stderr):
+            assert time.monotonic() < deadline, chat.stderr[-5:]
+            time.sleep(0.05)
+
+        async def probe():
+            return [await refused_status(
+                f"{chat.ws}/ws?device_id=phone&token=bob-token")
+                for _ in range(5)]
+        assert arun(probe()) == [409] * 5
+        chat.wait_line(r"^close alice phone 4001")
+    finally:
+        alice.close()
