@@ -2,7 +2,7 @@
  * libwsmux - an embeddable, transport-agnostic WebSocket push server.
  *
  * The one public header. Everything a host needs is here; nothing under lib/
- * is installed.
+ * is installed. It needs C99 or later (or C++11).
  *
  * Model
  * -----
