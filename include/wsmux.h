@@ -555,7 +555,9 @@ WS_EXTERN const char *ws_request_method(const ws_request *r);
 /* Path without the query, percent-decoded. */
 WS_EXTERN const char *ws_request_path(const ws_request *r);
 /* Query parameter by exact name, percent-decoded ('+' is a space); the
- * first occurrence; NULL when absent. */
+ * first occurrence; NULL when absent. The whole query is decoded at the
+ * upgrade: a bad escape or a %00 in any parameter (one the host never
+ * reads included) refuses it, 400 "bad percent-encoding". */
 WS_EXTERN const char *ws_request_query(const ws_request *r, const char *name);
 /* Header by case-insensitive name; the first occurrence; NULL when absent
  * (or, with keep_headers 0, on ws_conn_request(c) from on_upgrade on:
