@@ -344,6 +344,10 @@ typedef struct ws_config {
   /* Optional. Called from the posting thread when the loop thread should
    * call ws_server_tick (e.g. write an eventfd, uv_async_send). */
   int (*wake)(ws_server *s, void *user_data);
+  /* Frame bytes posted and not yet delivered; default 16 MiB. Past it
+   * ws_post answers WS_ELIMIT (producers that outrun the loop thread are
+   * told, rather than growing the heap without bound). */
+  size_t max_posted;
 } ws_config;
 
 /* Fills *cfg with the defaults documented above. Always call it first, then
@@ -733,9 +737,13 @@ enum ws_post_target {
  * the host wakes its loop. The frame is built here, once (data_json is
  * validated here: WS_EJSON), so the allocator must be thread-safe (libc's
  * is). Messages posted by one thread reach each client in the order posted.
- * Returns 0, WS_EINVAL, WS_EJSON, WS_ENOMEM, WS_ETOOBIG (larger than
- * max_queued), WS_ESHUTDOWN (server shutting down or being destroyed).
- * Must not race with ws_server_free. */
+ * Each tick delivers what was posted when it began, one message at a time,
+ * flushing after each (as a ws_broadcast call does): a backlog reaches a
+ * client that keeps reading, it does not count against its max_queued all
+ * at once. Returns 0, WS_EINVAL, WS_EJSON, WS_ENOMEM, WS_ETOOBIG (larger
+ * than max_queued), WS_ELIMIT (max_posted bytes already wait), WS_ESHUTDOWN
+ * (server shutting down or being destroyed). Must not race with
+ * ws_server_free. */
 WS_EXTERN int ws_post(ws_server *s, int target, const char *name,
                       const char *action, const char *data_json, size_t len);
 

@@ -173,6 +173,7 @@ struct ws_server {
   /* post.c: messages from other threads, guarded by post_lock */
   pthread_mutex_t post_lock;
   struct ws__post *post_head, *post_tail;
+  size_t post_bytes; /* frame bytes waiting, at most cfg.max_posted */
   int post_closed;
   /* upgrade.c: set while ws_conn_upgrade_answer runs (host writes HTTP) */
   struct ws__answer *answer;
@@ -184,6 +185,8 @@ void ws__enter(ws_server *s);
  * frees dead ones and, if asked, the server: returns 1 when it did (the
  * caller must not touch s again). */
 int ws__leave(ws_server *s);
+/* Flushes every connection with new output (the outermost frame only). */
+void ws__flush_dirty(ws_server *s);
 /* Fires on_shutdown, once, when a shutdown has no connection left. */
 void ws__shutdown_check(ws_server *s);
 void ws__log(ws_server *s, int level, const char *fmt, ...)

@@ -1,9 +1,14 @@
 /*
  * Messages posted from other threads (ws_post). The posting thread builds
  * the frame (so JSON errors come back to it) and appends it to a
- * mutex-guarded FIFO; the loop thread takes the whole list at its next tick
- * and delivers through the same path as ws_broadcast. One FIFO per server
- * keeps each poster's messages in the order posted. The only lock in the
+ * mutex-guarded FIFO of at most max_posted bytes; the loop thread pops it
+ * one message at a time at its next tick and delivers through the same
+ * path as ws_broadcast, flushing after each one like a broadcast does (a
+ * backlog must not count against a receiver's max_queued all at once).
+ * Popping one at a time from the shared list also keeps the order when a
+ * callback run by a delivery ticks again (a nested drain goes on with the
+ * next message, not with ones posted later). One FIFO per server keeps
+ * each poster's messages in the order posted. The only lock in the
  * library; nothing else here is touched from another thread.
  */
 #include <string.h>
@@ -57,12 +62,16 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
   p->kind = kind;
   memcpy(p->name, kind == WS__T_ALL ? "" : name, nlen + 1);
   pthread_mutex_lock(&s->post_lock);
-  if (s->post_closed) {
+  err = s->post_closed ? WS_ESHUTDOWN
+        : s->post_bytes + p->frame->len > s->cfg.max_posted ? WS_ELIMIT
+                                                           : WS_OK;
+  if (err != WS_OK) {
     pthread_mutex_unlock(&s->post_lock);
     ws__buf_unref(s, p->frame);
     ws__free(&s->al, p);
-    return WS_ESHUTDOWN;
+    return err;
   }
+  s->post_bytes += p->frame->len;
   wake = s->post_head == NULL;
   if (s->post_tail)
     s->post_tail->next = p;
@@ -78,27 +87,43 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
  * is seen without the lock. A post that lands after the check is not lost:
  * it found the queue empty, so it calls the host's wake, and the loop
  * ticks again. */
-static ws__post *take_all(ws_server *s) {
-  ws__post *list;
+static ws__post *pop(ws_server *s) {
+  ws__post *p;
   if (__atomic_load_n(&s->post_head, __ATOMIC_ACQUIRE) == NULL) return NULL;
   pthread_mutex_lock(&s->post_lock);
-  list = s->post_head;
-  __atomic_store_n(&s->post_head, NULL, __ATOMIC_RELAXED);
-  s->post_tail = NULL;
+  p = s->post_head;
+  if (p) {
+    __atomic_store_n(&s->post_head, p->next, __ATOMIC_RELAXED);
+    if (p->next == NULL) s->post_tail = NULL;
+    s->post_bytes -= p->frame->len;
+  }
   pthread_mutex_unlock(&s->post_lock);
-  return list;
+  return p;
 }
 
+static void post_free(ws_server *s, ws__post *p) {
+  ws__buf_unref(s, p->frame);
+  ws__free(&s->al, p);
+}
+
+/* At most what was queued when it started (so producers faster than the
+ * loop cannot keep one tick going forever); stops if a callback destroys
+ * the server. */
 void ws__post_drain(ws_server *s) {
-  ws__post *p = take_all(s);
-  while (p) {
-    ws__post *next = p->next;
+  size_t budget;
+  ws__post *p;
+  pthread_mutex_lock(&s->post_lock);
+  budget = s->post_bytes;
+  pthread_mutex_unlock(&s->post_lock);
+  while (!s->destroying && (p = pop(s)) != NULL) {
     const char *id = p->name;
+    size_t len = p->frame->len;
     s->st.frames_allocated++;
     ws__deliver(s, p->frame, p->kind, p->name, &id, 1);
-    ws__buf_unref(s, p->frame);
-    ws__free(&s->al, p);
-    p = next;
+    post_free(s, p);
+    if (s->depth == 1) ws__flush_dirty(s); /* as a broadcast's return does */
+    if (len >= budget) break;
+    budget -= len;
   }
 }
 
@@ -111,12 +136,6 @@ void ws__post_close(ws_server *s) {
 void ws__post_free(ws_server *s) {
   ws__post *p;
   ws__post_close(s);
-  p = take_all(s);
-  while (p) {
-    ws__post *next = p->next;
-    ws__buf_unref(s, p->frame);
-    ws__free(&s->al, p);
-    p = next;
-  }
+  while ((p = pop(s)) != NULL) post_free(s, p);
   pthread_mutex_destroy(&s->post_lock);
 }

@@ -33,6 +33,8 @@ void ws_config_defaults(ws_config *cfg, size_t struct_size) {
   cfg->ping_interval_ms = 30000;
   cfg->write_timeout_ms = 60000;
   cfg->close_timeout_ms = 5000;
+  if (struct_size >= offsetof(ws_config, max_posted) + sizeof(cfg->max_posted))
+    cfg->max_posted = 16u << 20;
 }
 
 /* What is wrong with c, or NULL. */
@@ -43,7 +45,7 @@ static const char *config_problem(const ws_config *c) {
     return "max_message or max_handshake over 2^31-1";
   if (c->max_handshake < 64) return "max_handshake under 64";
   if (c->max_headers == 0 || c->max_message == 0 || c->max_queued == 0 ||
-      c->max_connections == 0 || c->max_device_id == 0)
+      c->max_connections == 0 || c->max_device_id == 0 || c->max_posted == 0)
     return "a limit is 0";
   if (c->path && c->path[0] != '/') return "path does not start with '/'";
   if (c->device_required && (c->device_param == NULL || !c->device_param[0]))
@@ -127,6 +129,13 @@ void ws_server_free(ws_server *s) {
 
 void ws__enter(ws_server *s) { s->depth++; }
 
+void ws__flush_dirty(ws_server *s) {
+  while (s->dirty) {
+    ws_conn *c = ws__dirty_pop(s);
+    if (!s->destroying) ws__conn_flush(c);
+  }
+}
+
 /* Flushing may run host callbacks that call back into the library; depth
  * stays 1 meanwhile so those calls do not recurse into this loop. */
 int ws__leave(ws_server *s) {
@@ -134,10 +143,7 @@ int ws__leave(ws_server *s) {
     s->depth--;
     return 0;
   }
-  while (s->dirty) {
-    ws_conn *c = ws__dirty_pop(s);
-    if (!s->destroying) ws__conn_flush(c);
-  }
+  ws__flush_dirty(s);
   while (s->dead) {
     ws_conn *c = s->dead;
     s->dead = c->next;

@@ -885,3 +885,99 @@ Test(regress, fan_out_to_an_impossible_name_is_einval) {
   cr_expect_eq(ws_publish_json(s, name, "x", NULL, 0), 0); /* unknown */
   done(s, NULL, NULL);
 }
+
+/* ---- the post queue (the fifth review) -------------------------------- */
+
+/* A JSON string of n bytes in all ("xxx...", quotes included). */
+static const char *json_text(size_t n) {
+  static char buf[4096];
+  memset(buf, 'x', n);
+  buf[0] = buf[n - 1] = '"';
+  buf[n] = '\0';
+  return buf;
+}
+
+/* 2 MB posted before one tick to a client that takes everything: the
+ * whole backlog was queued in one library frame, past max_queued (1 MiB),
+ * and the client was closed as a slow consumer (4001) it was not. */
+Test(regress, post_backlog_reaches_a_client_that_reads) {
+  mt_conn A;
+  mt_frame f;
+  int i, n = 0;
+  ws_server *s = mk(NULL);
+  const char *d = json_text(1000);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  for (i = 0; i < 2000; i++)
+    cr_assert_eq(ws_post(s, WS_POST_DEVICE, "a", "m", d, 1000), WS_OK);
+  ws_server_tick(s, 1);
+  cr_assert_not_null(A.c, "closed: %d %s", R.code, R.reason);
+  while (mt_next_frame(&A, &f)) {
+    cr_assert_eq(f.opcode, 1);
+    n++;
+  }
+  cr_expect_eq(n, 2000);
+  done(s, &A, NULL);
+}
+
+/* Producers faster than the loop grew the post queue without bound. */
+static void small_post_queue(ws_config *c) { c->max_posted = 4096; }
+
+Test(regress, post_queue_is_bounded) {
+  ws_server *s = mk(small_post_queue);
+  const char *d = json_text(1900);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_OK);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_OK);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_ELIMIT);
+  ws_server_tick(s, 1); /* delivered (to nobody): room again */
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_OK);
+  done(s, NULL, NULL);
+}
+
+/* A delivery runs on_log (a slow consumer); the host posts and ticks from
+ * there, or shuts down. The drain had taken the whole list: the nested
+ * tick delivered the newer post first, and a shutdown lost the older one. */
+static ws_server *g_srv;
+static int g_reenter; /* 1: post M3 and tick; 2: shut down */
+
+static void reenter_on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (!strstr(msg, "send queue over") || R.opens++) return;
+  if (g_reenter == 1) {
+    R.post_rc = ws_post(g_srv, WS_POST_DEVICE, "b", "m", "\"M3\"", 4);
+    ws_server_tick(g_srv, 3);
+  } else {
+    R.post_rc = ws_server_shutdown(g_srv, 1000);
+  }
+}
+static void with_reenter(ws_config *c) {
+  c->max_queued = 4096;
+  c->on_log = reenter_on_log;
+}
+
+static void expect_posts_in_order_when_a_delivery_reenters(int how) {
+  mt_conn A, B;
+  int i;
+  ws_server *s = g_srv = mk(with_reenter);
+  g_reenter = how;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_connect(&B, s, "b", MT_WHOLE);
+  A.would_block = 1; /* a fills its queue: the third post closes it */
+  for (i = 0; i < 3; i++)
+    cr_assert_eq(ws_post(s, WS_POST_DEVICE, "a", "m", json_text(2000), 2000), WS_OK);
+  cr_assert_eq(ws_post(s, WS_POST_DEVICE, "b", "m", "\"M2\"", 4), WS_OK);
+  ws_server_tick(s, 2);
+  cr_assert_eq(R.opens, 1, "slow consumer log lines: %d", R.opens);
+  cr_expect_eq(R.post_rc, WS_OK, "got %s", ws_err_name(R.post_rc));
+  mt_expect_text(&B, "{\"action\":\"m\",\"data\":\"M2\"}");
+  if (how == 1) mt_expect_text(&B, "{\"action\":\"m\",\"data\":\"M3\"}");
+  else mt_expect_close(&B, WS_CLOSE_GOING_AWAY);
+  done(s, &A, &B);
+}
+
+Test(regress, nested_tick_keeps_the_post_order) {
+  expect_posts_in_order_when_a_delivery_reenters(1);
+}
+
+Test(regress, shutdown_inside_a_delivery_keeps_earlier_posts) {
+  expect_posts_in_order_when_a_delivery_reenters(2);
+}
