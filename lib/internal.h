@@ -321,8 +321,11 @@ int ws__target_ok(int kind, const char *name, const char *const *ids,
 
 /* ---- post.c ----------------------------------------------------------- */
 int ws__post_init(ws_server *s);
-/* Delivers everything posted so far (loop thread, inside a library frame). */
+/* Delivers what was posted when it began (loop thread, inside a library
+ * frame). */
 void ws__post_drain(ws_server *s);
+/* Posts are waiting: the next tick is due now (their posters woke no one). */
+int ws__post_pending(ws_server *s);
 /* From now on ws_post answers WS_ESHUTDOWN (shutdown, destroy). */
 void ws__post_close(ws_server *s);
 void ws__post_free(ws_server *s);

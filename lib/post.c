@@ -36,51 +36,72 @@ static int post_kind(int target) {
   }
 }
 
+/* The message, framed on this thread (so errors come back to it). */
+static ws__post *post_new(ws_server *s, int kind, const char *name,
+                          const char *action, const char *data_json,
+                          size_t len, int *err) {
+  size_t nlen = kind == WS__T_ALL ? 0 : strlen(name);
+  ws__post *p = ws__malloc(&s->al, sizeof(*p) + nlen + 1);
+  if (p == NULL) {
+    *err = WS_ENOMEM;
+    return NULL;
+  }
+  p->frame = ws__envelope_frame_json(s, action, data_json, len, err);
+  if (p->frame && p->frame->len > s->cfg.max_queued) { /* as ws__deliver */
+    ws__buf_unref(s, p->frame);
+    p->frame = NULL;
+    *err = WS_ETOOBIG;
+  }
+  if (p->frame == NULL) {
+    ws__free(&s->al, p);
+    return NULL;
+  }
+  p->next = NULL;
+  p->kind = kind;
+  memcpy(p->name, kind == WS__T_ALL ? "" : name, nlen + 1);
+  return p;
+}
+
+static void post_free(ws_server *s, ws__post *p) {
+  ws__buf_unref(s, p->frame);
+  ws__free(&s->al, p);
+}
+
+/* Appends p under the lock; wakes the loop when the queue was empty (the
+ * callback is read under the lock, like all of s this thread reads). */
+static int post_append(ws_server *s, ws__post *p) {
+  int (*wake)(ws_server *, void *) = NULL;
+  void *ud = NULL;
+  int err;
+  pthread_mutex_lock(&s->post_lock);
+  err = s->post_closed ? WS_ESHUTDOWN
+        : s->post_bytes + p->frame->len > s->cfg.max_posted ? WS_ELIMIT
+                                                           : WS_OK;
+  if (err == WS_OK) {
+    s->post_bytes += p->frame->len;
+    if (s->post_head == NULL) wake = s->cfg.wake, ud = s->cfg.user_data;
+    if (s->post_tail)
+      s->post_tail->next = p;
+    else
+      __atomic_store_n(&s->post_head, p, __ATOMIC_RELEASE);
+    s->post_tail = p;
+  }
+  pthread_mutex_unlock(&s->post_lock);
+  if (err != WS_OK) post_free(s, p);
+  else if (wake) wake(s, ud);
+  return err;
+}
+
 int ws_post(ws_server *s, int target, const char *name, const char *action,
             const char *data_json, size_t len) {
-  int kind = post_kind(target), err, wake;
-  size_t nlen;
+  int kind = post_kind(target), err = WS_OK;
   ws__post *p;
   if (s == NULL || kind < 0 || action == NULL || (data_json == NULL && len) ||
       (kind != WS__T_ALL && name == NULL) ||
       !ws__target_ok(kind, name, NULL, 0))
     return WS_EINVAL;
-  nlen = kind == WS__T_ALL ? 0 : strlen(name);
-  p = ws__malloc(&s->al, sizeof(*p) + nlen + 1);
-  if (p == NULL) return WS_ENOMEM;
-  p->frame = ws__envelope_frame_json(s, action, data_json, len, &err);
-  if (p->frame && p->frame->len > s->cfg.max_queued) { /* as ws__deliver */
-    ws__buf_unref(s, p->frame);
-    p->frame = NULL;
-    err = WS_ETOOBIG;
-  }
-  if (p->frame == NULL) {
-    ws__free(&s->al, p);
-    return err;
-  }
-  p->next = NULL;
-  p->kind = kind;
-  memcpy(p->name, kind == WS__T_ALL ? "" : name, nlen + 1);
-  pthread_mutex_lock(&s->post_lock);
-  err = s->post_closed ? WS_ESHUTDOWN
-        : s->post_bytes + p->frame->len > s->cfg.max_posted ? WS_ELIMIT
-                                                           : WS_OK;
-  if (err != WS_OK) {
-    pthread_mutex_unlock(&s->post_lock);
-    ws__buf_unref(s, p->frame);
-    ws__free(&s->al, p);
-    return err;
-  }
-  s->post_bytes += p->frame->len;
-  wake = s->post_head == NULL;
-  if (s->post_tail)
-    s->post_tail->next = p;
-  else
-    __atomic_store_n(&s->post_head, p, __ATOMIC_RELEASE);
-  s->post_tail = p;
-  pthread_mutex_unlock(&s->post_lock);
-  if (wake && s->cfg.wake) s->cfg.wake(s, s->cfg.user_data);
-  return WS_OK;
+  p = post_new(s, kind, name, action, data_json, len, &err);
+  return p ? post_append(s, p) : err;
 }
 
 /* Every tick calls this, and posts are rare next to ticks: an empty queue
@@ -101,11 +122,6 @@ static ws__post *pop(ws_server *s) {
   return p;
 }
 
-static void post_free(ws_server *s, ws__post *p) {
-  ws__buf_unref(s, p->frame);
-  ws__free(&s->al, p);
-}
-
 /* At most what was queued when it started (so producers faster than the
  * loop cannot keep one tick going forever); stops if a callback destroys
  * the server. */
@@ -119,12 +135,17 @@ void ws__post_drain(ws_server *s) {
     const char *id = p->name;
     size_t len = p->frame->len;
     s->st.frames_allocated++;
-    ws__deliver(s, p->frame, p->kind, p->name, &id, 1);
+    if (ws__deliver(s, p->frame, p->kind, p->name, &id, 1) == WS_ENOMEM)
+      ws__log(s, WS_LOG_ERROR, "out of memory: a posted message was dropped");
     post_free(s, p);
     if (s->depth == 1) ws__flush_dirty(s); /* as a broadcast's return does */
     if (len >= budget) break;
     budget -= len;
   }
+}
+
+int ws__post_pending(ws_server *s) {
+  return __atomic_load_n(&s->post_head, __ATOMIC_ACQUIRE) != NULL;
 }
 
 void ws__post_close(ws_server *s) {

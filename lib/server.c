@@ -192,6 +192,7 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
                                                      : (int)(d - s->now);
     if (next < 0 || t < next) next = t;
   }
+  if (!s->shutting_down && ws__post_pending(s)) next = 0;
   return next_timeout(s, next);
 }
 

@@ -981,3 +981,25 @@ Test(regress, nested_tick_keeps_the_post_order) {
 Test(regress, shutdown_inside_a_delivery_keeps_earlier_posts) {
   expect_posts_in_order_when_a_delivery_reenters(2);
 }
+
+/* A tick delivers what was posted when it began; a post made during it
+ * waits for the next tick, and the tick says that one is due now. */
+static void post_on_write(mt_conn *t) {
+  if (R.handled++ == 0)
+    R.post_rc = ws_post(t->s, WS_POST_DEVICE, "a", "m", "\"second\"", 8);
+}
+
+Test(regress, tick_is_due_again_while_posts_wait) {
+  mt_conn A;
+  ws_server *s = mk(NULL);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.on_write = post_on_write;
+  cr_assert_eq(ws_post(s, WS_POST_DEVICE, "a", "m", "\"first\"", 7), WS_OK);
+  cr_expect_eq(ws_server_tick(s, 1), 0, "a post waits: due now");
+  cr_expect_eq(R.post_rc, WS_OK);
+  mt_expect_text(&A, "{\"action\":\"m\",\"data\":\"first\"}");
+  mt_expect_nothing(&A);
+  cr_expect_neq(ws_server_tick(s, 2), 0);
+  mt_expect_text(&A, "{\"action\":\"m\",\"data\":\"second\"}");
+  done(s, &A, NULL);
+}
