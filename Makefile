@@ -92,7 +92,7 @@ examples: $(EX_BIN)
 
 # Unit tests link the static library (internal ws__ symbols visible) and
 # Criterion.
-$(BUILD)/tests/%: tests/unit/%.c $(STATIC) $(TEST_SUPPORT) $(wildcard tests/support/*.h)
+$(BUILD)/tests/%: tests/unit/%.c $(STATIC) $(TEST_SUPPORT) $(wildcard tests/support/*.h tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -Ilib -Itests/support -MMD -MP \

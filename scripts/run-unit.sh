@@ -11,7 +11,7 @@ for t in "$@"; do
   if [ "${VALGRIND:-0}" = 1 ]; then
     timeout 1800 valgrind -q --trace-children=yes --error-exitcode=99 --leak-check=full \
       --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
-      "$t" --jobs 1 >"$log" 2>&1
+      "$t" --jobs 2 >"$log" 2>&1
   else
     timeout 300 "$t" >"$log" 2>&1
   fi

@@ -11,6 +11,7 @@ static const uint8_t k_mask[4] = {0x37, 0xfa, 0x21, 0x3d};
 /* ---- captured output -------------------------------------------------- */
 
 static void out_add(mt_conn *t, const void *p, size_t n) {
+  if (n == 0) return; /* a blocked send: out may still be NULL */
   if (t->len + n > t->cap) {
     size_t cap = t->cap ? t->cap : 1024;
     while (cap < t->len + n) cap *= 2;

@@ -1,0 +1,514 @@
+/* Behaviour pinned down by a mutation-testing pass (the fifth review):
+ * each Test here failed on some mutant of envelope.c, json_check.c,
+ * send.c, post.c, registry.c or server.c that the rest of the suite let
+ * through. JSON validity at its edges (read past the end included, with a
+ * guard page), escaping of outgoing actions, the registry's index and
+ * group lists, argument errors, posting, and the config checks. */
+#define _GNU_SOURCE /* memmem */
+#include "pinned.h"
+
+#include "internal.h"
+#include <stddef.h>
+
+/* ---- envelope ---------------------------------------------------------- */
+/* outgoing action names escape '\\' and every control character (0x1f too). */
+Test(pinned_envelope, action_escapes) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_conn_send(A.c, "a\\b\x1f", NULL), WS_OK);
+  mt_expect_text(&A, "{\"action\":\"a\\\\b\\u001f\"}");
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* an unknown action's echo in the error reply is cut at a character boundary.
+ */
+Test(pinned_envelope, error_detail_cut_at_char_boundary) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = NULL;
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  char msg[400];
+  size_t o = 0;
+  o += (size_t)sprintf(msg, "{\"action\":\"");
+  memset(msg + o, 'a', 199);
+  o += 199;
+  memcpy(msg + o, "\xc3\xa9\"}", 4);
+  o += 4;
+  msg[o] = 0;
+  mt_send_text(&A, msg, MT_WHOLE);
+  mt_frame f;
+  mt_expect_frame(&A, &f);
+  cr_assert_eq(f.opcode, MT_TEXT);
+  cr_assert(f.len > 4 && memcmp(f.payload + f.len - 4, "a\"}}", 4) == 0, "%.*s",
+            (int)f.len, f.payload);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* a handler returning a positive value does not close the connection. */
+static int pos_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c;
+  (void)m;
+  (void)ud;
+  return 1;
+}
+Test(pinned_envelope, positive_handler_return) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = pos_handler;
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_send_text(&A, "{\"action\":\"n\"}", MT_WHOLE);
+  mt_expect_nothing(&A);
+  cr_assert_eq(K.closes, 0);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* number and string grammar of the _json validator (and of incoming envelopes).
+ */
+Test(pinned_envelope, json_grammar) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "-1", 2), WS_OK,
+               "J02 negative number");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "01", 2), WS_EJSON,
+               "J03 leading zero");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "\"\\uDBFF\\uDFFF\"", 14), WS_OK,
+               "J07 U+10FFFF pair");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "\"\\x41\"", 6), WS_EJSON,
+               "J10 \\x escape");
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* a string ending in a backslash at the very end of the input is not read past.
+ */
+Test(pinned_envelope, backslash_at_end_no_overread) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  test_guard g;
+  test_guard_init(&g, 16);
+  const char *p = test_guard_place(&g, "\"\\", 2);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", p, 2), WS_EJSON);
+  test_guard_free(&g);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* nesting limit: 129 levels pass, 130 do not (and as data of an incoming
+ * envelope). */
+Test(pinned_envelope, depth_limit) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  static char j[400];
+  int k;
+  for (k = 0; k < 129; k++)
+    j[k] = '[';
+  for (k = 0; k < 129; k++)
+    j[129 + k] = ']';
+  cr_assert_eq(ws_conn_send_json(A.c, "x", j, 258), WS_OK);
+  for (k = 0; k < 130; k++)
+    j[k] = '[';
+  for (k = 0; k < 130; k++)
+    j[130 + k] = ']';
+  cr_assert_eq(ws_conn_send_json(A.c, "x", j, 260), WS_EJSON);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* separators and trailing bytes are checked. */
+Test(pinned_envelope, json_structure) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "[1x2]", 5), WS_EJSON,
+               "J12 missing comma");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "1}", 2), WS_EJSON,
+               "J13 trailing bytes");
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* "act" is not "action"; J15: the first "action" member wins (as cJSON). */
+static char got[64];
+static int got_n;
+static int act_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c;
+  (void)ud;
+  got_n++;
+  snprintf(got, sizeof got, "%s", m->action);
+  return 0;
+}
+Test(pinned_envelope, action_member) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = act_handler;
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_send_text(&A, "{\"act\":\"x\"}", MT_WHOLE);
+  cr_assert_eq(got_n, 0, "J14 \"act\" taken as \"action\"");
+  mt_send_text(&A, "{\"action\":\"a\", \"action\":\"b\"}", MT_WHOLE);
+  cr_assert_str_eq(got, "a", "J15");
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* the fast path does not read past a short message. */
+Test(pinned_envelope, canonical_no_overread) {
+  test_guard g;
+  test_guard_init(&g, 16);
+  ws__env_scan sc;
+  const char *p = test_guard_place(&g, "{\"act", 5);
+  cr_assert_eq(ws__envelope_scan(p, 5, &sc), WS__ENV_INVALID_JSON);
+  test_guard_free(&g);
+}
+/* an escaped action longer than 255 bytes is bad_action (no overflow of the
+ * action buffer). */
+Test(pinned_envelope, long_escaped_action) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = act_handler;
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  got_n = 0;
+  static char m[2000];
+  size_t o = (size_t)sprintf(m, "{\"action\":\"\\u0061");
+  memset(m + o, 'b', 1000);
+  o += 1000;
+  strcpy(m + o, "\"}");
+  mt_send_text(&A, m, MT_WHOLE);
+  cr_assert_eq(got_n, 0);
+  mt_frame f;
+  mt_expect_frame(&A, &f);
+  cr_assert(memmem(f.payload, f.len, "bad_action", 10) != NULL);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* "\u07ff" decodes to the two bytes DF BF. */
+Test(pinned_envelope, u07ff_two_bytes) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = act_handler;
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_send_text(&A, "{\"action\":\"\\u07ff\"}", MT_WHOLE);
+  cr_assert_str_eq(got, "\xdf\xbf");
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* an unterminated action string is invalid JSON, not action "a". */
+Test(pinned_envelope, fast_path_requires_closing_quote) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = act_handler;
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  got_n = 0;
+  mt_send_text(&A, "{\"action\":\"a\\}", MT_WHOLE);
+  cr_assert_eq(got_n, 0);
+  mt_frame f;
+  mt_expect_frame(&A, &f);
+  cr_assert(memmem(f.payload, f.len, "invalid_json", 12) != NULL);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* a truncated literal at the end of the input is not read past. */
+Test(pinned_envelope, literal_no_overread) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  test_guard g;
+  test_guard_init(&g, 16);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", test_guard_place(&g, "tr", 2), 2),
+               WS_EJSON);
+  test_guard_free(&g);
+  ws_server_free(s);
+  mt_free(&A);
+}
+
+/* ---- send -------------------------------------------------------------- */
+/* device_ids NULL with n > 0 is WS_EINVAL. S13: NULL data with len is
+ * WS_EINVAL. S15: invalid UTF-8 text is WS_EINVAL. S12: each single send counts
+ * one frame. S14: an oversized raw send is refused before anything is
+ * allocated. */
+Test(pinned_send, send_arg_checks) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.max_queued = 1000;
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_broadcast(s, "x", NULL, NULL, 2), WS_EINVAL, "S10");
+  cr_assert_eq(ws_conn_send_binary(A.c, NULL, 5), WS_EINVAL, "S13");
+  cr_assert_eq(ws_conn_send_text(A.c, "\xff", 1), WS_EINVAL, "S15");
+  uint64_t fa = k_stats(s).frames_allocated;
+  cr_assert_eq(ws_conn_send_text(A.c, "ok", 2), WS_OK);
+  cr_assert_eq(k_stats(s).frames_allocated, fa + 1, "S12");
+  static char big[5000];
+  test_alloc_reset(0);
+  cr_assert_eq(ws_conn_send_binary(A.c, big, 1001), WS_ETOOBIG);
+  cr_assert_eq(test_alloc_count(), 0, "S14: allocated before refusing");
+  ws_server_free(s);
+  mt_free(&A);
+}
+
+/* ---- post -------------------------------------------------------------- */
+static int wakes;
+static int on_wake(ws_server *s, void *ud) {
+  (void)s;
+  (void)ud;
+  wakes++;
+  return 0;
+}
+/* wake fires only when the post queue was empty. P06: posted frames are
+ * counted. */
+Test(pinned_post, post_wake_once_and_counted) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.wake = on_wake;
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "x", NULL, 0), WS_OK);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "y", NULL, 0), WS_OK);
+  cr_assert_eq(wakes, 1);
+  ws_server_tick(s, 1);
+  mt_expect_text(&A, "{\"action\":\"x\"}");
+  mt_expect_text(&A, "{\"action\":\"y\"}");
+  cr_assert_eq(k_stats(s).frames_allocated, 2);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* a NULL name for a named target is WS_EINVAL. */
+Test(pinned_post, post_null_name) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  cr_assert_eq(ws_post(s, WS_POST_DEVICE, NULL, "x", NULL, 0), WS_EINVAL);
+  cr_assert_eq(ws_post(s, WS_POST_GROUP, NULL, "x", NULL, 0), WS_EINVAL);
+  ws_server_free(s);
+}
+/* messages posted before ws_server_shutdown still go out, ahead of the 1001. */
+Test(pinned_post, post_before_shutdown_delivered) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "x", NULL, 0), WS_OK);
+  cr_assert_eq(ws_server_shutdown(s, 1000), WS_OK);
+  mt_expect_text(&A, "{\"action\":\"x\"}");
+  mt_expect_close(&A, 1001);
+  ws_server_free(s);
+  mt_free(&A);
+}
+
+/* ---- registry ---------------------------------------------------------- */
+/* group and user names of exactly 255 bytes work; 256 is WS_EINVAL. */
+Test(pinned_registry, name_255) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  char g[300];
+  memset(g, 'g', sizeof g);
+  g[255] = 0;
+  cr_assert_eq(ws_conn_join(A.c, g), WS_OK);
+  cr_assert_eq(ws_server_group_count(s, g), 1);
+  cr_assert_eq(ws_publish(s, g, "x", NULL), 1);
+  cr_assert_eq(ws_conn_set_user(A.c, g), WS_OK);
+  cr_assert_eq(ws_server_user_count(s, g), 1);
+  g[255] = 'g';
+  g[256] = 0;
+  cr_assert_eq(ws_conn_join(A.c, g), WS_EINVAL);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* setting the same user again is WS_OK. */
+Test(pinned_registry, same_user_again) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_conn_set_user(A.c, "u1"), WS_OK);
+  cr_assert_eq(ws_conn_set_user(A.c, "u1"), WS_OK);
+  cr_assert_eq(ws_server_user_count(s, "u1"), 1);
+  ws_server_free(s);
+  mt_free(&A);
+}
+/* leaving from the middle of a group keeps the member list intact. */
+Test(pinned_registry, leave_middle_member) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A, B, C;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_connect(&B, s, "b", MT_WHOLE);
+  mt_connect(&C, s, "c", MT_WHOLE);
+  ws_conn_join(A.c, "r");
+  ws_conn_join(B.c, "r");
+  ws_conn_join(C.c, "r");
+  cr_assert_eq(ws_conn_leave(B.c, "r"), WS_OK);
+  cr_assert_eq(ws_conn_leave(A.c, "r"), WS_OK);
+  cr_assert_eq(ws_server_group_count(s, "r"), 1);
+  cr_assert_eq(ws_publish(s, "r", "x", NULL), 1);
+  mt_expect_text(&C, "{\"action\":\"x\"}");
+  mt_expect_nothing(&A);
+  mt_expect_nothing(&B);
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0);
+  mt_free(&A);
+  mt_free(&B);
+  mt_free(&C);
+}
+/* a join that runs out of memory leaves no empty group behind. */
+Test(pinned_registry, join_oom_no_leak) {
+  long k;
+  int hit = 0;
+  for (k = 1; k < 10; k++) {
+    ws_config cfg;
+    k_cfg(&cfg);
+    ws_server *s = k_server(&cfg);
+    static mt_conn A;
+    mt_connect(&A, s, "a", MT_WHOLE);
+    test_alloc_reset(k);
+    int rc = ws_conn_join(A.c, "room");
+    test_alloc_reset(0);
+    if (rc == WS_ENOMEM) {
+      hit++;
+      cr_assert_eq(ws_server_group_count(s, "room"), 0);
+    }
+    ws_server_free(s);
+    cr_assert_eq(test_alloc_live(), 0, "fail_at %ld: leak", k);
+    mt_free(&A);
+  }
+  cr_assert(hit >= 2);
+}
+
+/* ---- server ------------------------------------------------------------ */
+static int try_cfg(void (*f)(ws_config *)) {
+  ws_config cfg;
+  ws_server *s = NULL;
+  k_cfg(&cfg);
+  f(&cfg);
+  int rc = ws_server_new(&cfg, &s);
+  if (s)
+    ws_server_free(s);
+  return rc;
+}
+static void mm_big(ws_config *c) {
+  c->max_message = (size_t)1 << 31;
+}
+static void mm_ok(ws_config *c) {
+  c->max_message = ((size_t)1 << 31) - 1;
+}
+static void mh_63(ws_config *c) {
+  c->max_handshake = 63;
+}
+static void mh_64(ws_config *c) {
+  c->max_handshake = 64;
+}
+static void mhd_0(ws_config *c) {
+  c->max_headers = 0;
+}
+static void mq_0(ws_config *c) {
+  c->max_queued = 0;
+}
+static void md_0(ws_config *c) {
+  c->max_device_id = 0;
+}
+/* documented limit ranges. */
+Test(pinned_server, config_limits) {
+  cr_assert_eq(try_cfg(mm_big), WS_EINVAL, "V01");
+  cr_assert_eq(try_cfg(mm_ok), WS_OK);
+  cr_assert_eq(try_cfg(mh_63), WS_EINVAL, "V02");
+  cr_assert_eq(try_cfg(mh_64), WS_OK);
+  cr_assert_eq(try_cfg(mhd_0), WS_EINVAL, "V03");
+  cr_assert_eq(try_cfg(mq_0), WS_EINVAL, "V04");
+  cr_assert_eq(try_cfg(md_0), WS_EINVAL, "V05");
+}
+static void dp_null(ws_config *c) {
+  c->device_param = NULL;
+}
+static void qp_2(ws_config *c) {
+  c->queue_policy = 2;
+}
+static void bp_2(ws_config *c) {
+  c->bad_message_policy = 2;
+}
+static void sp_null(ws_config *c) {
+  c->subprotocols_count = 1;
+}
+static void ao_null(ws_config *c) {
+  c->allowed_origins_count = 1;
+}
+/* documented config refusals. */
+Test(pinned_server, config_refusals) {
+  cr_assert_eq(try_cfg(dp_null), WS_EINVAL, "V06");
+  cr_assert_eq(try_cfg(qp_2), WS_EINVAL, "V07");
+  cr_assert_eq(try_cfg(bp_2), WS_EINVAL, "V08");
+  cr_assert_eq(try_cfg(sp_null), WS_EINVAL, "V09");
+  cr_assert_eq(try_cfg(ao_null), WS_EINVAL, "V10");
+}
+/* ws_server_stats copies at most size bytes. */
+Test(pinned_server, stats_size_respected) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  struct {
+    ws_stats st;
+    unsigned char canary[64];
+  } box;
+  memset(&box, 0xAB, sizeof box);
+  size_t part = offsetof(ws_stats, msgs_in);
+  cr_assert_eq(ws_server_stats(s, &box.st, part), WS_OK);
+  const unsigned char *p = (const unsigned char *)&box.st;
+  size_t i;
+  for (i = part; i < sizeof box; i++)
+    cr_assert_eq(p[i], 0xAB, "byte %zu written past size", i);
+  ws_server_free(s);
+}
+/* ws_conn_new from a callback of ws_server_free is WS_EINVAL. */
+static ws_server *FS;
+static int new_rc = 1;
+static int close_new(ws_conn *c, int code, const char *r, void *ud) {
+  (void)c;
+  (void)code;
+  (void)r;
+  (void)ud;
+  ws_conn *n = NULL;
+  static mt_conn X;
+  new_rc = ws_conn_new(FS, &X, &n);
+  return 0;
+}
+Test(pinned_server, conn_new_while_destroying) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.on_close = close_new;
+  ws_server *s = k_server(&cfg);
+  FS = s;
+  static mt_conn A;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server_free(s);
+  cr_assert_eq(new_rc, WS_EINVAL);
+  mt_free(&A);
+}
