@@ -141,7 +141,7 @@ Test(pinned_envelope, json_structure) {
   ws_server_free(s);
   mt_free(&A);
 }
-/* "act" is not "action"; J15: the first "action" member wins (as cJSON). */
+/* "act" is not "action"; The first "action" member wins (as cJSON). */
 static char got[64];
 static int got_n;
 static int act_handler(ws_conn *c, const ws_msg *m, void *ud) {
@@ -245,8 +245,8 @@ Test(pinned_envelope, literal_no_overread) {
 
 /* ---- send -------------------------------------------------------------- */
 /* device_ids NULL with n > 0 is WS_EINVAL. S13: NULL data with len is
- * WS_EINVAL. S15: invalid UTF-8 text is WS_EINVAL. S12: each single send counts
- * one frame. S14: an oversized raw send is refused before anything is
+ * WS_EINVAL. Invalid UTF-8 text is WS_EINVAL. Each single send counts
+ * one frame. An oversized raw send is refused before anything is
  * allocated. */
 Test(pinned_send, send_arg_checks) {
   ws_config cfg;
@@ -277,7 +277,7 @@ static int on_wake(ws_server *s, void *ud) {
   wakes++;
   return 0;
 }
-/* wake fires only when the post queue was empty. P06: posted frames are
+/* wake fires only when the post queue was empty. Posted frames are
  * counted. */
 Test(pinned_post, post_wake_once_and_counted) {
   ws_config cfg;

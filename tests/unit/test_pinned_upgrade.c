@@ -399,7 +399,7 @@ static int raw_status(const char *r) {
   "Host: x\r\nUpgrade: websocket\r\nConnection: "                              \
   "Upgrade\r\nSec-WebSocket-Key: " MT_SAMPLE_KEY                               \
   "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-/* an empty request target is malformed. H07: the minor version is one digit. */
+/* an empty request target is malformed. The minor version is one digit. */
 Test(pinned_upgrade, empty_target) {
   cr_assert_eq(raw_status("GET  HTTP/1.1\r\n" UPG), 400);
 }
