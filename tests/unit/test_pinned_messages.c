@@ -141,7 +141,7 @@ Test(pinned_envelope, json_structure) {
   ws_server_free(s);
   mt_free(&A);
 }
-/* "act" is not "action"; The first "action" member wins (as cJSON). */
+/* "act" is not "action"; the first "action" member wins (as cJSON). */
 static char got[64];
 static int got_n;
 static int act_handler(ws_conn *c, const ws_msg *m, void *ud) {
@@ -244,7 +244,7 @@ Test(pinned_envelope, literal_no_overread) {
 }
 
 /* ---- send -------------------------------------------------------------- */
-/* device_ids NULL with n > 0 is WS_EINVAL. S13: NULL data with len is
+/* device_ids NULL with n > 0 is WS_EINVAL. NULL data with len is
  * WS_EINVAL. Invalid UTF-8 text is WS_EINVAL. Each single send counts
  * one frame. An oversized raw send is refused before anything is
  * allocated. */

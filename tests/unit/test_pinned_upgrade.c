@@ -359,7 +359,7 @@ Test(pinned_upgrade, check_origin_shutdown) {
   ws_server_free(s);
   mt_free(&A);
 }
-/* '|' is a tchar. H05: DEL in the request target is refused. */
+/* '|' is a tchar. DEL in the request target is refused. */
 Test(pinned_upgrade, pipe_tchar) {
   ws_config cfg;
   k_cfg(&cfg);
