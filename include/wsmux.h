@@ -379,8 +379,9 @@ WS_EXTERN void ws_server_free(ws_server *s);
  * fires expired deadlines and posted messages. Call it each time the loop
  * wakes, before feeding bytes: deadlines are measured from the last time
  * given. Returns the milliseconds until the next deadline (0 if one is due
- * now), or -1 when none is pending: usable as a poll(2) timeout (s NULL:
- * -1 as well). Cost is O(expired deadlines). */
+ * now, or if posted messages still wait: a tick delivers what was posted
+ * when it began), or -1 when none is pending: usable as a poll(2) timeout
+ * (s NULL: -1 as well). Cost is O(expired deadlines). */
 WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open

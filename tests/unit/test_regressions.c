@@ -21,7 +21,7 @@ static struct {
   char reason[128], action[300], data[128];
   const char *saved_id, *saved_path;
   mt_conn *abort_target;
-  int log_shutdown, log_closed;
+  int log_shutdown, log_closed, config_logged;
   const char *reqbuf;
   size_t reqlen;
 } R;
@@ -842,7 +842,7 @@ Test(regress, actions_past_the_limit_are_einval) {
  * device_param) was accepted; now refused, with a log line naming it. */
 static void log_line(ws_server *s, int level, const char *msg, void *ud) {
   (void)ud;
-  R.log_closed = s == NULL && level == WS_LOG_ERROR;
+  R.config_logged = s == NULL && level == WS_LOG_ERROR;
   snprintf(R.reason, sizeof R.reason, "%s", msg);
 }
 
@@ -855,7 +855,7 @@ Test(regress, configs_that_refuse_everyone_are_einval) {
   cfg.on_log = log_line;
   cfg.path = "ws";
   cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
-  cr_expect(R.log_closed);
+  cr_expect(R.config_logged, "no config line with s NULL");
   cr_expect_str_eq(R.reason, "ws_server_new: path does not start with '/'");
   cfg.path = "";
   cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
