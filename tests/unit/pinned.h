@@ -65,6 +65,17 @@ static inline ws_server *k_server(ws_config *cfg) {
   cr_assert_eq(ws_server_new(cfg, &s), WS_OK);
   return s;
 }
+/* A server from cfg with A connected and upgraded as device "a". */
+static inline ws_server *k_open(ws_config *cfg, mt_conn *A) {
+  ws_server *s = k_server(cfg);
+  mt_connect(A, s, "a", MT_WHOLE);
+  return s;
+}
+/* Frees the server, then A's captured output. */
+static inline void k_done(ws_server *s, mt_conn *A) {
+  ws_server_free(s);
+  mt_free(A);
+}
 static inline ws_stats k_stats(ws_server *s) {
   ws_stats st;
   memset(&st, 0, sizeof st);

@@ -19,8 +19,7 @@ Test(pinned_conn, handshake_timeout_zero_disables) {
   mt_open(&A, s);
   cr_assert_eq(ws_server_tick(s, 1000000), -1);
   cr_assert_eq(A.closes, 0);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* close_timeout_ms = 0 disables the close-handshake deadline. */
 Test(pinned_conn, close_timeout_zero_disables) {
@@ -38,8 +37,7 @@ Test(pinned_conn, close_timeout_zero_disables) {
   cr_assert_eq(ws_conn_close(A.c, 1000, NULL), WS_OK);
   ws_server_tick(s, 1000000);
   cr_assert_eq(A.closes, 0, "closed with no close deadline configured");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* after a finished shutdown, a refused connection's close deadline is
  * close_timeout, not the old drain deadline. */
@@ -68,8 +66,7 @@ Test(pinned_conn, finished_shutdown_drain_not_applied) {
   cr_assert_eq(A.closes, 0);
   ws_server_tick(s, 5000);
   cr_assert_eq(A.closes, 1, "refusal kept past close_timeout");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 static int count_op(mt_conn *t, int op) {
   mt_frame f;
@@ -100,8 +97,7 @@ Test(pinned_conn, one_ping_per_silence) {
   cr_assert_eq(A.closes, 0);
   cr_assert_eq(count_op(&A, MT_PING), 1,
                "a second ping without a read in between");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* the write deadline is armed as soon as a message is queued to a blocked peer.
  */
@@ -125,8 +121,7 @@ Test(pinned_conn, write_deadline_armed_early) {
   ws_server_tick(s, 11000);
   cr_assert_eq(A.closes, 1);
   cr_assert_eq(K.code, 4002);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* more messages to a peer that reads nothing do not restart the write clock. */
 Test(pinned_conn, write_clock_not_restarted) {
@@ -144,32 +139,28 @@ Test(pinned_conn, write_clock_not_restarted) {
   ws_server_tick(s, 5000);
   cr_assert_eq(A.closes, 1, "write deadline restarted by a later send");
   cr_assert_eq(K.code, 4002);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a frame of exactly max_queued bytes fits an empty queue. */
 Test(pinned_conn, frame_of_exactly_max_queued) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.max_queued = 1000;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   static char buf[1000];
   memset(buf, 'a', sizeof buf);
   cr_assert_eq(ws_conn_send_text(A.c, buf, 996), WS_OK);
   cr_assert_eq(ws_conn_send_text(A.c, buf, 997), WS_ETOOBIG);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a queue may fill to exactly max_queued. */
 Test(pinned_conn, queue_fills_to_exactly_max_queued) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.max_queued = 1000;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   A.would_block = 1;
   static char buf[1000];
   memset(buf, 'a', sizeof buf);
@@ -177,17 +168,15 @@ Test(pinned_conn, queue_fills_to_exactly_max_queued) {
   cr_assert_eq(ws_conn_send_text(A.c, buf, 496), WS_OK);
   cr_assert_eq(k_stats(s).drops_queue_full, 0);
   cr_assert_eq(ws_conn_send_text(A.c, buf, 1), WS_EQUEUEFULL);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* at most 1024 unsent pongs; the 1025th gets the queue policy. */
 Test(pinned_conn, pong_cap_1024) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.queue_policy = WS_QUEUE_DROP;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   A.would_block = 1;
   mt_bytes b = {0};
   int i;
@@ -201,17 +190,15 @@ Test(pinned_conn, pong_cap_1024) {
   mt_feed(&A, b2.p, b2.len, MT_WHOLE);
   mt_bytes_free(&b2);
   cr_assert_eq(k_stats(s).drops_queue_full, 1);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a failure midway through a fragmented message reports reason "" (not the
  * partial message). */
 Test(pinned_conn, fail_reason_not_partial_message) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   mt_bytes b = {0};
   mt_frame_str(&b, MT_TEXT, MT_NOFIN, "PARTIAL");
   mt_frame_str(&b, MT_CONT, MT_RSV1, "x");
@@ -220,8 +207,7 @@ Test(pinned_conn, fail_reason_not_partial_message) {
   cr_assert_eq(K.closes, 1);
   cr_assert_eq(K.code, 1002);
   cr_assert_str_eq(K.reason, "");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a connection failed for a protocol error ends by close_timeout when the peer
  * does not read. */
@@ -240,16 +226,14 @@ Test(pinned_conn, fail_arms_close_timer) {
   cr_assert_eq(A.closes, 0);
   ws_server_tick(s, 5000);
   cr_assert_eq(A.closes, 1, "not closed at close_timeout");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* ws_conn_close takes a reason of 123 bytes, refuses 124. */
 Test(pinned_conn, close_reason_123) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   char r[200];
   memset(r, 'r', sizeof r);
   r[124] = 0;
@@ -259,8 +243,7 @@ Test(pinned_conn, close_reason_123) {
   mt_frame f;
   mt_expect_frame(&A, &f);
   cr_assert_eq(f.len, 125);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* bytes_in counts every byte fed. */
 Test(pinned_conn, bytes_in) {
@@ -277,16 +260,14 @@ Test(pinned_conn, bytes_in) {
   mt_feed(&A, b.p, b.len, MT_WHOLE);
   cr_assert_eq(k_stats(s).bytes_in, n + b.len);
   mt_bytes_free(&b);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* ws_conn_writable that finishes the close handshake reports WS_ECLOSED. */
 Test(pinned_conn, writable_reports_closed) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   A.would_block = 1;
   mt_bytes b = {0};
   mt_close_add(&b, 1000, NULL);
@@ -296,8 +277,7 @@ Test(pinned_conn, writable_reports_closed) {
   A.would_block = 0;
   cr_assert_eq(ws_conn_writable(A.c), WS_ECLOSED);
   cr_assert_eq(A.closes, 1);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 
 /* ---- frame ------------------------------------------------------------- */
@@ -322,8 +302,7 @@ Test(pinned_frame, rx_dropped_midframe_not_reused) {
   cr_assert(K.last_len == strlen(k_msg) &&
             memcmp(K.last, k_msg, K.last_len) == 0);
   cr_assert_eq(B.closes, 0);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
   mt_free(&B);
 }
 /* after a whole 126-byte (and 65535-byte) frame the context goes back to the
@@ -348,8 +327,7 @@ static void pool_after(size_t n) {
   cr_assert_eq(mt_send_text(&B, k_msg, MT_WHOLE), WS_OK);
   cr_assert_eq(test_alloc_count(), 0, "B allocated %ld: A kept its rx",
                test_alloc_count());
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
   mt_free(&B);
 }
 Test(pinned_frame, rx_pooled_after_126) {
@@ -376,8 +354,7 @@ Test(pinned_frame, close_deadline_not_extended) {
   cr_assert_eq(A.closes, 0);
   ws_server_tick(s, 5000);
   cr_assert_eq(A.closes, 1, "close deadline moved by the peer's close");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* one feed whose replies pass 64 KiB flushes midway: no slow-consumer close
  * while writable. */
@@ -399,16 +376,14 @@ Test(pinned_frame, midfeed_flush_on_bytes) {
   cr_assert_eq(A.closes, 0, "closed with %d", K.code);
   ws_stats st = k_stats(s);
   cr_assert_eq(st.drops_queue_full, 0);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* 1100 pipelined pings in one feed to a writable peer are all answered. */
 Test(pinned_frame, midfeed_flush_on_pongs) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   mt_bytes b = {0};
   int i, pongs = 0;
   mt_frame f;
@@ -422,21 +397,18 @@ Test(pinned_frame, midfeed_flush_on_pongs) {
     pongs++;
   }
   cr_assert_eq(pongs, 1100);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* msgs_in counts received messages. */
 Test(pinned_frame, msgs_in) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   mt_send_text(&A, k_msg, MT_WHOLE);
   mt_send_text(&A, k_msg, MT_WHOLE);
   cr_assert_eq(k_stats(s).msgs_in, 2);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* the close frame's reason names the failure. */
 static void reason_is(mt_conn *t, int code, const char *r) {
@@ -459,8 +431,7 @@ Test(pinned_frame, close_reasons) {
   reason_is(&A, 1009, "message too big");
   mt_send_frame(&B, MT_TEXT, 0, "\xff", 1, MT_WHOLE);
   reason_is(&B, 1007, "invalid UTF-8");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
   mt_free(&B);
 }
 
@@ -470,9 +441,8 @@ Test(pinned_frame, close_reasons) {
 Test(pinned_outq, sent_pongs_uncounted) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   int i;
   mt_frame f;
   for (i = 0; i < 1100; i++) {
@@ -483,16 +453,14 @@ Test(pinned_outq, sent_pongs_uncounted) {
   }
   cr_assert_eq(A.closes, 0);
   cr_assert_eq(k_stats(s).drops_queue_full, 0);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* after a pong went out, a later pong still overtakes queued (unsent) data. */
 Test(pinned_outq, pong_overtakes_data_after_earlier_pong) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   mt_frame f;
   mt_send_frame(&A, MT_PING, 0, "1", 1, MT_WHOLE);
   mt_expect_frame(&A, &f);
@@ -507,8 +475,7 @@ Test(pinned_outq, pong_overtakes_data_after_earlier_pong) {
   cr_assert_eq(f.opcode, MT_PONG, "pong did not overtake queued data");
   mt_expect_text(&A, "d1");
   mt_expect_text(&A, "d2");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a slow-consumer close keeps the partly written frame whole before the close
  * frame. */
@@ -516,9 +483,8 @@ Test(pinned_outq, truncate_keeps_partial_head) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.max_queued = 100;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   static char d[60];
   memset(d, 'q', sizeof d);
   A.max_per_send = 10;
@@ -535,8 +501,7 @@ Test(pinned_outq, truncate_keeps_partial_head) {
   cr_assert_eq(f.opcode, MT_TEXT);
   cr_assert_eq(f.len, 60);
   mt_expect_close(&A, 4001);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a connection aborted from inside the host's send is not touched again,
  * whatever send returns. */
@@ -547,9 +512,8 @@ static void abort_in_send(mt_conn *t) {
 Test(pinned_outq, abort_inside_send) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   A.on_write = abort_in_send;
   ws_conn_send_text(A.c, "x", 1);
   cr_assert_eq(A.closes, 1);
@@ -562,25 +526,22 @@ Test(pinned_outq, abort_inside_send) {
 Test(pinned_outq, bytes_out) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   size_t before = A.len;
   ws_conn_send_text(A.c, "hello", 5);
   cr_assert_eq(k_stats(s).bytes_out, A.len,
                "bytes_out %llu, written %zu (101 incl.)",
                (unsigned long long)k_stats(s).bytes_out, A.len);
   (void)before;
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a run of frames of exactly 2048 bytes goes out in one send call. */
 Test(pinned_outq, coalesce_exactly_2k) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   static char d[1020];
   memset(d, 'c', sizeof d);
   A.would_block = 1;
@@ -590,8 +551,7 @@ Test(pinned_outq, coalesce_exactly_2k) {
   int calls = A.send_calls;
   ws_conn_writable(A.c);
   cr_assert_eq(A.send_calls - calls, 1);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 
 /* ---- timer ------------------------------------------------------------- */
@@ -751,8 +711,7 @@ static ws_stats run(int which) {
   cr_assert_eq(A.closes, 1, "code %d: not closed", which);
   cr_assert_eq(K.code, which);
   ws_stats st = k_stats(s);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
   return st;
 }
 Test(pinned_stats, close_counters) {

@@ -15,13 +15,11 @@
 Test(pinned_envelope, action_escapes) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   cr_assert_eq(ws_conn_send(A.c, "a\\b\x1f", NULL), WS_OK);
   mt_expect_text(&A, "{\"action\":\"a\\\\b\\u001f\"}");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* an unknown action's echo in the error reply is cut at a character boundary.
  */
@@ -29,9 +27,8 @@ Test(pinned_envelope, error_detail_cut_at_char_boundary) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.handler = NULL;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   char msg[400];
   size_t o = 0;
   o += (size_t)sprintf(msg, "{\"action\":\"");
@@ -46,8 +43,7 @@ Test(pinned_envelope, error_detail_cut_at_char_boundary) {
   cr_assert_eq(f.opcode, MT_TEXT);
   cr_assert(f.len > 4 && memcmp(f.payload + f.len - 4, "a\"}}", 4) == 0, "%.*s",
             (int)f.len, f.payload);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a handler returning a positive value does not close the connection. */
 static int pos_handler(ws_conn *c, const ws_msg *m, void *ud) {
@@ -60,23 +56,20 @@ Test(pinned_envelope, positive_handler_return) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.handler = pos_handler;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   mt_send_text(&A, "{\"action\":\"n\"}", MT_WHOLE);
   mt_expect_nothing(&A);
   cr_assert_eq(K.closes, 0);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* number and string grammar of the _json validator (and of incoming envelopes).
  */
 Test(pinned_envelope, json_grammar) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   cr_assert_eq(ws_conn_send_json(A.c, "x", "-1", 2), WS_OK,
                "J02 negative number");
   cr_assert_eq(ws_conn_send_json(A.c, "x", "01", 2), WS_EJSON,
@@ -85,61 +78,51 @@ Test(pinned_envelope, json_grammar) {
                "J07 U+10FFFF pair");
   cr_assert_eq(ws_conn_send_json(A.c, "x", "\"\\x41\"", 6), WS_EJSON,
                "J10 \\x escape");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a string ending in a backslash at the very end of the input is not read past.
  */
 Test(pinned_envelope, backslash_at_end_no_overread) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   test_guard g;
   test_guard_init(&g, 16);
   const char *p = test_guard_place(&g, "\"\\", 2);
   cr_assert_eq(ws_conn_send_json(A.c, "x", p, 2), WS_EJSON);
   test_guard_free(&g);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
+}
+/* depth arrays nested in j ("[[...]]"); returns the length. */
+static size_t nested(char *j, int depth) {
+  memset(j, '[', (size_t)depth);
+  memset(j + depth, ']', (size_t)depth);
+  return 2 * (size_t)depth;
 }
 /* nesting limit: 129 levels pass, 130 do not (and as data of an incoming
  * envelope). */
 Test(pinned_envelope, depth_limit) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   static char j[400];
-  int k;
-  for (k = 0; k < 129; k++)
-    j[k] = '[';
-  for (k = 0; k < 129; k++)
-    j[129 + k] = ']';
-  cr_assert_eq(ws_conn_send_json(A.c, "x", j, 258), WS_OK);
-  for (k = 0; k < 130; k++)
-    j[k] = '[';
-  for (k = 0; k < 130; k++)
-    j[130 + k] = ']';
-  cr_assert_eq(ws_conn_send_json(A.c, "x", j, 260), WS_EJSON);
-  ws_server_free(s);
-  mt_free(&A);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", j, nested(j, 129)), WS_OK);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", j, nested(j, 130)), WS_EJSON);
+  k_done(s, &A);
 }
 /* separators and trailing bytes are checked. */
 Test(pinned_envelope, json_structure) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   cr_assert_eq(ws_conn_send_json(A.c, "x", "[1x2]", 5), WS_EJSON,
                "J12 missing comma");
   cr_assert_eq(ws_conn_send_json(A.c, "x", "1}", 2), WS_EJSON,
                "J13 trailing bytes");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* "act" is not "action"; the first "action" member wins (as cJSON). */
 static char got[64];
@@ -155,15 +138,13 @@ Test(pinned_envelope, action_member) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.handler = act_handler;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   mt_send_text(&A, "{\"act\":\"x\"}", MT_WHOLE);
   cr_assert_eq(got_n, 0, "J14 \"act\" taken as \"action\"");
   mt_send_text(&A, "{\"action\":\"a\", \"action\":\"b\"}", MT_WHOLE);
   cr_assert_str_eq(got, "a", "J15");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* the fast path does not read past a short message. */
 Test(pinned_envelope, canonical_no_overread) {
@@ -180,9 +161,8 @@ Test(pinned_envelope, long_escaped_action) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.handler = act_handler;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   got_n = 0;
   static char m[2000];
   size_t o = (size_t)sprintf(m, "{\"action\":\"\\u0061");
@@ -194,53 +174,46 @@ Test(pinned_envelope, long_escaped_action) {
   mt_frame f;
   mt_expect_frame(&A, &f);
   cr_assert(memmem(f.payload, f.len, "bad_action", 10) != NULL);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* "\u07ff" decodes to the two bytes DF BF. */
 Test(pinned_envelope, u07ff_two_bytes) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.handler = act_handler;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   mt_send_text(&A, "{\"action\":\"\\u07ff\"}", MT_WHOLE);
   cr_assert_str_eq(got, "\xdf\xbf");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* an unterminated action string is invalid JSON, not action "a". */
 Test(pinned_envelope, fast_path_requires_closing_quote) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.handler = act_handler;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   got_n = 0;
   mt_send_text(&A, "{\"action\":\"a\\}", MT_WHOLE);
   cr_assert_eq(got_n, 0);
   mt_frame f;
   mt_expect_frame(&A, &f);
   cr_assert(memmem(f.payload, f.len, "invalid_json", 12) != NULL);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a truncated literal at the end of the input is not read past. */
 Test(pinned_envelope, literal_no_overread) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   test_guard g;
   test_guard_init(&g, 16);
   cr_assert_eq(ws_conn_send_json(A.c, "x", test_guard_place(&g, "tr", 2), 2),
                WS_EJSON);
   test_guard_free(&g);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 
 /* ---- send -------------------------------------------------------------- */
@@ -252,9 +225,8 @@ Test(pinned_send, send_arg_checks) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.max_queued = 1000;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   cr_assert_eq(ws_broadcast(s, "x", NULL, NULL, 2), WS_EINVAL, "S10");
   cr_assert_eq(ws_conn_send_binary(A.c, NULL, 5), WS_EINVAL, "S13");
   cr_assert_eq(ws_conn_send_text(A.c, "\xff", 1), WS_EINVAL, "S15");
@@ -265,8 +237,7 @@ Test(pinned_send, send_arg_checks) {
   test_alloc_reset(0);
   cr_assert_eq(ws_conn_send_binary(A.c, big, 1001), WS_ETOOBIG);
   cr_assert_eq(test_alloc_count(), 0, "S14: allocated before refusing");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 
 /* ---- post -------------------------------------------------------------- */
@@ -283,9 +254,8 @@ Test(pinned_post, post_wake_once_and_counted) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.wake = on_wake;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "x", NULL, 0), WS_OK);
   cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "y", NULL, 0), WS_OK);
   cr_assert_eq(wakes, 1);
@@ -293,8 +263,7 @@ Test(pinned_post, post_wake_once_and_counted) {
   mt_expect_text(&A, "{\"action\":\"x\"}");
   mt_expect_text(&A, "{\"action\":\"y\"}");
   cr_assert_eq(k_stats(s).frames_allocated, 2);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* a NULL name for a named target is WS_EINVAL. */
 Test(pinned_post, post_null_name) {
@@ -309,15 +278,13 @@ Test(pinned_post, post_null_name) {
 Test(pinned_post, post_before_shutdown_delivered) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "x", NULL, 0), WS_OK);
   cr_assert_eq(ws_server_shutdown(s, 1000), WS_OK);
   mt_expect_text(&A, "{\"action\":\"x\"}");
   mt_expect_close(&A, 1001);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 
 /* ---- registry ---------------------------------------------------------- */
@@ -325,9 +292,8 @@ Test(pinned_post, post_before_shutdown_delivered) {
 Test(pinned_registry, name_255) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   char g[300];
   memset(g, 'g', sizeof g);
   g[255] = 0;
@@ -339,21 +305,18 @@ Test(pinned_registry, name_255) {
   g[255] = 'g';
   g[256] = 0;
   cr_assert_eq(ws_conn_join(A.c, g), WS_EINVAL);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* setting the same user again is WS_OK. */
 Test(pinned_registry, same_user_again) {
   ws_config cfg;
   k_cfg(&cfg);
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   cr_assert_eq(ws_conn_set_user(A.c, "u1"), WS_OK);
   cr_assert_eq(ws_conn_set_user(A.c, "u1"), WS_OK);
   cr_assert_eq(ws_server_user_count(s, "u1"), 1);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* leaving from the middle of a group keeps the member list intact. */
 Test(pinned_registry, leave_middle_member) {

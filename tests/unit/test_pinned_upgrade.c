@@ -31,8 +31,7 @@ Test(pinned_upgrade, refusal_close_timer) {
   cr_assert_eq(A.closes, 0);
   ws_server_tick(s, 5000);
   cr_assert_eq(A.closes, 1);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* path NULL accepts any path. */
 Test(pinned_upgrade, path_null_any) {
@@ -40,12 +39,10 @@ Test(pinned_upgrade, path_null_any) {
   k_cfg(&cfg);
   cfg.path = NULL;
   cfg.device_required = 0;
-  ws_server *s = k_server(&cfg);
   static mt_conn A;
-  mt_connect(&A, s, "a", MT_WHOLE);
+  ws_server *s = k_open(&cfg, &A);
   cr_assert_eq(K.opens, 1);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* check_origin allows only with 1. */
 static int origin_two(const ws_request *r, const char *o, void *ud) {
@@ -61,8 +58,7 @@ Test(pinned_upgrade, check_origin_only_1_allows) {
   ws_server *s = k_server(&cfg);
   static mt_conn A;
   cr_assert_eq(feed_req(&A, s, "a", "Origin: http://x\r\n"), 403);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* select_subprotocol sees the joined offer "a, b" and decides alone. */
 static char seen[128];
@@ -92,8 +88,7 @@ Test(pinned_upgrade, select_subprotocol) {
   cr_assert_str_eq(seen, "a, b");
   cr_assert_null(ws_conn_subprotocol(A.c),
                  "list used although select_subprotocol is set");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* ws_conn_upgrade_answer never calls on_http. */
 static int http_calls;
@@ -120,8 +115,7 @@ Test(pinned_upgrade, answer_no_on_http) {
       WS_OK);
   cr_assert_eq(st, 426);
   cr_assert_eq(http_calls, 0);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* keepalive is measured from the upgrade, not from ws_conn_new. */
 Test(pinned_upgrade, ping_from_open_time) {
@@ -140,45 +134,37 @@ Test(pinned_upgrade, ping_from_open_time) {
   mt_frame f;
   cr_assert_eq(mt_next_frame(&A, &f), 0,
                "pinged 30 s after ws_conn_new, 25 s after the upgrade");
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
-/* on_upgrade may refuse with 599. */
-static int up599(ws_conn *c, const ws_request *r, const char **reason,
-                 void *ud) {
+/* on_upgrade's answer is passed through: 400 and 599, the range's ends. */
+static int up_status;
+static int up_answer(ws_conn *c, const ws_request *r, const char **reason,
+                     void *ud) {
   (void)c;
   (void)r;
   (void)reason;
   (void)ud;
-  return 599;
+  return up_status;
 }
 Test(pinned_upgrade, on_upgrade_599) {
   ws_config cfg;
   k_cfg(&cfg);
-  cfg.on_upgrade = up599;
+  cfg.on_upgrade = up_answer;
+  up_status = 599;
   ws_server *s = k_server(&cfg);
   static mt_conn A;
   cr_assert_eq(feed_req(&A, s, "a", NULL), 599);
-  ws_server_free(s);
-  mt_free(&A);
-}
-static int up400(ws_conn *c, const ws_request *r, const char **reason,
-                 void *ud) {
-  (void)c;
-  (void)r;
-  (void)reason;
-  (void)ud;
-  return 400;
+  k_done(s, &A);
 }
 Test(pinned_upgrade, on_upgrade_400) {
   ws_config cfg;
   k_cfg(&cfg);
-  cfg.on_upgrade = up400;
+  cfg.on_upgrade = up_answer;
+  up_status = 400;
   ws_server *s = k_server(&cfg);
   static mt_conn A;
   cr_assert_eq(feed_req(&A, s, "a", NULL), 400);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* max_headers over 256 counts as 256. */
 Test(pinned_upgrade, headers_hard_max_256) {
@@ -194,8 +180,7 @@ Test(pinned_upgrade, headers_hard_max_256) {
     o += (size_t)sprintf(extra + o, "X-H%d: v\r\n", i);
   static mt_conn A;
   cr_assert_eq(feed_req(&A, s, "a", extra), 431);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* an empty device_id is "missing", not "too long". */
 Test(pinned_upgrade, empty_device_reason) {
@@ -212,8 +197,7 @@ Test(pinned_upgrade, empty_device_reason) {
   cr_assert_eq(mt_http_response(&A, NULL, 0, &body, &bl), 400);
   cr_assert(bl >= 17 && memcmp(body, "missing device_id", 17) == 0, "%.*s",
             (int)bl, body);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* ws_conn_upgrade after request bytes were fed is WS_ESTATE. */
 Test(pinned_upgrade, upgrade_after_feed_estate) {
@@ -225,8 +209,7 @@ Test(pinned_upgrade, upgrade_after_feed_estate) {
   mt_feed(&A, "GET /ws", 7, MT_WHOLE);
   ws_header h[] = {{"Host", 4, "x", 1}};
   cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", NULL, h, 1), WS_ESTATE);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* ws_conn_upgrade's shortest-wire-form size counts the request line and query.
  */
@@ -249,8 +232,7 @@ Test(pinned_upgrade, parsed_head_size) {
   ws_server *s = k_server(&cfg);
   static mt_conn A, B;
   cr_assert_eq(host_upgrade(s, &A), 101);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
   k_cfg(&cfg);
   cfg.max_handshake = 141;
   s = k_server(&cfg);
@@ -298,8 +280,7 @@ Test(pinned_upgrade, on_log_closes_new_conn_in_replace) {
   ws_stats st = k_stats(s);
   cr_assert_eq(st.conns_pending, 0);
   cr_assert_eq(st.conns_open, 1);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
   mt_free(&B);
 }
 /* on_upgrade closing the connection and returning 0 does not open it. */
@@ -327,8 +308,7 @@ Test(pinned_upgrade, on_upgrade_closes_returns_0) {
   ws_stats st = k_stats(s);
   cr_assert_eq(st.conns_open, 0);
   cr_assert_eq(st.conns_pending, 0);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* check_origin ending the connection (ws_server_shutdown) and returning 1 does
  * not open it. */
@@ -356,8 +336,7 @@ Test(pinned_upgrade, check_origin_shutdown) {
   ws_stats st = k_stats(s);
   cr_assert_eq(st.conns_open, 0);
   cr_assert_eq(st.conns_pending, 0);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 /* '|' is a tchar. DEL in the request target is refused. */
 Test(pinned_upgrade, pipe_tchar) {
@@ -366,8 +345,7 @@ Test(pinned_upgrade, pipe_tchar) {
   ws_server *s = k_server(&cfg);
   static mt_conn A;
   cr_assert_eq(feed_req(&A, s, "a", "X|Y: v\r\n"), 101);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 Test(pinned_upgrade, del_in_target) {
   ws_config cfg;
@@ -378,8 +356,7 @@ Test(pinned_upgrade, del_in_target) {
   const char r[] = "GET /ws\x7f HTTP/1.1\r\nHost: x\r\n\r\n";
   mt_feed(&A, r, sizeof r - 1, MT_WHOLE);
   cr_assert_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 400);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 static int raw_status(const char *r) {
   ws_config cfg;
@@ -391,8 +368,7 @@ static int raw_status(const char *r) {
   mt_open(&A, s);
   mt_feed(&A, r, strlen(r), MT_WHOLE);
   int st = mt_http_response(&A, NULL, 0, NULL, NULL);
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
   return st;
 }
 #define UPG                                                                    \
@@ -424,8 +400,7 @@ Test(pinned_upgrade, query_exact_name) {
   cr_assert_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
   cr_assert_str_eq(ws_conn_device_id(A.c), "a");
   (void)0;
-  ws_server_free(s);
-  mt_free(&A);
+  k_done(s, &A);
 }
 
 /* ---- base64 ------------------------------------------------------------ */
