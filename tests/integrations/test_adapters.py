@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (TIMEOUT, arun, close_code, connect, cpu_seconds, recv_json,
+from conftest import (BUILD, TIMEOUT, arun, close_code, connect, cpu_seconds, recv_json,
                       refused_status)
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
@@ -335,7 +335,12 @@ def test_a_flooding_client_does_not_starve_the_others(start_server, name):
     64 KiB reads that was 2 MiB of one client's messages per loop turn, and
     the pings waited about 100 ms each (the other adapters: a few ms). The
     libuv adapter now reads one buffer per socket per iteration (12 ms
-    here, the others 2-4 ms). The bound is loose (a shared machine)."""
+    here, the others 2-4 ms). The bound is loose (a shared machine). Under
+    ASan every server is slower and the floods fill less (fixed libuv
+    26-45 ms, the old one 84 ms): there the bound is four times looser and
+    the run checks memory safety under a flood; the plain build's run is
+    the one that tells the old adapter (137 ms) from the new."""
+    bound = 0.16 if "asan" in BUILD else 0.04
     server = start_server(name)
     floods = [subprocess.Popen(
         [sys.executable, "-c", FLOOD_CLIENT, server.host, str(server.port),
@@ -356,7 +361,7 @@ def test_a_flooding_client_does_not_starve_the_others(start_server, name):
                 return sorted(waits)[len(waits) // 2]
         median = arun(run(), timeout=60)
         print(f"{name}: median ping {median * 1000:.1f} ms")
-        assert median < 0.04, f"{name}: median ping {median * 1000:.0f} ms"
+        assert median < bound, f"{name}: median ping {median * 1000:.0f} ms"
     finally:
         for p in floods:
             p.kill()
