@@ -113,7 +113,9 @@ TEST_TIERS :=
 test: deps
 	@$(MAKE) --no-print-directory all
 	@rc=0; for t in unit $(TEST_TIERS); do \
+	  s=$$(date +%s); \
 	  $(MAKE) --no-print-directory $$t || { rc=1; echo "tier $$t FAILED"; }; \
+	  echo "tier $$t: $$(( $$(date +%s) - s )) s"; \
 	done; exit $$rc
 
 # The suite again with the library, examples and tests under ASan+UBSan.
@@ -121,8 +123,10 @@ test: deps
 ASAN_TIERS ?= unit $(filter-out fuzz-regress install-check,$(TEST_TIERS))
 asan:
 	@rc=0; for t in $(ASAN_TIERS); do \
+	  s=$$(date +%s); \
 	  $(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 $$t \
 	    || { rc=1; echo "asan tier $$t FAILED"; }; \
+	  echo "asan tier $$t: $$(( $$(date +%s) - s )) s"; \
 	done; exit $$rc
 
 valgrind: $(UNIT_BIN)
