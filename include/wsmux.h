@@ -232,7 +232,8 @@ typedef struct ws_config {
   /* --- transport callbacks (the host's socket) ------------------------- */
   /* Required. Write at most len bytes. Return the number written (0 means
    * "would block"), or a negative value to fail the connection (it is then
-   * closed without a close frame, on_close gets 1006). data is borrowed for
+   * closed without a close frame, on_close gets 1006; a count larger than
+   * len is a host bug and fails it the same way). data is borrowed for
    * the call: copy what you keep (after a short write the rest is offered
    * again, not necessarily at the same address: a run of small frames is
    * copied into one buffer, at most 2 KiB, so it takes one call). */
@@ -521,7 +522,8 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
 
 /* Answers a plain HTTP request from on_http: status line, Content-Type,
  * Content-Length, Connection: close, body (copied); then the connection is
- * closed once it is written. Errors: WS_EINVAL, WS_ESTATE (not in on_http),
+ * closed once it is written. Errors: WS_EINVAL (status outside 100-999, or
+ * body NULL with len > 0), WS_ESTATE (not in on_http),
  * WS_ECLOSED (on_http closed it first, e.g. ws_conn_close or
  * ws_server_shutdown: nothing is sent), WS_ENOMEM. */
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,

@@ -555,6 +555,35 @@ Test(pinned_outq, coalesce_exactly_2k) {
 }
 
 /* ---- timer ------------------------------------------------------------- */
+/* A deadline armed by a host callback during the tick's own flush counts:
+ * here A's ping fails its send, and A's close callback starts B's close
+ * handshake. With no other deadline left, the tick must still answer B's
+ * close timeout, or a host that sleeps on the answer never ends B. */
+static void close_other(mt_conn *t) {
+  ws_conn_close(((mt_conn *)t->ud)->c, 1000, "peer left");
+}
+Test(pinned_timer, deadline_armed_during_the_ticks_flush_is_answered) {
+  ws_config cfg;
+  mt_conn A, B;
+  k_cfg(&cfg);
+  cfg.ping_interval_ms = 1000;
+  cfg.idle_timeout_ms = 0;
+  cfg.write_timeout_ms = 0;
+  cfg.close_timeout_ms = 5000;
+  ws_server *s = k_open(&cfg, &A);
+  mt_connect(&B, s, "b", MT_WHOLE);
+  A.fail = 1;
+  A.on_tclose = close_other;
+  A.ud = &B;
+  cr_assert_eq(ws_server_tick(s, 1000), 5000);
+  cr_assert_eq(A.closes, 1);
+  cr_assert_eq(B.closes, 0);
+  cr_assert_eq(ws_server_tick(s, 6000), -1);
+  cr_assert_eq(B.closes, 1, "B's close handshake timed out");
+  k_done(s, &A);
+  mt_free(&B);
+}
+
 /* the deadline heap stays ordered under removals from the middle: the tick's
  * result is always the earliest real deadline, and every ping goes out exactly
  * on time. */

@@ -73,6 +73,11 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
     R.publish_count = ws_publish_json(ws_conn_server(c), "room", "hello",
                                       "1", 1);
   }
+  if (R.http_respond && strncmp(ws_request_path(req), "/status/", 8) == 0) {
+    R.respond_rc = ws_conn_http_respond(c, atoi(ws_request_path(req) + 8),
+                                        "text/plain", "s\n", 2);
+    return 0;
+  }
   if (R.http_respond && strcmp(ws_request_path(req), "/") == 0) {
     R.respond_rc = ws_conn_http_respond(c, 200, "text/html", page,
                                         sizeof(page) - 1);
@@ -769,6 +774,31 @@ Test(upgrade, on_http_connection_in_a_group_gets_no_frames) {
     cr_assert_eq(t.out[0], 'H', "the answer comes first, whole");
     cr_assert_eq(mt_http_response(&t, head, sizeof(head), NULL, NULL), 200);
     mt_expect_nothing(&t);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* The status an on_http answer may carry is three digits: 100 and 999 go
+ * out as given, 99 and 1000 are refused. */
+Test(upgrade, on_http_status_is_three_digits) {
+  static const int status[] = {99, 100, 999, 1000};
+  size_t i;
+  for (i = 0; i < sizeof status / sizeof status[0]; i++) {
+    int ok = status[i] >= 100 && status[i] <= 999;
+    char req[128];
+    mt_conn t;
+    ws_server *s;
+    reset();
+    s = server_new(with_http);
+    R.http_respond = 1;
+    mt_open(&t, s);
+    snprintf(req, sizeof req, "GET /status/%d HTTP/1.1\r\nHost: h\r\n\r\n",
+             status[i]);
+    mt_feed_str(&t, req, MT_WHOLE);
+    cr_assert_eq(R.respond_rc, ok ? WS_OK : WS_EINVAL, "status %d", status[i]);
+    if (ok)
+      cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), status[i]);
     server_free(s);
     mt_free(&t);
   }
