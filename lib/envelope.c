@@ -237,10 +237,17 @@ static void run_handler(ws_conn *c, ws_msg *m) {
  * NULL when it is not a string, too long, or holds a NUL (a C string would
  * silently cut it there). */
 static const char *action_of(const ws__env_scan *sc, char *buf) {
+  size_t raw_len;
   long n;
   if (sc->action == NULL || sc->action[0] != '"') return NULL;
-  n = ws__json_unescape(sc->action + 1, sc->action_len - 2, buf,
-                        WS_MAX_ACTION);
+  raw_len = sc->action_len - 2;
+  if (sc->action_plain) { /* nothing to decode, no NUL: copied as is */
+    if (raw_len > WS_MAX_ACTION) return NULL;
+    memcpy(buf, sc->action + 1, raw_len);
+    buf[raw_len] = '\0';
+    return buf;
+  }
+  n = ws__json_unescape(sc->action + 1, raw_len, buf, WS_MAX_ACTION);
   if (n < 0) return NULL;
   buf[n] = '\0';
   return buf;

@@ -341,6 +341,7 @@ int ws__json_valid(const char *text, size_t len);
 typedef struct ws__env_scan {
   const char *action; /* raw value span (with quotes if a string) */
   size_t action_len;
+  int action_plain;   /* 1: a string without escapes (copy it as is) */
   const char *data;
   size_t data_len;
 } ws__env_scan;

@@ -239,6 +239,7 @@ static int scan_canonical(const char *text, size_t len, ws__env_scan *out) {
   if (p + 1 == end && *p == '}') {
     out->action = action;
     out->action_len = action_len;
+    out->action_plain = 1;
     return 1;
   }
   if ((size_t)(end - p) < sizeof(data) - 1 ||
@@ -251,6 +252,7 @@ static int scan_canonical(const char *text, size_t len, ws__env_scan *out) {
   if (j.p + 1 != end || *j.p != '}') return 0;
   out->action = action;
   out->action_len = action_len;
+  out->action_plain = 1;
   out->data = v;
   out->data_len = (size_t)(j.p - v);
   return 1;

@@ -214,6 +214,8 @@ static void plan_write(const ws_config *cfg, const ws_iovec *iov, int *n,
                        size_t *want, int *run) {
   size_t len = 0;
   int k = 0;
+  *run = 0;
+  if (*n == 1) return; /* one frame (the usual reply) goes out as it is */
   while (k < *n && len + iov[k].len <= WS__COALESCE_MAX) len += iov[k++].len;
   *run = k >= 2 && (k == *n || !cfg->sendv); /* else sendv does better */
   if (*run) {
