@@ -39,10 +39,15 @@
  *   - data a handler receives is borrowed until it returns;
  *   - send, broadcast and publish functions copy what they are given.
  *
- * JSON: messages are {"action": "...", "data": <any JSON>} on cJSON. JSON
- * trees (the cJSON items a handler receives or passes to send) are allocated
- * with cJSON's process-wide hooks, which the library never changes; every
- * other allocation goes through the allocator in ws_config.
+ * JSON: messages are {"action": "...", "data": <any JSON>} on cJSON.
+ *
+ * Memory: the library's own allocations go through the allocator in
+ * ws_config. Two kinds come from the libraries it stands on instead: cJSON
+ * allocates JSON trees (the items a handler receives or passes to send) and
+ * the text it prints from a tree (freed before the call returns) with its
+ * process-wide hooks, which the library never changes; wslay allocates its
+ * frame parsers (about 4 KiB each) with malloc: a connection holds one only
+ * while it is inside a frame, and a server keeps at most 64 for reuse.
  */
 #ifndef WSMUX_H
 #define WSMUX_H

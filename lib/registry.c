@@ -230,7 +230,7 @@ int ws_conn_join(ws_conn *c, const char *group) {
 int ws_conn_leave(ws_conn *c, const char *group) {
   ws__group *g;
   ws__member *m;
-  if (c == NULL || group == NULL) return WS_EINVAL;
+  if (c == NULL || !ws__group_name_ok(group)) return WS_EINVAL;
   if (c->state == WS__DEAD) return WS_ECLOSED; /* left everything already */
   g = ws__group_find(c->s, 'g', group);
   m = g ? member_of(c, g) : NULL;

@@ -39,7 +39,11 @@ void ws_config_defaults(ws_config *cfg, size_t struct_size) {
 
 /* What is wrong with c, or NULL. */
 static const char *config_problem(const ws_config *c) {
+  const ws_allocator *a = &c->alloc;
   if (c->send == NULL || c->close == NULL) return "send or close missing";
+  if ((a->malloc || a->realloc || a->free) &&
+      !(a->malloc && a->realloc && a->free))
+    return "alloc needs malloc, realloc and free, or none";
   /* Buffers are indexed with 32 bits (every byte per connection counts). */
   if (c->max_message > UINT32_MAX / 2 || c->max_handshake > UINT32_MAX / 2)
     return "max_message or max_handshake over 2^31-1";
@@ -196,30 +200,37 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
   return next_timeout(s, next);
 }
 
-int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
-  ws_conn **v;
+/* 1001 to every connection: a close handshake for the open ones, the end
+ * for those still in their handshake. */
+static void close_all_going_away(ws_server *s) {
+  ws_conn **v, *c;
   size_t n = 0, i;
-  ws_conn *c;
-  if (s == NULL) return WS_EINVAL;
-  if (s->shutting_down || s->destroying) return WS_ESHUTDOWN;
-  ws__enter(s);
-  ws__post_close(s);
-  ws__post_drain(s); /* what was posted before still goes out */
-  s->shutting_down = 1;
-  s->shutdown_deadline = s->now + drain_ms;
   v = s->nconns ? ws__malloc(&s->al, s->nconns * sizeof(*v)) : NULL;
   if (v == NULL && s->nconns) {
     finish_all(s, WS_CLOSE_GOING_AWAY, "server shutting down");
-  } else {
-    for (c = s->conns; c; c = c->next) v[n++] = c;
-    for (i = 0; i < n; i++) {
-      if (v[i]->state == WS__HANDSHAKE)
-        ws__conn_finish(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");
-      else if (v[i]->state == WS__OPEN)
-        ws_conn_close(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");
-    }
-    ws__free(&s->al, v);
+    return;
   }
+  for (c = s->conns; c; c = c->next) v[n++] = c;
+  for (i = 0; i < n; i++) {
+    if (v[i]->state == WS__HANDSHAKE)
+      ws__conn_finish(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");
+    else if (v[i]->state == WS__OPEN)
+      ws_conn_close(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");
+  }
+  ws__free(&s->al, v);
+}
+
+int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
+  if (s == NULL) return WS_EINVAL;
+  if (s->shutting_down || s->destroying) return WS_ESHUTDOWN;
+  ws__enter(s);
+  /* Marked before the drain below, which runs host callbacks: a nested
+   * ws_server_shutdown must find it begun, not run a second one. */
+  s->shutting_down = 1;
+  s->shutdown_deadline = s->now + drain_ms;
+  ws__post_close(s);
+  ws__post_drain(s); /* what was posted before still goes out */
+  if (!s->destroying) close_all_going_away(s);
   ws__shutdown_check(s);
   ws__leave(s);
   return WS_OK;

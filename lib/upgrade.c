@@ -232,6 +232,11 @@ static int accept_upgrade(ws_conn *c, const ws__upgrade_check *chk) {
   if (ws__timer_reserve(s) != WS_OK ||
       (!answering(c) && queue_101(c, chk) != WS_OK))
     return refuse(c, 503, "out of memory");
+  /* Its entry taken now, while the room holds (replacing an older holder
+   * of the device id arms that one's close timer, on_log may close others:
+   * either can use the room), so that opening only moves it. It cannot fire
+   * before then. */
+  if (c->heap_idx == UINT32_MAX) ws__timer_set(s, c, UINT64_MAX);
   if (c->device_id) {
     ws__registry_add_device(c);
     if (c->state == WS__DEAD) return WS_ECLOSED; /* by on_log */

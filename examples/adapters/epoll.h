@@ -139,13 +139,14 @@ static inline int wsa_epoll_want_write(ws_conn *c, void *t, int want) {
   wsa_epoll_sock *s = t;
   struct epoll_event ev;
   uint32_t events = want ? EPOLLIN | EPOLLOUT : EPOLLIN;
-  (void)c;
   if (events == s->events) return 0;
   memset(&ev, 0, sizeof(ev));
   ev.events = events;
   ev.data.ptr = &s->item;
   if (epoll_ctl(s->owner->epfd, EPOLL_CTL_MOD, s->item.fd, &ev) == 0)
     s->events = events;
+  else if (want) /* never told when writable: its output would only stall */
+    ws_conn_abort(c);
   return 0;
 }
 

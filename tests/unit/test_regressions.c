@@ -713,6 +713,33 @@ Test(regress, free_during_a_drain_fires_no_on_shutdown) {
   cr_expect_eq(R.opens, 0, "on_shutdown fired");
 }
 
+/* A callback run by the shutdown's own post drain (here on_close, after
+ * the delivery failed) shut down again: the flag was set only after the
+ * drain, so the nested call was accepted and on_shutdown fired twice. */
+static int shutdown_in_on_close(ws_conn *c, int code, const char *reason,
+                                void *ud) {
+  r_on_close(c, code, reason, ud);
+  R.post_rc = ws_server_shutdown(ws_conn_server(c), 1000);
+  return 0;
+}
+static void with_shutdown_in_on_close(ws_config *c) {
+  c->on_close = shutdown_in_on_close;
+  c->on_shutdown = count_shutdown;
+}
+
+Test(regress, shutdown_nested_in_its_own_drain_is_refused) {
+  mt_conn A;
+  ws_server *s = mk(with_shutdown_in_on_close);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "hello", NULL, 0), WS_OK);
+  A.fail = 1; /* the post's delivery fails: on_close runs inside the drain */
+  cr_assert_eq(ws_server_shutdown(s, 1000), WS_OK);
+  cr_expect_eq(R.on_close, 1);
+  cr_expect_eq(R.post_rc, WS_ESHUTDOWN, "got %s", ws_err_name(R.post_rc));
+  cr_expect_eq(R.opens, 1, "on_shutdown fired %d times", R.opens);
+  done(s, &A, NULL);
+}
+
 /* ws_server_shutdown after ws_server_free (both from a handler) started a
  * shutdown of a server being destroyed and fired on_shutdown. */
 static int free_then_shutdown(ws_conn *c, const ws_msg *m, void *ud) {
@@ -840,6 +867,9 @@ Test(regress, actions_past_the_limit_are_einval) {
 
 /* A config that refuses every client (a path without '/', an empty
  * device_param) was accepted; now refused, with a log line naming it. */
+static void *plain_malloc(size_t n, void *ud) { (void)ud; return malloc(n); }
+static void plain_free(void *p, void *ud) { (void)ud; free(p); }
+
 static void log_line(ws_server *s, int level, const char *msg, void *ud) {
   (void)ud;
   R.config_logged = s == NULL && level == WS_LOG_ERROR;
@@ -866,6 +896,38 @@ Test(regress, configs_that_refuse_everyone_are_einval) {
   cfg.device_required = 0;
   cr_expect_eq(ws_server_new(&cfg, &s), WS_OK); /* no id wanted: fine */
   ws_server_free(s);
+}
+
+/* An allocator with only some of its functions was refused without the
+ * log line every other refused config gets. */
+Test(regress, partial_allocator_is_refused_with_a_log_line) {
+  ws_config cfg;
+  ws_server *s = NULL;
+  memset(&R, 0, sizeof R);
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0);
+  cfg.on_log = log_line;
+  cfg.alloc.malloc = plain_malloc;
+  cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
+  cr_expect(R.config_logged, "no config line");
+  cr_expect_str_eq(R.reason,
+                   "ws_server_new: alloc needs malloc, realloc and free, or none");
+}
+
+/* ws_conn_leave took any name, so "" and a 300-byte name said WS_ENOENT
+ * where the header promises WS_EINVAL, as ws_conn_join answers. */
+Test(regress, leave_checks_the_group_name_as_join_does) {
+  char longname[301];
+  mt_conn A;
+  ws_server *s = mk(NULL);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  memset(longname, 'g', 300);
+  longname[300] = '\0';
+  cr_expect_eq(ws_conn_leave(A.c, ""), WS_EINVAL);
+  cr_expect_eq(ws_conn_leave(A.c, longname), WS_EINVAL);
+  cr_expect_eq(ws_conn_join(A.c, longname), WS_EINVAL);
+  cr_expect_eq(ws_conn_leave(A.c, "never-joined"), WS_ENOENT);
+  done(s, &A, NULL);
 }
 
 /* ws_publish / ws_push_user / ws_post to a name no group or user can have
@@ -1002,4 +1064,60 @@ Test(regress, tick_is_due_again_while_posts_wait) {
   cr_expect_neq(ws_server_tick(s, 2), 0);
   mt_expect_text(&A, "{\"action\":\"m\",\"data\":\"second\"}");
   done(s, &A, NULL);
+}
+
+/* ---- the sixth review ------------------------------------------------ */
+
+/* The heap room set aside for a newly opened connection's deadline was
+ * taken by the older holder of its device id (its close timer) when the
+ * upgrade replaced it; growing the heap then failed, the new connection
+ * was ended (on_close, transport close) and on_open still ran for it. */
+static int fail_next_realloc;
+static void *failing_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  if (fail_next_realloc) {
+    fail_next_realloc = 0;
+    return NULL;
+  }
+  return realloc(p, n);
+}
+static void with_no_deadlines_and_failing_realloc(ws_config *c) {
+  c->alloc.malloc = plain_malloc;
+  c->alloc.realloc = failing_realloc;
+  c->alloc.free = plain_free;
+  c->handshake_timeout_ms = 0;
+  c->idle_timeout_ms = 0;
+  c->ping_interval_ms = 0;
+  c->on_open = count_open;
+}
+
+Test(regress, replacing_a_device_leaves_room_for_the_new_deadline) {
+  enum { FILL = 63 }; /* with the older "a": the heap's first 64 slots */
+  static mt_conn X[FILL];
+  mt_conn A, B;
+  char id[16];
+  int i;
+  ws_server *s = mk(with_no_deadlines_and_failing_realloc);
+  ws_server_tick(s, 1);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  for (i = 0; i < FILL; i++) {
+    snprintf(id, sizeof id, "x%d", i);
+    mt_connect(&X[i], s, id, MT_WHOLE);
+  }
+  ws_server_tick(s, 100000); /* the 101s' lazy write deadlines: gone */
+  for (i = 0; i < FILL; i++) cr_assert_eq(ws_conn_close(X[i].c, 1000, NULL), 0);
+  R.opens = R.on_close = 0;
+  fail_next_realloc = 1; /* the heap's growth past 64 entries */
+  char req[512];
+  size_t n = mt_request(req, sizeof req, "a", NULL);
+  mt_open(&B, s);
+  cr_expect_eq(mt_feed(&B, req, n, MT_WHOLE), WS_OK);
+  cr_expect_not_null(B.c, "the newer connection is open");
+  cr_expect_eq(B.closes, 0);
+  cr_expect_eq(R.opens, 1);
+  cr_expect_null(A.c, "the older one ended");
+  ws_server_free(s);
+  mt_free(&A);
+  mt_free(&B);
+  for (i = 0; i < FILL; i++) mt_free(&X[i]);
 }
