@@ -9,13 +9,17 @@
  *     is built and shared);
  *     and again with the pong prepared once (ws_prepare_json, as the
  *     ping/pong examples do), so a reply is only a queued reference;
- *  3. a reference in the same run: a loop that only unmasks the same ping
+ *  3. the library heap per idle connection, read through the allocator
+ *     hook with the ping/pong examples' config (to set beside the RSS
+ *     figure of bench/run.sh's idle test);
+ *  4. a reference in the same run: a loop that only unmasks the same ping
  *     frame and copies a prepared pong, the least any server must do. The
  *     ratio to it is what BENCHMARKS.md quotes (the machine is noisy).
  *
  * Usage: inmem [--seconds S] [--conns N]
  */
 #define _GNU_SOURCE
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +75,40 @@ static size_t mask_frame(unsigned char *out, const char *payload) {
   return 6 + n;
 }
 
+/* A counting allocator: each block carries its size in front. */
+static size_t g_live;
+typedef union {
+  size_t n;
+  max_align_t align;
+} blk_head;
+
+static void *count_malloc(size_t n, void *ud) {
+  blk_head *h = malloc(sizeof(*h) + n);
+  (void)ud;
+  if (h == NULL) return NULL;
+  h->n = n;
+  g_live += n;
+  return h + 1;
+}
+
+static void *count_realloc(void *p, size_t n, void *ud) {
+  blk_head *h = p ? (blk_head *)p - 1 : NULL;
+  size_t old = h ? h->n : 0;
+  (void)ud;
+  h = realloc(h, sizeof(*h) + n);
+  if (h == NULL) return NULL;
+  g_live = g_live - old + n;
+  h->n = n;
+  return h + 1;
+}
+
+static void count_free(void *p, void *ud) {
+  (void)ud;
+  if (p == NULL) return;
+  g_live -= ((blk_head *)p - 1)->n;
+  free((blk_head *)p - 1);
+}
+
 static ws_server *make_server(ws_mux *mux) {
   ws_config cfg;
   ws_server *s;
@@ -80,8 +118,11 @@ static ws_server *make_server(ws_mux *mux) {
   cfg.close = sink_close;
   cfg.handler = ws_mux_serve;
   cfg.handler_data = mux;
-  cfg.keep_headers = 0;
+  cfg.keep_headers = 0; /* as the ping/pong examples */
   cfg.max_connections = 1000000;
+  cfg.alloc.malloc = count_malloc;
+  cfg.alloc.realloc = count_realloc;
+  cfg.alloc.free = count_free;
   if (ws_server_new(&cfg, &s) != WS_OK) exit(1);
   return s;
 }
@@ -166,6 +207,7 @@ int main(int argc, char **argv) {
   double secs = 2.0, floor_ops, pp1, pp32, pr1, pr32;
   ws_prepared *pong = NULL;
   int conns = 10000, i;
+  size_t live0;
   ws_mux *mux = ws_mux_new(NULL);
   ws_server *s;
   ws_conn *c;
@@ -192,7 +234,10 @@ int main(int argc, char **argv) {
          "ratio_1=%.3f ratio_32=%.3f\n",
          pr1, pr32, pr1 / floor_ops, pr32 / floor_ops);
 
+  live0 = g_live;
   for (i = 1; i < conns; i++) connect_one(s, i);
+  printf("RESULT inmem idle conns=%d heap_bytes_per_conn=%.0f\n", conns - 1,
+         (double)(g_live - live0) / (conns - 1));
   for (i = 0; i < 3; i++) {
     double ns = bench_broadcast(s, sizes[i], sizes[i] > 4096 ? 20 : 50);
     printf("RESULT inmem broadcast conns=%d size=%zu ns_per_receiver=%.1f\n",
