@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,24 @@
  * one (each byte restarts it), so a client dribbling its request keeps
  * its socket: the HTTP server's limits are the defence in that phase. */
 #define HTTP_IDLE_S 10
+
+/* File descriptors. MHD counts upgraded sockets among its connections
+ * until they close, and at its limit (by default FD_SETSIZE - 4, 1020)
+ * stops accepting: every route would wait behind idle WebSocket clients.
+ * Its limit comes from RLIMIT_NOFILE instead, less a reserve for the
+ * listening socket, the epoll fds and stdio; libwsmux's max_connections
+ * sits an eighth below it, so that WebSocket clients past it get 503 while
+ * HTTP requests still have room. */
+#define FD_RESERVE 32
+
+static void fd_budget(unsigned *mhd_limit, size_t *ws_limit) {
+  struct rlimit rl;
+  rlim_t n = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) n = rl.rlim_cur;
+  if (n > 1000000) n = 1000000; /* RLIM_INFINITY included */
+  *mhd_limit = n > 2 * FD_RESERVE ? (unsigned)(n - FD_RESERVE) : FD_RESERVE;
+  *ws_limit = *mhd_limit - *mhd_limit / 8;
+}
 
 /* The transport: an epoll-adapter socket (first member) that has no fd
  * until MHD hands it over after its 101. */
@@ -284,6 +303,7 @@ int main(int argc, char **argv) {
   wsa_epoll_watcher mhd_watch;
   ws_config cfg;
   ws_mux *mux;
+  unsigned mhd_limit;
 
   if (pp_parse_args(&a, argc, argv, 8081, 0)) return 2;
   memset(&addr, 0, sizeof(addr));
@@ -300,6 +320,7 @@ int main(int argc, char **argv) {
   cfg.want_write = mhd_want_write;
   cfg.close = mhd_close;
   pp_config(&cfg, mux);
+  fd_budget(&mhd_limit, &cfg.max_connections);
   if ((g_srv = pp_server_new(&cfg)) == NULL) return 1;
   if (wsa_epoll_init_fd(&g_ep, g_srv, -1) != 0) { /* MHD listens */
     perror("epoll");
@@ -310,7 +331,8 @@ int main(int argc, char **argv) {
       on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
       MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
+      MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_END);
   if (g_mhd == NULL ||
       (info = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_EPOLL_FD)) == NULL ||
       wsa_epoll_watch(&g_ep, &mhd_watch, info->epoll_fd, EPOLLIN, on_mhd_ready,

@@ -47,6 +47,30 @@ def test_routes_and_websocket_together(start_server):
     arun(run())
 
 
+def test_websocket_clients_cannot_shut_out_http(start_server):
+    """MHD counts upgraded sockets among its connections and stops accepting
+    at its limit (by default 1020, whatever the fd limit): idle WebSocket
+    clients up to it made every route hang. The example sizes MHD's limit
+    from RLIMIT_NOFILE (128 here: 96) and libwsmux's an eighth below (84):
+    clients past it get 503 and HTTP still answers."""
+    server = start_server("mhd", nofile=128)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        clients = []
+        for i in range(84):
+            clients.append(await connect(f"{server.ws}/ws?device_id=f{i}"))
+        for i in range(3):
+            assert await refused_status(f"{server.ws}/ws?device_id=x{i}") == 503
+        status = await loop.run_in_executor(None, http_get, server.http + "/hello")
+        assert status == (200, "hello\n")
+        await clients[-1].send('{"action":"ping"}')
+        assert await recv_json(clients[-1]) == {"action": "pong", "data": ""}
+        for ws in clients:
+            await ws.close()
+    arun(run())
+
+
 def test_library_refusals_answered_by_mhd(start_server):
     server = start_server("mhd")
 
