@@ -44,18 +44,13 @@ static void sha1_block(ws__sha1 *ctx, const uint8_t *blk) {
   uint32_t a = ctx->h[0], b = ctx->h[1], c = ctx->h[2], d = ctx->h[3],
            e = ctx->h[4];
   unsigned t;
-  for (t = 0; t < 16; t++)
-    w[t] = load_be32(blk + 4 * t);
+  for (t = 0; t < 16; t++) w[t] = load_be32(blk + 4 * t);
   for (; t < 80; t++)
     w[t] = rol32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
-  for (t = 0; t < 20; t++)
-    SHA1_STEP(d ^ (b & (c ^ d)), 0x5A827999u);
-  for (; t < 40; t++)
-    SHA1_STEP(b ^ c ^ d, 0x6ED9EBA1u);
-  for (; t < 60; t++)
-    SHA1_STEP((b & c) | (d & (b | c)), 0x8F1BBCDCu);
-  for (; t < 80; t++)
-    SHA1_STEP(b ^ c ^ d, 0xCA62C1D6u);
+  for (t = 0; t < 20; t++) SHA1_STEP(d ^ (b & (c ^ d)), 0x5A827999u);
+  for (; t < 40; t++) SHA1_STEP(b ^ c ^ d, 0x6ED9EBA1u);
+  for (; t < 60; t++) SHA1_STEP((b & c) | (d & (b | c)), 0x8F1BBCDCu);
+  for (; t < 80; t++) SHA1_STEP(b ^ c ^ d, 0xCA62C1D6u);
   ctx->h[0] += a;
   ctx->h[1] += b;
   ctx->h[2] += c;
@@ -80,8 +75,7 @@ void ws__sha1_update(ws__sha1 *ctx, const void *data, size_t len) {
   ctx->len += len;
   while (len > 0) {
     size_t take = 64 - ctx->fill;
-    if (take > len)
-      take = len;
+    if (take > len) take = len;
     memcpy(ctx->block + ctx->fill, p, take);
     ctx->fill += take;
     p += take;
@@ -106,6 +100,5 @@ void ws__sha1_final(ws__sha1 *ctx, uint8_t digest[20]) {
   store_be32(ctx->block + 56, (uint32_t)(bits >> 32));
   store_be32(ctx->block + 60, (uint32_t)bits);
   sha1_block(ctx, ctx->block);
-  for (unsigned i = 0; i < 5; i++)
-    store_be32(digest + 4 * i, ctx->h[i]);
+  for (unsigned i = 0; i < 5; i++) store_be32(digest + 4 * i, ctx->h[i]);
 }
