@@ -189,6 +189,11 @@ int ws__conn_queue(ws_conn *c, ws__buf *b) {
     apply_queue_policy(c, ctrl_full);
     return WS_EQUEUEFULL;
   }
+  /* Room for the write deadline first: queued data must not wait without
+   * one (start_write_clock then cannot fail). */
+  if (was_empty && s->cfg.write_timeout_ms && c->heap_idx == UINT32_MAX &&
+      ws__timer_reserve(s) != WS_OK)
+    return WS_ENOMEM;
   if (ws__outq_push(s, &c->q, b) != WS_OK) return WS_ENOMEM;
   s->st.msgs_out++;
   if (was_empty) start_write_clock(c);

@@ -1121,3 +1121,45 @@ Test(regress, replacing_a_device_leaves_room_for_the_new_deadline) {
   mt_free(&B);
   for (i = 0; i < FILL; i++) mt_free(&X[i]);
 }
+
+/* A send that starts a connection's write clock needs a heap entry; when
+ * growing the heap failed, the frame was queued anyway with no deadline
+ * (idle and ping off): a peer that never read held it forever. Now the
+ * send is refused with WS_ENOMEM and nothing is queued. */
+static void with_write_deadline_only(ws_config *c) {
+  with_no_deadlines_and_failing_realloc(c);
+  c->write_timeout_ms = 1000;
+  c->handshake_timeout_ms = 5000;
+}
+
+Test(regress, a_send_that_cannot_arm_its_write_deadline_is_refused) {
+  enum { FILL = 63 }; /* write clocks, then Y's handshake: 64 heap slots */
+  static mt_conn X[FILL];
+  mt_conn B, Y;
+  char id[16];
+  int i;
+  ws_server *s = mk(with_write_deadline_only);
+  ws_server_tick(s, 1);
+  for (i = 0; i < FILL; i++) {
+    snprintf(id, sizeof id, "x%d", i);
+    mt_connect(&X[i], s, id, MT_WHOLE);
+  }
+  /* Each 101 leaves a lazy write deadline: cleared by a tick before the
+   * next connection, so that the heap never grows past 64 slots. */
+  ws_server_tick(s, 100000);
+  mt_connect(&B, s, "b", MT_WHOLE);
+  ws_server_tick(s, 200000);
+  for (i = 0; i < FILL; i++) {
+    X[i].would_block = 1;
+    cr_assert_eq(ws_conn_send_text(X[i].c, "x", 1), WS_OK);
+  }
+  mt_open(&Y, s); /* in its handshake: the heap's last free slot */
+  B.would_block = 1;
+  fail_next_realloc = 1;
+  cr_expect_eq(ws_conn_send_text(B.c, "b", 1), WS_ENOMEM);
+  cr_expect_eq(ws_conn_want_write(B.c), 0, "nothing queued");
+  ws_server_free(s);
+  mt_free(&B);
+  mt_free(&Y);
+  for (i = 0; i < FILL; i++) mt_free(&X[i]);
+}
