@@ -42,6 +42,38 @@ def test_broadcast_crosses_threads(start_server):
     assert server.proc.wait(timeout=TIMEOUT) == 0
 
 
+def test_cross_thread_broadcast_wakes_the_other_loop(start_server):
+    """Each loop blocks in epoll for up to a second; a broadcast posted from
+    another thread must wake it (ws_post -> wake -> eventfd), not wait for
+    that timeout. With the wake lost, each delivery waits a random part of
+    the second: all eight under 400 ms would happen by chance with p < 0.1%."""
+    server = start_server("reuseport", "--threads", "2")
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        clients = [await connect(f"{server.ws}/ws?device_id=w{i}")
+                   for i in range(N_CLIENTS)]
+        threads = []
+        for ws in clients:
+            await ws.send('{"action":"whoami"}')
+            threads.append((await recv_json(ws))["data"])
+        assert set(threads) == {0, 1}, threads
+        sender = clients[threads.index(1)]
+        others = [ws for ws, t in zip(clients, threads) if t == 0]
+        worst = 0.0
+        for k in range(8):
+            await asyncio.sleep(0.05 + 0.03 * k)  # the loops go idle
+            t0 = loop.time()
+            await sender.send('{"action":"broadcast","data":%d}' % k)
+            for ws in others:
+                assert await recv_json(ws) == {"action": "bc", "data": k}
+            worst = max(worst, loop.time() - t0)
+        for ws in clients:
+            await ws.close()
+        assert worst < 0.4, f"a cross-thread broadcast took {worst * 1000:.0f} ms"
+    arun(run())
+
+
 def test_four_threads_broadcast_without_data(start_server):
     server = start_server("reuseport", "--threads", "4")
 
