@@ -19,7 +19,7 @@ void ws_config_defaults(ws_config *cfg, size_t struct_size) {
   cfg->device_param = "device_id";
   cfg->device_required = 1;
   cfg->duplicate_policy = WS_DUP_REPLACE;
-  cfg->keep_headers = 1;
+  cfg->keep_headers = 0;
   cfg->max_handshake = 8192;
   cfg->max_headers = 64;
   cfg->max_device_id = 128;

@@ -23,6 +23,8 @@ static struct {
   size_t len;
   int remove_self;  /* "once" handler removes itself */
   ws_mux *mux;
+  int errors;       /* WS_LOG_ERROR lines, and the last one */
+  char error[160];
 } R;
 
 static mt_conn T;
@@ -84,6 +86,13 @@ static int h_register(ws_conn *c, const ws_msg *m, void *ud) {
 
 /* A server whose handler is a mux (ws_mux_serve) or, with use_mux 0, the
  * plain function h_echo. */
+static void log_errors(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)ud;
+  if (level != WS_LOG_ERROR) return;
+  R.errors++;
+  snprintf(R.error, sizeof(R.error), "%s", msg);
+}
+
 static ws_server *setup(int mode, int use_mux, int policy) {
   ws_config cfg;
   ws_server *s;
@@ -93,6 +102,7 @@ static ws_server *setup(int mode, int use_mux, int policy) {
   cfg.alloc = a;
   mt_config(&cfg, 0);
   cfg.bad_message_policy = policy;
+  cfg.on_log = log_errors;
   if (use_mux) {
     R.mux = ws_mux_new(&a);
     cr_assert_not_null(R.mux);
@@ -425,6 +435,9 @@ Test(mux, handler_returning_negative_closes_1011) {
     mt_feed(&T, b.p, b.len, mode);
     mt_expect_close(&T, 1011);
     cr_assert_eq(R.calls, 1, "nothing handled after the failure");
+    /* logged, as the Go model logs a recovered panic */
+    cr_assert_eq(R.errors, 1);
+    cr_assert_str_eq(R.error, "handler for \"fail\" failed (-5): closing");
     teardown(s);
     mt_bytes_free(&b);
   }
