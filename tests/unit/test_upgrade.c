@@ -756,6 +756,16 @@ Test(upgrade, preparsed_upgrade_gives_the_same_101) {
 
 static void with_http(ws_config *cfg) { cfg->on_http = h_on_http; }
 
+/* A fresh server whose on_http answers, with t open on it. */
+static ws_server *http_server_open(mt_conn *t) {
+  ws_server *s;
+  reset();
+  s = server_new(with_http);
+  R.http_respond = 1;
+  mt_open(t, s);
+  return s;
+}
+
 /* A connection answering plain HTTP takes no frames, even in a group: a
  * publish would have put a WebSocket frame ahead of the HTTP answer. */
 Test(upgrade, on_http_connection_in_a_group_gets_no_frames) {
@@ -764,11 +774,8 @@ Test(upgrade, on_http_connection_in_a_group_gets_no_frames) {
     mt_conn t;
     char head[1024];
     ws_server *s;
-    reset();
-    s = server_new(with_http);
-    R.http_respond = 1;
+    s = http_server_open(&t);
     R.http_publish = 1;
-    mt_open(&t, s);
     mt_feed_str(&t, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", mode);
     cr_assert_eq(R.publish_count, 0);
     cr_assert_eq(t.out[0], 'H', "the answer comes first, whole");
@@ -789,10 +796,7 @@ Test(upgrade, on_http_status_is_three_digits) {
     char req[128];
     mt_conn t;
     ws_server *s;
-    reset();
-    s = server_new(with_http);
-    R.http_respond = 1;
-    mt_open(&t, s);
+    s = http_server_open(&t);
     snprintf(req, sizeof req, "GET /status/%d HTTP/1.1\r\nHost: h\r\n\r\n",
              status[i]);
     mt_feed_str(&t, req, MT_WHOLE);
@@ -844,10 +848,7 @@ Test(upgrade, on_http_serves_a_plain_get) {
     const uint8_t *body;
     size_t blen;
     ws_server *s;
-    reset();
-    s = server_new(with_http);
-    R.http_respond = 1;
-    mt_open(&t, s);
+    s = http_server_open(&t);
     mt_feed_str(&t, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", mode);
     cr_assert_eq(R.http_calls, 1);
     cr_assert_eq(R.respond_rc, WS_OK);
