@@ -35,6 +35,9 @@
  *                           eventfd wakes the loop). Answers "ok later
  *                           queued" at once.
  *   stats                   counters
+ * stdout also carries, unasked, "open USER DEVICE" and "close USER DEVICE
+ * CODE REASON" as clients come and go, between the answers: a script reads
+ * the line that starts with "ok <command>" or "error <command>".
  *
  * Usage: chat [--port N] [--host ADDR] [--tick-ms MS]
  *   --port 0 picks a free port (the "listening" line names it);
@@ -75,8 +78,8 @@ static const struct {
 /* Per-connection application state, hung on ws_conn_set_user_data from
  * on_open to on_close. The library keeps the user and room indexes
  * (ws_push_user and ws_publish need nothing else); the room list here lets
- * "say" check membership, and the user name outlives the library's binding,
- * which is gone by the time on_close runs. */
+ * "say" check membership. (ws_conn_user is still readable in on_close;
+ * the copy of the name keeps the log lines independent of the binding.) */
 typedef struct member {
   char user[64];
   int nrooms;
@@ -260,8 +263,8 @@ static int on_open(ws_conn *c, void *ud) {
   return 0;
 }
 
-/* The last application callback for c: free its state. The library has
- * already taken c out of its user and room groups (ws_conn_user is NULL). */
+/* The last application callback for c: free its state. The library takes
+ * c out of its user and room groups after this returns. */
 static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   member *m = ws_conn_user_data(c);
   char dev[256], why[128];
@@ -615,9 +618,10 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--tick-ms") == 0 && i + 1 < argc)
       tick_ms = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s [--port N] [--host ADDR] [--tick-ms MS]\n",
-              argv[0]);
-      return 2;
+      int help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+      fprintf(help ? stdout : stderr,
+              "usage: %s [--port N] [--host ADDR] [--tick-ms MS]\n", argv[0]);
+      return help ? 0 : 2;
     }
   }
   setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, unbuffered-ish */

@@ -297,8 +297,10 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
       host = argv[++i];
     else {
-      fprintf(stderr, "usage: %s [--port N] [--host ADDR]\n", argv[0]);
-      return 2;
+      int help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+      fprintf(help ? stdout : stderr, "usage: %s [--port N] [--host ADDR]\n",
+              argv[0]);
+      return help ? 0 : 2;
     }
   }
   for (i = 0; i < MAX_CLIENTS; i++) g_clients[i].fd = -1;

@@ -306,16 +306,19 @@ typedef struct pp_args {
 /* Fills *a with the defaults (port: default_port), then parses --port,
  * --host and the options in opts (enum pp_opt). Returns 0, or 2 after
  * printing the usage line: an unknown option, one without its value, or a
- * required one missing. */
+ * required one missing. --help prints it on stdout and exits 0. */
 static inline int pp_parse_args(pp_args *a, int argc, char **argv,
                                 int default_port, unsigned opts) {
-  int i;
+  int i, help;
   memset(a, 0, sizeof(*a));
   a->host = "127.0.0.1";
   a->port = default_port;
   a->web = WS_EXAMPLES_DIR "/web";
   a->threads = 2;
-  for (i = 1; i + 1 < argc; i += 2) {
+  for (i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) break;
+  help = i < argc;
+  for (i = 1; !help && i + 1 < argc; i += 2) {
     const char *opt = argv[i], *val = argv[i + 1];
     if (strcmp(opt, "--port") == 0)
       a->port = atoi(val);
@@ -334,12 +337,14 @@ static inline int pp_parse_args(pp_args *a, int argc, char **argv,
     } else
       break;
   }
-  if (i < argc || ((opts & PP_OPT_TLS) && (a->cert == NULL || a->key == NULL))) {
-    fprintf(stderr, "usage: %s%s [--port N] [--host ADDR]%s%s%s\n", argv[0],
+  if (help || i < argc ||
+      ((opts & PP_OPT_TLS) && (a->cert == NULL || a->key == NULL))) {
+    fprintf(help ? stdout : stderr, "usage: %s%s [--port N] [--host ADDR]%s%s%s\n", argv[0],
             opts & PP_OPT_TLS ? " --cert FILE --key FILE" : "",
             opts & PP_OPT_WEB ? " [--web DIR]" : "",
             opts & PP_OPT_THREADS ? " [--threads N]" : "",
             opts & PP_OPT_POST ? " [--post-every MS]" : "");
+    if (help) exit(0);
     return 2;
   }
   return 0;

@@ -143,7 +143,8 @@ enum ws_close_code {
  *   "invalid_json"    the text message is not JSON (RFC 8259; a string
  *                     escape that is a lone UTF-16 surrogate counts as
  *                     invalid, as in cJSON, and so does it in the _json
- *                     send variants' ready text: WS_EJSON)
+ *                     send variants' ready text: WS_EJSON); so is
+ *                     nesting deeper than 128 arrays and objects
  *   "not_object"      the JSON is not an object
  *   "bad_action"      "action" is missing or not a string
  *   "unknown_action"  no handler and no fallback; the message names it */
@@ -285,7 +286,9 @@ typedef struct ws_config {
    * path (e.g. GET / for a page). Answer with ws_conn_http_respond; if the
    * callback returns without answering, the library answers as it does
    * without one: 426 (with Upgrade: websocket) for a non-upgrade request on
-   * the path, 404 for other paths. */
+   * the path, 404 for other paths. Not called for a request the library
+   * cannot read: malformed (400), head too large (431), a path with a bad
+   * percent-escape (400). */
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
   /* Optional. Library log lines; the library never prints. msg is
    * NUL-terminated, borrowed for the call. s is NULL only for the line
@@ -316,7 +319,8 @@ typedef struct ws_config {
    * it, so a pointer into offered is fine) or NULL for none. A name the
    * client did not offer refuses the upgrade with 500. When none matches,
    * the 101 carries no Sec-WebSocket-Protocol (RFC 6455 4.2.2: the client
-   * then decides whether to fail). */
+   * then decides whether to fail). Every entry must be a non-empty token
+   * (RFC 9110 5.6.2; RFC 6455 4.1), else ws_server_new fails (WS_EINVAL). */
   const char *const *subprotocols;
   size_t subprotocols_count;
   const char *(*select_subprotocol)(const ws_request *req,
@@ -354,9 +358,10 @@ typedef struct ws_config {
   /* Optional. Called from the posting thread when the loop thread should
    * call ws_server_tick (e.g. write an eventfd, uv_async_send). */
   int (*wake)(ws_server *s, void *user_data);
-  /* Frame bytes posted and not yet delivered; default 16 MiB. Past it
-   * ws_post answers WS_ELIMIT (producers that outrun the loop thread are
-   * told, rather than growing the heap without bound). */
+  /* Heap bytes held by posts not yet delivered (each: its frame plus
+   * about 50 bytes and its target name); default 16 MiB. Past it ws_post
+   * answers WS_ELIMIT (producers that outrun the loop thread are told,
+   * rather than growing the heap without bound). */
   size_t max_posted;
 } ws_config;
 
@@ -509,9 +514,12 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     (NUL-terminated), ws_conn_subprotocol(c) is the Sec-WebSocket-Protocol
  *     to send (NULL: none), and the connection is open (on_open fired). The
  *     host sends its 101 with "Upgrade: websocket", "Connection: Upgrade"
- *     and those headers. Output queued meanwhile (by on_open, a broadcast)
- *     waits in the library while the send callback answers 0; the host
- *     calls ws_conn_writable once its 101 is out and the socket is its own.
+ *     and those headers. Output queued meanwhile (by on_open, a
+ *     broadcast) waits in the library while the send callback answers 0;
+ *     the host calls ws_conn_writable once its 101 is out and the socket
+ *     is its own. If on_open ended the connection (ws_conn_abort,
+ *     ws_server_free), the handle is gone: the call reports a 503 refusal,
+ *     reason "connection closed during on_open".
  *   - refused: *status is the HTTP status (400..599) and *reason a static
  *     or long-lived one-line reason for the host to answer with (a 426
  *     also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13",
@@ -529,10 +537,13 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
                                      const char **reason,
                                      char accept[WS_ACCEPT_LEN + 1]);
 
-/* Answers a plain HTTP request from on_http: status line, Content-Type,
- * Content-Length, Connection: close, body (copied); then the connection is
- * closed once it is written. Errors: WS_EINVAL (status outside 100-999, or
- * body NULL with len > 0), WS_ESTATE (not in on_http),
+/* Answers a plain HTTP request from on_http: status line, Content-Type
+ * (content_type, or "text/plain" when NULL), Content-Length,
+ * Connection: close, body (copied); then the connection is closed once it
+ * is written. A 1xx, 204 or 304 carries no content (RFC 9110 6.4.1): no
+ * Content-Type, Content-Length or body. Errors: WS_EINVAL (status outside
+ * 100-999, body NULL with len > 0, a body with 1xx/204/304, a control
+ * character such as CR or LF in content_type), WS_ESTATE (not in on_http),
  * WS_ECLOSED (on_http closed it first, e.g. ws_conn_close or
  * ws_server_shutdown: nothing is sent), WS_ENOMEM. */
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
@@ -571,16 +582,19 @@ WS_EXTERN const char *ws_request_method(const ws_request *r);
 /* Path without the query, percent-decoded. */
 WS_EXTERN const char *ws_request_path(const ws_request *r);
 /* Query parameter by exact name, percent-decoded ('+' is a space); the
- * first occurrence; NULL when absent. The whole query is decoded at the
- * upgrade: a bad escape or a %00 in any parameter (one the host never
- * reads included) refuses it, 400 "bad percent-encoding". */
+ * first occurrence; NULL when absent. The whole query is decoded when the
+ * request arrives: a bad escape or a %00 in any parameter (one the host
+ * never reads included) refuses an upgrade, 400 "bad percent-encoding";
+ * on_http gets a plain request with such parameters left out (absent).
+ * A bad escape in the path is a 400 either way. */
 WS_EXTERN const char *ws_request_query(const ws_request *r, const char *name);
 /* Header by case-insensitive name; the first occurrence; NULL when absent
  * (or, with keep_headers 0, on ws_conn_request(c) from on_upgrade on:
  * on_upgrade's own req argument still has every header). */
 WS_EXTERN const char *ws_request_header(const ws_request *r, const char *name);
-/* Number of headers kept, and the i-th (0-based) name and value. Returns
- * WS_ENOENT when i is out of range. */
+/* Number of headers kept, and the i-th (0-based) name and value (name and
+ * value may be NULL). Returns 0, WS_ENOENT when i is out of range,
+ * WS_EINVAL for a NULL request. */
 WS_EXTERN size_t ws_request_header_count(const ws_request *r);
 WS_EXTERN int ws_request_header_at(const ws_request *r, size_t i,
                                    const char **name, const char **value);
@@ -618,9 +632,11 @@ WS_EXTERN int ws_mux_handle(ws_mux *m, const char *action, ws_handler_fn fn,
  * handler, including the one being removed. */
 WS_EXTERN int ws_mux_remove(ws_mux *m, const char *action);
 /* Handler for actions with no entry (NULL fn: none, the sender gets an
- * unknown_action error). Binary messages go to the binary handler. */
+ * unknown_action error). Binary messages go to the binary handler.
+ * Replaces an earlier one. Returns 0, or WS_EINVAL for a NULL mux. */
 WS_EXTERN int ws_mux_fallback(ws_mux *m, ws_handler_fn fn, void *user_data);
-/* Handler for binary messages (NULL: close 1003). */
+/* Handler for binary messages (NULL: close 1003). Replaces an earlier one.
+ * Returns 0, or WS_EINVAL for a NULL mux. */
 WS_EXTERN int ws_mux_binary(ws_mux *m, ws_handler_fn fn, void *user_data);
 /* A ws_handler_fn that dispatches through the mux given as user_data:
  * cfg.handler = ws_mux_serve; cfg.handler_data = mux. O(1). */
@@ -662,8 +678,11 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * or serialised before return. Per-connection order is kept. The _json
  * variants take data as ready JSON text (len bytes; validated, WS_EJSON if
  * invalid). Everything sent is a text frame, so it must be UTF-8: an
- * action that is not is WS_EINVAL, a cJSON tree with a string that is not
- * is WS_EJSON (checked once per call, before anything is queued). The
+ * action that is not is WS_EINVAL. A cJSON tree is printed, then checked
+ * as the _json variants' text is: a string that is not UTF-8, a raw item
+ * (cJSON_CreateRaw) whose text is not one JSON value, an item cJSON cannot
+ * print, or nesting deeper than 128 levels is WS_EJSON (checked once per
+ * call, before anything is queued). The
  * fan-out functions return the number of connections queued
  * for (>= 0; unknown device ids are counted in ws_stats.unknown_targets, not
  * fatal, and so are NULL entries in a device list) or a negative error:
@@ -753,7 +772,8 @@ enum ws_post_target {
  * flushing after each (as a ws_broadcast call does): a backlog reaches a
  * client that keeps reading, it does not count against its max_queued all
  * at once. Returns 0, WS_EINVAL, WS_EJSON, WS_ENOMEM, WS_ETOOBIG (larger
- * than max_queued), WS_ELIMIT (max_posted bytes already wait), WS_ESHUTDOWN
+ * than max_queued or max_posted: never accepted), WS_ELIMIT (the posts
+ * already waiting leave too little of max_posted: retry later), WS_ESHUTDOWN
  * (server shutting down or being destroyed). Must not race with
  * ws_server_free. */
 WS_EXTERN int ws_post(ws_server *s, int target, const char *name,

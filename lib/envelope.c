@@ -94,6 +94,20 @@ int ws__action_ok(const char *action) {
   return n <= WS_MAX_ACTION && utf8_ok(action, n);
 }
 
+/* 0 if the tree holds an item cJSON cannot print (no valid type, or a raw
+ * item without text): only asked after printing failed, to tell the
+ * caller's mistake from running out of memory. */
+static int tree_printable(const struct cJSON *item, int depth) {
+  const struct cJSON *ch;
+  int type = item->type & 0xFF;
+  if (depth > 1000) return 1; /* deeper than cJSON builds: not the cause */
+  if (type == cJSON_Invalid || (type == cJSON_Raw && !item->valuestring))
+    return 0;
+  for (ch = item->child; ch; ch = ch->next)
+    if (!tree_printable(ch, depth + 1)) return 0;
+  return 1;
+}
+
 ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
                                   const struct cJSON *data, int *err) {
   char *text;
@@ -109,10 +123,13 @@ ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
   }
   text = cJSON_PrintUnformatted(data);
   if (text == NULL) {
-    *err = WS_ENOMEM;
+    *err = tree_printable(data, 0) ? WS_ENOMEM : WS_EJSON;
     return NULL;
   }
-  if (!utf8_ok(text, strlen(text))) { /* cJSON copies string bytes as given */
+  /* cJSON copies string bytes as given, and a raw item's text verbatim:
+   * checked as a _json variant's text is, so that no receiver ever gets a
+   * malformed envelope (or a raw item's second "action" member). */
+  if (!ws__json_valid(text, strlen(text))) {
     cJSON_free(text);
     *err = WS_EJSON;
     return NULL;

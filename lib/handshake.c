@@ -24,6 +24,12 @@ static int is_tchar(unsigned char c) {
   return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+int ws__is_token(const char *s) {
+  if (s == NULL || *s == '\0') return 0;
+  while (*s && is_tchar((unsigned char)*s)) s++;
+  return *s == '\0';
+}
+
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 
 /* A byte allowed inside a field value: VCHAR, SP, HTAB or obs-text. */
@@ -417,16 +423,22 @@ size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
   return size.len;
 }
 
+int ws__status_has_content(int status) {
+  return !(status < 200 || status == 204 || status == 304);
+}
+
 static void build_http(outbuf *o, int status, const char *ctype,
                        const char *extra, const void *body, size_t body_len) {
   puts0(o, "HTTP/1.1 ");
   put_uint(o, status < 0 ? 0u : (size_t)status);
   puts0(o, " ");
   puts0(o, ws__status_text(status));
-  puts0(o, "\r\nContent-Type: ");
-  puts0(o, ctype ? ctype : "text/plain");
-  puts0(o, "\r\nContent-Length: ");
-  put_uint(o, body_len);
+  if (ws__status_has_content(status)) {
+    puts0(o, "\r\nContent-Type: ");
+    puts0(o, ctype ? ctype : "text/plain");
+    puts0(o, "\r\nContent-Length: ");
+    put_uint(o, body_len);
+  }
   puts0(o, "\r\nConnection: close\r\n");
   if (extra) puts0(o, extra);
   puts0(o, "\r\n");

@@ -173,7 +173,7 @@ struct ws_server {
   /* post.c: messages from other threads, guarded by post_lock */
   pthread_mutex_t post_lock;
   struct ws__post *post_head, *post_tail;
-  size_t post_bytes; /* frame bytes waiting, at most cfg.max_posted */
+  size_t post_bytes; /* heap bytes posts hold, at most cfg.max_posted */
   int post_closed;
   /* upgrade.c: set while ws_conn_upgrade_answer runs (host writes HTTP) */
   struct ws__answer *answer;

@@ -162,6 +162,10 @@ static void outq_drop_tail(ws_server *s, ws__outq *q, uint32_t keep) {
 
 void ws__outq_truncate(ws_server *s, ws__outq *q) {
   uint32_t keep = q->off > 0 ? 1u : 0u, i;
+  /* An unsent 101 (flushed only when the outermost library call returns,
+   * so still queued while on_open runs) must precede any close frame: a
+   * client would read the frame as a broken handshake. */
+  if (q->count > 0 && (*slot(q, 0))->is_http) keep = 1u;
   if (keep < q->inflight) keep = q->inflight;
   outq_drop_tail(s, q, keep);
   q->nctrl = 0;

@@ -18,7 +18,8 @@
 typedef struct ws__post {
   struct ws__post *next;
   ws__buf *frame;
-  int kind; /* enum ws__target */
+  size_t cost; /* heap bytes it holds: counted against max_posted */
+  int kind;    /* enum ws__target */
   char name[];
 } ws__post;
 
@@ -47,7 +48,12 @@ static ws__post *post_new(ws_server *s, int kind, const char *name,
     return NULL;
   }
   p->frame = ws__envelope_frame_json(s, action, data_json, len, err);
-  if (p->frame && p->frame->len > s->cfg.max_queued) { /* as ws__deliver */
+  if (p->frame) /* every byte a waiting post holds, not only its frame */
+    p->cost = sizeof(*p) + nlen + 1 + sizeof(ws__buf) + p->frame->len;
+  /* Larger than max_queued (as ws__deliver), or than max_posted (it could
+   * never be accepted): too big, not a reason to retry. */
+  if (p->frame &&
+      (p->frame->len > s->cfg.max_queued || p->cost > s->cfg.max_posted)) {
     ws__buf_unref(s, p->frame);
     p->frame = NULL;
     *err = WS_ETOOBIG;
@@ -75,10 +81,10 @@ static int post_append(ws_server *s, ws__post *p) {
   int err;
   pthread_mutex_lock(&s->post_lock);
   err = s->post_closed ? WS_ESHUTDOWN
-        : s->post_bytes + p->frame->len > s->cfg.max_posted ? WS_ELIMIT
+        : s->post_bytes + p->cost > s->cfg.max_posted ? WS_ELIMIT
                                                            : WS_OK;
   if (err == WS_OK) {
-    s->post_bytes += p->frame->len;
+    s->post_bytes += p->cost;
     if (s->post_head == NULL) wake = s->cfg.wake, ud = s->cfg.user_data;
     if (s->post_tail)
       s->post_tail->next = p;
@@ -116,7 +122,7 @@ static ws__post *pop(ws_server *s) {
   if (p) {
     __atomic_store_n(&s->post_head, p->next, __ATOMIC_RELAXED);
     if (p->next == NULL) s->post_tail = NULL;
-    s->post_bytes -= p->frame->len;
+    s->post_bytes -= p->cost;
   }
   pthread_mutex_unlock(&s->post_lock);
   return p;
@@ -133,14 +139,14 @@ void ws__post_drain(ws_server *s) {
   pthread_mutex_unlock(&s->post_lock);
   while (!s->destroying && (p = pop(s)) != NULL) {
     const char *id = p->name;
-    size_t len = p->frame->len;
+    size_t cost = p->cost;
     s->st.frames_allocated++;
     if (ws__deliver(s, p->frame, p->kind, p->name, &id, 1) == WS_ENOMEM)
       ws__log(s, WS_LOG_ERROR, "out of memory: a posted message was dropped");
     post_free(s, p);
     if (s->depth == 1) ws__flush_dirty(s); /* as a broadcast's return does */
-    if (len >= budget) break;
-    budget -= len;
+    if (cost >= budget) break;
+    budget -= cost;
   }
 }
 

@@ -139,6 +139,13 @@ int ws__has_token(const char *value, size_t len, const char *token);
  * names one it did not offer, byte for byte). */
 int ws__has_token_exact(const char *value, size_t len, const char *token);
 
+/* 0 for the statuses whose responses carry no content (RFC 9110 6.4.1:
+ * 1xx, 204, 304): no Content-Length, no body. */
+int ws__status_has_content(int status);
+
+/* 1 if s is a non-empty RFC 9110 token (a subprotocol name, RFC 6455 4.1). */
+int ws__is_token(const char *s);
+
 /* Sec-WebSocket-Accept for key: base64(SHA-1(key + GUID)), 28 chars + NUL. */
 void ws__accept_key(const char *key, size_t key_len, char out[29]);
 
@@ -169,8 +176,10 @@ long ws__url_decode(char *dst, const char *src, size_t n, int plus_is_space);
  * decoded query pairs and (optionally) headers, all NUL-terminated strings
  * in one block. Built from a view; freed with ws__free. */
 #include "alloc.h"
-/* Returns NULL on allocation failure or WS bad encoding; *err gets
- * WS_ENOMEM or WS_EPROTO (bad percent-encoding in path/query). */
+/* Returns NULL on allocation failure (*err = WS_ENOMEM) or a bad
+ * percent-encoding in the path (WS_EPROTO). A query parameter with a bad
+ * escape is left out of a returned request, which then comes with
+ * *err = WS_EPROTO (else WS_OK). */
 ws_request *ws__request_build(const struct ws__alloc *a, const ws__reqview *rv,
                               int with_headers, int *err);
 void ws__request_free(const struct ws__alloc *a, ws_request *r);

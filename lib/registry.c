@@ -97,6 +97,11 @@ void ws__registry_add_device(ws_conn *c) {
     ws__log(s, WS_LOG_INFO, "device %s reconnected: closing the older one",
             c->device_id);
     ws_conn_close(old, WS_CLOSE_REPLACED, "replaced by a newer connection");
+  } else if (old->state == WS__HANDSHAKE) {
+    /* Registered but not yet open: it is still in its own upgrade, and
+     * on_log (from the line above) opened this one. It must not open too
+     * with the same id; ending it makes its upgrade return. */
+    ws_conn_close(old, WS_CLOSE_REPLACED, NULL);
   }
 }
 

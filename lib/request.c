@@ -91,8 +91,9 @@ static int block_size(const ws__reqview *rv, size_t nquery, size_t nheaders,
 
 typedef struct builder {
   ws_request *r;
-  size_t pos;  /* next free byte in the block */
-  size_t pair; /* next free entry of pairs[] */
+  size_t pos;     /* next free byte in the block */
+  size_t pair;    /* next free entry of pairs[] */
+  int bad_query;  /* a query parameter with a bad escape was left out */
 } builder;
 
 static char *block(builder *b) { return (char *)b->r; }
@@ -118,26 +119,30 @@ static int put_decoded(builder *b, const char *src, size_t n, int plus,
   return 0;
 }
 
-/* One "name[=value]" segment; a missing '=' gives the value "". */
+/* One "name[=value]" segment; a missing '=' gives the value "". One with
+ * a bad escape is left out (its bytes and slot taken back) and noted. */
 static int put_param(const char *seg, size_t len, void *ctx) {
   builder *b = ctx;
   const char *eq = memchr(seg, '=', len);
-  size_t name_len = eq ? (size_t)(eq - seg) : len;
-  roff *slot = &b->r->pairs[2 * b->pair++];
-  if (put_decoded(b, seg, name_len, 1, &slot[0]) != 0) return -1;
-  if (!eq) {
-    slot[1] = put_raw(b, "", 0);
+  size_t name_len = eq ? (size_t)(eq - seg) : len, start = b->pos;
+  roff *slot = &b->r->pairs[2 * b->pair];
+  if (put_decoded(b, seg, name_len, 1, &slot[0]) != 0 ||
+      (eq && put_decoded(b, eq + 1, len - name_len - 1, 1, &slot[1]) != 0)) {
+    b->pos = start;
+    b->bad_query = 1;
     return 0;
   }
-  return put_decoded(b, eq + 1, len - name_len - 1, 1, &slot[1]);
+  if (!eq) slot[1] = put_raw(b, "", 0);
+  b->pair++;
+  return 0;
 }
 
 static int fill(builder *b, const ws__reqview *rv) {
   ws_request *r = b->r;
   r->method = put_raw(b, rv->method, rv->method_len);
   if (put_decoded(b, rv->path, rv->path_len, 0, &r->path) != 0) return -1;
-  if (for_each_segment(rv->query, rv->query_len, put_param, b) != 0)
-    return -1;
+  for_each_segment(rv->query, rv->query_len, put_param, b);
+  r->nquery = (roff)b->pair; /* the headers' pairs follow the kept ones */
   for (size_t i = 0; i < r->nheaders; i++) {
     const ws_header *h = &rv->headers[i];
     roff *slot = &r->pairs[2 * b->pair++];
@@ -165,13 +170,13 @@ ws_request *ws__request_build(const struct ws__alloc *a, const ws__reqview *rv,
   r->nheaders = (roff)nheaders;
   builder b = {.r = r,
                .pos = sizeof *r + 2 * (nquery + nheaders) * sizeof(roff),
-               .pair = 0};
+               .pair = 0, .bad_query = 0};
   if (fill(&b, rv) != 0) {
     ws__free(a, r);
     *err = WS_EPROTO;
     return NULL;
   }
-  *err = WS_OK;
+  *err = b.bad_query ? WS_EPROTO : WS_OK;
   return r;
 }
 

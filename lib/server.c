@@ -40,6 +40,7 @@ void ws_config_defaults(ws_config *cfg, size_t struct_size) {
 /* What is wrong with c, or NULL. */
 static const char *config_problem(const ws_config *c) {
   const ws_allocator *a = &c->alloc;
+  size_t i;
   if (c->send == NULL || c->close == NULL) return "send or close missing";
   if ((a->malloc || a->realloc || a->free) &&
       !(a->malloc && a->realloc && a->free))
@@ -60,6 +61,9 @@ static const char *config_problem(const ws_config *c) {
     return "bad policy value";
   if (c->subprotocols_count && c->subprotocols == NULL)
     return "subprotocols_count without subprotocols";
+  for (i = 0; i < c->subprotocols_count; i++)
+    if (!ws__is_token(c->subprotocols[i]))
+      return "a subprotocol is NULL or not a token";
   if (c->allowed_origins_count && c->allowed_origins == NULL)
     return "allowed_origins_count without allowed_origins";
   return NULL;

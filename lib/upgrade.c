@@ -87,9 +87,19 @@ static int refuse(ws_conn *c, int status, const char *reason) {
                  status == 426 ? WS__426_HEADERS : NULL, body, n);
 }
 
+/* A header value the host passes: no control byte (CR or LF would end the
+ * header and let the string add its own). */
+static int field_value_ok(const char *v) {
+  for (; v && *v; v++)
+    if ((unsigned char)*v < 0x20 || *v == 0x7F) return 0;
+  return 1;
+}
+
 int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
                          const void *body, size_t len) {
-  if (c == NULL || status < 100 || status > 999 || (body == NULL && len))
+  if (c == NULL || status < 100 || status > 999 || (body == NULL && len) ||
+      (len && !ws__status_has_content(status)) ||
+      !field_value_ok(content_type))
     return WS_EINVAL;
   if (!(c->flags & WS__F_IN_HTTP) || (c->flags & WS__F_RESPONDED))
     return WS_ESTATE;
@@ -312,7 +322,10 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
     return err == WS_ENOMEM ? refuse(c, 503, "out of memory")
                             : refuse(c, 400, "bad percent-encoding");
   ws__upgrade_validate(rv, &chk);
+  /* A page request's bad query parameter is left out for on_http (as a web
+   * server's query parser would); an upgrade's fails it. */
   if (!chk.is_upgrade) return plain_http(c);
+  if (err == WS_EPROTO) return refuse(c, 400, "bad percent-encoding");
   if (!path_matches(s, c->req)) return refuse(c, 404, "not found");
   if (chk.status) return refuse(c, chk.status, chk.reason);
   if (s->shutting_down) return refuse(c, 503, "server shutting down");
@@ -433,7 +446,9 @@ static int check_args(ws_conn *c, const char *method, const char *path,
   if (c == NULL || method == NULL || path == NULL ||
       (headers == NULL && header_count))
     return WS_EINVAL;
-  if (c->state != WS__HANDSHAKE || c->buf_len || c->req) return WS_ESTATE;
+  if (c->state != WS__HANDSHAKE || c->buf_len || c->req ||
+      (c->marks & WS__M_FEEDING)) /* from a callback of its own upgrade */
+    return WS_ESTATE;
   return WS_OK;
 }
 
@@ -495,6 +510,10 @@ int ws_conn_upgrade_answer(ws_conn *c, const char *method, const char *path,
   s->answer = &ans;
   ws__enter(s);
   run_parsed(c, &rv);
+  if (ans.status == 101 && c->state == WS__DEAD) { /* on_open ended it */
+    ans.status = 503;
+    ans.reason = "connection closed during on_open";
+  }
   s->answer = outer;
   ws__leave(s); /* may free s (ws_server_free from a callback): not used */
   *status = ans.status;

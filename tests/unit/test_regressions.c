@@ -7,6 +7,7 @@
  * and posting while the server is destroyed. Plus one randomized check of
  * the output order that found none of them but guards the queue.
  */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1162,4 +1163,239 @@ Test(regress, a_send_that_cannot_arm_its_write_deadline_is_refused) {
   mt_free(&B);
   mt_free(&Y);
   for (i = 0; i < FILL; i++) mt_free(&X[i]);
+}
+
+/* ---- the seventh review --------------------------------------------- */
+
+/* on_open queuing past max_queued (a backlog replay) closed the client as
+ * a slow consumer by dropping the whole queue, the still unsent 101
+ * included: the client's first bytes were a close frame, not the 101. */
+static int open_sends_a_backlog(ws_conn *c, void *ud) {
+  char text[400];
+  int i;
+  (void)ud;
+  memset(text, 'x', sizeof text);
+  for (i = 0; i < 4; i++) ws_conn_send_text(c, text, sizeof text);
+  return 0;
+}
+static void with_backlog_on_open(ws_config *c) {
+  c->max_queued = 1024;
+  c->on_open = open_sends_a_backlog;
+}
+
+Test(regress, slow_consumer_close_in_on_open_keeps_the_101) {
+  char req[512], head[512];
+  mt_conn A;
+  mt_frame f;
+  ws_server *s = mk(with_backlog_on_open);
+  size_t n = mt_request(req, sizeof req, "a", NULL);
+  mt_open(&A, s);
+  mt_feed(&A, req, n, MT_WHOLE);
+  cr_assert_eq(mt_http_response(&A, head, sizeof head, NULL, NULL), 101,
+               "first bytes: %.*s", (int)A.len, (const char *)A.out);
+  while (mt_next_frame(&A, &f) && f.opcode == 1) continue;
+  cr_assert_eq(f.opcode, 8, "a close frame after the 101");
+  cr_expect_eq(mt_close_code(&f), WS_CLOSE_SLOW_CONSUMER);
+  done(s, &A, NULL);
+}
+
+/* ws_conn_upgrade_answer reported 101 for a connection its on_open had
+ * ended (the handle already freed): a host following the docs wrote a 101
+ * and used the handle. */
+static int open_aborts(ws_conn *c, void *ud) {
+  (void)ud;
+  R.opens++;
+  ws_conn_abort(c);
+  return 0;
+}
+static void with_open_aborting(ws_config *c) { c->on_open = open_aborts; }
+
+Test(regress, upgrade_answer_reports_an_on_open_abort) {
+  static const ws_header h[] = {
+      {"Host", 4, "h", 1},
+      {"Upgrade", 7, "websocket", 9},
+      {"Connection", 10, "Upgrade", 7},
+      {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
+      {"Sec-WebSocket-Version", 21, "13", 2},
+  };
+  char accept[WS_ACCEPT_LEN + 1];
+  const char *reason;
+  int status;
+  mt_conn A;
+  ws_server *s = mk(with_open_aborting);
+  mt_open(&A, s);
+  cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a", h, 5,
+                                      &status, &reason, accept),
+               WS_OK);
+  cr_expect_eq(R.opens, 1);
+  cr_expect_eq(A.closes, 1, "the transport was closed");
+  cr_expect_eq(status, 503);
+  cr_expect_str_eq(reason, "connection closed during on_open");
+  cr_expect_str_eq(accept, "");
+  done(s, &A, NULL);
+}
+
+/* A NULL entry in subprotocols was accepted by ws_server_new and crashed
+ * (strlen(NULL)) at the first client offering a name that did not match
+ * an earlier entry; a name that is not a token went into the 101 as is. */
+Test(regress, subprotocols_must_be_tokens) {
+  static const char *const with_null[] = {"chat", NULL};
+  static const char *const with_space[] = {"chat v2"};
+  static const char *const empty[] = {""};
+  static const char *const good[] = {"chat", "v2.json", "x-y_z~!"};
+  static const struct {
+    const char *const *list;
+    size_t n;
+    int rc;
+  } cases[] = {{with_null, 2, WS_EINVAL}, {with_space, 1, WS_EINVAL},
+               {empty, 1, WS_EINVAL},     {good, 3, WS_OK}};
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ws_config cfg;
+    ws_server *s = NULL;
+    ws_config_init(&cfg);
+    mt_config(&cfg, 0);
+    cfg.subprotocols = cases[i].list;
+    cfg.subprotocols_count = cases[i].n;
+    cr_expect_eq(ws_server_new(&cfg, &s), cases[i].rc, "case %zu", i);
+    ws_server_free(s);
+  }
+}
+
+/* A cJSON tree's printed text was only checked for UTF-8: a raw item
+ * (cJSON_CreateRaw) put its text on the wire as given, a malformed
+ * envelope or a second "action" member for every receiver; an item cJSON
+ * cannot print was reported as WS_ENOMEM. */
+Test(regress, a_cjson_tree_is_checked_as_json) {
+  mt_conn A;
+  ws_server *s = mk(NULL);
+  cJSON *inject = cJSON_CreateObject(), *broken = cJSON_CreateObject();
+  cJSON *good = cJSON_CreateObject(), *invalid = cJSON_CreateObject();
+  cJSON *bad_item = cJSON_CreateNull();
+  cJSON_AddRawToObject(inject, "x", "1},\"action\":\"admin\",\"y\":{\"z\":0");
+  cJSON_AddRawToObject(broken, "x", "{oops");
+  cJSON_AddRawToObject(good, "x", "[1, 2]");
+  bad_item->type = cJSON_Invalid;
+  cJSON_AddItemToObject(invalid, "x", bad_item);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_expect_eq(ws_broadcast(s, "news", inject, NULL, 0), WS_EJSON);
+  cr_expect_eq(ws_conn_send(A.c, "news", broken), WS_EJSON);
+  cr_expect_eq(ws_conn_send(A.c, "news", invalid), WS_EJSON);
+  mt_expect_nothing(&A);
+  cr_expect_eq(ws_broadcast(s, "news", good, NULL, 0), 1);
+  mt_expect_text(&A, "{\"action\":\"news\",\"data\":{\"x\":[1, 2]}}");
+  cJSON_Delete(inject);
+  cJSON_Delete(broken);
+  cJSON_Delete(good);
+  cJSON_Delete(invalid);
+  done(s, &A, NULL);
+}
+
+/* Under WS_DUP_REPLACE the "reconnected" log line runs while the newer
+ * connection B is indexed but not yet open; on_log opening a third one E
+ * with the same id found B not open, unindexed it without closing it, and
+ * B and E both ended up open with one device id. */
+static ws_server *dup_srv;
+static mt_conn dup_e;
+static void log_opens_another(ws_server *s, int level, const char *msg,
+                              void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (strstr(msg, "reconnected") && R.opens++ == 0)
+    mt_connect(&dup_e, dup_srv, "x", MT_WHOLE);
+}
+static void with_log_opening_another(ws_config *c) {
+  c->on_log = log_opens_another;
+}
+
+Test(regress, a_device_opened_from_on_log_is_not_doubled) {
+  char req[512];
+  mt_conn A, B;
+  ws_stats st;
+  ws_server *s = dup_srv = mk(with_log_opening_another);
+  size_t n = mt_request(req, sizeof req, "x", NULL);
+  mt_connect(&A, s, "x", MT_WHOLE);
+  mt_open(&B, s);
+  mt_feed(&B, req, n, MT_WHOLE);
+  cr_assert_not_null(dup_e.c, "E is open");
+  cr_expect_eq(ws_server_find_device(s, "x"), dup_e.c);
+  cr_expect_null(B.c, "B, replaced before it opened, was ended");
+  cr_expect_eq(B.closes, 1);
+  mt_expect_close(&A, WS_CLOSE_REPLACED);
+  ws_server_stats(s, &st, sizeof st);
+  cr_expect_eq(st.conns_open, 2, "E, and A closing: %llu",
+               (unsigned long long)st.conns_open);
+  ws_server_free(s);
+  mt_free(&A);
+  mt_free(&B);
+  mt_free(&dup_e);
+}
+
+/* max_posted counted frame bytes only: small posts to a long group name
+ * held about 19 times max_posted of heap. */
+static void with_64k_posts(ws_config *c) { c->max_posted = 64 * 1024; }
+
+Test(regress, max_posted_bounds_the_heap_posts_hold) {
+  char group[256];
+  long before;
+  int rc, posts = 0;
+  ws_server *s = mk(with_64k_posts);
+  memset(group, 'g', 255);
+  group[255] = '\0';
+  before = test_alloc_live_bytes();
+  while ((rc = ws_post(s, WS_POST_GROUP, group, "a", NULL, 0)) == WS_OK)
+    posts++;
+  cr_expect_eq(rc, WS_ELIMIT);
+  cr_expect_gt(posts, 100);
+  cr_expect_leq(test_alloc_live_bytes() - before, 64 * 1024,
+                "%d posts hold %ld bytes", posts,
+                test_alloc_live_bytes() - before);
+  done(s, NULL, NULL);
+}
+
+/* A message that can never fit max_posted got WS_ELIMIT ("retry later")
+ * on an empty queue. */
+static void with_tiny_posts(ws_config *c) { c->max_posted = 100; }
+
+Test(regress, a_post_larger_than_max_posted_is_etoobig) {
+  ws_server *s = mk(with_tiny_posts);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", json_text(200), 200),
+               WS_ETOOBIG);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", NULL, 0), WS_OK);
+  done(s, NULL, NULL);
+}
+
+/* From on_log during the refusal of a malformed request (nothing of it
+ * kept yet), the host could start the same connection's upgrade again
+ * (ws_conn_upgrade): it opened, then the 400 was queued after its 101. */
+static mt_conn *reupgrade_target;
+static void log_reupgrades(ws_server *s, int level, const char *msg,
+                           void *ud) {
+  static const ws_header h[] = {
+      {"Host", 4, "h", 1},
+      {"Upgrade", 7, "websocket", 9},
+      {"Connection", 10, "Upgrade", 7},
+      {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
+      {"Sec-WebSocket-Version", 21, "13", 2},
+  };
+  (void)s, (void)level, (void)ud;
+  if (strstr(msg, "upgrade refused") && reupgrade_target->c)
+    R.feed_rc = ws_conn_upgrade(reupgrade_target->c, "GET", "/ws",
+                                "device_id=a", h, 5);
+}
+static void with_log_reupgrading(ws_config *c) {
+  c->on_log = log_reupgrades;
+  c->on_open = count_open;
+}
+
+Test(regress, upgrade_from_a_callback_of_its_own_refusal_is_estate) {
+  mt_conn A;
+  ws_server *s = mk(with_log_reupgrading);
+  reupgrade_target = &A;
+  mt_open(&A, s);
+  mt_feed_str(&A, "GET /ws HTTP/1.1\r\nHost h\r\n\r\n", MT_WHOLE);
+  cr_expect_eq(R.feed_rc, WS_ESTATE);
+  cr_expect_eq(R.opens, 0);
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 400);
+  mt_expect_nothing(&A);
+  done(s, &A, NULL);
 }

@@ -74,8 +74,28 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
                                       "1", 1);
   }
   if (R.http_respond && strncmp(ws_request_path(req), "/status/", 8) == 0) {
-    R.respond_rc = ws_conn_http_respond(c, atoi(ws_request_path(req) + 8),
-                                        "text/plain", "s\n", 2);
+    int st = atoi(ws_request_path(req) + 8);
+    int content = st >= 200 && st != 204 && st != 304; /* RFC 9110 6.4.1 */
+    R.respond_rc = ws_conn_http_respond(c, st, "text/plain",
+                                        content ? "s\n" : NULL, content ? 2 : 0);
+    return 0;
+  }
+  if (R.http_respond && strcmp(ws_request_path(req), "/query") == 0) {
+    const char *q = ws_request_query(req, "q"), *ok = ws_request_query(req, "ok");
+    snprintf(R.last, sizeof(R.last), "q=%s ok=%s", q ? q : "(none)",
+             ok ? ok : "(none)");
+    R.respond_rc = ws_conn_http_respond(c, 200, NULL, "q\n", 2);
+    return 0;
+  }
+  if (R.http_respond && strcmp(ws_request_path(req), "/bad-answers") == 0) {
+    /* Each refused, nothing written; then a real answer. */
+    cr_assert_eq(ws_conn_http_respond(c, 200, "text/plain\r\nX-Injected: 1",
+                                      "x", 1), WS_EINVAL);
+    cr_assert_eq(ws_conn_http_respond(c, 200, "text/plain\n", "x", 1),
+                 WS_EINVAL);
+    cr_assert_eq(ws_conn_http_respond(c, 204, NULL, "x", 1), WS_EINVAL);
+    cr_assert_eq(ws_conn_http_respond(c, 304, NULL, "x", 1), WS_EINVAL);
+    R.respond_rc = ws_conn_http_respond(c, 204, "text/plain", NULL, 0);
     return 0;
   }
   if (R.http_respond && strcmp(ws_request_path(req), "/") == 0) {
@@ -877,4 +897,68 @@ Test(upgrade, on_http_serves_a_plain_get) {
     server_free(s);
     mt_free(&t);
   }
+}
+
+/* A page request whose query has a bad escape (a search for "100%") went
+ * to a 400 without reaching on_http: the parameter is now left out for
+ * on_http, and only an upgrade is refused for it. */
+Test(upgrade, on_http_gets_a_request_with_a_bad_query_escape) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    static const char *const queries[] = {"q=100%&ok=1", "q=%zz&ok=1",
+                                          "q=a%00b&ok=1", "ok=1&%zz"};
+    size_t i;
+    for (i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+      char req[128];
+      mt_conn t;
+      ws_server *s = http_server_open(&t);
+      snprintf(req, sizeof req, "GET /query?%s HTTP/1.1\r\nHost: h\r\n\r\n",
+               queries[i]);
+      mt_feed_str(&t, req, mode);
+      cr_assert_eq(R.http_calls, 1, "%s", queries[i]);
+      cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 200);
+      cr_assert_str_eq(R.last, "q=(none) ok=1", "%s: %s", queries[i], R.last);
+      server_free(s);
+      mt_free(&t);
+    }
+    {
+      mt_conn t; /* the same query on an upgrade: refused */
+      ws_server *s = http_server_open(&t);
+      mt_feed_str(&t,
+                  "GET /ws?device_id=a&q=%zz HTTP/1.1\r\nHost: h\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n",
+                  mode);
+      cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 400);
+      cr_assert_eq(R.on_open, 0);
+      server_free(s);
+      mt_free(&t);
+    }
+  }
+}
+
+/* ws_conn_http_respond put content_type into the head as given (CR LF in
+ * it added headers of the string's choosing) and gave every status a
+ * Content-Length, which a 204 must not carry (RFC 9110 8.6). */
+Test(upgrade, http_answers_are_well_formed) {
+  char head[512];
+  mt_conn t;
+  ws_server *s = http_server_open(&t);
+  mt_feed_str(&t, "GET /bad-answers HTTP/1.1\r\nHost: h\r\n\r\n", MT_WHOLE);
+  cr_assert_eq(R.respond_rc, WS_OK);
+  cr_assert_eq(mt_http_response(&t, head, sizeof head, NULL, NULL), 204);
+  cr_assert_null(strstr(head, "X-Injected"), "%s", head);
+  cr_assert_null(strstr(head, "Content-Length"), "%s", head);
+  cr_assert_null(strstr(head, "Content-Type"), "%s", head);
+  mt_expect_nothing(&t);
+  server_free(s);
+  mt_free(&t);
+  s = http_server_open(&t); /* NULL content_type: text/plain */
+  mt_feed_str(&t, "GET /query HTTP/1.1\r\nHost: h\r\n\r\n", MT_WHOLE);
+  cr_assert_eq(mt_http_response(&t, head, sizeof head, NULL, NULL), 200);
+  cr_assert_not_null(strstr(head, "Content-Type: text/plain\r\n"), "%s", head);
+  cr_assert_not_null(strstr(head, "Content-Length: 2\r\n"), "%s", head);
+  server_free(s);
+  mt_free(&t);
 }
