@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,7 +53,7 @@ typedef struct client {
 
 static client g_clients[MAX_CLIENTS];
 static int g_listen_fd = -1;
-static volatile sig_atomic_t g_stop; /* set by the signal handler */
+static int g_stop; /* SIGINT or SIGTERM was read from the signalfd */
 static int g_done;                   /* set by on_shutdown */
 
 /* ---- time: the library reads no clock, the host passes it in ---------- */
@@ -120,11 +121,6 @@ static int on_shutdown(ws_server *s, void *ud) {
   (void)s, (void)ud;
   g_done = 1;
   return 0;
-}
-
-static void on_signal(int sig) {
-  (void)sig;
-  g_stop = 1;
 }
 
 /* ---- sockets ----------------------------------------------------------- */
@@ -210,19 +206,25 @@ static void read_client(client *cl) {
 
 /* ---- the loop ---------------------------------------------------------- */
 
-/* SIGINT and SIGTERM stay blocked except inside ppoll, which unblocks them
- * atomically: a signal can never slip in between the g_stop check and the
- * wait and leave the loop asleep until the next deadline. */
-static void run(ws_server *srv, const sigset_t *wait_mask) {
-  struct pollfd pfd[MAX_CLIENTS + 1];
-  int owner[MAX_CLIENTS + 1]; /* pfd index -> g_clients index */
+/* SIGINT and SIGTERM are blocked and read from a signalfd polled with the
+ * sockets: one that lands before the wait makes it return at once, and one
+ * that lands while clients keep every wait busy is seen in the same batch
+ * (a mask opened only inside ppoll would let it in only when no fd is
+ * ready). */
+static void read_signals(int sfd) {
+  struct signalfd_siginfo si;
+  while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) g_stop = 1;
+}
+
+static void run(ws_server *srv, int sfd) {
+  struct pollfd pfd[MAX_CLIENTS + 2];
+  int owner[MAX_CLIENTS + 2]; /* pfd index -> g_clients index (<0: ours) */
   int shutting_down = 0;
 
   while (!g_done) {
     /* Step 5: tell the library the time; it fires due deadlines (server
      * pings, idle and write timeouts) and says how long we may sleep. */
     int timeout = ws_server_tick(srv, now_ms());
-    struct timespec ts, *tsp = NULL;
     nfds_t n = 0, k;
     int i;
 
@@ -235,6 +237,9 @@ static void run(ws_server *srv, const sigset_t *wait_mask) {
       continue; /* on_shutdown may already have fired */
     }
 
+    pfd[n].fd = sfd;
+    pfd[n].events = POLLIN;
+    owner[n++] = -2;
     if (g_listen_fd >= 0) {
       pfd[n].fd = g_listen_fd;
       pfd[n].events = POLLIN;
@@ -246,16 +251,12 @@ static void run(ws_server *srv, const sigset_t *wait_mask) {
       pfd[n].events = g_clients[i].events;
       owner[n++] = i;
     }
-    if (timeout >= 0) {
-      ts.tv_sec = timeout / 1000;
-      ts.tv_nsec = (long)(timeout % 1000) * 1000000L;
-      tsp = &ts;
-    }
-    if (ppoll(pfd, n, tsp, wait_mask) < 0) {
-      if (errno == EINTR) continue; /* a signal: g_stop is set */
-      perror("ppoll");
+    if (poll(pfd, n, timeout) < 0) {
+      if (errno == EINTR) continue;
+      perror("poll");
       exit(1);
     }
+    if (pfd[0].revents & POLLIN) read_signals(sfd);
 
     /* Deadlines are measured from the last tick: tick again before feeding
      * so the reads below count from now, not from before the sleep. */
@@ -278,7 +279,7 @@ static void run(ws_server *srv, const sigset_t *wait_mask) {
       }
       if (ev & (POLLIN | POLLHUP | POLLERR)) read_client(cl);
     }
-    if (n > 0 && owner[0] < 0 && (pfd[0].revents & POLLIN))
+    if (n > 1 && owner[1] == -1 && (pfd[1].revents & POLLIN))
       accept_clients(srv);
   }
 }
@@ -288,8 +289,8 @@ int main(int argc, char **argv) {
   int port = 8081, i, rc;
   ws_config cfg;
   ws_server *srv;
-  struct sigaction sa;
-  sigset_t block, wait_mask;
+  sigset_t block;
+  int sfd;
 
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
@@ -329,26 +330,25 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  /* Signals: a handler that only sets a flag, blocked outside ppoll. */
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  /* Signals: blocked, and read from the loop (see run). */
   signal(SIGPIPE, SIG_IGN); /* tr_send uses MSG_NOSIGNAL; belt and braces */
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGTERM);
-  sigprocmask(SIG_BLOCK, &block, &wait_mask);
-  sigdelset(&wait_mask, SIGINT);
-  sigdelset(&wait_mask, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, NULL);
+  if ((sfd = signalfd(-1, &block, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+    perror("signalfd");
+    ws_server_free(srv);
+    return 1;
+  }
 
   printf("echo_poll: listening on ws://%s%s%s:%d/\n",
          strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
          bound_port(g_listen_fd));
   fflush(stdout);
 
-  run(srv, &wait_mask);
+  run(srv, sfd);
+  close(sfd);
 
   /* Every connection is closed (on_shutdown fired): free the server. */
   ws_server_free(srv);

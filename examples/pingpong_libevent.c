@@ -35,10 +35,13 @@ static int on_shutdown(ws_server *s, void *ud) {
   return 0;
 }
 
+/* The events stay added through the drain (deleting them would give a
+ * second SIGTERM its default action: death, no drain): repeats are
+ * ignored. */
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
+  static int stopping;
   (void)sig, (void)what, (void)arg;
-  event_del(g_sigint);
-  event_del(g_sigterm);
+  if (stopping++) return;
   wsa_ev_stop_listening(&g_ev);
   ws_server_tick(g_srv, wsa_now_ms());
   if (ws_server_shutdown(g_srv, PP_DRAIN_MS) == WS_OK &&

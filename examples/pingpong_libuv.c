@@ -34,10 +34,13 @@ static int on_shutdown(ws_server *s, void *ud) {
   return 0;
 }
 
+/* The watchers stay installed through the drain (stopping them would give
+ * a second SIGTERM its default action: death, no drain): repeats are
+ * ignored. */
 static void on_signal(uv_signal_t *h, int sig) {
+  static int stopping;
   (void)sig;
-  uv_signal_stop(&g_sigint);
-  uv_signal_stop(&g_sigterm);
+  if (stopping++) return;
   wsa_uv_stop_listening(&g_uv);
   ws_server_tick(g_srv, uv_now(h->loop));
   if (ws_server_shutdown(g_srv, PP_DRAIN_MS) == WS_OK &&

@@ -4,9 +4,12 @@
  * so the kernel spreads connections over the threads and no lock is taken
  * on the hot path. A server is driven by its own thread only; the one way
  * across is ws_post, so a broadcast is fanned out by the application: the
- * handler posts the message to every server (its own included), and each
- * loop delivers it to its clients at its next tick. The rest of the
- * application is pingpong_app.h.
+ * handler broadcasts on its own server and posts the message to every
+ * other one, and each loop delivers it to its clients at its next tick.
+ * Posts wait at most POST_LIMIT bytes per server: past it the sender is
+ * told ({"action":"error","data":{"code":"busy",...}}) and its connection
+ * stays open, so a flood of broadcasts cannot bury a loop under a backlog.
+ * The rest of the application is pingpong_app.h.
  *
  *   ws://HOST:PORT/ws?device_id=ID
  *   {"action":"ping"}               -> {"action":"pong","data":""}
@@ -28,6 +31,7 @@
 #include "wsmux.h"
 
 #define MAX_THREADS 64
+#define POST_LIMIT (1u << 20) /* cfg.max_posted of each server */
 
 typedef struct loop_thread {
   pthread_t th;
@@ -52,20 +56,31 @@ static int on_whoami(ws_conn *c, const ws_msg *m, void *ud) {
   return ws_conn_send_json(c, "thread", n, strlen(n));
 }
 
-/* Application fan-out, in place of pp_on_broadcast: post to every server.
- * ws_post frames the message once per server, here on the sending thread.
- * A server shutting down answers WS_ESHUTDOWN: its clients are leaving
- * anyway. */
+/* Application fan-out, in place of pp_on_broadcast: this server's clients
+ * at once, every other server's through ws_post (which frames the message
+ * once per server, here on the sending thread). A server shutting down
+ * answers WS_ESHUTDOWN: its clients are leaving anyway. A full post queue
+ * (WS_ELIMIT) is the sender's answer, not a reason to drop it. */
 static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
+  static const char busy[] =
+      "{\"code\":\"busy\",\"message\":\"other threads are behind\"}";
+  ws_server *own = ws_conn_server(c);
   size_t len;
   const char *data = ws_msg_data_json(m, &len);
-  int i, rc;
-  (void)c, (void)ud;
+  int i, rc, behind = 0;
+  (void)ud;
   if (data == NULL) data = "null", len = 4;
   for (i = 0; i < g_nloops; i++) {
+    if (g_loops[i].srv == own) {
+      rc = ws_broadcast_json(own, "bc", data, len, NULL, 0);
+      if (rc < 0) return -1;
+      continue;
+    }
     rc = ws_post(g_loops[i].srv, WS_POST_ALL, NULL, "bc", data, len);
-    if (rc != WS_OK && rc != WS_ESHUTDOWN) return -1;
+    if (rc == WS_ELIMIT) behind = 1;
+    else if (rc != WS_OK && rc != WS_ESHUTDOWN) return -1;
   }
+  if (behind) ws_conn_send_json(c, "error", busy, sizeof(busy) - 1);
   return 0;
 }
 
@@ -83,6 +98,7 @@ static int on_wake(ws_server *s, void *ud) {
 
 static void *run_loop(void *arg) {
   loop_thread *t = arg;
+  (void)wsa_spare(); /* this thread's, for wsa_accept, before any accept */
   while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE))
     if (wsa_epoll_run_once_for(&t->ep, 1000) < 0) break;
   wsa_epoll_stop_listening(&t->ep);
@@ -134,6 +150,7 @@ int main(int argc, char **argv) {
     cfg.user_data = t;
     pp_config(&cfg, t->mux);
     cfg.on_shutdown = on_shutdown; /* per thread: user_data is the thread */
+    cfg.max_posted = POST_LIMIT;
     if ((t->srv = pp_server_new(&cfg)) == NULL) return 1;
     t->listen_fd = wsa_listen(a.host, port, 1);
     if (t->listen_fd < 0 || wsa_epoll_init_fd(&t->ep, t->srv, t->listen_fd)) {

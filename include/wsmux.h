@@ -395,8 +395,10 @@ WS_EXTERN void ws_server_free(ws_server *s);
  * wakes, before feeding bytes: deadlines are measured from the last time
  * given. Returns the milliseconds until the next deadline (0 if one is due
  * now, or if posted messages still wait: a tick delivers what was posted
- * when it began), or -1 when none is pending: usable as a poll(2) timeout
- * (s NULL: -1 as well). Cost is O(expired deadlines). */
+ * when it began, stopping after the post that makes its fan-out reach
+ * 8192 connections so that the loop gets back to its sockets), or -1 when
+ * none is pending: usable as a poll(2) timeout (s NULL: -1 as well). Cost
+ * is O(expired deadlines) plus the posts it delivers. */
 WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open

@@ -322,8 +322,10 @@ int ws__target_ok(int kind, const char *name, const char *const *ids,
 /* ---- post.c ----------------------------------------------------------- */
 int ws__post_init(ws_server *s);
 /* Delivers what was posted when it began (loop thread, inside a library
- * frame). */
-void ws__post_drain(ws_server *s);
+ * frame), stopping after the post that reaches max_deliveries. */
+void ws__post_drain(ws_server *s, size_t max_deliveries);
+/* A tick's share of a post backlog, in connections queued for. */
+#define WS__POST_TICK_DELIVERIES 8192
 /* Posts are waiting: the next tick is due now (their posters woke no one). */
 int ws__post_pending(ws_server *s);
 /* From now on ws_post answers WS_ESHUTDOWN (shutdown, destroy). */

@@ -129,10 +129,12 @@ static ws__post *pop(ws_server *s) {
 }
 
 /* At most what was queued when it started (so producers faster than the
- * loop cannot keep one tick going forever); stops if a callback destroys
- * the server. */
-void ws__post_drain(ws_server *s) {
-  size_t budget;
+ * loop cannot keep one tick going forever), and once max_deliveries
+ * connections were queued for, at least one post: a backlog fanned out to
+ * many connections would otherwise hold the loop (no reads, no accepts)
+ * for as long as it takes. Stops if a callback destroys the server. */
+void ws__post_drain(ws_server *s, size_t max_deliveries) {
+  size_t budget, delivered = 0;
   ws__post *p;
   pthread_mutex_lock(&s->post_lock);
   budget = s->post_bytes;
@@ -140,12 +142,15 @@ void ws__post_drain(ws_server *s) {
   while (!s->destroying && (p = pop(s)) != NULL) {
     const char *id = p->name;
     size_t cost = p->cost;
+    int n;
     s->st.frames_allocated++;
-    if (ws__deliver(s, p->frame, p->kind, p->name, &id, 1) == WS_ENOMEM)
+    n = ws__deliver(s, p->frame, p->kind, p->name, &id, 1);
+    if (n == WS_ENOMEM)
       ws__log(s, WS_LOG_ERROR, "out of memory: a posted message was dropped");
     post_free(s, p);
     if (s->depth == 1) ws__flush_dirty(s); /* as a broadcast's return does */
-    if (cost >= budget) break;
+    delivered += n > 0 ? (size_t)n : 0;
+    if (cost >= budget || delivered >= max_deliveries) break;
     budget -= cost;
   }
 }

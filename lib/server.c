@@ -188,7 +188,7 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
   if (s == NULL) return -1;
   if (now_ms > s->now) s->now = now_ms; /* time never goes back */
   ws__enter(s);
-  if (!s->shutting_down) ws__post_drain(s);
+  if (!s->shutting_down) ws__post_drain(s, WS__POST_TICK_DELIVERIES);
   next = ws__timer_run(s);
   if (s->shutting_down == 1 && s->now >= s->shutdown_deadline)
     finish_all(s, WS_CLOSE_GOING_AWAY, "shutdown deadline");
@@ -233,7 +233,7 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
   s->shutting_down = 1;
   s->shutdown_deadline = s->now + drain_ms;
   ws__post_close(s);
-  ws__post_drain(s); /* what was posted before still goes out */
+  ws__post_drain(s, SIZE_MAX); /* what was posted before still goes out */
   if (!s->destroying) close_all_going_away(s);
   ws__shutdown_check(s);
   ws__leave(s);

@@ -34,8 +34,11 @@
  * moves (rarely: the library's timers are lazy), and epoll_wait blocks
  * without a timeout. A finite timeout would arm a kernel timer on every
  * wait, which costs measurably per round trip (BENCHMARKS.md). A host that
- * must see signals promptly sets wait_mask (epoll_pwait) rather than
- * capping the wait: see examples/pingpong_epoll.c.
+ * must see signals promptly reads them from a signalfd watched by the same
+ * loop (wsa_epoll_watch) rather than capping the wait: see
+ * examples/pingpong_epoll.c. (Letting them in only inside epoll_pwait is
+ * not enough: the kernel delivers a pending signal there only when no fd
+ * is ready, so a loop kept busy by clients would never see it.)
  *
  * Sockets the library closes while a batch of events is being handled are
  * unregistered and closed at once, but their struct is freed only after
@@ -50,7 +53,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -112,9 +114,6 @@ struct wsa_epoll {
   wsa_epoll_item timer;    /* timerfd at the library's next deadline */
   uint64_t timer_at;       /* its wsa_now_ms() deadline; 0: disarmed */
   uint64_t accept_resume;  /* listener paused until then (0: watched) */
-  /* Signal mask during the wait (epoll_pwait), or NULL: the host blocks
-   * its signals elsewhere and lets them in only while the loop sleeps. */
-  const sigset_t *wait_mask;
   size_t nsocks;           /* live accepted sockets */
   size_t max_socks;        /* accept cap (0: none); refuse with close() */
   wsa_epoll_sock *dead;    /* closed in this batch, freed after it */
@@ -417,10 +416,7 @@ static inline int wsa_epoll_run_once_for(wsa_epoll *p, int timeout_cap_ms) {
   if (p->accept_resume && (at == 0 || p->accept_resume < at))
     at = p->accept_resume;
   wsa_epoll_arm(p, at);
-  n = p->wait_mask
-          ? epoll_pwait(p->epfd, evs, WSA_EPOLL_BATCH, timeout_cap_ms,
-                        p->wait_mask)
-          : epoll_wait(p->epfd, evs, WSA_EPOLL_BATCH, timeout_cap_ms);
+  n = epoll_wait(p->epfd, evs, WSA_EPOLL_BATCH, timeout_cap_ms);
   if (n < 0) return errno == EINTR ? 0 : -1;
   /* Deadlines count from the last tick; posted messages go out here. */
   now = wsa_now_ms();

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from conftest import (Server, arun, close_code, connect, recv_json, recv_text)
+from flood import Flood
 
 
 @pytest.fixture
@@ -99,6 +100,17 @@ def test_signal_closes_1001_and_exits_0(echo, sig):
         assert await asyncio.gather(*(close_code(ws) for ws in clients)) == [1001, 1001]
     arun(go())
     assert echo.wait_exit() == 0
+    echo.wait_line("stopped")
+
+
+def test_signal_under_load_stops_the_server(echo):
+    """Clients that keep every wait of the loop busy: SIGTERM still ends it.
+    The signal was let in only inside ppoll, where the kernel delivers it
+    only when no fd is ready, so the server ran on for as long as the load
+    did; it is now read from a signalfd polled with the sockets."""
+    with Flood(echo.host, echo.port, "/flood-"):
+        echo.signal(signal.SIGTERM)
+        assert echo.wait_exit() == 0  # within TIMEOUT, the load still on
     echo.wait_line("stopped")
 
 

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from conftest import (BUILD, TIMEOUT, arun, close_code, connect, cpu_seconds, recv_json,
-                      refused_status)
+                      refused_status, upgrade_request)
+from flood import Flood
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
 
@@ -199,14 +200,6 @@ def test_out_of_descriptors_sheds_instead_of_spinning(start_server, name):
 
 
 
-def upgrade_request(server, device):
-    """A raw upgrade request, for clients that write bytes and never read."""
-    return (f"GET /ws?device_id={device} HTTP/1.1\r\nHost: {server.host}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
-
-
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_peer_that_never_reads_is_let_go(start_server, name):
     """A client that never reads while another broadcasts 300 x 30 KB: the
@@ -282,6 +275,32 @@ def test_sigterm_with_peers_that_never_read_exits_cleanly(start_server, name):
     finally:
         for s in socks:
             s.close()
+
+
+def test_sigterm_under_load_stops_the_server(server):
+    """Clients that keep every wait of the loop busy: SIGTERM still stops
+    it. pingpong_epoll let the signal in only inside epoll_pwait, where the
+    kernel delivers it only when no fd is ready, and ran on for as long as
+    the load did; it now reads it from a signalfd in the same epoll set."""
+    with Flood(server.host, server.port, "/ws?device_id=flood-"):
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=TIMEOUT) == 0, server.stderr[-5:]
+    server.wait_line("stopped")
+
+
+def test_second_signal_during_the_drain_is_ignored(server):
+    """A peer that never answers the close keeps the drain going; a second
+    SIGTERM then must not kill the server. pingpong_libuv and
+    pingpong_libevent removed their signal watchers at the first one, which
+    gave the second its default action."""
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(upgrade_request(server, "quiet"))
+        assert s.recv(4096).startswith(b"HTTP/1.1 101 ")
+        server.proc.send_signal(signal.SIGTERM)
+        assert s.recv(4096)[:1] == b"\x88", "the 1001 close: the drain began"
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=TIMEOUT) == 0, server.stderr[-5:]
+    server.wait_line("stopped")
 
 
 @pytest.mark.parametrize("name", ADAPTERS)

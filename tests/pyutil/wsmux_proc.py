@@ -251,6 +251,15 @@ def connect(url, **kw):
     return websockets.connect(url, **kw)
 
 
+def upgrade_request(server, device):
+    """A raw upgrade request for /ws?device_id=device, for clients that
+    write bytes (and may never read)."""
+    return (f"GET /ws?device_id={device} HTTP/1.1\r\nHost: {server.host}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
 async def refused_status(url, **kw):
     """The HTTP status of a refused upgrade."""
     try:

@@ -1399,3 +1399,26 @@ Test(regress, upgrade_from_a_callback_of_its_own_refusal_is_estate) {
   mt_expect_nothing(&A);
   done(s, &A, NULL);
 }
+
+/* A tick delivered the whole post backlog before returning: a backlog
+ * fanned out to many connections held the loop (no reads, no accepts) for
+ * seconds (examples/reuseport.c under a broadcast flood). A tick now stops
+ * after the post that makes its fan-out reach 8192 connections and asks to
+ * be called again at once. */
+Test(regress, a_tick_delivers_a_bounded_share_of_the_posts) {
+  enum { POSTS = 8200, SHARE = 8192 };
+  mt_conn A;
+  mt_frame f;
+  int i, n = 0;
+  ws_server *s = mk(NULL);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  for (i = 0; i < POSTS; i++)
+    cr_assert_eq(ws_post(s, WS_POST_DEVICE, "a", "m", "1", 1), WS_OK);
+  cr_expect_eq(ws_server_tick(s, 1), 0, "more posts wait: tick again now");
+  while (mt_next_frame(&A, &f)) n++;
+  cr_expect_eq(n, SHARE);
+  cr_expect_gt(ws_server_tick(s, 2), 0, "the backlog is done");
+  while (mt_next_frame(&A, &f)) n++;
+  cr_expect_eq(n, POSTS);
+  done(s, &A, NULL);
+}
