@@ -152,7 +152,9 @@ def test_plain_get_on_ws_path_is_not_an_upgrade(pingpong):
     conn.request("GET", "/ws?device_id=x")
     r = conn.getresponse()
     r.read()
-    assert r.status in (404, 426)
+    assert r.status == 426  # on the WebSocket path: "use an upgrade"
+    assert r.getheader("Upgrade") == "websocket"
+    assert r.getheader("Sec-WebSocket-Version") == "13"
     conn.close()
 
 

@@ -382,6 +382,14 @@ Test(conn, shutdown_drain_deadline_closes_what_is_left) {
     ws_server_tick(S, 4000);
     cr_assert_eq(A.closes, 1);
     cr_assert_eq(G.on_shutdown, 1);
+    /* Its 1001 went out at the shutdown: that is the code it ended with. */
+    cr_assert_eq(G.on_close_code[0], WS_CLOSE_GOING_AWAY);
+    {
+      ws_stats st;
+      ws_server_stats(S, &st, sizeof st);
+      cr_assert_eq(st.closes_1001, 1);
+      cr_assert_eq(st.closes_1006, 0);
+    }
     finish();
   }
 }

@@ -14,7 +14,13 @@
 static struct {
   int on_close_calls;
   int on_close_code;
+  int slow_log_level; /* level of the slow-consumer log line; -1: none */
 } R;
+
+static void rec_on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)ud;
+  if (strstr(msg, "send queue over")) R.slow_log_level = level;
+}
 
 static int rec_on_close(ws_conn *c, int code, const char *reason, void *ud) {
   (void)c, (void)reason, (void)ud;
@@ -27,10 +33,12 @@ static ws_server *server_new(int use_sendv, size_t max_queued, int policy) {
   ws_config cfg;
   ws_server *s;
   memset(&R, 0, sizeof(R));
+  R.slow_log_level = -1;
   ws_config_init(&cfg);
   cfg.alloc = test_alloc();
   mt_config(&cfg, use_sendv);
   cfg.on_close = rec_on_close;
+  cfg.on_log = rec_on_log;
   if (max_queued) cfg.max_queued = max_queued;
   cfg.queue_policy = policy;
   cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
@@ -269,6 +277,7 @@ Test(outq, queue_cap_closes_slow_consumer_with_4001) {
     cr_assert_eq(rc, WS_EQUEUEFULL);
     ws_server_stats(s, &st, sizeof(st));
     cr_assert_eq(st.drops_queue_full, 1);
+    cr_assert_eq(R.slow_log_level, WS_LOG_WARN, "logged as a warning");
     /* Sending is over for it; the other connection is unaffected. */
     cr_assert_eq(ws_conn_send_json(t.c, "m", "1", 1), WS_ECLOSED);
     cr_assert_eq(ws_conn_send_json(other.c, "m", "1", 1), WS_OK);

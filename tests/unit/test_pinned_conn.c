@@ -336,6 +336,37 @@ Test(pinned_frame, rx_pooled_after_126) {
 Test(pinned_frame, rx_pooled_after_65535) {
   pool_after(65535);
 }
+/* The pool keeps at most 64 idle receive contexts: 70 connections that
+ * each hold one mid-frame and then finish their frames leave 64 pooled
+ * (one allocation each, counted by the test allocator; wslay's own buffer
+ * inside comes from libc) and free the other 6. */
+Test(pinned_frame, rx_pool_keeps_at_most_64) {
+  enum { N = 70, POOL_MAX = 64 };
+  static mt_conn C[N];
+  mt_bytes b = {0};
+  char id[16];
+  long before;
+  ws_config cfg;
+  int i;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  for (i = 0; i < N; i++) {
+    snprintf(id, sizeof id, "c%d", i);
+    mt_connect(&C[i], s, id, MT_WHOLE);
+  }
+  mt_frame_str(&b, MT_TEXT, 0, k_msg);
+  before = test_alloc_live();
+  for (i = 0; i < N; i++) mt_feed(&C[i], b.p, 10, MT_WHOLE); /* mid-frame */
+  cr_assert_geq(test_alloc_live() - before, N, "a context each");
+  for (i = 0; i < N; i++) mt_feed(&C[i], b.p + 10, b.len - 10, MT_WHOLE);
+  cr_assert_eq(K.msgs, N);
+  cr_assert_eq(test_alloc_live() - before, POOL_MAX, "%ld contexts kept",
+               test_alloc_live() - before);
+  mt_bytes_free(&b);
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0);
+  for (i = 0; i < N; i++) mt_free(&C[i]);
+}
 /* the peer's close in CLOSING does not extend the close deadline. */
 Test(pinned_frame, close_deadline_not_extended) {
   ws_config cfg;

@@ -113,6 +113,23 @@ Test(registry, device_lookup) {
   }
 }
 
+/* A connection still in its handshake is not counted as open (nor found,
+ * nor sent to); it is counted as pending until its 101. */
+Test(registry, conn_count_leaves_out_handshakes) {
+  ws_stats st;
+  fixture();
+  connect_n(1, MT_WHOLE);
+  mt_open(&C[1], S);
+  mt_feed_str(&C[1], "GET /ws?device_id=d1 HTTP/1.1\r\n", MT_WHOLE);
+  cr_assert_eq(ws_server_conn_count(S), 1);
+  ws_server_stats(S, &st, sizeof st);
+  cr_assert_eq(st.conns_open, 1);
+  cr_assert_eq(st.conns_pending, 1);
+  cr_assert_null(ws_server_find_device(S, "d1"));
+  cr_assert_eq(ws_broadcast(S, "hi", NULL, NULL, 0), 1);
+  finish();
+}
+
 /* The Go model's bug: a reconnect overwrote the older entry, and when the
  * older connection then closed it deleted the newer one's entry, so the
  * device became unreachable. Here the older is closed with 4000, and after

@@ -340,6 +340,63 @@ Test(upgrade, too_long_device_id_is_400) {
   refuse_str(NULL, NULL, req, 400, WS_REFUSE_BAD_REQUEST, NULL, NULL);
 }
 
+/* The longest id allowed (max_device_id bytes, default 128) opens. */
+Test(upgrade, device_id_of_exactly_max_device_id_opens) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    char req[1024], id[140];
+    mt_conn t;
+    ws_server *s;
+    memset(id, 'i', 128);
+    id[128] = '\0';
+    snprintf(req, sizeof(req), REQ_HEAD("/ws?device_id=%s") "\r\n", id);
+    reset();
+    s = server_new(NULL);
+    cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, NULL, 0), 101);
+    cr_assert_str_eq(ws_conn_device_id(t.c), id);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* The documented order of the checks (lib/upgrade.c), one adjacent pair at
+ * a time: each request fails two checks and must get the earlier one's
+ * answer. */
+static void one_conn(ws_config *cfg);
+static void prep_one(ws_server *s, int mode);
+
+Test(upgrade, refusals_come_in_the_documented_order) {
+  /* wrong path before the RFC checks: a bad key on another path is 404 */
+  refuse_str(NULL, NULL,
+             "GET /other?device_id=d HTTP/1.1\r\nHost: example.com\r\n"
+             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: tooshort==\r\nSec-WebSocket-Version: 13\r\n"
+             "\r\n",
+             404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+  /* the same with version 12: still 404, not 426 */
+  refuse_str(NULL, NULL,
+             "GET /other?device_id=d HTTP/1.1\r\nHost: example.com\r\n"
+             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+             "Sec-WebSocket-Version: 12\r\n\r\n",
+             404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+  /* RFC checks before the connection cap: a bad key at the cap is 400 */
+  refuse_str(one_conn, prep_one,
+             "GET /ws?device_id=d HTTP/1.1\r\nHost: example.com\r\n"
+             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: tooshort==\r\nSec-WebSocket-Version: 13\r\n"
+             "\r\n",
+             400, WS_REFUSE_BAD_REQUEST, NULL, NULL);
+  /* the cap before Origin: a foreign Origin at the cap is 503 */
+  refuse_str(one_conn, prep_one,
+             REQ_HEAD("/ws?device_id=d") "Origin: http://evil.example\r\n\r\n",
+             503, WS_REFUSE_UNAVAILABLE, NULL, NULL);
+  /* Origin before the device id: a foreign Origin without one is 403 */
+  refuse_str(NULL, NULL,
+             REQ_HEAD("/ws") "Origin: http://evil.example\r\n\r\n", 403,
+             WS_REFUSE_FORBIDDEN, NULL, NULL);
+}
+
 Test(upgrade, bad_key_is_400) {
   const char *keys[] = {"Sec-WebSocket-Key: tooshort==\r\n",
                         "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!!!\r\n",
