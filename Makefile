@@ -49,7 +49,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 EX_SRC   := $(wildcard examples/*.c)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib deps test unit asan valgrind fuzz install run bench clean examples check-symbols
+.PHONY: all lib deps test unit unit-build asan valgrind fuzz install run bench clean examples check-symbols
 
 all: lib examples
 
@@ -104,6 +104,11 @@ deps:
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
+# The library, examples and unit tests, built in parallel (JOBS: one per
+# core) before the tiers run one at a time.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+unit-build: all $(UNIT_BIN)
+
 # Test tiers beyond unit/ live in tests/<tier>/tier.mk fragments: each
 # defines its targets and appends its name to TEST_TIERS.
 TEST_TIERS :=
@@ -111,7 +116,7 @@ TEST_TIERS :=
 
 # Runs every tier even when one fails, then fails if any did.
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(JOBS) unit-build
 	@rc=0; for t in unit $(TEST_TIERS); do \
 	  s=$$(date +%s); \
 	  $(MAKE) --no-print-directory $$t || { rc=1; echo "tier $$t FAILED"; }; \
@@ -122,6 +127,7 @@ test: deps
 # (fuzz builds its own sanitized objects; install-check has nothing to add.)
 ASAN_TIERS ?= unit $(filter-out fuzz-regress install-check,$(TEST_TIERS))
 asan:
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build/asan SAN=address,undefined OPT=-O1 unit-build
 	@rc=0; for t in $(ASAN_TIERS); do \
 	  s=$$(date +%s); \
 	  $(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 $$t \
