@@ -339,7 +339,8 @@ static inline int pp_parse_args(pp_args *a, int argc, char **argv,
   }
   if (help || i < argc ||
       ((opts & PP_OPT_TLS) && (a->cert == NULL || a->key == NULL))) {
-    fprintf(help ? stdout : stderr, "usage: %s%s [--port N] [--host ADDR]%s%s%s\n", argv[0],
+    fprintf(help ? stdout : stderr,
+            "usage: %s%s [--port N] [--host ADDR]%s%s%s\n", argv[0],
             opts & PP_OPT_TLS ? " --cert FILE --key FILE" : "",
             opts & PP_OPT_WEB ? " [--web DIR]" : "",
             opts & PP_OPT_THREADS ? " [--threads N]" : "",

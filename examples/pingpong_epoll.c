@@ -57,14 +57,14 @@ int main(int argc, char **argv) {
     perror("listen");
     return 1;
   }
-  pp_install_signals();
+  pp_install_signals(); /* for SIGPIPE: SIGINT/SIGTERM come by signalfd */
   sigemptyset(&stop_sigs);
   sigaddset(&stop_sigs, SIGINT);
   sigaddset(&stop_sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL); /* the poster inherits it */
-  sfd = signalfd(-1, &stop_sigs, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (sfd < 0 || wsa_epoll_watch(&p, &signal_w, sfd, EPOLLIN, on_signal, NULL)) {
-    perror("signalfd");
+  if ((sfd = signalfd(-1, &stop_sigs, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+      wsa_epoll_watch(&p, &signal_w, sfd, EPOLLIN, on_signal, NULL) != 0) {
+    perror("signalfd and its watch");
     return 1;
   }
   if (pp_poster_start(&poster, srv, a.post_every) != 0) return 1;

@@ -521,7 +521,8 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     the host calls ws_conn_writable once its 101 is out and the socket
  *     is its own. If on_open ended the connection (ws_conn_abort,
  *     ws_server_free), the handle is gone: the call reports a 503 refusal,
- *     reason "connection closed during on_open".
+ *     reason "connection closed during on_open" (and "connection closed
+ *     during the upgrade" when another callback ended it earlier).
  *   - refused: *status is the HTTP status (400..599) and *reason a static
  *     or long-lived one-line reason for the host to answer with (a 426
  *     also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13",

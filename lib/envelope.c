@@ -94,15 +94,20 @@ int ws__action_ok(const char *action) {
   return n <= WS_MAX_ACTION && utf8_ok(action, n);
 }
 
-/* 0 if the tree holds an item cJSON cannot print (no valid type, or a raw
- * item without text): only asked after printing failed, to tell the
- * caller's mistake from running out of memory. */
+/* 0 if the tree holds an item cJSON cannot print (a type byte that is
+ * not exactly one of cJSON's types, or a raw item without text): only
+ * asked after printing failed, to tell the caller's mistake from running
+ * out of memory. */
 static int tree_printable(const struct cJSON *item, int depth) {
   const struct cJSON *ch;
   int type = item->type & 0xFF;
   if (depth > 1000) return 1; /* deeper than cJSON builds: not the cause */
-  if (type == cJSON_Invalid || (type == cJSON_Raw && !item->valuestring))
-    return 0;
+  switch (type) {
+  case cJSON_False: case cJSON_True: case cJSON_NULL: case cJSON_Number:
+  case cJSON_String: case cJSON_Array: case cJSON_Object: break;
+  case cJSON_Raw: if (item->valuestring) break; return 0;
+  default: return 0;
+  }
   for (ch = item->child; ch; ch = ch->next)
     if (!tree_printable(ch, depth + 1)) return 0;
   return 1;

@@ -1,8 +1,9 @@
 /*
- * A JSON syntax check (RFC 8259) that allocates nothing, for the _json send
- * variants: the host's ready text is checked once per call (not per
+ * A JSON syntax check (RFC 8259) that allocates nothing, for what is sent
+ * (the _json variants' ready text, a printed cJSON tree) and, as the
+ * envelope scan, for what is received: checked once per call (not per
  * receiver) so no receiver can get a malformed envelope, without building
- * a cJSON tree just to throw it away. Nesting is bounded.
+ * a cJSON tree just to throw it away. Nesting is bounded (128).
  */
 #include <string.h>
 

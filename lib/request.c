@@ -119,21 +119,29 @@ static int put_decoded(builder *b, const char *src, size_t n, int plus,
   return 0;
 }
 
-/* One "name[=value]" segment; a missing '=' gives the value "". One with
- * a bad escape is left out (its bytes and slot taken back) and noted. */
+/* One "name[=value]" segment; a missing '=' gives the value "". A bad
+ * escape is noted: in the name, the segment is left out (its bytes and
+ * slot taken back); in the value, the name is kept with NO_VALUE, so that
+ * it reads as absent rather than letting a later one of the same name
+ * pass for the first. */
+#define NO_VALUE 0 /* offset 0 is the struct itself, never a string */
 static int put_param(const char *seg, size_t len, void *ctx) {
   builder *b = ctx;
   const char *eq = memchr(seg, '=', len);
   size_t name_len = eq ? (size_t)(eq - seg) : len, start = b->pos;
   roff *slot = &b->r->pairs[2 * b->pair];
-  if (put_decoded(b, seg, name_len, 1, &slot[0]) != 0 ||
-      (eq && put_decoded(b, eq + 1, len - name_len - 1, 1, &slot[1]) != 0)) {
+  if (put_decoded(b, seg, name_len, 1, &slot[0]) != 0) {
     b->pos = start;
     b->bad_query = 1;
     return 0;
   }
-  if (!eq) slot[1] = put_raw(b, "", 0);
   b->pair++;
+  if (!eq) {
+    slot[1] = put_raw(b, "", 0);
+  } else if (put_decoded(b, eq + 1, len - name_len - 1, 1, &slot[1]) != 0) {
+    slot[1] = NO_VALUE;
+    b->bad_query = 1;
+  }
   return 0;
 }
 
@@ -200,7 +208,9 @@ const char *ws_request_query(const ws_request *r, const char *name) {
   if (!r || !name) return NULL;
   for (size_t i = 0; i < r->nquery; i++)
     if (strcmp(str_at(r, r->pairs[2 * i]), name) == 0)
-      return str_at(r, r->pairs[2 * i + 1]);
+      return r->pairs[2 * i + 1] == NO_VALUE
+                 ? NULL
+                 : str_at(r, r->pairs[2 * i + 1]);
   return NULL;
 }
 

@@ -503,8 +503,8 @@ int ws_conn_upgrade_answer(ws_conn *c, const char *method, const char *path,
   s = c->s;
   memset(&ans, 0, sizeof(ans));
   ans.c = c;
-  ans.status = 500; /* replaced on every path below */
-  ans.reason = "internal error";
+  ans.status = 0; /* set by the 101 or a refusal, else see below */
+  ans.reason = NULL;
   fill_view(&rv, method, path, query, headers, header_count);
   outer = s->answer; /* an on_upgrade may answer another connection */
   s->answer = &ans;
@@ -513,6 +513,9 @@ int ws_conn_upgrade_answer(ws_conn *c, const char *method, const char *path,
   if (ans.status == 101 && c->state == WS__DEAD) { /* on_open ended it */
     ans.status = 503;
     ans.reason = "connection closed during on_open";
+  } else if (ans.status == 0) { /* a callback (on_log, check_origin...) */
+    ans.status = 503;           /* ended it before any answer */
+    ans.reason = "connection closed during the upgrade";
   }
   s->answer = outer;
   ws__leave(s); /* may free s (ws_server_free from a callback): not used */

@@ -1210,28 +1210,52 @@ static int open_aborts(ws_conn *c, void *ud) {
 }
 static void with_open_aborting(ws_config *c) { c->on_open = open_aborts; }
 
+static ws_conn *reupgrade_conn;
+
 Test(regress, upgrade_answer_reports_an_on_open_abort) {
-  static const ws_header h[] = {
-      {"Host", 4, "h", 1},
-      {"Upgrade", 7, "websocket", 9},
-      {"Connection", 10, "Upgrade", 7},
-      {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
-      {"Sec-WebSocket-Version", 21, "13", 2},
-  };
   char accept[WS_ACCEPT_LEN + 1];
   const char *reason;
   int status;
   mt_conn A;
   ws_server *s = mk(with_open_aborting);
   mt_open(&A, s);
-  cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a", h, 5,
-                                      &status, &reason, accept),
+  cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a",
+                                      k_upgrade_headers, 5, &status, &reason,
+                                      accept),
                WS_OK);
   cr_expect_eq(R.opens, 1);
   cr_expect_eq(A.closes, 1, "the transport was closed");
   cr_expect_eq(status, 503);
   cr_expect_str_eq(reason, "connection closed during on_open");
   cr_expect_str_eq(accept, "");
+  done(s, &A, NULL);
+}
+
+/* The same when a callback before on_open ended it (no answer was set:
+ * the caller got 500 "internal error"). */
+static int origin_aborts(const ws_request *req, const char *origin,
+                         void *ud) {
+  (void)req, (void)origin, (void)ud;
+  ws_conn_abort(reupgrade_conn);
+  return 1;
+}
+static void with_origin_aborting(ws_config *c) { c->check_origin = origin_aborts; }
+
+Test(regress, upgrade_answer_reports_an_earlier_callback_abort) {
+  char accept[WS_ACCEPT_LEN + 1];
+  const char *reason;
+  int status;
+  mt_conn A;
+  ws_server *s = mk(with_origin_aborting);
+  mt_open(&A, s);
+  reupgrade_conn = A.c;
+  cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a",
+                                      k_upgrade_headers, 5, &status, &reason,
+                                      accept),
+               WS_OK);
+  cr_expect_eq(A.closes, 1);
+  cr_expect_eq(status, 503);
+  cr_expect_str_eq(reason, "connection closed during the upgrade");
   done(s, &A, NULL);
 }
 
@@ -1271,16 +1295,20 @@ Test(regress, a_cjson_tree_is_checked_as_json) {
   ws_server *s = mk(NULL);
   cJSON *inject = cJSON_CreateObject(), *broken = cJSON_CreateObject();
   cJSON *good = cJSON_CreateObject(), *invalid = cJSON_CreateObject();
-  cJSON *bad_item = cJSON_CreateNull();
+  cJSON *odd = cJSON_CreateObject();
+  cJSON *bad_item = cJSON_CreateNull(), *two_types = cJSON_CreateTrue();
   cJSON_AddRawToObject(inject, "x", "1},\"action\":\"admin\",\"y\":{\"z\":0");
   cJSON_AddRawToObject(broken, "x", "{oops");
   cJSON_AddRawToObject(good, "x", "[1, 2]");
   bad_item->type = cJSON_Invalid;
   cJSON_AddItemToObject(invalid, "x", bad_item);
+  two_types->type = cJSON_True | cJSON_False;
+  cJSON_AddItemToObject(odd, "y", two_types);
   mt_connect(&A, s, "a", MT_WHOLE);
   cr_expect_eq(ws_broadcast(s, "news", inject, NULL, 0), WS_EJSON);
   cr_expect_eq(ws_conn_send(A.c, "news", broken), WS_EJSON);
   cr_expect_eq(ws_conn_send(A.c, "news", invalid), WS_EJSON);
+  cr_expect_eq(ws_conn_send(A.c, "news", odd), WS_EJSON);
   mt_expect_nothing(&A);
   cr_expect_eq(ws_broadcast(s, "news", good, NULL, 0), 1);
   mt_expect_text(&A, "{\"action\":\"news\",\"data\":{\"x\":[1, 2]}}");
@@ -1288,6 +1316,7 @@ Test(regress, a_cjson_tree_is_checked_as_json) {
   cJSON_Delete(broken);
   cJSON_Delete(good);
   cJSON_Delete(invalid);
+  cJSON_Delete(odd);
   done(s, &A, NULL);
 }
 
@@ -1370,17 +1399,10 @@ Test(regress, a_post_larger_than_max_posted_is_etoobig) {
 static mt_conn *reupgrade_target;
 static void log_reupgrades(ws_server *s, int level, const char *msg,
                            void *ud) {
-  static const ws_header h[] = {
-      {"Host", 4, "h", 1},
-      {"Upgrade", 7, "websocket", 9},
-      {"Connection", 10, "Upgrade", 7},
-      {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
-      {"Sec-WebSocket-Version", 21, "13", 2},
-  };
   (void)s, (void)level, (void)ud;
   if (strstr(msg, "upgrade refused") && reupgrade_target->c)
     R.feed_rc = ws_conn_upgrade(reupgrade_target->c, "GET", "/ws",
-                                "device_id=a", h, 5);
+                                "device_id=a", k_upgrade_headers, 5);
 }
 static void with_log_reupgrading(ws_config *c) {
   c->on_log = log_reupgrades;

@@ -77,11 +77,13 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
     int st = atoi(ws_request_path(req) + 8);
     int content = st >= 200 && st != 204 && st != 304; /* RFC 9110 6.4.1 */
     R.respond_rc = ws_conn_http_respond(c, st, "text/plain",
-                                        content ? "s\n" : NULL, content ? 2 : 0);
+                                        content ? "s\n" : NULL,
+                                        content ? 2 : 0);
     return 0;
   }
   if (R.http_respond && strcmp(ws_request_path(req), "/query") == 0) {
-    const char *q = ws_request_query(req, "q"), *ok = ws_request_query(req, "ok");
+    const char *q = ws_request_query(req, "q");
+    const char *ok = ws_request_query(req, "ok");
     snprintf(R.last, sizeof(R.last), "q=%s ok=%s", q ? q : "(none)",
              ok ? ok : "(none)");
     R.respond_rc = ws_conn_http_respond(c, 200, NULL, "q\n", 2);
