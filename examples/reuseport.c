@@ -65,11 +65,10 @@ static int on_broadcast(ws_conn *c, const ws_msg *m, void *ud) {
   static const char busy[] =
       "{\"code\":\"busy\",\"message\":\"other threads are behind\"}";
   ws_server *own = ws_conn_server(c);
-  size_t len;
-  const char *data = ws_msg_data_json(m, &len);
+  size_t len = 0;
+  const char *data = ws_msg_data_json(m, &len); /* NULL, 0: no data member */
   int i, rc, behind = 0;
   (void)ud;
-  if (data == NULL) data = "null", len = 4;
   for (i = 0; i < g_nloops; i++) {
     if (g_loops[i].srv == own) {
       rc = ws_broadcast_json(own, "bc", data, len, NULL, 0);

@@ -77,13 +77,15 @@ def test_cross_thread_broadcast_wakes_the_other_loop(start_server):
 
 
 def test_four_threads_broadcast_without_data(start_server):
+    """No data in, no data member out, on every thread (as pingpong does;
+    this example used to send "data": null)."""
     server = start_server("reuseport", "--threads", "4")
 
     async def run():
         clients = [await connect(f"{server.ws}/ws?device_id=c{i}") for i in range(16)]
         await clients[5].send('{"action":"broadcast"}')
         for ws in clients:
-            assert await recv_json(ws) == {"action": "bc", "data": None}
+            assert await recv_json(ws) == {"action": "bc"}
         for ws in clients:
             await ws.close()
     arun(run())
