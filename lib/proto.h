@@ -178,7 +178,7 @@ long ws__url_decode(char *dst, const char *src, size_t n, int plus_is_space);
 #include "alloc.h"
 /* Returns NULL on allocation failure (*err = WS_ENOMEM) or a bad
  * percent-encoding in the path (WS_EPROTO). A query parameter with a bad
- * escape is left out of a returned request, which then comes with
+ * escape reads as absent in a returned request, which then comes with
  * *err = WS_EPROTO (else WS_OK). */
 ws_request *ws__request_build(const struct ws__alloc *a, const ws__reqview *rv,
                               int with_headers, int *err);

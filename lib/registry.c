@@ -93,16 +93,14 @@ void ws__registry_add_device(ws_conn *c) {
   }
   /* The older was unindexed first: its close cannot touch this entry. */
   old->flags &= (uint8_t)~WS__F_REGISTERED;
-  if (old->state == WS__OPEN) {
+  if (old->state == WS__OPEN)
     ws__log(s, WS_LOG_INFO, "device %s reconnected: closing the older one",
             c->device_id);
+  /* One still in its handshake is in its own upgrade (on_log, from the line
+   * above, opened this one): it must not open too with the same id, and
+   * ws_conn_close ends it without a frame, which makes its upgrade return. */
+  if (old->state == WS__OPEN || old->state == WS__HANDSHAKE)
     ws_conn_close(old, WS_CLOSE_REPLACED, "replaced by a newer connection");
-  } else if (old->state == WS__HANDSHAKE) {
-    /* Registered but not yet open: it is still in its own upgrade, and
-     * on_log (from the line above) opened this one. It must not open too
-     * with the same id; ending it makes its upgrade return. */
-    ws_conn_close(old, WS_CLOSE_REPLACED, NULL);
-  }
 }
 
 ws_conn *ws_server_find_device(const ws_server *s, const char *device_id) {

@@ -93,7 +93,7 @@ typedef struct builder {
   ws_request *r;
   size_t pos;     /* next free byte in the block */
   size_t pair;    /* next free entry of pairs[] */
-  int bad_query;  /* a query parameter with a bad escape was left out */
+  int bad_query;  /* a query parameter had a bad escape (see put_param) */
 } builder;
 
 static char *block(builder *b) { return (char *)b->r; }

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import wsmux_proc  # noqa: E402
 from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, close_code, cpu_seconds,  # noqa: E402,F401
                         example, free_port, recv_json, refused_status,
-                        start_server, upgrade_request)
+                        masked_text, start_server, upgrade_request)
 
 
 def arun(coro, timeout=TIMEOUT * 3):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import (BUILD, TIMEOUT, arun, close_code, connect, cpu_seconds, recv_json,
-                      refused_status, upgrade_request)
+                      masked_text, refused_status, upgrade_request)
 from flood import Flood
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
@@ -233,17 +233,6 @@ def test_peer_that_never_reads_is_let_go(start_server, name):
         arun(run(), timeout=60)
     finally:
         stuck.close()
-
-
-def masked_text(payload: bytes) -> bytes:
-    """One masked client text frame (RFC 6455 5.2), for clients that write
-    raw and never read."""
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else
-                            bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else
-                            bytes([0x80 | 127]) + n.to_bytes(8, "big"))
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 @pytest.mark.parametrize("name", ADAPTERS)

@@ -15,22 +15,14 @@ import os
 import socket
 import time
 
+from wsmux_proc import masked_text, raw_upgrade
+
 PING = b'{"action":"ping"}'
-
-
-def masked(payload, opcode=0x1):
-    """One masked client frame with a payload under 126 bytes."""
-    mask = os.urandom(4)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
 
 
 def _upgrade(host, port, path):
     s = socket.create_connection((host, port), timeout=5)
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    s.sendall(raw_upgrade(f"{host}:{port}", path))
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = s.recv(4096)
@@ -46,7 +38,7 @@ def _upgrade(host, port, path):
 def _run(ready, host, port, path, conns, seconds, message):
     socks = [_upgrade(host, port, f"{path}{i}-{os.getpid()}") for i in range(conns)]
     ready.put(os.getpid())
-    burst = masked(message) * 200
+    burst = masked_text(message) * 200
     pending = {s: b"" for s in socks}
     end = time.monotonic() + seconds
     while socks and time.monotonic() < end:

@@ -251,13 +251,30 @@ def connect(url, **kw):
     return websockets.connect(url, **kw)
 
 
-def upgrade_request(server, device):
-    """A raw upgrade request for /ws?device_id=device, for clients that
-    write bytes (and may never read)."""
-    return (f"GET /ws?device_id={device} HTTP/1.1\r\nHost: {server.host}\r\n"
+def raw_upgrade(host, target):
+    """A raw upgrade request for target (path and query), for clients
+    that write bytes (and may never read)."""
+    return (f"GET {target} HTTP/1.1\r\nHost: {host}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
+def upgrade_request(server, device):
+    """raw_upgrade for /ws?device_id=device on server."""
+    return raw_upgrade(server.host, f"/ws?device_id={device}")
+
+
+def masked_text(payload: bytes) -> bytes:
+    """One masked client text frame (RFC 6455 5.2), for clients that
+    write raw."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x81]) + (
+        bytes([0x80 | n]) if n < 126 else
+        bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else
+        bytes([0x80 | 127]) + n.to_bytes(8, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 async def refused_status(url, **kw):

@@ -1210,7 +1210,8 @@ static int open_aborts(ws_conn *c, void *ud) {
 }
 static void with_open_aborting(ws_config *c) { c->on_open = open_aborts; }
 
-static ws_conn *reupgrade_conn;
+/* The connection a callback below acts on. */
+static mt_conn *g_target;
 
 Test(regress, upgrade_answer_reports_an_on_open_abort) {
   char accept[WS_ACCEPT_LEN + 1];
@@ -1236,7 +1237,7 @@ Test(regress, upgrade_answer_reports_an_on_open_abort) {
 static int origin_aborts(const ws_request *req, const char *origin,
                          void *ud) {
   (void)req, (void)origin, (void)ud;
-  ws_conn_abort(reupgrade_conn);
+  ws_conn_abort(g_target->c);
   return 1;
 }
 static void with_origin_aborting(ws_config *c) { c->check_origin = origin_aborts; }
@@ -1248,7 +1249,7 @@ Test(regress, upgrade_answer_reports_an_earlier_callback_abort) {
   mt_conn A;
   ws_server *s = mk(with_origin_aborting);
   mt_open(&A, s);
-  reupgrade_conn = A.c;
+  g_target = &A;
   cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a",
                                       k_upgrade_headers, 5, &status, &reason,
                                       accept),
@@ -1324,13 +1325,12 @@ Test(regress, a_cjson_tree_is_checked_as_json) {
  * connection B is indexed but not yet open; on_log opening a third one E
  * with the same id found B not open, unindexed it without closing it, and
  * B and E both ended up open with one device id. */
-static ws_server *dup_srv;
 static mt_conn dup_e;
 static void log_opens_another(ws_server *s, int level, const char *msg,
                               void *ud) {
   (void)s, (void)level, (void)ud;
   if (strstr(msg, "reconnected") && R.opens++ == 0)
-    mt_connect(&dup_e, dup_srv, "x", MT_WHOLE);
+    mt_connect(&dup_e, g_srv, "x", MT_WHOLE);
 }
 static void with_log_opening_another(ws_config *c) {
   c->on_log = log_opens_another;
@@ -1340,7 +1340,7 @@ Test(regress, a_device_opened_from_on_log_is_not_doubled) {
   char req[512];
   mt_conn A, B;
   ws_stats st;
-  ws_server *s = dup_srv = mk(with_log_opening_another);
+  ws_server *s = g_srv = mk(with_log_opening_another);
   size_t n = mt_request(req, sizeof req, "x", NULL);
   mt_connect(&A, s, "x", MT_WHOLE);
   mt_open(&B, s);
@@ -1396,12 +1396,11 @@ Test(regress, a_post_larger_than_max_posted_is_etoobig) {
 /* From on_log during the refusal of a malformed request (nothing of it
  * kept yet), the host could start the same connection's upgrade again
  * (ws_conn_upgrade): it opened, then the 400 was queued after its 101. */
-static mt_conn *reupgrade_target;
 static void log_reupgrades(ws_server *s, int level, const char *msg,
                            void *ud) {
   (void)s, (void)level, (void)ud;
-  if (strstr(msg, "upgrade refused") && reupgrade_target->c)
-    R.feed_rc = ws_conn_upgrade(reupgrade_target->c, "GET", "/ws",
+  if (strstr(msg, "upgrade refused") && g_target->c)
+    R.feed_rc = ws_conn_upgrade(g_target->c, "GET", "/ws",
                                 "device_id=a", k_upgrade_headers, 5);
 }
 static void with_log_reupgrading(ws_config *c) {
@@ -1412,7 +1411,7 @@ static void with_log_reupgrading(ws_config *c) {
 Test(regress, upgrade_from_a_callback_of_its_own_refusal_is_estate) {
   mt_conn A;
   ws_server *s = mk(with_log_reupgrading);
-  reupgrade_target = &A;
+  g_target = &A;
   mt_open(&A, s);
   mt_feed_str(&A, "GET /ws HTTP/1.1\r\nHost h\r\n\r\n", MT_WHOLE);
   cr_expect_eq(R.feed_rc, WS_ESTATE);
