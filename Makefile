@@ -102,7 +102,7 @@ deps:
 	@scripts/deps.sh
 
 unit: $(UNIT_BIN)
-	@scripts/run-unit.sh $(UNIT_BIN)
+	@UNIT_JOBS=$(JOBS) scripts/run-unit.sh $(UNIT_BIN)
 
 # The library, examples and unit tests, built in parallel (JOBS: one per
 # core) before the tiers run one at a time.
@@ -136,7 +136,7 @@ asan:
 	done; exit $$rc
 
 valgrind: $(UNIT_BIN)
-	@VALGRIND=1 scripts/run-unit.sh $(UNIT_BIN)
+	@VALGRIND=1 UNIT_JOBS=$(JOBS) scripts/run-unit.sh $(UNIT_BIN)
 
 check-symbols: $(SHARED)
 	@bad=$$(nm -D --defined-only $(SHARED) | awk '$$2 ~ /[TDBRW]/ {print $$3}' | grep -v '^ws_'); \

@@ -2,20 +2,40 @@
 # Runs the unit test binaries given as arguments and prints one summary line
 # "N passed, N failed" over all of them (from Criterion's own counts).
 # VALGRIND=1 runs each under valgrind memcheck (zero errors, zero leaks).
+# UNIT_JOBS=N runs N binaries at once (default 1); the per-binary lines still
+# come out in argument order.
 # A binary that hangs is stopped (timeout(1): Criterion 2.4's --timeout
 # did not stop a test spinning in a loop) and fails instead of holding CI.
 set -u
-passed=0; failed=0; status=0
-for t in "$@"; do
-  log=$(mktemp)
+if [ "${1:-}" = --one ]; then
+  # One binary, run by xargs below: its output in $3.log, its status in $3.rc.
+  t=$2; out=$3
   if [ "${VALGRIND:-0}" = 1 ]; then
+    # Criterion runs each test in a re-executed child; under valgrind its
+    # own --jobs gains little (the runner's fork is slow there), so the
+    # parallelism is across binaries (UNIT_JOBS) instead.
     timeout 1800 valgrind -q --trace-children=yes --error-exitcode=99 --leak-check=full \
       --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
-      "$t" --jobs 2 >"$log" 2>&1
+      "$t" --jobs 1 >"$out.log" 2>&1
   else
-    timeout 300 "$t" >"$log" 2>&1
+    timeout 300 "$t" >"$out.log" 2>&1
   fi
-  rc=$?
+  echo $? >"$out.rc"
+  exit 0
+fi
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+# Binaries with the most tests start first, so that a long one does not
+# start last and run alone.
+i=0
+for t in "$@"; do
+  i=$((i + 1))
+  echo "$("$t" --list 2>/dev/null | grep -c -- '── ') $t $dir/$i"
+done | sort -rn | cut -d' ' -f2- | xargs -P "${UNIT_JOBS:-1}" -n 2 "$0" --one
+passed=0; failed=0; status=0; i=0
+for t in "$@"; do
+  i=$((i + 1)); log=$dir/$i.log
+  rc=$(cat "$dir/$i.rc" 2>/dev/null || echo 1)
   line=$(grep -a "Synthesis:" "$log" | tail -n 1)
   p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
   f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
@@ -30,7 +50,6 @@ for t in "$@"; do
     echo "ok   $(basename "$t"): $p passed"
   fi
   passed=$((passed + p)); failed=$((failed + f + c))
-  rm -f "$log"
 done
 echo "unit: $passed passed, $failed failed"
 exit $status
