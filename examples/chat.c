@@ -58,6 +58,7 @@
 #include <uthash.h>
 
 #include "adapters/epoll.h"
+#include "lines.h"
 #include "wsmux.h"
 
 #define MAX_ROOMS 16     /* rooms one connection may be in */
@@ -258,7 +259,7 @@ static int on_open(ws_conn *c, void *ud) {
   cJSON_AddStringToObject(d, "device", ws_conn_device_id(c));
   ws_conn_send(c, "welcome", d);
   cJSON_Delete(d);
-  printf("open %s %s\n", ws_conn_user(c),
+  ex_line(1, "open %s %s\n", ws_conn_user(c),
          printable(ws_conn_device_id(c), dev, sizeof(dev)));
   return 0;
 }
@@ -269,7 +270,7 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   member *m = ws_conn_user_data(c);
   char dev[256], why[128];
   (void)ud;
-  printf("close %s %s %d %s\n", m ? m->user : "-",
+  ex_line(1, "close %s %s %d %s\n", m ? m->user : "-",
          printable(ws_conn_device_id(c), dev, sizeof(dev)), code,
          printable(reason, why, sizeof(why)));
   owner_release(c);
@@ -393,7 +394,7 @@ static void *later_main(void *arg) {
   if (cancelled) return NULL;       /* shutting down: not delivered */
   rc = ws_post(job->srv, WS_POST_USER, job->user, "push", job->json,
                strlen(job->json));
-  if (rc != WS_OK) fprintf(stderr, "chat: ws_post: %s\n", ws_strerror(rc));
+  if (rc != WS_OK) ex_line(2, "chat: ws_post: %s\n", ws_strerror(rc));
   return NULL;
 }
 
@@ -436,14 +437,14 @@ static void run_later(chat *ch, char *args) {
   char *json;
   cJSON *str;
   if (!later_idle(ch)) {
-    printf("error later busy\n");
+    ex_line(1, "error later busy\n");
     return;
   }
   errno = 0;
   ms = strtoul(args, &end, 10);
   if (*user == '\0' || end == args || *end != '\0' || errno ||
       ms > LATER_MAX_MS || strlen(user) >= sizeof(ch->later.user)) {
-    printf("error later usage: later MS USER TEXT\n");
+    ex_line(1, "error later usage: later MS USER TEXT\n");
     return;
   }
   str = cJSON_CreateString(text);
@@ -451,7 +452,7 @@ static void run_later(chat *ch, char *args) {
   cJSON_Delete(str);
   if (json == NULL || strlen(json) >= sizeof(ch->later.json)) {
     cJSON_free(json);
-    printf("error later text too long\n");
+    ex_line(1, "error later text too long\n");
     return;
   }
   ch->later.srv = ch->srv;
@@ -461,11 +462,11 @@ static void run_later(chat *ch, char *args) {
   cJSON_free(json);
   atomic_store(&ch->later_done, 0);
   if (pthread_create(&ch->later_thread, NULL, later_main, ch) != 0) {
-    printf("error later cannot start a thread\n");
+    ex_line(1, "error later cannot start a thread\n");
     return;
   }
   ch->later_running = 1;
-  printf("ok later queued\n");
+  ex_line(1, "ok later queued\n");
 }
 
 /* cfg.wake: called on the posting thread when the post queue was empty. */
@@ -477,7 +478,7 @@ static int chat_wake(ws_server *s, void *ud) {
 static void print_stats(ws_server *s) {
   ws_stats st;
   ws_server_stats(s, &st, sizeof(st));
-  printf("ok stats open=%llu total=%llu msgs_in=%llu msgs_out=%llu "
+  ex_line(1, "ok stats open=%llu total=%llu msgs_in=%llu msgs_out=%llu "
          "broadcasts=%llu fanout=%llu\n",
          (unsigned long long)st.conns_open, (unsigned long long)st.conns_total,
          (unsigned long long)st.msgs_in, (unsigned long long)st.msgs_out,
@@ -509,16 +510,16 @@ static void run_command(chat *ch, char *line) {
   if (strcmp(line, "push") != 0 && strcmp(line, "send") != 0 &&
       strcmp(line, "devices") != 0 && strcmp(line, "publish") != 0 &&
       strcmp(line, "all") != 0) {
-    printf("error unknown command %s (push, send, devices, publish, all, "
+    ex_line(1, "error unknown command %s (push, send, devices, publish, all, "
            "later, stats)\n", line);
     return;
   }
   if (*target == '\0') {
-    printf("error %s needs a target\n", line);
+    ex_line(1, "error %s needs a target\n", line);
     return;
   }
   if ((data = cJSON_CreateString(text)) == NULL) {
-    printf("error out of memory\n");
+    ex_line(1, "error out of memory\n");
     return;
   }
   if (strcmp(line, "push") == 0)
@@ -533,9 +534,9 @@ static void run_command(chat *ch, char *line) {
     n = ws_broadcast(s, "push", data, NULL, 0);
   cJSON_Delete(data);
   if (n < 0)
-    printf("error %s %s\n", line, ws_strerror(n));
+    ex_line(1, "error %s %s\n", line, ws_strerror(n));
   else
-    printf("ok %s %d\n", line, n);
+    ex_line(1, "ok %s %d\n", line, n);
 }
 
 /* stdin is readable: assemble lines, run each. EOF stops watching stdin;
@@ -596,7 +597,7 @@ static int on_shutdown(ws_server *s, void *ud) {
 
 static void on_log(ws_server *s, int level, const char *msg, void *ud) {
   (void)s, (void)ud;
-  if (level <= WS_LOG_WARN) fprintf(stderr, "chat: %s\n", msg);
+  if (level <= WS_LOG_WARN) ex_line(2, "chat: %s\n", msg);
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -624,7 +625,7 @@ int main(int argc, char **argv) {
       return help ? 0 : 2;
     }
   }
-  setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, unbuffered-ish */
+  setvbuf(stdout, NULL, _IOLBF, 0); /* startup lines out before ex_line's */
   later_init(ch);
 
   mux = ws_mux_new(NULL);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "adapters/sockio.h"
+#include "lines.h"
 #include "wsmux.h"
 
 #define MAX_CLIENTS 1024
@@ -113,7 +114,7 @@ static int echo(ws_conn *c, const ws_msg *msg, void *user_data) {
 
 static void on_log(ws_server *s, int level, const char *msg, void *ud) {
   (void)s, (void)ud;
-  if (level <= WS_LOG_WARN) fprintf(stderr, "echo_poll: %s\n", msg);
+  if (level <= WS_LOG_WARN) ex_line(2, "echo_poll: %s\n", msg);
 }
 
 /* Fires when the graceful shutdown has closed the last connection. */

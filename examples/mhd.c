@@ -37,9 +37,12 @@
 #define MAX_HEADERS 64
 /* MHD owns the request until the upgrade: libwsmux's handshake deadline
  * starts only when MHD hands the request over. MHD's timeout is an idle
- * one (each byte restarts it), so a client dribbling its request keeps
- * its socket: the HTTP server's limits are the defence in that phase. */
+ * one (each byte restarts it), so a client dribbling its request would
+ * keep its socket, and enough of them every HTTP slot: a request must
+ * also arrive whole within HTTP_REQUEST_S of the connection's start (or
+ * of its previous request's end), as libwsmux's own handshake deadline. */
 #define HTTP_IDLE_S 10
+#define HTTP_REQUEST_S 10
 
 /* File descriptors. MHD counts upgraded sockets among its connections
  * until they close, and at its limit (by default FD_SETSIZE - 4, 1020)
@@ -72,7 +75,16 @@ typedef struct mhd_req {
   char *uri;       /* raw request target: path and query, still encoded */
   mhd_sock *sock;  /* a /ws request's connection until adopted */
   int seen;        /* the access handler ran once */
+  int upgrading;   /* a 101 is queued: the socket leaves HTTP */
 } mhd_req;
+
+/* Per TCP connection (MHD's socket_context): on g_waiting, oldest first,
+ * while a request is due from it. */
+typedef struct mhd_peer {
+  struct mhd_peer *prev, *next;
+  uint64_t due_ms;
+  MHD_socket fd;
+} mhd_peer;
 
 typedef struct header_list {
   ws_header h[MAX_HEADERS];
@@ -83,6 +95,43 @@ typedef struct header_list {
 static wsa_epoll g_ep;
 static ws_server *g_srv;
 static struct MHD_Daemon *g_mhd;
+static mhd_peer g_waiting = {&g_waiting, &g_waiting, 0, MHD_INVALID_SOCKET};
+
+/* ---- the request deadline ---------------------------------------------- */
+
+static void peer_unwait(mhd_peer *p) {
+  if (p->next == NULL) return;
+  p->prev->next = p->next;
+  p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+}
+
+/* Every deadline is now + HTTP_REQUEST_S, so appending keeps the order. */
+static void peer_wait(mhd_peer *p) {
+  peer_unwait(p);
+  p->due_ms = wsa_now_ms() + HTTP_REQUEST_S * 1000u;
+  p->prev = g_waiting.prev;
+  p->next = &g_waiting;
+  g_waiting.prev->next = p;
+  g_waiting.prev = p;
+}
+
+static mhd_peer *peer_of(struct MHD_Connection *con) {
+  const union MHD_ConnectionInfo *i =
+      MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return i ? i->socket_context : NULL;
+}
+
+/* Late requests: shut the socket down; MHD reads the end and closes it
+ * (then on_connection frees the peer). O(late requests). */
+static void expire_requests(void) {
+  uint64_t now = wsa_now_ms();
+  while (g_waiting.next != &g_waiting && g_waiting.next->due_ms <= now) {
+    mhd_peer *p = g_waiting.next;
+    peer_unwait(p);
+    shutdown(p->fd, SHUT_RDWR);
+  }
+}
 
 /* ---- transport callbacks: the epoll adapter's, once there is an fd ---- */
 
@@ -119,6 +168,27 @@ static int mhd_close(ws_conn *c, void *t) {
 
 /* ---- MHD callbacks ---------------------------------------------------- */
 
+static void on_connection(void *cls, struct MHD_Connection *con, void **ctx,
+                          enum MHD_ConnectionNotificationCode what) {
+  mhd_peer *p = *ctx;
+  const union MHD_ConnectionInfo *i;
+  (void)cls;
+  if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
+    if (p) peer_unwait(p);
+    free(p);
+    *ctx = NULL;
+    return;
+  }
+  i = MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (i == NULL || (p = calloc(1, sizeof(*p))) == NULL) {
+    /* No deadline for this one: MHD's idle timeout still applies. */
+    return;
+  }
+  p->fd = i->connect_fd;
+  peer_wait(p);
+  *ctx = p;
+}
+
 /* Keeps the raw request target: MHD hands the access handler a decoded
  * path and parsed arguments, libwsmux wants them as sent. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con) {
@@ -131,8 +201,13 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con) {
 static void on_completed(void *cls, struct MHD_Connection *con,
                          void **con_cls, enum MHD_RequestTerminationCode why) {
   mhd_req *r = *con_cls;
-  (void)cls, (void)con, (void)why;
+  mhd_peer *p;
+  (void)cls;
   if (r == NULL) return;
+  /* Answered and kept alive: the next request is due in its turn. */
+  if (why == MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->upgrading &&
+      (p = peer_of(con)) != NULL)
+    peer_wait(p);
   if (r->sock && !r->sock->adopted) {
     /* MHD never got to the upgrade (client gone, write error). */
     if (r->sock->base.conn) ws_conn_abort(r->sock->base.conn);
@@ -249,6 +324,7 @@ static enum MHD_Result answer_ws(struct MHD_Connection *con, mhd_req *r,
   }
   resp = MHD_create_response_for_upgrade(on_upgraded, NULL);
   if (resp == NULL) return MHD_NO; /* on_completed aborts the connection */
+  r->upgrading = 1;
   /* MHD adds "Connection: Upgrade" itself. */
   MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
   MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
@@ -264,7 +340,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
                                   const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
   mhd_req *r = *con_cls;
-  (void)cls, (void)version, (void)upload;
+  mhd_peer *p;
+  (void)cls, (void)upload;
   if (r == NULL || r->uri == NULL) return MHD_NO;
   if (*upload_size) { /* no route takes a body */
     *upload_size = 0;
@@ -274,8 +351,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
     r->seen = 1;
     return MHD_YES;
   }
+  if ((p = peer_of(con)) != NULL) peer_unwait(p); /* it came in time */
   if (strcmp(url, "/hello") == 0)
     return answer_text(con, MHD_HTTP_OK, "hello\n");
+  /* ws_conn_upgrade_answer takes no version: an upgrade is HTTP/1.1's
+   * (RFC 6455 4.1), and MHD would refuse to send the 101 for 1.0 after
+   * the library had accepted it (and replaced an older device). */
+  if (strcmp(url, "/ws") == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+    return answer_text(con, MHD_HTTP_BAD_REQUEST, "HTTP/1.1 required\n");
   if (strcmp(url, "/ws") == 0) return answer_ws(con, r, method);
   return answer_text(con, MHD_HTTP_NOT_FOUND, "not found\n");
 }
@@ -292,6 +375,7 @@ static void run_once(int cap_ms) {
   if (MHD_get_timeout(g_mhd, &t) == MHD_YES && t < (MHD_UNSIGNED_LONG_LONG)cap_ms)
     cap_ms = (int)t;
   wsa_epoll_run_once_for(&g_ep, cap_ms);
+  expire_requests();
   MHD_run(g_mhd); /* MHD's timeouts */
 }
 
@@ -331,6 +415,7 @@ int main(int argc, char **argv) {
       on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
       MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
       MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_END);
   if (g_mhd == NULL ||
@@ -348,14 +433,17 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   while (!pp_stop) run_once(500);
-  lfd = MHD_quiesce_daemon(g_mhd); /* no new HTTP connections; ours now */
+  /* No new HTTP connections: the listening socket is ours now, and closed
+   * at once, so that a client connecting during the drain is refused
+   * instead of waiting in the backlog for an accept that never comes. */
+  lfd = MHD_quiesce_daemon(g_mhd);
+  if (lfd != MHD_INVALID_SOCKET) close(lfd);
   ws_server_tick(g_srv, wsa_now_ms());
   ws_server_shutdown(g_srv, PP_DRAIN_MS);
   while (!pp_done) run_once(100);
   ws_server_free(g_srv); /* closes through MHD_upgrade_action */
   wsa_epoll_unwatch(&g_ep, &mhd_watch);
   MHD_stop_daemon(g_mhd);
-  if (lfd != MHD_INVALID_SOCKET) close(lfd);
   wsa_epoll_destroy(&g_ep);
   ws_mux_free(mux);
   printf("mhd: stopped\n");

@@ -44,6 +44,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lines.h"
 #include "wsmux.h"
 
 #ifndef WS_EXAMPLES_DIR
@@ -104,7 +105,7 @@ static inline ws_mux *pp_mux_new(ws_handler_fn broadcast) {
 static inline void pp_on_log(ws_server *s, int level, const char *msg,
                              void *ud) {
   (void)s, (void)ud;
-  if (level <= WS_LOG_WARN) fprintf(stderr, "wsmux: %s\n", msg);
+  if (level <= WS_LOG_WARN) ex_line(2, "wsmux: %s\n", msg);
 }
 
 static inline int pp_on_shutdown(ws_server *s, void *ud) {

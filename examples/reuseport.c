@@ -101,6 +101,11 @@ static void *run_loop(void *arg) {
   while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE))
     if (wsa_epoll_run_once_for(&t->ep, 1000) < 0) break;
   wsa_epoll_stop_listening(&t->ep);
+  /* Closed now, not at exit: a connection made during the drain is sent
+   * to another thread's socket or refused, instead of waiting in this
+   * one's backlog for an accept that never comes. */
+  close(t->listen_fd);
+  t->listen_fd = -1;
   ws_server_tick(t->srv, wsa_now_ms());
   ws_server_shutdown(t->srv, PP_DRAIN_MS);
   while (!t->done) wsa_epoll_run_once_for(&t->ep, 100);
@@ -175,7 +180,6 @@ int main(int argc, char **argv) {
   for (i = 0; i < g_nloops; i++) {
     ws_server_free(g_loops[i].srv);
     wsa_epoll_destroy(&g_loops[i].ep);
-    close(g_loops[i].listen_fd);
     ws_mux_free(g_loops[i].mux);
   }
   pthread_barrier_destroy(&g_drained);

@@ -1,13 +1,19 @@
 """examples/chat (epoll adapter): users from tokens, rooms, pushes from stdin
 (to a user, a device list, a room, everyone), the timer, shutdown."""
 import asyncio
+import os
+import re
+import select
 import signal
 import socket
+import subprocess
 import time
+import types
 
 import pytest
 
-from conftest import (TIMEOUT, arun, close_code, connect, no_message, recv_json,
+from conftest import (TIMEOUT, _die_with_parent, arun, close_code, connect,
+                      example, free_port, no_message, recv_json,
                       refused_status)
 
 
@@ -292,3 +298,56 @@ def test_a_closing_device_id_stays_with_its_user(chat):
         chat.wait_line(r"^close alice phone 4001")
     finally:
         alice.close()
+
+
+def test_unread_stdout_does_not_stop_the_loop():
+    """stdout is a pipe nobody reads while clients come and go: their open
+    and close lines fill it (64 KiB), and the loop must go on serving. A
+    printf there blocked the whole server in write(2) after about 230
+    connections with long device ids (review 8); the lines are now dropped
+    when stdout cannot take them, and the count is reported once it can."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [example("chat"), "--port", str(port), "--tick-ms", "0"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent)
+    srv = types.SimpleNamespace(ws=f"ws://127.0.0.1:{port}")
+    try:
+        assert b"listening" in proc.stdout.readline()
+
+        async def churn_then_ping():
+            bob, _ = await join_as(srv, "bob-phone", "bob-token")
+            for i in range(400):  # about 110 KB of lines, none read
+                ws, _ = await join_as(srv, f"{i:04d}" + "d" * 116, "alice-token")
+                await ws.close()
+            await asyncio.wait_for(pong(bob), 2)
+            await bob.close()
+        arun(churn_then_ping())
+
+        os.set_blocking(proc.stdout.fileno(), False)
+        while True:  # read what the pipe holds, then it has room again
+            try:
+                if not os.read(proc.stdout.fileno(), 65536):
+                    break
+            except BlockingIOError:
+                break
+
+        async def one_more():
+            ws, _ = await join_as(srv, "last", "alice-token")
+            await ws.close()
+        arun(one_more())
+        out, deadline = b"", time.monotonic() + TIMEOUT
+        while b"open alice last\n" not in out:
+            assert time.monotonic() < deadline, out[-300:]
+            select.select([proc.stdout], [], [], 0.1)
+            try:
+                out += os.read(proc.stdout.fileno(), 65536)
+            except BlockingIOError:
+                pass
+        dropped = re.search(rb"dropped (\d+) lines\n(.*\n)*open alice last\n", out)
+        assert dropped and int(dropped.group(1)) > 0, out[-300:]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        os.set_blocking(proc.stdout.fileno(), True)
+        proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0

@@ -12,7 +12,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "pyutil"))
 import wsmux_proc  # noqa: E402
-from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, close_code, cpu_seconds,  # noqa: E402,F401
+from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, answered_during_drain,  # noqa: E402,F401
+                        close_code, cpu_seconds,
                         example, free_port, recv_json, refused_status,
                         masked_text, start_server, upgrade_request)
 

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import (BUILD, TIMEOUT, arun, close_code, connect, cpu_seconds, recv_json,
+from conftest import (BUILD, TIMEOUT, answered_during_drain, arun, close_code, connect,
+                      cpu_seconds, recv_json,
                       masked_text, refused_status, upgrade_request)
 from flood import Flood
 
@@ -290,6 +291,14 @@ def test_second_signal_during_the_drain_is_ignored(server):
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=TIMEOUT) == 0, server.stderr[-5:]
     server.wait_line("stopped")
+
+
+def test_connect_during_the_drain_is_answered(server):
+    """After SIGTERM no new client may wait on a listening socket that is
+    no longer accepted from (reuseport and mhd kept theirs open until
+    exit, review 8): refused at once, or answered."""
+    answered_during_drain(server)
+    assert server.proc.wait(timeout=TIMEOUT) == 0, server.stderr[-5:]
 
 
 @pytest.mark.parametrize("name", ADAPTERS)

@@ -6,7 +6,11 @@ import signal
 import urllib.error
 import urllib.request
 
-from conftest import TIMEOUT, arun, close_code, connect, recv_json, refused_status
+import socket
+import time
+
+from conftest import (TIMEOUT, answered_during_drain, arun, close_code, connect,
+                      recv_json, refused_status, upgrade_request)
 
 
 def http_get(url):
@@ -141,3 +145,59 @@ def test_refusals_carry_what_the_fed_path_sends(start_server):
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n")
     assert status == 431, head
+
+
+def test_http10_upgrade_refused_before_the_library_sees_it(start_server):
+    """An upgrade is HTTP/1.1's. MHD refused to send the 101 for an
+    HTTP/1.0 request only after libwsmux had accepted it: the client got no
+    answer at all and the live connection with the same device id was
+    replaced (review 8). It is a 400 now, as on the byte-fed path, and the
+    live connection stays."""
+    server = start_server("mhd")
+
+    async def run():
+        live = await connect(f"{server.ws}/ws?device_id=dv")
+        req = upgrade_request(server, "dv").replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n", 1)
+        status, head = raw_status_and_head(server, req.decode())
+        assert status == 400, head
+        await live.send('{"action":"ping"}')
+        assert await recv_json(live) == {"action": "pong", "data": ""}
+        await live.close()
+    arun(run())
+
+
+def test_connect_during_the_drain_is_answered(start_server):
+    """The listening socket MHD gives back at quiesce is closed at once
+    (review 8: kept until exit, a client connecting during the drain waited
+    2 s for a reset)."""
+    server = start_server("mhd")
+    answered_during_drain(server)
+    assert server.proc.wait(timeout=TIMEOUT) == 0, server.stderr[-5:]
+
+
+def test_a_dribbled_request_is_cut_at_the_request_deadline(start_server):
+    """MHD's timeout is an idle one: a client sending a byte a second kept
+    its HTTP slot for good, and enough of them locked every route out
+    (review 8). A request must now arrive whole within 10 s of the
+    connection (HTTP_REQUEST_S); the other routes answer meanwhile."""
+    server = start_server("mhd")
+    request = f"GET /hello HTTP/1.1\r\nHost: {server.host}\r\nX-Slow: " + "a" * 100
+    start = time.monotonic()
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        closed_after = None
+        for ch in request:
+            try:
+                s.sendall(ch.encode())
+                s.settimeout(1.0)
+                if s.recv(4096) == b"":
+                    closed_after = time.monotonic() - start
+                    break
+            except socket.timeout:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - start
+                break
+            if time.monotonic() - start > 4:  # well before the deadline
+                assert http_get(f"{server.http}/hello") == (200, "hello\n")
+            assert time.monotonic() - start < 20, "never cut"
+    assert closed_after is not None and 9 <= closed_after <= 12.5, closed_after

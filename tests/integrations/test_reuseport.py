@@ -6,7 +6,8 @@ import signal
 import socket
 import time
 
-from conftest import (TIMEOUT, arun, close_code, connect, cpu_seconds, recv_json,
+from conftest import (TIMEOUT, answered_during_drain, arun, close_code, connect,
+                      cpu_seconds, recv_json,
                       upgrade_request)
 from flood import Flood
 
@@ -135,3 +136,12 @@ def test_handshakes_go_on_during_a_broadcast_flood(start_server):
                 assert s.recv(4096).startswith(b"HTTP/1.1 101 ")
             worst = max(worst, time.monotonic() - start)
     assert worst < 4, f"a handshake took {worst:.1f} s"
+
+
+def test_connect_during_the_drain_is_answered(start_server):
+    """Each loop thread closes its listening socket when it stops accepting
+    (review 8: they stayed in the SO_REUSEPORT group until exit, and a
+    client connecting during the drain waited 2 s, then got a reset)."""
+    server = start_server("reuseport", "--threads", "4")
+    answered_during_drain(server)
+    assert server.proc.wait(timeout=TIMEOUT) == 0, server.stderr[-5:]

@@ -285,3 +285,26 @@ async def refused_status(url, **kw):
     except websockets.exceptions.InvalidStatusCode as e:
         return e.status_code
     raise AssertionError(f"{url}: upgrade was accepted")
+
+
+def answered_during_drain(server, within=1.0):
+    """Holds a graceful shutdown open (a peer that never answers the 1001),
+    then connects anew: the server must refuse at once (no listening
+    socket) or answer (a 503, or a close), never leave the connection in a
+    backlog nobody accepts from. Returns what happened, for the message."""
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(upgrade_request(server, "quiet"))
+        assert s.recv(4096).startswith(b"HTTP/1.1 101 ")
+        server.proc.send_signal(signal.SIGTERM)
+        assert s.recv(4096)[:1] == b"\x88", "the 1001 close: the drain began"
+        try:
+            with socket.create_connection((server.host, server.port),
+                                          timeout=within) as late:
+                late.sendall(upgrade_request(server, "late"))
+                answer = late.recv(4096)
+                assert answer == b"" or answer.startswith(b"HTTP/1.1 503 "), answer
+                return "answered"
+        except (ConnectionRefusedError, ConnectionResetError) as e:
+            return type(e).__name__
+        except socket.timeout:
+            pytest.fail(f"a connection made during the drain got no answer in {within} s")
