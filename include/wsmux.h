@@ -144,7 +144,8 @@ enum ws_close_code {
  *                     escape that is a lone UTF-16 surrogate counts as
  *                     invalid, as in cJSON, and so does it in the _json
  *                     send variants' ready text: WS_EJSON); so is
- *                     nesting deeper than 128 arrays and objects
+ *                     nesting more than 128 arrays and objects deep,
+ *                     the envelope object counted
  *   "not_object"      the JSON is not an object
  *   "bad_action"      "action" is missing or not a string
  *   "unknown_action"  no handler and no fallback; the message names it */
@@ -684,8 +685,9 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * action that is not is WS_EINVAL. A cJSON tree is printed, then checked
  * as the _json variants' text is: a string that is not UTF-8, a raw item
  * (cJSON_CreateRaw) whose text is not one JSON value, an item cJSON cannot
- * print, or nesting deeper than 128 levels is WS_EJSON (checked once per
- * call, before anything is queued). The
+ * print, or data nesting more than 127 arrays and objects deep (128 with
+ * the envelope around it, which is what a receiver accepts) is WS_EJSON
+ * (checked once per call, before anything is queued). The
  * fan-out functions return the number of connections queued
  * for (>= 0; unknown device ids are counted in ws_stats.unknown_targets, not
  * fatal, and so are NULL entries in a device list) or a negative error:

@@ -134,7 +134,7 @@ ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
   /* cJSON copies string bytes as given, and a raw item's text verbatim:
    * checked as a _json variant's text is, so that no receiver ever gets a
    * malformed envelope (or a raw item's second "action" member). */
-  if (!ws__json_valid(text, strlen(text))) {
+  if (!ws__json_valid(text, strlen(text), 1)) {
     cJSON_free(text);
     *err = WS_EJSON;
     return NULL;
@@ -154,7 +154,7 @@ ws__buf *ws__envelope_frame_json(ws_server *s, const char *action,
   }
   /* The host's text must be one complete JSON value: a receiver must never
    * get a malformed envelope because of it. */
-  if (json && !ws__json_valid(json, len)) {
+  if (json && !ws__json_valid(json, len, 1)) {
     *err = WS_EJSON;
     return NULL;
   }

@@ -334,8 +334,9 @@ void ws__post_free(ws_server *s);
 
 /* ---- json_check.c ----------------------------------------------------- */
 /* 1 if text[0..len) is exactly one JSON value (surrounding whitespace
- * allowed) in valid UTF-8. No allocation. */
-int ws__json_valid(const char *text, size_t len);
+ * allowed) in valid UTF-8, nested at most 128 arrays and objects deep
+ * counting outer ones around it (1: an envelope's data). No allocation. */
+int ws__json_valid(const char *text, size_t len, int outer);
 
 /* One pass over a received text message (already valid UTF-8: frame.c
  * checks text messages as they arrive): validates it as JSON and notes the

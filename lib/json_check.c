@@ -3,7 +3,8 @@
  * (the _json variants' ready text, a printed cJSON tree) and, as the
  * envelope scan, for what is received: checked once per call (not per
  * receiver) so no receiver can get a malformed envelope, without building
- * a cJSON tree just to throw it away. Nesting is bounded (128).
+ * a cJSON tree just to throw it away. Nesting is bounded: at most 128
+ * arrays and objects open at once, a received envelope included.
  */
 #include <string.h>
 
@@ -146,13 +147,14 @@ static int container(jcur *j, int depth, char close, int keyed) {
   }
 }
 
+/* depth: the arrays and objects open around this value. The limit counts
+ * containers, not values: an innermost empty one is a level too. */
 static int value(jcur *j, int depth) {
-  if (depth > JSON_MAX_DEPTH) return 0;
   skip_ws(j);
   if (j->p >= j->end) return 0;
   switch (*j->p) {
-  case '{': return container(j, depth, '}', 1);
-  case '[': return container(j, depth, ']', 0);
+  case '{': return depth < JSON_MAX_DEPTH && container(j, depth, '}', 1);
+  case '[': return depth < JSON_MAX_DEPTH && container(j, depth, ']', 0);
   case '"': return string(j);
   case 't': return literal(j, "true");
   case 'f': return literal(j, "false");
@@ -161,13 +163,13 @@ static int value(jcur *j, int depth) {
   }
 }
 
-int ws__json_valid(const char *text, size_t len) {
+int ws__json_valid(const char *text, size_t len, int outer) {
   jcur j;
   if (ws__utf8_validate(0, (const uint8_t *)text, len) != WS__UTF8_ACCEPT)
     return 0;
   j.p = text;
   j.end = text + len;
-  if (!value(&j, 0)) return 0;
+  if (!value(&j, outer)) return 0;
   skip_ws(&j);
   return j.p == j.end;
 }

@@ -203,7 +203,7 @@ static int handler(ws_conn *c, const ws_msg *m, void *ud) {
     return 0;
   }
   FZ_CHECK(dj != NULL && d != NULL, "data missing");
-  FZ_CHECK(ws__json_valid(dj, dlen), "data_json is not valid JSON");
+  FZ_CHECK(ws__json_valid(dj, dlen, 1), "data_json is not valid JSON");
   FZ_CHECK(same_json(d, E->want_data), "ws_msg_data differs from cJSON");
   {
     cJSON *again = cJSON_ParseWithLength(dj, dlen);
@@ -271,7 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   check_utf8(msg, len, split);
 
-  valid = ws__json_valid(t, len);
+  valid = ws__json_valid(t, len, 0);
   cj = cjson_whole(t, len, &root);
   if (valid && !cj)
     fz_fail("ws__json_valid accepts what cJSON refuses");

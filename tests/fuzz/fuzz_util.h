@@ -254,7 +254,7 @@ static inline int fz_out_frame(fz_out *o) {
                  WS__UTF8_ACCEPT,
              "server text frame is not valid UTF-8");
     if (o->json_text)
-      FZ_CHECK(ws__json_valid((const char *)f, (size_t)pl),
+      FZ_CHECK(ws__json_valid((const char *)f, (size_t)pl, 0),
                "server text frame is not valid JSON");
   } else if (op == 8) {
     FZ_CHECK(pl == 0 || pl >= 2, "close frame with a 1-byte payload");

@@ -269,6 +269,32 @@ Test(conn, close_sends_frame_after_queued_data_and_waits_for_peer) {
   }
 }
 
+/* The close handshake done, the answer still queued (the host's socket
+ * would block): a feed is WS_ECLOSED and its bytes are not counted in
+ * bytes_in (review 8, mutant C8). */
+Test(conn, feed_after_the_close_handshake_is_eclosed_and_not_counted) {
+  mt_bytes b = {.p = NULL};
+  ws_stats st;
+  uint64_t before;
+  fixture(NULL);
+  mt_connect(&A, S, "a", MT_WHOLE);
+  A.would_block = 1;
+  mt_close_add(&b, 1000, NULL);
+  mt_feed(&A, b.p, b.len, MT_WHOLE);
+  cr_assert_eq(A.closes, 0, "its answer is still queued");
+  ws_server_stats(S, &st, sizeof st);
+  before = st.bytes_in;
+  cr_assert_eq(ws_conn_feed(A.c, "\x81", 1), WS_ECLOSED);
+  ws_server_stats(S, &st, sizeof st);
+  cr_assert_eq(st.bytes_in, before);
+  A.would_block = 0;
+  mt_pump(&A);
+  cr_assert_eq(mt_expect_close(&A, 1000), 0);
+  cr_assert_eq(A.closes, 1);
+  finish();
+  mt_bytes_free(&b);
+}
+
 Test(conn, close_rejects_bad_codes_and_reasons) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {

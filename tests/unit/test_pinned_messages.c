@@ -8,6 +8,7 @@
 #include "pinned.h"
 
 #include "internal.h"
+#include <cjson/cJSON.h>
 #include <stddef.h>
 
 /* ---- envelope ---------------------------------------------------------- */
@@ -100,16 +101,69 @@ static size_t nested(char *j, int depth) {
   memset(j + depth, ']', (size_t)depth);
   return 2 * (size_t)depth;
 }
-/* nesting limit: 129 levels pass, 130 do not (and as data of an incoming
- * envelope). */
+/* A cJSON tree of depth arrays, the innermost empty. */
+static cJSON *nested_tree(int depth) {
+  cJSON *t = cJSON_CreateArray(), *in = t;
+  while (--depth > 0) {
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(in, a);
+    in = a;
+  }
+  return t;
+}
+/* nesting limit: 128 arrays and objects open at once, an innermost empty
+ * one included, the envelope around data included. Sent data of 127
+ * arrays passes, 128 does not, as text or as a tree (review 8: the check
+ * counted values, so 129 empty arrays went out, in a message the library
+ * itself refuses when it receives it). */
 Test(pinned_envelope, depth_limit) {
   ws_config cfg;
   k_cfg(&cfg);
   static mt_conn A;
   ws_server *s = k_open(&cfg, &A);
   static char j[400];
-  cr_assert_eq(ws_conn_send_json(A.c, "x", j, nested(j, 129)), WS_OK);
-  cr_assert_eq(ws_conn_send_json(A.c, "x", j, nested(j, 130)), WS_EJSON);
+  cJSON *t;
+  cr_assert_eq(ws_conn_send_json(A.c, "x", j, nested(j, 127)), WS_OK);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", j, nested(j, 128)), WS_EJSON);
+  t = nested_tree(127);
+  cr_assert_eq(ws_conn_send(A.c, "x", t), WS_OK);
+  cJSON_Delete(t);
+  t = nested_tree(128);
+  cr_assert_eq(ws_conn_send(A.c, "x", t), WS_EJSON);
+  cJSON_Delete(t);
+  k_done(s, &A);
+}
+/* Received: the envelope and 127 arrays in data are handled; one more is
+ * invalid_json, and the handler does not run. */
+static int depth_calls;
+static int depth_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)m, (void)ud;
+  depth_calls++;
+  return 0;
+}
+Test(pinned_envelope, received_depth_limit) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = depth_handler;
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  static char msg[400];
+  size_t o;
+  mt_frame f;
+  depth_calls = 0;
+  o = (size_t)sprintf(msg, "{\"action\":\"d\",\"data\":");
+  o += nested(msg + o, 127);
+  memcpy(msg + o, "}", 2);
+  mt_send_text(&A, msg, MT_WHOLE);
+  cr_assert_eq(depth_calls, 1);
+  o = (size_t)sprintf(msg, "{\"action\":\"d\",\"data\":");
+  o += nested(msg + o, 128);
+  memcpy(msg + o, "}", 2);
+  mt_send_text(&A, msg, MT_WHOLE);
+  cr_assert_eq(depth_calls, 1);
+  mt_expect_frame(&A, &f);
+  cr_assert(memmem(f.payload, f.len, "invalid_json", 12) != NULL, "%.*s",
+            (int)f.len, f.payload);
   k_done(s, &A);
 }
 /* separators and trailing bytes are checked. */
@@ -273,6 +327,70 @@ Test(pinned_post, post_null_name) {
   cr_assert_eq(ws_post(s, WS_POST_DEVICE, NULL, "x", NULL, 0), WS_EINVAL);
   cr_assert_eq(ws_post(s, WS_POST_GROUP, NULL, "x", NULL, 0), WS_EINVAL);
   ws_server_free(s);
+}
+/* max_posted is inclusive: a post costing exactly max_posted is taken, and
+ * posts fill the backlog up to exactly max_posted; one byte less and that
+ * post can never fit (WS_ETOOBIG). Review 8 (mutants P2, P3). */
+static ws_server *posts_capped(size_t max_posted) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.max_posted = max_posted;
+  return k_server(&cfg);
+}
+Test(pinned_post, max_posted_is_inclusive) {
+  ws_server *s = posts_capped((size_t)16 << 20);
+  size_t cost;
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_OK);
+  cost = s->post_bytes;
+  cr_assert_gt(cost, 0);
+  ws_server_free(s);
+  s = posts_capped(cost);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_OK);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_ELIMIT);
+  ws_server_free(s);
+  s = posts_capped(2 * cost);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_OK);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_OK);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_ELIMIT);
+  ws_server_free(s);
+  s = posts_capped(cost - 1);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_ETOOBIG);
+  ws_server_free(s);
+}
+/* A received action of exactly WS_MAX_ACTION bytes is dispatched (with
+ * its full name); one byte more is bad_action. Review 8 (mutant E2: only
+ * the sending side was tested at the bound). */
+static size_t action_len_seen;
+static int len_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  action_len_seen = strlen(m->action);
+  return 0;
+}
+Test(pinned_envelope, received_action_of_max_length) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = len_handler;
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  static char msg[WS_MAX_ACTION + 64];
+  size_t o;
+  mt_frame f;
+  action_len_seen = 0;
+  o = (size_t)sprintf(msg, "{\"action\":\"");
+  memset(msg + o, 'a', WS_MAX_ACTION);
+  strcpy(msg + o + WS_MAX_ACTION, "\"}");
+  mt_send_text(&A, msg, MT_WHOLE);
+  cr_assert_eq(action_len_seen, (size_t)WS_MAX_ACTION);
+  mt_expect_nothing(&A);
+  action_len_seen = 0;
+  memset(msg + o, 'a', WS_MAX_ACTION + 1);
+  strcpy(msg + o + WS_MAX_ACTION + 1, "\"}");
+  mt_send_text(&A, msg, MT_WHOLE);
+  cr_assert_eq(action_len_seen, 0);
+  mt_expect_frame(&A, &f);
+  cr_assert(memmem(f.payload, f.len, "bad_action", 10) != NULL, "%.*s",
+            (int)f.len, f.payload);
+  k_done(s, &A);
 }
 /* messages posted before ws_server_shutdown still go out, ahead of the 1001. */
 Test(pinned_post, post_before_shutdown_delivered) {

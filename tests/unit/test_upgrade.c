@@ -95,6 +95,8 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
                                       "x", 1), WS_EINVAL);
     cr_assert_eq(ws_conn_http_respond(c, 200, "text/plain\n", "x", 1),
                  WS_EINVAL);
+    cr_assert_eq(ws_conn_http_respond(c, 200, "text/pl\x7f", "x", 1),
+                 WS_EINVAL); /* DEL is a control character too (review 8) */
     cr_assert_eq(ws_conn_http_respond(c, 204, NULL, "x", 1), WS_EINVAL);
     cr_assert_eq(ws_conn_http_respond(c, 304, NULL, "x", 1), WS_EINVAL);
     R.respond_rc = ws_conn_http_respond(c, 204, "text/plain", NULL, 0);
@@ -662,12 +664,20 @@ Test(upgrade, on_upgrade_refusal_with_custom_status_and_reason) {
     ws_server_stats(s, &st, sizeof(st));
     cr_assert_eq(st.refusals[WS_REFUSE_OTHER], 1);
     mt_free(&t);
-    /* Out-of-range status: 500. Accepting: 101. */
-    R.refuse_status = 42;
-    R.refuse_reason = NULL;
-    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL, 0),
-                 500);
-    mt_free(&t);
+    /* Out-of-range status: 500, at each edge of 400..599 (review 8). */
+    {
+      static const int given[] = {42, -1, 399, 400, 599, 600};
+      static const int sent[] = {500, 500, 500, 400, 599, 500};
+      size_t i;
+      R.refuse_reason = NULL;
+      for (i = 0; i < sizeof given / sizeof given[0]; i++) {
+        R.refuse_status = given[i];
+        cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL,
+                                  0),
+                     sent[i], "on_upgrade returned %d", given[i]);
+        mt_free(&t);
+      }
+    }
     R.refuse_status = 0;
     cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL, 0),
                  101);
