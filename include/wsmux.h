@@ -499,6 +499,9 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * after the request are fed with ws_conn_feed. All arguments are borrowed.
  * The parser's limits apply: more than max_headers headers, or a head
  * longer than max_handshake in its shortest wire form, is refused with 431.
+ * There is no version argument: the host checks that the request is
+ * HTTP/1.1 (RFC 6455 4.1; the byte-fed path answers 400 otherwise) before
+ * calling this or ws_conn_upgrade_answer.
  * Returns 0 (accepted or refused: refusals close the connection; running
  * out of memory is a 503 refusal), WS_EINVAL, WS_ESTATE (not a new
  * connection). */
