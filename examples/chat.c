@@ -699,6 +699,6 @@ int main(int argc, char **argv) {
   close(sfd);
   wsa_epoll_destroy(&ch->loop);
   ws_mux_free(mux);
-  printf("chat: stopped\n");
+  ex_line(1, "chat: stopped\n"); /* a stalled terminal must not hold the exit */
   return 0;
 }

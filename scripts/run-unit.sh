@@ -8,8 +8,11 @@
 # did not stop a test spinning in a loop) and fails instead of holding CI.
 set -u
 if [ "${1:-}" = --one ]; then
-  # One binary, run by xargs below: its output in $3.log, its status in $3.rc.
-  t=$2; out=$3
+  # One binary, run by xargs below: number $3 of the list in directory $2
+  # (its path in $3.path; paths go through files, not xargs, so that any
+  # byte in them is safe), its output in $3.log, its status in $3.rc.
+  out=$2/$3
+  t=$(cat "$out.path")
   if [ "${VALGRIND:-0}" = 1 ]; then
     # Criterion runs each test in a re-executed child; under valgrind its
     # own --jobs gains little (the runner's fork is slow there), so the
@@ -30,8 +33,9 @@ trap 'rm -rf "$dir"' EXIT
 i=0
 for t in "$@"; do
   i=$((i + 1))
-  echo "$("$t" --list 2>/dev/null | grep -c -- '── ') $t $dir/$i"
-done | sort -rn | cut -d' ' -f2- | xargs -P "${UNIT_JOBS:-1}" -n 2 "$0" --one
+  printf '%s\n' "$t" >"$dir/$i.path"
+  echo "$(timeout 30 "$t" --list 2>/dev/null | grep -c -- '── ') $i"
+done | sort -rn | cut -d' ' -f2 | xargs -P "${UNIT_JOBS:-1}" -I{} "$0" --one "$dir" {}
 passed=0; failed=0; status=0; i=0
 for t in "$@"; do
   i=$((i + 1)); log=$dir/$i.log
