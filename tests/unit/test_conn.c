@@ -295,6 +295,52 @@ Test(conn, feed_after_the_close_handshake_is_eclosed_and_not_counted) {
   mt_bytes_free(&b);
 }
 
+/* Queued output starts the write clock, which must not postpone an
+ * earlier deadline (the keepalive ping at 31 s here, before the write
+ * deadline at 62 s). Review 8, mutant C09. */
+Test(conn, write_clock_keeps_an_earlier_deadline) {
+  mt_frame f;
+  int pings = 0;
+  fixture(NULL); /* ping 30 s, idle 60 s, write 60 s */
+  ws_server_tick(S, 1000);
+  mt_connect(&A, S, "a", MT_WHOLE);
+  ws_server_tick(S, 2000);
+  A.would_block = 1;
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "1", 1), WS_OK);
+  cr_assert_eq(ws_server_tick(S, 2000), 29000, "the ping at 31 s is next");
+  ws_server_tick(S, 31000);
+  A.would_block = 0;
+  mt_pump(&A);
+  mt_expect_frame(&A, &f);
+  pings += f.opcode == MT_PING;
+  mt_expect_frame(&A, &f);
+  pings += f.opcode == MT_PING;
+  cr_assert_eq(pings, 1, "the ping went out at 31 s");
+  finish();
+}
+
+/* The peer's close reason reaches on_close whole, one byte long too
+ * (review 8, mutant F24). */
+static char close_reason_seen[16];
+static int keep_reason(ws_conn *c, int code, const char *reason, void *ud) {
+  (void)c, (void)code, (void)ud;
+  snprintf(close_reason_seen, sizeof close_reason_seen, "%s",
+           reason ? reason : "(null)");
+  return 0;
+}
+static void with_keep_reason(ws_config *cfg) { cfg->on_close = keep_reason; }
+Test(conn, one_byte_close_reason_reaches_on_close) {
+  mt_bytes b = {.p = NULL};
+  fixture(with_keep_reason);
+  mt_connect(&A, S, "a", MT_WHOLE);
+  close_reason_seen[0] = '\0';
+  mt_close_add(&b, 1000, "x");
+  mt_feed(&A, b.p, b.len, MT_WHOLE);
+  cr_assert_str_eq(close_reason_seen, "x");
+  finish();
+  mt_bytes_free(&b);
+}
+
 Test(conn, close_rejects_bad_codes_and_reasons) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {

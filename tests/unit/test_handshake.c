@@ -351,6 +351,11 @@ static const refusal refusals[] = {
      "method must be GET", 1},
     {"get / HTTP/1.1\r\n" HOST UPG CON KEY VER "\r\n", 400,
      "method must be GET", 1},
+    /* GET's prefix and an extension of it are not GET (review 8). */
+    {"GETX / HTTP/1.1\r\n" HOST UPG CON KEY VER "\r\n", 400,
+     "method must be GET", 1},
+    {"GE / HTTP/1.1\r\n" HOST UPG CON KEY VER "\r\n", 400,
+     "method must be GET", 1},
     {"GET / HTTP/1.0\r\n" HOST UPG CON KEY VER "\r\n", 400,
      "HTTP/1.1 required", 1},
     {"GET / HTTP/1.1\r\n" UPG CON KEY VER "\r\n", 400, "missing Host header",

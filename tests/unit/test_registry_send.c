@@ -185,6 +185,15 @@ Test(registry, groups_join_leave_and_errors) {
     cr_assert_eq(ws_conn_join(C[1].c, "blue"), WS_OK);
     cr_assert_eq(ws_conn_join(C[0].c, "red"), WS_EEXIST);
     cr_assert_eq(ws_conn_join(C[0].c, ""), WS_EINVAL);
+    { /* names are 1 to 255 bytes (review 8: 256 was not tried) */
+      char name[257];
+      memset(name, 'g', 256);
+      name[256] = '\0';
+      cr_assert_eq(ws_conn_join(C[0].c, name), WS_EINVAL);
+      name[255] = '\0';
+      cr_assert_eq(ws_conn_join(C[0].c, name), WS_OK);
+      cr_assert_eq(ws_conn_leave(C[0].c, name), WS_OK);
+    }
     cr_assert_eq(ws_conn_join(NULL, "red"), WS_EINVAL);
     cr_assert_eq(ws_server_group_count(S, "red"), 2);
     cr_assert_eq(ws_server_group_count(S, "blue"), 1);
