@@ -535,3 +535,51 @@ Test(outq, small_frames_go_out_as_one_run_and_resume_inside_it) {
     }
   }
 }
+
+/* Payload lengths take the shortest form (RFC 6455 5.2): up to 125 in the
+ * first byte, 126 to 65535 in 16 bits, 65536 on in 64 (review 8, mutant
+ * O01: a 65535-byte frame went out in the 64-bit form unnoticed). */
+Test(outq, frame_lengths_take_the_shortest_form) {
+  static const size_t lens[] = {125, 126, 65535, 65536};
+  static const uint8_t len7[] = {125, 126, 126, 127};
+  static char payload[65536];
+  size_t i, k;
+  for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    mt_conn t;
+    ws_server *s = server_new(0, 0, WS_QUEUE_CLOSE);
+    size_t at, hl = len7[i] == 127 ? 10 : len7[i] == 126 ? 4 : 2;
+    uint64_t n = 0;
+    mt_connect(&t, s, "d", MT_WHOLE);
+    at = t.len;
+    cr_assert_eq(ws_conn_send_binary(t.c, payload, lens[i]), WS_OK);
+    cr_assert_eq(t.len - at, hl + lens[i], "%zu bytes", lens[i]);
+    cr_assert_eq(t.out[at], 0x82);
+    cr_assert_eq(t.out[at + 1], len7[i], "%zu bytes", lens[i]);
+    for (k = 2; k < hl; k++) n = n << 8 | t.out[at + k];
+    if (hl > 2) cr_assert_eq(n, (uint64_t)lens[i]);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* Without sendv, one writable event writes every queued frame the socket
+ * takes, not one frame per event (review 8, mutant O12). */
+Test(outq, writable_writes_the_whole_queue_without_sendv) {
+  static char payload[3000];
+  mt_conn t;
+  ws_server *s = server_new(0, 0, WS_QUEUE_CLOSE);
+  size_t at;
+  int i;
+  mt_connect(&t, s, "d", MT_WHOLE);
+  t.would_block = 1;
+  for (i = 0; i < 3; i++)
+    cr_assert_eq(ws_conn_send_binary(t.c, payload, sizeof payload), WS_OK);
+  at = t.len;
+  t.would_block = 0;
+  cr_assert_eq(ws_conn_writable(t.c), WS_OK);
+  cr_assert_eq(t.len - at, 3 * (4 + sizeof payload));
+  cr_assert_eq(ws_conn_want_write(t.c), 0);
+  cr_assert_eq(t.want, 0);
+  server_free(s);
+  mt_free(&t);
+}
