@@ -260,7 +260,7 @@ static int on_open(ws_conn *c, void *ud) {
   ws_conn_send(c, "welcome", d);
   cJSON_Delete(d);
   ex_line(1, "open %s %s\n", ws_conn_user(c),
-         printable(ws_conn_device_id(c), dev, sizeof(dev)));
+            printable(ws_conn_device_id(c), dev, sizeof(dev)));
   return 0;
 }
 
@@ -271,8 +271,8 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   char dev[256], why[128];
   (void)ud;
   ex_line(1, "close %s %s %d %s\n", m ? m->user : "-",
-         printable(ws_conn_device_id(c), dev, sizeof(dev)), code,
-         printable(reason, why, sizeof(why)));
+            printable(ws_conn_device_id(c), dev, sizeof(dev)), code,
+            printable(reason, why, sizeof(why)));
   owner_release(c);
   free(m);
   ws_conn_set_user_data(c, NULL);
@@ -479,10 +479,11 @@ static void print_stats(ws_server *s) {
   ws_stats st;
   ws_server_stats(s, &st, sizeof(st));
   ex_line(1, "ok stats open=%llu total=%llu msgs_in=%llu msgs_out=%llu "
-         "broadcasts=%llu fanout=%llu\n",
-         (unsigned long long)st.conns_open, (unsigned long long)st.conns_total,
-         (unsigned long long)st.msgs_in, (unsigned long long)st.msgs_out,
-         (unsigned long long)st.broadcasts, (unsigned long long)st.fanout);
+            "broadcasts=%llu fanout=%llu\n",
+            (unsigned long long)st.conns_open,
+            (unsigned long long)st.conns_total,
+            (unsigned long long)st.msgs_in, (unsigned long long)st.msgs_out,
+            (unsigned long long)st.broadcasts, (unsigned long long)st.fanout);
 }
 
 /* One command line: "CMD TARGET TEXT", or "all TEXT", or "stats". The text
@@ -511,7 +512,7 @@ static void run_command(chat *ch, char *line) {
       strcmp(line, "devices") != 0 && strcmp(line, "publish") != 0 &&
       strcmp(line, "all") != 0) {
     ex_line(1, "error unknown command %s (push, send, devices, publish, all, "
-           "later, stats)\n", line);
+              "later, stats)\n", line);
     return;
   }
   if (*target == '\0') {

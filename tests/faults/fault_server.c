@@ -253,7 +253,7 @@ static void print_stats(void) {
   printf("STATS live_allocs=%ld live_bytes=%ld peak_bytes=%ld rss_kb=%ld "
          "socks=%ld open=%llu pending=%llu total=%llu c1000=%llu c1001=%llu "
          "c1006=%llu c4001=%llu c4002=%llu c_other=%llu r503=%llu "
-         "drops=%llu msgs_in=%llu fanout=%llu asan=%d\n",
+         "drops=%llu msgs_in=%llu bytes_in=%llu fanout=%llu asan=%d\n",
          g_heap.allocs, g_heap.bytes, g_heap.peak, rss_kb(), g_socks,
          (unsigned long long)st.conns_open,
          (unsigned long long)st.conns_pending,
@@ -266,8 +266,8 @@ static void print_stats(void) {
          (unsigned long long)st.closes_other,
          (unsigned long long)st.refusals[WS_REFUSE_UNAVAILABLE],
          (unsigned long long)st.drops_queue_full,
-         (unsigned long long)st.msgs_in, (unsigned long long)st.fanout,
-         FS_ASAN);
+         (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
+         (unsigned long long)st.fanout, FS_ASAN);
   fflush(stdout);
 }
 
