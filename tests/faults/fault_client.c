@@ -761,8 +761,8 @@ static int churn_normalize(server *sv) {
     snprintf(dev, sizeof(dev), "burst%d", i);
     if ((fds[i] = ws_open(sv->port, dev, 0)) < 0) rc = -1;
   }
-  if (rc != 0 || server_stats(sv, &st) != 0) rc = -1;
-  fed = stat_get(&st, "bytes_in");
+  if (rc == 0 && server_stats(sv, &st) != 0) rc = -1;
+  fed = rc == 0 ? stat_get(&st, "bytes_in") : 0; /* st is unset otherwise */
   for (i = 0; i < CHURN_BURST; i++)
     if (fds[i] >= 0 && write_all(fds[i], fr, n / 2) != 0) rc = -1;
   if (rc == 0 && server_wait(sv, &st, "bytes_in",

@@ -141,25 +141,25 @@ static int depth_handler(ws_conn *c, const ws_msg *m, void *ud) {
   depth_calls++;
   return 0;
 }
+/* Sends {"action":"d","data":<depth arrays>} from the client. */
+static void send_nested_envelope(mt_conn *A, int depth) {
+  static char msg[400];
+  size_t o = (size_t)sprintf(msg, "{\"action\":\"d\",\"data\":");
+  o += nested(msg + o, depth);
+  memcpy(msg + o, "}", 2);
+  mt_send_text(A, msg, MT_WHOLE);
+}
 Test(pinned_envelope, received_depth_limit) {
   ws_config cfg;
   k_cfg(&cfg);
   cfg.handler = depth_handler;
   static mt_conn A;
   ws_server *s = k_open(&cfg, &A);
-  static char msg[400];
-  size_t o;
   mt_frame f;
   depth_calls = 0;
-  o = (size_t)sprintf(msg, "{\"action\":\"d\",\"data\":");
-  o += nested(msg + o, 127);
-  memcpy(msg + o, "}", 2);
-  mt_send_text(&A, msg, MT_WHOLE);
+  send_nested_envelope(&A, 127);
   cr_assert_eq(depth_calls, 1);
-  o = (size_t)sprintf(msg, "{\"action\":\"d\",\"data\":");
-  o += nested(msg + o, 128);
-  memcpy(msg + o, "}", 2);
-  mt_send_text(&A, msg, MT_WHOLE);
+  send_nested_envelope(&A, 128);
   cr_assert_eq(depth_calls, 1);
   mt_expect_frame(&A, &f);
   cr_assert(memmem(f.payload, f.len, "invalid_json", 12) != NULL, "%.*s",
