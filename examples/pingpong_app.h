@@ -291,7 +291,8 @@ enum pp_opt {
   PP_OPT_WEB = 1,     /* [--web DIR] */
   PP_OPT_TLS = 2,     /* --cert FILE --key FILE (both required) */
   PP_OPT_THREADS = 4, /* [--threads N] */
-  PP_OPT_POST = 8      /* [--post-every MS]: see pp_poster_start */
+  PP_OPT_POST = 8,     /* [--post-every MS]: see pp_poster_start */
+  PP_OPT_POST_LIMIT = 16 /* [--post-limit BYTES]: cfg.max_posted */
 };
 
 typedef struct pp_args {
@@ -302,6 +303,7 @@ typedef struct pp_args {
   const char *key;  /* --key */
   int threads;      /* --threads: default 2 */
   int post_every;   /* --post-every: ms between ticks; default 0 (none) */
+  long post_limit;  /* --post-limit: > 0; default 0 (the caller's own) */
 } pp_args;
 
 /* Fills *a with the defaults (port: default_port), then parses --port,
@@ -335,17 +337,20 @@ static inline int pp_parse_args(pp_args *a, int argc, char **argv,
       a->threads = atoi(val);
     else if ((opts & PP_OPT_POST) && strcmp(opt, "--post-every") == 0) {
       if ((a->post_every = atoi(val)) <= 0) break;
+    } else if ((opts & PP_OPT_POST_LIMIT) && strcmp(opt, "--post-limit") == 0) {
+      if ((a->post_limit = atol(val)) <= 0) break;
     } else
       break;
   }
   if (help || i < argc ||
       ((opts & PP_OPT_TLS) && (a->cert == NULL || a->key == NULL))) {
     fprintf(help ? stdout : stderr,
-            "usage: %s%s [--port N] [--host ADDR]%s%s%s\n", argv[0],
+            "usage: %s%s [--port N] [--host ADDR]%s%s%s%s\n", argv[0],
             opts & PP_OPT_TLS ? " --cert FILE --key FILE" : "",
             opts & PP_OPT_WEB ? " [--web DIR]" : "",
             opts & PP_OPT_THREADS ? " [--threads N]" : "",
-            opts & PP_OPT_POST ? " [--post-every MS]" : "");
+            opts & PP_OPT_POST ? " [--post-every MS]" : "",
+            opts & PP_OPT_POST_LIMIT ? " [--post-limit BYTES]" : "");
     if (help) exit(0);
     return 2;
   }

@@ -6,9 +6,10 @@
  * across is ws_post, so a broadcast is fanned out by the application: the
  * handler broadcasts on its own server and posts the message to every
  * other one, and each loop delivers it to its clients at its next tick.
- * Posts wait at most POST_LIMIT bytes per server: past it the sender is
- * told ({"action":"error","data":{"code":"busy",...}}) and its connection
- * stays open, so a flood of broadcasts cannot bury a loop under a backlog.
+ * Posts wait at most POST_LIMIT bytes per server (--post-limit): past it
+ * the sender is told ({"action":"error","data":{"code":"busy",...}}) and
+ * its connection stays open, so a flood of broadcasts cannot bury a loop
+ * under a backlog.
  * The rest of the application is pingpong_app.h.
  *
  *   ws://HOST:PORT/ws?device_id=ID
@@ -19,6 +20,7 @@
  *   {"action":"whoami"}             -> {"action":"thread","data":I}
  *
  * Usage: reuseport [--port N] [--host ADDR] [--threads N]   (default 2)
+ *                  [--post-limit BYTES]   (default 1 MiB per server)
  * SIGINT/SIGTERM: every thread sends 1001 to its clients, drains, exits 0.
  */
 #include <pthread.h>
@@ -31,7 +33,7 @@
 #include "wsmux.h"
 
 #define MAX_THREADS 64
-#define POST_LIMIT (1u << 20) /* cfg.max_posted of each server */
+#define POST_LIMIT (1u << 20) /* cfg.max_posted of each server (default) */
 
 typedef struct loop_thread {
   pthread_t th;
@@ -122,7 +124,8 @@ int main(int argc, char **argv) {
   sigset_t set;
   ws_config cfg;
 
-  if (pp_parse_args(&a, argc, argv, 8081, PP_OPT_THREADS)) return 2;
+  if (pp_parse_args(&a, argc, argv, 8081, PP_OPT_THREADS | PP_OPT_POST_LIMIT))
+    return 2;
   g_nloops = a.threads;
   if (g_nloops < 1 || g_nloops > MAX_THREADS) {
     fprintf(stderr, "--threads: 1..%d\n", MAX_THREADS);
@@ -154,7 +157,7 @@ int main(int argc, char **argv) {
     cfg.user_data = t;
     pp_config(&cfg, t->mux);
     cfg.on_shutdown = on_shutdown; /* per thread: user_data is the thread */
-    cfg.max_posted = POST_LIMIT;
+    cfg.max_posted = a.post_limit > 0 ? (size_t)a.post_limit : POST_LIMIT;
     if ((t->srv = pp_server_new(&cfg)) == NULL) return 1;
     t->listen_fd = wsa_listen(a.host, port, 1);
     if (t->listen_fd < 0 || wsa_epoll_init_fd(&t->ep, t->srv, t->listen_fd)) {

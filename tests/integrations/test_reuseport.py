@@ -2,12 +2,14 @@
 broadcast on any thread reaches the clients of every thread (ws_post
 fan-out across servers)."""
 import asyncio
+import json
 import signal
 import socket
 import time
 
+import pytest
 from conftest import (TIMEOUT, answered_during_drain, arun, close_code, connect,
-                      cpu_seconds, recv_json,
+                      cpu_seconds, masked_text, recv_json,
                       upgrade_request)
 from flood import Flood
 
@@ -145,3 +147,80 @@ def test_connect_during_the_drain_is_answered(start_server):
     server = start_server("reuseport", "--threads", "4")
     answered_during_drain(server)
     assert server.proc.wait(timeout=TIMEOUT) == 0, server.stderr[-5:]
+
+
+def _read_frame(sock):
+    """One unmasked server frame (payload < 64 KiB): (opcode, payload)."""
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            assert chunk, "the server closed the connection"
+            buf += chunk
+        return buf
+    b0, b1 = exactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(exactly(2), "big")
+    return b0 & 0x0F, exactly(n)
+
+
+def test_a_full_post_queue_answers_busy_and_keeps_the_sender(start_server):
+    """With room for about two posts per server, a burst of broadcasts in
+    one segment outruns the other loop: each broadcast it could not take
+    is answered {"code":"busy"} right after the sender's own copy, the
+    sender stays connected, its own thread's clients get every broadcast,
+    and the other thread's clients exactly those not refused, in order."""
+    server = start_server("reuseport", "--threads", "2", "--post-limit", "512")
+    burst = 60
+    pad = "x" * 100
+
+    async def run():
+        clients = [await connect(f"{server.ws}/ws?device_id=r{i}")
+                   for i in range(N_CLIENTS)]
+        threads = []
+        for ws in clients:
+            await ws.send('{"action":"whoami"}')
+            threads.append((await recv_json(ws))["data"])
+        assert set(threads) == {0, 1}, threads
+
+        with socket.create_connection((server.host, server.port),
+                                      timeout=TIMEOUT) as s:
+            s.sendall(upgrade_request(server, "sender"))
+            assert s.recv(4096).startswith(b"HTTP/1.1 101 ")
+            s.sendall(masked_text(b'{"action":"whoami"}'))
+            op, body = _read_frame(s)
+            own = json.loads(body)["data"]
+            others = [ws for ws, t in zip(clients, threads) if t != own]
+            s.sendall(b"".join(
+                masked_text(b'{"action":"broadcast","data":{"k":%d,"p":"%s"}}'
+                            % (k, pad.encode())) for k in range(burst))
+                + masked_text(b'{"action":"ping"}'))
+            delivered, refused, last = [], [], None
+            while True:
+                op, body = _read_frame(s)
+                assert op == 1, (op, body)
+                msg = json.loads(body)
+                if msg["action"] == "pong":
+                    break
+                if msg["action"] == "bc":
+                    last = msg["data"]["k"]
+                    delivered.append(last)
+                else:
+                    assert msg["action"] == "error" and last is not None, msg
+                    assert msg["data"]["code"] == "busy", msg
+                    refused.append(last)
+            assert delivered == list(range(burst))
+            assert refused, "no broadcast was refused: the post limit did not apply"
+            expect = [k for k in range(burst) if k not in refused]
+            for ws, t in zip(clients, threads):
+                want = expect if t != own else list(range(burst))
+                got = [(await recv_json(ws))["data"]["k"] for _ in want]
+                assert got == want
+            await asyncio.sleep(0.3)  # nothing past what was accepted
+            for ws in others:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 0.05)
+        for ws in clients:
+            await ws.close()
+    arun(run())
