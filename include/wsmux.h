@@ -265,9 +265,14 @@ typedef struct ws_config {
   /* Optional. After the 101 was queued; e.g. bind a user. To refuse a
    * client, use on_upgrade (this one cannot: its return is ignored). */
   int (*on_open)(ws_conn *c, void *user_data);
-  /* Optional. The connection ended. code is the close code sent or received
-   * (1005 when the peer's close had none, 1006 when no close frame was
-   * exchanged); reason is NUL-terminated, borrowed. The device id, user and
+  /* Optional. The connection ended. code is the WebSocket connection close
+   * code of RFC 6455 7.1.5: the code in the peer's close frame, also when
+   * the server closed first (a peer usually echoes it, but may answer
+   * 1000: a replaced connection can be told by ws_server_find_device(s,
+   * id) != c); 1005 when the peer's close had no code; the code the server
+   * sent when no close frame came back (failure, close timeout); 1006 when
+   * no close frame was exchanged. The closes_* counters count the same
+   * code. reason is the peer's (or empty), NUL-terminated, borrowed. The device id, user and
    * request are still readable here; sending to it is no longer possible.
    * Fires only for connections whose upgrade was accepted. */
   int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
@@ -289,7 +294,8 @@ typedef struct ws_config {
    * without one: 426 (with Upgrade: websocket) for a non-upgrade request on
    * the path, 404 for other paths. Not called for a request the library
    * cannot read: malformed (400), head too large (431), a path with a bad
-   * percent-escape (400). */
+   * percent-escape (400). Called the same way for a request the host
+   * parsed (ws_conn_upgrade), but not by ws_conn_upgrade_answer. */
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
   /* Optional. Library log lines; the library never prints. msg is
    * NUL-terminated, borrowed for the call. s is NULL only for the line
@@ -340,7 +346,8 @@ typedef struct ws_config {
                                64 .. 2^31 - 1 */
   size_t max_headers;       /* header count; default 64 (431 past it);
                                values over 256 count as 256 */
-  size_t max_device_id;     /* bytes; default 128 (400 past it) */
+  size_t max_device_id;     /* bytes; default 128 (400 past it); the id
+                               must decode to UTF-8 (400 otherwise) */
   size_t max_message;       /* assembled message bytes; default 65536;
                                at most 2^31 - 1 */
   size_t max_queued;        /* queued output bytes per conn; default 1 MiB */
@@ -391,8 +398,10 @@ WS_EXTERN int ws_server_new(const ws_config *cfg, ws_server **out);
  * called from a callback: the free is deferred. */
 WS_EXTERN void ws_server_free(ws_server *s);
 
-/* Tells the library the current time (monotonic milliseconds, any origin),
- * fires expired deadlines and posted messages. Call it each time the loop
+/* Tells the library the current time (monotonic milliseconds, any origin:
+ * the first tick's time is the library's zero, and what happened before it,
+ * connections made included, counts from there), fires expired deadlines
+ * and posted messages. Call it each time the loop
  * wakes, before feeding bytes: deadlines are measured from the last time
  * given. Returns the milliseconds until the next deadline (0 if one is due
  * now, or if posted messages still wait: a tick delivers what was posted
@@ -460,7 +469,8 @@ WS_EXTERN int ws_server_stats(const ws_server *s, ws_stats *out, size_t size);
 
 /* Creates a connection for an accepted socket. transport is the host's own
  * pointer (fd, uv_tcp_t *, TLS session), passed back to callbacks and never
- * looked into. The handshake deadline starts at the time of the last tick.
+ * looked into. The handshake deadline starts at the time of the last tick
+ * (the first one, for a connection made before any tick).
  * Errors: WS_EINVAL, WS_ENOMEM. On error no callback fires; the host closes
  * its socket itself. */
 WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
@@ -503,8 +513,9 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * HTTP/1.1 (RFC 6455 4.1; the byte-fed path answers 400 otherwise) before
  * calling this or ws_conn_upgrade_answer.
  * Returns 0 (accepted or refused: refusals close the connection; running
- * out of memory is a 503 refusal), WS_EINVAL, WS_ESTATE (not a new
- * connection). */
+ * out of memory is a 503 refusal), WS_EINVAL (a NULL method or path, NULL
+ * headers with a count, or a header whose name or value is NULL with a
+ * non-zero length), WS_ESTATE (not a new connection). */
 WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
                               const char *query, const ws_header *headers,
                               size_t header_count);
@@ -536,6 +547,7 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     refused too (426 on the configured path, 404 elsewhere): on_http is
  *     not called.
  * All arguments are borrowed. Returns 0 (accepted or refused), WS_EINVAL,
+ * WS_EINVAL (as ws_conn_upgrade, or a NULL status, reason or accept),
  * WS_ESTATE (not a new connection). */
 WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
                                      const char *path, const char *query,
@@ -550,8 +562,8 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
  * is written. A 1xx, 204 or 304 carries no content (RFC 9110 6.4.1): no
  * Content-Type, Content-Length or body. Errors: WS_EINVAL (status outside
  * 100-999, body NULL with len > 0, a body with 1xx/204/304, a control
- * character such as CR or LF in content_type), WS_ESTATE (not in on_http),
- * WS_ECLOSED (on_http closed it first, e.g. ws_conn_close or
+ * character such as CR or LF in content_type), WS_ESTATE (not in on_http,
+ * or the request was answered already), WS_ECLOSED (on_http closed it first, e.g. ws_conn_close or
  * ws_server_shutdown: nothing is sent), WS_ENOMEM. */
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
                                    const char *content_type, const void *body,

@@ -152,7 +152,9 @@ struct ws_conn {
 struct ws_server {
   ws_config cfg;
   ws__alloc al;
-  uint64_t now;
+  uint64_t now;        /* ms since the first tick (the host's clock - base) */
+  uint64_t clock_base; /* the host's time at the first tick */
+  uint8_t clock_set;   /* a tick has fixed clock_base */
   int depth;          /* library frames on the stack */
   uint8_t destroying; /* ws_server_free was called inside a callback */
   uint8_t shutting_down;
@@ -269,8 +271,10 @@ int ws__timer_set(ws_server *s, ws_conn *c, uint64_t when);
  * not in the heap cannot fail. Returns WS_OK or WS_ENOMEM. */
 int ws__timer_reserve(ws_server *s);
 void ws__timer_clear(ws_server *s, ws_conn *c);
-/* Fires expired; returns ms to the next deadline or -1. */
-int ws__timer_run(ws_server *s);
+/* Fires the expired deadlines. */
+void ws__timer_run(ws_server *s);
+/* ms to the earliest deadline (0: due), or -1 when none is armed. */
+int ws__timer_next(const ws_server *s);
 
 /* ---- envelope.c ------------------------------------------------------- */
 /* A complete message arrived: parse, route, reply errors. */

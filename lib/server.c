@@ -186,20 +186,23 @@ static int next_timeout(ws_server *s, int timers) {
 int ws_server_tick(ws_server *s, uint64_t now_ms) {
   int next;
   if (s == NULL) return -1;
+  /* The host's clock has any origin: the first tick fixes it, so what came
+   * before (connections made, deadlines armed at 0) counts from there. */
+  if (!s->clock_set) {
+    s->clock_set = 1;
+    s->clock_base = now_ms;
+  }
+  now_ms = now_ms > s->clock_base ? now_ms - s->clock_base : 0;
   if (now_ms > s->now) s->now = now_ms; /* time never goes back */
   ws__enter(s);
   if (!s->shutting_down) ws__post_drain(s, WS__POST_TICK_DELIVERIES);
-  next = ws__timer_run(s);
+  ws__timer_run(s);
   if (s->shutting_down == 1 && s->now >= s->shutdown_deadline)
     finish_all(s, WS_CLOSE_GOING_AWAY, "shutdown deadline");
   if (ws__leave(s)) return -1; /* destroyed from a callback */
-  /* Flushing may have started write deadlines: ask the heap again. */
-  if (s->heap_len > 0) {
-    uint64_t d = s->heap[0]->deadline;
-    int t = d <= s->now ? 0 : d - s->now > INT32_MAX ? INT32_MAX
-                                                     : (int)(d - s->now);
-    if (next < 0 || t < next) next = t;
-  }
+  /* Asked last: the flush in ws__leave may have armed deadlines, and
+   * finish_all may have cleared every one. */
+  next = ws__timer_next(s);
   if (!s->shutting_down && ws__post_pending(s)) next = 0;
   return next_timeout(s, next);
 }

@@ -88,14 +88,18 @@ void ws__timer_clear(ws_server *s, ws_conn *c) {
   sift_up(s, last->heap_idx);
 }
 
-int ws__timer_run(ws_server *s) {
-  uint64_t d;
+void ws__timer_run(ws_server *s) {
   while (s->heap_len > 0 && s->heap[0]->deadline <= s->now) {
     ws_conn *c = s->heap[0];
     ws__timer_clear(s, c);
     ws__conn_expired(c);
   }
+}
+
+int ws__timer_next(const ws_server *s) {
+  uint64_t d;
   if (s->heap_len == 0) return -1;
-  d = s->heap[0]->deadline - s->now;
+  d = s->heap[0]->deadline;
+  d = d <= s->now ? 0 : d - s->now;
   return d > INT_MAX ? INT_MAX : (int)d;
 }

@@ -204,15 +204,22 @@ static int plain_http(ws_conn *c) {
   return refuse(c, 404, "not found");
 }
 
-static int take_device_id(ws_conn *c) {
+/* Takes the device id from the query. Returns NULL, or the 400's reason.
+ * An id is text (handlers quote it into JSON, logs print it), so it must
+ * decode to UTF-8, as a text frame must. */
+static const char *take_device_id(ws_conn *c) {
   const ws_config *cfg = &c->s->cfg;
   const char *id = cfg->device_param ? ws_request_query(c->req, cfg->device_param)
                                      : NULL;
+  size_t n;
   if (id && *id == '\0') id = NULL;
-  if (id == NULL) return cfg->device_required ? 400 : 0;
-  if (strlen(id) > cfg->max_device_id) return 400;
+  if (id == NULL) return cfg->device_required ? "missing device_id" : NULL;
+  if ((n = strlen(id)) > cfg->max_device_id) return "device_id too long";
+  if (ws__utf8_validate(WS__UTF8_ACCEPT, (const uint8_t *)id, n) !=
+      WS__UTF8_ACCEPT)
+    return "device_id is not UTF-8";
   c->device_id = id;
-  return 0;
+  return NULL;
 }
 
 /* The 101 on the queue (its length depends on the subprotocol, which may
@@ -315,6 +322,7 @@ static size_t headers_max(const ws_server *s) {
 int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   ws_server *s = c->s;
   ws__upgrade_check chk;
+  const char *bad_id;
   int err, ok;
 
   c->req = ws__request_build(&s->al, rv, 1, &err);
@@ -334,13 +342,7 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   ok = origin_ok(c, rv);
   if (c->state == WS__DEAD) return WS_ECLOSED; /* check_origin closed it */
   if (!ok) return refuse(c, 403, "origin not allowed");
-  if (take_device_id(c)) {
-    const char *id = s->cfg.device_param
-                         ? ws_request_query(c->req, s->cfg.device_param)
-                         : NULL;
-    return refuse(c, 400, id && *id ? "device_id too long"
-                                    : "missing device_id");
-  }
+  if ((bad_id = take_device_id(c)) != NULL) return refuse(c, 400, bad_id);
   err = pick_subprotocol(c, rv);
   if (c->state == WS__DEAD) return WS_ECLOSED; /* select_subprotocol did */
   if (err != WS_OK) {
@@ -441,10 +443,22 @@ nomem:
   return -1;
 }
 
+/* Every header the host hands in is read as pointer + length: one with
+ * no bytes where it claims some is the host's error, not a request's. */
+static int headers_valid(const ws_header *headers, size_t header_count) {
+  size_t i;
+  if (headers == NULL) return header_count == 0;
+  for (i = 0; i < header_count; i++)
+    if ((headers[i].name == NULL && headers[i].name_len) ||
+        (headers[i].value == NULL && headers[i].value_len))
+      return 0;
+  return 1;
+}
+
 static int check_args(ws_conn *c, const char *method, const char *path,
                       const ws_header *headers, size_t header_count) {
   if (c == NULL || method == NULL || path == NULL ||
-      (headers == NULL && header_count))
+      !headers_valid(headers, header_count))
     return WS_EINVAL;
   if (c->state != WS__HANDSHAKE || c->buf_len || c->req ||
       (c->marks & WS__M_FEEDING)) /* from a callback of its own upgrade */

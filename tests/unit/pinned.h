@@ -63,6 +63,7 @@ static inline void k_cfg(ws_config *cfg) {
 static inline ws_server *k_server(ws_config *cfg) {
   ws_server *s;
   cr_assert_eq(ws_server_new(cfg, &s), WS_OK);
+  ws_server_tick(s, 0); /* the host's clock starts at 0 */
   return s;
 }
 /* A server from cfg with A connected and upgraded as device "a". */

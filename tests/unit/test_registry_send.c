@@ -65,6 +65,7 @@ static void fixture(void) {
   cfg.handler = h_handler;
   cfg.on_close = h_on_close;
   cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+  ws_server_tick(S, 0); /* the host's clock starts at 0 */
 }
 
 static void finish(void) {

@@ -1443,3 +1443,126 @@ Test(regress, a_tick_delivers_a_bounded_share_of_the_posts) {
   cr_expect_eq(n, POSTS);
   done(s, &A, NULL);
 }
+
+/* A header the host passed with a NULL name or value and a non-zero length
+ * reached memcpy (a crash at -O2): WS_EINVAL now, from both host-parsed
+ * entry points, and the connection is still new (a valid upgrade after it
+ * succeeds). */
+Test(regress, host_header_with_a_null_pointer_is_einval) {
+  ws_header bad[5];
+  char accept[WS_ACCEPT_LEN + 1];
+  const char *reason;
+  int status, which;
+  mt_conn A;
+  ws_server *s = mk(NULL);
+  for (which = 0; which < 2; which++) {
+    memcpy(bad, k_upgrade_headers, sizeof bad);
+    if (which) bad[3].value = NULL; /* Sec-WebSocket-Key, 24 bytes */
+    else bad[0].name = NULL;        /* Host, 4 bytes */
+    mt_open(&A, s);
+    cr_expect_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a", bad, 5),
+                 WS_EINVAL);
+    cr_expect_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a", bad,
+                                        5, &status, &reason, accept),
+                 WS_EINVAL);
+    cr_expect_eq(A.len, 0, "nothing answered");
+    cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a",
+                                 k_upgrade_headers, 5),
+                 WS_OK);
+    cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
+    ws_conn_abort(A.c);
+    mt_free(&A);
+  }
+  /* A NULL value of no bytes is an empty one (an empty Host is valid
+   * HTTP/1.1, RFC 7230 5.4), not an error. */
+  memcpy(bad, k_upgrade_headers, sizeof bad);
+  bad[0].value = NULL;
+  bad[0].value_len = 0;
+  mt_open(&A, s);
+  cr_expect_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a", bad, 5),
+               WS_OK);
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
+  done(s, &A, NULL);
+}
+
+/* The clock started at 0 whatever the host's origin: a connection made
+ * before the first tick, which gave CLOCK_MONOTONIC's 3 days, was past its
+ * handshake deadline at that tick (and an upgraded one past its idle
+ * deadline). The first tick is now the library's zero. */
+Test(regress, the_first_tick_is_the_clock_origin) {
+  enum { T0 = 259200000 }; /* 3 days of uptime, in ms */
+  mt_conn A, B;
+  mt_frame f;
+  char req[256];
+  size_t n;
+  ws_server *s = mk(NULL);
+  mt_open(&A, s);                   /* before any tick: handshake pending */
+  mt_connect(&B, s, "b", MT_WHOLE); /* before any tick: open */
+  cr_expect_eq(ws_server_tick(s, T0), 10000, "A's handshake deadline");
+  cr_expect_eq(A.closes, 0, "closed at the first tick");
+  cr_expect_eq(B.closes, 0);
+  cr_expect_eq(mt_unread(&B), 0, "neither pinged nor closed");
+  n = mt_request(req, sizeof req, "a", NULL);
+  mt_feed(&A, req, n, MT_WHOLE);
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
+  ws_server_tick(s, T0 + 29999);
+  cr_expect_eq(mt_unread(&B), 0, "pinged before ping_interval_ms");
+  ws_server_tick(s, T0 + 30000);
+  mt_expect_frame(&B, &f);
+  cr_expect_eq(f.opcode, MT_PING, "the ping at 30 s from the first tick");
+  cr_expect_eq(R.on_close, 0);
+  done(s, &A, &B);
+}
+
+/* A device id was kept as whatever bytes its percent-encoding gave; the
+ * README's own handler (cJSON_CreateString of the id) then failed with
+ * WS_EJSON and the client was closed 1011. Ids must be UTF-8: 400. */
+Test(regress, a_device_id_that_is_not_utf8_is_refused) {
+  static const char *const bad[] = {"%ff%fe", "ab%c3", "%ed%a0%80",
+                                    "%c0%af"};
+  const uint8_t *body;
+  size_t i, bl, n;
+  char req[256];
+  ws_stats st;
+  mt_conn A;
+  ws_server *s = mk(NULL);
+  for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+    n = mt_request(req, sizeof req, bad[i], NULL);
+    mt_open(&A, s);
+    mt_feed(&A, req, n, MT_WHOLE);
+    cr_expect_eq(mt_http_response(&A, NULL, 0, &body, &bl), 400, "%s", bad[i]);
+    cr_expect(bl >= 22 && memcmp(body, "device_id is not UTF-8", 22) == 0,
+              "%.*s", (int)bl, body);
+    cr_expect_eq(A.closes, 1);
+    mt_free(&A);
+  }
+  ws_server_stats(s, &st, sizeof st);
+  cr_expect_eq(st.refusals[WS_REFUSE_BAD_REQUEST], 4);
+  mt_connect(&A, s, "caf%C3%A9-%F0%9F%93%B1", MT_WHOLE);
+  cr_expect_str_eq(ws_conn_device_id(A.c), "caf\xc3\xa9-\xf0\x9f\x93\xb1");
+  done(s, &A, NULL);
+}
+
+/* A tick that ended a shutdown's drain answered the deadline of a
+ * connection it had just closed (its 5 s close timeout): one spurious
+ * wake-up after the server was done. */
+static int r_on_shutdown(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  R.handled++;
+  return 0;
+}
+static void with_on_shutdown(ws_config *c) { c->on_shutdown = r_on_shutdown; }
+
+Test(regress, the_tick_that_ends_a_drain_has_no_deadline_left) {
+  mt_conn A;
+  ws_server *s = mk(with_on_shutdown);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.would_block = 1; /* the 1001 cannot go out */
+  cr_assert_eq(ws_server_shutdown(s, 0), WS_OK);
+  cr_expect_eq(A.closes, 0, "still draining");
+  cr_expect_eq(ws_server_tick(s, 0), -1);
+  cr_expect_eq(A.closes, 1);
+  cr_expect_eq(R.handled, 1, "on_shutdown fired");
+  done(s, &A, NULL);
+}
