@@ -126,6 +126,7 @@ typedef struct chat {
   wsa_epoll_watcher stdin_w, signal_w;
   char line[4096]; /* stdin line being assembled */
   size_t line_len;
+  int line_long;   /* the line being read outgrew line[]: refused whole */
   int stopping, done;
   unsigned long ticks;
 } chat;
@@ -555,13 +556,22 @@ static void on_stdin(wsa_epoll *p, wsa_epoll_watcher *w, uint32_t events) {
   for (i = 0; i < n; i++) {
     if (buf[i] == '\r') continue;
     if (buf[i] != '\n') {
-      if (ch->line_len < sizeof(ch->line) - 1) /* longer lines: cut */
+      if (ch->line_len < sizeof(ch->line) - 1)
         ch->line[ch->line_len++] = buf[i];
+      else
+        ch->line_long = 1;
       continue;
     }
     ch->line[ch->line_len] = '\0';
     ch->line_len = 0;
-    run_command(ch, ch->line);
+    /* A cut line is another command (a shorter push, broken UTF-8):
+     * refused, not run. */
+    if (ch->line_long)
+      ex_line(1, "error line too long (at most %zu bytes)\n",
+              sizeof(ch->line) - 1);
+    else
+      run_command(ch, ch->line);
+    ch->line_long = 0;
   }
 }
 

@@ -74,23 +74,33 @@ static void update_events(tls_sock *s) {
 
 /* ---- transport callbacks ---------------------------------------------- */
 
+/* Record by record (16 KiB each) until the socket and the ciphertext cap
+ * are full: a short count makes the library wait for POLLOUT, so it must
+ * mean "full", not "one record made" (with one record per call, a reply
+ * larger than a record still sat in the library when the peer's FIN came,
+ * and the abort that follows an EOF dropped it). */
 static ssize_t tls_send(ws_conn *c, void *t, const void *d, size_t n) {
   tls_sock *s = t;
-  int w;
+  size_t done = 0;
   (void)c;
-  if (BIO_ctrl_pending(s->wbio) >= WSA_TLS_MAX_PENDING) {
+  while (done < n) {
+    size_t chunk = n - done < 16384 ? n - done : 16384;
+    int w;
+    if (BIO_ctrl_pending(s->wbio) >= WSA_TLS_MAX_PENDING) {
+      if (flush_wbio(s) < 0) return -1;
+      if (BIO_ctrl_pending(s->wbio) >= WSA_TLS_MAX_PENDING) break;
+    }
+    w = SSL_write(s->ssl, (const char *)d + done, (int)chunk);
+    if (w <= 0) {
+      int e = SSL_get_error(s->ssl, w);
+      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
+      return -1;
+    }
+    done += (size_t)w;
     if (flush_wbio(s) < 0) return -1;
-    if (BIO_ctrl_pending(s->wbio) >= WSA_TLS_MAX_PENDING) return 0;
   }
-  if (n > 16384) n = 16384; /* one TLS record per call */
-  w = SSL_write(s->ssl, d, (int)n);
-  if (w <= 0) {
-    int e = SSL_get_error(s->ssl, w);
-    return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
-  }
-  if (flush_wbio(s) < 0) return -1;
   update_events(s);
-  return w;
+  return (ssize_t)done;
 }
 
 static int tls_want_write(ws_conn *c, void *t, int want) {

@@ -265,6 +265,23 @@ def test_later_refuses_a_delay_out_of_range(chat):
     assert chat.command("later 3600000 alice x") == "ok later queued"
 
 
+def test_a_line_longer_than_the_buffer_is_refused_whole(chat):
+    """A command line past 4095 bytes was cut and the cut line run: a
+    shorter push than typed went out ("ok push 1"), or a cut inside a
+    UTF-8 character came back as "invalid JSON". It is refused whole now,
+    and the next line is read from its own start."""
+    async def go():
+        a1, _ = await join_as(chat, "long-a1", "alice-token")
+        assert chat.command("push alice " + "A" * 10000).startswith(
+            "error line too long")
+        assert chat.command("push alice x" + "\u00e9" * 3000).startswith(
+            "error line too long")
+        assert chat.command("push alice short") == "ok push 1"
+        assert await recv_json(a1) == {"action": "push", "data": "short"}
+        await a1.close()
+    arun(go())
+
+
 def test_a_closing_device_id_stays_with_its_user(chat):
     """A phone that stopped reading is closed as a slow consumer; its close
     frame cannot reach it either, so the connection stays closing until

@@ -85,3 +85,44 @@ def test_wss_sigterm_1001(server, cert):
         assert await close_code(ws) == 1001
     arun(run())
     assert server.proc.wait(timeout=TIMEOUT) == 0
+
+
+def test_a_half_closing_client_gets_its_whole_reply(server, cert):
+    """A client that sends an echo larger than one TLS record and its close,
+    then half-closes (FIN): the reply and the close frame must already be
+    on the way. The send callback made one 16 KiB record per call, so the
+    library waited for POLLOUT with the rest, and the abort that follows the
+    EOF dropped it (32 KiB of 60 KiB arrived, no close frame)."""
+    import os
+    import socket
+    import struct
+    payload = json.dumps({"action": "echo", "data": "q" * 60000}).encode()
+
+    def masked(op, data):
+        mask = os.urandom(4)
+        n = len(data)
+        head = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else
+                                     bytes([0x80 | 126]) + struct.pack(">H", n))
+        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    raw = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    with client_ctx(cert).wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall((f"GET /ws?device_id=half HTTP/1.1\r\nHost: {server.host}\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+                  + masked(1, payload) + masked(8, b"\x03\xe8"))
+        # TCP FIN, no TLS close_notify (SSLSocket.shutdown would drop TLS)
+        socket.socket.shutdown(s, socket.SHUT_WR)
+        got = b""
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+    head, _, frames = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    assert frames[:2] == b"\x81\x7e", frames[:2]
+    n = struct.unpack(">H", frames[2:4])[0]
+    assert frames[4:4 + n] == payload, f"{len(frames) - 4} of {n} bytes"
+    assert frames[4 + n:] == b"\x88\x02\x03\xe8", frames[4 + n:]
