@@ -690,8 +690,11 @@ int main(int argc, char **argv) {
 
   if (tick_ms > 0) next_tick = wsa_now_ms() + (uint64_t)tick_ms;
   while (!ch->done) {
-    /* The library's next deadline and ours: whichever comes first. */
-    int cap = tick_ms > 0 && !ch->stopping ? wsa_epoll_ms_until(next_tick) : -1;
+    /* The library's next deadline and ours: whichever comes first. While
+     * stopping, the tick inside may end the drain (on_shutdown) and leave
+     * nothing to wake the wait: look at done every 100 ms. */
+    int cap = ch->stopping ? 100
+              : tick_ms > 0 ? wsa_epoll_ms_until(next_tick) : -1;
     if (wsa_epoll_run_once_for(&ch->loop, cap) < 0) {
       perror("chat: epoll_wait");
       break;

@@ -229,6 +229,10 @@ static void run(ws_server *srv, int sfd) {
     nfds_t n = 0, k;
     int i;
 
+    /* The tick may have ended the drain (on_shutdown): with nothing left
+     * it answers -1, and polling on that would wait forever. */
+    if (g_done) break;
+
     if (g_stop && !shutting_down) {
       /* Graceful stop: 1001 to every client, drain, then on_shutdown. */
       shutting_down = 1;

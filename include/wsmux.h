@@ -408,7 +408,10 @@ WS_EXTERN void ws_server_free(ws_server *s);
  * when it began, stopping after the post that makes its fan-out reach
  * 8192 connections so that the loop gets back to its sockets), or -1 when
  * none is pending: usable as a poll(2) timeout (s NULL: -1 as well). Cost
- * is O(expired deadlines) plus the posts it delivers. */
+ * is O(expired deadlines) plus the posts it delivers. Callbacks run inside
+ * (on_close, on_shutdown when a drain's deadline passes): check the loop's
+ * own exit condition after the tick, before waiting on its answer, which
+ * is -1 once nothing is left. */
 WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
@@ -748,7 +751,9 @@ WS_EXTERN int ws_prepare_json(ws_server *s, const char *action,
 WS_EXTERN int ws_conn_send_prepared(ws_conn *c, const ws_prepared *p);
 WS_EXTERN void ws_prepared_free(ws_prepared *p);
 
-/* To every open connection (n == 0) or to the listed device ids. */
+/* To every open connection (n == 0, whatever device_ids is: the Go model's
+ * Broadcast(msg) with no ids) or to the listed device ids. A host that
+ * narrows a list of ids down must not pass an empty one: check n first. */
 WS_EXTERN int ws_broadcast(ws_server *s, const char *action, const struct cJSON *data,
                            const char *const *device_ids, size_t n);
 WS_EXTERN int ws_broadcast_json(ws_server *s, const char *action,

@@ -16,6 +16,7 @@ import pytest
 from conftest import (TIMEOUT, _die_with_parent, arun, close_code, connect,
                       example, free_port, no_message, recv_json,
                       refused_status)
+from flood import Flood
 
 
 @pytest.fixture
@@ -179,6 +180,18 @@ def test_sigint_closes_1001_and_exits_0(chat):
     arun(go())
     assert chat.wait_exit() == 0
     chat.wait_line("stopped")
+
+
+def test_clients_that_never_answer_hold_the_exit_only_for_the_drain(chat):
+    """Busy clients that never answer the 1001 are closed when the 2 s
+    drain ends, in whichever tick comes first; under load that is often
+    the tick at the top of a loop iteration, which then waited with no
+    deadline left (the tick answers -1) and no cap: chat never exited."""
+    with Flood(chat.host, chat.port, "/ws?token=alice-token&device_id=flood-"):
+        start = time.monotonic()
+        chat.signal(signal.SIGTERM)
+        assert chat.wait_exit(timeout=6) == 0
+        assert time.monotonic() - start >= 1.5, "exited before the drain ended"
 
 
 def test_stdin_eof_keeps_serving(chat):

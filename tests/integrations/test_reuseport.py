@@ -16,20 +16,27 @@ from flood import Flood
 N_CLIENTS = 48  # kernel hashing puts all on one of 2 threads with p = 2^-47
 
 
+async def clients_on_both_threads(server, prefix):
+    """N_CLIENTS connections and the loop thread each landed on (whoami),
+    asserting that both of two threads got some."""
+    clients = [await connect(f"{server.ws}/ws?device_id={prefix}{i}")
+               for i in range(N_CLIENTS)]
+    threads = []
+    for ws in clients:
+        await ws.send('{"action":"whoami"}')
+        reply = await recv_json(ws)
+        assert reply["action"] == "thread", reply
+        threads.append(reply["data"])
+    assert set(threads) == {0, 1}, threads
+    return clients, threads
+
+
 def test_broadcast_crosses_threads(start_server):
     server = start_server("reuseport", "--threads", "2")
 
     async def run():
-        clients = [await connect(f"{server.ws}/ws?device_id=c{i}")
-                   for i in range(N_CLIENTS)]
+        clients, threads = await clients_on_both_threads(server, "c")
         try:
-            threads = []
-            for ws in clients:
-                await ws.send('{"action":"whoami"}')
-                reply = await recv_json(ws)
-                assert reply["action"] == "thread"
-                threads.append(reply["data"])
-            assert set(threads) == {0, 1}, threads
             # once from a client of thread 1, once from thread 0
             for origin in (threads.index(1), threads.index(0)):
                 await clients[origin].send(
@@ -56,13 +63,7 @@ def test_cross_thread_broadcast_wakes_the_other_loop(start_server):
 
     async def run():
         loop = asyncio.get_running_loop()
-        clients = [await connect(f"{server.ws}/ws?device_id=w{i}")
-                   for i in range(N_CLIENTS)]
-        threads = []
-        for ws in clients:
-            await ws.send('{"action":"whoami"}')
-            threads.append((await recv_json(ws))["data"])
-        assert set(threads) == {0, 1}, threads
+        clients, threads = await clients_on_both_threads(server, "w")
         sender = clients[threads.index(1)]
         others = [ws for ws, t in zip(clients, threads) if t == 0]
         worst = 0.0
@@ -176,13 +177,7 @@ def test_a_full_post_queue_answers_busy_and_keeps_the_sender(start_server):
     pad = "x" * 100
 
     async def run():
-        clients = [await connect(f"{server.ws}/ws?device_id=r{i}")
-                   for i in range(N_CLIENTS)]
-        threads = []
-        for ws in clients:
-            await ws.send('{"action":"whoami"}')
-            threads.append((await recv_json(ws))["data"])
-        assert set(threads) == {0, 1}, threads
+        clients, threads = await clients_on_both_threads(server, "r")
 
         with socket.create_connection((server.host, server.port),
                                       timeout=TIMEOUT) as s:
