@@ -272,16 +272,18 @@ typedef struct ws_config {
    * id) != c); 1005 when the peer's close had no code; the code the server
    * sent when no close frame came back (failure, close timeout); 1006 when
    * no close frame was exchanged. The closes_* counters count the same
-   * code. reason is the peer's (or empty), NUL-terminated, borrowed. The device id, user and
-   * request are still readable here; sending to it is no longer possible.
-   * Fires only for connections whose upgrade was accepted. */
+   * code. reason is the peer's (or empty), NUL-terminated, borrowed. The
+   * device id, user and request are still readable here; sending to it is
+   * no longer possible. Fires only for connections whose upgrade was
+   * accepted. */
   int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
   /* Optional. Decide on an upgrade after the library's own checks passed.
    * Return 0 to accept, or an HTTP status in 400..599 to refuse (any other
    * value: 500); *reason may be set to a one-line reason: it may point into
    * req (it is copied into the response), except under
    * ws_conn_upgrade_answer, which hands it back to the host after req is
-   * gone: there it must be static or long-lived. May call ws_conn_set_user, ws_conn_join, ws_conn_set_user_data.
+   * gone: there it must be static or long-lived. May call
+   * ws_conn_set_user, ws_conn_join, ws_conn_set_user_data.
    * req is the whole request, headers included, borrowed for the call;
    * ws_conn_request(c) and ws_conn_device_id(c) are already what the
    * connection keeps for its life (without headers when keep_headers = 0),
@@ -400,18 +402,17 @@ WS_EXTERN void ws_server_free(ws_server *s);
 
 /* Tells the library the current time (monotonic milliseconds, any origin:
  * the first tick's time is the library's zero, and what happened before it,
- * connections made included, counts from there), fires expired deadlines
- * and posted messages. Call it each time the loop
- * wakes, before feeding bytes: deadlines are measured from the last time
- * given. Returns the milliseconds until the next deadline (0 if one is due
- * now, or if posted messages still wait: a tick delivers what was posted
- * when it began, stopping after the post that makes its fan-out reach
- * 8192 connections so that the loop gets back to its sockets), or -1 when
- * none is pending: usable as a poll(2) timeout (s NULL: -1 as well). Cost
- * is O(expired deadlines) plus the posts it delivers. Callbacks run inside
- * (on_close, on_shutdown when a drain's deadline passes): check the loop's
- * own exit condition after the tick, before waiting on its answer, which
- * is -1 once nothing is left. */
+ * connections made included, counts from there), fires expired deadlines and
+ * posted messages. Call it each time the loop wakes, before feeding bytes:
+ * deadlines are measured from the last time given. Returns the milliseconds
+ * until the next deadline (0 if one is due now, or if posted messages still
+ * wait: a tick delivers what was posted when it began, stopping after the
+ * post that makes its fan-out reach 8192 connections so that the loop gets
+ * back to its sockets), or -1 when none is pending: usable as a poll(2)
+ * timeout (s NULL: -1 as well). Cost is O(expired deadlines) plus the posts
+ * it delivers. Callbacks run inside (on_close, on_shutdown when a drain's
+ * deadline passes): check the loop's own exit condition after the tick,
+ * before waiting on its answer, which is -1 once nothing is left. */
 WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
@@ -549,9 +550,9 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     on_close, as it never opened). A request that is not an upgrade is
  *     refused too (426 on the configured path, 404 elsewhere): on_http is
  *     not called.
- * All arguments are borrowed. Returns 0 (accepted or refused), WS_EINVAL,
- * WS_EINVAL (as ws_conn_upgrade, or a NULL status, reason or accept),
- * WS_ESTATE (not a new connection). */
+ * All arguments are borrowed. Returns 0 (accepted or refused), WS_EINVAL
+ * (as ws_conn_upgrade, or a NULL status, reason or accept), WS_ESTATE (not
+ * a new connection). */
 WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
                                      const char *path, const char *query,
                                      const ws_header *headers,
@@ -566,8 +567,9 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
  * Content-Type, Content-Length or body. Errors: WS_EINVAL (status outside
  * 100-999, body NULL with len > 0, a body with 1xx/204/304, a control
  * character such as CR or LF in content_type), WS_ESTATE (not in on_http,
- * or the request was answered already), WS_ECLOSED (on_http closed it first, e.g. ws_conn_close or
- * ws_server_shutdown: nothing is sent), WS_ENOMEM. */
+ * or the request was answered already), WS_ECLOSED (on_http closed it
+ * first, e.g. ws_conn_close or ws_server_shutdown: nothing is sent),
+ * WS_ENOMEM. */
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
                                    const char *content_type, const void *body,
                                    size_t len);
@@ -695,8 +697,8 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
 /* ------------------------------------------------------------------------ */
 
 /* Every function below builds {"action":action,"data":data} (data NULL,
- * or data_json NULL with len 0: no "data" member), serialises it once, frames it once and queues a
- * reference to the same buffer on each receiver. All arguments are copied
+ * or data_json NULL with len 0: no "data" member), serialises it once,
+ * frames it once and queues a reference to the same buffer on each receiver. All arguments are copied
  * or serialised before return. Per-connection order is kept. The _json
  * variants take data as ready JSON text (len bytes; validated, WS_EJSON if
  * invalid). Everything sent is a text frame, so it must be UTF-8: an
@@ -754,7 +756,8 @@ WS_EXTERN void ws_prepared_free(ws_prepared *p);
 /* To every open connection (n == 0, whatever device_ids is: the Go model's
  * Broadcast(msg) with no ids) or to the listed device ids. A host that
  * narrows a list of ids down must not pass an empty one: check n first. */
-WS_EXTERN int ws_broadcast(ws_server *s, const char *action, const struct cJSON *data,
+WS_EXTERN int ws_broadcast(ws_server *s, const char *action,
+                           const struct cJSON *data,
                            const char *const *device_ids, size_t n);
 WS_EXTERN int ws_broadcast_json(ws_server *s, const char *action,
                                 const char *data_json, size_t len,
