@@ -698,8 +698,9 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
 
 /* Every function below builds {"action":action,"data":data} (data NULL,
  * or data_json NULL with len 0: no "data" member), serialises it once,
- * frames it once and queues a reference to the same buffer on each receiver. All arguments are copied
- * or serialised before return. Per-connection order is kept. The _json
+ * frames it once and queues a reference to the same buffer on each
+ * receiver. All arguments are copied or serialised before return.
+ * Per-connection order is kept. The _json
  * variants take data as ready JSON text (len bytes; validated, WS_EJSON if
  * invalid). Everything sent is a text frame, so it must be UTF-8: an
  * action that is not is WS_EINVAL. A cJSON tree is printed, then checked
