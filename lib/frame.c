@@ -127,6 +127,40 @@ static int check_header(ws_conn *c, const struct wslay_frame_iocb *f) {
   return 0;
 }
 
+/* wslay returns a frame's header with its first payload chunk, so a frame
+ * whose header arrived without payload would be judged only when a payload
+ * byte follows: a peer could send a header claiming 2^63 bytes, or one
+ * with an RSV bit, and wait. When wslay wants more bytes between frames,
+ * the bytes it holds are such a header (a whole frame would have been
+ * returned): they are the tail of what was handed over, this feed's and,
+ * for a header split across feeds, the earlier part kept in rx->head by
+ * the previous call. Judged as soon as its first two bytes are in (the
+ * size once the length is complete). Returns 0 or a close code. */
+static int peek_header(ws_conn *c, const uint8_t *p, size_t given_now) {
+  ws__rx *rx = c->rx;
+  uint64_t held = rx->given - rx->consumed;
+  size_t fresh, need;
+  struct wslay_frame_iocb f;
+  const uint8_t *h = rx->head;
+  if (rx->in_frame || held == 0 || held > sizeof(rx->head)) return 0;
+  fresh = (size_t)WS__MIN(held, (uint64_t)given_now);
+  memcpy(rx->head + (held - fresh), p + given_now - fresh, fresh);
+  if (held < 2) return 0;
+  memset(&f, 0, sizeof(f));
+  f.fin = h[0] >> 7;
+  f.rsv = (h[0] >> 4) & 7;
+  f.opcode = h[0] & 0xf;
+  f.mask = h[1] >> 7;
+  need = 2 + ((h[1] & 0x7f) == 126 ? 2 : (h[1] & 0x7f) == 127 ? 8 : 0);
+  if ((h[1] & 0x7f) < 126) {
+    f.payload_length = h[1] & 0x7f;
+  } else if (held >= need) {
+    size_t i;
+    for (i = 2; i < need; i++) f.payload_length = f.payload_length << 8 | h[i];
+  } /* else 0 for now: the size is judged when its bytes are in */
+  return check_header(c, &f);
+}
+
 /* ---- data messages --------------------------------------------------- */
 
 static int check_utf8(ws_conn *c, const uint8_t *p, size_t n, int fin) {
@@ -299,6 +333,12 @@ static int reading(const ws_conn *c) {
          !c->s->destroying;
 }
 
+static void fail(ws_conn *c, int code) {
+  ws__conn_fail(c, code, code == WS_CLOSE_TOO_BIG        ? "message too big"
+                         : code == WS_CLOSE_INVALID_DATA ? "invalid UTF-8"
+                                                         : "protocol error");
+}
+
 void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n) {
   ws_server *s = c->s;
   struct wslay_frame_iocb f;
@@ -313,16 +353,16 @@ void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n) {
     int code;
     memset(&f, 0, sizeof(f));
     r = wslay_frame_recv(c->rx->wslay, &f);
-    if (r == WSLAY_ERR_WANT_READ) break;
-    if (r < 0) {
-      ws__conn_fail(c, WS_CLOSE_PROTOCOL, "protocol error");
+    if (r == WSLAY_ERR_WANT_READ) {
+      if ((code = peek_header(c, p, n - c->rx->in_len)) != 0) fail(c, code);
       break;
     }
-    code = on_chunk(c, &f);
-    if (code) {
-      ws__conn_fail(c, code, code == WS_CLOSE_TOO_BIG        ? "message too big"
-                             : code == WS_CLOSE_INVALID_DATA ? "invalid UTF-8"
-                                                             : "protocol error");
+    if (r < 0) {
+      fail(c, WS_CLOSE_PROTOCOL);
+      break;
+    }
+    if ((code = on_chunk(c, &f)) != 0) {
+      fail(c, code);
       break;
     }
     /* Bound what one feed can queue before anything is written (bytes,

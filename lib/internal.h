@@ -79,6 +79,7 @@ typedef struct ws__rx {
   uint8_t frame_opcode;
   uint8_t ctrl_len;
   uint8_t ctrl[125];
+  uint8_t head[14]; /* a header wslay holds without payload (peek_header) */
 } ws__rx;
 
 /* ---- registry.c ------------------------------------------------------- */

@@ -29,6 +29,7 @@
 
 #define MAX_MESSAGE 65536 /* ws_config default max_message */
 #define NO_STOP ((size_t)-1)
+#define STOP_HEADER ((size_t)-2) /* put_frame_x: due once the header is in */
 
 static const char *const group_names[CONF_G_COUNT] = {
     [CONF_G_FRAMING] = "framing",
@@ -229,7 +230,8 @@ static void stop(builder *b) {
  * written in the header (form 0: minimal, 16 or 64: that encoding); n
  * payload bytes follow, masked unless masked is 0. With stop_byte < n the
  * chunk is cut right after payload byte stop_byte and the outcome marked
- * due there (stop). */
+ * due there (stop); with STOP_HEADER, right after the header: what the
+ * header says wrong is judged before any payload arrives. */
 static void put_frame_x(builder *b, int b0, int masked, uint64_t claimed,
                         int form, const void *payload, size_t n,
                         size_t stop_byte) {
@@ -258,6 +260,7 @@ static void put_frame_x(builder *b, int b0, int masked, uint64_t claimed,
     hl += 4;
   }
   put(b, h, hl);
+  if (stop_byte == STOP_HEADER) stop(b);
   for (i = 0; i < n; i++) {
     uint8_t x = (uint8_t)(masked ? p[i] ^ key[i % 4] : p[i]);
     put(b, &x, 1);
@@ -566,6 +569,12 @@ static void gen_framing(builder *b) {
       exp_close(b, 1002);
       done(b, CONF_CLOSES);
     }
+    if (add_case(b, G, 5, "5.1", "unmasked text, header alone: 1002")) {
+      put_frame_x(b, b0_of(1, 0, OP_TEXT), 0, 10, 0, "0123456789", 10,
+                  STOP_HEADER);
+      exp_close(b, 1002);
+      done(b, CONF_CLOSES);
+    }
     if (add_case(b, G, 5, "5.1", "echo, then an unmasked text: echo, 1002")) {
       text(b, "{\"action\":\"echo\",\"data\":\"ok\"}");
       put_frame_x(b, b0_of(1, 0, OP_TEXT), 0, 3, 0, "abc", 3, NO_STOP);
@@ -847,6 +856,13 @@ static void gen_rsv(builder *b) {
       exp_close(b, 1002);
       done(b, CONF_CLOSES);
     }
+    if (add_case(b, G, 7, "5.2", "RSV=%d on a text frame, header alone: 1002",
+                 rsv)) {
+      put_frame_x(b, b0_of(1, rsv, OP_TEXT), 1, sizeof(m) - 1, 0, m,
+                  sizeof(m) - 1, STOP_HEADER);
+      exp_close(b, 1002);
+      done(b, CONF_CLOSES);
+    }
     if (add_case(b, G, 6, "5.2", "RSV=%d on a binary frame: 1002", rsv)) {
       put_frame_x(b, b0_of(1, rsv, OP_BINARY), 1, 3, 0, "\x00\x01\x02", 3,
                   NO_STOP);
@@ -875,6 +891,12 @@ static void gen_opcodes(builder *b) {
     if (add_case(b, G, sub, "5.2", "reserved opcode %d with payload: 1002",
                  op)) {
       frame(b, 1, op, "reserved", 8);
+      exp_close(b, 1002);
+      done(b, CONF_CLOSES);
+    }
+    if (add_case(b, G, sub, "5.2", "reserved opcode %d, header alone: 1002",
+                 op)) {
+      put_frame_x(b, b0_of(1, 0, op), 1, 8, 0, "reserved", 8, STOP_HEADER);
       exp_close(b, 1002);
       done(b, CONF_CLOSES);
     }
@@ -998,6 +1020,18 @@ static void gen_fragments(builder *b) {
     frame(b, 0, OP_CONT, m, n);
     stop(b);
     frame(b, 1, OP_CONT, "", 0);
+    exp_close(b, 1002);
+    done(b, CONF_CLOSES);
+  }
+  if (add_case(b, G, 3, "5.4", "continuation without start, header alone: 1002")) {
+    put_frame_x(b, b0_of(1, 0, OP_CONT), 1, n, 0, m, n, STOP_HEADER);
+    exp_close(b, 1002);
+    done(b, CONF_CLOSES);
+  }
+  if (add_case(b, G, 3, "5.4", "text inside a fragmented one, header alone: 1002")) {
+    frame(b, 0, OP_TEXT, m, 5);
+    cut(b);
+    put_frame_x(b, b0_of(1, 0, OP_TEXT), 1, n, 0, m, n, STOP_HEADER);
     exp_close(b, 1002);
     done(b, CONF_CLOSES);
   }
@@ -1262,13 +1296,13 @@ static void gen_limits(builder *b) {
   }
   if (add_case(b, G, 1, "10.4", "text of 65537 bytes: 1009 at the header")) {
     put_frame_x(b, b0_of(1, 0, OP_TEXT), 1, MAX_MESSAGE + 1, 0, over,
-                MAX_MESSAGE + 1, 0);
+                MAX_MESSAGE + 1, STOP_HEADER);
     exp_close(b, 1009);
     done(b, CONF_CLOSES);
   }
   if (add_case(b, G, 1, "10.4", "binary of 65537 bytes: 1009 before 1003")) {
     put_frame_x(b, b0_of(1, 0, OP_BINARY), 1, MAX_MESSAGE + 1, 0, over,
-                MAX_MESSAGE + 1, 0);
+                MAX_MESSAGE + 1, STOP_HEADER);
     exp_close(b, 1009);
     done(b, CONF_CLOSES);
   }
@@ -1285,7 +1319,8 @@ static void gen_limits(builder *b) {
       if (!add_case(b, G, 2, "10.4", "frame claiming %llu bytes: 1009",
                     (unsigned long long)claims[k]))
         continue;
-      put_frame_x(b, b0_of(1, 0, OP_TEXT), 1, claims[k], 0, max, 16, 0);
+      put_frame_x(b, b0_of(1, 0, OP_TEXT), 1, claims[k], 0, max, 16,
+                  STOP_HEADER);
       exp_close(b, 1009);
       done(b, CONF_CLOSES);
     }
@@ -1319,7 +1354,7 @@ static void gen_limits(builder *b) {
   }
   if (add_case(b, G, 3, "10.4", "first fragment of 65537: 1009")) {
     put_frame_x(b, b0_of(0, 0, OP_TEXT), 1, MAX_MESSAGE + 1, 0, over,
-                MAX_MESSAGE + 1, 0);
+                MAX_MESSAGE + 1, STOP_HEADER);
     frame(b, 1, OP_CONT, "", 0);
     exp_close(b, 1009);
     done(b, CONF_CLOSES);
@@ -1330,7 +1365,7 @@ static void gen_limits(builder *b) {
     frame(b, 0, OP_TEXT, kb, sizeof(kb));
     for (k = 1; k < 64; k++) frame(b, 0, OP_CONT, kb, sizeof(kb));
     cut(b);
-    put_frame_x(b, b0_of(1, 0, OP_CONT), 1, 1, 0, "k", 1, 0);
+    put_frame_x(b, b0_of(1, 0, OP_CONT), 1, 1, 0, "k", 1, STOP_HEADER);
     exp_close(b, 1009);
     done(b, CONF_CLOSES);
   }
