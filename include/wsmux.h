@@ -309,7 +309,9 @@ typedef struct ws_config {
   int (*on_shutdown)(ws_server *s, void *user_data);
 
   /* --- handshake ------------------------------------------------------- */
-  const char *path;          /* upgrade path; default "/ws"; NULL = any */
+  const char *path;          /* upgrade path; default "/ws"; NULL = any.
+                                Compared with the target's path, also in
+                                absolute form (GET http://host/ws?...) */
   const char *device_param;  /* query parameter; default "device_id" */
   int device_required;       /* default 1: 400 "missing device_id" */
   int duplicate_policy;      /* enum ws_duplicate_policy */

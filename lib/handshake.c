@@ -89,15 +89,32 @@ static int parse_token(cursor *c, const char **tok, size_t *tok_len) {
   return WS__HTTP_COMPLETE;
 }
 
+/* The length of an absolute-form target's "http://authority" or
+ * "https://authority" prefix when a path ("/...") follows it, else 0. A
+ * server must accept that form (RFC 7230 5.3.2; RFC 6455 4.2.1: "an
+ * absolute HTTP/HTTPS URI containing the /resource name/"); the path and
+ * query are then read after it. */
+static size_t absolute_prefix(const char *t, size_t n) {
+  size_t i = n >= 7 && ws__ascii_caseeq(t, 7, "http://", 7)    ? 7
+             : n >= 8 && ws__ascii_caseeq(t, 8, "https://", 8) ? 8
+                                                               : 0;
+  if (i == 0) return 0;
+  while (i < n && t[i] != '/' && t[i] != '?') i++;
+  return i < n && t[i] == '/' ? i : 0;
+}
+
 /* Request target: visible ASCII up to SP, split at the first '?'. */
 static int parse_target(cursor *c, ws__reqview *v) {
-  size_t start = c->pos;
+  size_t start = c->pos, skip;
   while (!at_end(c) && c->p[c->pos] >= 0x21 && c->p[c->pos] <= 0x7E)
     c->pos++;
   if (at_end(c)) return WS__HTTP_INCOMPLETE;
   if (c->pos == start || c->p[c->pos] != ' ') return WS__HTTP_INVALID;
   const char *t = (const char *)c->p + start;
   size_t n = c->pos - start;
+  skip = absolute_prefix(t, n);
+  t += skip;
+  n -= skip;
   const char *q = memchr(t, '?', n);
   v->path = t;
   v->path_len = q ? (size_t)(q - t) : n;

@@ -8,7 +8,8 @@ set -eu
 profile=${1:-test}
 cd "$(dirname "$0")/.."
 
-build_pkgs="gcc make pkg-config libwslay-dev libcjson-dev uthash-dev"
+# libc6-dev: only a Recommends of gcc, and installs here skip those.
+build_pkgs="gcc libc6-dev make pkg-config libwslay-dev libcjson-dev uthash-dev"
 test_pkgs="$build_pkgs clang libclang-rt-14-dev valgrind libcriterion-dev \
 python3 python3-websockets python3-pytest nodejs npm chromium chromium-driver \
 libuv1-dev libevent-dev libmicrohttpd-dev libssl-dev openssl curl procps"
@@ -33,9 +34,16 @@ for p in $pkgs; do
     || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
-  echo "deps: installing$missing"
+  echo "deps: installing$missing (apt-get; minutes on a fresh machine)"
   sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "deps: not root and no sudo: as root, run" >&2
+      echo "  apt-get update && apt-get install --no-install-recommends$missing" >&2
+      exit 1
+    fi
+    sudo="sudo"
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi

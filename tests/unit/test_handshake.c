@@ -65,6 +65,41 @@ Test(parse, valid_request) {
   cr_expect(slice_eq(h[5].value, h[5].value_len, "http://example.com"));
 }
 
+/* An absolute-form target (RFC 7230 5.3.2) is read from its path on;
+ * without a path after the authority it stays as it is (and matches no
+ * route). */
+Test(parse, absolute_form_targets) {
+  static const struct {
+    const char *target, *path, *query;
+  } t[] = {
+      {"http://example.com/ws?device_id=a", "/ws", "device_id=a"},
+      {"HTTPS://example.com:8443/a/b", "/a/b", NULL},
+      {"http://user@h:1/?", "/", ""},
+      {"http://example.com", "http://example.com", NULL},
+      {"http://h?x=/ws", "http://h", "x=/ws"},
+      {"ws://h/ws", "ws://h/ws", NULL},
+      {"http:/ws", "http:/ws", NULL},
+  };
+  size_t i;
+  for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+    char req[256];
+    ws_header h[MAXH];
+    ws__reqview v;
+    size_t consumed = 0;
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n",
+                     t[i].target);
+    cr_assert_eq(parse(req, (size_t)n, h, MAXH, &v, &consumed),
+                 WS__HTTP_COMPLETE, "%s", t[i].target);
+    cr_expect(slice_eq(v.path, v.path_len, t[i].path), "%s: %.*s",
+              t[i].target, (int)v.path_len, v.path);
+    if (t[i].query)
+      cr_expect(v.query && slice_eq(v.query, v.query_len, t[i].query), "%s",
+                t[i].target);
+    else
+      cr_expect_null(v.query, "%s", t[i].target);
+  }
+}
+
 Test(parse, bare_lf_and_whitespace_trimming) {
   ws_header h[MAXH];
   ws__reqview v;
