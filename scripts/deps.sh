@@ -45,8 +45,9 @@ if [ -n "$missing" ]; then
     sudo="sudo"
   fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes \
-    $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  # env after sudo: sudo drops the caller's environment
+  $sudo env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes \
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 # npm packages for the end-to-end tests, pinned by the lockfile.
