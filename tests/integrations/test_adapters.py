@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -199,6 +200,35 @@ def test_out_of_descriptors_sheds_instead_of_spinning(start_server, name):
     time.sleep(0.3)
     arun(run())
 
+
+
+def test_the_poll_table_refuses_past_its_size(start_server):
+    """adapters/poll.h keeps its sockets in a fixed table (WSA_POLL_MAX
+    entries, two of them the listener and the wake pipe): a connection past
+    it is closed at accept, nothing is written past the table (the ASan
+    build sees a write past it), and the sockets in it are served."""
+    server = start_server("pingpong", nofile=8192)
+    socks = []
+    try:
+        for _ in range(4096 + 8):
+            socks.append(socket.create_connection((server.host, server.port),
+                                                  timeout=TIMEOUT))
+        time.sleep(0.5)  # well inside the 10 s handshake deadline
+        poller = select.poll()
+        for s in socks:
+            poller.register(s, select.POLLIN)
+        by_fd = {s.fileno(): i for i, s in enumerate(socks)}
+        shed = sorted(by_fd[fd] for fd, _ in poller.poll(0))  # EOF: readable
+        assert shed == list(range(4094, 4096 + 8)), shed[:20]
+        for i in (0, 2047, 4093):  # first, middle and last in the table
+            socks[i].settimeout(TIMEOUT)
+            socks[i].sendall(upgrade_request(server, f"t{i}"))
+            assert socks[i].recv(4096).startswith(b"HTTP/1.1 101 "), i
+            socks[i].sendall(masked_text(b'{"action":"ping"}'))
+            assert b'"pong"' in socks[i].recv(4096), i
+    finally:
+        for s in socks:
+            s.close()
 
 
 @pytest.mark.parametrize("name", ADAPTERS)
