@@ -17,6 +17,7 @@ from conftest import (TIMEOUT, _die_with_parent, arun, close_code, connect,
                       example, free_port, no_message, recv_json,
                       refused_status)
 from flood import Flood
+from wsmux_proc import cpu_seconds
 
 
 @pytest.fixture
@@ -205,6 +206,26 @@ def test_stdin_eof_keeps_serving(chat):
     arun(go())
     chat.signal(signal.SIGTERM)
     assert chat.wait_exit() == 0
+
+
+def test_stdin_eof_leaves_the_loop_idle(chat):
+    """stdin at end of file stays readable forever: its watcher must be
+    removed, or the level-triggered epoll loop wakes on it at once, every
+    time, and spins at 100% CPU while it still serves."""
+    chat.proc.stdin.close()
+
+    async def go():
+        a, _ = await join_as(chat, "eofidle", "alice-token")
+        await pong(a)  # the loop has run since the EOF
+        await asyncio.sleep(0.3)
+        cpu0 = cpu_seconds(chat.proc.pid)
+        await asyncio.sleep(1.0)
+        used = cpu_seconds(chat.proc.pid) - cpu0
+        await pong(a)
+        await a.close()
+        return used
+    used = arun(go())
+    assert used < 0.25, f"chat used {used:.2f} s of CPU in 1 s after stdin EOF"
 
 
 def test_post_from_another_thread_wakes_the_loop(chat):

@@ -1,13 +1,16 @@
 """examples/echo_poll (the spelled-out poll(2) host) against python3-websockets."""
 import asyncio
 import json
+import os
 import signal
 import socket
+import time
 
 import pytest
-
+from backpressure import fill, idle_cpu, raw_client, read_echoes
 from conftest import (Server, arun, close_code, connect, recv_json, recv_text)
 from flood import Flood
+from wsmux_proc import masked_text
 
 
 @pytest.fixture
@@ -122,3 +125,42 @@ def test_signal_with_no_clients_exits_0(echo):
 def test_usage_error():
     with pytest.raises(AssertionError):
         Server("echo_poll", ("--bogus",))
+
+
+def test_a_peer_gone_without_a_close_frame_is_let_go(echo):
+    """A client that sends its FIN (or dies) without a close frame: the
+    read sees end of file and must end the connection. Taken for "nothing
+    yet", the socket stays readable forever: the loop spins at 100% CPU and
+    the descriptor is never closed (the client never sees the server's
+    FIN)."""
+    fd_dir = f"/proc/{echo.proc.pid}/fd"
+    before = len(os.listdir(fd_dir))
+    with raw_client(echo, "eof") as s:
+        s.sendall(masked_text(b'{"action":"hi"}'))
+        assert b'{"action":"hi"}' in s.recv(4096)
+        s.shutdown(socket.SHUT_WR)  # FIN, no close frame
+        s.settimeout(2.0)
+        try:
+            tail = s.recv(4096)
+        except socket.timeout:
+            tail = None
+        assert tail == b"", f"the server kept the half-closed socket: {tail!r}"
+    used = idle_cpu(echo.proc.pid)
+    assert used < 0.25, f"echo_poll used {used:.2f} s of CPU in 1 s while idle"
+    assert len(os.listdir(fd_dir)) <= before, os.listdir(fd_dir)
+
+
+def test_a_reader_that_pauses_gets_every_byte_then_the_loop_idles(echo):
+    """A client pipelines more echoes than the kernel's socket buffers hold
+    and reads only after a pause: want_write(1) arms POLLOUT, the rest goes
+    out in order, and want_write(0) must clear POLLOUT once the queue is
+    empty, or every poll returns at once on the always-writable socket and
+    the loop spins while idle (tests/pyutil/backpressure.py)."""
+    with raw_client(echo, "pauser", rcvbuf=4096) as s:
+        sent = fill(s, echo.port)
+        time.sleep(0.5)
+        got, end = read_echoes(s, sent)
+        assert (got, end) == (list(range(sent)), None), \
+            f"{len(got)} of {sent} echoes, then {end}"
+        used = idle_cpu(echo.proc.pid)  # still connected, nothing to write
+    assert used < 0.25, f"echo_poll used {used:.2f} s of CPU in 1 s while idle"

@@ -10,7 +10,7 @@ import socket
 import time
 
 from conftest import (TIMEOUT, answered_during_drain, arun, close_code, connect,
-                      recv_json, refused_status, upgrade_request)
+                      masked_text, recv_json, refused_status, upgrade_request)
 
 
 def http_get(url):
@@ -201,3 +201,28 @@ def test_a_dribbled_request_is_cut_at_the_request_deadline(start_server):
                 assert http_get(f"{server.http}/hello") == (200, "hello\n")
             assert time.monotonic() - start < 20, "never cut"
     assert closed_after is not None and 9 <= closed_after <= 12.5, closed_after
+
+
+def test_frames_pipelined_behind_the_upgrade_are_answered(start_server):
+    """A client that writes its first frames in the same segment as the
+    upgrade request: MHD hands those bytes over with the socket (extra_in
+    of the upgrade callback) and the example must feed them to the
+    connection, or the first messages are lost and the client waits."""
+    server = start_server("mhd")
+    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
+        s.sendall(upgrade_request(server, "piped") +
+                  masked_text(b'{"action":"ping"}') +
+                  masked_text(b'{"action":"echo","data":"second"}'))
+        got = b""
+        s.settimeout(3.0)
+        try:
+            while b'"second"' not in got:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except socket.timeout:
+            pass
+    assert got.startswith(b"HTTP/1.1 101 "), got[:100]
+    assert b'{"action":"pong","data":""}' in got, got
+    assert b'{"action":"echo","data":"second"}' in got, got

@@ -14,24 +14,10 @@ import struct
 import time
 
 import pytest
-
-from conftest import TIMEOUT, masked_text, upgrade_request
+from backpressure import raw_client
+from conftest import TIMEOUT, masked_text
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
-
-
-def _upgrade(server, device, rcvbuf=None):
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(TIMEOUT)
-    s.connect((server.host, server.port))
-    s.sendall(upgrade_request(server, device))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    return s
 
 
 def _reset(s):
@@ -41,7 +27,7 @@ def _reset(s):
 
 
 def _still_serves(server):
-    with _upgrade(server, "after") as s:
+    with raw_client(server, "after") as s:
         s.sendall(masked_text(b'{"action":"ping"}'))
         assert b"pong" in s.recv(4096)
 
@@ -56,8 +42,8 @@ def test_a_broadcast_that_fails_on_peers_reset_in_the_same_round(start_server, n
     at their structs."""
     server = start_server(name)
     for rnd in range(3):
-        peers = [_upgrade(server, f"p{rnd}_{i}") for i in range(5)]
-        sender = _upgrade(server, f"s{rnd}")
+        peers = [raw_client(server, f"p{rnd}_{i}") for i in range(5)]
+        sender = raw_client(server, f"s{rnd}")
         time.sleep(0.1)
         server.signal(signal.SIGSTOP)
         try:
@@ -84,7 +70,7 @@ def test_a_peer_reset_with_output_queued(start_server, name):
     server = start_server(name)
     pad = "x" * 60000
     for rnd in range(2):
-        s = _upgrade(server, f"q{rnd}", rcvbuf=4096)
+        s = raw_client(server, f"q{rnd}", rcvbuf=4096)
         for i in range(70):  # 4.2 MB: past loopback's socket buffers
             s.sendall(masked_text(json.dumps(
                 {"action": "echo", "data": [i, pad]}).encode()))

@@ -2,8 +2,11 @@
 client trusting a certificate generated for the test."""
 import asyncio
 import json
+import os
 import signal
+import socket
 import ssl
+import struct
 import subprocess
 
 import pytest
@@ -93,9 +96,6 @@ def test_a_half_closing_client_gets_its_whole_reply(server, cert):
     on the way. The send callback made one 16 KiB record per call, so the
     library waited for POLLOUT with the rest, and the abort that follows the
     EOF dropped it (32 KiB of 60 KiB arrived, no close frame)."""
-    import os
-    import socket
-    import struct
     payload = json.dumps({"action": "echo", "data": "q" * 60000}).encode()
 
     def masked(op, data):
@@ -126,3 +126,39 @@ def test_a_half_closing_client_gets_its_whole_reply(server, cert):
     n = struct.unpack(">H", frames[2:4])[0]
     assert frames[4:4 + n] == payload, f"{len(frames) - 4} of {n} bytes"
     assert frames[4 + n:] == b"\x88\x02\x03\xe8", frames[4 + n:]
+
+
+def test_the_server_ends_tls_with_close_notify(server, cert):
+    """After the WebSocket close handshake the server closes the TLS session
+    with close_notify before the TCP FIN (RFC 8446 6.1): without it a client
+    that refuses ragged EOFs cannot tell the end from a truncation attack
+    (Python's ssl raises SSLEOFError)."""
+    mask = os.urandom(4)
+    close = bytes([0x88, 0x82]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(b"\x03\xe8"))
+    ctx = client_ctx(cert)
+    # OpenSSL 3 reports an EOF without close_notify only if not told to
+    # ignore it (Python sets OP_IGNORE_UNEXPECTED_EOF by default).
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    raw = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    with ctx.wrap_socket(raw, server_hostname="localhost",
+                         suppress_ragged_eofs=False) as s:
+        s.sendall((f"GET /ws?device_id=notify HTTP/1.1\r\nHost: {server.host}\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        s.sendall(close)
+        got = b""
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break  # close_notify: a clean end of the TLS stream
+                got += chunk
+        except ssl.SSLError as e:  # SSLEOFError, or UNEXPECTED_EOF_WHILE_READING
+            raise AssertionError(f"TCP FIN without close_notify after {got!r}") from e
+    assert got == b"\x88\x02\x03\xe8", got

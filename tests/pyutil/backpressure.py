@@ -1,0 +1,100 @@
+"""A client that makes a server hold its output: it pipelines echoes until
+the server's kernel send queue stops growing (its socket buffer is full and
+the client's window shut), then a few more that only the library can hold,
+and reads everything only then. Shared by the adapter and echo_poll tests
+of the would-block, want_write and writable paths."""
+import json
+import socket
+import time
+
+from wsmux_proc import TIMEOUT, cpu_seconds, masked_text, upgrade_request
+
+PAD = "x" * 60000
+
+
+def kernel_send_queue(server_port, client_port):
+    """Bytes in the server's socket send queue (/proc/net/tcp tx_queue)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(":")[1], 16) == server_port and
+                    int(remote.split(":")[1], 16) == client_port):
+                return int(fields[4].split(":")[0], 16)
+    return 0
+
+
+def raw_client(server, device, rcvbuf=None):
+    """A raw socket upgraded to /ws?device_id=device (101 read whole);
+    rcvbuf shrinks its receive buffer (set before connecting)."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(TIMEOUT)
+    s.connect((server.host, server.port))
+    s.sendall(upgrade_request(server, device))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return s
+
+
+def fill(s, server_port, extra=6):
+    """Sends 60 KB echoes [k, PAD] until the server's kernel send queue has
+    not grown for three sends, then extra more (6: 360 KB, under the 1 MiB
+    max_queued). Returns how many were sent."""
+    client_port = s.getsockname()[1]
+    sent, last, still, stop = 0, -1, 0, None
+    while stop is None or sent < stop:
+        s.sendall(masked_text(json.dumps(
+            {"action": "echo", "data": [sent, PAD]}).encode()))
+        sent += 1
+        assert sent < 400, "the kernel send queue never filled"
+        if stop is None:
+            time.sleep(0.03)
+            q = kernel_send_queue(server_port, client_port)
+            still = still + 1 if q <= last else 0
+            last = max(last, q)
+            if still >= 3:
+                stop = sent + extra
+    return sent
+
+
+def read_echoes(s, sent):
+    """Reads server frames until sent echoes came or something else did.
+    Returns (the k of each echo in order, what ended it: None, a close
+    code, or the exception)."""
+    buf, got = b"", []
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            buf += chunk
+    try:
+        while len(got) < sent:
+            need(2)
+            n = buf[1] & 0x7F
+            off = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+            need(off)
+            if n >= 126:
+                n = int.from_bytes(buf[2:off], "big")
+            need(off + n)
+            op, data, buf = buf[0] & 0x0F, buf[off:off + n], buf[off + n:]
+            if op == 8:
+                return got, int.from_bytes(data[:2], "big")
+            got.append(json.loads(data)["data"][0])
+    except (EOFError, OSError) as e:
+        return got, repr(e)
+    return got, None
+
+
+def idle_cpu(pid, settle=0.3, span=1.0):
+    """CPU seconds the process used in span seconds, after settle."""
+    time.sleep(settle)
+    cpu0 = cpu_seconds(pid)
+    time.sleep(span)
+    return cpu_seconds(pid) - cpu0
