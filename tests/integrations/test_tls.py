@@ -2,7 +2,6 @@
 client trusting a certificate generated for the test."""
 import asyncio
 import json
-import os
 import signal
 import socket
 import ssl
@@ -11,7 +10,8 @@ import subprocess
 
 import pytest
 
-from conftest import TIMEOUT, arun, close_code, connect, recv_json, refused_status
+from conftest import (TIMEOUT, arun, close_code, connect, masked_frame,
+                      masked_text, recv_json, refused_status, upgrade_request)
 
 
 @pytest.fixture(scope="module")
@@ -97,21 +97,10 @@ def test_a_half_closing_client_gets_its_whole_reply(server, cert):
     library waited for POLLOUT with the rest, and the abort that follows the
     EOF dropped it (32 KiB of 60 KiB arrived, no close frame)."""
     payload = json.dumps({"action": "echo", "data": "q" * 60000}).encode()
-
-    def masked(op, data):
-        mask = os.urandom(4)
-        n = len(data)
-        head = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else
-                                     bytes([0x80 | 126]) + struct.pack(">H", n))
-        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-
     raw = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
     with client_ctx(cert).wrap_socket(raw, server_hostname="localhost") as s:
-        s.sendall((f"GET /ws?device_id=half HTTP/1.1\r\nHost: {server.host}\r\n"
-                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n").encode()
-                  + masked(1, payload) + masked(8, b"\x03\xe8"))
+        s.sendall(upgrade_request(server, "half") + masked_text(payload)
+                  + masked_frame(0x8, b"\x03\xe8"))
         # TCP FIN, no TLS close_notify (SSLSocket.shutdown would drop TLS)
         socket.socket.shutdown(s, socket.SHUT_WR)
         got = b""
@@ -133,9 +122,6 @@ def test_the_server_ends_tls_with_close_notify(server, cert):
     with close_notify before the TCP FIN (RFC 8446 6.1): without it a client
     that refuses ragged EOFs cannot tell the end from a truncation attack
     (Python's ssl raises SSLEOFError)."""
-    mask = os.urandom(4)
-    close = bytes([0x88, 0x82]) + mask + bytes(
-        b ^ mask[i % 4] for i, b in enumerate(b"\x03\xe8"))
     ctx = client_ctx(cert)
     # OpenSSL 3 reports an EOF without close_notify only if not told to
     # ignore it (Python sets OP_IGNORE_UNEXPECTED_EOF by default).
@@ -143,15 +129,12 @@ def test_the_server_ends_tls_with_close_notify(server, cert):
     raw = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
     with ctx.wrap_socket(raw, server_hostname="localhost",
                          suppress_ragged_eofs=False) as s:
-        s.sendall((f"GET /ws?device_id=notify HTTP/1.1\r\nHost: {server.host}\r\n"
-                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        s.sendall(upgrade_request(server, "notify"))
         head = b""
         while b"\r\n\r\n" not in head:
             head += s.recv(1)
         assert head.startswith(b"HTTP/1.1 101 "), head
-        s.sendall(close)
+        s.sendall(masked_frame(0x8, b"\x03\xe8"))
         got = b""
         try:
             while True:

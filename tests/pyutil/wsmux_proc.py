@@ -268,9 +268,14 @@ def upgrade_request(server, device):
 def masked_text(payload: bytes) -> bytes:
     """One masked client text frame (RFC 6455 5.2), for clients that
     write raw."""
+    return masked_frame(0x1, payload)
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked, final client frame of this opcode."""
     mask = os.urandom(4)
     n = len(payload)
-    head = bytes([0x81]) + (
+    head = bytes([0x80 | opcode]) + (
         bytes([0x80 | n]) if n < 126 else
         bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else
         bytes([0x80 | 127]) + n.to_bytes(8, "big"))
