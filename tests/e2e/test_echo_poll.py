@@ -7,10 +7,10 @@ import socket
 import time
 
 import pytest
-from backpressure import fill, idle_cpu, raw_client, read_echoes
+from backpressure import fill, idle_cpu, read_echoes
 from conftest import (Server, arun, close_code, connect, recv_json, recv_text)
 from flood import Flood
-from wsmux_proc import masked_text
+from wsmux_proc import masked_text, raw_client
 
 
 @pytest.fixture

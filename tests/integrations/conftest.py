@@ -15,8 +15,8 @@ import wsmux_proc  # noqa: E402
 from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, answered_during_drain,  # noqa: E402,F401
                         close_code, cpu_seconds,
                         example, free_port, recv_json, refused_status,
-                        masked_frame, masked_text, start_server,
-                        upgrade_request)
+                        masked_frame, masked_text, raw_client, read_frame,
+                        start_server, upgrade_request)
 
 
 def arun(coro, timeout=TIMEOUT * 3):

@@ -5,8 +5,8 @@ import socket
 import time
 
 import pytest
-from backpressure import fill, idle_cpu, raw_client, read_echoes
-from conftest import cpu_seconds
+from backpressure import fill, idle_cpu, read_echoes
+from conftest import cpu_seconds, raw_client
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
 

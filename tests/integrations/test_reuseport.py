@@ -9,8 +9,8 @@ import time
 
 import pytest
 from conftest import (TIMEOUT, answered_during_drain, arun, close_code, connect,
-                      cpu_seconds, masked_text, recv_json,
-                      upgrade_request)
+                      cpu_seconds, masked_text, raw_client, read_frame,
+                      recv_json, upgrade_request)
 from flood import Flood
 
 N_CLIENTS = 48  # kernel hashing puts all on one of 2 threads with p = 2^-47
@@ -150,22 +150,6 @@ def test_connect_during_the_drain_is_answered(start_server):
     assert server.proc.wait(timeout=TIMEOUT) == 0, server.stderr[-5:]
 
 
-def _read_frame(sock):
-    """One unmasked server frame (payload < 64 KiB): (opcode, payload)."""
-    def exactly(n):
-        buf = b""
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            assert chunk, "the server closed the connection"
-            buf += chunk
-        return buf
-    b0, b1 = exactly(2)
-    n = b1 & 0x7F
-    if n == 126:
-        n = int.from_bytes(exactly(2), "big")
-    return b0 & 0x0F, exactly(n)
-
-
 def test_a_full_post_queue_answers_busy_and_keeps_the_sender(start_server):
     """With room for about two posts per server, a burst of broadcasts in
     one segment outruns the other loop: each broadcast it could not take
@@ -179,12 +163,9 @@ def test_a_full_post_queue_answers_busy_and_keeps_the_sender(start_server):
     async def run():
         clients, threads = await clients_on_both_threads(server, "r")
 
-        with socket.create_connection((server.host, server.port),
-                                      timeout=TIMEOUT) as s:
-            s.sendall(upgrade_request(server, "sender"))
-            assert s.recv(4096).startswith(b"HTTP/1.1 101 ")
+        with raw_client(server, "sender") as s:
             s.sendall(masked_text(b'{"action":"whoami"}'))
-            op, body = _read_frame(s)
+            op, body = read_frame(s)
             own = json.loads(body)["data"]
             others = [ws for ws, t in zip(clients, threads) if t != own]
             s.sendall(b"".join(
@@ -193,7 +174,7 @@ def test_a_full_post_queue_answers_busy_and_keeps_the_sender(start_server):
                 + masked_text(b'{"action":"ping"}'))
             delivered, refused, last = [], [], None
             while True:
-                op, body = _read_frame(s)
+                op, body = read_frame(s)
                 assert op == 1, (op, body)
                 msg = json.loads(body)
                 if msg["action"] == "pong":

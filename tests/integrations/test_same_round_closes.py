@@ -14,8 +14,7 @@ import struct
 import time
 
 import pytest
-from backpressure import raw_client
-from conftest import TIMEOUT, masked_text
+from conftest import TIMEOUT, masked_text, raw_client
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
 

@@ -4,10 +4,9 @@ the client's window shut), then a few more that only the library can hold,
 and reads everything only then. Shared by the adapter and echo_poll tests
 of the would-block, want_write and writable paths."""
 import json
-import socket
 import time
 
-from wsmux_proc import TIMEOUT, cpu_seconds, masked_text, upgrade_request
+from wsmux_proc import cpu_seconds, masked_text, read_frame
 
 PAD = "x" * 60000
 
@@ -22,22 +21,6 @@ def kernel_send_queue(server_port, client_port):
                     int(remote.split(":")[1], 16) == client_port):
                 return int(fields[4].split(":")[0], 16)
     return 0
-
-
-def raw_client(server, device, rcvbuf=None):
-    """A raw socket upgraded to /ws?device_id=device (101 read whole);
-    rcvbuf shrinks its receive buffer (set before connecting)."""
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(TIMEOUT)
-    s.connect((server.host, server.port))
-    s.sendall(upgrade_request(server, device))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    return s
 
 
 def fill(s, server_port, extra=6):
@@ -65,25 +48,10 @@ def read_echoes(s, sent):
     """Reads server frames until sent echoes came or something else did.
     Returns (the k of each echo in order, what ended it: None, a close
     code, or the exception)."""
-    buf, got = b"", []
-
-    def need(n):
-        nonlocal buf
-        while len(buf) < n:
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                raise EOFError
-            buf += chunk
+    got = []
     try:
         while len(got) < sent:
-            need(2)
-            n = buf[1] & 0x7F
-            off = 2 + (2 if n == 126 else 8 if n == 127 else 0)
-            need(off)
-            if n >= 126:
-                n = int.from_bytes(buf[2:off], "big")
-            need(off + n)
-            op, data, buf = buf[0] & 0x0F, buf[off:off + n], buf[off + n:]
+            op, data = read_frame(s)
             if op == 8:
                 return got, int.from_bytes(data[:2], "big")
             got.append(json.loads(data)["data"][0])

@@ -282,6 +282,40 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def raw_client(server, device, rcvbuf=None):
+    """A raw socket upgraded to /ws?device_id=device (the 101 read whole);
+    rcvbuf shrinks its receive buffer (set before connecting)."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(TIMEOUT)
+    s.connect((server.host, server.port))
+    s.sendall(upgrade_request(server, device))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return s
+
+
+def read_frame(sock):
+    """One unmasked server frame: (opcode, payload). EOFError when the
+    server closed the connection first."""
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(min(n - len(buf), 1 << 16))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return buf
+    b0, b1 = exactly(2)
+    n = b1 & 0x7F
+    if n >= 126:
+        n = int.from_bytes(exactly(2 if n == 126 else 8), "big")
+    return b0 & 0x0F, exactly(n)
+
+
 async def refused_status(url, **kw):
     """The HTTP status of a refused upgrade."""
     try:
