@@ -95,7 +95,7 @@ static int tr_want_write(ws_conn *c, void *transport, int want) {
 static int tr_close(ws_conn *c, void *transport) {
   client *cl = transport;
   (void)c;
-  close(cl->fd);
+  wsa_close_fd(cl->fd);
   cl->fd = -1;
   cl->events = 0;
   cl->conn = NULL;

@@ -158,6 +158,7 @@ static int mhd_close(ws_conn *c, void *t) {
   s->base.conn = NULL;
   if (!s->adopted) return 0; /* its request frees it */
   epoll_ctl(g_ep.epfd, EPOLL_CTL_DEL, s->base.item.fd, NULL);
+  wsa_drain_fd(s->base.item.fd); /* MHD closes it: no reset (sockio.h) */
   MHD_upgrade_action(s->urh, MHD_UPGRADE_ACTION_CLOSE);
   s->base.item.fd = -1;
   s->base.next_dead = g_ep.dead;

@@ -127,7 +127,7 @@ static int tls_close(ws_conn *c, void *t) {
     g_socks[s->idx]->idx = s->idx;
   }
   g_n--;
-  close(s->fd);
+  wsa_close_fd(s->fd);
   SSL_free(s->ssl); /* frees both BIOs */
   free(s);
   return 0;

@@ -156,7 +156,7 @@ static inline int wsa_epoll_close(ws_conn *c, void *t) {
   wsa_epoll *p = s->owner;
   (void)c;
   epoll_ctl(p->epfd, EPOLL_CTL_DEL, s->item.fd, NULL);
-  close(s->item.fd);
+  wsa_close_fd(s->item.fd);
   s->item.fd = -1;
   s->conn = NULL;
   s->next_dead = p->dead;

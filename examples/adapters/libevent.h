@@ -132,7 +132,7 @@ static inline int wsa_ev_close(ws_conn *c, void *t) {
   (void)c;
   event_free(s->rd);
   event_free(s->wr);
-  close(s->fd);
+  wsa_close_fd(s->fd);
   s->fd = -1;
   s->conn = NULL;
   s->owner->nsocks--;

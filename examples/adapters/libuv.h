@@ -40,7 +40,8 @@
  * once the adapter's pending uv_write (the last bytes, e.g. a close frame
  * or an HTTP refusal) completed, or after WSA_UV_LINGER_MS: a peer that
  * never reads would otherwise keep the socket (and its copy) for as long
- * as it stays connected. What it did not take then is dropped.
+ * as it stays connected. What it did not take then is dropped. Unread
+ * input is drained before the handle closes (wsa_drain_fd, sockio.h).
  *
  * Threads: one loop thread drives the server; only wsa_uv_wake (through
  * ws_post) is called from others (uv_async_send is thread-safe).
@@ -55,6 +56,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+
+#include "sockio.h" /* wsa_drain_fd */
 
 #include "wsmux.h"
 
@@ -158,8 +161,11 @@ static inline void wsa_uv_finish_close(wsa_uv_sock *s) {
       uv_close((uv_handle_t *)&s->linger->timer, wsa_uv_on_linger_closed);
     s->linger = NULL;
   }
-  if (!uv_is_closing((uv_handle_t *)&s->tcp))
+  if (!uv_is_closing((uv_handle_t *)&s->tcp)) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) wsa_drain_fd(fd);
     uv_close((uv_handle_t *)&s->tcp, wsa_uv_on_handle_closed);
+  }
 }
 
 static inline void wsa_uv_on_linger(uv_timer_t *t) {

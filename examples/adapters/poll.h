@@ -93,7 +93,7 @@ static inline int wsa_poll_close(ws_conn *c, void *t) {
     p->socks[s->idx]->idx = s->idx;
   }
   p->n--;
-  close(s->fd);
+  wsa_close_fd(s->fd);
   free(s);
   return 0;
 }

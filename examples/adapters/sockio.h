@@ -3,7 +3,8 @@
  * libevent.h) and hosts (tls.c, echo_poll.c): the monotonic clock the
  * library's tick wants, non-blocking send and sendmsg answering the way
  * libwsmux's send callbacks must, a listening socket on an IPv4 or IPv6
- * literal, and an accept that does not spin when out of descriptors.
+ * literal, an accept that does not spin when out of descriptors, and a
+ * close that does not reset the connection.
  * Header-only; the core never sees any of this.
  *
  *   ssize_t my_send(ws_conn *c, void *t, const void *d, size_t n) {
@@ -73,6 +74,32 @@ static inline ssize_t wsa_fd_sendv(int fd, const ws_iovec *iov, int n) {
   mh.msg_iov = v;
   mh.msg_iovlen = (size_t)n;
   return wsa_send_result(sendmsg(fd, &mh, MSG_NOSIGNAL));
+}
+
+#ifndef WSA_CLOSE_DRAIN_MAX
+#define WSA_CLOSE_DRAIN_MAX (256 * 1024) /* bytes read and dropped at close */
+#endif
+
+/* Reads and drops the input nobody read (up to WSA_CLOSE_DRAIN_MAX,
+ * without blocking) from a connection's socket about to be closed.
+ * close(2) on a socket with unread input sends a reset at once and throws
+ * away what is still queued to send, such as the close frame that just
+ * went out: a client failed mid-message (1009 on a large message, say)
+ * would see its connection reset instead. Input arriving after the close
+ * still draws a reset, by then behind the close frame. */
+static inline void wsa_drain_fd(int fd) {
+  char buf[16384];
+  size_t dropped = 0;
+  ssize_t r;
+  while (dropped < WSA_CLOSE_DRAIN_MAX &&
+         (r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+    dropped += (size_t)r;
+}
+
+/* Closes a connection's socket after the library's close callback. */
+static inline void wsa_close_fd(int fd) {
+  wsa_drain_fd(fd);
+  close(fd);
 }
 
 /* Small frames go out at once: an accepted socket gets TCP_NODELAY. */

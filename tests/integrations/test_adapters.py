@@ -16,8 +16,9 @@ import pytest
 
 from conftest import (BUILD, TIMEOUT, answered_during_drain, arun, close_code, connect,
                       cpu_seconds, recv_json,
-                      masked_text, refused_status, upgrade_request)
+                      masked_text, raw_client, refused_status, upgrade_request)
 from flood import Flood
+from unread_input import fail_with_input_unread
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
 
@@ -81,6 +82,13 @@ def test_refusals(server):
     with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
         s.sendall(f"GET /ws HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
         assert s.recv(4096).startswith(b"HTTP/1.1 426 ")
+
+
+def test_a_failed_client_gets_its_close_frame_without_a_reset(server):
+    """1009 at the header of a too large message, with 72 KiB of it still
+    unread in the server's socket: the adapter drops that input before it
+    closes, so the close is a FIN behind the close frame, not a reset."""
+    assert fail_with_input_unread(server, raw_client(server, "big")) == (1009, "eof")
 
 
 def test_unknown_action_keeps_connection(server):

@@ -10,7 +10,8 @@ import socket
 import time
 
 from conftest import (TIMEOUT, answered_during_drain, arun, close_code, connect,
-                      masked_text, recv_json, refused_status, upgrade_request)
+                      masked_text, raw_client, recv_json, refused_status, upgrade_request)
+from unread_input import fail_with_input_unread
 
 
 def http_get(url):
@@ -99,6 +100,13 @@ def test_duplicate_device_replaces_older(start_server):
         assert (await recv_json(new))["action"] == "pong"
         await new.close()
     arun(run())
+
+
+def test_a_failed_client_gets_its_close_frame_without_a_reset(start_server):
+    """As for the loop adapters (test_adapters.py): the upgraded socket's
+    unread input is dropped before MHD closes it."""
+    server = start_server("mhd")
+    assert fail_with_input_unread(server, raw_client(server, "big")) == (1009, "eof")
 
 
 def test_sigterm_1001(start_server):

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import (TIMEOUT, arun, close_code, connect, masked_frame,
                       masked_text, recv_json, refused_status, upgrade_request)
+from unread_input import fail_with_input_unread
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,20 @@ def test_a_half_closing_client_gets_its_whole_reply(server, cert):
     n = struct.unpack(">H", frames[2:4])[0]
     assert frames[4:4 + n] == payload, f"{len(frames) - 4} of {n} bytes"
     assert frames[4 + n:] == b"\x88\x02\x03\xe8", frames[4 + n:]
+
+
+def test_a_failed_client_gets_its_close_frame_without_a_reset(server, cert):
+    """As for the loop adapters (test_adapters.py): the TLS host drops the
+    socket's unread input before it closes, so the close frame and the
+    close_notify arrive, then the FIN, not a reset."""
+    raw = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    s = client_ctx(cert).wrap_socket(raw, server_hostname="localhost")
+    s.sendall(upgrade_request(server, "big"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    assert fail_with_input_unread(server, s) == (1009, "eof")
 
 
 def test_the_server_ends_tls_with_close_notify(server, cert):

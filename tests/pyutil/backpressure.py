@@ -11,16 +11,23 @@ from wsmux_proc import cpu_seconds, masked_text, read_frame
 PAD = "x" * 60000
 
 
-def kernel_send_queue(server_port, client_port):
-    """Bytes in the server's socket send queue (/proc/net/tcp tx_queue)."""
+def kernel_queues(server_port, client_port):
+    """The server socket's (send queue, receive queue) in bytes, from
+    /proc/net/tcp's tx_queue:rx_queue; (0, 0) when it is gone."""
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
             local, remote = fields[1], fields[2]
             if (int(local.split(":")[1], 16) == server_port and
                     int(remote.split(":")[1], 16) == client_port):
-                return int(fields[4].split(":")[0], 16)
-    return 0
+                tx, rx = fields[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return 0, 0
+
+
+def kernel_send_queue(server_port, client_port):
+    """Bytes in the server's socket send queue."""
+    return kernel_queues(server_port, client_port)[0]
 
 
 def fill(s, server_port, extra=6):
