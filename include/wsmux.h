@@ -74,7 +74,7 @@ extern "C" {
 #define WS_VERSION_NUM \
   ((WS_VERSION_MAJOR << 16) | (WS_VERSION_MINOR << 8) | WS_VERSION_PATCH)
 
-/* Returns the version string of the linked library ("0.1.0"). */
+/* Returns the version string of the linked library ("0.1.0"). Thread-safe. */
 WS_EXTERN const char *ws_version(void);
 
 /* ------------------------------------------------------------------------ */
@@ -254,7 +254,10 @@ typedef struct ws_config {
    * the queue drained, disarm. Return value is ignored (reserved). */
   int (*want_write)(ws_conn *c, void *transport, int want);
   /* Required. Close the socket. After it returns the handle is gone. The
-   * return value is ignored (reserved). */
+   * return value is ignored (reserved). Exception: during
+   * ws_conn_upgrade_answer the host's HTTP server still owns the socket and
+   * answers a refusal on it: the callback then only forgets the handle
+   * (examples/mhd.c closes only sockets it adopted after its 101). */
   int (*close)(ws_conn *c, void *transport);
 
   /* --- application ----------------------------------------------------- */
@@ -366,7 +369,7 @@ typedef struct ws_config {
   uint32_t write_timeout_ms;     /* no write progress; default 60000 */
   uint32_t close_timeout_ms;     /* close handshake; default 5000 */
 
-  /* --- cross-thread posting (ws_post_*) ------------------------------ */
+  /* --- cross-thread posting (ws_post) -------------------------------- */
   /* Optional. Called from the posting thread when the loop thread should
    * call ws_server_tick (e.g. write an eventfd, uv_async_send). */
   int (*wake)(ws_server *s, void *user_data);
@@ -420,8 +423,11 @@ WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
  * connection, lets queued data drain for up to drain_ms, then closes what is
  * left. on_shutdown fires when no connection remains (possibly before this
- * returns). Errors: WS_EINVAL, WS_ESHUTDOWN if already shutting down or
- * being destroyed (ws_server_free called from a callback). */
+ * returns). drain_ms counts from the last time given to ws_server_tick, as
+ * every deadline does: a loop woken by a signal after a long idle wait
+ * ticks first, else the drain may be over at once. Errors: WS_EINVAL,
+ * WS_ESHUTDOWN if already shutting down or being destroyed (ws_server_free
+ * called from a callback). */
 WS_EXTERN int ws_server_shutdown(ws_server *s, uint32_t drain_ms);
 
 /* The server's user data from the config. */
@@ -517,11 +523,15 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * longer than max_handshake in its shortest wire form, is refused with 431.
  * There is no version argument: the host checks that the request is
  * HTTP/1.1 (RFC 6455 4.1; the byte-fed path answers 400 otherwise) before
- * calling this or ws_conn_upgrade_answer.
+ * calling this or ws_conn_upgrade_answer. Header values may keep the
+ * whitespace around them (" 13"): it is dropped, as when parsed from bytes.
  * Returns 0 (accepted or refused: refusals close the connection; running
  * out of memory is a 503 refusal), WS_EINVAL (a NULL method or path, NULL
  * headers with a count, or a header whose name or value is NULL with a
- * non-zero length), WS_ESTATE (not a new connection). */
+ * non-zero length), WS_ESTATE (not a new connection). A refusal ends the
+ * connection as any end does, through the close callback, which runs before
+ * this returns when the refusal could be sent at once: after WS_OK, c is
+ * valid only if that callback did not run (as after ws_conn_feed). */
 WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
                               const char *query, const ws_header *headers,
                               size_t header_count);
@@ -548,8 +558,9 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     or long-lived one-line reason for the host to answer with (a 426
  *     also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13",
  *     RFC 9110 15.5.22 and RFC 6455 4.4); the
- *     connection is closed before return (transport close callback; no
- *     on_close, as it never opened). A request that is not an upgrade is
+ *     connection is closed before return (transport close callback, which
+ *     must leave the socket open for the host's answer: see the config's
+ *     close; no on_close, as it never opened): c is gone. A request that is not an upgrade is
  *     refused too (426 on the configured path, 404 elsewhere): on_http is
  *     not called.
  * All arguments are borrowed. Returns 0 (accepted or refused), WS_EINVAL
@@ -618,10 +629,11 @@ WS_EXTERN const char *ws_request_query(const ws_request *r, const char *name);
  * (or, with keep_headers 0, on ws_conn_request(c) from on_upgrade on:
  * on_upgrade's own req argument still has every header). */
 WS_EXTERN const char *ws_request_header(const ws_request *r, const char *name);
-/* Number of headers kept, and the i-th (0-based) name and value (name and
- * value may be NULL). Returns 0, WS_ENOENT when i is out of range,
- * WS_EINVAL for a NULL request. */
+/* Number of headers kept (0 for a NULL request). */
 WS_EXTERN size_t ws_request_header_count(const ws_request *r);
+/* The i-th (0-based) header kept: *name and *value (NUL-terminated; either
+ * pointer may be NULL to skip it). Returns 0, WS_ENOENT when i is out of
+ * range, WS_EINVAL for a NULL request. */
 WS_EXTERN int ws_request_header_at(const ws_request *r, size_t i,
                                    const char **name, const char **value);
 

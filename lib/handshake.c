@@ -216,6 +216,12 @@ size_t ws__count_header(const ws_header *h, size_t n, const char *name) {
   return count;
 }
 
+size_t ws__trim_ows(const char **s, size_t len) {
+  while (len && is_ows((unsigned char)**s)) (*s)++, len--;
+  while (len && is_ows((unsigned char)(*s)[len - 1])) len--;
+  return len;
+}
+
 static int list_has(const char *value, size_t len, const char *token,
                     int exact) {
   size_t token_len = strlen(token), i = 0;
@@ -223,12 +229,10 @@ static int list_has(const char *value, size_t len, const char *token,
   while (i <= len) {
     size_t start = i;
     while (i < len && value[i] != ',') i++;
-    size_t end = i;
-    while (start < end && is_ows((unsigned char)value[start])) start++;
-    while (end > start && is_ows((unsigned char)value[end - 1])) end--;
-    if (exact ? end - start == token_len &&
-                    memcmp(value + start, token, token_len) == 0
-              : ws__ascii_caseeq(value + start, end - start, token, token_len))
+    const char *item = value + start;
+    size_t n = ws__trim_ows(&item, i - start);
+    if (exact ? n == token_len && memcmp(item, token, token_len) == 0
+              : ws__ascii_caseeq(item, n, token, token_len))
       return 1;
     i++; /* past the comma (or past the end, which stops the loop) */
   }

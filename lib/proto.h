@@ -127,6 +127,9 @@ int ws__origin_allowed(const ws__reqview *rv, const char *const *allowed,
 
 /* 1 if a[0..alen) equals b[0..blen), ASCII case-insensitively (no locale). */
 int ws__ascii_caseeq(const char *a, size_t alen, const char *b, size_t blen);
+/* Drops the optional whitespace (SP, HTAB) around s[0..len): advances *s,
+ * returns the length left. */
+size_t ws__trim_ows(const char **s, size_t len);
 /* First header with this case-insensitive name, or NULL. */
 const ws_header *ws__find_header(const ws_header *h, size_t n,
                                  const char *name);

@@ -69,21 +69,33 @@ static const char *config_problem(const ws_config *c) {
   return NULL;
 }
 
+static void log_refusal(const ws_config *c, const char *why) {
+  char line[96];
+  if (c->on_log == NULL) return;
+  snprintf(line, sizeof line, "ws_server_new: %s", why);
+  c->on_log(NULL, WS_LOG_ERROR, line, c->user_data);
+}
+
+/* on_log and user_data lie before wake, inside every config size accepted
+ * below: a caller's struct has them even when its struct_size_ is wrong. */
+_Static_assert(offsetof(ws_config, on_log) < offsetof(ws_config, wake) &&
+                   offsetof(ws_config, user_data) < offsetof(ws_config, wake),
+               "on_log and user_data must stay before wake in ws_config");
+
 /* A config from an older header is shorter: the fields it lacks keep their
  * defaults. One not made by ws_config_init (size 0) is refused. */
 static int config_import(ws_config *full, const ws_config *cfg) {
   size_t n = cfg->struct_size_;
   const char *why;
-  if (n < offsetof(ws_config, wake) || n > sizeof(*full)) return WS_EINVAL;
+  if (n < offsetof(ws_config, wake) || n > sizeof(*full)) {
+    log_refusal(cfg, "cfg not made by ws_config_init");
+    return WS_EINVAL;
+  }
   ws_config_defaults(full, sizeof(*full));
   memcpy(full, cfg, n);
   full->struct_size_ = sizeof(*full);
   if ((why = config_problem(full)) == NULL) return WS_OK;
-  if (full->on_log) {
-    char line[96];
-    snprintf(line, sizeof line, "ws_server_new: %s", why);
-    full->on_log(NULL, WS_LOG_ERROR, line, full->user_data);
-  }
+  log_refusal(full, why);
   return WS_EINVAL;
 }
 

@@ -469,21 +469,32 @@ static int check_args(ws_conn *c, const char *method, const char *path,
 /* A request the host parsed meets the limits the parser enforces on fed
  * bytes: header count, and the head's size in its shortest wire form
  * ("GET /p?q HTTP/1.1", "Name:value" lines, bare LF line ends, which the
- * parser accepts). Else 431, as when fed. A feed from a callback of this
- * upgrade is refused as within a feed (WS__M_FEEDING). */
+ * parser accepts). Else 431, as when fed. Header values lose the optional
+ * whitespace around them, as the parser drops it (RFC 9110 5.5), which a
+ * host's parser may have kept ("Sec-WebSocket-Version: 13" split after
+ * the colon). A feed from a callback of this upgrade is refused as within
+ * a feed (WS__M_FEEDING). */
 static void run_parsed(ws_conn *c, const ws__reqview *rv) {
   const ws_server *s = c->s;
+  ws_header hdrs[WS__HEADERS_HARD_MAX];
+  ws__reqview trimmed = *rv;
   size_t i, n = rv->method_len + rv->path_len + 11 + 1;
   if (rv->query) n += 1 + rv->query_len;
   for (i = 0; i < rv->header_count; i++)
     n += rv->headers[i].name_len + 1 + rv->headers[i].value_len + 1;
   c->marks |= WS__M_FEEDING;
-  if (rv->header_count > headers_max(s))
+  if (rv->header_count > headers_max(s)) {
     refuse(c, 431, "too many headers");
-  else if (n > s->cfg.max_handshake)
+  } else if (n > s->cfg.max_handshake) {
     refuse(c, 431, "request head too large");
-  else
-    ws__upgrade_run(c, rv);
+  } else {
+    for (i = 0; i < rv->header_count; i++) {
+      hdrs[i] = rv->headers[i];
+      hdrs[i].value_len = ws__trim_ows(&hdrs[i].value, hdrs[i].value_len);
+    }
+    trimmed.headers = hdrs;
+    ws__upgrade_run(c, &trimmed);
+  }
   c->marks &= (uint8_t)~WS__M_FEEDING;
 }
 

@@ -915,6 +915,22 @@ Test(regress, partial_allocator_is_refused_with_a_log_line) {
                    "ws_server_new: alloc needs malloc, realloc and free, or none");
 }
 
+/* A config that never went through ws_config_init (memset, then fields
+ * set) was refused without the log line every other refusal gets. */
+Test(regress, config_without_config_init_is_refused_with_a_log_line) {
+  ws_config cfg;
+  ws_server *s = NULL;
+  memset(&R, 0, sizeof R);
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0);
+  cfg.on_log = log_line;
+  cfg.struct_size_ = 0; /* as memset leaves it */
+  cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
+  cr_expect(R.config_logged, "no config line");
+  cr_expect_str_eq(R.reason, "ws_server_new: cfg not made by ws_config_init");
+  cr_expect_null(s);
+}
+
 /* ws_conn_leave took any name, so "" and a 300-byte name said WS_ENOENT
  * where the header promises WS_EINVAL, as ws_conn_join answers. */
 Test(regress, leave_checks_the_group_name_as_join_does) {

@@ -841,6 +841,50 @@ Test(upgrade, preparsed_upgrade_gives_the_same_101) {
   }
 }
 
+/* A host parser that keeps the whitespace around values (" 13", "key ")
+ * gets the 101 the same bytes fed would get, and handlers see the values
+ * trimmed as when fed. */
+static const ws_header k_ows_hdrs[] = {
+    {.name = "Host", .name_len = 4, .value = " example.com", .value_len = 12},
+    {.name = "Upgrade", .name_len = 7, .value = "websocket\t", .value_len = 10},
+    {.name = "Connection", .name_len = 10, .value = " Upgrade ",
+     .value_len = 9},
+    {.name = "Sec-WebSocket-Key", .name_len = 17, .value = " " MT_SAMPLE_KEY "  ",
+     .value_len = 27},
+    {.name = "Sec-WebSocket-Version", .name_len = 21, .value = "\t13 ",
+     .value_len = 4},
+    {.name = "X-Empty", .name_len = 7, .value = "  ", .value_len = 2},
+};
+
+static void keep_headers(ws_config *cfg) { cfg->keep_headers = 1; }
+
+Test(upgrade, preparsed_values_lose_the_whitespace_around_them) {
+  mt_conn fed, pre;
+  const char *name, *value;
+  ws_server *s;
+  reset();
+  s = server_new(keep_headers);
+  cr_assert_eq(feed_request(s, &fed, k_valid, strlen(k_valid), MT_WHOLE, NULL,
+                            0),
+               101);
+  mt_open(&pre, s);
+  cr_assert_eq(ws_conn_upgrade(pre.c, "GET", "/ws", "device_id=dev2",
+                               k_ows_hdrs, 6),
+               WS_OK);
+  cr_assert_eq(pre.len, fed.rpos, "101 lengths differ");
+  cr_assert_eq(memcmp(pre.out, fed.out, pre.len), 0, "101 bytes differ");
+  cr_assert_str_eq(ws_request_header(ws_conn_request(pre.c),
+                                     "Sec-WebSocket-Version"),
+                   "13");
+  cr_assert_eq(ws_request_header_at(ws_conn_request(pre.c), 5, &name, &value),
+               WS_OK);
+  cr_assert_str_eq(name, "X-Empty");
+  cr_assert_str_eq(value, "");
+  server_free(s);
+  mt_free(&fed);
+  mt_free(&pre);
+}
+
 /* ---- plain HTTP ---------------------------------------------------------- */
 
 static void with_http(ws_config *cfg) { cfg->on_http = h_on_http; }
