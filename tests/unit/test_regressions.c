@@ -877,13 +877,18 @@ static void log_line(ws_server *s, int level, const char *msg, void *ud) {
   snprintf(R.reason, sizeof R.reason, "%s", msg);
 }
 
+/* A valid config whose refusals log through log_line. */
+static void logged_config(ws_config *cfg) {
+  memset(&R, 0, sizeof R);
+  ws_config_init(cfg);
+  mt_config(cfg, 0);
+  cfg->on_log = log_line;
+}
+
 Test(regress, configs_that_refuse_everyone_are_einval) {
   ws_config cfg;
   ws_server *s = NULL;
-  memset(&R, 0, sizeof R);
-  ws_config_init(&cfg);
-  mt_config(&cfg, 0);
-  cfg.on_log = log_line;
+  logged_config(&cfg);
   cfg.path = "ws";
   cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
   cr_expect(R.config_logged, "no config line with s NULL");
@@ -904,10 +909,7 @@ Test(regress, configs_that_refuse_everyone_are_einval) {
 Test(regress, partial_allocator_is_refused_with_a_log_line) {
   ws_config cfg;
   ws_server *s = NULL;
-  memset(&R, 0, sizeof R);
-  ws_config_init(&cfg);
-  mt_config(&cfg, 0);
-  cfg.on_log = log_line;
+  logged_config(&cfg);
   cfg.alloc.malloc = plain_malloc;
   cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
   cr_expect(R.config_logged, "no config line");
@@ -920,10 +922,7 @@ Test(regress, partial_allocator_is_refused_with_a_log_line) {
 Test(regress, config_without_config_init_is_refused_with_a_log_line) {
   ws_config cfg;
   ws_server *s = NULL;
-  memset(&R, 0, sizeof R);
-  ws_config_init(&cfg);
-  mt_config(&cfg, 0);
-  cfg.on_log = log_line;
+  logged_config(&cfg);
   cfg.struct_size_ = 0; /* as memset leaves it */
   cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
   cr_expect(R.config_logged, "no config line");
