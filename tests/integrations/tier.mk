@@ -3,6 +3,7 @@
 # ws_post stress test under ThreadSanitizer.
 #   make integrations                    run it (builds what it needs)
 #   make integrations INTEG_ARGS='-k tls -x'   pass options to pytest
+#   make integrations INTEG_JOBS=1       one test at a time
 #   make post-stress-tsan                the TSan stress test alone
 # Bounded: every wait in the tests is 10 s; the pytest run is capped at
 # INTEG_TIMEOUT seconds, the stress test at POST_STRESS_TIMEOUT.
@@ -20,6 +21,11 @@ INTEG_BINS    := $(addprefix $(BUILD)/examples/,pingpong pingpong_epoll pingpong
                    pingpong_libevent mhd tls reuseport)
 INTEG_TIMEOUT ?= 240
 INTEG_ARGS    ?=
+# Most of the pytest run waits on deadlines (a request cut at 10 s, a peer
+# that never reads let go), not on the CPU: pytest-xdist runs INTEG_JOBS
+# tests at once (each starts its own servers on free ports). 1: serially.
+INTEG_JOBS    ?= 3
+INTEG_XDIST   := $(if $(filter-out 0 1,$(INTEG_JOBS)),-n $(INTEG_JOBS))
 
 # The stress test compiles lib/*.c itself with -fsanitize=thread (clang):
 # TSan needs every object instrumented, so the normal library is not used.
@@ -62,7 +68,7 @@ post-stress-tsan: $(TSAN_DIR)/test_post_stress
 
 integrations-pytest: $(INTEG_BINS)
 	$(Q)BUILD=$(BUILD) PYTHONDONTWRITEBYTECODE=1 timeout -k 5 $(INTEG_TIMEOUT) \
-	    /usr/bin/python3 -m pytest -q -p no:cacheprovider $(INTEG_ARGS) $(INTEG_DIR)
+	    /usr/bin/python3 -m pytest -q -p no:cacheprovider $(INTEG_XDIST) $(INTEG_ARGS) $(INTEG_DIR)
 
 # Runs both parts even when the first fails; prints both summaries.
 integrations:
