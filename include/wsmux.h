@@ -367,7 +367,10 @@ typedef struct ws_config {
   uint32_t idle_timeout_ms;      /* read idle; default 60000 */
   uint32_t ping_interval_ms;     /* server ping after this quiet; 30000 */
   uint32_t write_timeout_ms;     /* no write progress; default 60000 */
-  uint32_t close_timeout_ms;     /* close handshake; default 5000 */
+  /* Close handshake; default 5000. 0: none of its own, and a closing
+   * connection still ends by the idle deadline (counted from our close or
+   * the peer's last byte since) and the write deadline. */
+  uint32_t close_timeout_ms;
 
   /* --- cross-thread posting (ws_post) -------------------------------- */
   /* Optional. Called from the posting thread when the loop thread should

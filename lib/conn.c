@@ -77,16 +77,31 @@ void ws__conn_rearm(ws_conn *c) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
 }
 
-/* CLOSING and DRAINING end by close_timeout at the latest, or during a
- * graceful shutdown at its drain deadline if that is later: the host gave
- * the queued data that long to go out. */
+/* With close_timeout_ms 0 the close handshake has no deadline of its own,
+ * but the others still hold: a peer silent that long while we wait for
+ * its close (CLOSING), or output that made no progress that long (CLOSING,
+ * DRAINING), ends the connection as it would an open one. Else a peer gone
+ * without a FIN, or one that never reads, would hold it forever. */
+static uint64_t closing_deadline(const ws_conn *c) {
+  const ws_config *cfg = &c->s->cfg;
+  uint64_t d = c->state == WS__CLOSING
+                   ? after(c->last_read, cfg->idle_timeout_ms)
+                   : NO_DEADLINE;
+  if (c->q.count > 0) d = WS__MIN(d, after(c->last_write, cfg->write_timeout_ms));
+  return d;
+}
+
+/* CLOSING and DRAINING end by close_timeout at the latest (or, without
+ * one, closing_deadline), or during a graceful shutdown at its drain
+ * deadline if that is later: the host gave the queued data that long to
+ * go out. */
 void ws__conn_arm_close_timer(ws_conn *c) {
   ws_server *s = c->s;
   uint32_t ms = s->cfg.close_timeout_ms;
-  uint64_t d = s->now + ms;
+  uint64_t d = ms ? s->now + ms : closing_deadline(c);
   if (s->shutting_down == 1 && s->shutdown_deadline > d)
     d = s->shutdown_deadline;
-  if (ms == 0) {
+  if (d == NO_DEADLINE) {
     ws__timer_clear(s, c);
   } else if (ws__timer_set(s, c, d) != WS_OK) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
@@ -100,9 +115,7 @@ static void send_ping(ws_conn *c) {
   ws__buf *b = ws__buf_frame_copy(c->s, WSLAY_PING, "wsmux", 5);
   c->flags |= WS__F_PING_SENT;
   if (b == NULL) return;
-  /* The write deadline counts from the oldest unsent byte: this one. */
-  if (c->q.count == 0) c->last_write = c->s->now;
-  if (ws__outq_push(c->s, &c->q, b) == WS_OK) ws__conn_mark_dirty(c);
+  ws__conn_push(c, b);
   ws__buf_unref(c->s, b);
 }
 
@@ -132,6 +145,12 @@ void ws__conn_expired(ws_conn *c) {
     ws__conn_rearm(c);
     return;
   default:
+    /* Without a close timeout, reads and writes since it was armed may
+     * have moved closing_deadline. */
+    if (cfg->close_timeout_ms == 0 && now < closing_deadline(c)) {
+      ws__conn_arm_close_timer(c);
+      return;
+    }
     ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_ABNORMAL,
                     "close handshake timeout");
   }
@@ -201,6 +220,13 @@ int ws__conn_queue(ws_conn *c, ws__buf *b) {
   return WS_OK;
 }
 
+int ws__conn_push(ws_conn *c, ws__buf *b) {
+  if (c->q.count == 0) c->last_write = c->s->now;
+  if (ws__outq_push(c->s, &c->q, b) != WS_OK) return WS_ENOMEM;
+  ws__conn_mark_dirty(c);
+  return WS_OK;
+}
+
 static void signal_want_write(ws_conn *c, int want) {
   int on = (c->flags & WS__F_WANT_WRITE) != 0;
   if (on == want) return;
@@ -237,7 +263,7 @@ static void queue_close_frame(ws_conn *c, int code, const char *reason) {
   b = ws__buf_frame_copy(c->s, WSLAY_CONNECTION_CLOSE, p, 2 + rl);
   c->close_sent = (uint16_t)code;
   if (b == NULL) return; /* the close timer still ends it */
-  if (ws__outq_push(c->s, &c->q, b) == WS_OK) ws__conn_mark_dirty(c);
+  ws__conn_push(c, b);
   ws__buf_unref(c->s, b);
 }
 
@@ -285,6 +311,7 @@ int ws_conn_close(ws_conn *c, int code, const char *reason) {
   ws__enter(c->s);
   queue_close_frame(c, code, reason);
   c->state = WS__CLOSING;
+  c->last_read = c->s->now; /* without a close timeout: its answer's idle */
   ws__conn_arm_close_timer(c);
   ws__leave(c->s);
   return WS_OK;

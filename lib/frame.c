@@ -272,7 +272,7 @@ static int on_close_frame(ws_conn *c, const uint8_t *p, size_t n) {
     ws__buf *b = ws__buf_frame_copy(c->s, WSLAY_CONNECTION_CLOSE, echo,
                                     code == WS_CLOSE_NO_STATUS ? 0 : 2);
     if (b) {
-      if (ws__outq_push(c->s, &c->q, b) == WS_OK) ws__conn_mark_dirty(c);
+      ws__conn_push(c, b);
       ws__buf_unref(c->s, b);
     }
   }

@@ -223,6 +223,11 @@ void ws__conn_flush(ws_conn *c);
 /* Queues buf (takes a new reference) honouring the queue policy. Returns
  * 0, WS_EQUEUEFULL (dropped or closed by policy), WS_ECLOSED. */
 int ws__conn_queue(ws_conn *c, ws__buf *b);
+/* Queues buf (takes a new reference) past the queue policy: the frames and
+ * HTTP answers a connection's own progress depends on (101, refusal, ping,
+ * close). On an empty queue the write deadline's base moves to now (it
+ * counts from the oldest unsent byte). Returns 0 or WS_ENOMEM. */
+int ws__conn_push(ws_conn *c, ws__buf *b);
 /* Whether c takes frames: WS_OK when open, WS_ESTATE before its 101 (from
  * on_upgrade or on_http), WS_ECLOSED once closing. */
 int ws__conn_sendable(const ws_conn *c);

@@ -52,7 +52,7 @@ static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
     return WS_ENOMEM;
   }
   ws__response_http((char *)b->data, need, status, ctype, extra, body, len);
-  if (ws__outq_push(s, &c->q, b) != WS_OK) {
+  if (ws__conn_push(c, b) != WS_OK) {
     ws__buf_unref(s, b);
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
     return WS_ENOMEM;
@@ -60,7 +60,6 @@ static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
   ws__buf_unref(s, b);
   c->flags |= WS__F_RESPONDED;
   c->state = WS__DRAINING;
-  ws__conn_mark_dirty(c);
   ws__conn_arm_close_timer(c); /* a client that never reads the answer */
   return WS_OK;
 }
@@ -230,12 +229,11 @@ static int queue_101(ws_conn *c, const ws__upgrade_check *chk) {
   ws__buf *b = ws__buf_raw(s, NULL, n);
   if (b == NULL) return WS_ENOMEM;
   ws__response_101((char *)b->data, n, chk->key, chk->key_len, c->subprotocol);
-  if (ws__outq_push(s, &c->q, b) != WS_OK) {
+  if (ws__conn_push(c, b) != WS_OK) {
     ws__buf_unref(s, b);
     return WS_ENOMEM;
   }
   ws__buf_unref(s, b);
-  ws__conn_mark_dirty(c);
   return WS_OK;
 }
 

@@ -1529,6 +1529,60 @@ Test(regress, the_first_tick_is_the_clock_origin) {
   done(s, &A, &B);
 }
 
+/* ---- the tenth review ------------------------------------------------ */
+
+/* close_timeout_ms = 0 ("disabled") cleared every deadline of a closing
+ * connection: a peer gone silent after our close (idle deadline sent it)
+ * and a slow consumer being drained (4001, it never reads) stayed forever,
+ * ws_server_tick answering -1. The idle and write deadlines still hold. */
+static void no_close_timeout(ws_config *c) {
+  c->close_timeout_ms = 0;
+  c->idle_timeout_ms = 1000;
+  c->ping_interval_ms = 0;
+  c->write_timeout_ms = 500;
+}
+
+Test(regress, without_a_close_timeout_a_silent_closing_peer_still_ends) {
+  mt_conn A;
+  ws_server *s = mk(no_close_timeout);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_expect_gt(ws_server_tick(s, 1000), 0, "idle: close sent, then a wait");
+  mt_expect_close(&A, WS_CLOSE_TIMEOUT);
+  ws_server_tick(s, 1500);
+  mt_send_frame(&A, MT_PING, 0, "x", 1, MT_WHOLE); /* moves the deadline */
+  ws_server_tick(s, 2000);
+  ws_server_tick(s, 2499);
+  cr_expect_eq(A.closes, 0, "ended though the peer spoke at 1500");
+  cr_expect_eq(ws_server_tick(s, 2500), -1);
+  cr_expect_eq(A.closes, 1, "a silent closing peer is never let go");
+  cr_expect_eq(R.on_close, 1);
+  cr_expect_eq(R.code, WS_CLOSE_TIMEOUT);
+  done(s, &A, NULL);
+}
+
+Test(regress, without_a_close_timeout_a_peer_that_never_reads_still_ends) {
+  mt_conn A, B;
+  mt_bytes close_frame = {0};
+  ws_server *s = mk(no_close_timeout);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_connect(&B, s, "b", MT_WHOLE);
+  A.would_block = B.would_block = 1;
+  /* A: we close first (CLOSING); B: the peer closes first, our answer
+   * waits (DRAINING). Neither takes a byte. */
+  cr_assert_eq(ws_conn_close(A.c, 4001, "slow"), WS_OK);
+  mt_close_add(&close_frame, 1000, NULL);
+  mt_feed(&B, close_frame.p, close_frame.len, MT_WHOLE);
+  mt_bytes_free(&close_frame);
+  cr_expect_eq(ws_server_tick(s, 499), 1);
+  cr_expect_eq(A.closes + B.closes, 0);
+  ws_server_tick(s, 500);
+  cr_expect_eq(A.closes, 1, "a close frame never taken holds CLOSING");
+  cr_expect_eq(B.closes, 1, "a close answer never taken holds DRAINING");
+  done(s, &A, &B);
+}
+
 /* A device id was kept as whatever bytes its percent-encoding gave; the
  * README's own handler (cJSON_CreateString of the id) then failed with
  * WS_EJSON and the client was closed 1011. Ids must be UTF-8: 400. */
