@@ -331,7 +331,8 @@ typedef struct ws_config {
    * decides instead: offered is the client's Sec-WebSocket-Protocol value
    * (borrowed, for the call); return one of its names (the library copies
    * it, so a pointer into offered is fine) or NULL for none. A name the
-   * client did not offer refuses the upgrade with 500. When none matches,
+   * client did not offer, or one that is not a token, refuses the upgrade
+   * with 500. When none matches,
    * the 101 carries no Sec-WebSocket-Protocol (RFC 6455 4.2.2: the client
    * then decides whether to fail). Every entry must be a non-empty token
    * (RFC 9110 5.6.2; RFC 6455 4.1), else ws_server_new fails (WS_EINVAL). */
@@ -528,6 +529,8 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * HTTP/1.1 (RFC 6455 4.1; the byte-fed path answers 400 otherwise) before
  * calling this or ws_conn_upgrade_answer. Header values may keep the
  * whitespace around them (" 13"): it is dropped, as when parsed from bytes.
+ * A header the parser would refuse (a name that is not a token, a control
+ * byte other than HTAB in a value) is refused with 400, as from bytes.
  * Returns 0 (accepted or refused: refusals close the connection; running
  * out of memory is a 503 refusal), WS_EINVAL (a NULL method or path, NULL
  * headers with a count, or a header whose name or value is NULL with a

@@ -37,6 +37,16 @@ static int is_field_byte(unsigned char c) {
   return is_ows(c) || (c >= 0x21 && c != 0x7F);
 }
 
+int ws__header_well_formed(const ws_header *h) {
+  size_t i;
+  if (h->name_len == 0) return 0;
+  for (i = 0; i < h->name_len; i++)
+    if (!is_tchar((unsigned char)h->name[i])) return 0;
+  for (i = 0; i < h->value_len; i++)
+    if (!is_field_byte((unsigned char)h->value[i])) return 0;
+  return 1;
+}
+
 static unsigned char ascii_lower(unsigned char c) {
   return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }

@@ -148,6 +148,10 @@ int ws__status_has_content(int status);
 
 /* 1 if s is a non-empty RFC 9110 token (a subprotocol name, RFC 6455 4.1). */
 int ws__is_token(const char *s);
+/* 1 if h is a header the parser would take: a token name, a value of field
+ * bytes (no CR, LF or other control byte but HTAB). For headers a host
+ * parsed, which reach the 101 (a chosen subprotocol) and handlers. */
+int ws__header_well_formed(const ws_header *h);
 
 /* Sec-WebSocket-Accept for key: base64(SHA-1(key + GUID)), 28 chars + NUL. */
 void ws__accept_key(const char *key, size_t key_len, char out[29]);

@@ -160,15 +160,17 @@ static int offered_list(ws_conn *c, const ws__reqview *rv,
 /* The first configured subprotocol in offered, or the callback's pick,
  * copied into c->subprotocol: a callback may return a pointer into offered,
  * which keep_headers = 0 frees before the 101 is written. A pick the
- * client did not offer would make it fail the connection (RFC 6455 4.1)
- * and could carry CR LF into the 101: WS_EINVAL. */
+ * client did not offer would make it fail the connection (RFC 6455 4.1),
+ * and one that is not a token (an offer may hold any field bytes) is not a
+ * subprotocol name (RFC 6455 4.3): WS_EINVAL. */
 static int pick_from(ws_conn *c, const char *offered) {
   const ws_config *cfg = &c->s->cfg;
   const char *pick = NULL;
   size_t i, n = strlen(offered);
   if (cfg->select_subprotocol) {
     pick = cfg->select_subprotocol(c->req, offered, cfg->user_data);
-    if (pick && !ws__has_token_exact(offered, n, pick)) return WS_EINVAL;
+    if (pick && (!ws__is_token(pick) || !ws__has_token_exact(offered, n, pick)))
+      return WS_EINVAL;
   }
   for (i = 0; !cfg->select_subprotocol && i < cfg->subprotocols_count; i++) {
     if (ws__has_token_exact(offered, n, cfg->subprotocols[i])) {
@@ -470,8 +472,10 @@ static int check_args(ws_conn *c, const char *method, const char *path,
  * parser accepts). Else 431, as when fed. Header values lose the optional
  * whitespace around them, as the parser drops it (RFC 9110 5.5), which a
  * host's parser may have kept ("Sec-WebSocket-Version: 13" split after
- * the colon). A feed from a callback of this upgrade is refused as within
- * a feed (WS__M_FEEDING). */
+ * the colon); a header the parser would refuse (a name not a token, a
+ * value with CR or LF, which a chosen subprotocol would carry into the
+ * 101) is a 400 as from the parser. A feed from a callback of this upgrade
+ * is refused as within a feed (WS__M_FEEDING). */
 static void run_parsed(ws_conn *c, const ws__reqview *rv) {
   const ws_server *s = c->s;
   ws_header hdrs[WS__HEADERS_HARD_MAX];
@@ -487,11 +491,15 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
     refuse(c, 431, "request head too large");
   } else {
     for (i = 0; i < rv->header_count; i++) {
+      if (!ws__header_well_formed(&rv->headers[i])) break;
       hdrs[i] = rv->headers[i];
       hdrs[i].value_len = ws__trim_ows(&hdrs[i].value, hdrs[i].value_len);
     }
     trimmed.headers = hdrs;
-    ws__upgrade_run(c, &trimmed);
+    if (i < rv->header_count)
+      refuse(c, 400, "malformed HTTP request");
+    else
+      ws__upgrade_run(c, &trimmed);
   }
   c->marks &= (uint8_t)~WS__M_FEEDING;
 }

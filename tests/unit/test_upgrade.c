@@ -785,6 +785,31 @@ Test(upgrade, subprotocol_picked_but_not_offered_is_500) {
   }
 }
 
+/* An element of the offer that is not a token ("chat v1": a header value
+ * may hold spaces, quotes) is no subprotocol name: the callback's pick of
+ * it was echoed into the 101. */
+Test(upgrade, subprotocol_picked_but_not_a_token_is_500) {
+  static const char *const offers[] = {"chat v1", "chat\"v1\"", "chat\tv1"};
+  size_t i;
+  int mode;
+  for (i = 0; i < sizeof offers / sizeof offers[0]; i++)
+    for (mode = 0; mode < MT_MODES; mode++) {
+      char req[512];
+      mt_conn t;
+      ws_server *s;
+      snprintf(req, sizeof req,
+               REQ_HEAD("/ws?device_id=d") "Sec-WebSocket-Protocol: %s\r\n\r\n",
+               offers[i]);
+      reset();
+      s = server_new(with_picker);
+      cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, NULL, 0), 500,
+                   "offer %s", offers[i]);
+      cr_assert_eq(R.on_open, 0);
+      server_free(s);
+      mt_free(&t);
+    }
+}
+
 /* ---- ws_conn_upgrade ----------------------------------------------------- */
 
 static const ws_header k_hdrs[] = {
@@ -883,6 +908,41 @@ Test(upgrade, preparsed_values_lose_the_whitespace_around_them) {
   server_free(s);
   mt_free(&fed);
   mt_free(&pre);
+}
+
+/* A host parser that passes a header the byte parser refuses: a value with
+ * CR LF (with a picking callback it went into the 101 as a header of its
+ * own), a name that is not a token. 400, as when fed. */
+Test(upgrade, preparsed_header_the_parser_would_refuse_is_400) {
+  static const struct {
+    const char *name, *value;
+  } bad[] = {{"Sec-WebSocket-Protocol", "chat\r\nSet-Cookie: s=evil"},
+             {"X-Note", "a\nb"},
+             {"X-Note", "nul\x01"},
+             {"Bad Name", "v"},
+             {"", "v"}};
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ws_header h[6];
+    mt_conn t;
+    ws_server *s;
+    memcpy(h, k_hdrs, 5 * sizeof h[0]);
+    h[5].name = bad[i].name;
+    h[5].name_len = strlen(bad[i].name);
+    h[5].value = bad[i].value;
+    h[5].value_len = strlen(bad[i].value);
+    reset();
+    s = server_new(with_picker);
+    mt_open(&t, s);
+    cr_assert_eq(ws_conn_upgrade(t.c, "GET", "/ws", "device_id=d", h, 6),
+                 WS_OK);
+    cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 400, "header %zu",
+                 i);
+    cr_assert_eq(t.closes, 1);
+    cr_assert_eq(R.on_open, 0);
+    server_free(s);
+    mt_free(&t);
+  }
 }
 
 /* ---- plain HTTP ---------------------------------------------------------- */
