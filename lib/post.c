@@ -148,7 +148,11 @@ void ws__post_drain(ws_server *s, size_t max_deliveries) {
     if (n == WS_ENOMEM)
       ws__log(s, WS_LOG_ERROR, "out of memory: a posted message was dropped");
     post_free(s, p);
-    if (s->depth == 1) ws__flush_dirty(s); /* as a broadcast's return does */
+    /* Out before the next post, as a broadcast's return sends it, so that
+     * a backlog does not count against max_queued all at once. Also from
+     * a callback (ws_server_shutdown in a handler): a flush is safe at any
+     * depth (ws__outq_flush leaves a queue inside its own send alone). */
+    ws__flush_dirty(s);
     delivered += n > 0 ? (size_t)n : 0;
     if (cost >= budget || delivered >= max_deliveries) break;
     budget -= cost;

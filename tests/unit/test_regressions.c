@@ -1583,6 +1583,42 @@ Test(regress, without_a_close_timeout_a_peer_that_never_reads_still_ends) {
   done(s, &A, &B);
 }
 
+/* ws_server_shutdown delivers what was posted before its 1001; called from
+ * a handler it queued the whole backlog before flushing any of it, so a
+ * peer that takes every byte was closed as a slow consumer (4001) when
+ * the backlog exceeded max_queued. Each post goes out before the next. */
+static int shutdown_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)m, (void)ud;
+  return ws_server_shutdown(ws_conn_server(c), 1000);
+}
+static void small_queue_shutdown_handler(ws_config *c) {
+  c->handler = shutdown_handler;
+  c->max_queued = 1000;
+}
+
+Test(regress, shutdown_from_a_handler_sends_a_post_backlog_past_max_queued) {
+  char data[302];
+  mt_conn A;
+  mt_frame f;
+  ws_stats st;
+  int i;
+  ws_server *s = mk(small_queue_shutdown_handler);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  memset(data, 'x', sizeof data);
+  data[0] = data[sizeof data - 1] = '"';
+  for (i = 0; i < 10; i++) /* 3 KB in all, each frame about 320 bytes */
+    cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "p", data, sizeof data), WS_OK);
+  mt_send_text(&A, "{\"action\":\"stop\"}", MT_WHOLE);
+  for (i = 0; i < 10; i++) {
+    mt_expect_frame(&A, &f);
+    cr_expect_eq(f.opcode, MT_TEXT, "post %d", i);
+  }
+  mt_expect_close(&A, WS_CLOSE_GOING_AWAY);
+  ws_server_stats(s, &st, sizeof st);
+  cr_expect_eq(st.drops_queue_full, 0);
+  done(s, &A, NULL);
+}
+
 /* A device id was kept as whatever bytes its percent-encoding gave; the
  * README's own handler (cJSON_CreateString of the id) then failed with
  * WS_EJSON and the client was closed 1011. Ids must be UTF-8: 400. */
