@@ -28,8 +28,9 @@
 #define uthash_malloc(sz) ws__malloc(hal, (sz))
 #define uthash_free(ptr, sz) ws__free(hal, (ptr))
 #define uthash_nonfatal_oom(obj) (hash_oom = 1)
-/* Keys are short names (actions, users, groups): FNV-1a beats uthash's
- * default (Jenkins) below a dozen bytes. */
+/* For the mux's actions, keys the host registers: FNV-1a beats uthash's
+ * default (Jenkins) below a dozen bytes. Keys a peer chooses (device ids,
+ * user and group names) use the server's keyed ws__hash instead. */
 #define HASH_FUNCTION(keyptr, keylen, hashv) HASH_FNV(keyptr, keylen, hashv)
 #include <uthash.h>
 
@@ -153,6 +154,7 @@ struct ws_conn {
 struct ws_server {
   ws_config cfg;
   ws__alloc al;
+  uint8_t hash_key[16]; /* ws__hash's secret key */
   uint64_t now;        /* ms since the first tick (the host's clock - base) */
   uint64_t clock_base; /* the host's time at the first tick */
   uint8_t clock_set;   /* a tick has fixed clock_base */
@@ -181,6 +183,12 @@ struct ws_server {
   /* upgrade.c: set while ws_conn_upgrade_answer runs (host writes HTTP) */
   struct ws__answer *answer;
 };
+
+/* The hash of a key a peer chooses (a device id, a group key): keyed with
+ * the server's secret, so colliding keys cannot be computed outside. */
+static inline uint32_t ws__hash(const ws_server *s, const void *p, size_t n) {
+  return (uint32_t)ws__siphash(s->hash_key, p, n);
+}
 
 /* ---- server.c: entry/exit of library frames --------------------------- */
 void ws__enter(ws_server *s);

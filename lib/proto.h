@@ -26,6 +26,12 @@ void ws__sha1_init(ws__sha1 *ctx);
 void ws__sha1_update(ws__sha1 *ctx, const void *data, size_t len);
 void ws__sha1_final(ws__sha1 *ctx, uint8_t digest[20]);
 
+/* ---- siphash.c --------------------------------------------------------- */
+/* SipHash-2-4 of data under a 128-bit key. */
+uint64_t ws__siphash(const uint8_t key[16], const void *data, size_t len);
+/* A secret key for one table owner (salt: its address). */
+void ws__hash_key_init(uint8_t key[16], const void *salt);
+
 /* ---- base64.c ---------------------------------------------------------- */
 /* Writes 4*ceil(n/3) chars (no NUL) to out; returns that count. */
 size_t ws__base64_encode(const uint8_t *in, size_t n, char *out);

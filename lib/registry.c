@@ -1,6 +1,6 @@
 /*
  * Who is connected: the device index (device id -> connection, O(1)) and
- * named groups (uthash). A user is a group of kind 'u'; rooms are groups of kind
+ * named groups (uthash), both hashed with the server's keyed ws__hash. A user is a group of kind 'u'; rooms are groups of kind
  * 'g'; one mechanism serves both. A connection lists its memberships, so
  * closing it leaves every index in O(its memberships).
  *
@@ -20,15 +20,14 @@
  * backward-shift deletion (no tombstones): 8 bytes per slot at most 50%
  * load, instead of a 56-byte hash handle in every connection. */
 
-static uint32_t dev_hash(const char *id) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  while (*id) h = (h ^ (uint8_t)*id++) * 16777619u;
-  return h;
+/* Keyed: ids are the peers' choice (see ws__hash). */
+static uint32_t dev_hash(const ws_server *s, const char *id) {
+  return ws__hash(s, id, strlen(id));
 }
 
 /* The slot holding id, or the empty slot where it would go. */
 static uint32_t dev_slot(const ws_server *s, const char *id) {
-  uint32_t mask = s->dev_cap - 1, i = dev_hash(id) & mask;
+  uint32_t mask = s->dev_cap - 1, i = dev_hash(s, id) & mask;
   while (s->dev_slots[i] && strcmp(s->dev_slots[i]->device_id, id) != 0)
     i = (i + 1) & mask;
   return i;
@@ -58,7 +57,7 @@ static void dev_remove(ws_server *s, uint32_t i) {
     uint32_t home;
     j = (j + 1) & mask;
     if (s->dev_slots[j] == NULL) return;
-    home = dev_hash(s->dev_slots[j]->device_id) & mask;
+    home = dev_hash(s, s->dev_slots[j]->device_id) & mask;
     if (((j - home) & mask) >= ((j - i) & mask)) {
       s->dev_slots[i] = s->dev_slots[j];
       s->dev_slots[j] = NULL;
@@ -125,7 +124,10 @@ ws__group *ws__group_find(const ws_server *s, char kind, const char *name) {
   char key[WS__GROUP_NAME_MAX + 2];
   size_t n = group_key(key, kind, name);
   ws__group *g = NULL;
-  if (n) HASH_FIND(hh, s->groups, key, n, g);
+  uint32_t hv;
+  if (n == 0) return NULL;
+  hv = ws__hash(s, key, n); /* the macro reads it more than once */
+  HASH_FIND_BYHASHVALUE(hh, s->groups, key, n, hv, g);
   return g;
 }
 
@@ -135,8 +137,10 @@ static ws__group *group_get(ws_server *s, char kind, const char *name) {
   ws__group *g = ws__group_find(s, kind, name);
   char key[WS__GROUP_NAME_MAX + 2];
   size_t n;
+  uint32_t hv;
   if (g) return g;
   n = group_key(key, kind, name);
+  hv = ws__hash(s, key, n);
   g = ws__malloc(hal, sizeof(*g));
   if (g == NULL) return NULL;
   memset(g, 0, sizeof(*g));
@@ -145,7 +149,7 @@ static ws__group *group_get(ws_server *s, char kind, const char *name) {
     return NULL;
   }
   memcpy(g->name, key, n + 1);
-  HASH_ADD_KEYPTR(hh, s->groups, g->name, n, g);
+  HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->groups, g->name, n, hv, g);
   if (hash_oom) {
     ws__free(hal, g->name);
     ws__free(hal, g);

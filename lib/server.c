@@ -111,6 +111,7 @@ int ws_server_new(const ws_config *cfg, ws_server **out) {
   memset(s, 0, sizeof(*s));
   s->cfg = full;
   s->al = al;
+  ws__hash_key_init(s->hash_key, s);
   if (ws__post_init(s) != WS_OK) {
     ws__free(&al, s);
     return WS_ENOMEM;

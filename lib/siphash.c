@@ -1,0 +1,84 @@
+/*
+ * SipHash-2-4 (Aumasson and Bernstein, 2012), a keyed hash for the tables
+ * whose keys a peer chooses: device ids, user and group names. With an
+ * unkeyed hash a client can pick ids that all land in one probe run or
+ * chain (hash flooding), and every insert and lookup then walks it. The
+ * key is the server's own and secret (ws__hash_key_init), so such ids
+ * cannot be computed from outside.
+ */
+#include <string.h>
+#if defined(__linux__)
+#include <sys/auxv.h> /* getauxval(AT_RANDOM): random bytes, no syscall */
+#endif
+
+#include "proto.h"
+
+static uint64_t rotl64(uint64_t x, unsigned b) {
+  return (x << b) | (x >> (64u - b));
+}
+
+static uint64_t load_le64(const uint8_t *p) {
+  uint64_t v = 0;
+  int i;
+  for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+#define SIPROUND                                                               \
+  do {                                                                         \
+    v0 += v1, v1 = rotl64(v1, 13), v1 ^= v0, v0 = rotl64(v0, 32);              \
+    v2 += v3, v3 = rotl64(v3, 16), v3 ^= v2;                                   \
+    v0 += v3, v3 = rotl64(v3, 21), v3 ^= v0;                                   \
+    v2 += v1, v1 = rotl64(v1, 17), v1 ^= v2, v2 = rotl64(v2, 32);              \
+  } while (0)
+
+uint64_t ws__siphash(const uint8_t key[16], const void *data, size_t len) {
+  const uint8_t *p = data, *end = p + (len & ~(size_t)7);
+  uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
+  uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+  uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+  uint64_t m, last = (uint64_t)len << 56;
+  size_t i;
+  for (; p != end; p += 8) {
+    m = load_le64(p);
+    v3 ^= m;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= m;
+  }
+  for (i = 0; i < (len & 7); i++) last |= (uint64_t)p[i] << (8 * i);
+  v3 ^= last;
+  SIPROUND;
+  SIPROUND;
+  v0 ^= last;
+  v2 ^= 0xff;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The kernel's 16 random bytes for this process (AT_RANDOM, which libc
+ * also seeds its stack guard from: hence the one-way SHA-1 in between),
+ * and the salt's address, which tells servers apart and is itself random
+ * under ASLR (all there is where AT_RANDOM is missing). */
+void ws__hash_key_init(uint8_t key[16], const void *salt) {
+  static const char label[] = "libwsmux table key";
+  uintptr_t where[2];
+  uint8_t digest[20];
+  ws__sha1 ctx;
+  where[0] = (uintptr_t)salt;
+  where[1] = (uintptr_t)label;
+  ws__sha1_init(&ctx);
+  ws__sha1_update(&ctx, label, sizeof label - 1);
+#if defined(__linux__) && defined(AT_RANDOM)
+  {
+    const void *r = (const void *)getauxval(AT_RANDOM);
+    if (r) ws__sha1_update(&ctx, r, 16);
+  }
+#endif
+  ws__sha1_update(&ctx, where, sizeof where);
+  ws__sha1_final(&ctx, digest);
+  memcpy(key, digest, 16);
+}
