@@ -75,3 +75,31 @@ Test(action, too_long_is_bad_action) {
   memcpy(msg + 11 + 256, "\"}", 3);
   run(msg, BAD_ACTION);
 }
+
+/* The other direction: an action the server sends is written as a JSON
+ * string, so a CR in it must leave as the two bytes backslash 'r' (not a
+ * raw CR, and not "\n", which a client would decode to another action).
+ * Each short escape is checked beside it, and a control character without
+ * one goes out as \u00XX. */
+static void expect_sent_action(const char *action, const char *expect) {
+  ws_config cfg;
+  ws_server *s;
+  mt_conn t;
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  mt_connect(&t, s, "dev", MT_WHOLE);
+  cr_assert_eq(ws_conn_send_json(t.c, action, "1", 1), WS_OK);
+  mt_expect_text(&t, expect);
+  mt_expect_nothing(&t);
+  ws_server_free(s);
+  mt_free(&t);
+}
+
+Test(action, sent_action_escapes_cr_as_backslash_r) {
+  expect_sent_action("a\rb", "{\"action\":\"a\\rb\",\"data\":1}");
+  expect_sent_action("\r", "{\"action\":\"\\r\",\"data\":1}");
+  expect_sent_action("q\"b\\n\nr\rt\tc\x01",
+                     "{\"action\":\"q\\\"b\\\\n\\nr\\rt\\tc\\u0001\","
+                     "\"data\":1}");
+}

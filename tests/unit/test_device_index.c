@@ -65,3 +65,31 @@ Test(device_index, churn_matches_model) {
   ws_server_free(s);
   cr_assert_eq(test_alloc_live(), 0);
 }
+
+/* Devices that come and go leave the index as they found it: each close
+ * takes its entry out of the table's count, so a server that has seen
+ * thousands of distinct ids, one at a time, holds no more heap than after
+ * the first (a count that only grew would double the table again and
+ * again, and find_device would never see it empty). */
+Test(device_index, distinct_ids_one_at_a_time_do_not_grow_the_heap) {
+  ws_config cfg;
+  ws_server *s;
+  long after_first = 0;
+  int id;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  cfg.send = sink;
+  cfg.close = noop_close;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  for (id = 0; id < 2000; id++) {
+    ws_conn *c = open_device(s, id);
+    cr_assert_eq(ws_server_find_device(s, "dev-0"), id == 0 ? c : NULL);
+    ws_conn_abort(c);
+    if (id == 0) after_first = test_alloc_live_bytes();
+  }
+  cr_assert_eq(test_alloc_live_bytes(), after_first,
+               "live heap %ld bytes after 2000 devices, %ld after the first",
+               test_alloc_live_bytes(), after_first);
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0);
+}

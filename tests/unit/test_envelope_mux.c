@@ -68,6 +68,11 @@ static int h_fail(ws_conn *c, const ws_msg *m, void *ud) {
   record("fail", m);
   return -5;
 }
+static int h_fail_minus_one(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  record("fail1", m);
+  return -1;
+}
 static int h_once(ws_conn *c, const ws_msg *m, void *ud) {
   (void)c, (void)ud;
   record("once", m);
@@ -438,6 +443,32 @@ Test(mux, handler_returning_negative_closes_1011) {
     /* logged, as the Go model logs a recovered panic */
     cr_assert_eq(R.errors, 1);
     cr_assert_str_eq(R.error, "handler for \"fail\" failed (-5): closing");
+    teardown(s);
+    mt_bytes_free(&b);
+  }
+}
+
+/* Any negative return is a handler error, -1 (the usual C failure value)
+ * included, not only codes below it: the connection is closed with 1011,
+ * logged, and once the peer echoes the close it is counted in
+ * closes_1011. */
+Test(mux, handler_returning_minus_one_closes_1011_and_counts_it) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    ws_stats st;
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cr_assert_eq(ws_mux_handle(R.mux, "fail1", h_fail_minus_one, NULL), WS_OK);
+    cr_assert_eq(mt_send_text(&T, "{\"action\":\"fail1\"}", mode), WS_OK);
+    mt_expect_close(&T, 1011);
+    cr_assert_eq(R.calls, 1);
+    cr_assert_eq(R.errors, 1);
+    cr_assert_str_eq(R.error, "handler for \"fail1\" failed (-1): closing");
+    mt_close_add(&b, 1011, NULL);
+    mt_feed(&T, b.p, b.len, mode);
+    cr_assert_eq(T.closes, 1, "closed once the peer echoed");
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.closes_1011, 1);
     teardown(s);
     mt_bytes_free(&b);
   }

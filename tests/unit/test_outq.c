@@ -491,6 +491,60 @@ Test(outq, message_larger_than_the_cap_is_etoobig_and_closes_nothing) {
   mt_free(&t);
 }
 
+/* The cap refuses only frames LARGER than max_queued: a frame of exactly
+ * max_queued bytes (payload plus its 2- or 4-byte unmasked header) goes
+ * out on every path that checks the size up front (send, broadcast, post,
+ * prepare), and one byte more is WS_ETOOBIG on each. An off-by-one here
+ * would refuse the largest message a host configured room for. */
+Test(outq, frame_of_exactly_max_queued_bytes_is_accepted) {
+  static const size_t sizes[] = {50, 200}; /* 2- and 4-byte headers */
+  size_t k;
+  for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+    mt_conn t;
+    char d[300], d1[300], want[400];
+    size_t payload, frame;
+    ws_prepared *p = NULL;
+    ws_server *s;
+    snprintf(d, sizeof(d), "%s", json_str(sizes[k]));
+    snprintf(d1, sizeof(d1), "%s", json_str(sizes[k] + 1));
+    payload = (size_t)snprintf(want, sizeof(want),
+                               "{\"action\":\"m\",\"data\":%s}", d);
+    frame = payload + (payload <= 125 ? 2 : 4);
+    s = server_new(0, frame, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "d", MT_WHOLE);
+    cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK,
+                 "a %zu-byte frame with max_queued %zu", frame, frame);
+    mt_expect_text(&t, want);
+    cr_assert_eq(ws_broadcast_json(s, "m", d, strlen(d), NULL, 0), 1,
+                 "a %zu-byte frame with max_queued %zu", frame, frame);
+    mt_expect_text(&t, want);
+    cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, strlen(d)), WS_OK,
+                 "a %zu-byte frame with max_queued %zu", frame, frame);
+    ws_server_tick(s, 1);
+    mt_expect_text(&t, want);
+    cr_assert_eq(ws_prepare_json(s, "m", d, strlen(d), &p), WS_OK,
+                 "a %zu-byte frame with max_queued %zu", frame, frame);
+    cr_assert_eq(ws_conn_send_prepared(t.c, p), WS_OK);
+    mt_expect_text(&t, want);
+    ws_prepared_free(p);
+    p = NULL;
+    /* One byte more. */
+    cr_assert_eq(ws_conn_send_json(t.c, "m", d1, strlen(d1)), WS_ETOOBIG);
+    cr_assert_eq(ws_broadcast_json(s, "m", d1, strlen(d1), NULL, 0),
+                 WS_ETOOBIG);
+    cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", d1, strlen(d1)),
+                 WS_ETOOBIG);
+    cr_assert_eq(ws_prepare_json(s, "m", d1, strlen(d1), &p), WS_ETOOBIG);
+    cr_assert_null(p);
+    ws_server_tick(s, 2);
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.closes, 0);
+    cr_assert_eq(R.on_close_calls, 0);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
 /* A burst of small frames goes out in one call (without sendv: copied
  * into one run of at most 2 KiB, 40 calls before); a short write inside
  * the run resumes at the exact byte, and a bigger frame after it goes. */

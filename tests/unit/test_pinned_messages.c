@@ -521,6 +521,13 @@ static void mq_0(ws_config *c) {
 static void md_0(ws_config *c) {
   c->max_device_id = 0;
 }
+/* max_posted is a limit like the others: 0 would refuse every ws_post. */
+static void mp_0(ws_config *c) {
+  c->max_posted = 0;
+}
+static void mp_1(ws_config *c) {
+  c->max_posted = 1;
+}
 /* documented limit ranges. */
 Test(pinned_server, config_limits) {
   cr_assert_eq(try_cfg(mm_big), WS_EINVAL, "V01");
@@ -530,6 +537,8 @@ Test(pinned_server, config_limits) {
   cr_assert_eq(try_cfg(mhd_0), WS_EINVAL, "V03");
   cr_assert_eq(try_cfg(mq_0), WS_EINVAL, "V04");
   cr_assert_eq(try_cfg(md_0), WS_EINVAL, "V05");
+  cr_assert_eq(try_cfg(mp_0), WS_EINVAL, "max_posted 0");
+  cr_assert_eq(try_cfg(mp_1), WS_OK, "max_posted 1");
 }
 static void dp_null(ws_config *c) {
   c->device_param = NULL;

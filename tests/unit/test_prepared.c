@@ -55,6 +55,33 @@ Test(prepared, sends_the_same_bytes_as_send_json_without_allocating) {
   }
 }
 
+/* frames_allocated counts frames built: ws_prepare_json builds its frame
+ * once, so it counts one, and sending it (three times here) builds none,
+ * counts none. A host reading the stat to see what prepared messages save
+ * must see the one frame they cost. */
+Test(prepared, counts_one_frame_allocated_however_often_it_is_sent) {
+  ws_prepared *p;
+  ws_stats a, b, c;
+  int i;
+  fixture();
+  mt_connect(&C[0], S, "d0", MT_WHOLE);
+  ws_server_stats(S, &a, sizeof(a));
+  cr_assert_eq(ws_prepare_json(S, "pong", "1", 1, &p), WS_OK);
+  ws_server_stats(S, &b, sizeof(b));
+  cr_assert_eq(b.frames_allocated - a.frames_allocated, 1,
+               "prepare built %llu frames",
+               (unsigned long long)(b.frames_allocated - a.frames_allocated));
+  for (i = 0; i < 3; i++) cr_assert_eq(ws_conn_send_prepared(C[0].c, p), 0);
+  ws_server_stats(S, &c, sizeof(c));
+  cr_assert_eq(c.frames_allocated, b.frames_allocated);
+  cr_assert_eq(c.msgs_out - b.msgs_out, 3);
+  for (i = 0; i < 3; i++)
+    mt_expect_text(&C[0], "{\"action\":\"pong\",\"data\":1}");
+  mt_expect_nothing(&C[0]);
+  ws_prepared_free(p);
+  finish();
+}
+
 Test(prepared, from_cjson_and_without_data) {
   ws_prepared *p, *q;
   cJSON *d = cJSON_CreateObject();

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mem_transport.h"
@@ -112,6 +113,23 @@ Test(registry, device_lookup) {
     mt_expect_nothing(&C[2]);
     finish();
   }
+}
+
+/* ws_send_device with a NULL id is the caller's error, not an unknown
+ * target: WS_EINVAL, and neither unknown_targets nor the fan-out counters
+ * move (a NULL inside a device list is different: counted, not fatal). */
+Test(registry, send_device_null_id_is_einval_and_counts_nothing) {
+  ws_stats a, b;
+  fixture();
+  connect_n(1, MT_WHOLE);
+  ws_server_stats(S, &a, sizeof(a));
+  cr_assert_eq(ws_send_device(S, NULL, "hi", NULL), WS_EINVAL);
+  ws_server_stats(S, &b, sizeof(b));
+  cr_assert_eq(b.unknown_targets, a.unknown_targets);
+  cr_assert_eq(b.broadcasts, a.broadcasts);
+  cr_assert_eq(b.frames_allocated, a.frames_allocated);
+  mt_expect_nothing(&C[0]);
+  finish();
 }
 
 /* A connection still in its handshake is not counted as open (nor found,
@@ -509,6 +527,59 @@ Test(send, post_from_same_thread_is_delivered_at_next_tick_in_order) {
     cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "late", "1", 1), WS_OK);
     finish();
   }
+}
+
+/* A tick's post delivery is capped by connections reached, not by posts:
+ * it stops after the post whose fan-out reaches 8192 connections, so a
+ * backlog sent to everyone on a big server leaves the loop free for its
+ * sockets between ticks. With 8192 open connections and three posts to
+ * all, each tick delivers exactly the next post to every connection and
+ * returns 0 while posts still wait. */
+#define WIDE 8192
+Test(send, post_tick_stops_after_its_fanout_reaches_8192_connections) {
+  static const char *const want[] = {"{\"action\":\"p\",\"data\":1}",
+                                     "{\"action\":\"p\",\"data\":2}",
+                                     "{\"action\":\"p\",\"data\":3}"};
+  mt_conn *w = calloc(WIDE, sizeof(*w));
+  ws_config cfg;
+  ws_server *s;
+  int i, tick;
+  cr_assert_not_null(w);
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.device_required = 0;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  ws_server_tick(s, 0);
+  for (i = 0; i < WIDE; i++) mt_connect(&w[i], s, NULL, MT_WHOLE);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "p", "1", 1), WS_OK);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "p", "2", 1), WS_OK);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "p", "3", 1), WS_OK);
+  for (tick = 0; tick < 3; tick++) {
+    int rc = ws_server_tick(s, (uint64_t)tick + 1);
+    for (i = 0; i < WIDE; i++) {
+      mt_frame f;
+      int got = mt_next_frame(&w[i], &f);
+      if (!got || f.opcode != MT_TEXT || !mt_payload_is(&f, want[tick]))
+        cr_assert_fail("tick %d, conn %d: expected %s, got %s%.*s", tick + 1,
+                       i, want[tick], got ? "" : "nothing",
+                       got ? (int)f.len : 0,
+                       got ? (const char *)f.payload : "");
+      if (mt_unread(&w[i]) != 0)
+        cr_assert_fail("tick %d, conn %d: %zu more bytes (the next post "
+                       "went out in the same tick)",
+                       tick + 1, i, mt_unread(&w[i]));
+    }
+    if (tick < 2)
+      cr_assert_eq(rc, 0, "tick %d: posts still wait, got %d", tick + 1, rc);
+    else
+      cr_assert_gt(rc, 0, "tick %d: nothing posted is left", tick + 1);
+  }
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0, "leak: %ld allocations live",
+               test_alloc_live());
+  for (i = 0; i < WIDE; i++) mt_free(&w[i]);
+  free(w);
 }
 
 /* ---- per-connection order -------------------------------------------- */
