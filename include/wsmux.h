@@ -401,7 +401,9 @@ WS_EXTERN void ws_config_defaults(ws_config *cfg, size_t struct_size);
  * of its documented range (or 0), a bad policy value, a path not starting
  * with '/', device_required without device_param (or with ""), a nonzero
  * *_count with a NULL array. With cfg->on_log set, a refused config is
- * also logged (WS_LOG_ERROR, s NULL) naming what is wrong. */
+ * also logged (WS_LOG_ERROR, s NULL) naming what is wrong; one not made by
+ * ws_config_init only when zeroed (memset): a struct never initialised
+ * has no on_log to trust. */
 WS_EXTERN int ws_server_new(const ws_config *cfg, ws_server **out);
 
 /* Destroys the server: every open connection gets on_close (1006) and the

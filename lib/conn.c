@@ -78,15 +78,14 @@ void ws__conn_rearm(ws_conn *c) {
 }
 
 /* With close_timeout_ms 0 the close handshake has no deadline of its own,
- * but the others still hold: a peer silent that long while we wait for
- * its close (CLOSING), or output that made no progress that long (CLOSING,
- * DRAINING), ends the connection as it would an open one. Else a peer gone
- * without a FIN, or one that never reads, would hold it forever. */
+ * but the others still hold: the peer silent that long (since our close or
+ * its last byte, its own close included), or output that made no progress
+ * that long, ends a closing connection as it would an open one. Else a
+ * peer gone without a FIN, or one that never reads, would hold it
+ * forever. */
 static uint64_t closing_deadline(const ws_conn *c) {
   const ws_config *cfg = &c->s->cfg;
-  uint64_t d = c->state == WS__CLOSING
-                   ? after(c->last_read, cfg->idle_timeout_ms)
-                   : NO_DEADLINE;
+  uint64_t d = after(c->last_read, cfg->idle_timeout_ms);
   if (c->q.count > 0) d = WS__MIN(d, after(c->last_write, cfg->write_timeout_ms));
   return d;
 }

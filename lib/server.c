@@ -77,18 +77,22 @@ static void log_refusal(const ws_config *c, const char *why) {
 }
 
 /* on_log and user_data lie before wake, inside every config size accepted
- * below: a caller's struct has them even when its struct_size_ is wrong. */
+ * below: a struct of any version has them. */
 _Static_assert(offsetof(ws_config, on_log) < offsetof(ws_config, wake) &&
                    offsetof(ws_config, user_data) < offsetof(ws_config, wake),
                "on_log and user_data must stay before wake in ws_config");
 
 /* A config from an older header is shorter: the fields it lacks keep their
- * defaults. One not made by ws_config_init (size 0) is refused. */
+ * defaults. One not made by ws_config_init is refused; it is logged only
+ * when zeroed (memset, then fields set: struct_size_ 0), as its on_log can
+ * then be trusted. Any other size may be an uninitialised struct (its
+ * on_log garbage), which a newer header's larger size cannot be told
+ * apart from. */
 static int config_import(ws_config *full, const ws_config *cfg) {
   size_t n = cfg->struct_size_;
   const char *why;
   if (n < offsetof(ws_config, wake) || n > sizeof(*full)) {
-    log_refusal(cfg, "cfg not made by ws_config_init");
+    if (n == 0) log_refusal(cfg, "cfg not made by ws_config_init");
     return WS_EINVAL;
   }
   ws_config_defaults(full, sizeof(*full));

@@ -9,6 +9,10 @@
 #include <string.h>
 #if defined(__linux__)
 #include <sys/auxv.h> /* getauxval(AT_RANDOM): random bytes, no syscall */
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
+    defined(__NetBSD__) || defined(__DragonFly__)
+#include <stdlib.h> /* arc4random_buf: never fails, never blocks */
+#define WS__ARC4RANDOM 1
 #endif
 
 #include "proto.h"
@@ -59,10 +63,11 @@ uint64_t ws__siphash(const uint8_t key[16], const void *data, size_t len) {
   return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/* The kernel's 16 random bytes for this process (AT_RANDOM, which libc
- * also seeds its stack guard from: hence the one-way SHA-1 in between),
- * and the salt's address, which tells servers apart and is itself random
- * under ASLR (all there is where AT_RANDOM is missing). */
+/* Random bytes: on Linux the kernel's 16 for this process (AT_RANDOM, which
+ * libc also seeds its stack guard from: hence the one-way SHA-1 in
+ * between), on the BSDs and macOS arc4random_buf; and the salt's address,
+ * which tells servers apart (and is all there is on other systems: random
+ * only under ASLR). */
 void ws__hash_key_init(uint8_t key[16], const void *salt) {
   static const char label[] = "libwsmux table key";
   uintptr_t where[2];
@@ -76,6 +81,12 @@ void ws__hash_key_init(uint8_t key[16], const void *salt) {
   {
     const void *r = (const void *)getauxval(AT_RANDOM);
     if (r) ws__sha1_update(&ctx, r, 16);
+  }
+#elif defined(WS__ARC4RANDOM)
+  {
+    uint8_t r[16];
+    arc4random_buf(r, sizeof r);
+    ws__sha1_update(&ctx, r, sizeof r);
   }
 #endif
   ws__sha1_update(&ctx, where, sizeof where);

@@ -930,6 +930,16 @@ Test(regress, config_without_config_init_is_refused_with_a_log_line) {
   cr_expect_null(s);
 }
 
+/* ... but an uninitialised config (stack garbage: struct_size_ and on_log
+ * alike) must not be logged: calling its on_log crashed. */
+Test(regress, uninitialised_config_is_refused_without_reading_it) {
+  ws_config cfg;
+  ws_server *s = NULL;
+  memset(&cfg, 0xA5, sizeof cfg);
+  cr_expect_eq(ws_server_new(&cfg, &s), WS_EINVAL);
+  cr_expect_null(s);
+}
+
 /* ws_conn_leave took any name, so "" and a 300-byte name said WS_ENOENT
  * where the header promises WS_EINVAL, as ws_conn_join answers. */
 Test(regress, leave_checks_the_group_name_as_join_does) {
@@ -1558,6 +1568,33 @@ Test(regress, without_a_close_timeout_a_silent_closing_peer_still_ends) {
   cr_expect_eq(A.closes, 1, "a silent closing peer is never let go");
   cr_expect_eq(R.on_close, 1);
   cr_expect_eq(R.code, WS_CLOSE_TIMEOUT);
+  done(s, &A, NULL);
+}
+
+/* Nor with the write deadline off too: a peer that sends its close and
+ * then never reads our answer (DRAINING) is ended by the idle deadline
+ * from its last byte, as in OPEN and CLOSING (it was held forever). */
+static void idle_deadline_only(ws_config *c) {
+  no_close_timeout(c);
+  c->write_timeout_ms = 0;
+}
+
+Test(regress, without_close_and_write_timeouts_a_draining_peer_still_ends) {
+  mt_conn A;
+  mt_bytes close_frame = {0};
+  ws_server *s = mk(idle_deadline_only);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.would_block = 1;
+  cr_assert_eq(ws_conn_send_text(A.c, "never taken", 11), WS_OK);
+  ws_server_tick(s, 400);
+  mt_close_add(&close_frame, 1000, NULL);
+  mt_feed(&A, close_frame.p, close_frame.len, MT_WHOLE); /* at 400 */
+  mt_bytes_free(&close_frame);
+  ws_server_tick(s, 1399);
+  cr_expect_eq(A.closes, 0, "ended before the idle deadline");
+  ws_server_tick(s, 1400);
+  cr_expect_eq(A.closes, 1, "a draining peer that never reads is held");
   done(s, &A, NULL);
 }
 

@@ -45,6 +45,43 @@ static uint32_t fnv1a(const char *s) {
   return h;
 }
 
+/* 'g' + name: the key of a room in the group table. */
+static uint32_t room_fnv(const char *name) {
+  char key[40];
+  snprintf(key, sizeof key, "g%s", name);
+  return fnv1a(key);
+}
+
+/* The user and room table (uthash) hashed its keys with unkeyed FNV-1a
+ * too: names sharing their hashes' low bits all went into one bucket, a
+ * chain every join, publish and leave walked. */
+Test(siphash, rooms_colliding_under_an_unkeyed_hash_scatter) {
+  enum { ROOMS = 300, LOW = 0xFFF };
+  mt_conn A;
+  unsigned long k = 0;
+  unsigned i, worst = 0;
+  char name[32];
+  ws_config cfg;
+  ws_server *s;
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  for (i = 0; i < ROOMS; i++) {
+    do
+      snprintf(name, sizeof name, "r%lu", k++);
+    while ((room_fnv(name) & LOW) != 0);
+    cr_assert_eq(ws_conn_join(A.c, name), WS_OK);
+  }
+  cr_assert_leq(s->groups->hh.tbl->num_buckets, LOW + 1);
+  for (i = 0; i < s->groups->hh.tbl->num_buckets; i++)
+    if (s->groups->hh.tbl->buckets[i].count > worst)
+      worst = s->groups->hh.tbl->buckets[i].count;
+  cr_expect_lt(worst, 20, "a bucket holds %u rooms", worst);
+  ws_server_free(s);
+  mt_free(&A);
+}
+
 /* The device index hashed ids with unkeyed FNV-1a: ids whose hashes share
  * their low bits, found by trying about 4096 candidates each, filled one
  * probe run, and every insert and lookup walked it (20,000 such ids cost
