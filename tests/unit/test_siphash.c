@@ -25,52 +25,55 @@ Test(siphash, reference_vectors) {
                  v[i].len);
 }
 
-/* Two servers, even in one process, key their tables differently. */
-Test(siphash, every_server_has_its_own_key) {
+/* A server with the in-memory transport and defaults. */
+static ws_server *plain_server(void) {
   ws_config cfg;
-  ws_server *a, *b;
+  ws_server *s;
   ws_config_init(&cfg);
   mt_config(&cfg, 0);
-  cr_assert_eq(ws_server_new(&cfg, &a), WS_OK);
-  cr_assert_eq(ws_server_new(&cfg, &b), WS_OK);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  return s;
+}
+
+/* Two servers, even in one process, key their tables differently. */
+Test(siphash, every_server_has_its_own_key) {
+  ws_server *a = plain_server(), *b = plain_server();
   cr_expect_neq(memcmp(a->hash_key, b->hash_key, 16), 0);
   cr_expect_neq(ws__hash(a, "dev", 3), ws__hash(b, "dev", 3));
   ws_server_free(a);
   ws_server_free(b);
 }
 
-static uint32_t fnv1a(const char *s) {
-  uint32_t h = 2166136261u;
-  while (*s) h = (h ^ (uint8_t)*s++) * 16777619u;
-  return h;
-}
+#define LOW 0xFFF /* the tables below hold at most 4096 slots or buckets */
 
-/* 'g' + name: the key of a room in the group table. */
-static uint32_t room_fnv(const char *name) {
+/* The next name "x<k>" whose key as the table stores it (kind byte first
+ * for a group, none for a device id) has an unkeyed FNV-1a hash with its
+ * low 12 bits 0: what a client could compute against the tables before,
+ * about 4096 tries a name. */
+static void next_colliding(char name[32], const char *kind, unsigned long *k) {
   char key[40];
-  snprintf(key, sizeof key, "g%s", name);
-  return fnv1a(key);
+  uint32_t h;
+  do {
+    const char *p = key;
+    snprintf(name, 32, "x%lu", (*k)++);
+    snprintf(key, sizeof key, "%s%s", kind, name);
+    for (h = 2166136261u; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  } while ((h & LOW) != 0);
 }
 
-/* The user and room table (uthash) hashed its keys with unkeyed FNV-1a
- * too: names sharing their hashes' low bits all went into one bucket, a
- * chain every join, publish and leave walked. */
+/* The user and room table (uthash) hashed its keys ('g' + room name) with
+ * unkeyed FNV-1a: names sharing their hashes' low bits all went into one
+ * bucket, a chain every join, publish and leave walked. */
 Test(siphash, rooms_colliding_under_an_unkeyed_hash_scatter) {
-  enum { ROOMS = 300, LOW = 0xFFF };
+  enum { ROOMS = 300 };
   mt_conn A;
   unsigned long k = 0;
   unsigned i, worst = 0;
   char name[32];
-  ws_config cfg;
-  ws_server *s;
-  ws_config_init(&cfg);
-  mt_config(&cfg, 0);
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  ws_server *s = plain_server();
   mt_connect(&A, s, "a", MT_WHOLE);
   for (i = 0; i < ROOMS; i++) {
-    do
-      snprintf(name, sizeof name, "r%lu", k++);
-    while ((room_fnv(name) & LOW) != 0);
+    next_colliding(name, "g", &k);
     cr_assert_eq(ws_conn_join(A.c, name), WS_OK);
   }
   cr_assert_leq(s->groups->hh.tbl->num_buckets, LOW + 1);
@@ -83,24 +86,18 @@ Test(siphash, rooms_colliding_under_an_unkeyed_hash_scatter) {
 }
 
 /* The device index hashed ids with unkeyed FNV-1a: ids whose hashes share
- * their low bits, found by trying about 4096 candidates each, filled one
- * probe run, and every insert and lookup walked it (20,000 such ids cost
- * 90 times ordinary ones). Under the server's key they scatter. */
+ * their low bits filled one probe run, and every insert and lookup walked
+ * it (20,000 such ids cost 90 times ordinary ones). Under the server's
+ * key they scatter. */
 Test(siphash, ids_colliding_under_an_unkeyed_hash_scatter) {
-  enum { IDS = 300, LOW = 0xFFF }; /* the table has at most 4096 slots */
+  enum { IDS = 300 };
   static mt_conn conns[IDS];
   uint32_t i, j, worst = 0, mask;
   unsigned long k = 0;
   char id[32];
-  ws_config cfg;
-  ws_server *s;
-  ws_config_init(&cfg);
-  mt_config(&cfg, 0);
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  ws_server *s = plain_server();
   for (i = 0; i < IDS; i++) {
-    do
-      snprintf(id, sizeof id, "x%lu", k++);
-    while ((fnv1a(id) & LOW) != 0);
+    next_colliding(id, "", &k);
     mt_connect(&conns[i], s, id, MT_WHOLE);
   }
   cr_assert_leq(s->dev_cap, LOW + 1);
