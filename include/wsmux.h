@@ -332,10 +332,10 @@ typedef struct ws_config {
    * (borrowed, for the call); return one of its names (the library copies
    * it, so a pointer into offered is fine) or NULL for none. A name the
    * client did not offer, or one that is not a token, refuses the upgrade
-   * with 500. When none matches,
-   * the 101 carries no Sec-WebSocket-Protocol (RFC 6455 4.2.2: the client
-   * then decides whether to fail). Every entry must be a non-empty token
-   * (RFC 9110 5.6.2; RFC 6455 4.1), else ws_server_new fails (WS_EINVAL). */
+   * with 500. When none matches, the 101 carries no Sec-WebSocket-Protocol
+   * (RFC 6455 4.2.2: the client then decides whether to fail). Every entry
+   * must be a non-empty token (RFC 9110 5.6.2; RFC 6455 4.1), else
+   * ws_server_new fails (WS_EINVAL). */
   const char *const *subprotocols;
   size_t subprotocols_count;
   const char *(*select_subprotocol)(const ws_request *req,
@@ -565,10 +565,10 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *   - refused: *status is the HTTP status (400..599) and *reason a static
  *     or long-lived one-line reason for the host to answer with (a 426
  *     also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13",
- *     RFC 9110 15.5.22 and RFC 6455 4.4); the
- *     connection is closed before return (transport close callback, which
- *     must leave the socket open for the host's answer: see the config's
- *     close; no on_close, as it never opened): c is gone. A request that is not an upgrade is
+ *     RFC 9110 15.5.22 and RFC 6455 4.4); the connection is closed
+ *     before return (transport close callback, which must leave the socket
+ *     open for the host's answer: see the config's close; no on_close, as
+ *     it never opened): c is gone. A request that is not an upgrade is
  *     refused too (426 on the configured path, 404 elsewhere): on_http is
  *     not called.
  * All arguments are borrowed. Returns 0 (accepted or refused), WS_EINVAL

@@ -86,7 +86,8 @@ void ws__conn_rearm(ws_conn *c) {
 static uint64_t closing_deadline(const ws_conn *c) {
   const ws_config *cfg = &c->s->cfg;
   uint64_t d = after(c->last_read, cfg->idle_timeout_ms);
-  if (c->q.count > 0) d = WS__MIN(d, after(c->last_write, cfg->write_timeout_ms));
+  if (c->q.count > 0)
+    d = WS__MIN(d, after(c->last_write, cfg->write_timeout_ms));
   return d;
 }
 

@@ -1,8 +1,9 @@
 /*
  * Who is connected: the device index (device id -> connection, O(1)) and
- * named groups (uthash), both hashed with the server's keyed ws__hash. A user is a group of kind 'u'; rooms are groups of kind
- * 'g'; one mechanism serves both. A connection lists its memberships, so
- * closing it leaves every index in O(its memberships).
+ * named groups (uthash), both hashed with the server's keyed ws__hash. A
+ * user is a group of kind 'u'; rooms are groups of kind 'g'; one mechanism
+ * serves both. A connection lists its memberships, so closing it leaves
+ * every index in O(its memberships).
  *
  * Duplicate device ids (the model's bug: the newer entry silently
  * overwrote the older, whose close then deleted the newer's entry): by
