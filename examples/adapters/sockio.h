@@ -1,11 +1,11 @@
 /*
  * Plain-socket helpers shared by the fd-based adapters (poll.h, epoll.h,
- * libevent.h) and hosts (tls.c, echo_poll.c): the monotonic clock the
- * library's tick wants, non-blocking send and sendmsg answering the way
- * libwsmux's send callbacks must, a listening socket on an IPv4 or IPv6
- * literal, an accept that does not spin when out of descriptors, and a
- * close that does not reset the connection.
- * Header-only; the core never sees any of this.
+ * libevent.h; libuv.h drains with it) and hosts (tls.c, echo_poll.c,
+ * mhd.c): the monotonic clock the library's tick wants, non-blocking send
+ * and sendmsg answering the way libwsmux's send callbacks must, a
+ * listening socket on an IPv4 or IPv6 literal, an accept that does not
+ * spin when out of descriptors, and a close that does not reset the
+ * connection. Header-only; the core never sees any of this.
  *
  *   ssize_t my_send(ws_conn *c, void *t, const void *d, size_t n) {
  *     return wsa_fd_send(((my_sock *)t)->fd, d, n);
