@@ -149,7 +149,8 @@ static int offered_list(ws_conn *c, const ws__reqview *rv,
   if ((o = *joined = ws__malloc(&c->s->al, need)) == NULL) return WS_ENOMEM;
   for (h = next_protocol(rv->headers, end); h; h = next_protocol(h + 1, end)) {
     if (o != *joined) *o++ = ',', *o++ = ' ';
-    memcpy(o, h->value, h->value_len);
+    if (h->value_len) /* a host's empty value may be NULL */
+      memcpy(o, h->value, h->value_len);
     o += h->value_len;
   }
   *o = '\0';

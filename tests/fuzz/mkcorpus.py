@@ -197,12 +197,116 @@ def handshake_seeds():
     write("handshake", "few-headers-failmalloc", bytes([0x83, 0x40]) + VALID)
 
 
+def upgrade_seeds():
+    ANSWER, KEEP, ANYPATH, NODEV, SPLIT, BADARG, NULLS, FAIL = (
+        1, 2, 4, 8, 16, 32, 64, 128)
+    LIST, OFFER, FIRST, FIRST_TRIM, CONST, SNULL, LAST_TRIM = range(1, 8)
+    JOIN, U403, U299, U451, U503 = (x << 3 for x in range(1, 6))
+    NOHTTP, ABORT_OPEN = 64, 128
+
+    def field(b):
+        return b.replace(b"\xfd", b"\xfd\xfd").replace(b"\xfe", b"\xfd\xfe")
+
+    def up(flags, sp, lim, at, method, path, query, headers, fail_at=0):
+        out = bytes([flags, sp, lim, at, fail_at])
+        parts = [method, path, query]
+        for name, value in headers:
+            parts += [name, value]
+        return out + b"\xfe".join(field(x) for x in parts)
+
+    H = [(b"Host", b"example.com"), (b"Upgrade", b"websocket"),
+         (b"Connection", b"Upgrade"),
+         (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+         (b"Sec-WebSocket-Version", b"13")]
+    Q = b"?device_id=a"
+    L = 0x3F  # max_headers 64, max_handshake 8192
+    proto = [(b"Sec-WebSocket-Protocol", b"chat, superchat")]
+    seeds = {
+        "valid": up(0, 0, L, 0x80, b"GET", b"/ws", Q, H),
+        "valid-answer": up(ANSWER, 0, L, 0x80, b"GET", b"/ws", Q, H),
+        "spaces-around-values": up(
+            KEEP, 0, L, 0x40, b"GET", b"/ws", Q,
+            [(n, b" \t" + v + b"  ") for n, v in H]),
+        "subprotocol-list": up(SPLIT, LIST, L, 0x30, b"GET", b"/ws", Q,
+                               H + proto),
+        "subprotocol-offer-itself": up(0, OFFER, L, 0, b"GET", b"/ws", Q,
+                                       H + proto),
+        "subprotocol-offer-one": up(ANSWER, OFFER, L, 0, b"GET", b"/ws", Q,
+                                    H + [(b"Sec-WebSocket-Protocol", b"chat")]),
+        "subprotocol-first-untrimmed": up(
+            0, FIRST, L, 0, b"GET", b"/ws", Q,
+            H + [(b"Sec-WebSocket-Protocol", b"a ,b")]),
+        "subprotocol-first-trimmed-two-lines": up(
+            KEEP, FIRST_TRIM, L, 0, b"GET", b"/ws", Q,
+            H + [(b"Sec-WebSocket-Protocol", b"x"),
+                 (b"sec-websocket-protocol", b" y ")]),
+        "subprotocol-const-not-offered": up(0, CONST, L, 0, b"GET", b"/ws", Q,
+                                            H + [(b"Sec-WebSocket-Protocol",
+                                                  b"v2.json")]),
+        "subprotocol-last": up(ANSWER, LAST_TRIM | U403, L, 0, b"GET", b"/ws",
+                               Q, H + proto),
+        "subprotocol-crlf": up(0, OFFER, L, 0, b"GET", b"/ws", Q,
+                               H + [(b"Sec-WebSocket-Protocol",
+                                     b"chat\r\nX-Injected: 1")]),
+        "subprotocol-null": up(ANSWER, SNULL, L, 0, b"GET", b"/ws", Q,
+                               H + proto),
+        "name-not-token": up(0, 0, L, 0, b"GET", b"/ws", Q,
+                             H + [(b"Bad Name", b"v")]),
+        "value-nul": up(ANSWER, 0, L, 0, b"GET", b"/ws", Q,
+                        H + [(b"X-A", b"a\x00b")]),
+        "value-del-obs-text": up(0, 0, L, 0, b"GET", b"/ws", Q,
+                                 H + [(b"X-A", b"\x80\xff\t"),
+                                      (b"X-B", b"\x7f")]),
+        "empty-name-nulls": up(NULLS, 0, L, 0, b"GET", b"/ws", Q,
+                               H + [(b"", b"")]),
+        "too-many-headers": up(0, 0, 3, 0, b"GET", b"/ws", Q, H),
+        "head-too-large": up(ANSWER, 0, 0x40 | 0x3F, 0, b"GET", b"/ws", Q, H),
+        "head-exactly-max": up(SPLIT, 0, 0x7F, 0x70, b"GET", b"/ws", b"?d",
+                               [(b"Host", b"h" * 38)]),
+        "not-upgrade-root": up(0, 0, L, 0, b"GET", b"/", b"",
+                               [(b"Host", b"x")]),
+        "not-upgrade-root-answer": up(ANSWER, 0, L, 0, b"GET", b"/", b"",
+                                      [(b"Host", b"x")]),
+        "not-found": up(NOHTTP, 0, L, 0, b"GET", b"/other", b"", H),
+        "any-path-no-device": up(ANYPATH | NODEV | KEEP, JOIN, L, 0, b"GET",
+                                 b"/x/y", b"", H),
+        "absolute-path": up(0, 0, L, 0, b"GET", b"http://h/ws", Q, H),
+        "empty-query": up(NODEV, 0, L, 0, b"GET", b"/ws", b"?", H),
+        "bad-escape": up(ANSWER, 0, L, 0, b"GET", b"/ws", b"?device_id=%zz", H),
+        "post": up(0, 0, L, 0, b"POST", b"/ws", Q, H),
+        "method-crlf": up(0, 0, L, 0, b"GET\r\n", b"/ws", Q, H),
+        "version-8": up(0, 0, L, 0, b"GET", b"/ws", Q,
+                        H[:4] + [(b"Sec-WebSocket-Version", b" 8")]),
+        "origin": up(0, 0, L, 0, b"GET", b"/ws", Q,
+                     H + [(b"Origin", b"http://example.com")]),
+        "origin-mismatch": up(ANSWER, 0, L, 0, b"GET", b"/ws", Q,
+                              H + [(b"Origin", b"https://evil")]),
+        "on-upgrade-299": up(0, U299, L, 0, b"GET", b"/ws", Q, H),
+        "on-upgrade-451-reason-from-req": up(0, U451, L, 0, b"GET", b"/ws", Q,
+                                             H),
+        "on-upgrade-503-answer": up(ANSWER, U503, L, 0, b"GET", b"/ws", Q, H),
+        "on-open-aborts": up(0, ABORT_OPEN, L, 0, b"GET", b"/ws", Q, H),
+        "on-open-aborts-answer": up(ANSWER, ABORT_OPEN, L, 0, b"GET", b"/ws",
+                                    Q, H),
+        "bad-args": up(BADARG, 0, L, 3, b"GET", b"/ws", Q, H),
+        "bad-args-answer": up(ANSWER | BADARG, 0, L, 4, b"GET", b"/ws", Q, H),
+        "failmalloc": up(FAIL, LIST, L, 0, b"GET", b"/ws", Q, H + proto,
+                         fail_at=2),
+        "failmalloc-answer": up(ANSWER | FAIL | KEEP, 0, L, 0, b"GET", b"/ws",
+                                Q, H, fail_at=1),
+        "no-headers-nulls": up(NULLS | ANSWER, 0, L, 0, b"GET", b"/ws", Q, []),
+    }
+    for name, data in seeds.items():
+        write("upgrade", name, data)
+
+
 def main():
-    for t in ("conn", "envelope", "handshake"):
+    for t in ("conn", "envelope", "handshake", "upgrade"):
         shutil.rmtree(os.path.join(HERE, "corpus", t), ignore_errors=True)
     conn_seeds()
     envelope_seeds()
     handshake_seeds()
+    upgrade_seeds()
 
 
 if __name__ == "__main__":

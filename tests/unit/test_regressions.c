@@ -1541,6 +1541,30 @@ Test(regress, the_first_tick_is_the_clock_origin) {
 
 /* ---- the tenth review ------------------------------------------------ */
 
+/* An empty value may come as NULL with length 0 from a host's parser; two
+ * Sec-WebSocket-Protocol lines, one of them such, were joined with
+ * memcpy(o, NULL, 0) (undefined: UBSan stops there; found by
+ * fuzz_upgrade). Joined as an empty element, the other one is chosen. */
+static const char *const k_chat[] = {"chat"};
+static void offers_chat(ws_config *c) {
+  c->subprotocols = k_chat;
+  c->subprotocols_count = 1;
+}
+
+Test(regress, an_empty_protocol_line_given_as_null_is_joined) {
+  ws_header h[7];
+  mt_conn A;
+  ws_server *s = mk(offers_chat);
+  memcpy(h, k_upgrade_headers, sizeof k_upgrade_headers);
+  h[5] = (ws_header){"Sec-WebSocket-Protocol", 22, NULL, 0};
+  h[6] = (ws_header){"Sec-WebSocket-Protocol", 22, "chat", 4};
+  mt_open(&A, s);
+  cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a", h, 7), WS_OK);
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
+  cr_expect_str_eq(ws_conn_subprotocol(A.c), "chat");
+  done(s, &A, NULL);
+}
+
 /* close_timeout_ms = 0 ("disabled") cleared every deadline of a closing
  * connection: a peer gone silent after our close (idle deadline sent it)
  * and a slow consumer being drained (4001, it never reads) stayed forever,
