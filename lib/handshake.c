@@ -164,14 +164,11 @@ static int parse_header(cursor *c, ws_header *h) {
   int rc = parse_token(c, &h->name, &h->name_len);
   if (rc == WS__HTTP_COMPLETE) rc = expect_byte(c, ':');
   if (rc != WS__HTTP_COMPLETE) return rc;
-  while (!at_end(c) && is_ows(c->p[c->pos])) c->pos++;
   size_t start = c->pos;
   while (!at_end(c) && is_field_byte(c->p[c->pos])) c->pos++;
   if (at_end(c)) return WS__HTTP_INCOMPLETE;
-  size_t end = c->pos;
-  while (end > start && is_ows(c->p[end - 1])) end--;
   h->value = (const char *)c->p + start;
-  h->value_len = end - start;
+  h->value_len = ws__trim_ows(&h->value, c->pos - start);
   return parse_eol(c); /* any other control byte fails here */
 }
 

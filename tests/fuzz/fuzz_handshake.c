@@ -33,12 +33,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int is_tchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') ||
-         (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static int inside(const char *p, size_t n, const char *buf, size_t len) {
   return p >= buf && n <= len && (size_t)(p - buf) <= len - n;
 }
@@ -66,7 +60,7 @@ static void check_complete(const char *buf, size_t len, size_t maxh,
                inside(v->method, v->method_len, buf, consumed),
            "method slice outside the head");
   for (i = 0; i < v->method_len; i++)
-    FZ_CHECK(is_tchar((unsigned char)v->method[i]), "method not a token");
+    FZ_CHECK(fz_is_tchar((unsigned char)v->method[i]), "method not a token");
   FZ_CHECK(inside(v->path, v->path_len, buf, consumed),
            "path slice outside the head");
   FZ_CHECK(memchr(v->path, '?', v->path_len) == NULL, "'?' in the path");
@@ -88,7 +82,8 @@ static void check_complete(const char *buf, size_t len, size_t maxh,
     FZ_CHECK(inside(x->value, x->value_len, buf, consumed),
              "header value outside the head");
     for (k = 0; k < x->name_len; k++)
-      FZ_CHECK(is_tchar((unsigned char)x->name[k]), "header name not a token");
+      FZ_CHECK(fz_is_tchar((unsigned char)x->name[k]),
+               "header name not a token");
     if (x->value_len) {
       FZ_CHECK(x->value[0] != ' ' && x->value[0] != '\t' &&
                    x->value[x->value_len - 1] != ' ' &&

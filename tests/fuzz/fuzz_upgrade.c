@@ -195,19 +195,13 @@ typedef struct req {
   size_t hc;
 } req;
 
-static int is_tchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') ||
-         (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 
 static int token_n(const char *s, size_t n) {
   size_t i;
   if (n == 0) return 0;
   for (i = 0; i < n; i++)
-    if (!is_tchar((unsigned char)s[i])) return 0;
+    if (!fz_is_tchar((unsigned char)s[i])) return 0;
   return 1;
 }
 

@@ -23,6 +23,13 @@
 
 #include "internal.h"
 
+/* An RFC 9110 tchar, written here (not the library's) for the checks. */
+static inline int fz_is_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') ||
+         (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 __attribute__((noreturn)) static inline void fz_fail(const char *why) {
   fprintf(stderr, "fuzz invariant violated: %s\n", why);
   abort();
