@@ -9,6 +9,8 @@
  *     is built and shared);
  *     and again with the pong prepared once (ws_prepare_json, as the
  *     ping/pong examples do), so a reply is only a queued reference;
+ *     and to 10,000 device ids named in a list (the difference is the
+ *     cost of a lookup in the device index);
  *  3. the library heap per idle connection, read through the allocator
  *     hook with the ping/pong examples' config (to set beside the RSS
  *     figure of bench/run.sh's idle test);
@@ -186,7 +188,10 @@ static double bench_floor(double secs) {
   return (double)ops / (t - t0);
 }
 
-static double bench_broadcast(ws_server *s, size_t size, int rounds) {
+/* ids: NULL for everyone, or nids device ids, each looked up by name (the
+ * device index: a keyed hash and a probe per id). */
+static double bench_broadcast(ws_server *s, size_t size, int rounds,
+                              const char *const *ids, size_t nids) {
   char *data = malloc(size + 3);
   double t0, t;
   int i, n = 0;
@@ -195,8 +200,13 @@ static double bench_broadcast(ws_server *s, size_t size, int rounds) {
   data[size + 1] = '"';
   t0 = now_s();
   for (i = 0; i < rounds; i++) {
-    n = ws_broadcast_json(s, "bc", data, size + 2, NULL, 0);
+    n = ws_broadcast_json(s, "bc", data, size + 2, ids, nids);
     ws_server_tick(s, 0);
+  }
+  if (n != (int)ws_server_conn_count(s)) { /* every one is open */
+    fprintf(stderr, "broadcast reached %d of %zu connections\n", n,
+            ws_server_conn_count(s));
+    exit(1);
   }
   t = now_s();
   free(data);
@@ -239,9 +249,28 @@ int main(int argc, char **argv) {
   printf("RESULT inmem idle conns=%d heap_bytes_per_conn=%.0f\n", conns - 1,
          (double)(g_live - live0) / (conns - 1));
   for (i = 0; i < 3; i++) {
-    double ns = bench_broadcast(s, sizes[i], sizes[i] > 4096 ? 20 : 50);
+    double ns =
+        bench_broadcast(s, sizes[i], sizes[i] > 4096 ? 20 : 50, NULL, 0);
     printf("RESULT inmem broadcast conns=%d size=%zu ns_per_receiver=%.1f\n",
            conns, sizes[i], ns);
+  }
+  {
+    /* The same 64 B broadcast to every device named in a list: the
+     * difference per receiver is the device lookup. */
+    char(*names)[16] = malloc((size_t)conns * sizeof *names);
+    const char **ids = malloc((size_t)conns * sizeof *ids);
+    double all, listed;
+    for (i = 0; i < conns; i++) {
+      snprintf(names[i], sizeof names[i], "d%d", i);
+      ids[i] = names[i];
+    }
+    all = bench_broadcast(s, 64, 50, NULL, 0);
+    listed = bench_broadcast(s, 64, 50, ids, (size_t)conns);
+    printf("RESULT inmem broadcast_ids conns=%d size=64 ns_per_receiver=%.1f "
+           "all_ns_per_receiver=%.1f lookup_ns=%.1f\n",
+           conns, listed, all, listed - all);
+    free(ids);
+    free(names);
   }
   ws_server_free(s);
   ws_mux_free(mux);

@@ -21,11 +21,25 @@ static uint64_t rotl64(uint64_t x, unsigned b) {
   return (x << b) | (x >> (64u - b));
 }
 
+/* Little-endian 64-bit load. On a little-endian machine this is one load
+ * (memcpy: no alignment assumed); elsewhere the bytes are assembled. */
 static uint64_t load_le64(const uint8_t *p) {
-  uint64_t v = 0;
-  int i;
-  for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
   return v;
+#else
+  return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+         (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
+         (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+#endif
+}
+
+/* The last 0-7 bytes as a little-endian word. */
+static uint64_t load_tail(const uint8_t *p, size_t n) {
+  uint8_t b[8] = {0};
+  memcpy(b, p, n);
+  return load_le64(b);
 }
 
 #define SIPROUND                                                               \
@@ -41,8 +55,7 @@ uint64_t ws__siphash(const uint8_t key[16], const void *data, size_t len) {
   uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
   uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
   uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
-  uint64_t m, last = (uint64_t)len << 56;
-  size_t i;
+  uint64_t m, last = (uint64_t)len << 56 | load_tail(end, len & 7);
   for (; p != end; p += 8) {
     m = load_le64(p);
     v3 ^= m;
@@ -50,7 +63,6 @@ uint64_t ws__siphash(const uint8_t key[16], const void *data, size_t len) {
     SIPROUND;
     v0 ^= m;
   }
-  for (i = 0; i < (len & 7); i++) last |= (uint64_t)p[i] << (8 * i);
   v3 ^= last;
   SIPROUND;
   SIPROUND;
