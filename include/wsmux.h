@@ -785,9 +785,13 @@ WS_EXTERN int ws_broadcast(ws_server *s, const char *action,
 WS_EXTERN int ws_broadcast_json(ws_server *s, const char *action,
                                 const char *data_json, size_t len,
                                 const char *const *device_ids, size_t n);
-/* To one device id. */
+/* To one device id (NULL: WS_EINVAL). Returns 1, or 0 when no open
+ * connection has that id (counted in ws_stats.unknown_targets). */
 WS_EXTERN int ws_send_device(ws_server *s, const char *device_id,
                              const char *action, const struct cJSON *data);
+WS_EXTERN int ws_send_device_json(ws_server *s, const char *device_id,
+                                  const char *action, const char *data_json,
+                                  size_t len);
 /* To every connection of a user. */
 WS_EXTERN int ws_push_user(ws_server *s, const char *user, const char *action,
                            const struct cJSON *data);

@@ -146,6 +146,14 @@ int ws_send_device(ws_server *s, const char *device_id, const char *action,
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
+int ws_send_device_json(ws_server *s, const char *device_id,
+                        const char *action, const char *data_json,
+                        size_t len) {
+  target_spec ts = {WS__T_DEVICES, NULL, &device_id, 1};
+  if (device_id == NULL) return WS_EINVAL;
+  return fan_out(s, &ts, action, NULL, data_json, len, 1);
+}
+
 int ws_push_user(ws_server *s, const char *user, const char *action,
                  const struct cJSON *data) {
   target_spec ts = {WS__T_USER, user, NULL, 0};

@@ -109,7 +109,12 @@ Test(registry, device_lookup) {
     cr_assert_null(ws_server_find_device(S, NULL));
     cr_assert_eq(ws_send_device(S, "d1", "hi", NULL), 1);
     mt_expect_text(&C[1], "{\"action\":\"hi\"}");
+    cr_assert_eq(ws_send_device_json(S, "d2", "hi", "[1, 2]", 6), 1);
+    mt_expect_text(&C[2], "{\"action\":\"hi\",\"data\":[1, 2]}");
+    cr_assert_eq(ws_send_device_json(S, "d3", "hi", "1", 1), 0);
+    cr_assert_eq(ws_send_device_json(S, "d1", "hi", "[1,", 3), WS_EJSON);
     mt_expect_nothing(&C[0]);
+    mt_expect_nothing(&C[1]);
     mt_expect_nothing(&C[2]);
     finish();
   }
@@ -124,6 +129,7 @@ Test(registry, send_device_null_id_is_einval_and_counts_nothing) {
   connect_n(1, MT_WHOLE);
   ws_server_stats(S, &a, sizeof(a));
   cr_assert_eq(ws_send_device(S, NULL, "hi", NULL), WS_EINVAL);
+  cr_assert_eq(ws_send_device_json(S, NULL, "hi", "1", 1), WS_EINVAL);
   ws_server_stats(S, &b, sizeof(b));
   cr_assert_eq(b.unknown_targets, a.unknown_targets);
   cr_assert_eq(b.broadcasts, a.broadcasts);
