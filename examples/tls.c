@@ -37,6 +37,7 @@
 
 #define MAX_SOCKS 1024
 #define WSA_TLS_MAX_PENDING (256 * 1024) /* ciphertext kept per socket */
+#define TLS_LINGER_MS 5000 /* a closed socket's last ciphertext, at most */
 
 typedef struct tls_sock {
   int fd;
@@ -46,6 +47,7 @@ typedef struct tls_sock {
   ws_conn *conn;
   int want;  /* the library has output waiting for ws_conn_writable */
   int dead;  /* the socket failed: abort after the current call */
+  uint64_t linger_until; /* closed (conn NULL), ciphertext still to send */
 } tls_sock;
 
 static struct pollfd g_pfd[MAX_SOCKS + 1];
@@ -111,16 +113,10 @@ static int tls_want_write(ws_conn *c, void *t, int want) {
   return 0;
 }
 
-/* Sends close_notify best-effort, closes, and swaps the last table entry
+/* Closes the socket, frees the session and swaps the last table entry
  * into this slot (the loop walks backwards). */
-static int tls_close(ws_conn *c, void *t) {
-  tls_sock *s = t;
+static void tls_release(tls_sock *s) {
   nfds_t last = g_n - 1;
-  (void)c;
-  if (SSL_is_init_finished(s->ssl)) {
-    SSL_shutdown(s->ssl);
-    flush_wbio(s);
-  }
   if ((nfds_t)s->idx != last) {
     g_pfd[s->idx] = g_pfd[last];
     g_socks[s->idx] = g_socks[last];
@@ -130,7 +126,34 @@ static int tls_close(ws_conn *c, void *t) {
   wsa_close_fd(s->fd);
   SSL_free(s->ssl); /* frees both BIOs */
   free(s);
+}
+
+/* Sends close_notify best-effort. The library counts as sent what
+ * tls_send took, but part of it may still be ciphertext in wbio that the
+ * socket did not take (the last echo, the close frame): the socket then
+ * stays in the table, watched for POLLOUT only, until wbio is empty, the
+ * socket fails or TLS_LINGER_MS passed (linger_step). */
+static int tls_close(ws_conn *c, void *t) {
+  tls_sock *s = t;
+  (void)c;
+  s->conn = NULL;
+  if (SSL_is_init_finished(s->ssl)) {
+    SSL_shutdown(s->ssl);
+    if (flush_wbio(s) == 0 && BIO_ctrl_pending(s->wbio) > 0) {
+      s->linger_until = wsa_now_ms() + TLS_LINGER_MS;
+      g_pfd[s->idx].events = POLLOUT;
+      return 0;
+    }
+  }
+  tls_release(s);
   return 0;
+}
+
+/* A closed socket's turn in the loop: flush, and release it once done. */
+static void linger_step(tls_sock *s, short ev) {
+  if (((ev & POLLOUT) && flush_wbio(s) < 0) || (ev & (POLLERR | POLLHUP)) ||
+      BIO_ctrl_pending(s->wbio) == 0 || wsa_now_ms() >= s->linger_until)
+    tls_release(s);
 }
 
 /* ---- loop ------------------------------------------------------------- */
@@ -239,6 +262,10 @@ static void run_once(ws_server *srv, int cap_ms) {
     ev = g_pfd[i].revents;
     s = g_socks[i];
     g_pfd[i].revents = 0;
+    if (s->conn == NULL) { /* closed, lingering: checked on every turn */
+      linger_step(s, ev);
+      continue;
+    }
     if (ev == 0) continue;
     if ((ev & POLLOUT) && on_writable(s) < 0) continue;
     if (ev & (POLLIN | POLLHUP | POLLERR)) on_readable(s);
@@ -291,6 +318,7 @@ int main(int argc, char **argv) {
   ws_server_shutdown(srv, PP_DRAIN_MS);
   while (!pp_done) run_once(srv, 100);
   ws_server_free(srv);
+  while (g_n > 1) run_once(NULL, 100); /* lingering sockets (tick: -1) */
   ws_mux_free(mux);
   SSL_CTX_free(g_ctx);
   printf("tls: stopped\n");

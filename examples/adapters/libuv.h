@@ -45,6 +45,11 @@
  *
  * Threads: one loop thread drives the server; only wsa_uv_wake (through
  * ws_post) is called from others (uv_async_send is thread-safe).
+ *
+ * SIGPIPE: libuv writes with write(2), not send(MSG_NOSIGNAL) as sockio.h
+ * does, so a write after a peer's reset raises SIGPIPE, whose default
+ * action kills the process. wsa_uv_init ignores it unless the host set
+ * its own disposition (a handler keeps it; it must not exit).
  */
 #ifndef WSA_LIBUV_H
 #define WSA_LIBUV_H
@@ -53,6 +58,7 @@
 #error "libwsmux's adapters need _GNU_SOURCE: compile with -D_GNU_SOURCE"
 #endif
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -379,10 +385,21 @@ static inline void wsa_uv_on_async(uv_async_t *h) {
   wsa_uv_tick(h->data);
 }
 
-/* Sets up the handles on loop; listens on host:port (IPv4 or IPv6 literal;
- * port 0 picks one, see wsa_uv_port) unless host is NULL (then the host
- * passes accepted uv_tcp_t connections itself: not covered here). Returns
- * 0 or a negative libuv error. */
+/* SIGPIPE at its default action (death) becomes ignored; a host's own
+ * choice stays. */
+static inline void wsa_uv_ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) return;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = SIG_IGN;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* Sets up the handles on loop (and ignores SIGPIPE, see above); listens
+ * on host:port (IPv4 or IPv6 literal; port 0 picks one, see wsa_uv_port)
+ * unless host is NULL (then the host passes accepted uv_tcp_t connections
+ * itself: not covered here). Returns 0 or a negative libuv error. */
 static inline int wsa_uv_init(wsa_uv *a, uv_loop_t *loop, ws_server *srv,
                               const char *host, int port) {
   struct sockaddr_storage ss;
@@ -390,6 +407,7 @@ static inline int wsa_uv_init(wsa_uv *a, uv_loop_t *loop, ws_server *srv,
   memset(a, 0, sizeof(*a));
   a->srv = srv;
   a->loop = loop;
+  wsa_uv_ignore_sigpipe();
   uv_timer_init(loop, &a->timer);
   uv_prepare_init(loop, &a->prepare);
   a->prepare.data = a;

@@ -7,6 +7,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -160,3 +161,76 @@ def test_the_server_ends_tls_with_close_notify(server, cert):
         except ssl.SSLError as e:  # SSLEOFError, or UNEXPECTED_EOF_WHILE_READING
             raise AssertionError(f"TCP FIN without close_notify after {got!r}") from e
     assert got == b"\x88\x02\x03\xe8", got
+
+
+def _server_send_queue(server_port, client_port):
+    """Bytes the server's socket to client_port has in its kernel send
+    queue, not yet acknowledged (/proc/net/tcp, tx_queue)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(":")[1], 16) == server_port
+                    and int(remote.split(":")[1], 16) == client_port):
+                return int(fields[4].split(":")[0], 16)
+    raise AssertionError("the server's socket is not in /proc/net/tcp")
+
+
+def _settled_send_queue(server_port, client_port):
+    last, same = None, 0
+    end = time.monotonic() + TIMEOUT
+    while same < 3 and time.monotonic() < end:
+        time.sleep(0.02)
+        q = _server_send_queue(server_port, client_port)
+        same = same + 1 if q == last else 0
+        last = q
+    return last
+
+
+def test_ciphertext_the_socket_did_not_take_outlives_the_close(server, cert):
+    """A client that does not read while its echoes fill the server's
+    socket, then sends its close: the library hands over the last echo and
+    the close reply (the send callback took them: the ciphertext waits in
+    the memory BIO for the socket) and, the close handshake being done,
+    closes. tls_close freed the SSL object with that ciphertext still in
+    it: the client read a truncated echo and no close frame. The socket
+    must stay until its ciphertext is out (bounded, as the libuv adapter's
+    pending writes are)."""
+    payload = json.dumps({"action": "echo", "data": "w" * 60000}).encode()
+    frame = masked_text(payload)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(TIMEOUT)
+    raw.connect((server.host, server.port))
+    client_port = raw.getsockname()[1]
+    with client_ctx(cert).wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(upgrade_request(server, "linger"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        # Echoes until the server's socket is full: the last one's
+        # ciphertext did not fit whole, the rest waits in the server.
+        sent, prev = 0, _settled_send_queue(server.port, client_port)
+        while True:
+            s.sendall(frame)
+            sent += 1
+            q = _settled_send_queue(server.port, client_port)
+            if sent > 1 and q - prev < len(payload):
+                break
+            prev = q
+            assert sent < 400, "the server's socket never filled"
+        s.sendall(masked_frame(0x8, b"\x03\xe8"))
+        time.sleep(0.5)  # the close handshake is done on the server's side
+        got = b""
+        try:
+            while True:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                got += chunk
+        except (ssl.SSLError, ConnectionResetError):
+            pass
+    want = (b"\x81\x7e" + struct.pack(">H", len(payload)) + payload) * sent
+    assert got[:len(want)] == want, f"{len(got)} of {len(want)} echo bytes"
+    assert got[len(want):] == b"\x88\x02\x03\xe8", got[len(want):][:16]

@@ -55,12 +55,22 @@ $(BUILD)/tests/test_adapter_deadline: $(INTEG_DIR)/test_adapter_deadline.c $(INT
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
 	    $(LDLIBS_DEPS) $(EX_LIBS_pingpong_libevent)
 
-.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-deadline
+# A libuv host that leaves SIGPIPE alone, and a peer reset mid-write.
+$(BUILD)/tests/test_adapter_sigpipe: $(INTEG_DIR)/test_adapter_sigpipe.c $(INTEG_DIR)/check.h $(STATIC) examples/adapters/libuv.h examples/adapters/sockio.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
+	    $(LDLIBS_DEPS) $(EX_LIBS_pingpong_libuv)
+
+.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-deadline adapter-sigpipe
 upgrade-answer: $(BUILD)/tests/test_upgrade_answer
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_upgrade_answer
 
 adapter-deadline: $(BUILD)/tests/test_adapter_deadline
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_adapter_deadline
+
+adapter-sigpipe: $(BUILD)/tests/test_adapter_sigpipe
+	$(Q)timeout -k 5 30 $(BUILD)/tests/test_adapter_sigpipe
 
 post-stress-tsan: $(TSAN_DIR)/test_post_stress
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
@@ -75,7 +85,8 @@ integrations:
 	@rc=0; \
 	$(MAKE) --no-print-directory upgrade-answer || rc=1; \
 	$(MAKE) --no-print-directory adapter-deadline || rc=1; \
+	$(MAKE) --no-print-directory adapter-sigpipe || rc=1; \
 	$(MAKE) --no-print-directory integrations-pytest || rc=1; \
 	$(MAKE) --no-print-directory post-stress-tsan || rc=1; \
-	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, adapter-deadline, pytest and post-stress-tsan passed"; \
+	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, adapter-deadline, adapter-sigpipe, pytest and post-stress-tsan passed"; \
 	else echo "integrations: FAILED"; fi; exit $$rc
