@@ -429,9 +429,8 @@ int main(int argc, char **argv) {
   if ((info = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_BIND_PORT)) != NULL)
     a.port = info->port;
   pp_install_signals();
-  printf("mhd: listening on http://%s:%d/ (GET /hello, ws path /ws?device_id=...)\n",
-         a.host, a.port);
-  fflush(stdout);
+  pp_announce_url("mhd", "http", a.host, a.port,
+                  "(GET /hello, ws path /ws?device_id=...)");
 
   while (!pp_stop) run_once(500);
   /* No new HTTP connections: the listening socket is ours now, and closed

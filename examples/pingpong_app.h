@@ -376,11 +376,20 @@ static inline void pp_install_signals(void) {
   signal(SIGPIPE, SIG_IGN);
 }
 
-/* The line the tests and scripts wait for; port is the bound one. */
-static inline void pp_announce(const char *name, const char *host, int port) {
-  printf("%s: listening on http://%s:%d/ (ws path /ws?device_id=...)\n", name,
-         host, port);
+/* The line the tests and scripts wait for: "NAME: listening on
+ * SCHEME://HOST:PORT/ WHAT", port the bound one, an IPv6 host in brackets
+ * so that the URL can be pasted. */
+static inline void pp_announce_url(const char *name, const char *scheme,
+                                   const char *host, int port,
+                                   const char *what) {
+  int v6 = strchr(host, ':') != NULL;
+  printf("%s: listening on %s://%s%s%s:%d/ %s\n", name, scheme, v6 ? "[" : "",
+         host, v6 ? "]" : "", port, what);
   fflush(stdout);
+}
+
+static inline void pp_announce(const char *name, const char *host, int port) {
+  pp_announce_url(name, "http", host, port, "(ws path /ws?device_id=...)");
 }
 
 #endif /* PINGPONG_APP_H */

@@ -171,9 +171,12 @@ int main(int argc, char **argv) {
       fprintf(stderr, "pthread_create failed\n");
       return 1;
     }
-  printf("reuseport: %d threads listening on http://%s:%d/ (ws path /ws?device_id=...)\n",
-         g_nloops, a.host, port);
-  fflush(stdout);
+  {
+    char what[64];
+    snprintf(what, sizeof what, "(%d threads, ws path /ws?device_id=...)",
+             g_nloops);
+    pp_announce_url("reuseport", "http", a.host, port, what);
+  }
 
   sigwait(&set, &sig);
   __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);

@@ -307,9 +307,8 @@ int main(int argc, char **argv) {
   g_pfd[0].events = POLLIN;
   g_n = 1;
   pp_install_signals();
-  printf("tls: listening on https://%s:%d/ (wss path /ws?device_id=...)\n",
-         a.host, wsa_local_port(lfd));
-  fflush(stdout);
+  pp_announce_url("tls", "https", a.host, wsa_local_port(lfd),
+                  "(wss path /ws?device_id=...)");
 
   while (!pp_stop) run_once(srv, 500);
   close(lfd);

@@ -39,6 +39,26 @@ def test_ping_pong_and_echo(server):
     arun(run())
 
 
+@pytest.mark.parametrize("name", ADAPTERS + ["reuseport"])
+def test_ipv6_loopback_and_a_url_one_can_paste(start_server, name):
+    """On ::1 each example serves, and announces http://[::1]:PORT/ (the
+    start_server fixture only accepts an IPv6 host in brackets). (mhd
+    takes an IPv4 address only, and says so.)"""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    server = start_server(name, host="::1")
+    assert server.ws.startswith("ws://[::1]:"), server.ws
+
+    async def run():
+        async with connect(f"{server.ws}/ws?device_id=v6") as ws:
+            await ws.send('{"action":"ping"}')
+            assert await recv_json(ws) == {"action": "pong", "data": ""}
+    arun(run())
+
+
 def test_broadcast_reaches_everyone(server):
     async def run():
         clients = [await connect(f"{server.ws}/ws?device_id=d{i}") for i in range(8)]

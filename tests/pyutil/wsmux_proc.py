@@ -75,7 +75,8 @@ class Server:
     port None takes a free one (checked against the one announced; retried
     if taken in between); port 0 lets the example pick and report it."""
 
-    LISTEN_RE = re.compile(r"listening on (\w+)://\[?([0-9a-fA-F.:]+)\]?:(\d+)/")
+    # A URL one can paste: an IPv6 host in brackets.
+    LISTEN_RE = re.compile(r"listening on (\w+)://(\[[0-9a-fA-F:]+\]|[0-9.]+):(\d+)/")
     SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|"
                               r"UndefinedBehaviorSanitizer")
 
