@@ -314,12 +314,20 @@ typedef struct ws_config {
   /* --- handshake ------------------------------------------------------- */
   const char *path;          /* upgrade path; default "/ws"; NULL = any.
                                 Compared with the target's path, also in
-                                absolute form (GET http://host/ws?...) */
+                                absolute form (GET http://host/ws?...;
+                                "http://host" has the path "/"). A target
+                                that is neither form (no leading '/': "ws",
+                                "%2Fws", "?q") is a 400, as is "*" but for
+                                OPTIONS, and an upgrade whose Host is no
+                                host[:port] or that announces content
+                                (Transfer-Encoding, Content-Length not 0) */
   const char *device_param;  /* query parameter; default "device_id" */
   int device_required;       /* default 1: 400 "missing device_id" */
   int duplicate_policy;      /* enum ws_duplicate_policy */
   /* Origin: default (no list, no callback) is gorilla's: no Origin header is
-   * allowed; otherwise its host[:port] must equal Host, case-insensitively.
+   * allowed; otherwise its host[:port] must equal Host, case-insensitively
+   * (an absolute-form target's host[:port] instead, which a server uses in
+   * place of Host: RFC 9112 3.2.2).
    * With a list, an Origin equal (case-insensitively) to an entry is also
    * allowed. With a callback, it alone decides (return 1 to allow). */
   const char *const *allowed_origins;
@@ -521,8 +529,11 @@ WS_EXTERN int ws_conn_close(ws_conn *c, int code, const char *reason);
 WS_EXTERN void ws_conn_abort(ws_conn *c);
 
 /* Upgrade entry point for hosts that parsed the HTTP request themselves.
- * Use instead of feeding the request bytes, right after ws_conn_new. query is
- * the raw (still percent-encoded) query string without '?', or NULL. The
+ * Use instead of feeding the request bytes, right after ws_conn_new. path is
+ * the target's raw path ("/ws"; an absolute-form target's part before '?',
+ * "http://host/ws", is read as when fed; one of neither form is a 400, as
+ * from bytes); query is the raw (still percent-encoded) query string
+ * without '?', or NULL. The
  * library runs the same checks and queues the 101 or the refusal. Bytes read
  * after the request are fed with ws_conn_feed. All arguments are borrowed.
  * The parser's limits apply: more than max_headers headers, or a head

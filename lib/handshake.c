@@ -99,38 +99,67 @@ static int parse_token(cursor *c, const char **tok, size_t *tok_len) {
   return WS__HTTP_COMPLETE;
 }
 
-/* The length of an absolute-form target's "http://authority" or
- * "https://authority" prefix when a path ("/...") follows it, else 0. A
- * server must accept that form (RFC 7230 5.3.2; RFC 6455 4.2.1: "an
- * absolute HTTP/HTTPS URI containing the /resource name/"); the path and
- * query are then read after it. */
-static size_t absolute_prefix(const char *t, size_t n) {
-  size_t i = n >= 7 && ws__ascii_caseeq(t, 7, "http://", 7)    ? 7
-             : n >= 8 && ws__ascii_caseeq(t, 8, "https://", 8) ? 8
-                                                               : 0;
-  if (i == 0) return 0;
-  while (i < n && t[i] != '/' && t[i] != '?') i++;
-  return i < n && t[i] == '/' ? i : 0;
+/* The length of the scheme prefix "http://" or "https://" (either case)
+ * that t[0..n) starts with, else 0. With partial, a t shorter than the
+ * prefix that could still become it counts too. */
+static size_t scheme_len(const char *t, size_t n, int partial) {
+  static const char *const schemes[] = {"http://", "https://"};
+  for (size_t i = 0; i < 2; i++) {
+    size_t l = strlen(schemes[i]);
+    if (n >= l ? ws__ascii_caseeq(t, l, schemes[i], l)
+               : partial && ws__ascii_caseeq(t, n, schemes[i], n))
+      return l;
+  }
+  return 0;
 }
 
-/* Request target: visible ASCII up to SP, split at the first '?'. */
+/* 0 when t[0..n), the first bytes of a target, can begin no target
+ * ws__target_path accepts: the parser refuses such a byte when it sees it,
+ * as every other. */
+static int target_may_start(const char *t, size_t n) {
+  if (n == 0 || t[0] == '/') return 1;
+  if (t[0] == '*') return n == 1;
+  return scheme_len(t, n, 1) != 0;
+}
+
+int ws__target_path(ws__reqview *v, const char *t, size_t n) {
+  size_t l = scheme_len(t, n, 0), a;
+  int star_ok = v->query == NULL && v->method_len == 7 &&
+                memcmp(v->method, "OPTIONS", 7) == 0;
+  v->authority = NULL;
+  v->authority_len = 0;
+  if ((n > 0 && t[0] == '/') || (n == 1 && t[0] == '*' && star_ok)) {
+    v->path = t;
+    v->path_len = n;
+    return 0;
+  }
+  if (l == 0) return -1;
+  for (a = l; a < n && t[a] != '/'; a++) {}
+  if (a == l) return -1; /* no host */
+  v->authority = t + l;
+  v->authority_len = a - l;
+  v->path = a < n ? t + a : "/";
+  v->path_len = a < n ? n - a : 1;
+  return 0;
+}
+
+/* Request target: visible ASCII up to SP, split at the first '?'; its
+ * path (before the '?') as ws__target_path reads it. */
 static int parse_target(cursor *c, ws__reqview *v) {
-  size_t start = c->pos, skip;
+  size_t start = c->pos;
   while (!at_end(c) && c->p[c->pos] >= 0x21 && c->p[c->pos] <= 0x7E)
     c->pos++;
-  if (at_end(c)) return WS__HTTP_INCOMPLETE;
-  if (c->pos == start || c->p[c->pos] != ' ') return WS__HTTP_INVALID;
   const char *t = (const char *)c->p + start;
   size_t n = c->pos - start;
-  skip = absolute_prefix(t, n);
-  t += skip;
-  n -= skip;
+  if (!target_may_start(t, n)) return WS__HTTP_INVALID;
+  if (at_end(c)) return WS__HTTP_INCOMPLETE;
+  if (n == 0 || c->p[c->pos] != ' ') return WS__HTTP_INVALID;
   const char *q = memchr(t, '?', n);
-  v->path = t;
-  v->path_len = q ? (size_t)(q - t) : n;
+  size_t path_len = q ? (size_t)(q - t) : n;
   v->query = q ? q + 1 : NULL;
-  v->query_len = q ? n - v->path_len - 1 : 0;
-  return WS__HTTP_COMPLETE;
+  v->query_len = q ? n - path_len - 1 : 0;
+  return ws__target_path(v, t, path_len) == 0 ? WS__HTTP_COMPLETE
+                                              : WS__HTTP_INVALID;
 }
 
 /* "HTTP/1." DIGIT. Other major versions are not HTTP/1.x heads. */
@@ -287,10 +316,29 @@ static int check_request_line(const ws__reqview *rv, const char **why) {
   return 0;
 }
 
+/* Host = uri-host [":" port] (RFC 9110 7.2): reg-name, IPv4 or an IP
+ * literal in brackets, so only unreserved, sub-delims, '%', ':', '[' and
+ * ']'. Checked as a set of bytes: enough to refuse what cannot be a host
+ * (a space, '/', '@', a quote), not a full grammar. */
+static int host_value_ok(const char *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)v[i];
+    if (c == '\0' || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') ||
+                        strchr("-._~!$&'()*+,;=%:[]", c)))
+      return 0;
+  }
+  return 1;
+}
+
+/* RFC 9112 3.2: exactly one Host, with a valid value, else 400 (also for
+ * an absolute-form target, whose authority then stands for it). */
 static int check_host(const ws__reqview *rv, const char **why) {
   size_t n = ws__count_header(rv->headers, rv->header_count, "Host");
-  if (n == 1) return 0;
-  *why = n == 0 ? "missing Host header" : "duplicate Host header";
+  const ws_header *h = ws__find_header(rv->headers, rv->header_count, "Host");
+  if (n == 1 && host_value_ok(h->value, h->value_len)) return 0;
+  *why = n == 0 ? "missing Host header" :
+         n > 1  ? "duplicate Host header" : "invalid Host header";
   return 400;
 }
 
@@ -339,6 +387,25 @@ static int check_key(const ws__reqview *rv, ws__upgrade_check *out,
   return 0;
 }
 
+/* The handshake has no content: the client speaks WebSocket right after
+ * the head. Content announced anyway (Transfer-Encoding, or a
+ * Content-Length other than 0) would be taken for frames, where the client
+ * sends it first and its frames only after it (RFC 9110 7.8): 400. */
+static int check_no_content(const ws__reqview *rv, const char **why) {
+  size_t i, k;
+  for (i = 0; i < rv->header_count; i++) {
+    const ws_header *h = &rv->headers[i];
+    int te = ws__ascii_caseeq(h->name, h->name_len, "Transfer-Encoding", 17);
+    int cl = ws__ascii_caseeq(h->name, h->name_len, "Content-Length", 14);
+    for (k = 0; cl && k < h->value_len && h->value[k] == '0'; k++) {}
+    if (te || (cl && (h->value_len == 0 || k < h->value_len))) {
+      *why = "an upgrade request has no content";
+      return 400;
+    }
+  }
+  return 0;
+}
+
 void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out) {
   const char *why = NULL;
   int status;
@@ -348,6 +415,7 @@ void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out) {
   if (!status) status = check_host(rv, &why);
   if (!status) status = check_upgrade_tokens(rv, out->is_upgrade, &why);
   if (!status) status = check_version(rv, &why);
+  if (!status) status = check_no_content(rv, &why);
   if (!status) status = check_key(rv, out, &why);
   out->status = status;
   out->reason = status ? why : NULL;
@@ -365,14 +433,17 @@ int ws__origin_allowed(const ws__reqview *rv, const char *const *allowed,
         ws__ascii_caseeq(o->value, o->value_len, allowed[i],
                          strlen(allowed[i])))
       return 1;
+  /* The server's own host: an absolute-form target's authority, which a
+   * server must use instead of Host (RFC 9112 3.2.2). */
   const ws_header *host = ws__find_header(rv->headers, rv->header_count,
                                           "Host");
-  for (size_t i = 0; host && i + 3 <= o->value_len; i++) {
+  const char *hv = rv->authority ? rv->authority : host ? host->value : NULL;
+  size_t hn = rv->authority ? rv->authority_len : host ? host->value_len : 0;
+  for (size_t i = 0; hv && i + 3 <= o->value_len; i++) {
     if (memcmp(o->value + i, "://", 3) != 0) continue;
     size_t hp = i + 3;
     return hp < o->value_len &&
-           ws__ascii_caseeq(o->value + hp, o->value_len - hp, host->value,
-                            host->value_len);
+           ws__ascii_caseeq(o->value + hp, o->value_len - hp, hv, hn);
   }
   return 0;
 }

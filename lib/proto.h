@@ -63,6 +63,8 @@ typedef struct ws__reqview {
   size_t path_len;
   const char *query; /* after '?', raw; NULL/0 when none */
   size_t query_len;
+  const char *authority; /* an absolute-form target's host[:port] (what */
+  size_t authority_len;  /* stands for Host then); NULL/0 otherwise */
   int http_minor;    /* 1 for HTTP/1.1; 0 for HTTP/1.0 */
   const ws_header *headers;
   size_t header_count;
@@ -80,8 +82,10 @@ enum ws__http_result {
  * Strict: request line "METHOD SP target SP HTTP/1.x CRLF", header names are
  * tokens, values have surrounding whitespace trimmed, obs-fold refused, bare
  * LF accepted as line end. No allocation.
- * Details: the target is any run of visible ASCII (split at the first '?';
- * "/p?" gives a non-NULL empty query); the version must be "HTTP/1." DIGIT;
+ * Details: the target is a run of visible ASCII (split at the first '?';
+ * "/p?" gives a non-NULL empty query) whose part before the '?' is one
+ * ws__target_path takes, refused (INVALID) from its first byte that no
+ * such target can start with; the version must be "HTTP/1." DIGIT;
  * no whitespace before ':' or at the start of a header line; control bytes
  * other than HTAB in a value are refused; empty lines before the request
  * line are refused. Each malformed byte is reported (INVALID) as soon as it
@@ -92,6 +96,18 @@ enum ws__http_result {
  * with the whole (longer) buffer after INCOMPLETE: no state is kept. */
 int ws__http_parse(const char *buf, size_t len, ws_header *headers,
                    size_t max_headers, ws__reqview *view, size_t *consumed);
+
+/* Sets v->path (and v->authority) from t[0..n), a request target's part
+ * before its '?' (v->method and v->query already set), and returns 0; -1
+ * when it is no target a server can take for GET: origin-form "/p";
+ * absolute-form "http(s)://authority[/p]" (RFC 9112 3.2.2 requires
+ * accepting it), whose host must not be empty (RFC 9110 4.2.1) and whose
+ * empty path is "/" (RFC 9110 4.2.3: v->path is then a static "/", the
+ * one slice not inside t); asterisk-form "*" only for OPTIONS without a
+ * query (RFC 9112 3.2.4). Anything else ("ws", "%2Fws", "" before a
+ * query) names no path, and would have matched the configured one once
+ * decoded, or any with path NULL. */
+int ws__target_path(ws__reqview *v, const char *t, size_t n);
 
 /* Result of the RFC 6455 4.2.1 checks. */
 typedef struct ws__upgrade_check {
@@ -110,11 +126,14 @@ typedef struct ws__upgrade_check {
  * Checks run in this order; the first failure decides:
  *   400 "method must be GET"                (exact, case-sensitive)
  *   400 "HTTP/1.1 required"
- *   400 "missing Host header" / "duplicate Host header"
+ *   400 "missing Host header" / "duplicate Host header" /
+ *       "invalid Host header" (a byte no uri-host[:port] has)
  *   426 "missing or invalid Upgrade header" (also whenever is_upgrade == 0)
  *   400 "missing Connection: Upgrade"
  *   400 "duplicate Sec-WebSocket-Version header"
  *   426 "unsupported Sec-WebSocket-Version" (missing or not exactly "13")
+ *   400 "an upgrade request has no content" (Transfer-Encoding, or a
+ *       Content-Length other than 0)
  *   400 "missing Sec-WebSocket-Key" / "duplicate Sec-WebSocket-Key header" /
  *       "invalid Sec-WebSocket-Key"
  * is_upgrade is computed independently of status (any Upgrade header lists
@@ -127,7 +146,8 @@ void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out);
 
 /* Origin rule: no Origin header -> allowed; Origin equal (case-insensitive)
  * to an entry of allowed[] -> allowed; Origin's host[:port] (after the
- * scheme "://") equal to Host case-insensitively -> allowed. Returns 1/0. */
+ * scheme "://") equal to Host case-insensitively (to an absolute-form
+ * target's authority when there is one) -> allowed. Returns 1/0. */
 int ws__origin_allowed(const ws__reqview *rv, const char *const *allowed,
                        size_t allowed_count);
 

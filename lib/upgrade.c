@@ -417,17 +417,12 @@ long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n) {
     if (r != WS__HTTP_INCOMPLETE) return -1;
   } else {
     size_t take = WS__MIN(n, c->s->cfg.max_handshake - old);
-    /* No line end and the limit reached: the head cannot fit. */
-    if (memchr(p, '\n', take) == NULL &&
-        (take < n || old + take >= c->s->cfg.max_handshake)) {
-      refuse(c, 431, "request head too large");
-      return -1;
-    }
-    if (memchr(p, '\n', take) == NULL) {
-      if (buffer_bytes(c, p, take) != WS_OK) goto nomem;
-      return (long)n;
-    }
     if (buffer_bytes(c, p, take) != WS_OK) goto nomem;
+    /* Parsed again when a line ended, or when the limit is reached (431
+     * then, unless a malformed byte came first: 400, as when the same
+     * bytes come in one feed). */
+    if (memchr(p, '\n', take) == NULL && c->buf_len < c->s->cfg.max_handshake)
+      return (long)n;
     r = parse_head(c, (const char *)c->buf, c->buf_len, hdrs, &rv, &used);
     if (r == WS__HTTP_COMPLETE) {
       ws__upgrade_run(c, &rv);
@@ -475,8 +470,11 @@ static int check_args(ws_conn *c, const char *method, const char *path,
  * host's parser may have kept ("Sec-WebSocket-Version: 13" split after
  * the colon); a header the parser would refuse (a name not a token, a
  * value with CR or LF, which a chosen subprotocol would carry into the
- * 101) is a 400 as from the parser. A feed from a callback of this upgrade
- * is refused as within a feed (WS__M_FEEDING). */
+ * 101) is a 400 as from the parser. So is a path that is no request
+ * target's (ws__target_path), checked first as the parser reads the
+ * request line first; an absolute-form one ("http://host/ws") is read as
+ * the parser reads it. A feed from a callback of this upgrade is refused
+ * as within a feed (WS__M_FEEDING). */
 static void run_parsed(ws_conn *c, const ws__reqview *rv) {
   const ws_server *s = c->s;
   ws_header hdrs[WS__HEADERS_HARD_MAX];
@@ -486,7 +484,9 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
   for (i = 0; i < rv->header_count; i++)
     n += rv->headers[i].name_len + 1 + rv->headers[i].value_len + 1;
   c->marks |= WS__M_FEEDING;
-  if (rv->header_count > headers_max(s)) {
+  if (ws__target_path(&trimmed, rv->path, rv->path_len) != 0) {
+    refuse(c, 400, "malformed HTTP request");
+  } else if (rv->header_count > headers_max(s)) {
     refuse(c, 431, "too many headers");
   } else if (n > s->cfg.max_handshake) {
     refuse(c, 431, "request head too large");

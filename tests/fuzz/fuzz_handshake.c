@@ -10,9 +10,11 @@
  *
  * Invariants (abort on violation):
  *   - COMPLETE: 0 < consumed <= len, the head ends with LF, every slice
- *     (method, path, query, header names and values) lies inside
- *     buf[0..consumed), header names are non-empty tokens, values carry no
- *     surrounding whitespace, header_count <= max_headers;
+ *     (method, path, query, authority, header names and values) lies
+ *     inside buf[0..consumed) (but an absolute-form target's empty path,
+ *     the static "/"), the path starts with '/' or is "*", header names
+ *     are non-empty tokens, values carry no surrounding whitespace,
+ *     header_count <= max_headers;
  *   - no state: a shorter prefix of a COMPLETE head is INCOMPLETE; an
  *     INVALID/TOO_MANY prefix stays so for the longer buffer; an INCOMPLETE
  *     buffer has only INCOMPLETE prefixes; parsing buf[0..consumed) alone
@@ -61,13 +63,25 @@ static void check_complete(const char *buf, size_t len, size_t maxh,
            "method slice outside the head");
   for (i = 0; i < v->method_len; i++)
     FZ_CHECK(fz_is_tchar((unsigned char)v->method[i]), "method not a token");
-  FZ_CHECK(inside(v->path, v->path_len, buf, consumed),
+  /* An absolute-form target's empty path is the static "/" (RFC 9110
+   * 4.2.3), the one slice outside the head. */
+  FZ_CHECK(inside(v->path, v->path_len, buf, consumed) ||
+               (v->authority && v->path_len == 1 && v->path[0] == '/'),
            "path slice outside the head");
+  FZ_CHECK(v->path_len > 0 && (v->path[0] == '/' || (v->path_len == 1 &&
+                                                     v->path[0] == '*')),
+           "path neither \"/...\" nor \"*\"");
+  FZ_CHECK(v->authority == NULL ||
+               (v->authority_len > 0 &&
+                inside(v->authority, v->authority_len, buf, consumed)),
+           "authority empty or outside the head");
   FZ_CHECK(memchr(v->path, '?', v->path_len) == NULL, "'?' in the path");
   if (v->query) {
     FZ_CHECK(inside(v->query, v->query_len, buf, consumed),
              "query slice outside the head");
-    FZ_CHECK(v->query == v->path + v->path_len + 1 && v->query[-1] == '?',
+    FZ_CHECK(v->query[-1] == '?' &&
+                 (!inside(v->path, v->path_len, buf, consumed) ||
+                  v->query == v->path + v->path_len + 1),
              "query does not follow the path's '?'");
   } else {
     FZ_CHECK(v->query_len == 0, "query_len without a query");

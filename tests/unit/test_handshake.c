@@ -65,20 +65,22 @@ Test(parse, valid_request) {
   cr_expect(slice_eq(h[5].value, h[5].value_len, "http://example.com"));
 }
 
-/* An absolute-form target (RFC 7230 5.3.2) is read from its path on;
- * without a path after the authority it stays as it is (and matches no
- * route). */
+static void guard_every_prefix(const char *req, size_t n, int full_result);
+
+/* An absolute-form target (RFC 9112 3.2.2) is read from its path on; an
+ * empty path is "/" (RFC 9110 4.2.3: "http://h" and "http://h/" are one
+ * URI), also before a query. */
 Test(parse, absolute_form_targets) {
   static const struct {
-    const char *target, *path, *query;
+    const char *target, *path, *query, *authority;
   } t[] = {
-      {"http://example.com/ws?device_id=a", "/ws", "device_id=a"},
-      {"HTTPS://example.com:8443/a/b", "/a/b", NULL},
-      {"http://user@h:1/?", "/", ""},
-      {"http://example.com", "http://example.com", NULL},
-      {"http://h?x=/ws", "http://h", "x=/ws"},
-      {"ws://h/ws", "ws://h/ws", NULL},
-      {"http:/ws", "http:/ws", NULL},
+      {"http://example.com/ws?device_id=a", "/ws", "device_id=a",
+       "example.com"},
+      {"HTTPS://example.com:8443/a/b", "/a/b", NULL, "example.com:8443"},
+      {"http://user@h:1/?", "/", "", "user@h:1"},
+      {"http://example.com", "/", NULL, "example.com"},
+      {"http://h?x=/ws", "/", "x=/ws", "h"},
+      {"/ws?x", "/ws", "x", NULL},
   };
   size_t i;
   for (i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -97,7 +99,42 @@ Test(parse, absolute_form_targets) {
                 t[i].target);
     else
       cr_expect_null(v.query, "%s", t[i].target);
+    if (t[i].authority)
+      cr_expect(slice_eq(v.authority, v.authority_len, t[i].authority), "%s",
+                t[i].target);
+    else
+      cr_expect_null(v.authority, "%s", t[i].target);
   }
+}
+
+/* A target that is neither origin-form nor absolute-form names no path
+ * (RFC 9112 3.2): before, "%2Fws" decoded to the configured "/ws" and
+ * "?x" gave the empty path, which a NULL config path accepted. "*" is
+ * OPTIONS's alone (3.2.4); an http URI with no host is invalid (RFC 9110
+ * 4.2.1). Refused as soon as the first bytes show it, as any bad byte. */
+Test(parse, target_that_is_no_path_is_invalid) {
+  static const char *const bad[] = {
+      "GET %2Fws HTTP/1.1\r\n\r\n", "GET ws HTTP/1.1\r\n\r\n",
+      "GET ?device_id=a HTTP/1.1\r\n\r\n", "GET * HTTP/1.1\r\n\r\n",
+      "OPTIONS *?x HTTP/1.1\r\n\r\n", "OPTIONS ** HTTP/1.1\r\n\r\n",
+      "GET ws://h/ws HTTP/1.1\r\n\r\n", "GET http:/ws HTTP/1.1\r\n\r\n",
+      "GET http:///ws HTTP/1.1\r\n\r\n", "GET http:// HTTP/1.1\r\n\r\n",
+      "GET https://?x HTTP/1.1\r\n\r\n", "CONNECT h:443 HTTP/1.1\r\n\r\n",
+  };
+  ws_header h[MAXH];
+  ws__reqview v;
+  size_t consumed = 0, i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_expect_eq(parse_str(bad[i], h, &v), WS__HTTP_INVALID, "%s", bad[i]);
+    guard_every_prefix(bad[i], strlen(bad[i]), WS__HTTP_INVALID);
+  }
+  cr_expect_eq(parse("GET %", 5, h, MAXH, &v, &consumed), WS__HTTP_INVALID);
+  cr_expect_eq(parse("GET htp", 7, h, MAXH, &v, &consumed), WS__HTTP_INVALID);
+  cr_expect_eq(parse("GET HTTPS:/", 11, h, MAXH, &v, &consumed),
+               WS__HTTP_INCOMPLETE);
+  cr_expect_eq(parse_str("OPTIONS * HTTP/1.1\r\n\r\n", h, &v),
+               WS__HTTP_COMPLETE);
+  cr_expect(slice_eq(v.path, v.path_len, "*"));
 }
 
 Test(parse, bare_lf_and_whitespace_trimming) {
@@ -361,6 +398,9 @@ Test(validate, token_lists_and_case) {
       "Connection: keep-alive, Upgrade\r\n" KEY VER "\r\n",
       "GET / HTTP/1.1\r\n" HOST "upgrade: h2c, websocket\r\n"
       "CONNECTION: UPGRADE\r\n" KEY VER "\r\n",
+      /* No content announced; a Host as an IP literal with a port. */
+      "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n" UPG CON KEY VER
+      "Content-Length: 0\r\ncontent-length: 00\r\n\r\n",
       /* Tokens split across repeated header lines. */
       "GET / HTTP/1.1\r\n" HOST "Upgrade: h2c\r\n" UPG
       "Connection: keep-alive\r\n" CON KEY VER "\r\n",
@@ -431,6 +471,25 @@ static const refusal refusals[] = {
      400, "invalid Sec-WebSocket-Key", 1},
     {"GET / HTTP/1.1\r\n" HOST UPG CON "Sec-WebSocket-Key:\r\n" VER "\r\n",
      400, "invalid Sec-WebSocket-Key", 1},
+    /* RFC 9112 3.2: a Host whose value is no uri-host[:port] is a 400. */
+    {"GET / HTTP/1.1\r\nHost: example.com/evil\r\n" UPG CON KEY VER "\r\n",
+     400, "invalid Host header", 1},
+    {"GET / HTTP/1.1\r\nHost: exa mple.com\r\n" UPG CON KEY VER "\r\n",
+     400, "invalid Host header", 1},
+    {"GET / HTTP/1.1\r\nHost: u@h\r\n" UPG CON KEY VER "\r\n", 400,
+     "invalid Host header", 1},
+    /* Content would be read as frames (RFC 9110 7.8: the client sends it
+     * before it speaks WebSocket). */
+    {"GET / HTTP/1.1\r\n" HOST UPG CON KEY VER "Content-Length: 5\r\n\r\n",
+     400, "an upgrade request has no content", 1},
+    {"GET / HTTP/1.1\r\n" HOST UPG CON KEY VER "Content-Length:\r\n\r\n",
+     400, "an upgrade request has no content", 1},
+    {"GET / HTTP/1.1\r\n" HOST UPG CON KEY VER
+     "Transfer-Encoding: chunked\r\n\r\n",
+     400, "an upgrade request has no content", 1},
+    {"GET / HTTP/1.1\r\n" HOST UPG CON KEY VER "Content-Length: 0\r\n"
+     "transfer-encoding: identity\r\n\r\n",
+     400, "an upgrade request has no content", 1},
     /* Plain HTTP (e.g. a page): not an upgrade, first failing check wins. */
     {"GET / HTTP/1.1\r\n" HOST "\r\n", 426,
      "missing or invalid Upgrade header", 0},
@@ -502,6 +561,26 @@ Test(origin, rules) {
   cr_expect_eq(origin_ok("example.com", "Origin: null", list, 3), 1);
   cr_expect_eq(origin_ok("example.com", "Origin: http://example.com", list, 3),
                1);
+}
+
+/* RFC 9112 3.2.2: with an absolute-form target the server's host is the
+ * target's authority, not Host: an Origin equal to Host but not to the
+ * target names another site. */
+Test(origin, absolute_form_compares_with_the_target_authority) {
+  static ws_header h[MAXH];
+  ws__reqview v;
+  cr_assert_eq(parse_str("GET http://example.com/ws HTTP/1.1\r\n"
+                         "Host: evil.example\r\n"
+                         "Origin: http://evil.example\r\n\r\n",
+                         h, &v),
+               WS__HTTP_COMPLETE);
+  cr_expect_eq(ws__origin_allowed(&v, NULL, 0), 0);
+  cr_assert_eq(parse_str("GET http://example.com:81 HTTP/1.1\r\n"
+                         "Host: other\r\n"
+                         "Origin: https://EXAMPLE.com:81\r\n\r\n",
+                         h, &v),
+               WS__HTTP_COMPLETE);
+  cr_expect_eq(ws__origin_allowed(&v, NULL, 0), 1);
 }
 
 /* ---- responses --------------------------------------------------------- */

@@ -551,6 +551,22 @@ Test(upgrade, oversized_head_is_431) {
   free(req);
 }
 
+/* A malformed byte before the limit is a 400 however the bytes arrive:
+ * fed in pieces, a head that reached the limit without a line end was a
+ * 431 unparsed (fed whole, the same bytes were a 400). */
+Test(upgrade, malformed_head_past_the_limit_is_400_in_pieces_too) {
+  size_t big = 9000;
+  char *req = malloc(big + 1);
+  cr_assert_not_null(req);
+  memset(req, 'a', big);
+  req[big] = '\0';
+  memcpy(req, "GET /ws HTTP/1.1\r\nX(", 20);
+  refuse_str(NULL, NULL, req, 400, WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+  memcpy(req, "GET \\aaaaaaaaaaaaaaaaaa", 20); /* a target no path starts */
+  refuse_str(NULL, NULL, req, 400, WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+  free(req);
+}
+
 Test(upgrade, too_many_headers_is_431) {
   char req[8192];
   int n = snprintf(req, sizeof(req), REQ_HEAD("/ws?device_id=d")), i;
@@ -942,6 +958,112 @@ Test(upgrade, preparsed_header_the_parser_would_refuse_is_400) {
     cr_assert_eq(R.on_open, 0);
     server_free(s);
     mt_free(&t);
+  }
+}
+
+/* ---- request targets, Host, content (review 11) ------------------------- */
+
+static void any_path(ws_config *cfg) { cfg->path = NULL; }
+static void root_path(ws_config *cfg) { cfg->path = "/"; }
+
+/* A target that is no path was routed by its decoding: "%2Fws" opened
+ * /ws, and with path NULL "?device_id=d" opened with the path "". */
+Test(upgrade, target_that_is_no_path_is_400) {
+  refuse_str(NULL, NULL, REQ_HEAD("%2Fws?device_id=d") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+  refuse_str(any_path, NULL, REQ_HEAD("?device_id=d") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+  refuse_str(any_path, NULL, REQ_HEAD("ws?device_id=d") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+  refuse_str(any_path, NULL, REQ_HEAD("*") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+  refuse_str(any_path, NULL, REQ_HEAD("http:///ws?device_id=d") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+}
+
+/* "GET http://host?q" has the path "/" (RFC 9110 4.2.3), not "http://host":
+ * it was a 404 for path "/" and opened with path "http://host" for any. */
+Test(upgrade, absolute_form_with_an_empty_path_is_root) {
+  int mode;
+  expect_101(root_path, REQ_HEAD("http://example.com?device_id=d") "\r\n");
+  for (mode = 0; mode < MT_MODES; mode++) {
+    static const char req[] = REQ_HEAD("HTTP://example.com?device_id=d")
+        "\r\n";
+    mt_conn t;
+    ws_server *s;
+    reset();
+    s = server_new(any_path);
+    cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, NULL, 0), 101);
+    cr_assert_str_eq(ws_request_path(ws_conn_request(t.c)), "/");
+    cr_assert_str_eq(ws_conn_device_id(t.c), "d");
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* RFC 9112 3.2: a Host value that is no host[:port] is a 400. */
+Test(upgrade, invalid_host_value_is_400) {
+  refuse_str(NULL, NULL,
+             "GET /ws?device_id=d HTTP/1.1\r\nHost: example.com/x\r\n"
+             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+             "Sec-WebSocket-Version: 13\r\n\r\n",
+             400, WS_REFUSE_BAD_REQUEST, NULL, "Host");
+}
+
+/* An upgrade with content: its bytes were read as the first frames (here
+ * "hello", which failed the connection with 1002 after a 101); the client
+ * sends them as content, and its frames only after them. */
+Test(upgrade, upgrade_with_content_is_400) {
+  refuse_str(NULL, NULL,
+             REQ_HEAD("/ws?device_id=d") "Content-Length: 5\r\n\r\nhello",
+             400, WS_REFUSE_BAD_REQUEST, NULL, "content");
+  refuse_str(NULL, NULL,
+             REQ_HEAD("/ws?device_id=d") "Transfer-Encoding: chunked\r\n\r\n"
+             "5\r\nhello\r\n0\r\n\r\n",
+             400, WS_REFUSE_BAD_REQUEST, NULL, "content");
+  expect_101(NULL, REQ_HEAD("/ws?device_id=d") "Content-Length: 0\r\n\r\n");
+}
+
+/* The same absolute-form and invalid targets given by a host: the path
+ * argument read as the parser reads a target. "http://example.com/ws" was
+ * a 404 where the same request fed opened; "%2Fws" opened. */
+Test(upgrade, preparsed_target_forms_as_when_fed) {
+  static const struct {
+    const char *path;
+    int status;
+  } t[] = {{"http://example.com/ws", 101}, {"https://example.com/ws", 101},
+           {"%2Fws", 400}, {"ws", 400}, {"", 400}, {"*", 400},
+           {"http://", 400}, {"http://example.com", 404}};
+  size_t i;
+  int answer;
+  for (answer = 0; answer < 2; answer++) {
+    for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+      mt_conn p;
+      ws_server *s;
+      char acc[WS_ACCEPT_LEN + 1];
+      const char *why;
+      int st = 0;
+      reset();
+      s = server_new(NULL);
+      mt_open(&p, s);
+      if (answer) {
+        cr_assert_eq(ws_conn_upgrade_answer(p.c, "GET", t[i].path,
+                                            "device_id=dev2", k_hdrs, 5, &st,
+                                            &why, acc),
+                     WS_OK);
+      } else {
+        cr_assert_eq(ws_conn_upgrade(p.c, "GET", t[i].path, "device_id=dev2",
+                                     k_hdrs, 5),
+                     WS_OK);
+        st = mt_http_response(&p, NULL, 0, NULL, NULL);
+      }
+      cr_assert_eq(st, t[i].status, "%s: %d", t[i].path, st);
+      if (st == 101)
+        cr_assert_str_eq(ws_request_path(ws_conn_request(p.c)), "/ws");
+      server_free(s);
+      mt_free(&p);
+    }
   }
 }
 
