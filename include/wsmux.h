@@ -317,7 +317,8 @@ typedef struct ws_config {
                                 absolute form (GET http://host/ws?...;
                                 "http://host" has the path "/"). A target
                                 that is neither form (no leading '/': "ws",
-                                "%2Fws", "?q") is a 400, as is "*" but for
+                                "%2Fws", "?q") is a 400, as are userinfo
+                                ("http://u@host/ws") and "*" but for
                                 OPTIONS, and an upgrade whose Host is no
                                 host[:port] or that announces content
                                 (Transfer-Encoding, Content-Length not 0) */
@@ -327,7 +328,7 @@ typedef struct ws_config {
   /* Origin: default (no list, no callback) is gorilla's: no Origin header is
    * allowed; otherwise its host[:port] must equal Host, case-insensitively
    * (an absolute-form target's host[:port] instead, which a server uses in
-   * place of Host: RFC 9112 3.2.2).
+   * place of Host: RFC 9112 3.2.2); two Origin headers are refused.
    * With a list, an Origin equal (case-insensitively) to an entry is also
    * allowed. With a callback, it alone decides (return 1 to allow). */
   const char *const *allowed_origins;

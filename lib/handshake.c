@@ -135,7 +135,9 @@ int ws__target_path(ws__reqview *v, const char *t, size_t n) {
   }
   if (l == 0) return -1;
   for (a = l; a < n && t[a] != '/'; a++) {}
-  if (a == l) return -1; /* no host */
+  /* No host; or userinfo, which RFC 9110 4.2.4 has a recipient treat as
+   * an error (it lets "http://good.example@evil.example/" mislead). */
+  if (a == l || memchr(t + l, '@', a - l)) return -1;
   v->authority = t + l;
   v->authority_len = a - l;
   v->path = a < n ? t + a : "/";
@@ -428,6 +430,9 @@ int ws__origin_allowed(const ws__reqview *rv, const char *const *allowed,
                        size_t allowed_count) {
   const ws_header *o = ws__find_header(rv->headers, rv->header_count, "Origin");
   if (!o) return 1;
+  /* One origin per request (RFC 6454 7.3); with two, the first deciding
+   * would be an arbitrary choice. */
+  if (ws__count_header(rv->headers, rv->header_count, "Origin") > 1) return 0;
   for (size_t i = 0; i < allowed_count; i++)
     if (allowed && allowed[i] &&
         ws__ascii_caseeq(o->value, o->value_len, allowed[i],

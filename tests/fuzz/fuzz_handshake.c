@@ -73,6 +73,7 @@ static void check_complete(const char *buf, size_t len, size_t maxh,
            "path neither \"/...\" nor \"*\"");
   FZ_CHECK(v->authority == NULL ||
                (v->authority_len > 0 &&
+                memchr(v->authority, '@', v->authority_len) == NULL &&
                 inside(v->authority, v->authority_len, buf, consumed)),
            "authority empty or outside the head");
   FZ_CHECK(memchr(v->path, '?', v->path_len) == NULL, "'?' in the path");

@@ -622,7 +622,7 @@ typedef struct expect {
 } expect;
 
 /* The path is a target's: "/...", "*" for OPTIONS without a query, or
- * "http(s)://" and a non-empty host (RFC 9112 3.2). */
+ * "http(s)://" and a non-empty host without userinfo (RFC 9112 3.2). */
 static int target_ok(const req *r) {
   const char *p = r->path;
   size_t l = strncasecmp(p, "http://", 7) == 0    ? 7
@@ -631,7 +631,8 @@ static int target_ok(const req *r) {
   if (p[0] == '/') return 1;
   if (strcmp(p, "*") == 0)
     return strcmp(r->method, "OPTIONS") == 0 && r->query == NULL;
-  return l > 0 && p[l] != '\0' && p[l] != '/';
+  return l > 0 && p[l] != '\0' && p[l] != '/' &&
+         strcspn(p + l, "@") >= strcspn(p + l, "/");
 }
 
 static void expect_build(expect *x, const req *r, const ws_server *s) {

@@ -77,7 +77,7 @@ Test(parse, absolute_form_targets) {
       {"http://example.com/ws?device_id=a", "/ws", "device_id=a",
        "example.com"},
       {"HTTPS://example.com:8443/a/b", "/a/b", NULL, "example.com:8443"},
-      {"http://user@h:1/?", "/", "", "user@h:1"},
+      {"http://h:1/?", "/", "", "h:1"},
       {"http://example.com", "/", NULL, "example.com"},
       {"http://h?x=/ws", "/", "x=/ws", "h"},
       {"/ws?x", "/ws", "x", NULL},
@@ -120,6 +120,8 @@ Test(parse, target_that_is_no_path_is_invalid) {
       "GET ws://h/ws HTTP/1.1\r\n\r\n", "GET http:/ws HTTP/1.1\r\n\r\n",
       "GET http:///ws HTTP/1.1\r\n\r\n", "GET http:// HTTP/1.1\r\n\r\n",
       "GET https://?x HTTP/1.1\r\n\r\n", "CONNECT h:443 HTTP/1.1\r\n\r\n",
+      "GET http://u@h/ws HTTP/1.1\r\n\r\n",
+      "GET http://good.example@evil.example?x HTTP/1.1\r\n\r\n",
   };
   ws_header h[MAXH];
   ws__reqview v;
@@ -566,6 +568,23 @@ Test(origin, rules) {
 /* RFC 9112 3.2.2: with an absolute-form target the server's host is the
  * target's authority, not Host: an Origin equal to Host but not to the
  * target names another site. */
+/* Two Origin headers: no browser sends them (RFC 6454 7.3), and letting
+ * the first decide would be arbitrary: refused. */
+Test(origin, two_origins_are_refused) {
+  static const char *const list[] = {"http://a.example"};
+  cr_expect_eq(origin_ok("example.com",
+                         "Origin: http://example.com\r\n"
+                         "Origin: http://example.com",
+                         NULL, 0),
+               0);
+  cr_expect_eq(origin_ok("example.com",
+                         "Origin: http://a.example\r\nOrigin: http://a.example",
+                         list, 1),
+               0);
+  cr_expect_eq(origin_ok("example.com", "Origin: http://a.example", list, 1),
+               1);
+}
+
 Test(origin, absolute_form_compares_with_the_target_authority) {
   static ws_header h[MAXH];
   ws__reqview v;
