@@ -3,6 +3,7 @@
  * (ws_server_tick). Runs under the counting allocator: everything is freed
  * after ws_server_free. Scripts are fed whole and one byte at a time. */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -765,4 +766,61 @@ Test(conn, closed_connection_is_freed_at_once) {
     finish();
     mt_bytes_free(&b);
   }
+}
+
+/* ---- mutation testing (lib/timer.c, conn.c, frame.c) ------------------- */
+
+/* A deadline further away than INT_MAX ms (a 32-bit timeout of ~46 days)
+ * is reported as INT_MAX, not as a negative wait. */
+static void far_handshake(ws_config *cfg) {
+  cfg->handshake_timeout_ms = 4000000000u;
+}
+Test(conn, tick_clamps_a_far_deadline_to_int_max) {
+  fixture(far_handshake);
+  ws_server_tick(S, 0);
+  mt_open(&A, S);
+  cr_assert_eq(ws_server_tick(S, 0), INT_MAX);
+  cr_assert_eq(ws_server_tick(S, 4000000000u - 1000), 1000);
+  cr_assert_eq(A.closes, 0);
+  finish();
+}
+
+/* No memory for a fragmented message's buffer: the connection fails with
+ * 1011 (an internal error, not the peer's fault), reported to on_close
+ * even though the close frame itself could not be allocated either. */
+static int oom_close_code, oom_closes;
+static int oom_on_close(ws_conn *c, int code, const char *reason, void *ud) {
+  (void)c, (void)reason, (void)ud;
+  oom_closes++;
+  oom_close_code = code;
+  return 0;
+}
+Test(conn, out_of_memory_while_reassembling_fails_with_1011) {
+  ws_config cfg;
+  ws_server *s;
+  mt_conn t;
+  mt_frame f;
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0);
+  cfg.alloc.malloc = oom_malloc;
+  cfg.alloc.realloc = oom_realloc;
+  cfg.alloc.free = oom_free;
+  cfg.on_close = oom_on_close;
+  oom_closes = 0;
+  oom_close_code = 0;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  ws_server_tick(s, 0);
+  mt_connect(&t, s, "a", MT_WHOLE);
+  /* A first frame pools the receive context: the next feed needs none. */
+  cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "x", 1, MT_WHOLE), WS_OK);
+  mt_expect_frame(&t, &f);
+  cr_assert_eq(f.opcode, MT_PONG);
+  g_oom = 1;
+  mt_send_frame(&t, MT_TEXT, MT_NOFIN, "{\"a", 3, MT_WHOLE);
+  g_oom = 0;
+  cr_assert_eq(t.closes, 1);
+  cr_assert_eq(oom_closes, 1);
+  cr_assert_eq(oom_close_code, WS_CLOSE_INTERNAL);
+  ws_server_free(s);
+  mt_free(&t);
 }

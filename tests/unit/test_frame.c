@@ -673,3 +673,90 @@ Test(frame, idle_connection_heap_is_at_most_1k) {
     for (i = 0; i < N; i++) mt_free(&conns[i]);
   }
 }
+
+/* ---- mutation testing ---------------------------------------------------- */
+
+/* A 16- or 64-bit length over max_message fails with 1009 as soon as the
+ * length's last byte is in, before the mask key: a peer cannot hold the
+ * connection by sending the length and stopping there. */
+Test(frame, oversize_extended_length_fails_before_the_mask_key) {
+  static const struct {
+    uint64_t len;
+    size_t upto; /* 2 header bytes + the extended length */
+  } k[] = {{4096, 4}, {70000, 10}};
+  size_t i;
+  int mode;
+  for (i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      mt_bytes b = {.p = NULL};
+      ws_server *s = setup(mode, 1000);
+      mt_frame_header(&b, MT_BINARY, 0, k[i].len);
+      cr_assert_gt(b.len, k[i].upto);
+      mt_feed(&T, b.p, k[i].upto - 1, mode);
+      cr_assert_eq(T.closes, 0, "%llu: failed before its length was in",
+                   (unsigned long long)k[i].len);
+      mt_feed(&T, b.p + k[i].upto - 1, 1, mode);
+      cr_assert_eq(T.closes, 1, "%llu (%s): still open with its length in",
+                   (unsigned long long)k[i].len, MT_MODE_NAME(mode));
+      mt_expect_close(&T, 1009);
+      cr_assert_eq(R.on_close_code, 1009);
+      teardown(s);
+      mt_bytes_free(&b);
+    }
+  }
+}
+
+/* The peer's close in the middle of a fragmented message: the fragments
+ * are dropped, on_close gets the close frame's own reason (none, or "bye"),
+ * never the partial message, and nothing leaks (teardown). */
+Test(frame, close_inside_a_fragmented_message_drops_the_fragments) {
+  static const char *const reasons[] = {NULL, "bye"};
+  size_t i;
+  int mode;
+  for (i = 0; i < 2; i++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      mt_bytes b = {.p = NULL};
+      ws_server *s = setup(mode, 0);
+      mt_frame_str(&b, MT_TEXT, MT_NOFIN, "{\"action\":\"note\",");
+      mt_close_add(&b, 1000, reasons[i]);
+      mt_feed(&T, b.p, b.len, mode);
+      cr_assert_eq(T.closes, 1);
+      mt_expect_close(&T, 1000);
+      mt_expect_nothing(&T);
+      cr_assert_eq(R.msgs, 0);
+      cr_assert_eq(R.on_close_code, 1000);
+      cr_assert_str_eq(R.reason, reasons[i] ? reasons[i] : "",
+                       "(%s) on_close reason", MT_MODE_NAME(mode));
+      teardown(s);
+      mt_bytes_free(&b);
+    }
+  }
+}
+
+/* One feed larger than wslay's 4 KiB input buffer, with a frame ending
+ * where that buffer does (or near it): the frames after it in the same
+ * feed are read, none dropped. */
+Test(frame, frames_past_4k_in_one_feed_are_all_read) {
+  static char payload[4200];
+  size_t total;
+  for (total = 4088; total <= 4104; total++) {
+    mt_bytes b = {.p = NULL};
+    size_t plen = total - 8; /* masked, 16-bit length: 8-byte header */
+    ws_server *s = setup(MT_WHOLE, 8192);
+    static const char head[] = "{\"action\":\"note\",\"data\":\"";
+    memcpy(payload, head, sizeof(head) - 1);
+    memset(payload + sizeof(head) - 1, 'x', plen - (sizeof(head) - 1) - 2);
+    memcpy(payload + plen - 2, "\"}", 2);
+    mt_frame_add(&b, MT_TEXT, 0, payload, plen);
+    cr_assert_eq(b.len, total);
+    mt_frame_str(&b, MT_TEXT, 0, k_msg);
+    mt_frame_str(&b, MT_TEXT, 0, k_msg);
+    cr_assert_eq(mt_feed(&T, b.p, b.len, MT_WHOLE), WS_OK);
+    cr_assert_eq(R.msgs, 3, "first frame of %zu bytes: %d messages", total,
+                 R.msgs);
+    cr_assert_eq(R.last_len, strlen(k_msg));
+    cr_assert_eq(T.closes, 0);
+    teardown(s);
+    mt_bytes_free(&b);
+  }
+}
