@@ -105,11 +105,12 @@ typedef enum ws_err {
 #undef WS__ERR_ENUM
 } ws_err;
 
-/* Static English message for an error code; "unknown error" for codes not in
- * the table. Never NULL. Thread-safe. */
-WS_EXTERN const char *ws_strerror(int err);
-/* Static name of an error code ("WS_EINVAL"); "WS_UNKNOWN" otherwise.
+/* Static English message for an error code; "success" for WS_OK (0),
+ * "unknown error" for any other code not in the table. Never NULL.
  * Thread-safe. */
+WS_EXTERN const char *ws_strerror(int err);
+/* Static name of an error code ("WS_EINVAL"; "WS_OK" for 0); "WS_UNKNOWN"
+ * otherwise. Thread-safe. */
 WS_EXTERN const char *ws_err_name(int err);
 
 /* ------------------------------------------------------------------------ */
@@ -713,9 +714,12 @@ WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
 WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
                                          const char *device_id);
 /* Binds the connection to a user (copied), replacing a previous one; NULL
- * unbinds. A user may have many connections. User and group names are 1 to
- * 255 bytes (WS_EINVAL otherwise). Errors: WS_EINVAL, WS_ENOMEM,
- * WS_ECLOSED. */
+ * unbinds; the user it already has is a no-op (WS_OK). A user may have
+ * many connections. User and group names are 1 to 255 bytes (WS_EINVAL
+ * otherwise). Errors: WS_EINVAL, WS_ENOMEM, WS_ECLOSED. Binding and
+ * joining need a connection that is not closing (WS_ECLOSED); unbinding
+ * and leaving work until it has ended (from on_close on, it has left
+ * everything: WS_ECLOSED). */
 WS_EXTERN int ws_conn_set_user(ws_conn *c, const char *user);
 /* Joins / leaves a named group (room). Errors: WS_EINVAL, WS_ENOMEM,
  * WS_EEXIST (join: already a member), WS_ENOENT (leave: not a member),

@@ -618,3 +618,77 @@ Test(mux, new_failmalloc) {
   test_alloc_reset(0);
   cr_assert_eq(test_alloc_live(), 0);
 }
+
+/* ---- the header's promises, one by one (API review) ------------------ */
+
+/* ws_msg_data_json sets *len to 0 (and returns NULL) when data is absent
+ * or the message is binary; ws_msg_data is NULL for both too. */
+static struct {
+  int calls;
+  const char *d;
+  size_t len;
+  int tree_null;
+  int binary;
+} P;
+static int h_probe(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  P.calls++;
+  P.len = 99;
+  P.d = ws_msg_data_json(m, &P.len);
+  P.tree_null = ws_msg_data(m) == NULL;
+  P.binary = m->binary;
+  return 0;
+}
+Test(envelope, absent_data_and_binary_messages_have_no_data) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    memset(&P, 0, sizeof P);
+    cr_assert_eq(ws_mux_handle(R.mux, "probe", h_probe, NULL), WS_OK);
+    cr_assert_eq(ws_mux_binary(R.mux, h_probe, NULL), WS_OK);
+    mt_send_text(&T, "{\"action\":\"probe\"}", mode);
+    cr_assert_eq(P.calls, 1);
+    cr_assert_null(P.d);
+    cr_assert_eq(P.len, 0, "*len is 0 when data is absent");
+    cr_assert(P.tree_null);
+    mt_send_frame(&T, MT_BINARY, 0, "{\"data\":1}", 10, mode);
+    cr_assert_eq(P.calls, 2);
+    cr_assert(P.binary);
+    cr_assert_null(P.d);
+    cr_assert_eq(P.len, 0, "*len is 0 for a binary message");
+    cr_assert(P.tree_null);
+    /* A NULL len is allowed. */
+    cr_assert_null(ws_msg_data_json(NULL, NULL));
+    cr_assert_null(ws_msg_data(NULL));
+    teardown(s);
+  }
+}
+
+/* The mux calls' NULL arguments: WS_EINVAL, as documented; ws_mux_free
+ * takes NULL. A fallback and a binary handler replace earlier ones. */
+Test(mux, null_arguments_and_replacement) {
+  int mode;
+  ws_mux_free(NULL);
+  cr_assert_eq(ws_mux_remove(NULL, "x"), WS_EINVAL);
+  cr_assert_eq(ws_mux_fallback(NULL, h_named, NULL), WS_EINVAL);
+  cr_assert_eq(ws_mux_binary(NULL, h_named, NULL), WS_EINVAL);
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cr_assert_eq(ws_mux_remove(R.mux, NULL), WS_EINVAL);
+    cr_assert_eq(ws_mux_fallback(R.mux, h_named, "first"), WS_OK);
+    cr_assert_eq(ws_mux_fallback(R.mux, h_named, "second"), WS_OK);
+    cr_assert_eq(ws_mux_binary(R.mux, h_named, "bin1"), WS_OK);
+    cr_assert_eq(ws_mux_binary(R.mux, h_named, "bin2"), WS_OK);
+    mt_send_text(&T, "{\"action\":\"other\"}", mode);
+    cr_assert_str_eq(R.who, "second");
+    mt_send_frame(&T, MT_BINARY, 0, "ab", 2, mode);
+    cr_assert_str_eq(R.who, "bin2");
+    cr_assert_eq(R.calls, 2);
+    /* NULL binary handler again: a binary message closes with 1003. */
+    cr_assert_eq(ws_mux_binary(R.mux, NULL, NULL), WS_OK);
+    mt_send_frame(&T, MT_BINARY, 0, "ab", 2, mode);
+    cr_assert_eq(R.calls, 2);
+    mt_expect_close(&T, WS_CLOSE_UNSUPPORTED);
+    teardown(s);
+  }
+}

@@ -167,3 +167,40 @@ Test(prepared, server_free_releases_what_the_host_kept) {
   ws_prepared_free(p[1]); /* the middle of the server's list */
   finish();
 }
+
+/* "Returns as ws_conn_send": before the 101 it is WS_ESTATE (a new
+ * connection, nothing written), after the close it is WS_ECLOSED; a full
+ * queue is WS_EQUEUEFULL and the queue policy applies (default: close
+ * with 4001). */
+Test(prepared, send_prepared_returns_as_conn_send) {
+  ws_prepared *p;
+  ws_config cfg;
+  ws_server *s;
+  fixture();
+  cr_assert_eq(ws_prepare_json(S, "x", "1", 1, &p), WS_OK);
+  mt_open(&C[0], S);
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, p), WS_ESTATE);
+  cr_assert_eq(ws_conn_send_json(C[0].c, "x", "1", 1), WS_ESTATE);
+  cr_assert_eq(C[0].len, 0);
+  ws_conn_abort(C[0].c);
+  /* A queue that cannot take the frame. */
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 1);
+  cfg.max_queued = 60; /* one 37-byte frame fits, two do not */
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  mt_free(&C[1]);
+  mt_connect(&C[1], s, "d1", MT_WHOLE);
+  C[1].would_block = 1;
+  cr_assert_eq(ws_prepare_json(s, "x", "\"0123456789\"", 12, &p), WS_OK);
+  cr_assert_eq(ws_conn_send_prepared(C[1].c, p), WS_OK);
+  cr_assert_eq(ws_conn_send_prepared(C[1].c, p), WS_EQUEUEFULL);
+  ws_stats st;
+  ws_server_stats(s, &st, sizeof st);
+  cr_assert_eq(st.drops_queue_full, 1);
+  C[1].would_block = 0;
+  mt_pump(&C[1]);
+  mt_expect_close(&C[1], WS_CLOSE_SLOW_CONSUMER);
+  ws_server_free(s);
+  finish();
+}

@@ -4,6 +4,7 @@
  * per-connection order. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -690,4 +691,214 @@ Test(registry, memberships_cannot_change_in_on_close) {
   cr_assert_eq(ws_server_user_count(S, "u"), 0);
   cr_assert_eq(ws_server_group_count(S, "room"), 0);
   finish();
+}
+
+/* ---- the header's promises, one by one (API review) ------------------ */
+
+/* A connection in its close handshake: still counted by
+ * ws_server_conn_count (it holds a socket until its transport close), not
+ * found by device id, no longer able to join or bind a new user
+ * (WS_ECLOSED), and not sent to: its device counts as unknown. */
+Test(registry, a_closing_connection_is_counted_but_not_reachable) {
+  ws_stats a, b;
+  fixture();
+  connect_n(2, MT_WHOLE);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "u"), WS_OK);
+  cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
+  cr_assert_eq(ws_server_conn_count(S), 2, "closing ones count");
+  ws_server_stats(S, &a, sizeof a);
+  cr_assert_eq(a.conns_open, 2);
+  cr_assert_null(ws_server_find_device(S, "d0"), "closing: not found");
+  cr_assert_eq(ws_conn_join(C[0].c, "room"), WS_ECLOSED);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "v"), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_text(C[0].c, "x", 1), WS_ECLOSED);
+  cr_assert_eq(ws_send_device(S, "d0", "x", NULL), 0);
+  ws_server_stats(S, &b, sizeof b);
+  cr_assert_eq(b.unknown_targets, a.unknown_targets + 1);
+  cr_assert_eq(ws_broadcast(S, "all", NULL, NULL, 0), 1, "only d1");
+  mt_expect_close(&C[0], 1000);
+  mt_expect_nothing(&C[0]);
+  mt_expect_text(&C[1], "{\"action\":\"all\"}");
+  peer_close(&C[0], 1000, MT_WHOLE);
+  cr_assert_eq(C[0].closes, 1);
+  cr_assert_eq(ws_server_conn_count(S), 1, "gone at its transport close");
+  finish();
+}
+
+/* ws_send_device: 1 for an open device, 0 for an unknown one, which
+ * ws_stats.unknown_targets counts; so does an unknown user or group. */
+Test(registry, unknown_targets_are_counted) {
+  ws_stats a, b;
+  fixture();
+  connect_n(1, MT_WHOLE);
+  ws_server_stats(S, &a, sizeof a);
+  cr_assert_eq(ws_send_device(S, "nobody", "x", NULL), 0);
+  cr_assert_eq(ws_send_device_json(S, "nobody", "x", "1", 1), 0);
+  cr_assert_eq(ws_publish(S, "no-group", "x", NULL), 0);
+  cr_assert_eq(ws_push_user(S, "no-user", "x", NULL), 0);
+  ws_server_stats(S, &b, sizeof b);
+  cr_assert_eq(b.unknown_targets, a.unknown_targets + 4);
+  cr_assert_eq(b.fanout, a.fanout);
+  cr_assert_eq(ws_send_device(S, "d0", "x", NULL), 1);
+  ws_server_stats(S, &a, sizeof a);
+  cr_assert_eq(a.unknown_targets, b.unknown_targets);
+  cr_assert_eq(a.fanout, b.fanout + 1);
+  mt_expect_text(&C[0], "{\"action\":\"x\"}");
+  mt_expect_nothing(&C[0]);
+  finish();
+}
+
+/* ws_broadcast with n == 0 goes to every open connection whatever
+ * device_ids is. */
+Test(send, broadcast_with_n_0_ignores_the_list) {
+  const char *const ids[] = {"d1"};
+  int i;
+  fixture();
+  connect_n(3, MT_WHOLE);
+  cr_assert_eq(ws_broadcast(S, "all", NULL, ids, 0), 3);
+  cr_assert_eq(ws_broadcast_json(S, "all2", "1", 1, ids, 0), 3);
+  for (i = 0; i < 3; i++) {
+    mt_expect_text(&C[i], "{\"action\":\"all\"}");
+    mt_expect_text(&C[i], "{\"action\":\"all2\",\"data\":1}");
+  }
+  finish();
+}
+
+/* User names are 1 to 255 bytes, as group names: "" and 256 bytes are
+ * WS_EINVAL and leave the binding as it was; NULL unbinds. */
+Test(registry, user_name_bounds) {
+  char name[257];
+  fixture();
+  connect_n(1, MT_WHOLE);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "alice"), WS_OK);
+  cr_assert_eq(ws_conn_set_user(C[0].c, ""), WS_EINVAL);
+  memset(name, 'u', 256);
+  name[256] = '\0';
+  cr_assert_eq(ws_conn_set_user(C[0].c, name), WS_EINVAL);
+  cr_assert_str_eq(ws_conn_user(C[0].c), "alice", "binding kept");
+  cr_assert_eq(ws_server_user_count(S, "alice"), 1);
+  cr_assert_eq(ws_conn_leave(C[0].c, ""), WS_EINVAL);
+  cr_assert_eq(ws_conn_leave(C[0].c, NULL), WS_EINVAL);
+  cr_assert_eq(ws_conn_join(C[0].c, NULL), WS_EINVAL);
+  cr_assert_eq(ws_conn_set_user(C[0].c, NULL), WS_OK);
+  cr_assert_null(ws_conn_user(C[0].c));
+  cr_assert_eq(ws_server_user_count(S, "alice"), 0);
+  cr_assert_eq(ws_conn_set_user(C[0].c, NULL), WS_OK, "unbinding twice");
+  finish();
+}
+
+/* In on_close the device id and the request are still readable, and
+ * sending to the connection is no longer possible (WS_ECLOSED); on_close
+ * runs before the transport close. */
+static struct {
+  char device[16];
+  int had_request;
+  int send_rc;
+  int tclosed_before;
+} OC;
+static int oc_on_close(ws_conn *c, int code, const char *reason, void *ud) {
+  (void)code, (void)reason, (void)ud;
+  snprintf(OC.device, sizeof OC.device, "%s",
+           ws_conn_device_id(c) ? ws_conn_device_id(c) : "(null)");
+  OC.had_request = ws_conn_request(c) != NULL &&
+                   strcmp(ws_request_path(ws_conn_request(c)), "/ws") == 0;
+  OC.send_rc = ws_conn_send_text(c, "x", 1);
+  OC.tclosed_before = ((mt_conn *)ws_conn_transport(c))->closes;
+  return 0;
+}
+Test(registry, on_close_reads_the_connection_and_cannot_send) {
+  ws_config cfg;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.on_close = oc_on_close;
+  memset(&OC, 0, sizeof OC);
+  cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+  mt_connect(&C[0], S, "dev7", MT_WHOLE);
+  ws_conn_close(C[0].c, 1000, NULL);
+  peer_close(&C[0], 1000, MT_WHOLE);
+  cr_assert_eq(C[0].closes, 1);
+  cr_assert_str_eq(OC.device, "dev7");
+  cr_assert(OC.had_request);
+  cr_assert_eq(OC.send_rc, WS_ECLOSED);
+  cr_assert_eq(OC.tclosed_before, 0, "on_close before the transport close");
+  finish();
+}
+
+/* ws_post is thread-safe: posts from several threads are all delivered,
+ * each thread's in the order it posted them, and wake is called from the
+ * posting thread. */
+#define POSTERS 4
+#define PER_POSTER 200
+static int wake_calls, wake_on_loop_thread;
+static pthread_t loop_thread;
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static int count_wake(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  pthread_mutex_lock(&wake_lock);
+  wake_calls++;
+  if (pthread_equal(pthread_self(), loop_thread)) wake_on_loop_thread++;
+  pthread_mutex_unlock(&wake_lock);
+  return 0;
+}
+static void *poster(void *arg) {
+  int id = (int)(intptr_t)arg, i;
+  for (i = 0; i < PER_POSTER; i++) {
+    char data[32];
+    int n = snprintf(data, sizeof data, "[%d,%d]", id, i), rc;
+    while ((rc = ws_post(S, WS_POST_DEVICE, "d0", "p", data, (size_t)n)) ==
+           WS_ELIMIT)
+      ;
+    if (rc != WS_OK) return (void *)1;
+  }
+  return NULL;
+}
+Test(send, post_from_other_threads_keeps_each_threads_order) {
+  ws_config cfg;
+  pthread_t th[POSTERS];
+  int next[POSTERS] = {0}, i, got = 0;
+  long spins = 0;
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0); /* libc allocator: the counting one is not locked */
+  cfg.wake = count_wake;
+  cfg.max_queued = 64 << 20;
+  loop_thread = pthread_self();
+  cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+  ws_server_tick(S, 0);
+  mt_connect(&C[0], S, "d0", MT_WHOLE);
+  for (i = 0; i < POSTERS; i++)
+    cr_assert_eq(pthread_create(&th[i], NULL, poster, (void *)(intptr_t)i), 0);
+  while (got < POSTERS * PER_POSTER) {
+    mt_frame f;
+    ws_server_tick(S, 1); /* no clock moves: no ping, no deadline */
+    while (mt_next_frame(&C[0], &f)) {
+      int id, seq;
+      char text[64];
+      cr_assert_eq(f.opcode, MT_TEXT);
+      cr_assert_lt(f.len, sizeof text);
+      memcpy(text, f.payload, f.len);
+      text[f.len] = '\0';
+      cr_assert_eq(sscanf(text,
+                          "{\"action\":\"p\",\"data\":[%d,%d]}", &id, &seq),
+                   2);
+      cr_assert(id >= 0 && id < POSTERS);
+      cr_assert_eq(seq, next[id], "thread %d: %d after %d", id, seq,
+                   next[id] - 1);
+      next[id]++;
+      got++;
+    }
+    cr_assert_lt(++spins, 100000000L, "posts never arrived");
+  }
+  for (i = 0; i < POSTERS; i++) {
+    void *r;
+    pthread_join(th[i], &r);
+    cr_assert_null(r, "a post failed");
+  }
+  ws_server_tick(S, 1);
+  mt_expect_nothing(&C[0]);
+  cr_assert_geq(wake_calls, 1);
+  cr_assert_eq(wake_on_loop_thread, 0, "wake runs on the posting thread");
+  cr_assert_leq(wake_calls, POSTERS * PER_POSTER);
+  ws_server_free(S);
+  mt_free(&C[0]);
 }

@@ -99,6 +99,11 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
                  WS_EINVAL); /* DEL is a control character too (review 8) */
     cr_assert_eq(ws_conn_http_respond(c, 204, NULL, "x", 1), WS_EINVAL);
     cr_assert_eq(ws_conn_http_respond(c, 304, NULL, "x", 1), WS_EINVAL);
+    /* A 1xx carries no content either; a NULL body with a length is
+     * refused (API review). */
+    cr_assert_eq(ws_conn_http_respond(c, 100, NULL, "x", 1), WS_EINVAL);
+    cr_assert_eq(ws_conn_http_respond(c, 199, NULL, "x", 1), WS_EINVAL);
+    cr_assert_eq(ws_conn_http_respond(c, 200, NULL, NULL, 1), WS_EINVAL);
     R.respond_rc = ws_conn_http_respond(c, 204, "text/plain", NULL, 0);
     return 0;
   }
