@@ -718,8 +718,8 @@ WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
  * many connections. User and group names are 1 to 255 bytes (WS_EINVAL
  * otherwise). Errors: WS_EINVAL, WS_ENOMEM, WS_ECLOSED. Binding and
  * joining need a connection that is not closing (WS_ECLOSED); unbinding
- * and leaving work until it has ended (from on_close on, it has left
- * everything: WS_ECLOSED). */
+ * and leaving work until it has ended (from on_close on they are
+ * WS_ECLOSED: the library then removes every membership itself). */
 WS_EXTERN int ws_conn_set_user(ws_conn *c, const char *user);
 /* Joins / leaves a named group (room). Errors: WS_EINVAL, WS_ENOMEM,
  * WS_EEXIST (join: already a member), WS_ENOENT (leave: not a member),
