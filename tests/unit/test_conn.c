@@ -567,20 +567,28 @@ static void oom_free(void *p, void *ud) {
   free(p);
 }
 
-/* The ping cannot be allocated: the tick returns (it looped forever
- * popping the same due ping), the next deadline is the idle one, and the
- * connection ends there as usual. */
-Test(conn, ping_out_of_memory_skips_the_ping_and_tick_returns) {
+/* A server whose allocator fails while g_oom is set, ticked once. */
+static ws_server *oom_server_new(
+    int (*on_close)(ws_conn *, int, const char *, void *)) {
   ws_config cfg;
   ws_server *s;
-  mt_conn t;
   ws_config_init(&cfg);
   mt_config(&cfg, 0);
   cfg.alloc.malloc = oom_malloc;
   cfg.alloc.realloc = oom_realloc;
   cfg.alloc.free = oom_free;
+  if (on_close) cfg.on_close = on_close;
   cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
   ws_server_tick(s, 0);
+  return s;
+}
+
+/* The ping cannot be allocated: the tick returns (it looped forever
+ * popping the same due ping), the next deadline is the idle one, and the
+ * connection ends there as usual. */
+Test(conn, ping_out_of_memory_skips_the_ping_and_tick_returns) {
+  ws_server *s = oom_server_new(NULL);
+  mt_conn t;
   mt_connect(&t, s, "a", MT_WHOLE);
   g_oom = 1;
   cr_assert_eq(ws_server_tick(s, 30000), 30000, "idle deadline next");
@@ -796,20 +804,12 @@ static int oom_on_close(ws_conn *c, int code, const char *reason, void *ud) {
   return 0;
 }
 Test(conn, out_of_memory_while_reassembling_fails_with_1011) {
-  ws_config cfg;
   ws_server *s;
   mt_conn t;
   mt_frame f;
-  ws_config_init(&cfg);
-  mt_config(&cfg, 0);
-  cfg.alloc.malloc = oom_malloc;
-  cfg.alloc.realloc = oom_realloc;
-  cfg.alloc.free = oom_free;
-  cfg.on_close = oom_on_close;
   oom_closes = 0;
   oom_close_code = 0;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
-  ws_server_tick(s, 0);
+  s = oom_server_new(oom_on_close);
   mt_connect(&t, s, "a", MT_WHOLE);
   /* A first frame pools the receive context: the next feed needs none. */
   cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "x", 1, MT_WHOLE), WS_OK);
