@@ -762,3 +762,103 @@ Test(url_decode, stops_at_n) {
   cr_expect_eq(ws__url_decode(out, "ab%41", 4, 0), -1);
   cr_expect_eq(ws__url_decode(out, "ab%41", 2, 0), 2);
 }
+
+/* ---- found by mutation testing ------------------------------------------ */
+
+/* A '*' target is OPTIONS's "*" alone: a byte after the '*' is refused as
+ * soon as it arrives, not once the request line ends. */
+Test(parse, star_target_refused_at_its_second_byte) {
+  ws_header h[MAXH];
+  ws__reqview v;
+  size_t consumed = 0;
+  cr_expect_eq(parse("OPTIONS **", 10, h, MAXH, &v, &consumed),
+               WS__HTTP_INVALID);
+  cr_expect_eq(parse("OPTIONS *?", 10, h, MAXH, &v, &consumed),
+               WS__HTTP_INVALID);
+  cr_expect_eq(parse("GET *x", 6, h, MAXH, &v, &consumed), WS__HTTP_INVALID);
+  cr_expect_eq(parse("OPTIONS *", 9, h, MAXH, &v, &consumed),
+               WS__HTTP_INCOMPLETE);
+}
+
+/* Every visible ASCII byte may appear in a target, '!' (0x21) and '~'
+ * (0x7E) at the edges of the range included. */
+Test(parse, target_bytes_at_the_edges_of_vchar) {
+  ws_header h[MAXH];
+  ws__reqview v;
+  cr_assert_eq(parse_str("GET /~user/!ws?x=~1! HTTP/1.1\r\nHost: h\r\n\r\n",
+                         h, &v),
+               WS__HTTP_COMPLETE);
+  cr_expect(slice_eq(v.path, v.path_len, "/~user/!ws"));
+  cr_expect(slice_eq(v.query, v.query_len, "x=~1!"));
+}
+
+/* '`' is a tchar (RFC 9110 5.6.2): in a header name, a method and a
+ * subprotocol name. */
+Test(parse, backtick_is_a_tchar) {
+  ws_header h[MAXH];
+  ws__reqview v;
+  cr_assert_eq(parse_str("G`T / HTTP/1.1\r\nX-`a: v\r\n\r\n", h, &v),
+               WS__HTTP_COMPLETE);
+  cr_expect(slice_eq(v.method, v.method_len, "G`T"));
+  cr_assert_eq(v.header_count, 1);
+  cr_expect(slice_eq(h[0].name, h[0].name_len, "X-`a"));
+  cr_expect_eq(ws__is_token("chat`v1"), 1);
+  cr_expect_eq(ws__is_token("chat v1"), 0);
+}
+
+/* Every status the table names, with its RFC 9110 reason phrase. */
+Test(response, status_text_whole_table) {
+  static const struct {
+    int status;
+    const char *text;
+  } t[] = {{204, "No Content"}, {301, "Moved Permanently"}, {302, "Found"},
+           {304, "Not Modified"}, {401, "Unauthorized"},
+           {405, "Method Not Allowed"}, {408, "Request Timeout"},
+           {413, "Content Too Large"}, {429, "Too Many Requests"},
+           {500, "Internal Server Error"}, {501, "Not Implemented"}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+    cr_expect_str_eq(ws__status_text(t[i].status), t[i].text, "%d",
+                     t[i].status);
+  {
+    static const char want[] = "HTTP/1.1 413 Content Too Large\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "Content-Length: 4\r\n"
+                               "Connection: close\r\n"
+                               "\r\n"
+                               "big\n";
+    char out[256];
+    size_t n = ws__response_http(out, sizeof out, 413, NULL, NULL, "big\n", 4);
+    cr_assert_eq(n, strlen(want));
+    cr_expect(memcmp(out, want, n) == 0);
+  }
+}
+
+/* A 1xx status has no content (RFC 9110 6.4.1): no Content-Type nor
+ * Content-Length in its head, from 100 up to 199. */
+Test(response, informational_status_has_no_content_headers) {
+  static const char want[] = "HTTP/1.1 199 Unknown\r\n"
+                             "Connection: close\r\n"
+                             "\r\n";
+  char out[128];
+  size_t n = ws__response_http(out, sizeof out, 199, "text/plain", NULL, NULL,
+                               0);
+  cr_assert_eq(n, strlen(want));
+  cr_expect(memcmp(out, want, n) == 0);
+  cr_expect_eq(ws__status_has_content(100), 0);
+  cr_expect_eq(ws__status_has_content(103), 0);
+  cr_expect_eq(ws__status_has_content(199), 0);
+  cr_expect_eq(ws__status_has_content(200), 1);
+}
+
+/* The minor version is one DIGIT: the bytes just below '0' and just above
+ * '9' are refused, not read as a negative or a two-digit version. */
+Test(parse, version_minor_digit_edges) {
+  ws_header h[MAXH];
+  ws__reqview v;
+  cr_expect_eq(parse_str("GET / HTTP/1./\r\n\r\n", h, &v), WS__HTTP_INVALID);
+  cr_expect_eq(parse_str("GET / HTTP/1.:\r\n\r\n", h, &v), WS__HTTP_INVALID);
+  cr_assert_eq(parse_str("GET / HTTP/1.0\r\n\r\n", h, &v), WS__HTTP_COMPLETE);
+  cr_expect_eq(v.http_minor, 0);
+  cr_assert_eq(parse_str("GET / HTTP/1.9\r\n\r\n", h, &v), WS__HTTP_COMPLETE);
+  cr_expect_eq(v.http_minor, 9);
+}

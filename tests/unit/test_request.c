@@ -272,3 +272,60 @@ Test(request, failmalloc) {
   failmalloc_pass(upgrade_req, 0, WS_OK);
   failmalloc_pass("GET /%zz HTTP/1.1\r\n\r\n", 1, WS_EPROTO);
 }
+
+/* ---- found by mutation testing ------------------------------------------ */
+
+/* Empty segments ("&&", a leading '&') are no parameters: no name "" comes
+ * out of them. */
+Test(request, empty_query_segments_are_no_parameters) {
+  int err;
+  ws_request *r = build_str("GET /ws?&a=1&&b=2& HTTP/1.1\r\nHost: h\r\n\r\n",
+                            1, &err);
+  cr_assert_not_null(r);
+  cr_expect_eq(err, WS_OK);
+  cr_expect_null(ws_request_query(r, ""));
+  cr_expect_str_eq(ws_request_query(r, "a"), "1");
+  cr_expect_str_eq(ws_request_query(r, "b"), "2");
+  cr_expect_str_eq(ws_request_header(r, "Host"), "h");
+  ws__request_free(&al, r);
+}
+
+/* A parameter's name is decoded as its value is: "%5F" and '+' too. */
+Test(request, query_names_are_form_decoded) {
+  int err;
+  ws_request *r = build_str("GET /ws?device%5Fid=x&a+b=c HTTP/1.1\r\n\r\n", 1,
+                            &err);
+  cr_assert_not_null(r);
+  cr_expect_eq(err, WS_OK);
+  cr_expect_str_eq(ws_request_query(r, "device_id"), "x");
+  cr_expect_str_eq(ws_request_query(r, "a b"), "c");
+  cr_expect_null(ws_request_query(r, "a+b"));
+  ws__request_free(&al, r);
+}
+
+static void expect_inside(const ws_request *r, const char *s) {
+  const char *base = (const char *)r;
+  cr_assert_not_null(s);
+  cr_expect(s > base && s + strlen(s) + 1 <= base + ws__request_size(r),
+            "'%s' at %td..%zu outside the %zu-byte block", s, s - base,
+            (size_t)(s - base) + strlen(s) + 1, ws__request_size(r));
+}
+
+/* Names without '=' cost more than their raw bytes (name NUL, empty value
+ * and its NUL for a one-byte name and its '&'): every string still lies
+ * inside the one block. */
+Test(request, flag_parameters_fit_in_the_block) {
+  static const char *const names[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+  int err;
+  ws_request *r = build_str("GET /ws?a&b&c&d&e&f&g&h HTTP/1.1\r\n\r\n", 0,
+                            &err);
+  cr_assert_not_null(r);
+  expect_inside(r, ws_request_method(r));
+  expect_inside(r, ws_request_path(r));
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const char *v = ws_request_query(r, names[i]);
+    cr_expect_str_eq(v, "");
+    expect_inside(r, v);
+  }
+  ws__request_free(&al, r);
+}

@@ -1262,3 +1262,125 @@ Test(upgrade, http_answers_are_well_formed) {
   server_free(s);
   mt_free(&t);
 }
+
+/* ---- found by mutation testing ------------------------------------------ */
+
+/* on_upgrade refusing without a reason: the body says "refused". */
+Test(upgrade, on_upgrade_refusal_without_reason_says_refused) {
+  mt_conn t;
+  char head[1024];
+  ws_server *s;
+  reset();
+  s = server_new(with_on_upgrade);
+  R.refuse_status = 403;
+  cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), MT_WHOLE, head,
+                            sizeof(head)),
+               403);
+  cr_assert_not_null(strstr(head, "Content-Length: 8\r\n"), "%s", head);
+  cr_assert_eq(memcmp(t.out + t.len - 8, "refused\n", 8), 0);
+  server_free(s);
+  mt_free(&t);
+}
+
+/* A reason longer than the refusal body holds is cut at 158 bytes, then
+ * the '\n': Content-Length 159. */
+Test(upgrade, long_refusal_reason_is_cut_at_158_bytes) {
+  static char reason[201];
+  mt_conn t;
+  char head[1024];
+  ws_server *s;
+  memset(reason, 'r', 200);
+  reason[200] = '\0';
+  reset();
+  s = server_new(with_on_upgrade);
+  R.refuse_status = 403;
+  R.refuse_reason = reason;
+  cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), MT_WHOLE, head,
+                            sizeof(head)),
+               403);
+  cr_assert_not_null(strstr(head, "Content-Length: 159\r\n"), "%s", head);
+  cr_assert_eq(t.out[t.len - 1], '\n');
+  cr_assert_eq(memcmp(t.out + t.len - 159, reason, 158), 0);
+  server_free(s);
+  mt_free(&t);
+}
+
+/* A head already buffered, then a feed far past max_handshake: only the
+ * bytes up to the limit are taken (the buffer never grows past it) and
+ * the answer is the 431. */
+static void small_head(ws_config *cfg) { cfg->max_handshake = 64; }
+Test(upgrade, feed_past_the_limit_after_a_buffered_prefix_is_431) {
+  size_t big = (size_t)4 << 20;
+  char *junk = malloc(big);
+  mt_conn t;
+  ws_server *s;
+  cr_assert_not_null(junk);
+  memset(junk, 'a', big);
+  memcpy(junk, "ET /", 4);
+  reset();
+  s = server_new(small_head);
+  mt_open(&t, s);
+  mt_feed(&t, "G", 1, MT_WHOLE);
+  cr_assert_eq(t.len, 0, "nothing answered yet");
+  mt_feed(&t, junk, big, MT_WHOLE);
+  mt_pump(&t);
+  cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 431);
+  cr_assert_eq(t.closes, 1);
+  free(junk);
+  server_free(s);
+  mt_free(&t);
+}
+
+/* headers NULL with a count is the host's error: WS_EINVAL from both
+ * pre-parsed entry points, nothing answered, and the connection can still
+ * be upgraded. */
+Test(upgrade, preparsed_null_headers_with_a_count_is_einval) {
+  mt_conn p;
+  ws_server *s;
+  char acc[WS_ACCEPT_LEN + 1];
+  const char *why = NULL;
+  int st = 0;
+  reset();
+  s = server_new(NULL);
+  mt_open(&p, s);
+  cr_assert_eq(ws_conn_upgrade(p.c, "GET", "/ws", "device_id=d", NULL, 1),
+               WS_EINVAL);
+  cr_assert_eq(ws_conn_upgrade_answer(p.c, "GET", "/ws", "device_id=d", NULL,
+                                      2, &st, &why, acc),
+               WS_EINVAL);
+  cr_assert_eq(p.len, 0);
+  cr_assert_eq(ws_conn_upgrade(p.c, "GET", "/ws", "device_id=d", k_hdrs, 5),
+               WS_OK);
+  cr_assert_eq(mt_http_response(&p, NULL, 0, NULL, NULL), 101);
+  server_free(s);
+  mt_free(&p);
+}
+
+/* "*" is a target only for OPTIONS and only without a query (RFC 9112
+ * 3.2.4): the pre-parsed "*" with a query is a 400 as when fed, without
+ * one it is read as the path "*" (not the configured one: 404). */
+Test(upgrade, preparsed_star_target_with_a_query_is_400) {
+  static const struct {
+    const char *query;
+    int status;
+  } t[] = {{"x", 400}, {"", 400}, {NULL, 404}};
+  size_t i;
+  for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+    mt_conn p;
+    ws_server *s;
+    char acc[WS_ACCEPT_LEN + 1];
+    const char *why = NULL;
+    int st = 0;
+    reset();
+    s = server_new(NULL);
+    mt_open(&p, s);
+    cr_assert_eq(ws_conn_upgrade_answer(p.c, "OPTIONS", "*", t[i].query,
+                                        k_hdrs, 5, &st, &why, acc),
+                 WS_OK);
+    cr_assert_eq(st, t[i].status, "query %s: %d %s",
+                 t[i].query ? t[i].query : "(none)", st, why);
+    if (st == 400) cr_assert_str_eq(why, "malformed HTTP request");
+    server_free(s);
+    mt_free(&p);
+  }
+}
