@@ -200,17 +200,24 @@ start_server() { # name cmd logfile -> sets SERVER_PID/SERVER_PORT
   return 1
 }
 
+# Fails (STOP_STATUS says why) when the server was already gone or did not
+# end cleanly: exit 0, or killed by the SIGTERM (143) if it has no handler.
+# A crash, a sanitizer exit or a hang past 2 s (SIGKILL: 137) is a failure.
+STOP_STATUS=
 stop_server() {
   [ -n "$SERVER_PID" ] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null
-  local i
+  local i st gone=0
+  kill -TERM "$SERVER_PID" 2>/dev/null || gone=1
   for i in $(seq 1 40); do
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.05
   done
   kill -KILL "$SERVER_PID" 2>/dev/null
   wait "$SERVER_PID" 2>/dev/null
+  st=$?
   SERVER_PID=
+  STOP_STATUS="exit status $st$([ $gone = 1 ] && echo ', already gone before SIGTERM')"
+  [ $gone = 0 ] && { [ "$st" = 0 ] || [ "$st" = 143 ]; }
 }
 trap 'stop_server' EXIT
 trap 'exit 130' INT TERM
@@ -306,12 +313,18 @@ for round in $(seq 1 "$ROUNDS"); do
     for spec in "${TESTS[@]}"; do
       if ! run_test "$round" "$name" "$spec" "$log"; then
         echo "run.sh: $name died, see $log; restarting it" >&2
-        stop_server
-        start_server "$name" "${SRV_CMDS[$i]}" "$log" || break
+        stop_server # its death is counted already
+        if ! start_server "$name" "${SRV_CMDS[$i]}" "$log"; then
+          FAIL=$((FAIL + 1)); FAILED+=("round$round/$name/restart")
+          break
+        fi
       fi
       sleep "$PAUSE"
     done
-    stop_server
+    if [ -n "$SERVER_PID" ] && ! stop_server; then
+      echo "run.sh: $name did not stop cleanly ($STOP_STATUS), see $log" >&2
+      FAIL=$((FAIL + 1)); FAILED+=("round$round/$name/stop")
+    fi
   done
 done
 ELAPSED=$(($(date +%s) - START))

@@ -23,6 +23,7 @@ typedef struct mem_transport {
   int closes;       /* how many times it fired (must stay <= 1) */
   int want;         /* last want_write value */
   int failed;       /* out of memory while capturing */
+  int late;         /* send or sendv calls after the close callback */
 } mem_transport;
 
 /* Sets send (or sendv when use_sendv), want_write and close in cfg. The

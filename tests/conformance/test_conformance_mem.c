@@ -10,9 +10,10 @@
  *           turn (want_write / ws_conn_writable drive the output).
  * Timing is checked where the net runner cannot: a case that closes must
  * close while its stop_after chunk is fed (not before: no early close; not
- * after: fail fast), the close callback fires exactly once, a case that
- * stays open is not closed until the tail, and the counting allocator is
- * back to zero live allocations after ws_server_free.
+ * after: fail fast), the close callback fires exactly once and nothing is
+ * sent after it, a case that stays open is not closed until the tail, and
+ * the counting allocator is back to zero live allocations after
+ * ws_server_free.
  *
  * One Criterion test per group; each prints
  *   conformance[mem] <group>: N passed, N failed
@@ -212,6 +213,8 @@ static int run_case(const conf_case *cc, int variant, char *why, size_t wn) {
   if (rc == 0 && r.t.failed) rc = failf(&r, "capture out of memory");
   ws_server_free(r.s);
   ws_mux_free(r.mux);
+  if (rc == 0 && r.t.late)
+    rc = failf(&r, "%d writes after the close callback", r.t.late);
   if (rc == 0 && test_alloc_live() != live_before)
     rc = failf(&r, "%ld allocations leaked", test_alloc_live() - live_before);
   mem_transport_free(&r.t);

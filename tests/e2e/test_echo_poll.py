@@ -4,11 +4,13 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 from backpressure import fill, idle_cpu, read_echoes
-from conftest import (Server, arun, close_code, connect, recv_json, recv_text)
+from conftest import (TIMEOUT, _die_with_parent, arun, close_code, connect,
+                      example, recv_json, recv_text)
 from flood import Flood
 from wsmux_proc import masked_text, raw_client
 
@@ -123,8 +125,13 @@ def test_signal_with_no_clients_exits_0(echo):
 
 
 def test_usage_error():
-    with pytest.raises(AssertionError):
-        Server("echo_poll", ("--bogus",))
+    """An unknown option: the usage line on stderr and exit status 2 (a
+    crash or a hang before "listening" is not a usage error)."""
+    r = subprocess.run([example("echo_poll"), "--bogus"], capture_output=True,
+                       text=True, timeout=TIMEOUT, preexec_fn=_die_with_parent)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.startswith("usage: "), r.stderr
+    assert "listening" not in r.stdout, r.stdout
 
 
 def test_a_peer_gone_without_a_close_frame_is_let_go(echo):

@@ -4,6 +4,7 @@
 set -eu
 out=$1
 mkdir -p "$out"
+rm -f "$out"/*.c # a block no longer in README.md must not be tested from a past run
 awk -v out="$out" '
   /^<!-- readme-test: [a-z0-9_-]+ -->$/ { name = $3; next }
   name != "" && /^```c$/ { file = out "/" name ".c"; printf "" > file; inblk = 1; next }

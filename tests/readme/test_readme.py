@@ -2,6 +2,7 @@
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -34,16 +35,30 @@ async def session(port):
         assert err["data"]["code"] == "unknown_action"
 
 
+async def still_serving(port):
+    uri = f"ws://127.0.0.1:{port}/ws?device_id=after"
+    async with websockets.connect(uri) as ws:
+        await ws.send('{"action":"hello"}')
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply == {"action": "hello", "data": "after"}, reply
+
+
 def test_readme_host():
     port = free_port()
     proc = subprocess.Popen([HOST_BIN, str(port)], stdout=subprocess.PIPE,
-                            text=True)
+                            stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("listening")
         asyncio.run(session(port))
+        # The host must outlive the sessions it closed: a crash in its
+        # close path comes after each client already had its close reply.
+        asyncio.run(still_serving(port))
+        assert proc.poll() is None, f"host exited with {proc.returncode}"
     finally:
         proc.kill()
         proc.wait(5)
+        err = proc.stderr.read()
+    assert not re.search(r"Sanitizer|runtime error:", err), err
 
 
 if __name__ == "__main__":
