@@ -101,8 +101,9 @@ int ws__http_parse(const char *buf, size_t len, ws_header *headers,
  * before its '?' (v->method and v->query already set), and returns 0; -1
  * when it is no target a server can take for GET: origin-form "/p";
  * absolute-form "http(s)://authority[/p]" (RFC 9112 3.2.2 requires
- * accepting it), whose host must not be empty (RFC 9110 4.2.1) and whose
- * empty path is "/" (RFC 9110 4.2.3: v->path is then a static "/", the
+ * accepting it), whose host must not be empty (RFC 9110 4.2.1) nor carry
+ * userinfo (RFC 9110 4.2.4: "u@host" is refused) and whose empty path is
+ * "/" (RFC 9110 4.2.3: v->path is then a static "/", the
  * one slice not inside t); asterisk-form "*" only for OPTIONS without a
  * query (RFC 9112 3.2.4). Anything else ("ws", "%2Fws", "" before a
  * query) names no path, and would have matched the configured one once
