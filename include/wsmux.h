@@ -637,7 +637,9 @@ WS_EXTERN const char *ws_conn_subprotocol(const ws_conn *c);
 
 /* All returned strings are NUL-terminated and borrowed from the request. */
 WS_EXTERN const char *ws_request_method(const ws_request *r);
-/* Path without the query, percent-decoded. */
+/* Path without the query, percent-decoded ("%2F" is a '/'), and compared
+ * with cfg.path as it is: no dot segments are removed ("/a/../ws" is not
+ * "/ws"). A host that routes on it in on_http normalises it itself. */
 WS_EXTERN const char *ws_request_path(const ws_request *r);
 /* Query parameter by exact name, percent-decoded ('+' is a space); the
  * first occurrence; NULL when absent. The whole query is decoded when the

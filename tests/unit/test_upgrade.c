@@ -481,6 +481,16 @@ static void expect_101(tweak_fn tweak, const char *req) {
   }
 }
 
+/* The path is compared percent-decoded but otherwise as it is (wsmux.h):
+ * "/%77s" is "/ws"; dot segments are not removed. */
+Test(upgrade, path_compared_decoded_without_dot_segment_removal) {
+  expect_101(NULL, REQ_HEAD("/%77s?device_id=d") "\r\n");
+  refuse_str(NULL, NULL, REQ_HEAD("/x/../ws?device_id=d") "\r\n", 404,
+             WS_REFUSE_NOT_FOUND, NULL, NULL);
+  refuse_str(NULL, NULL, REQ_HEAD("/./ws?device_id=d") "\r\n", 404,
+             WS_REFUSE_NOT_FOUND, NULL, NULL);
+}
+
 Test(upgrade, origin_matching_host_is_allowed) {
   expect_101(NULL,
              REQ_HEAD("/ws?device_id=d") "Origin: http://example.com\r\n\r\n");
