@@ -684,9 +684,11 @@ int main(int argc, char **argv) {
   if (wsa_epoll_watch(&ch->loop, &ch->stdin_w, 0, EPOLLIN, on_stdin, ch))
     fprintf(stderr, "chat: stdin is not pollable; commands disabled\n");
 
-  printf("chat: listening on ws://%s%s%s:%d/ws?device_id=ID&token=TOKEN\n",
-         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-         wsa_local_port(ch->loop.listener.fd));
+  {
+    char url[128];
+    ex_url(url, sizeof url, "ws", host, wsa_local_port(ch->loop.listener.fd));
+    printf("chat: listening on %s/ws?device_id=ID&token=TOKEN\n", url);
+  }
 
   if (tick_ms > 0) next_tick = wsa_now_ms() + (uint64_t)tick_ms;
   while (!ch->done) {

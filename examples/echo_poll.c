@@ -347,9 +347,11 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  printf("echo_poll: listening on ws://%s%s%s:%d/\n",
-         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-         bound_port(g_listen_fd));
+  {
+    char url[128];
+    ex_url(url, sizeof url, "ws", host, bound_port(g_listen_fd));
+    printf("echo_poll: listening on %s/\n", url);
+  }
   fflush(stdout);
 
   run(srv, sfd);

@@ -126,6 +126,15 @@ static inline void ex_lines_flush(void) {
 }
 
 /* fd: 1 or 2. A line longer than EX_LINE_MAX is cut, ending in "...". */
+/* "scheme://host:port" into out (at most n bytes), an IPv6 literal host in
+ * brackets: the startup line's URL, one a user can paste. */
+static inline void ex_url(char *out, size_t n, const char *scheme,
+                          const char *host, int port) {
+  int v6 = strchr(host, ':') != NULL;
+  snprintf(out, n, "%s://%s%s%s:%d", scheme, v6 ? "[" : "", host,
+           v6 ? "]" : "", port);
+}
+
 static inline void ex_line(int fd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static inline void ex_line(int fd, const char *fmt, ...) {

@@ -382,9 +382,9 @@ static inline void pp_install_signals(void) {
 static inline void pp_announce_url(const char *name, const char *scheme,
                                    const char *host, int port,
                                    const char *what) {
-  int v6 = strchr(host, ':') != NULL;
-  printf("%s: listening on %s://%s%s%s:%d/ %s\n", name, scheme, v6 ? "[" : "",
-         host, v6 ? "]" : "", port, what);
+  char url[128];
+  ex_url(url, sizeof url, scheme, host, port);
+  printf("%s: listening on %s/ %s\n", name, url, what);
   fflush(stdout);
 }
 
