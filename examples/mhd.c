@@ -22,7 +22,6 @@
  * Usage: mhd [--port N] [--host ADDR]   (port 0: any free one)
  * SIGINT/SIGTERM: 1001 to every WebSocket client, drain, exit 0.
  */
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <sys/resource.h>
@@ -383,7 +382,7 @@ static void run_once(int cap_ms) {
 int main(int argc, char **argv) {
   pp_args a;
   MHD_socket lfd;
-  struct sockaddr_in addr;
+  int listen_fd;
   const union MHD_DaemonInfo *info;
   wsa_epoll_watcher mhd_watch;
   ws_config cfg;
@@ -391,12 +390,12 @@ int main(int argc, char **argv) {
   unsigned mhd_limit;
 
   if (pp_parse_args(&a, argc, argv, 8081, 0)) return 2;
-  memset(&addr, 0, sizeof(addr));
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((uint16_t)a.port);
-  if (inet_pton(AF_INET, a.host, &addr.sin_addr) != 1) {
-    fprintf(stderr, "--host: an IPv4 address\n");
-    return 2;
+  /* The listening socket is ours, handed to MHD: one code path for IPv4
+   * and IPv6 (MHD_OPTION_SOCK_ADDR would need MHD_USE_IPv6 besides). */
+  if ((listen_fd = wsa_listen(a.host, a.port, 0)) < 0) {
+    int bad_host = errno == EINVAL;
+    perror(bad_host ? "--host: an IPv4 or IPv6 address" : "listen");
+    return bad_host ? 2 : 1;
   }
   if ((mux = pp_mux_new(NULL)) == NULL) return 1;
   ws_config_init(&cfg);
@@ -413,7 +412,7 @@ int main(int argc, char **argv) {
   }
   g_mhd = MHD_start_daemon(
       MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-      on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+      on_request, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd,
       MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
@@ -426,8 +425,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "MHD_start_daemon failed\n");
     return 1;
   }
-  if ((info = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_BIND_PORT)) != NULL)
-    a.port = info->port;
+  a.port = wsa_local_port(listen_fd);
   pp_install_signals();
   pp_announce_url("mhd", "http", a.host, a.port,
                   "(GET /hello, ws path /ws?device_id=...)");

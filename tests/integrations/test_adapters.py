@@ -39,11 +39,10 @@ def test_ping_pong_and_echo(server):
     arun(run())
 
 
-@pytest.mark.parametrize("name", ADAPTERS + ["reuseport"])
+@pytest.mark.parametrize("name", ADAPTERS + ["reuseport", "mhd"])
 def test_ipv6_loopback_and_a_url_one_can_paste(start_server, name):
     """On ::1 each example serves, and announces http://[::1]:PORT/ (the
-    start_server fixture only accepts an IPv6 host in brackets). (mhd
-    takes an IPv4 address only, and says so.)"""
+    start_server fixture only accepts an IPv6 host in brackets)."""
     try:
         with socket.socket(socket.AF_INET6) as s:
             s.bind(("::1", 0))
