@@ -135,7 +135,10 @@ enum ws_close_code {
 };
 
 /* Actions are at most WS_MAX_ACTION bytes of UTF-8: a longer one received
- * is "bad_action"; one sent, or registered with ws_mux_handle, WS_EINVAL. */
+ * is "bad_action"; one sent, or registered with ws_mux_handle, WS_EINVAL.
+ * The empty action "" is a valid one (unlike user and group names, which
+ * need at least 1 byte): it can be sent, posted and registered, and a
+ * received {"action":""} goes to its handler, else to unknown_action. */
 #define WS_MAX_ACTION 255
 
 /* Bad messages are answered (bad_message_policy REPLY) with
@@ -274,14 +277,25 @@ typedef struct ws_config {
    * the server closed first (a peer usually echoes it, but may answer
    * 1000: a replaced connection can be told by ws_server_find_device(s,
    * id) != c); 1005 when the peer's close had no code; the code the server
-   * sent when no close frame came back (failure, close timeout); 1006 when
-   * no close frame was exchanged. The closes_* counters count the same
-   * code. reason is the peer's (or empty), NUL-terminated, borrowed. The
+   * sent when no close frame came back (failure, close timeout); 4002 for
+   * a write deadline (the socket took nothing, so no close frame could be
+   * sent); 1006 when no other close frame was exchanged. The closes_*
+   * counters count the same code. reason is the peer's when its close
+   * frame came (possibly empty), else the library's own short description
+   * ("aborted", "server destroyed", "write timeout", "close handshake
+   * timeout", "shutdown deadline", ...) or empty: text to log, not to
+   * parse; NUL-terminated, borrowed. The
    * device id, user and request are still readable here; sending to it is
    * no longer possible. Fires only for connections whose upgrade was
    * accepted. */
   int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
-  /* Optional. Decide on an upgrade after the library's own checks passed.
+  /* Optional. Decide on an upgrade after the library's own checks passed,
+   * but for two that come after it: a duplicate device id under
+   * WS_DUP_REFUSE (409) and running out of memory (503) may still refuse
+   * the connection after on_upgrade returned 0. It then ends without
+   * on_open or on_close (what on_upgrade bound with ws_conn_set_user or
+   * ws_conn_join is undone by the library): keep the host's own
+   * bookkeeping (sessions, metrics) for on_open and on_close.
    * Return 0 to accept, or an HTTP status in 400..599 to refuse (any other
    * value: 500); *reason may be set to a one-line reason: it may point into
    * req (it is copied into the response), except under
@@ -441,9 +455,11 @@ WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
  * left. on_shutdown fires when no connection remains (possibly before this
  * returns). drain_ms counts from the last time given to ws_server_tick, as
  * every deadline does: a loop woken by a signal after a long idle wait
- * ticks first, else the drain may be over at once. Errors: WS_EINVAL,
- * WS_ESHUTDOWN if already shutting down or being destroyed (ws_server_free
- * called from a callback). */
+ * ticks first, else the drain may be over at once. Messages ws_post
+ * accepted before this call are delivered by it, ahead of the 1001; from
+ * then on ws_post answers WS_ESHUTDOWN. Errors:
+ * WS_EINVAL, WS_ESHUTDOWN if already shutting down or being destroyed
+ * (ws_server_free called from a callback). */
 WS_EXTERN int ws_server_shutdown(ws_server *s, uint32_t drain_ms);
 
 /* The server's user data from the config. */
@@ -480,9 +496,12 @@ typedef struct ws_stats {
   uint64_t drops_queue_full;   /* queue policy applications */
   uint64_t bad_messages;       /* bad messages received (answered with an
                                   error reply, or closed, per policy) */
-  uint64_t broadcasts;         /* broadcast/publish/push calls */
+  uint64_t broadcasts;         /* broadcast/publish/push calls (and
+                                  ws_send_device calls and delivered
+                                  ws_post messages) that did not fail */
   uint64_t fanout;             /* receivers queued by those calls */
-  uint64_t unknown_targets;    /* device ids/groups not found */
+  uint64_t unknown_targets;    /* device ids (NULL entries included),
+                                  users and groups not found */
   uint64_t frames_allocated;   /* message frames built (send, fan-out, post);
                                   a fan-out builds one for all receivers */
 } ws_stats;
@@ -804,7 +823,8 @@ WS_EXTERN int ws_broadcast_json(ws_server *s, const char *action,
                                 const char *data_json, size_t len,
                                 const char *const *device_ids, size_t n);
 /* To one device id (NULL: WS_EINVAL). Returns 1, or 0 when no open
- * connection has that id (counted in ws_stats.unknown_targets). */
+ * connection has that id (counted in ws_stats.unknown_targets) or when its
+ * queue was full (queue_policy applied, counted in drops_queue_full). */
 WS_EXTERN int ws_send_device(ws_server *s, const char *device_id,
                              const char *action, const struct cJSON *data);
 WS_EXTERN int ws_send_device_json(ws_server *s, const char *device_id,

@@ -420,3 +420,35 @@ Test(pinned_base64, b64_len_not_multiple_of_4) {
   cr_assert_eq(ws__base64_decode("QUJDRAAA", 6, out, sizeof out), -1);
   cr_assert_eq(ws__base64_decode("QUJ", 3, out, sizeof out), -1);
 }
+/* Documented on on_upgrade: the 409 of WS_DUP_REFUSE comes after it
+ * accepted; the refused connection gets neither on_open nor on_close, and
+ * what on_upgrade bound is undone. */
+static int upgrades_seen;
+static int bind_in_upgrade(ws_conn *c, const ws_request *r, const char **rs,
+                           void *ud) {
+  (void)r;
+  (void)rs;
+  (void)ud;
+  upgrades_seen++;
+  cr_assert_eq(ws_conn_set_user(c, "u"), WS_OK);
+  cr_assert_eq(ws_conn_join(c, "g"), WS_OK);
+  return 0;
+}
+Test(pinned_upgrade, refuse_409_after_on_upgrade) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.duplicate_policy = WS_DUP_REFUSE;
+  cfg.on_upgrade = bind_in_upgrade;
+  upgrades_seen = 0;
+  static mt_conn A, B;
+  ws_server *s = k_open(&cfg, &A);
+  cr_assert_eq(feed_req(&B, s, "a", NULL), 409);
+  cr_assert_eq(upgrades_seen, 2);
+  cr_assert_eq(K.opens, 1);
+  cr_assert_eq(K.closes, 0);
+  cr_assert_eq(ws_server_user_count(s, "u"), 1);
+  cr_assert_eq(ws_server_group_count(s, "g"), 1);
+  ws_server_free(s);
+  mt_free(&A);
+  mt_free(&B);
+}
