@@ -399,7 +399,10 @@ typedef struct ws_config {
 
   /* --- cross-thread posting (ws_post) -------------------------------- */
   /* Optional. Called from the posting thread when the loop thread should
-   * call ws_server_tick (e.g. write an eventfd, uv_async_send). */
+   * call ws_server_tick (e.g. write an eventfd, uv_async_send). It runs
+   * inside ws_post, outside the library's deferred-free frames (ws_post
+   * may come from any thread): it may call only the thread-safe
+   * functions (ws_server_free and ws_server_tick are not). */
   int (*wake)(ws_server *s, void *user_data);
   /* Heap bytes held by posts not yet delivered (each: its frame plus
    * about 50 bytes and its target name); default 16 MiB. Past it ws_post

@@ -22,7 +22,8 @@ int ws_conn_new(ws_server *s, void *transport, ws_conn **out) {
   c->state = WS__HANDSHAKE;
   c->last_read = c->last_write = s->now; /* handshake deadline base */
   if (s->cfg.handshake_timeout_ms &&
-      ws__timer_set(s, c, s->now + s->cfg.handshake_timeout_ms) != WS_OK) {
+      ws__timer_set(s, c, ws__after_ms(s->now, s->cfg.handshake_timeout_ms)) !=
+          WS_OK) {
     ws__free(&s->al, c);
     return WS_ENOMEM;
   }
@@ -54,7 +55,7 @@ ws_conn *ws__dirty_pop(ws_server *s) {
 /* ---- deadlines ------------------------------------------------------- */
 
 static uint64_t after(uint64_t base, uint32_t ms) {
-  return ms ? base + ms : NO_DEADLINE;
+  return ms ? ws__after_ms(base, ms) : NO_DEADLINE;
 }
 
 /* The earliest deadline of an open connection. Reads and writes move the
@@ -98,7 +99,7 @@ static uint64_t closing_deadline(const ws_conn *c) {
 void ws__conn_arm_close_timer(ws_conn *c) {
   ws_server *s = c->s;
   uint32_t ms = s->cfg.close_timeout_ms;
-  uint64_t d = ms ? s->now + ms : closing_deadline(c);
+  uint64_t d = ms ? ws__after_ms(s->now, ms) : closing_deadline(c);
   if (s->shutting_down == 1 && s->shutdown_deadline > d)
     d = s->shutdown_deadline;
   if (d == NO_DEADLINE) {
@@ -160,10 +161,11 @@ void ws__conn_expired(ws_conn *c) {
 
 static void start_write_clock(ws_conn *c) {
   uint32_t wt = c->s->cfg.write_timeout_ms;
+  uint64_t d = ws__after_ms(c->s->now, wt);
   c->last_write = c->s->now;
   if (wt && c->state == WS__OPEN &&
-      (c->heap_idx == UINT32_MAX || c->s->now + wt < c->deadline))
-    ws__timer_set(c->s, c, c->s->now + wt);
+      (c->heap_idx == UINT32_MAX || d < c->deadline))
+    ws__timer_set(c->s, c, d);
 }
 
 /* Control frames waiting ahead of queued data. Each one queued behind
@@ -405,13 +407,12 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
     ws__frame_feed(c, p, len);
   }
   /* Flush now, as the outermost ws__leave would, so that a close this feed
-   * causes (a failed send, a drained close handshake) is in the result. */
-  if (s->depth == 1 && (c->flags & WS__F_DIRTY)) {
-    /* c usually heads the list (the one connection this feed touched);
-     * off it, ws__leave does not flush it a second time for nothing. */
-    if (s->dirty == c) ws__dirty_pop(s);
-    ws__conn_flush(c);
-  }
+   * causes (a failed send, a drained close handshake) is in the result.
+   * The whole list, until it is empty: c may stand behind connections a
+   * handler wrote to, and a flush of c left on the list would run again in
+   * ws__leave, after the result (a send failing there closed c behind a
+   * WS_OK). Nothing then runs between the result and ws__leave. */
+  if (s->depth == 1) ws__flush_dirty(s);
   rc = c->state == WS__OPEN || c->state == WS__HANDSHAKE ||
                c->state == WS__CLOSING
            ? WS_OK
@@ -427,6 +428,9 @@ int ws_conn_writable(ws_conn *c) {
   if (c->state == WS__DEAD) return WS_ECLOSED;
   ws__enter(c->s);
   ws__conn_flush(c);
+  /* As in ws_conn_feed: what the flush made dirty (a callback writing to
+   * c) goes out before the result, not after it in ws__leave. */
+  if (c->s->depth == 1) ws__flush_dirty(c->s);
   rc = c->state == WS__DEAD ? WS_ECLOSED : WS_OK;
   ws__leave(c->s);
   return rc;

@@ -381,4 +381,10 @@ static inline int ws__json_plain(unsigned char c) {
 /* ---- small helpers ---------------------------------------------------- */
 #define WS__MIN(a, b) ((a) < (b) ? (a) : (b))
 
+/* A deadline ms after t, saturated: one past the clock's end is never
+ * (UINT64_MAX), not a time in the past. */
+static inline uint64_t ws__after_ms(uint64_t t, uint64_t ms) {
+  return t > UINT64_MAX - ms ? UINT64_MAX : t + ms;
+}
+
 #endif /* WS_INTERNAL_H */

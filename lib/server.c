@@ -251,7 +251,7 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
   /* Marked before the drain below, which runs host callbacks: a nested
    * ws_server_shutdown must find it begun, not run a second one. */
   s->shutting_down = 1;
-  s->shutdown_deadline = s->now + drain_ms;
+  s->shutdown_deadline = ws__after_ms(s->now, drain_ms);
   ws__post_close(s);
   ws__post_drain(s, SIZE_MAX); /* what was posted before still goes out */
   if (!s->destroying) close_all_going_away(s);
