@@ -7,6 +7,13 @@
 # A binary that hangs is stopped (timeout(1): Criterion 2.4's --timeout
 # did not stop a test spinning in a loop) and fails instead of holding CI.
 set -u
+# Criterion runs each test in a child and judges it by its assertions and
+# signals alone: a child that leaks (LeakSanitizer at exit) or whose
+# memcheck found errors still passes, with the report in its output, and
+# neither valgrind's --error-exitcode nor LSan's exit code reaches the
+# runner's status. So the output is read: any such report fails the binary.
+VG_MARK=WSMUX-VALGRIND-ERROR
+REPORT_RE="$VG_MARK|ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer"
 if [ "${1:-}" = --one ]; then
   # One binary, run by xargs below: number $3 of the list in directory $2
   # (its path in $3.path; paths go through files, not xargs, so that any
@@ -19,7 +26,7 @@ if [ "${1:-}" = --one ]; then
     # parallelism is across binaries (UNIT_JOBS) instead.
     timeout 1800 valgrind -q --trace-children=yes --error-exitcode=99 --leak-check=full \
       --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
-      "$t" --jobs 1 >"$out.log" 2>&1
+      --error-markers="$VG_MARK",VG-END "$t" --jobs 1 >"$out.log" 2>&1
   else
     timeout 300 "$t" >"$out.log" 2>&1
   fi
@@ -45,10 +52,11 @@ for t in "$@"; do
   f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
   c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
   p=${p:-0}; f=${f:-0}; c=${c:-0}
-  if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
+  reports=$(grep -acE "$REPORT_RE" "$log")
+  if [ "$rc" -ne 0 ] || [ -z "$line" ] || [ "$reports" -ne 0 ]; then
     [ "$f" -eq 0 ] && [ "$c" -eq 0 ] && f=1
     status=1
-    echo "FAIL $(basename "$t") (exit $rc)"
+    echo "FAIL $(basename "$t") (exit $rc, $reports sanitizer/valgrind reports)"
     cat "$log"
   else
     echo "ok   $(basename "$t"): $p passed"

@@ -692,3 +692,128 @@ Test(mux, null_arguments_and_replacement) {
     teardown(s);
   }
 }
+
+/* ---- mutation-testing round ------------------------------------------ */
+
+/* A mux is a handler that a host may call from its own handler: what it
+ * answered itself (a binary message without a binary handler: closed 1003;
+ * an unknown action: an error reply) is a success, 0, not an error that
+ * the host would pass on or log. */
+static int serve_rc[2], serve_calls;
+static int h_wrap(ws_conn *c, const ws_msg *m, void *ud) {
+  int rc = ws_mux_serve(c, m, ud);
+  if (serve_calls < 2) serve_rc[serve_calls] = rc;
+  serve_calls++;
+  return rc;
+}
+Test(mux, serve_returns_0_for_what_it_answers_itself) {
+  ws_config cfg;
+  ws_server *s;
+  ws_allocator a = test_alloc();
+  memset(&R, 0, sizeof(R));
+  serve_calls = 0;
+  serve_rc[0] = serve_rc[1] = 99;
+  ws_config_init(&cfg);
+  cfg.alloc = a;
+  mt_config(&cfg, 0);
+  R.mux = ws_mux_new(&a);
+  cr_assert_not_null(R.mux);
+  cfg.handler = h_wrap;
+  cfg.handler_data = R.mux;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  mt_connect(&T, s, "dev", MT_WHOLE);
+  mt_send_text(&T, "{\"action\":\"nope\"}", MT_WHOLE);
+  expect_error("unknown_action");
+  mt_send_frame(&T, MT_BINARY, 0, "abc", 3, MT_WHOLE);
+  mt_expect_close(&T, 1003);
+  cr_assert_eq(serve_calls, 2);
+  cr_assert_eq(serve_rc[0], 0, "unknown action: %d", serve_rc[0]);
+  cr_assert_eq(serve_rc[1], 0, "binary refused: %d", serve_rc[1]);
+  teardown(s);
+}
+
+/* ws_msg_data builds the tree once: a second call returns the same tree
+ * (not a new parse each time, the older one leaked). */
+static int same_tree;
+static int h_data_twice(ws_conn *c, const ws_msg *m, void *ud) {
+  const cJSON *a = ws_msg_data(m), *b = ws_msg_data(m);
+  (void)c, (void)ud;
+  same_tree = a != NULL && a == b && cJSON_IsArray(a);
+  R.calls++;
+  return 0;
+}
+Test(envelope, msg_data_tree_is_built_once) {
+  ws_server *s = setup(MT_WHOLE, 1, WS_BADMSG_REPLY);
+  cr_assert_eq(ws_mux_handle(R.mux, "twice", h_data_twice, NULL), WS_OK);
+  same_tree = 0;
+  mt_send_text(&T, "{\"action\":\"twice\",\"data\":[1,2]}", MT_WHOLE);
+  cr_assert_eq(R.calls, 1);
+  cr_assert(same_tree, "ws_msg_data gave two different trees");
+  teardown(s);
+}
+
+/* JSON whitespace is space, tab, LF and CR (RFC 8259 2), in what is
+ * received and in what is sent. */
+Test(envelope, every_json_whitespace_byte_is_accepted) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    mt_send_text(&T, "{\n\"action\":\r\"ping\",\t\"data\": [1,\n2]\r\n}\n",
+                 mode);
+    cr_assert_eq(R.calls, 1);
+    cr_assert_str_eq(R.who, "ping");
+    cr_assert_str_eq(R.data, "[1,\n2]");
+    cr_assert_str_eq(R.tree, "[1,2]");
+    cr_assert_eq(ws_conn_send_json(T.c, "x", "\n[1,\n2]\n", 8), WS_OK);
+    mt_expect_text(&T, "{\"action\":\"x\",\"data\":\n[1,\n2]\n}");
+    cr_assert_eq(ws_conn_send_json(T.c, "x", "\r[\t]\r", 5), WS_OK);
+    mt_expect_text(&T, "{\"action\":\"x\",\"data\":\r[\t]\r}");
+    mt_expect_nothing(&T);
+    teardown(s);
+  }
+}
+
+/* The tree ws_msg_data built is released once the handler returns (cJSON
+ * allocates outside the test allocator: counted through cJSON's hooks;
+ * ASan's leak report at a test's exit does not fail the test). */
+static long cjson_live;
+static void *cj_malloc(size_t n) {
+  void *p = malloc(n);
+  if (p) cjson_live++;
+  return p;
+}
+static void cj_free(void *p) {
+  if (p) cjson_live--;
+  free(p);
+}
+Test(envelope, msg_data_tree_is_freed_after_the_handler) {
+  cJSON_Hooks hooks = {cj_malloc, cj_free};
+  int mode;
+  cJSON_InitHooks(&hooks);
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cjson_live = 0;
+    mt_send_text(&T, "{\"action\":\"ping\",\"data\":{\"a\":[1,\"x\"]}}", mode);
+    cr_assert_eq(R.calls, 1);
+    cr_assert_str_eq(R.tree, "{\"a\":[1,\"x\"]}");
+    cr_assert_eq(cjson_live, 0, "%ld cJSON allocations live", cjson_live);
+    teardown(s);
+  }
+  cJSON_InitHooks(NULL);
+}
+
+/* The binary handler's return counts as any handler's: negative closes
+ * with 1011. */
+static int h_bin_fail(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  record("binfail", m);
+  return -1;
+}
+Test(mux, binary_handler_returning_negative_closes_1011) {
+  ws_server *s = setup(MT_WHOLE, 1, WS_BADMSG_REPLY);
+  cr_assert_eq(ws_mux_binary(R.mux, h_bin_fail, NULL), WS_OK);
+  mt_send_frame(&T, MT_BINARY, 0, "abc", 3, MT_WHOLE);
+  cr_assert_eq(R.calls, 1);
+  mt_expect_close(&T, 1011);
+  teardown(s);
+}

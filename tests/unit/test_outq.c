@@ -637,3 +637,95 @@ Test(outq, writable_writes_the_whole_queue_without_sendv) {
   server_free(s);
   mt_free(&t);
 }
+
+/* ---- mutation-testing round: plan_write and host_write with sendv ------ */
+
+static ws_server *server_new_counting_sendv(void);
+static int sendv_calls;
+static ssize_t (*real_sendv)(ws_conn *, void *, const ws_iovec *, int);
+static ssize_t counting_sendv(ws_conn *c, void *t, const ws_iovec *iov,
+                              int n) {
+  sendv_calls++;
+  return real_sendv(c, t, iov, n);
+}
+static ws_server *server_new_counting_sendv(void) {
+  ws_config cfg;
+  ws_server *s;
+  memset(&R, 0, sizeof(R));
+  R.slow_log_level = -1;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 1);
+  real_sendv = cfg.sendv;
+  cfg.sendv = counting_sendv;
+  cfg.on_close = rec_on_close;
+  cfg.on_log = rec_on_log;
+  sendv_calls = 0;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  return s;
+}
+
+/* With sendv, a burst that fits one run whole still goes out through
+ * send, copied into one buffer (one frame through send too); frames that
+ * do not fit go through sendv, every one of them in the same call. */
+Test(outq, with_sendv_a_small_burst_goes_through_send_and_a_big_one_whole) {
+  static char payload[1500];
+  mt_conn t;
+  size_t at;
+  int i, calls;
+  ws_server *s = server_new_counting_sendv();
+  mt_connect(&t, s, "d", MT_WHOLE);
+  t.would_block = 1;
+  for (i = 0; i < 3; i++)
+    cr_assert_eq(ws_conn_send_binary(t.c, "abc", 3), WS_OK);
+  t.would_block = 0;
+  sendv_calls = 0;
+  calls = t.send_calls;
+  at = t.len;
+  cr_assert_eq(ws_conn_writable(t.c), WS_OK);
+  cr_assert_eq(t.len - at, 3 * 5);
+  cr_assert_eq(t.send_calls - calls, 1);
+  cr_assert_eq(sendv_calls, 0, "a run that fits whole is one send");
+  /* Two frames of 1504 bytes: no run; one sendv writes both. */
+  t.would_block = 1;
+  for (i = 0; i < 2; i++)
+    cr_assert_eq(ws_conn_send_binary(t.c, payload, sizeof payload), WS_OK);
+  t.would_block = 0;
+  sendv_calls = 0;
+  calls = t.send_calls;
+  at = t.len;
+  cr_assert_eq(ws_conn_writable(t.c), WS_OK);
+  cr_assert_eq(t.len - at, 2 * (4 + sizeof payload));
+  cr_assert_eq(t.send_calls - calls, 1);
+  cr_assert_eq(sendv_calls, 1, "sendv calls %d", sendv_calls);
+  cr_assert_eq(ws_conn_want_write(t.c), 0);
+  server_free(s);
+  mt_free(&t);
+}
+
+/* A queue grown past its two inline slots by a backlog gives the ring back
+ * once the backlog is written: an idle connection holds no queue memory
+ * (outq.c outq_shrink after a flush). */
+Test(outq, drained_queue_gives_its_grown_ring_back) {
+  mt_conn t;
+  long live;
+  int i;
+  ws_server *s = server_new(0, 0, WS_QUEUE_CLOSE);
+  mt_connect(&t, s, "d", MT_WHOLE);
+  live = test_alloc_live();
+  t.would_block = 1;
+  for (i = 0; i < 20; i++)
+    cr_assert_eq(ws_conn_send_binary(t.c, "abc", 3), WS_OK);
+  cr_assert_gt(test_alloc_live(), live);
+  t.would_block = 0;
+  cr_assert_eq(ws_conn_writable(t.c), WS_OK);
+  for (i = 0; i < 20; i++) {
+    mt_frame f;
+    mt_expect_frame(&t, &f);
+    cr_assert_eq(f.len, 3);
+  }
+  cr_assert_eq(test_alloc_live(), live, "%ld allocations live, %ld before",
+               test_alloc_live(), live);
+  server_free(s);
+  mt_free(&t);
+}

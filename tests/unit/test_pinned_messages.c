@@ -606,3 +606,349 @@ Test(pinned_server, conn_new_while_destroying) {
   cr_assert_eq(new_rc, WS_EINVAL);
   mt_free(&A);
 }
+
+/* ---- mutation-testing round (registry, send, mux, outq, timer, envelope,
+ * json_check, prepared, post, server, utf8): mutants the suite let through */
+
+/* A raw item without text is the caller's mistake, WS_EJSON, not running
+ * out of memory (envelope.c tree_printable). */
+Test(pinned_envelope, raw_item_without_text_is_ejson) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  cJSON *arr = cJSON_CreateArray(), *raw = cJSON_CreateRaw("1");
+  cr_assert_not_null(arr);
+  cr_assert_not_null(raw);
+  cJSON_free(raw->valuestring);
+  raw->valuestring = NULL;
+  cJSON_AddItemToArray(arr, raw);
+  cr_assert_eq(ws_conn_send(A.c, "x", arr), WS_EJSON);
+  cr_assert_eq(ws_broadcast(s, "x", arr, NULL, 0), WS_EJSON);
+  cJSON_Delete(arr);
+  mt_expect_nothing(&A);
+  k_done(s, &A);
+}
+
+/* wake gets the config's user_data. */
+static void *wake_ud;
+static int wake_ud_calls;
+static int on_wake_ud(ws_server *s, void *ud) {
+  (void)s;
+  wake_ud = ud;
+  wake_ud_calls++;
+  return 0;
+}
+Test(pinned_post, wake_gets_the_user_data) {
+  ws_config cfg;
+  static int token;
+  k_cfg(&cfg);
+  cfg.wake = on_wake_ud;
+  cfg.user_data = &token;
+  wake_ud = NULL;
+  wake_ud_calls = 0;
+  ws_server *s = k_server(&cfg);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "x", NULL, 0), WS_OK);
+  cr_assert_eq(wake_ud_calls, 1);
+  cr_assert_eq(wake_ud, &token);
+  ws_server_free(s);
+}
+
+/* drain_ms counts from the last tick's time, not from the clock's zero:
+ * a shutdown at t=1000 with 500 ms to drain lets an open connection's
+ * close handshake run until t=1500. */
+Test(pinned_server, shutdown_drain_counts_from_the_last_tick) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  cr_assert_geq(ws_server_tick(s, 1000), 0);
+  cr_assert_eq(ws_server_shutdown(s, 500), WS_OK);
+  mt_expect_close(&A, 1001);
+  int next = ws_server_tick(s, 1001);
+  cr_assert(next > 0 && next <= 499, "next %d", next);
+  cr_assert_eq(K.closes, 0, "still draining at t=1001");
+  cr_assert_eq(A.closes, 0);
+  ws_server_tick(s, 1499);
+  cr_assert_eq(K.closes, 0, "still draining at t=1499");
+  ws_server_tick(s, 1500);
+  cr_assert_eq(K.closes, 1, "ended at the drain's deadline");
+  cr_assert_eq(A.closes, 1);
+  k_done(s, &A);
+}
+
+/* A partial allocator is refused and logged (server.c config_problem),
+ * whichever of the three is given. */
+static int alloc_log_calls;
+static char alloc_log_line[160];
+static void alloc_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)level, (void)ud;
+  alloc_log_calls++;
+  snprintf(alloc_log_line, sizeof alloc_log_line, "%s", msg);
+}
+Test(pinned_server, partial_allocator_is_refused_and_logged) {
+  int which;
+  for (which = 0; which < 3; which++) {
+    ws_config cfg;
+    ws_server *s = NULL;
+    ws_allocator a = test_alloc();
+    ws_config_init(&cfg);
+    mt_config(&cfg, 0);
+    cfg.on_log = alloc_log;
+    if (which == 0) cfg.alloc.malloc = a.malloc;
+    if (which == 1) cfg.alloc.realloc = a.realloc;
+    if (which == 2) cfg.alloc.free = a.free;
+    alloc_log_calls = 0;
+    alloc_log_line[0] = '\0';
+    cr_assert_eq(ws_server_new(&cfg, &s), WS_EINVAL, "only #%d", which);
+    cr_assert_null(s);
+    cr_assert_eq(alloc_log_calls, 1, "only #%d", which);
+    cr_assert(strstr(alloc_log_line, "alloc") != NULL, "only #%d: \"%s\"",
+              which, alloc_log_line);
+  }
+}
+
+/* The longest drain (UINT32_MAX ms) with no other deadline: the tick's
+ * answer is capped at INT32_MAX, never wrapped into -1 ("nothing left to
+ * wait for") while the drain still runs. */
+Test(pinned_server, longest_drain_caps_the_tick_answer) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.idle_timeout_ms = 0;
+  cfg.ping_interval_ms = 0;
+  cfg.write_timeout_ms = 0;
+  cfg.close_timeout_ms = 0;
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  cr_assert_eq(ws_server_tick(s, 1), -1, "no deadline armed");
+  cr_assert_eq(ws_server_shutdown(s, UINT32_MAX), WS_OK);
+  mt_expect_close(&A, 1001);
+  cr_assert_eq(ws_server_tick(s, 2), INT32_MAX);
+  cr_assert_eq(K.closes, 0);
+  k_done(s, &A);
+}
+
+/* An item cJSON cannot print is WS_EJSON at any depth, not only at the
+ * top (envelope.c tree_printable walks the whole tree). */
+Test(pinned_envelope, unprintable_item_deep_in_the_tree_is_ejson) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  cJSON *top = cJSON_CreateArray(), *mid = cJSON_CreateArray(),
+        *low = cJSON_CreateObject(), *bad = cJSON_CreateNull();
+  cr_assert(top && mid && low && bad);
+  bad->type = 1 << 12; /* no cJSON type */
+  cJSON_AddItemToObject(low, "k", bad);
+  cJSON_AddItemToArray(mid, low);
+  cJSON_AddItemToArray(top, mid);
+  cr_assert_eq(ws_conn_send(A.c, "x", top), WS_EJSON);
+  cJSON_Delete(top);
+  mt_expect_nothing(&A);
+  k_done(s, &A);
+}
+
+/* ---- json_check.c edges (same round) ----------------------------------- */
+
+/* Numbers: an exponent takes '+' or '-' and needs digits; \u takes
+ * exactly four hex digits (a-f, A-F, 0-9); an escaped NUL byte is no
+ * escape; an object key must be a string and be followed by ':'. */
+Test(pinned_json, number_escape_and_member_edges) {
+  static const struct {
+    const char *j;
+    size_t len;
+    int ok;
+  } cases[] = {
+      {"1e-5", 4, 1},        {"1E+5", 4, 1},        {"-0.5e-10", 8, 1},
+      {"1e", 2, 0},          {"1e+", 3, 0},         {"[1e]", 4, 0},
+      {"\"\\u00af\"", 8, 1}, {"\"\\u00AF\"", 8, 1}, {"\"\\u00g0\"", 8, 0},
+      {"\"\\u00G0\"", 8, 0}, {"\"\\\0\"", 4, 0},    {"{\"a\":1}", 7, 1},
+      {"{a\":1}", 6, 0},     {"{xa\":1}", 7, 0},    {"{\"a\"x1}", 7, 0},
+      {"{\"a\" 1}", 7, 0},   {"{\"a\":1,\"b\"=2}", 13, 0},
+  };
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int rc = ws_conn_send_json(A.c, "x", cases[i].j, cases[i].len);
+    cr_expect_eq(rc, cases[i].ok ? WS_OK : WS_EJSON, "case %zu: rc %d", i, rc);
+    if (cases[i].ok) {
+      mt_frame f;
+      mt_expect_frame(&A, &f);
+    }
+  }
+  mt_expect_nothing(&A);
+  k_done(s, &A);
+}
+
+/* A \u escape cut short at the end of the text is not read past. */
+Test(pinned_json, short_u_escape_no_overread) {
+  static const char *cut[] = {"\"\\u123", "\"\\u12", "\"\\ud800\\udc0"};
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  test_guard g;
+  size_t i;
+  test_guard_init(&g, 32);
+  for (i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+    size_t n = strlen(cut[i]);
+    cr_assert_eq(ws_conn_send_json(A.c, "x", test_guard_place(&g, cut[i], n),
+                                   n),
+                 WS_EJSON, "cut[%zu]", i);
+  }
+  test_guard_free(&g);
+  k_done(s, &A);
+}
+
+/* The nesting limit counts objects as it counts arrays: data of 127
+ * nested objects passes, 128 does not. */
+static size_t nested_objects(char *j, int depth) {
+  size_t o = 0;
+  int i;
+  for (i = 0; i < depth - 1; i++) {
+    memcpy(j + o, "{\"a\":", 5);
+    o += 5;
+  }
+  j[o++] = '{';
+  for (i = 0; i < depth; i++) j[o++] = '}';
+  return o;
+}
+Test(pinned_json, depth_limit_for_objects) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  static char j[1000];
+  cr_assert_eq(ws_conn_send_json(A.c, "x", j, nested_objects(j, 127)), WS_OK);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", j, nested_objects(j, 128)),
+               WS_EJSON);
+  k_done(s, &A);
+}
+
+/* A received message that is not an object is "not_object" when it is
+ * valid JSON: 128 nested arrays are (no envelope around them), 129 are
+ * not ("invalid_json"). */
+Test(pinned_json, top_level_array_nesting_is_not_object_up_to_128) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  static char j[400];
+  mt_frame f;
+  nested(j, 128);
+  j[256] = '\0';
+  mt_send_text(&A, j, MT_WHOLE);
+  mt_expect_frame(&A, &f);
+  cr_assert(memmem(f.payload, f.len, "not_object", 10) != NULL, "%.*s",
+            (int)f.len, f.payload);
+  nested(j, 129);
+  j[258] = '\0';
+  mt_send_text(&A, j, MT_WHOLE);
+  mt_expect_frame(&A, &f);
+  cr_assert(memmem(f.payload, f.len, "invalid_json", 12) != NULL, "%.*s",
+            (int)f.len, f.payload);
+  cr_assert_eq(K.msgs, 0);
+  k_done(s, &A);
+}
+
+/* Escaped actions decode to UTF-8 at every length boundary, and the
+ * 255-byte limit holds for the decoded name in the member loop (an
+ * envelope that is not in the canonical shape) too. */
+static char act_seen[300];
+static int act_calls;
+static int seen_handler(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)ud;
+  snprintf(act_seen, sizeof act_seen, "%s", m->action ? m->action : "(null)");
+  act_calls++;
+  return 0;
+}
+Test(pinned_json, escaped_actions_decode_at_every_utf8_boundary) {
+  static const struct {
+    const char *esc, *utf8;
+  } cases[] = {
+      {"\\u007f", "\x7f"},         {"\\u0080", "\xc2\x80"},
+      {"\\u07ff", "\xdf\xbf"},     {"\\u0800", "\xe0\xa0\x80"},
+      {"\\uffff", "\xef\xbf\xbf"}, {"\\ud800\\udc00", "\xf0\x90\x80\x80"},
+      {"\\udbff\\udfff", "\xf4\x8f\xbf\xbf"},
+  };
+  ws_config cfg;
+  k_cfg(&cfg);
+  cfg.handler = seen_handler;
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  char msg[700];
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    act_calls = 0;
+    snprintf(msg, sizeof msg, "{\"action\":\"%s\"}", cases[i].esc);
+    mt_send_text(&A, msg, MT_WHOLE);
+    cr_assert_eq(act_calls, 1, "case %zu", i);
+    cr_assert_str_eq(act_seen, cases[i].utf8, "case %zu", i);
+  }
+  /* 255 plain bytes, not canonical (a space): taken whole. */
+  memset(act_seen, 0, sizeof act_seen);
+  act_calls = 0;
+  memcpy(msg, "{ \"action\":\"", 12);
+  memset(msg + 12, 'a', 255);
+  memcpy(msg + 12 + 255, "\"}", 3);
+  mt_send_text(&A, msg, MT_WHOLE);
+  cr_assert_eq(act_calls, 1);
+  cr_assert_eq(strlen(act_seen), 255);
+  /* 256 bytes decoded from an escape and 255 plain: bad_action. */
+  act_calls = 0;
+  memcpy(msg, "{\"action\":\"\\u0061", 17);
+  memset(msg + 17, 'a', 255);
+  memcpy(msg + 17 + 255, "\"}", 3);
+  mt_send_text(&A, msg, MT_WHOLE);
+  cr_assert_eq(act_calls, 0);
+  mt_frame f;
+  mt_expect_frame(&A, &f);
+  cr_assert(memmem(f.payload, f.len, "bad_action", 10) != NULL, "%.*s",
+            (int)f.len, f.payload);
+  mt_expect_nothing(&A);
+  k_done(s, &A);
+}
+
+/* An envelope of whitespace only (or nothing) is not read past its end. */
+Test(pinned_json, empty_envelope_no_overread) {
+  static const char *texts[] = {"", " ", "\t\r\n "};
+  test_guard g;
+  size_t i;
+  test_guard_init(&g, 16);
+  for (i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    ws__env_scan sc;
+    size_t n = strlen(texts[i]);
+    cr_assert_eq(ws__envelope_scan(test_guard_place(&g, texts[i], n), n, &sc),
+                 WS__ENV_INVALID_JSON, "texts[%zu]", i);
+  }
+  test_guard_free(&g);
+}
+
+/* A shutdown that is done does not end later connections at its drain
+ * deadline: one accepted after it gets its 503 in full, however long the
+ * host's socket takes to take it, and only then its close. */
+Test(pinned_server, late_refusal_outlives_the_drain_deadline) {
+  ws_config cfg;
+  char req[512], head[256];
+  const uint8_t *body;
+  size_t body_len;
+  static mt_conn B;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  cr_assert_eq(ws_server_shutdown(s, 100), WS_OK); /* done at once */
+  mt_open(&B, s);
+  B.would_block = 1;
+  mt_feed(&B, req, mt_request(req, sizeof req, "b", NULL), MT_WHOLE);
+  ws_server_tick(s, 4000); /* past the drain's deadline (not the close
+                             * timeout's, 5000) */
+  cr_assert_eq(B.closes, 0, "cut before its answer was written");
+  B.would_block = 0;
+  ws_conn_writable(B.c);
+  cr_assert_eq(B.closes, 1);
+  cr_assert_eq(mt_http_response(&B, head, sizeof head, &body, &body_len), 503);
+  ws_server_free(s);
+  mt_free(&B);
+}

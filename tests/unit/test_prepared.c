@@ -204,3 +204,22 @@ Test(prepared, send_prepared_returns_as_conn_send) {
   ws_server_free(s);
   finish();
 }
+
+/* ws_prepare clears *out on failure as ws_prepare_json does (the
+ * mutation-testing round on the files not tested before). */
+Test(prepared, prepare_from_cjson_clears_out_on_failure) {
+  ws_prepared *p = (ws_prepared *)&p;
+  cJSON *bad = cJSON_CreateNull();
+  fixture();
+  cr_assert_eq(ws_prepare(S, NULL, NULL, &p), WS_EINVAL);
+  cr_assert_null(p, "*out is cleared on failure");
+  p = (ws_prepared *)&p;
+  bad->type = 1 << 12; /* no cJSON type */
+  cr_assert_eq(ws_prepare(S, "x", bad, &p), WS_EJSON);
+  cr_assert_null(p, "*out is cleared on failure");
+  p = (ws_prepared *)&p;
+  cr_assert_eq(ws_prepare(NULL, "x", NULL, &p), WS_EINVAL);
+  cr_assert_null(p);
+  cJSON_Delete(bad);
+  finish();
+}

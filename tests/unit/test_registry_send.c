@@ -902,3 +902,128 @@ Test(send, post_from_other_threads_keeps_each_threads_order) {
   ws_server_free(S);
   mt_free(&C[0]);
 }
+
+/* ---- mutation-testing round: gaps in registry.c and send.c ------------ */
+
+/* ws_conn_send and ws_conn_send_json return the connection's own error
+ * (WS_ECLOSED once closing), not WS_EINVAL; a NULL action is WS_EINVAL for
+ * both, on an open connection too, and queues nothing. */
+Test(send, conn_send_returns_eclosed_when_closing_and_einval_without_action) {
+  fixture();
+  connect_n(1, MT_WHOLE);
+  cr_assert_eq(ws_conn_send(C[0].c, NULL, NULL), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_json(C[0].c, NULL, "1", 1), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_json(C[0].c, NULL, NULL, 0), WS_EINVAL);
+  mt_expect_nothing(&C[0]);
+  cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
+  cr_assert_eq(ws_conn_send(C[0].c, "x", NULL), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_json(C[0].c, "x", "1", 1), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_binary(C[0].c, "x", 1), WS_ECLOSED);
+  /* Closing comes first: not the message's own error. */
+  cr_assert_eq(ws_conn_send_json(C[0].c, "x", "[1,", 3), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_json(C[0].c, NULL, "1", 1), WS_ECLOSED);
+  {
+    static char big[(1u << 20) + 1];
+    cr_assert_eq(ws_conn_send_binary(C[0].c, big, sizeof big), WS_ECLOSED);
+  }
+  mt_expect_close(&C[0], 1000);
+  mt_expect_nothing(&C[0]);
+  peer_close(&C[0], 1000, MT_WHOLE);
+  finish();
+}
+
+/* The count functions take any name: one longer than a group name can be
+ * (256 bytes) names no group, 0, without touching memory past the name's
+ * key (run under ASan). */
+Test(registry, counts_of_an_overlong_name_are_zero) {
+  char name[258];
+  fixture();
+  connect_n(1, MT_WHOLE);
+  memset(name, 'g', 255);
+  name[255] = '\0';
+  cr_assert_eq(ws_conn_join(C[0].c, name), WS_OK, "255 bytes is a name");
+  cr_assert_eq(ws_server_group_count(S, name), 1);
+  name[255] = 'g';
+  name[256] = '\0';
+  cr_assert_eq(ws_server_group_count(S, name), 0);
+  cr_assert_eq(ws_server_user_count(S, name), 0);
+  name[256] = 'g';
+  name[257] = '\0';
+  cr_assert_eq(ws_server_group_count(S, name), 0);
+  cr_assert_eq(ws_server_group_count(S, NULL), 0);
+  cr_assert_eq(ws_server_user_count(S, NULL), 0);
+  cr_assert_eq(ws_server_group_count(S, ""), 0);
+  finish();
+}
+
+/* Binding another user moves the connection, whatever the names share
+ * (a prefix here): the old user's count drops, the new one's rises. */
+Test(registry, set_user_to_another_user_moves_the_binding) {
+  fixture();
+  connect_n(1, MT_WHOLE);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "alice"), WS_OK);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "amy"), WS_OK);
+  cr_assert_str_eq(ws_conn_user(C[0].c), "amy");
+  cr_assert_eq(ws_server_user_count(S, "alice"), 0);
+  cr_assert_eq(ws_server_user_count(S, "amy"), 1);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "amy2"), WS_OK);
+  cr_assert_str_eq(ws_conn_user(C[0].c), "amy2");
+  cr_assert_eq(ws_server_user_count(S, "amy"), 0);
+  cr_assert_eq(ws_push_user(S, "amy", "x", NULL), 0);
+  cr_assert_eq(ws_push_user(S, "amy2", "x", NULL), 1);
+  mt_expect_text(&C[0], "{\"action\":\"x\"}");
+  finish();
+}
+
+/* One tick delivers at most what was posted when it began: a post made
+ * while the backlog is delivered (here from inside the transport's send)
+ * waits for the next tick. */
+static int post_in_write_done;
+static void post_in_write(mt_conn *t) {
+  (void)t;
+  if (post_in_write_done++) return;
+  cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "late", NULL, 0), WS_OK);
+}
+Test(send, post_made_during_a_tick_waits_for_the_next) {
+  fixture();
+  connect_n(1, MT_WHOLE);
+  post_in_write_done = 0;
+  cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "a", NULL, 0), WS_OK);
+  cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "b", NULL, 0), WS_OK);
+  C[0].on_write = post_in_write;
+  cr_assert_eq(ws_server_tick(S, 1), 0, "a post is still pending");
+  C[0].on_write = NULL;
+  mt_expect_text(&C[0], "{\"action\":\"a\"}");
+  mt_expect_text(&C[0], "{\"action\":\"b\"}");
+  mt_expect_nothing(&C[0]);
+  ws_server_tick(S, 2);
+  mt_expect_text(&C[0], "{\"action\":\"late\"}");
+  mt_expect_nothing(&C[0]);
+  finish();
+}
+
+/* A host allocator may answer malloc(0) with NULL (C11 7.22.3): a
+ * broadcast that has no receiver must not ask for 0 bytes and call it
+ * running out of memory. */
+static ws_allocator Z_inner;
+static void *z_malloc(size_t n, void *ud) {
+  return n == 0 ? NULL : Z_inner.malloc(n, ud);
+}
+Test(send, broadcast_to_nobody_is_0_with_an_allocator_that_refuses_size_0) {
+  ws_config cfg;
+  memset(&G, 0, sizeof(G));
+  ws_config_init(&cfg);
+  Z_inner = test_alloc();
+  cfg.alloc = Z_inner;
+  cfg.alloc.malloc = z_malloc;
+  mt_config(&cfg, 0);
+  cfg.handler = h_handler;
+  cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+  ws_server_tick(S, 0);
+  cr_assert_eq(ws_broadcast(S, "all", NULL, NULL, 0), 0);
+  cr_assert_eq(ws_broadcast_json(S, "all", "1", 1, NULL, 0), 0);
+  connect_n(1, MT_WHOLE);
+  cr_assert_eq(ws_broadcast(S, "all", NULL, NULL, 0), 1);
+  mt_expect_text(&C[0], "{\"action\":\"all\"}");
+  finish();
+}

@@ -284,3 +284,33 @@ Test(utf8, four_byte_inputs_match_reference) {
                        b[2], b[3]);
         }
 }
+
+/* ---- mutation-testing round ------------------------------------------- */
+
+/* The first number past the last state the validator makes (9: S_F4 is
+ * 8) is not a state either: REJECT, also with no bytes to read. */
+Test(utf8, the_first_state_past_the_last_rejects) {
+  uint32_t st;
+  for (st = 9; st < 12; st++) {
+    cr_expect_eq(validate_str(st, "", 0), WS__UTF8_REJECT, "state %u", st);
+    cr_expect_eq(validate_str(st, "\x80", 1), WS__UTF8_REJECT, "state %u", st);
+  }
+  cr_expect_eq(validate_str(UINT32_MAX, "", 0), WS__UTF8_REJECT);
+}
+
+/* Inside a sequence the ASCII word skip must not run: a lead byte then
+ * eight or more ASCII bytes fails at the first of them, and a
+ * continuation byte after them must not complete the sequence. */
+Test(utf8, ascii_run_inside_a_sequence_rejects) {
+  static const char *runs[] = {"\xc3" "abcdefgh", "\xc3" "abcdefgh\x80",
+                               "\xe2\x82" "abcdefghijklmnop\xac",
+                               "\xf0\x90" "12345678\x80\x80"};
+  size_t i;
+  for (i = 0; i < sizeof runs / sizeof runs[0]; i++)
+    cr_expect_eq(validate_str(WS__UTF8_ACCEPT, runs[i], strlen(runs[i])),
+                 WS__UTF8_REJECT, "runs[%zu]", i);
+  /* Split after the lead byte: the same. */
+  cr_expect_eq(validate_str(validate_str(WS__UTF8_ACCEPT, "\xc3", 1),
+                            "abcdefgh\x80", 9),
+               WS__UTF8_REJECT);
+}
