@@ -13,7 +13,7 @@ set -u
 # neither valgrind's --error-exitcode nor LSan's exit code reaches the
 # runner's status. So the output is read: any such report fails the binary.
 VG_MARK=WSMUX-VALGRIND-ERROR
-REPORT_RE="$VG_MARK|ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer"
+REPORT_RE="$VG_MARK|$(cat "$(dirname "$0")/../tests/support/sanitizer.re")"
 if [ "${1:-}" = --one ]; then
   # One binary, run by xargs below: number $3 of the list in directory $2
   # (its path in $3.path; paths go through files, not xargs, so that any

@@ -32,6 +32,8 @@ $(CONF_NET_BIN): tests/conformance/conformance_net.c $(CONF_COMMON)
 
 conformance-mem: $(CONF_MEM_BIN)
 	@log=$(CONF_DIR)/mem.log; $(CONF_MEM_BIN) >$$log 2>&1; rc=$$?; \
+	if [ $$rc -eq 0 ] && grep -qaEf tests/support/sanitizer.re $$log; then \
+	  rc=99; grep -aE -A12 -f tests/support/sanitizer.re $$log | head -n 40; fi; \
 	grep -a '^FAIL\|^conformance\[mem\]' $$log; \
 	p=$$(sed -n 's/^conformance\[mem\] .*: \([0-9]*\) passed.*/\1/p' $$log | awk '{s+=$$1} END {print s+0}'); \
 	f=$$(sed -n 's/^conformance\[mem\] .*passed, \([0-9]*\) failed.*/\1/p' $$log | awk '{s+=$$1} END {print s+0}'); \

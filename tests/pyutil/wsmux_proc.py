@@ -21,6 +21,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import websockets
@@ -77,8 +78,8 @@ class Server:
 
     # A URL one can paste: an IPv6 host in brackets.
     LISTEN_RE = re.compile(r"listening on (\w+)://(\[[0-9a-fA-F:]+\]|[0-9.]+):(\d+)/")
-    SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|"
-                              r"UndefinedBehaviorSanitizer")
+    SANITIZER_RE = re.compile((Path(__file__).resolve().parents[1] / "support" /
+                               "sanitizer.re").read_text().strip())
 
     def __init__(self, name, args=(), host="127.0.0.1", port=None, stdin=False,
                  nofile=None):
