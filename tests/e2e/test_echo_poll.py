@@ -12,7 +12,7 @@ from backpressure import fill, idle_cpu, read_echoes
 from conftest import (TIMEOUT, _die_with_parent, arun, close_code, connect,
                       example, recv_json, recv_text)
 from flood import Flood
-from wsmux_proc import masked_text, raw_client
+from wsmux_proc import masked_text, need_ipv6, raw_client
 
 
 @pytest.fixture
@@ -79,11 +79,7 @@ def test_client_close_handshake(echo):
 
 
 def test_port_zero_and_ipv6(start_server):
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback")
+    need_ipv6()
     srv = start_server("echo_poll", host="::1", port=0)
     assert srv.port > 0
 

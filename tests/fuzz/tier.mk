@@ -66,13 +66,18 @@ fuzz: fuzz-build
 	done; \
 	echo "fuzz: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
-# One run per input: every seed and every crash repro must pass.
+# One run per input: every seed and every crash repro must pass. A target
+# with no inputs fails: it would replay nothing (make fuzz seeds from the
+# same corpus).
 fuzz-regress: fuzz-build
 	@pass=0; fail=0; \
 	for t in $(FUZZ_NAMES); do \
 	  files=$$(find tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t -type f 2>/dev/null | sort); \
 	  n=$$(echo "$$files" | grep -c . || true); \
-	  if [ "$$n" -eq 0 ]; then echo "ok   $$t: no inputs"; pass=$$((pass + 1)); continue; fi; \
+	  if [ "$$n" -eq 0 ]; then \
+	    fail=$$((fail + 1)); echo "FAIL $$t: no inputs (tests/fuzz/corpus/$$t/ is missing or empty)"; \
+	    continue; \
+	  fi; \
 	  if $(FUZZ_DIR)/fuzz_$$t $$files >$(FUZZ_DIR)/regress_$$t.log 2>&1; then \
 	    pass=$$((pass + 1)); echo "ok   $$t: $$n inputs"; \
 	  else \

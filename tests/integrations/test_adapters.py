@@ -19,6 +19,7 @@ from conftest import (BUILD, TIMEOUT, answered_during_drain, arun, close_code, c
                       masked_text, raw_client, refused_status, upgrade_request)
 from flood import Flood
 from unread_input import fail_with_input_unread
+from wsmux_proc import need_ipv6
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
 
@@ -43,11 +44,7 @@ def test_ping_pong_and_echo(server):
 def test_ipv6_loopback_and_a_url_one_can_paste(start_server, name):
     """On ::1 each example serves, and announces http://[::1]:PORT/ (the
     start_server fixture only accepts an IPv6 host in brackets)."""
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback")
+    need_ipv6()
     server = start_server(name, host="::1")
     assert server.ws.startswith("ws://[::1]:"), server.ws
 
