@@ -139,7 +139,8 @@ valgrind: $(UNIT_BIN)
 	@VALGRIND=1 UNIT_JOBS=$(JOBS) scripts/run-unit.sh $(UNIT_BIN)
 
 check-symbols: $(SHARED)
-	@bad=$$(nm -D --defined-only $(SHARED) | awk '$$2 ~ /[TDBRW]/ {print $$3}' | grep -v '^ws_'); \
+	@syms=$$(nm -D --defined-only $(SHARED)) || exit 1; \
+	bad=$$(echo "$$syms" | awk '$$2 ~ /[TDBRW]/ {print $$3}' | grep -v '^ws_'); \
 	if [ -n "$$bad" ]; then echo "non ws_ symbols exported:"; echo "$$bad"; exit 1; fi; \
 	echo "exported symbols: only ws_*"
 

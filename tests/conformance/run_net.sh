@@ -31,12 +31,22 @@ if [ -z "$pid" ]; then
   echo "conformance[net]: 0 passed, 1 failed"; exit 1
 fi
 
-"$client" --port "$port" --quiet "$@"
+# Bounded: a hang fails the tier (124) instead of holding CI.
+timeout -k 5 600 "$client" --port "$port" --quiet "$@"
 rc=$?
+[ $rc -eq 124 ] && echo "conformance[net]: the client hung (600 s)"
 # pingpong stops cleanly on SIGTERM (exit 0) and logs nothing (it prints
 # the library's warnings and errors as "wsmux: ..."); anything else (a
-# sanitizer report, a crash, a library error) fails the tier.
-kill "$pid" 2>/dev/null; wait "$pid"; src=$?; pid=
+# sanitizer report, a crash, a library error, not stopping within 10 s)
+# fails the tier.
+kill "$pid" 2>/dev/null
+i=0
+while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+if kill -0 "$pid" 2>/dev/null; then
+  echo "conformance[net]: the server did not stop on SIGTERM within 10 s"
+  kill -9 "$pid" 2>/dev/null
+fi
+wait "$pid"; src=$?; pid=
 if [ $src -ne 0 ] || grep -q "wsmux:\|ERROR\|runtime error" "$log"; then
   echo "server exited with status $src; its log:"; head -n 40 "$log"
   echo "conformance[net]: the server's exit or log fails the tier"

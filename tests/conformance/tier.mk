@@ -31,7 +31,7 @@ $(CONF_NET_BIN): tests/conformance/conformance_net.c $(CONF_COMMON)
 	    tests/conformance/cases.c -o $@
 
 conformance-mem: $(CONF_MEM_BIN)
-	@log=$(CONF_DIR)/mem.log; $(CONF_MEM_BIN) >$$log 2>&1; rc=$$?; \
+	@log=$(CONF_DIR)/mem.log; timeout -k 5 600 $(CONF_MEM_BIN) >$$log 2>&1; rc=$$?; \
 	if [ $$rc -eq 0 ] && grep -qaEf tests/support/sanitizer.re $$log; then \
 	  rc=99; grep -aE -A12 -f tests/support/sanitizer.re $$log | head -n 40; fi; \
 	grep -a '^FAIL\|^conformance\[mem\]' $$log; \
