@@ -783,8 +783,10 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
 
 /* Returns 0 or WS_EINVAL, WS_ESTATE (the connection has no 101 yet: called
  * from on_upgrade or on_http; send from on_open on), WS_ECLOSED (closing or
- * closed), WS_ENOMEM, WS_EJSON, WS_ETOOBIG, WS_EQUEUEFULL (queue_policy
- * applied). The same for the three below and ws_conn_send_prepared. */
+ * closed; answered before the message itself is looked at, so a bad
+ * message to a closing connection is WS_ECLOSED too), WS_ENOMEM, WS_EJSON,
+ * WS_ETOOBIG, WS_EQUEUEFULL (queue_policy applied). The same for the three
+ * below and ws_conn_send_prepared. */
 WS_EXTERN int ws_conn_send(ws_conn *c, const char *action,
                            const struct cJSON *data);
 WS_EXTERN int ws_conn_send_json(ws_conn *c, const char *action,
