@@ -29,20 +29,29 @@ static int rec_on_close(ws_conn *c, int code, const char *reason, void *ud) {
   return 0;
 }
 
-static ws_server *server_new(int use_sendv, size_t max_queued, int policy) {
-  ws_config cfg;
-  ws_server *s;
+/* The recording config every test here starts from. */
+static void outq_config(ws_config *cfg, int use_sendv) {
   memset(&R, 0, sizeof(R));
   R.slow_log_level = -1;
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  mt_config(&cfg, use_sendv);
-  cfg.on_close = rec_on_close;
-  cfg.on_log = rec_on_log;
+  ws_config_init(cfg);
+  cfg->alloc = test_alloc();
+  mt_config(cfg, use_sendv);
+  cfg->on_close = rec_on_close;
+  cfg->on_log = rec_on_log;
+}
+
+static ws_server *server_from(const ws_config *cfg) {
+  ws_server *s;
+  cr_assert_eq(ws_server_new(cfg, &s), WS_OK);
+  return s;
+}
+
+static ws_server *server_new(int use_sendv, size_t max_queued, int policy) {
+  ws_config cfg;
+  outq_config(&cfg, use_sendv);
   if (max_queued) cfg.max_queued = max_queued;
   cfg.queue_policy = policy;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
-  return s;
+  return server_from(&cfg);
 }
 
 static void server_free(ws_server *s) {
@@ -650,19 +659,11 @@ static ssize_t counting_sendv(ws_conn *c, void *t, const ws_iovec *iov,
 }
 static ws_server *server_new_counting_sendv(void) {
   ws_config cfg;
-  ws_server *s;
-  memset(&R, 0, sizeof(R));
-  R.slow_log_level = -1;
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  mt_config(&cfg, 1);
+  outq_config(&cfg, 1);
   real_sendv = cfg.sendv;
   cfg.sendv = counting_sendv;
-  cfg.on_close = rec_on_close;
-  cfg.on_log = rec_on_log;
   sendv_calls = 0;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
-  return s;
+  return server_from(&cfg);
 }
 
 /* With sendv, a burst that fits one run whole still goes out through
