@@ -730,3 +730,93 @@ Test(outq, drained_queue_gives_its_grown_ring_back) {
   server_free(s);
   mt_free(&t);
 }
+
+/* ---- control frames waiting unsent ------------------------------------- */
+
+static int g_ctrl_log_level;
+static void ctrl_on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)ud;
+  if (strstr(msg, "1024 control frames unsent")) g_ctrl_log_level = level;
+}
+
+/* Feeds pings to a connection that reads nothing back until 1024 pongs wait
+ * (a few KiB: far below max_queued), then one more. */
+static ws_server *pings_unread(mt_conn *t, int policy, int mode) {
+  ws_config cfg;
+  ws_server *s;
+  int i;
+  outq_config(&cfg, 0);
+  cfg.on_log = ctrl_on_log;
+  cfg.queue_policy = policy;
+  g_ctrl_log_level = -1;
+  s = server_from(&cfg);
+  mt_connect(t, s, "pinger", mode);
+  t->would_block = 1;
+  for (i = 0; i < 1024; i++)
+    cr_assert_eq(mt_send_frame(t, MT_PING, 0, "p", 1, MT_WHOLE), WS_OK,
+                 "ping %d", i);
+  cr_assert_eq(g_ctrl_log_level, -1, "1024 pongs may wait");
+  /* The 1025th is one too many: closing logs why; dropping is only
+   * counted (as for bytes: one line per dropped message would flood). */
+  if (policy == WS_QUEUE_CLOSE) {
+    cr_assert_eq(mt_send_frame(t, MT_PING, 0, "x", 1, mode), WS_ECLOSED);
+    cr_assert_eq(g_ctrl_log_level, WS_LOG_WARN);
+  } else {
+    cr_assert_eq(mt_send_frame(t, MT_PING, 0, "x", 1, mode), WS_OK);
+    cr_assert_eq(g_ctrl_log_level, -1);
+  }
+  return s;
+}
+
+/* A peer that pings without reading its pongs is a slow consumer by count,
+ * not only by bytes (wsmux.h ws_queue_policy): closed with 4001. */
+Test(outq, pongs_past_1024_unsent_close_the_pinger_with_4001) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_stats st;
+    ws_server *s = pings_unread(&t, WS_QUEUE_CLOSE, mode);
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.drops_queue_full, 1);
+    cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "y", 1, mode), WS_ECLOSED);
+    t.would_block = 0;
+    mt_pump(&t);
+    /* The queued pongs were dropped with the queue: the close comes first. */
+    mt_expect_close(&t, 4001);
+    mt_expect_nothing(&t);
+    cr_assert_eq(t.closes, 1);
+    cr_assert_eq(R.on_close_code, 4001);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* With WS_QUEUE_DROP the pong past the count is dropped and counted; the
+ * 1024 waiting go out in order and the connection stays open. */
+Test(outq, pongs_past_1024_unsent_with_drop_policy_drop_the_newest) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_stats st;
+    mt_frame f;
+    int i;
+    ws_server *s = pings_unread(&t, WS_QUEUE_DROP, mode);
+    ws_server_stats(s, &st, sizeof(st));
+    cr_assert_eq(st.drops_queue_full, 1);
+    t.would_block = 0;
+    mt_pump(&t);
+    for (i = 0; i < 1024; i++) {
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_PONG, "frame %d", i);
+      cr_assert(mt_payload_is(&f, "p"), "pong %d answers its own ping", i);
+    }
+    mt_expect_nothing(&t);
+    cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "z", 1, mode), WS_OK);
+    mt_expect_frame(&t, &f);
+    cr_assert(mt_payload_is(&f, "z"));
+    cr_assert_eq(t.closes, 0);
+    cr_assert_eq(R.on_close_calls, 0);
+    server_free(s);
+    mt_free(&t);
+  }
+}

@@ -79,6 +79,14 @@ Test(pinned_envelope, json_grammar) {
                "J07 U+10FFFF pair");
   cr_assert_eq(ws_conn_send_json(A.c, "x", "\"\\x41\"", 6), WS_EJSON,
                "J10 \\x escape");
+  /* The three literals, whole and cut short or misspelt by one byte. */
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "[true,false,null]", 17), WS_OK,
+               "J20 literals");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "false", 4), WS_EJSON, "J21 fals");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "falsy", 5), WS_EJSON, "J22");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "tru", 3), WS_EJSON, "J23");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "nul", 3), WS_EJSON, "J24");
+  cr_assert_eq(ws_conn_send_json(A.c, "x", "False", 5), WS_EJSON, "J25");
   k_done(s, &A);
 }
 /* a string ending in a backslash at the very end of the input is not read past.
