@@ -100,7 +100,8 @@ def test_out_of_descriptors_does_not_spin_any_thread(start_server):
     descriptor to shed a connection can lose that slot to another thread's
     accept, and was then left with no spare and a listener that stays
     readable: 100% CPU. It now pauses that listener briefly instead. The
-    race needs luck, so the attempt is repeated."""
+    race needs luck, so the attempt is repeated (test_adapter_nofd.c makes
+    that state on purpose and checks the pause itself)."""
     for attempt in range(3):
         server = start_server("reuseport", "--threads", "4", nofile=48)
         socks = []

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from backpressure import fill, idle_cpu, read_echoes
 from conftest import (TIMEOUT, arun, close_code, connect, masked_frame,
                       masked_text, recv_json, refused_status, upgrade_request)
 from unread_input import fail_with_input_unread
@@ -236,3 +237,30 @@ def test_ciphertext_the_socket_did_not_take_outlives_the_close(server, cert):
     want = (b"\x81\x7e" + struct.pack(">H", len(payload)) + payload) * sent
     assert got[:len(want)] == want, f"{len(got)} of {len(want)} echo bytes"
     assert got[len(want):] == b"\x88\x02\x03\xe8", got[len(want):][:16]
+
+
+def test_a_wss_reader_that_pauses_gets_every_byte_then_the_loop_idles(server, cert):
+    """The TLS host's own backpressure: a client pipelines echoes until the
+    server's socket is full, then 10 more (600 KB): more ciphertext than the
+    example keeps per socket (WSA_TLS_MAX_PENDING, 256 KiB), so its send
+    callback must answer "would block", want_write must arm POLLOUT and the
+    writable path must hand the rest over, in order, once the client reads.
+    Then the loop idles: write interest dropped with the queue empty. (The
+    other TLS tests never fill that cap: want_write never ran.)"""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(TIMEOUT)
+    raw.connect((server.host, server.port))
+    with client_ctx(cert).wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(upgrade_request(server, "pauser"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        sent = fill(s, server.port, extra=10)
+        time.sleep(0.5)
+        got, end = read_echoes(s, sent)
+        assert (got, end) == (list(range(sent)), None), \
+            f"{len(got)} of {sent} echoes, then {end}"
+        used = idle_cpu(server.proc.pid)
+    assert used < 0.25, f"tls used {used:.2f} s of CPU in 1 s while idle"

@@ -62,7 +62,13 @@ $(BUILD)/tests/test_adapter_sigpipe: $(INTEG_DIR)/test_adapter_sigpipe.c $(INTEG
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
 	    $(LDLIBS_DEPS) $(EX_LIBS_pingpong_libuv)
 
-.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-deadline adapter-sigpipe
+# The epoll adapter out of descriptors with no spare: the listener paused.
+$(BUILD)/tests/test_adapter_nofd: $(INTEG_DIR)/test_adapter_nofd.c $(INTEG_DIR)/check.h $(STATIC) examples/adapters/epoll.h examples/adapters/sockio.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) $(LDLIBS_DEPS)
+
+.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-deadline adapter-sigpipe adapter-nofd
 upgrade-answer: $(BUILD)/tests/test_upgrade_answer
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_upgrade_answer
 
@@ -71,6 +77,9 @@ adapter-deadline: $(BUILD)/tests/test_adapter_deadline
 
 adapter-sigpipe: $(BUILD)/tests/test_adapter_sigpipe
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_adapter_sigpipe
+
+adapter-nofd: $(BUILD)/tests/test_adapter_nofd
+	$(Q)timeout -k 5 30 $(BUILD)/tests/test_adapter_nofd
 
 post-stress-tsan: $(TSAN_DIR)/test_post_stress
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
@@ -86,7 +95,8 @@ integrations:
 	$(MAKE) --no-print-directory upgrade-answer || rc=1; \
 	$(MAKE) --no-print-directory adapter-deadline || rc=1; \
 	$(MAKE) --no-print-directory adapter-sigpipe || rc=1; \
+	$(MAKE) --no-print-directory adapter-nofd || rc=1; \
 	$(MAKE) --no-print-directory integrations-pytest || rc=1; \
 	$(MAKE) --no-print-directory post-stress-tsan || rc=1; \
-	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, adapter-deadline, adapter-sigpipe, pytest and post-stress-tsan passed"; \
+	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, adapter-deadline, adapter-sigpipe, adapter-nofd, pytest and post-stress-tsan passed"; \
 	else echo "integrations: FAILED"; fi; exit $$rc
