@@ -48,38 +48,29 @@ $(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(INTEG_D
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $< -o $@ $(STATIC) $(LDLIBS_DEPS)
 
-# An adapter callback closing its own socket through a deadline.
-$(BUILD)/tests/test_adapter_deadline: $(INTEG_DIR)/test_adapter_deadline.c $(INTEG_DIR)/check.h $(STATIC) examples/adapters/libevent.h examples/adapters/sockio.h
+# Small C tests of one adapter each (tests/integrations/test_adapter_*.c,
+# including examples/adapters/<loop>.h): make adapter-<name> runs one.
+#   deadline  libevent: a callback whose own tick closes its socket
+#   sigpipe   libuv: a host that leaves SIGPIPE alone, a reset mid-write
+#   nofd      epoll: out of descriptors with no spare, the listener paused
+#   uv_copy   libuv: a partial uv_try_write, the rest copied past it
+ADAPTER_TESTS         := deadline sigpipe nofd uv_copy
+ADAPTER_LIBS_deadline := $(EX_LIBS_pingpong_libevent)
+ADAPTER_LIBS_sigpipe  := $(EX_LIBS_pingpong_libuv)
+ADAPTER_LIBS_uv_copy  := $(EX_LIBS_pingpong_libuv)
+
+$(BUILD)/tests/test_adapter_%: $(INTEG_DIR)/test_adapter_%.c $(INTEG_DIR)/check.h $(STATIC) $(wildcard examples/adapters/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
-	    $(LDLIBS_DEPS) $(EX_LIBS_pingpong_libevent)
+	    $(LDLIBS_DEPS) $(ADAPTER_LIBS_$*)
 
-# A libuv host that leaves SIGPIPE alone, and a peer reset mid-write.
-$(BUILD)/tests/test_adapter_sigpipe: $(INTEG_DIR)/test_adapter_sigpipe.c $(INTEG_DIR)/check.h $(STATIC) examples/adapters/libuv.h examples/adapters/sockio.h
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
-	    $(LDLIBS_DEPS) $(EX_LIBS_pingpong_libuv)
-
-# The epoll adapter out of descriptors with no spare: the listener paused.
-$(BUILD)/tests/test_adapter_nofd: $(INTEG_DIR)/test_adapter_nofd.c $(INTEG_DIR)/check.h $(STATIC) examples/adapters/epoll.h examples/adapters/sockio.h
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) $(LDLIBS_DEPS)
-
-.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-deadline adapter-sigpipe adapter-nofd
+.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer $(ADAPTER_TESTS:%=adapter-%)
 upgrade-answer: $(BUILD)/tests/test_upgrade_answer
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_upgrade_answer
 
-adapter-deadline: $(BUILD)/tests/test_adapter_deadline
-	$(Q)timeout -k 5 30 $(BUILD)/tests/test_adapter_deadline
-
-adapter-sigpipe: $(BUILD)/tests/test_adapter_sigpipe
-	$(Q)timeout -k 5 30 $(BUILD)/tests/test_adapter_sigpipe
-
-adapter-nofd: $(BUILD)/tests/test_adapter_nofd
-	$(Q)timeout -k 5 30 $(BUILD)/tests/test_adapter_nofd
+$(ADAPTER_TESTS:%=adapter-%): adapter-%: $(BUILD)/tests/test_adapter_%
+	$(Q)timeout -k 5 30 $<
 
 post-stress-tsan: $(TSAN_DIR)/test_post_stress
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
@@ -93,10 +84,10 @@ integrations-pytest: $(INTEG_BINS)
 integrations:
 	@rc=0; \
 	$(MAKE) --no-print-directory upgrade-answer || rc=1; \
-	$(MAKE) --no-print-directory adapter-deadline || rc=1; \
-	$(MAKE) --no-print-directory adapter-sigpipe || rc=1; \
-	$(MAKE) --no-print-directory adapter-nofd || rc=1; \
+	for t in $(ADAPTER_TESTS); do \
+	  $(MAKE) --no-print-directory adapter-$$t || rc=1; \
+	done; \
 	$(MAKE) --no-print-directory integrations-pytest || rc=1; \
 	$(MAKE) --no-print-directory post-stress-tsan || rc=1; \
-	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, adapter-deadline, adapter-sigpipe, adapter-nofd, pytest and post-stress-tsan passed"; \
+	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, adapter tests ($(ADAPTER_TESTS)), pytest and post-stress-tsan passed"; \
 	else echo "integrations: FAILED"; fi; exit $$rc
