@@ -6,7 +6,7 @@
 #   make asan       the test tiers again under ASan+UBSan (build/asan)
 #   make valgrind   unit tests under valgrind memcheck
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (clang)
-#   make coverage   gcov line and branch coverage of lib/ (build/cov)
+#   make coverage   gcov line coverage of lib/ (build/cov); coverage-examples
 #   make install PREFIX=/usr/local DESTDIR=
 #   make bench      benchmark harness (bench/)
 

@@ -65,12 +65,18 @@ $(BUILD)/tests/test_adapter_%: $(INTEG_DIR)/test_adapter_%.c $(INTEG_DIR)/check.
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
 	    $(LDLIBS_DEPS) $(ADAPTER_LIBS_$*)
 
-.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer $(ADAPTER_TESTS:%=adapter-%)
+.PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-tests $(ADAPTER_TESTS:%=adapter-%)
 upgrade-answer: $(BUILD)/tests/test_upgrade_answer
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_upgrade_answer
 
 $(ADAPTER_TESTS:%=adapter-%): adapter-%: $(BUILD)/tests/test_adapter_%
 	$(Q)timeout -k 5 30 $<
+
+# All of them, each run even when one fails.
+adapter-tests:
+	@rc=0; for t in $(ADAPTER_TESTS); do \
+	  $(MAKE) --no-print-directory adapter-$$t || rc=1; \
+	done; exit $$rc
 
 post-stress-tsan: $(TSAN_DIR)/test_post_stress
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
@@ -84,9 +90,7 @@ integrations-pytest: $(INTEG_BINS)
 integrations:
 	@rc=0; \
 	$(MAKE) --no-print-directory upgrade-answer || rc=1; \
-	for t in $(ADAPTER_TESTS); do \
-	  $(MAKE) --no-print-directory adapter-$$t || rc=1; \
-	done; \
+	$(MAKE) --no-print-directory adapter-tests || rc=1; \
 	$(MAKE) --no-print-directory integrations-pytest || rc=1; \
 	$(MAKE) --no-print-directory post-stress-tsan || rc=1; \
 	if [ $$rc -eq 0 ]; then echo "integrations: upgrade-answer, adapter tests ($(ADAPTER_TESTS)), pytest and post-stress-tsan passed"; \
