@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 # libc6-dev: only a Recommends of gcc, and installs here skip those.
 build_pkgs="gcc libc6-dev make pkg-config libwslay-dev libcjson-dev uthash-dev"
-test_pkgs="$build_pkgs clang libclang-rt-14-dev valgrind libcriterion-dev \
+test_pkgs="$build_pkgs g++ clang libclang-rt-14-dev valgrind libcriterion-dev \
 python3 python3-websockets python3-pytest python3-pytest-xdist \
 nodejs npm chromium chromium-driver \
 libuv1-dev libevent-dev libmicrohttpd-dev libssl-dev openssl curl procps"

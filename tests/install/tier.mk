@@ -1,5 +1,6 @@
 # make install into a temporary prefix, then build and run a program with
-# `pkg-config --cflags --libs libwsmux` against it (shared and static).
+# `pkg-config --cflags --libs libwsmux` against it (shared and static; and
+# as C99 and as C++11, as the header promises).
 TEST_TIERS += install-check
 
 .PHONY: install-check
@@ -12,6 +13,14 @@ install-check: lib
 	cc tests/install/app.c $$(pkg-config --cflags libwsmux) $$root/opt/wsmux/lib/libwsmux.a \
 	   $$(pkg-config --libs --static libwsmux | sed 's/-lwsmux//') -o $$root/app-static; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-shared; $$root/app-static; \
+	: "the header's promise: C99 or later, or C++11 (extern \"C\" linkage)"; \
+	cc -std=c99 $(WARN) tests/install/app.c $$(pkg-config --cflags libwsmux) \
+	   -o $$root/app-c99 $$(pkg-config --libs libwsmux); \
+	c++ -std=c++11 $(filter-out -Wstrict-prototypes -Wmissing-prototypes,$(WARN)) \
+	   -x c++ tests/install/app.c -x none $$(pkg-config --cflags --libs libwsmux) \
+	   -o $$root/app-cxx; \
+	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-c99; \
+	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-cxx; \
 	test "$$(readelf -d $$root/opt/wsmux/lib/libwsmux.so | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')" = libwsmux.so.$(VERSION_MAJOR); \
 	$(MAKE) --no-print-directory check-symbols; \
 	echo "install-check: 1 passed, 0 failed"
