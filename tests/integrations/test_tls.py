@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from backpressure import fill, idle_cpu, read_echoes
+from backpressure import fill, idle_cpu, kernel_send_queue, read_echoes
 from conftest import (TIMEOUT, arun, close_code, connect, masked_frame,
                       masked_text, recv_json, refused_status, upgrade_request)
 from unread_input import fail_with_input_unread
@@ -166,17 +166,21 @@ def test_the_server_ends_tls_with_close_notify(server, cert):
     assert got == b"\x88\x02\x03\xe8", got
 
 
-def _server_send_queue(server_port, client_port):
-    """Bytes the server's socket to client_port has in its kernel send
-    queue, not yet acknowledged (/proc/net/tcp, tx_queue)."""
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            local, remote = fields[1], fields[2]
-            if (int(local.split(":")[1], 16) == server_port
-                    and int(remote.split(":")[1], 16) == client_port):
-                return int(fields[4].split(":")[0], 16)
-    raise AssertionError("the server's socket is not in /proc/net/tcp")
+def slow_reader(server, cert, device):
+    """A wss:// client with a 4 KiB receive buffer (the server's socket
+    fills early), upgraded as device, its 101 read byte by byte so that
+    nothing after it is consumed."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(TIMEOUT)
+    raw.connect((server.host, server.port))
+    s = client_ctx(cert).wrap_socket(raw, server_hostname="localhost")
+    s.sendall(upgrade_request(server, device))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return s
 
 
 def _settled_send_queue(server_port, client_port):
@@ -184,7 +188,7 @@ def _settled_send_queue(server_port, client_port):
     end = time.monotonic() + TIMEOUT
     while same < 3 and time.monotonic() < end:
         time.sleep(0.02)
-        q = _server_send_queue(server_port, client_port)
+        q = kernel_send_queue(server_port, client_port)
         same = same + 1 if q == last else 0
         last = q
     return last
@@ -201,17 +205,8 @@ def test_ciphertext_the_socket_did_not_take_outlives_the_close(server, cert):
     pending writes are)."""
     payload = json.dumps({"action": "echo", "data": "w" * 60000}).encode()
     frame = masked_text(payload)
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.settimeout(TIMEOUT)
-    raw.connect((server.host, server.port))
-    client_port = raw.getsockname()[1]
-    with client_ctx(cert).wrap_socket(raw, server_hostname="localhost") as s:
-        s.sendall(upgrade_request(server, "linger"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 "), head
+    with slow_reader(server, cert, "linger") as s:
+        client_port = s.getsockname()[1]
         # Echoes until the server's socket is full: the last one's
         # ciphertext did not fit whole, the rest waits in the server.
         sent, prev = 0, _settled_send_queue(server.port, client_port)
@@ -247,16 +242,7 @@ def test_a_wss_reader_that_pauses_gets_every_byte_then_the_loop_idles(server, ce
     writable path must hand the rest over, in order, once the client reads.
     Then the loop idles: write interest dropped with the queue empty. (The
     other TLS tests never fill that cap: want_write never ran.)"""
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.settimeout(TIMEOUT)
-    raw.connect((server.host, server.port))
-    with client_ctx(cert).wrap_socket(raw, server_hostname="localhost") as s:
-        s.sendall(upgrade_request(server, "pauser"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 "), head
+    with slow_reader(server, cert, "pauser") as s:
         sent = fill(s, server.port, extra=10)
         time.sleep(0.5)
         got, end = read_echoes(s, sent)

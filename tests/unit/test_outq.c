@@ -60,6 +60,16 @@ static void server_free(ws_server *s) {
                test_alloc_live());
 }
 
+/* The slow-consumer ending: the close frame (4001) is the last thing
+ * written, the transport closed once, on_close told 4001 once. */
+static void expect_closed_as_slow(mt_conn *t) {
+  mt_expect_close(t, 4001);
+  mt_expect_nothing(t);
+  cr_assert_eq(t->closes, 1);
+  cr_assert_eq(R.on_close_calls, 1);
+  cr_assert_eq(R.on_close_code, 4001);
+}
+
 /* A JSON string value of n 'x' characters: "xxx...". */
 static char *json_str(size_t n) {
   static char buf[80000];
@@ -295,11 +305,7 @@ Test(outq, queue_cap_closes_slow_consumer_with_4001) {
      * the transport is closed. */
     t.would_block = 0;
     mt_pump(&t);
-    mt_expect_close(&t, 4001);
-    mt_expect_nothing(&t);
-    cr_assert_eq(t.closes, 1);
-    cr_assert_eq(R.on_close_calls, 1);
-    cr_assert_eq(R.on_close_code, 4001);
+    expect_closed_as_slow(&t);
     ws_server_stats(s, &st, sizeof(st));
     cr_assert_eq(st.closes_4001, 1);
     cr_assert_eq(other.closes, 0);
@@ -411,10 +417,7 @@ Test(outq, over_cap_from_inside_send_keeps_the_frames_being_written) {
       cr_assert_eq(f.opcode, MT_TEXT);
       cr_assert_eq(f.len, strlen("{\"action\":\"first\",\"data\":}") + 202);
     }
-    mt_expect_close(&t, 4001);
-    mt_expect_nothing(&t);
-    cr_assert_eq(t.closes, 1);
-    cr_assert_eq(R.on_close_code, 4001);
+    expect_closed_as_slow(&t);
     server_free(s);
     mt_free(&t);
   }
@@ -782,10 +785,7 @@ Test(outq, pongs_past_1024_unsent_close_the_pinger_with_4001) {
     t.would_block = 0;
     mt_pump(&t);
     /* The queued pongs were dropped with the queue: the close comes first. */
-    mt_expect_close(&t, 4001);
-    mt_expect_nothing(&t);
-    cr_assert_eq(t.closes, 1);
-    cr_assert_eq(R.on_close_code, 4001);
+    expect_closed_as_slow(&t);
     server_free(s);
     mt_free(&t);
   }
