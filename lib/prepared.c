@@ -59,8 +59,11 @@ int ws_prepare_json(ws_server *s, const char *action, const char *data_json,
 
 int ws_conn_send_prepared(ws_conn *c, const ws_prepared *p) {
   int rc;
-  if (c == NULL || p == NULL || p->s != c->s) return WS_EINVAL;
+  if (c == NULL) return WS_EINVAL;
+  /* The connection first, as in ws_conn_send: a closing one is WS_ECLOSED
+   * whatever the handle. */
   if (c->state != WS__OPEN) return ws__conn_sendable(c);
+  if (p == NULL || p->s != c->s) return WS_EINVAL;
   ws__enter(c->s);
   rc = ws__conn_queue(c, p->frame);
   ws__leave(c->s);

@@ -230,6 +230,8 @@ static int send_raw(ws_conn *c, int opcode, const void *p, size_t len) {
 }
 
 int ws_conn_send_text(ws_conn *c, const char *text, size_t len) {
+  int err = conn_sendable(c); /* the connection first, as in ws_conn_send */
+  if (err != WS_OK) return err;
   if (text && ws__utf8_validate(0, (const uint8_t *)text, len) !=
                   WS__UTF8_ACCEPT)
     return WS_EINVAL;

@@ -143,6 +143,17 @@ static void finish_all(ws_server *s, int code, const char *reason) {
   while (s->conns) ws__conn_finish(s->conns, code, reason);
 }
 
+/* The drain's end cuts each close handshake as its close timeout would:
+ * on_close gets the code the connection closed with (the shutdown's 1001,
+ * the host's own, or the peer's), 1001 for one that has none. */
+static void finish_draining(ws_server *s) {
+  while (s->conns) {
+    ws_conn *c = s->conns;
+    ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_GOING_AWAY,
+                    "shutdown deadline");
+  }
+}
+
 void ws_server_free(ws_server *s) {
   if (s == NULL || s->destroying) return;
   ws__enter(s);
@@ -215,10 +226,10 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
   if (!s->shutting_down) ws__post_drain(s, WS__POST_TICK_DELIVERIES);
   ws__timer_run(s);
   if (s->shutting_down == 1 && s->now >= s->shutdown_deadline)
-    finish_all(s, WS_CLOSE_GOING_AWAY, "shutdown deadline");
+    finish_draining(s);
   if (ws__leave(s)) return -1; /* destroyed from a callback */
   /* Asked last: the flush in ws__leave may have armed deadlines, and
-   * finish_all may have cleared every one. */
+   * finish_draining may have cleared every one. */
   next = ws__timer_next(s);
   if (!s->shutting_down && ws__post_pending(s)) next = 0;
   return next_timeout(s, next);

@@ -824,3 +824,55 @@ Test(conn, out_of_memory_while_reassembling_fails_with_1011) {
   ws_server_free(s);
   mt_free(&t);
 }
+
+/* ---- the header's promises, one by one (audit of promises vs tests) ---- */
+
+/* ws_conn_abort drops what was queued and sends no close frame, even to a
+ * socket that could take them now; on_close gets 1006. */
+Test(conn, abort_drops_queued_data_without_a_close_frame) {
+  ws_stats st;
+  size_t len;
+  fixture(NULL);
+  mt_connect(&A, S, "a", MT_WHOLE);
+  A.would_block = 1;
+  cr_assert_eq(ws_conn_send_json(A.c, "one", "1", 1), WS_OK);
+  cr_assert_eq(ws_conn_send_json(A.c, "two", "2", 1), WS_OK);
+  len = A.len;
+  A.would_block = 0; /* writable now, but the host aborts instead */
+  ws_conn_abort(A.c);
+  cr_assert_eq(A.closes, 1);
+  cr_assert_null(A.c);
+  cr_assert_eq(A.len, len, "%zu bytes written after the abort", A.len - len);
+  cr_assert_eq(G.on_close[0], 1);
+  cr_assert_eq(G.on_close_code[0], WS_CLOSE_ABNORMAL);
+  ws_server_stats(S, &st, sizeof st);
+  cr_assert_eq(st.closes_1006, 1);
+  cr_assert_eq(st.conns_open, 0);
+  finish();
+}
+
+/* A drain deadline reports the code each connection closed with, as a
+ * close timeout does (on_close's doc): 4100, not 1001, for the host's. */
+Test(conn, drain_deadline_reports_the_code_each_connection_closed_with) {
+  ws_stats st;
+  fixture(NULL); /* close_timeout 5 s: past the 1 s drain */
+  ws_server_tick(S, 0);
+  mt_connect(&A, S, "a", MT_WHOLE);
+  mt_connect(&B, S, "b", MT_WHOLE);
+  cr_assert_eq(ws_conn_close(A.c, 4100, "app"), WS_OK);
+  mt_expect_close(&A, 4100);
+  cr_assert_eq(ws_server_shutdown(S, 1000), WS_OK);
+  mt_expect_close(&B, 1001);
+  mt_expect_nothing(&A);
+  ws_server_tick(S, 999);
+  cr_assert_eq(A.closes + B.closes, 0, "neither peer answered: draining");
+  ws_server_tick(S, 1000);
+  cr_assert_eq(A.closes + B.closes, 2, "the drain deadline ended both");
+  cr_assert_eq(G.on_close_code[0], 4100, "A got %d", G.on_close_code[0]);
+  cr_assert_eq(G.on_close_code[1], WS_CLOSE_GOING_AWAY);
+  cr_assert_eq(G.on_shutdown, 1);
+  ws_server_stats(S, &st, sizeof st);
+  cr_assert_eq(st.closes_other, 1);
+  cr_assert_eq(st.closes_1001, 1);
+  finish();
+}

@@ -817,3 +817,31 @@ Test(mux, binary_handler_returning_negative_closes_1011) {
   mt_expect_close(&T, 1011);
   teardown(s);
 }
+
+/* ---- the header's promises, one by one (audit of promises vs tests) ---- */
+
+/* The empty action "" is valid (unlike an empty group name): registered,
+ * sent, posted, and received by its handler, else unknown_action. */
+Test(mux, empty_action_is_a_valid_one) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    ws_server *s = setup(mode, 1, WS_BADMSG_REPLY);
+    cr_assert_eq(ws_mux_handle(R.mux, "", h_named, "empty"), WS_OK);
+    mt_send_text(&T, "{\"action\":\"\",\"data\":1}", mode);
+    cr_assert_eq(R.calls, 1);
+    cr_assert_str_eq(R.who, "empty");
+    cr_assert_str_eq(R.action, "");
+    cr_assert_str_eq(R.data, "1");
+    cr_assert_eq(ws_conn_send_json(T.c, "", "2", 1), WS_OK);
+    mt_expect_text(&T, "{\"action\":\"\",\"data\":2}");
+    cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "", NULL, 0), WS_OK);
+    ws_server_tick(s, 1);
+    mt_expect_text(&T, "{\"action\":\"\"}");
+    cr_assert_eq(ws_mux_remove(R.mux, ""), WS_OK);
+    mt_send_text(&T, "{\"action\":\"\"}", mode);
+    expect_error("unknown_action");
+    cr_assert_eq(R.calls, 1);
+    mt_expect_nothing(&T);
+    teardown(s);
+  }
+}

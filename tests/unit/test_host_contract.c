@@ -586,3 +586,48 @@ Test(host_contract, post_arguments_and_after_shutdown) {
   mt_free(&t);
   cr_assert_eq(test_alloc_live(), 0);
 }
+
+/* ---- out of memory (audit of promises vs tests) ------------------------ */
+
+/* Out of memory, ws_server_new and ws_conn_new answer WS_ENOMEM (not
+ * WS_EINVAL), leak nothing, and no callback fires for what was not made. */
+Test(host_contract, server_new_and_conn_new_out_of_memory_are_enomem) {
+  ws_config cfg;
+  ws_server *s = NULL;
+  ws_conn *c = NULL;
+  ws_stats st;
+  mt_conn t;
+  long n, live;
+  int rc;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  test_alloc_reset(1);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_ENOMEM);
+  cr_assert_null(s);
+  test_alloc_reset(0);
+  cr_assert_eq(test_alloc_live(), 0);
+  s = plain_server(NULL);
+  memset(&t, 0, sizeof t);
+  t.s = s;
+  live = test_alloc_live();
+  for (n = 1;; n++) {
+    test_alloc_reset(n);
+    rc = ws_conn_new(s, &t, &c);
+    if (!test_alloc_failed()) break;
+    cr_assert_eq(rc, WS_ENOMEM, "allocation %ld: %s", n, ws_err_name(rc));
+    cr_assert_null(c, "allocation %ld: *out set", n);
+    cr_assert_eq(test_alloc_live(), live, "allocation %ld: leaked", n);
+    ws_server_stats(s, &st, sizeof st);
+    cr_assert_eq(st.conns_pending, 0);
+  }
+  test_alloc_reset(0);
+  cr_assert_eq(rc, WS_OK);
+  cr_assert_gt(n, 2, "the connection and its deadline's room both failed");
+  t.c = c;
+  cr_assert_eq(t.closes, 0, "no callback for the connections not made");
+  ws_server_free(s);
+  cr_assert_eq(t.closes, 1);
+  mt_free(&t);
+  cr_assert_eq(test_alloc_live(), 0);
+}

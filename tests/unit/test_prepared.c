@@ -223,3 +223,55 @@ Test(prepared, prepare_from_cjson_clears_out_on_failure) {
   cJSON_Delete(bad);
   finish();
 }
+
+/* ---- the header's promises, one by one (audit of promises vs tests) ---- */
+
+/* ws_conn_send_prepared "returns as ws_conn_send": the state first, so a
+ * bad handle to a closing connection is WS_ECLOSED, not WS_EINVAL. */
+Test(prepared, connection_state_is_answered_before_the_handle) {
+  ws_prepared *other;
+  fixture();
+  cr_assert_eq(ws_prepare_json(S2, "x", "1", 1, &other), WS_OK);
+  mt_open(&C[1], S); /* still in its handshake */
+  cr_assert_eq(ws_conn_send_prepared(C[1].c, NULL), WS_ESTATE);
+  cr_assert_eq(ws_conn_send_prepared(C[1].c, other), WS_ESTATE);
+  mt_connect(&C[0], S, "d0", MT_WHOLE);
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, other), WS_EINVAL);
+  cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, NULL), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_prepared(C[0].c, other), WS_ECLOSED);
+  mt_expect_close(&C[0], 1000);
+  mt_expect_nothing(&C[0]);
+  cr_assert_eq(C[1].len, 0);
+  finish();
+}
+
+/* Out of memory at each allocation, ws_prepare and ws_prepare_json answer
+ * WS_ENOMEM, clear *out and leak nothing. */
+Test(prepared, out_of_memory_is_enomem) {
+  cJSON *d = cJSON_CreateArray();
+  int which;
+  fixture();
+  for (which = 0; which < 2; which++) {
+    long n, live = test_alloc_live();
+    ws_prepared *p = NULL;
+    int rc;
+    for (n = 1;; n++) {
+      p = (ws_prepared *)&p;
+      test_alloc_reset(n);
+      rc = which ? ws_prepare(S, "x", d, &p)
+                 : ws_prepare_json(S, "x", "1", 1, &p);
+      if (!test_alloc_failed()) break;
+      cr_assert_eq(rc, WS_ENOMEM, "#%d, allocation %ld: %s", which, n,
+                   ws_err_name(rc));
+      cr_assert_null(p, "#%d, allocation %ld", which, n);
+      cr_assert_eq(test_alloc_live(), live, "#%d, allocation %ld", which, n);
+    }
+    test_alloc_reset(0);
+    cr_assert_eq(rc, WS_OK);
+    cr_assert_gt(n, 2, "#%d: the frame and the handle both failed", which);
+    ws_prepared_free(p);
+  }
+  cJSON_Delete(d);
+  finish();
+}

@@ -58,7 +58,9 @@ static int h_on_close(ws_conn *c, int code, const char *reason, void *ud) {
   return 0;
 }
 
-static void fixture(void) {
+/* The server every test here starts from; max_queued 0 keeps the
+ * default. */
+static void fixture_queue(size_t max_queued, int queue_policy) {
   ws_config cfg;
   memset(&G, 0, sizeof(G));
   ws_config_init(&cfg);
@@ -66,9 +68,13 @@ static void fixture(void) {
   mt_config(&cfg, 0);
   cfg.handler = h_handler;
   cfg.on_close = h_on_close;
+  if (max_queued) cfg.max_queued = max_queued;
+  cfg.queue_policy = queue_policy;
   cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
   ws_server_tick(S, 0); /* the host's clock starts at 0 */
 }
+
+static void fixture(void) { fixture_queue(0, WS_QUEUE_CLOSE); }
 
 static void finish(void) {
   int i;
@@ -1025,5 +1031,138 @@ Test(send, broadcast_to_nobody_is_0_with_an_allocator_that_refuses_size_0) {
   connect_n(1, MT_WHOLE);
   cr_assert_eq(ws_broadcast(S, "all", NULL, NULL, 0), 1);
   mt_expect_text(&C[0], "{\"action\":\"all\"}");
+  finish();
+}
+
+/* ---- the header's promises, one by one (audit of promises vs tests) ---- */
+
+/* ws_send_device to a full queue: 0, counted in drops_queue_full (not as
+ * an unknown target), and the policy applied (default: closed with 4001). */
+Test(send, send_device_to_a_full_queue_is_0_and_applies_the_policy) {
+  static char fill[90];
+  ws_stats a, b;
+  fixture_queue(100, WS_QUEUE_CLOSE);
+  connect_n(1, MT_WHOLE);
+  C[0].would_block = 1;
+  cr_assert_eq(ws_conn_send_binary(C[0].c, fill, sizeof fill), WS_OK);
+  ws_server_stats(S, &a, sizeof a);
+  cr_assert_eq(ws_send_device(S, "d0", "x", NULL), 0, "92 + 16 bytes > 100");
+  ws_server_stats(S, &b, sizeof b);
+  cr_assert_eq(b.drops_queue_full, a.drops_queue_full + 1);
+  cr_assert_eq(b.unknown_targets, a.unknown_targets);
+  cr_assert_eq(b.fanout, a.fanout);
+  C[0].would_block = 0;
+  mt_pump(&C[0]);
+  mt_expect_close(&C[0], WS_CLOSE_SLOW_CONSUMER);
+  mt_expect_nothing(&C[0]);
+  finish();
+}
+
+/* Every fan-out leaves a receiver whose queue is full out of its count and
+ * of ws_stats.fanout (WS_QUEUE_DROP: dropped for it alone, it stays). */
+Test(send, fan_out_leaves_a_receiver_with_a_full_queue_out_of_its_count) {
+  static char fill[90];
+  const char *const ids[] = {"d0", "d1", "d2"};
+  ws_stats a, b;
+  mt_frame f;
+  int i;
+  fixture_queue(100, WS_QUEUE_DROP);
+  connect_n(3, MT_WHOLE);
+  for (i = 0; i < 3; i++) {
+    cr_assert_eq(ws_conn_join(C[i].c, "room"), WS_OK);
+    cr_assert_eq(ws_conn_set_user(C[i].c, "u"), WS_OK);
+  }
+  C[1].would_block = 1;
+  cr_assert_eq(ws_conn_send_binary(C[1].c, fill, sizeof fill), WS_OK);
+  ws_server_stats(S, &a, sizeof a);
+  cr_assert_eq(ws_broadcast(S, "all", NULL, NULL, 0), 2);
+  cr_assert_eq(ws_broadcast(S, "list", NULL, ids, 3), 2);
+  cr_assert_eq(ws_publish(S, "room", "pub", NULL), 2);
+  cr_assert_eq(ws_push_user(S, "u", "usr", NULL), 2);
+  ws_server_stats(S, &b, sizeof b);
+  cr_assert_eq(b.drops_queue_full, a.drops_queue_full + 4);
+  cr_assert_eq(b.fanout, a.fanout + 8);
+  for (i = 0; i < 3; i += 2) {
+    mt_expect_text(&C[i], "{\"action\":\"all\"}");
+    mt_expect_text(&C[i], "{\"action\":\"list\"}");
+    mt_expect_text(&C[i], "{\"action\":\"pub\"}");
+    mt_expect_text(&C[i], "{\"action\":\"usr\"}");
+    mt_expect_nothing(&C[i]);
+  }
+  cr_assert_eq(C[1].closes, 0, "dropped for, not closed");
+  C[1].would_block = 0;
+  mt_pump(&C[1]);
+  mt_expect_frame(&C[1], &f);
+  cr_assert_eq(f.opcode, MT_BINARY);
+  mt_expect_nothing(&C[1]);
+  finish();
+}
+
+/* Unbinding and leaving work until the connection has ended: while it is
+ * closing they take effect (WS_OK), where joining is already WS_ECLOSED. */
+Test(registry, unbinding_and_leaving_work_while_closing) {
+  fixture();
+  connect_n(1, MT_WHOLE);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "u"), WS_OK);
+  cr_assert_eq(ws_conn_join(C[0].c, "room"), WS_OK);
+  cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
+  cr_assert_eq(ws_conn_set_user(C[0].c, NULL), WS_OK);
+  cr_assert_null(ws_conn_user(C[0].c));
+  cr_assert_eq(ws_conn_leave(C[0].c, "room"), WS_OK);
+  cr_assert_eq(ws_conn_leave(C[0].c, "room"), WS_ENOENT, "it left");
+  cr_assert_eq(ws_conn_join(C[0].c, "room"), WS_ECLOSED);
+  mt_expect_close(&C[0], 1000);
+  peer_close(&C[0], 1000, MT_WHOLE);
+  cr_assert_eq(C[0].closes, 1);
+  finish();
+}
+
+/* ws_conn_send_text answers the connection's state before looking at the
+ * text, as ws_conn_send: bad UTF-8 to a closing one is WS_ECLOSED. */
+Test(send, send_text_answers_the_connection_state_before_the_text) {
+  fixture();
+  connect_n(1, MT_WHOLE);
+  mt_open(&C[1], S); /* still in its handshake */
+  cr_assert_eq(ws_conn_send_text(C[1].c, "\xff", 1), WS_ESTATE);
+  cr_assert_eq(ws_conn_send_text(C[0].c, "\xff", 1), WS_EINVAL);
+  cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
+  cr_assert_eq(ws_conn_send_text(C[0].c, "\xff", 1), WS_ECLOSED);
+  mt_expect_close(&C[0], 1000);
+  mt_expect_nothing(&C[0]);
+  cr_assert_eq(C[1].len, 0);
+  peer_close(&C[0], 1000, MT_WHOLE);
+  finish();
+}
+
+/* Out of memory is WS_ENOMEM (not WS_EJSON or WS_ELIMIT) from every send
+ * path and from binding a user, and nothing is queued or counted. */
+Test(send, out_of_memory_is_enomem_and_sends_nothing) {
+  ws_stats a, b;
+  fixture();
+  connect_n(2, MT_WHOLE);
+  ws_server_stats(S, &a, sizeof a);
+  test_alloc_reset(1); /* the frame */
+  cr_assert_eq(ws_conn_send_json(C[0].c, "x", "1", 1), WS_ENOMEM);
+  test_alloc_reset(1);
+  cr_assert_eq(ws_broadcast_json(S, "x", "1", 1, NULL, 0), WS_ENOMEM);
+  test_alloc_reset(2); /* the targets, after the frame */
+  cr_assert_eq(ws_broadcast_json(S, "x", "1", 1, NULL, 0), WS_ENOMEM);
+  cr_assert(test_alloc_failed());
+  test_alloc_reset(1); /* the post's record */
+  cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "x", "1", 1), WS_ENOMEM);
+  test_alloc_reset(2); /* its frame */
+  cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "x", "1", 1), WS_ENOMEM);
+  cr_assert(test_alloc_failed());
+  test_alloc_reset(1);
+  cr_assert_eq(ws_conn_set_user(C[0].c, "u"), WS_ENOMEM);
+  test_alloc_reset(0);
+  cr_assert_eq(ws_server_tick(S, 1), 30000 - 1, "no post waits");
+  ws_server_stats(S, &b, sizeof b);
+  cr_assert_eq(b.broadcasts, a.broadcasts);
+  cr_assert_eq(b.fanout, a.fanout);
+  cr_assert_eq(b.msgs_out, a.msgs_out);
+  mt_expect_nothing(&C[0]);
+  mt_expect_nothing(&C[1]);
+  cr_assert_eq(ws_server_user_count(S, "u"), 0);
   finish();
 }

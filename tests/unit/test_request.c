@@ -329,3 +329,17 @@ Test(request, flag_parameters_fit_in_the_block) {
   }
   ws__request_free(&al, r);
 }
+
+/* ---- the header's promises, one by one (audit of promises vs tests) ---- */
+
+/* ws_request_header gives the first occurrence of a repeated header. */
+Test(request, repeated_header_gives_the_first_occurrence) {
+  int err;
+  ws_request *r = build_str(
+      "GET / HTTP/1.1\r\nX-A: 1\r\nx-a: 2\r\nX-A: 3\r\n\r\n", 1, &err);
+  cr_assert_not_null(r);
+  cr_expect_str_eq(ws_request_header(r, "X-A"), "1");
+  cr_expect_str_eq(ws_request_header(r, "x-a"), "1");
+  cr_expect_eq(ws_request_header_count(r), 3);
+  ws__request_free(&al, r);
+}

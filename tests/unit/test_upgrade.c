@@ -23,6 +23,7 @@ static struct {
   int http_publish;           /* on_http joins "room" and publishes to it */
   int publish_count;
   int respond_rc;
+  char header_seen[64];       /* on_http's X-Token header, "(none)" */
 } R;
 
 static int h_handler(ws_conn *c, const ws_msg *m, void *ud) {
@@ -58,8 +59,11 @@ static int h_check_origin(const ws_request *req, const char *origin,
 }
 static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
   static const char page[] = "<html>hello</html>";
+  const char *token = ws_request_header(req, "X-Token");
   (void)ud;
   R.http_calls++;
+  snprintf(R.header_seen, sizeof(R.header_seen), "%s",
+           token ? token : "(none)");
   cr_assert_str_eq(ws_request_method(req), "GET");
   if (R.http_close_first == 1) cr_assert_eq(ws_conn_close(c, 1000, NULL), 0);
   if (R.http_close_first == 2)
@@ -105,6 +109,12 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
     cr_assert_eq(ws_conn_http_respond(c, 199, NULL, "x", 1), WS_EINVAL);
     cr_assert_eq(ws_conn_http_respond(c, 200, NULL, NULL, 1), WS_EINVAL);
     R.respond_rc = ws_conn_http_respond(c, 204, "text/plain", NULL, 0);
+    return 0;
+  }
+  if (R.http_respond && strcmp(ws_request_path(req), "/oom") == 0) {
+    test_alloc_reset(1); /* the answer's buffer */
+    R.respond_rc = ws_conn_http_respond(c, 200, NULL, "x\n", 2);
+    test_alloc_reset(0);
     return 0;
   }
   if (R.http_respond && strcmp(ws_request_path(req), "/") == 0) {
@@ -1393,4 +1403,213 @@ Test(upgrade, preparsed_star_target_with_a_query_is_400) {
     server_free(s);
     mt_free(&p);
   }
+}
+
+/* ---- the header's promises, one by one (audit of promises vs tests) ---- */
+
+/* ws_conn_upgrade_answer accepted: no HTTP bytes from the library (the host
+ * writes the 101), the subprotocol to send is ws_conn_subprotocol(c). */
+Test(upgrade, upgrade_answer_accepted_writes_no_http_bytes) {
+  ws_header h[6];
+  char acc[WS_ACCEPT_LEN + 1];
+  const char *why = "untouched";
+  int st = 0;
+  mt_conn t;
+  ws_server *s;
+  memcpy(h, k_hdrs, sizeof k_hdrs);
+  h[5] = (ws_header){"Sec-WebSocket-Protocol", 22, "x, chat.v1", 10};
+  reset();
+  s = server_new(with_protos);
+  mt_open(&t, s);
+  cr_assert_eq(ws_conn_upgrade_answer(t.c, "GET", "/ws", "device_id=dev1", h,
+                                      6, &st, &why, acc),
+               WS_OK);
+  cr_assert_eq(st, 101);
+  cr_assert_null(why);
+  cr_assert_str_eq(acc, MT_SAMPLE_ACCEPT);
+  cr_assert_eq(t.len, 0, "the library wrote %zu bytes", t.len);
+  cr_assert_eq(R.on_open, 1);
+  cr_assert_str_eq(ws_conn_subprotocol(t.c), "chat.v1");
+  cr_assert_eq(ws_server_find_device(s, "dev1"), t.c);
+  cr_assert_eq(ws_conn_send_text(t.c, "hi", 2), WS_OK);
+  mt_expect_text(&t, "hi");
+  mt_expect_nothing(&t);
+  cr_assert_eq(t.closes, 0);
+  server_free(s);
+  mt_free(&t);
+}
+
+/* ws_conn_upgrade_answer refused: status and reason given back, nothing
+ * written, the transport closed before return, no on_close. */
+Test(upgrade, upgrade_answer_refusal_closes_before_return_without_writing) {
+  char acc[WS_ACCEPT_LEN + 1] = "untouched";
+  const char *why = NULL;
+  int st = 0;
+  ws_stats stats;
+  mt_conn t;
+  ws_server *s;
+  reset();
+  s = server_new(NULL);
+  mt_open(&t, s);
+  cr_assert_eq(ws_conn_upgrade_answer(t.c, "GET", "/ws", NULL, k_hdrs, 5, &st,
+                                      &why, acc),
+               WS_OK);
+  cr_assert_eq(st, 400);
+  cr_assert_str_eq(why, "missing device_id");
+  cr_assert_str_eq(acc, "");
+  cr_assert_eq(t.closes, 1, "closed before the call returned");
+  cr_assert_null(t.c);
+  cr_assert_eq(t.len, 0, "the library wrote %zu bytes", t.len);
+  cr_assert_eq(R.on_open + R.on_close, 0);
+  ws_server_stats(s, &stats, sizeof stats);
+  cr_assert_eq(stats.refusals[WS_REFUSE_BAD_REQUEST], 1);
+  cr_assert_eq(stats.conns_pending, 0);
+  server_free(s);
+  mt_free(&t);
+}
+
+static int h_http_unreachable(ws_conn *c, const ws_request *req, void *ud) {
+  (void)c, (void)req, (void)ud;
+  cr_assert_fail("on_http called for a request the library cannot read");
+  return 0;
+}
+static void with_http_unreachable(ws_config *cfg) {
+  cfg->on_http = h_http_unreachable;
+}
+
+/* on_http is not called for a request the library cannot read (400, 431),
+ * and a bad escape in the path is a 400 either way, not a 404. */
+Test(upgrade, on_http_is_not_called_for_a_request_it_cannot_read) {
+  size_t big = 9000;
+  char *req = malloc(big + 64);
+  int n;
+  cr_assert_not_null(req);
+  refuse_str(with_http_unreachable, NULL,
+             "GET /ws HTTP/1.1\r\nBad Header\r\n\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+  n = snprintf(req, big + 64, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: ");
+  memset(req + n, 'a', big);
+  strcpy(req + n + big, "\r\n\r\n");
+  refuse_str(with_http_unreachable, NULL, req, 431, WS_REFUSE_TOO_LARGE, NULL,
+             NULL);
+  free(req);
+  refuse_str(with_http_unreachable, NULL,
+             "GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "bad percent-encoding");
+  refuse_str(with_http_unreachable, NULL,
+             "GET /a%00b HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "bad percent-encoding");
+  refuse_str(NULL, NULL, "GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "bad percent-encoding");
+  refuse_str(NULL, NULL, REQ_HEAD("/w%zz?device_id=d") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "bad percent-encoding");
+}
+
+/* on_http runs for a request the host parsed (ws_conn_upgrade) too, and
+ * sees every header with keep_headers 0, fed or parsed. */
+Test(upgrade, on_http_gets_host_parsed_requests_and_every_header) {
+  static const ws_header h[] = {{"Host", 4, "example.com", 11},
+                                {"X-Token", 7, "t0k3n", 5}};
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t;
+    ws_server *s = http_server_open(&t);
+    mt_feed_str(&t, "GET /query?q=1 HTTP/1.1\r\nHost: h\r\nX-Token: t0k3n"
+                    "\r\n\r\n", mode);
+    cr_assert_eq(R.http_calls, 1);
+    cr_assert_str_eq(R.header_seen, "t0k3n");
+    cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 200);
+    mt_free(&t);
+    mt_open(&t, s);
+    memset(R.header_seen, 0, sizeof R.header_seen);
+    cr_assert_eq(ws_conn_upgrade(t.c, "GET", "/query", "q=2", h, 2), WS_OK);
+    cr_assert_eq(R.http_calls, 2, "on_http not called for ws_conn_upgrade");
+    cr_assert_str_eq(R.header_seen, "t0k3n");
+    cr_assert_str_eq(R.last, "q=2 ok=(none)");
+    cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 200);
+    cr_assert_eq(t.closes, 1);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* Out of memory at any allocation of an upgrade is a 503 refusal, fed or
+ * host-parsed, never a 400/500 or an open connection. */
+Test(upgrade, out_of_memory_in_an_upgrade_is_a_503_refusal) {
+  int how;
+  for (how = 0; how < 2; how++) {
+    long n;
+    int refusals = 0, failed = 1;
+    for (n = 1; failed; n++) {
+      mt_conn t;
+      ws_stats st;
+      ws_server *s;
+      int status;
+      reset();
+      s = server_new(NULL);
+      mt_open(&t, s);
+      test_alloc_reset(n);
+      if (how)
+        cr_assert_eq(ws_conn_upgrade(t.c, "GET", "/ws", "device_id=dev1",
+                                     k_hdrs, 5),
+                     WS_OK);
+      else
+        mt_feed(&t, k_valid, strlen(k_valid), MT_WHOLE);
+      failed = test_alloc_failed();
+      test_alloc_reset(0);
+      mt_pump(&t);
+      status = mt_http_response(&t, NULL, 0, NULL, NULL);
+      if (failed) {
+        cr_assert_eq(status, 503, "%s, allocation %ld: status %d",
+                     how ? "parsed" : "fed", n, status);
+        cr_assert_eq(R.on_open, 0, "allocation %ld", n);
+        cr_assert_eq(t.closes, 1, "allocation %ld", n);
+        ws_server_stats(s, &st, sizeof st);
+        cr_assert_eq(st.refusals[WS_REFUSE_UNAVAILABLE], 1);
+        cr_assert_eq(st.conns_open + st.conns_pending, 0);
+        refusals++;
+      } else {
+        cr_assert_eq(status, 101);
+      }
+      server_free(s);
+      mt_free(&t);
+    }
+    cr_assert_gt(refusals, 1, "%s: %d refusals", how ? "parsed" : "fed",
+                 refusals);
+  }
+}
+
+/* ws_conn_http_respond out of memory: WS_ENOMEM. */
+Test(upgrade, http_respond_out_of_memory_is_enomem) {
+  mt_conn t;
+  ws_server *s = http_server_open(&t);
+  mt_feed_str(&t, "GET /oom HTTP/1.1\r\nHost: h\r\n\r\n", MT_WHOLE);
+  cr_assert_eq(R.http_calls, 1);
+  cr_assert_eq(R.respond_rc, WS_ENOMEM, "%s", ws_err_name(R.respond_rc));
+  server_free(s);
+  mt_free(&t);
+}
+
+/* A closing connection counts against max_connections until its transport
+ * close (ws_server_conn_count's doc): 503 meanwhile, 101 after. */
+Test(upgrade, a_closing_connection_counts_against_max_connections) {
+  mt_conn t;
+  mt_bytes b = {.p = NULL};
+  ws_server *s;
+  reset();
+  s = server_new(one_conn);
+  mt_connect(&k_pre[0], s, "first", MT_WHOLE);
+  cr_assert_eq(ws_conn_close(k_pre[0].c, 1000, NULL), WS_OK);
+  cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), MT_WHOLE, NULL, 0),
+               503);
+  mt_free(&t);
+  mt_close_add(&b, 1000, NULL);
+  mt_feed(&k_pre[0], b.p, b.len, MT_WHOLE);
+  cr_assert_eq(k_pre[0].closes, 1);
+  cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), MT_WHOLE, NULL, 0),
+               101);
+  server_free(s);
+  mt_free(&t);
+  mt_free(&k_pre[0]);
+  mt_bytes_free(&b);
 }
