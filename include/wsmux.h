@@ -279,7 +279,8 @@ typedef struct ws_config {
    * id) != c); 1005 when the peer's close had no code; the code the server
    * sent when no close frame came back (failure, close timeout); 4002 for
    * a write deadline (the socket took nothing, so no close frame could be
-   * sent); 1006 when no other close frame was exchanged. The closes_*
+   * sent); 1006 when no other close frame was exchanged, and for every
+   * connection ws_server_free ends, whatever was exchanged. The closes_*
    * counters count the same code. reason is the peer's when its close
    * frame came (possibly empty), else the library's own short description
    * ("aborted", "server destroyed", "write timeout", "close handshake
@@ -412,8 +413,10 @@ typedef struct ws_config {
 } ws_config;
 
 /* Fills *cfg with the defaults documented above. Always call it first, then
- * set fields: new fields may be added at the end in later versions.
- * Thread-safe. */
+ * set fields: new fields may be added at the end in later versions (only
+ * the struct_size bytes a program was built with are written). A size
+ * smaller than any version's struct is only zeroed, and ws_server_new
+ * refuses it. Thread-safe. */
 WS_EXTERN void ws_config_defaults(ws_config *cfg, size_t struct_size);
 #define ws_config_init(cfg) ws_config_defaults((cfg), sizeof(*(cfg)))
 
@@ -738,7 +741,8 @@ WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
 WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
                                          const char *device_id);
 /* Binds the connection to a user (copied), replacing a previous one; NULL
- * unbinds; the user it already has is a no-op (WS_OK). A user may have
+ * unbinds; the user it already has is a no-op (WS_OK, even while the
+ * connection is closing: nothing changes). A user may have
  * many connections. User and group names are 1 to 255 bytes (WS_EINVAL
  * otherwise). Errors: WS_EINVAL, WS_ENOMEM, WS_ECLOSED. Binding and
  * joining need a connection that is not closing (WS_ECLOSED); unbinding

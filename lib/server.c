@@ -14,6 +14,10 @@
 void ws_config_defaults(ws_config *cfg, size_t struct_size) {
   if (cfg == NULL) return;
   memset(cfg, 0, struct_size);
+  /* Every version's struct holds the fields below (the first ended before
+   * wake); a smaller one was not made by ws_config_init, and writing them
+   * would go past it. Left zeroed, ws_server_new refuses it. */
+  if (struct_size < offsetof(ws_config, wake)) return;
   cfg->struct_size_ = struct_size;
   cfg->path = "/ws";
   cfg->device_param = "device_id";

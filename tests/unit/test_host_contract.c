@@ -243,6 +243,32 @@ Test(host_contract, config_defaults_stays_inside_the_given_size) {
     cr_assert_eq(p[i], 0xAB, "byte %zu written past struct_size", i);
 }
 
+/* A size smaller than any version's struct (not one ws_config_init made):
+ * those bytes are zeroed, nothing past them is written, and ws_server_new
+ * refuses the result. */
+Test(host_contract, config_defaults_with_a_size_below_every_version) {
+  static const size_t sizes[] = {0, 1, sizeof(size_t), 40,
+                                 offsetof(ws_config, wake) - 1};
+  size_t k, i;
+  for (k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    struct {
+      ws_config cfg;
+      unsigned char canary[32];
+    } box;
+    const unsigned char *p = (const unsigned char *)&box;
+    ws_server *s = NULL;
+    memset(&box, 0xAB, sizeof box);
+    ws_config_defaults(&box.cfg, sizes[k]);
+    for (i = 0; i < sizeof box; i++)
+      cr_assert_eq(p[i], i < sizes[k] ? 0 : 0xAB, "size %zu: byte %zu",
+                   sizes[k], i);
+    memset((unsigned char *)&box + sizes[k], 0, sizeof box - sizes[k]);
+    mt_config(&box.cfg, 0);
+    cr_assert_eq(ws_server_new(&box.cfg, &s), WS_EINVAL, "size %zu", sizes[k]);
+    cr_assert_null(s);
+  }
+}
+
 /* ws_server_new's refusals the other tests do not try. */
 static int on_log_calls;
 static char on_log_line[160];
