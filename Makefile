@@ -7,6 +7,7 @@
 #   make valgrind   unit tests under valgrind memcheck
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (clang)
 #   make coverage   gcov line coverage of lib/ (build/cov); coverage-examples
+#   make lint       static analysis: gcc -fanalyzer, clang-tidy, cppcheck
 #   make install PREFIX=/usr/local DESTDIR=
 #   make bench      benchmark harness (bench/)
 

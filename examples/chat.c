@@ -206,6 +206,7 @@ static void owner_release(ws_conn *c) {
 static const char *printable(const char *s, char *buf, size_t cap) {
   size_t i;
   for (i = 0; s[i] && i + 1 < cap; i++)
+    /* NOLINTNEXTLINE(bugprone-narrowing-conversions): '?' or s[i] */
     buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
   buf[i] = '\0';
   return buf;

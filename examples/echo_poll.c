@@ -160,6 +160,10 @@ static int listen_on(const char *host, int port) {
 static int bound_port(int fd) {
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
+  /* getsockname fills it. Zeroed all the same: under _GNU_SOURCE glibc
+   * declares its address as a transparent union, through which clang's
+   * static analyzer sees no write and takes ss_family for garbage. */
+  memset(&ss, 0, sizeof(ss));
   if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return -1;
   if (ss.ss_family == AF_INET6)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);

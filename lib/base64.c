@@ -20,8 +20,11 @@ size_t ws__base64_encode(const uint8_t *in, size_t n, char *out) {
     if (i + 2 < n) v |= in[i + 2];
     out[o++] = b64_alphabet[(v >> 18) & 63];
     out[o++] = b64_alphabet[(v >> 12) & 63];
+    /* NOLINTBEGIN(bugprone-narrowing-conversions): '=' is an int in C,
+     * which makes each choice one; an ASCII char either way. */
     out[o++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
     out[o++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
+    /* NOLINTEND(bugprone-narrowing-conversions) */
   }
   return o;
 }

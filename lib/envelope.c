@@ -34,6 +34,7 @@ static size_t json_quote(char *out, const char *s, size_t n) {
   }
   for (; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
+    /* NOLINTNEXTLINE(bugprone-narrowing-conversions): ASCII or 0 */
     char esc = ch == '"' ? '"' : ch == '\\' ? '\\' : ch == '\n' ? 'n'
              : ch == '\r' ? 'r' : ch == '\t' ? 't' : 0;
     if (esc) {

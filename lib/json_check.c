@@ -310,6 +310,8 @@ static long unescape_one(const char *raw, size_t *i) {
   if (cp < 0xD800 || cp > 0xDBFF) return (long)cp;
   hex4(raw + *i + 2, &lo);
   *i += 6;
+  /* A high and a low surrogate (escape_u): at most 0x10FFFF, no loss.
+   * NOLINTNEXTLINE(bugprone-misplaced-widening-cast) */
   return (long)(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
 }
 

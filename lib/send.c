@@ -26,10 +26,16 @@ static int targets_alloc(ws_server *s, targets *t, size_t max) {
   return t->v ? WS_OK : WS_ENOMEM;
 }
 
+/* The collecting loops stop at the count they allocated for, not only at
+ * the list's end. The two always agree (ws_conn_new and ws__conn_finish;
+ * member_add and member_remove), which static analysers cannot see: the
+ * bound shows them, and any reader, that t->v is never written past its
+ * end, nor at all when a count of 0 left it NULL. */
 static int collect_all(ws_server *s, targets *t) {
+  size_t max = s->nconns;
   ws_conn *c;
-  if (targets_alloc(s, t, s->nconns) != WS_OK) return WS_ENOMEM;
-  for (c = s->conns; c; c = c->next)
+  if (targets_alloc(s, t, max) != WS_OK) return WS_ENOMEM;
+  for (c = s->conns; c && t->n < max; c = c->next)
     if (c->state == WS__OPEN) t->v[t->n++] = c;
   return WS_OK;
 }
@@ -56,12 +62,14 @@ static int collect_group(ws_server *s, targets *t, char kind,
                          const char *name) {
   ws__group *g = ws__group_find(s, kind, name);
   ws__member *m;
+  size_t max;
   if (g == NULL) {
     s->st.unknown_targets++;
     return targets_alloc(s, t, 0);
   }
-  if (targets_alloc(s, t, g->count) != WS_OK) return WS_ENOMEM;
-  for (m = g->members; m; m = m->gnext) t->v[t->n++] = m->conn;
+  max = g->count;
+  if (targets_alloc(s, t, max) != WS_OK) return WS_ENOMEM;
+  for (m = g->members; m && t->n < max; m = m->gnext) t->v[t->n++] = m->conn;
   return WS_OK;
 }
 

@@ -76,7 +76,7 @@ static const char *config_problem(const ws_config *c) {
 static void log_refusal(const ws_config *c, const char *why) {
   char line[96];
   if (c->on_log == NULL) return;
-  snprintf(line, sizeof line, "ws_server_new: %s", why);
+  (void)snprintf(line, sizeof line, "ws_server_new: %s", why); /* may cut */
   c->on_log(NULL, WS_LOG_ERROR, line, c->user_data);
 }
 
@@ -200,7 +200,7 @@ void ws__log(ws_server *s, int level, const char *fmt, ...) {
   va_list ap;
   if (s->cfg.on_log == NULL) return;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof(line), fmt, ap);
+  (void)vsnprintf(line, sizeof(line), fmt, ap); /* a longer line is cut */
   va_end(ap);
   s->cfg.on_log(s, level, line, s->cfg.user_data);
 }
@@ -243,13 +243,14 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
  * for those still in their handshake. */
 static void close_all_going_away(ws_server *s) {
   ws_conn **v, *c;
-  size_t n = 0, i;
-  v = s->nconns ? ws__malloc(&s->al, s->nconns * sizeof(*v)) : NULL;
-  if (v == NULL && s->nconns) {
+  size_t n = 0, i, max = s->nconns;
+  v = max ? ws__malloc(&s->al, max * sizeof(*v)) : NULL;
+  if (v == NULL && max) {
     finish_all(s, WS_CLOSE_GOING_AWAY, "server shutting down");
     return;
   }
-  for (c = s->conns; c; c = c->next) v[n++] = c;
+  /* Bounded by the count too, as send.c's collecting loops are. */
+  for (c = s->conns; c && n < max; c = c->next) v[n++] = c;
   for (i = 0; i < n; i++) {
     if (v[i]->state == WS__HANDSHAKE)
       ws__conn_finish(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Installs what a fresh Debian 12 machine lacks for libwsmux, and nothing
-# that is already there. Usage: scripts/deps.sh [run|test|bench]
+# that is already there. Usage: scripts/deps.sh [run|test|bench|lint]
 #   run    build the library and run the examples
 #   test   everything the test suite needs (default)
 #   bench  the benchmark harness and its reference servers
+#   lint   the static analysers of make lint, and the headers the examples
+#          include
 set -eu
 profile=${1:-test}
 cd "$(dirname "$0")/.."
@@ -15,12 +17,15 @@ python3 python3-websockets python3-pytest python3-pytest-xdist \
 nodejs npm chromium chromium-driver \
 libuv1-dev libevent-dev libmicrohttpd-dev libssl-dev openssl curl procps"
 bench_pkgs="$build_pkgs libwebsockets-dev procps"
+lint_pkgs="$build_pkgs clang-tidy cppcheck \
+libuv1-dev libevent-dev libmicrohttpd-dev libssl-dev"
 
 case "$profile" in
   run) pkgs=$build_pkgs ;;
   test) pkgs=$test_pkgs ;;
   bench) pkgs=$bench_pkgs ;;
-  *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
+  lint) pkgs=$lint_pkgs ;;
+  *) echo "usage: $0 [run|test|bench|lint]" >&2; exit 2 ;;
 esac
 
 # A machine with node and npm already on PATH (e.g. from nodesource) keeps
