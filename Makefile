@@ -8,6 +8,7 @@
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (clang)
 #   make coverage   gcov line coverage of lib/ (build/cov); coverage-examples
 #   make lint       static analysis: gcc -fanalyzer, clang-tidy, cppcheck
+#   make m32        library and unit tests built and run as 32-bit (i386)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make bench      benchmark harness (bench/)
 

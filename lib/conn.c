@@ -206,7 +206,10 @@ int ws__conn_queue(ws_conn *c, ws__buf *b) {
    * mistake, not this peer's slowness: refused, the connection untouched. */
   if (b->len > s->cfg.max_queued) return WS_ETOOBIG;
   ctrl_full = b->is_ctrl && !b->is_close && c->q.nctrl >= WS__CTRL_QUEUED_MAX;
-  if (ctrl_full || c->q.bytes + b->len > s->cfg.max_queued) {
+  /* Not q.bytes + len > max: frames queued by reference (a prepared one,
+   * again and again) can add up past SIZE_MAX with a 32-bit size_t and a
+   * max_queued near it, and the sum would wrap under the cap. */
+  if (ctrl_full || c->q.bytes > s->cfg.max_queued - b->len) {
     apply_queue_policy(c, ctrl_full);
     return WS_EQUEUEFULL;
   }
@@ -391,9 +394,14 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
   s->st.bytes_in += len;
   if (c->state == WS__HANDSHAKE) {
     long used = ws__upgrade_feed(c, p, len);
-    if (used < 0) used = (long)len;
-    p += used;
-    len -= (size_t)used;
+    /* Refused or ended: nothing more is read. (Not used = len: a long
+     * cannot hold a feed over 2 GiB where it is 32 bits.) */
+    if (used < 0) {
+      len = 0;
+    } else {
+      p += used;
+      len -= (size_t)used;
+    }
   }
   if (len > 0 && (c->state == WS__OPEN || c->state == WS__CLOSING)) {
     c->last_read = s->now;

@@ -275,8 +275,8 @@ int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b);
 /* Drops everything but a partially sent head. */
 void ws__outq_truncate(ws_server *s, ws__outq *q);
 void ws__outq_clear(ws_server *s, ws__outq *q);
-/* Writes as much as the host takes. Returns bytes written (>= 0) or a
- * negative value when the host's send failed. */
+/* Writes as much as the host takes. Returns bytes written (>= 0, at most
+ * LONG_MAX) or a negative value when the host's send failed. */
 long ws__outq_flush(ws_conn *c);
 
 /* ---- timer.c: min-heap on conn->deadline ------------------------------ */

@@ -8,6 +8,7 @@
  * queued data, but only at a frame boundary: after the partially sent head
  * and after control frames already waiting there.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -281,7 +282,9 @@ long ws__outq_flush(ws_conn *c) {
     if (w < 0) return -1;
     if ((size_t)w > want) return -1; /* a host bug; treat as failure */
     if (w > 0) {
-      total += (long)w;
+      /* Saturated: one flush can write more than a 32-bit long holds
+       * (frames queued by reference), and callers only test > 0. */
+      total = w > LONG_MAX - total ? LONG_MAX : total + (long)w;
       s->st.bytes_out += (uint64_t)w;
       outq_consume(s, q, (size_t)w);
     }

@@ -462,6 +462,12 @@ static int check_args(ws_conn *c, const char *method, const char *path,
   return WS_OK;
 }
 
+/* a + b, or SIZE_MAX past it: a host's lengths (values may share bytes)
+ * can add up past a 32-bit size_t. */
+static size_t add_sat(size_t a, size_t b) {
+  return b > SIZE_MAX - a ? SIZE_MAX : a + b;
+}
+
 /* A request the host parsed meets the limits the parser enforces on fed
  * bytes: header count, and the head's size in its shortest wire form
  * ("GET /p?q HTTP/1.1", "Name:value" lines, bare LF line ends, which the
@@ -479,10 +485,11 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
   const ws_server *s = c->s;
   ws_header hdrs[WS__HEADERS_HARD_MAX];
   ws__reqview trimmed = *rv;
-  size_t i, n = rv->method_len + rv->path_len + 11 + 1;
-  if (rv->query) n += 1 + rv->query_len;
+  size_t i, n = add_sat(rv->method_len, rv->path_len + 11 + 1);
+  if (rv->query) n = add_sat(n, 1 + rv->query_len);
   for (i = 0; i < rv->header_count; i++)
-    n += rv->headers[i].name_len + 1 + rv->headers[i].value_len + 1;
+    n = add_sat(add_sat(n, rv->headers[i].name_len + 1),
+                rv->headers[i].value_len + 1);
   c->marks |= WS__M_FEEDING;
   if (ws__target_path(&trimmed, rv->path, rv->path_len) != 0) {
     refuse(c, 400, "malformed HTTP request");

@@ -1,11 +1,13 @@
 #!/bin/sh
 # Installs what a fresh Debian 12 machine lacks for libwsmux, and nothing
-# that is already there. Usage: scripts/deps.sh [run|test|bench|lint]
+# that is already there. Usage: scripts/deps.sh [run|test|bench|lint|m32]
 #   run    build the library and run the examples
 #   test   everything the test suite needs (default)
 #   bench  the benchmark harness and its reference servers
 #   lint   the static analysers of make lint, and the headers the examples
 #          include
+#   m32    make m32: gcc-multilib, and the i386 libraries unpacked under
+#          M32_ROOT (default /opt/wsmux-i386)
 set -eu
 profile=${1:-test}
 cd "$(dirname "$0")/.."
@@ -19,13 +21,25 @@ libuv1-dev libevent-dev libmicrohttpd-dev libssl-dev openssl curl procps"
 bench_pkgs="$build_pkgs libwebsockets-dev procps"
 lint_pkgs="$build_pkgs clang-tidy cppcheck \
 libuv1-dev libevent-dev libmicrohttpd-dev libssl-dev"
+# m32: the amd64 side (headers, gcc's 32-bit libc) is installed; the i386
+# libraries are only unpacked: libwslay-dev is not Multi-Arch (its i386
+# package would remove the amd64 one), and an installed i386 library must
+# have the very version of its amd64 twin, which a mirror still syncing
+# one architecture's security updates does not always have. The rest of
+# the list is what libcriterion3 needs.
+m32_pkgs="$build_pkgs libcriterion-dev gcc-multilib"
+m32_i386="libcjson1 libcjson-dev libwslay1 libcriterion3 libcriterion-dev \
+libffi8 libgit2-1.5 libnanomsg5 libhttp-parser2.9 libmbedcrypto7 \
+libmbedtls14 libmbedx509-1 libpcre2-8-0 libssh2-1 libssl3 libgssapi-krb5-2 \
+libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1 zlib1g"
 
 case "$profile" in
   run) pkgs=$build_pkgs ;;
   test) pkgs=$test_pkgs ;;
   bench) pkgs=$bench_pkgs ;;
   lint) pkgs=$lint_pkgs ;;
-  *) echo "usage: $0 [run|test|bench|lint]" >&2; exit 2 ;;
+  m32) pkgs=$m32_pkgs ;;
+  *) echo "usage: $0 [run|test|bench|lint|m32]" >&2; exit 2 ;;
 esac
 
 # A machine with node and npm already on PATH (e.g. from nodesource) keeps
@@ -54,6 +68,29 @@ if [ -n "$missing" ]; then
   # env after sudo: sudo drops the caller's environment
   $sudo env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes \
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# The i386 libraries of make m32, unpacked once (.packages says which).
+if [ "$profile" = m32 ]; then
+  root=${M32_ROOT:-/opt/wsmux-i386}
+  if [ "$(cat "$root/.packages" 2>/dev/null)" != "$m32_i386" ]; then
+    echo "deps: unpacking i386 libraries into $root"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # i386 for these two commands only: dpkg --add-architecture would stay,
+    # and every later apt-get update would fail while a mirror syncs i386.
+    # An index that failed fails the download if it holds one of these.
+    arch="-o APT::Architectures::=$(dpkg --print-architecture)
+          -o APT::Architectures::=i386 -o APT::Sandbox::User=root"
+    $sudo apt-get $arch update -qq >/dev/null 2>&1 ||
+      echo "deps: apt-get update failed in part; going on"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get $arch download -qq $(printf '%s:i386 ' $m32_i386))
+    $sudo mkdir -p "$root"
+    for d in "$tmp"/*.deb; do $sudo dpkg -x "$d" "$root"; done
+    echo "$m32_i386" | $sudo tee "$root/.packages" >/dev/null
+    rm -rf "$tmp"
+  fi
 fi
 
 # npm packages for the end-to-end tests, pinned by the lockfile.

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "mem_transport.h"
 #include "support.h"
@@ -294,6 +295,26 @@ Test(conn, feed_after_the_close_handshake_is_eclosed_and_not_counted) {
   cr_assert_eq(A.closes, 1);
   finish();
   mt_bytes_free(&b);
+}
+
+/* A refused request at the head of a feed of over 2 GiB: nothing past it
+ * is read. ws_conn_feed stepped over the rest with its length as a long,
+ * negative where long is 32 bits (a pointer moved backwards: UB that
+ * UBSan stops at). The pages past the head are never touched. */
+Test(conn, refused_head_of_a_feed_over_2_gib_reads_no_further) {
+  static const char head[] = "GET /ws HTTP/1.1\r\nBad Header\r\n\r\n";
+  size_t n = (size_t)INT32_MAX + 4096;
+  char *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) cr_skip_test("no 2 GiB of address space here");
+  memcpy(p, head, sizeof(head) - 1);
+  fixture(NULL);
+  mt_open(&A, S);
+  cr_assert_eq(ws_conn_feed(A.c, p, n), WS_ECLOSED);
+  cr_assert_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 400);
+  cr_assert_eq(A.closes, 1);
+  munmap(p, n);
+  finish();
 }
 
 /* Queued output starts the write clock, which must not postpone an

@@ -251,9 +251,23 @@ Test(frame, fragmented_message_over_max_message_is_1009) {
   mt_bytes_free(&b);
 }
 
+/* A continuation announcing 2^32 + 10 bytes after 600: 610 were its length
+ * cut to a 32-bit size_t, under max_message. */
+Test(frame, continuation_of_2_pow_32_plus_10_bytes_is_1009) {
+  char p[600];
+  mt_bytes b = {.p = NULL};
+  memset(p, 'a', sizeof(p));
+  mt_frame_add(&b, MT_BINARY, MT_NOFIN, p, sizeof(p));
+  mt_frame_header(&b, MT_CONT, 0, (1ull << 32) + 10);
+  mt_bytes_str(&b, "0123456789");
+  expect_failure(&b, 1009, "600 + 2^32+10 bytes, max 1000");
+  mt_bytes_free(&b);
+}
+
 Test(frame, huge_announced_length_is_1009_without_allocating_it) {
-  static const uint64_t lens[] = {1001, 1u << 20, 1ull << 40,
-                                  0x7fffffffffffffffull};
+  /* 2^32 + 10: 10 in a 32-bit size_t, under max_message. */
+  static const uint64_t lens[] = {1001, 1u << 20, (1ull << 32) + 10,
+                                  1ull << 40, 0x7fffffffffffffffull};
   size_t i;
   int mode;
   for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {

@@ -5,6 +5,7 @@
  * policy. Scripts from the client are fed whole and one byte at a time. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mem_transport.h"
@@ -819,4 +820,105 @@ Test(outq, pongs_past_1024_unsent_with_drop_policy_drop_the_newest) {
     server_free(s);
     mt_free(&t);
   }
+}
+
+/* ---- GiBs queued by reference (a 32-bit size_t) -------------------------- */
+
+/* A prepared frame queued over and over adds up to GiBs that take no
+ * memory: with a 32-bit size_t, sums of those counts wrap. The transport
+ * here counts and drops what it is given (capturing GiBs would not fit). */
+static struct {
+  int blocked; /* send takes nothing */
+  uint64_t written;
+  int closes;
+} Z;
+
+static ssize_t sink_send(ws_conn *c, void *tr, const void *d, size_t len) {
+  (void)c, (void)tr, (void)d;
+  if (Z.blocked) return 0;
+  Z.written += len;
+  return (ssize_t)len;
+}
+
+static int sink_close(ws_conn *c, void *tr) {
+  (void)c, (void)tr;
+  Z.closes++;
+  return 0;
+}
+
+/* A server whose queues may hold 4 GiB - 1, one open connection on the
+ * sink, and a prepared frame of about 16 MiB, whose size *flen is measured
+ * by sending it once. The sink is left blocked. */
+static ws_server *sink_setup(int policy, ws_conn **c, ws_prepared **p,
+                             uint64_t *flen) {
+  static const size_t n = 16u << 20;
+  char req[512], *json = malloc(n + 2);
+  size_t rn = mt_request(req, sizeof(req), "big", NULL);
+  ws_config cfg;
+  ws_server *s;
+  uint64_t before;
+  memset(&Z, 0, sizeof(Z));
+  outq_config(&cfg, 0);
+  cfg.send = sink_send;
+  cfg.want_write = NULL;
+  cfg.close = sink_close;
+  cfg.max_queued = UINT32_MAX;
+  cfg.queue_policy = policy;
+  s = server_from(&cfg);
+  cr_assert_eq(ws_conn_new(s, &Z, c), WS_OK);
+  cr_assert_eq(ws_conn_feed(*c, req, rn), WS_OK);
+  cr_assert_not_null(json);
+  json[0] = '"';
+  memset(json + 1, 'x', n);
+  json[n + 1] = '"';
+  cr_assert_eq(ws_prepare_json(s, "a", json, n + 2, p), WS_OK);
+  free(json);
+  before = Z.written;
+  cr_assert_eq(ws_conn_send_prepared(*c, *p), WS_OK);
+  *flen = Z.written - before;
+  cr_assert_gt(*flen, n);
+  Z.blocked = 1;
+  return s;
+}
+
+/* The cap holds as the queued bytes near 4 GiB: q.bytes + len wrapped
+ * past SIZE_MAX with a 32-bit size_t and took frames far over the cap. */
+Test(outq, queue_cap_near_4_gib_is_counted_without_wrapping) {
+  ws_conn *c;
+  ws_prepared *p;
+  uint64_t flen, fit, i;
+  ws_server *s = sink_setup(WS_QUEUE_DROP, &c, &p, &flen);
+  fit = UINT32_MAX / flen;
+  for (i = 0; i < fit; i++)
+    cr_assert_eq(ws_conn_send_prepared(c, p), WS_OK, "frame %llu",
+                 (unsigned long long)i);
+  cr_assert_eq(ws_conn_send_prepared(c, p), WS_EQUEUEFULL,
+               "%llu frames of %llu bytes queued under a cap of 2^32 - 1",
+               (unsigned long long)fit + 1, (unsigned long long)flen);
+  cr_assert_eq(Z.closes, 0);
+  ws_prepared_free(p);
+  server_free(s);
+}
+
+/* One flush writing more than 2 GiB succeeded but its byte count, a long,
+ * went negative where long is 32 bits: the connection was ended as if its
+ * send had failed. */
+Test(outq, one_flush_of_over_2_gib_keeps_the_connection) {
+  ws_conn *c;
+  ws_prepared *p;
+  uint64_t flen, before;
+  int i, frames;
+  ws_server *s = sink_setup(WS_QUEUE_CLOSE, &c, &p, &flen);
+  frames = (int)(((uint64_t)1 << 31) / flen) + 32; /* 2.5 GiB or so */
+  for (i = 0; i < frames; i++)
+    cr_assert_eq(ws_conn_send_prepared(c, p), WS_OK, "frame %d", i);
+  Z.blocked = 0;
+  before = Z.written;
+  cr_assert_eq(ws_conn_writable(c), WS_OK);
+  cr_assert_eq(Z.written - before, (uint64_t)frames * flen);
+  cr_assert_eq(ws_conn_want_write(c), 0);
+  cr_assert_eq(Z.closes, 0);
+  cr_assert_eq(R.on_close_calls, 0, "closed with %d", R.on_close_code);
+  ws_prepared_free(p);
+  server_free(s);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "mem_transport.h"
 #include "support.h"
@@ -905,6 +906,35 @@ Test(upgrade, preparsed_upgrade_gives_the_same_101) {
     mt_free(&fed);
     mt_free(&pre);
   }
+}
+
+/* A host's header lengths adding up past 4 GiB are a 431, as any head over
+ * max_handshake: with a 32-bit size_t their sum (32 values of 128 MiB, all
+ * the same bytes) wrapped to a few hundred bytes and passed, and the
+ * values were read (a 400 here, at their first byte). */
+Test(upgrade, preparsed_head_of_over_4_gib_in_all_is_431) {
+  size_t n = (size_t)1 << 27, i;
+  char *p = mmap(NULL, n, PROT_READ,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  ws_header h[5 + 32];
+  mt_conn t;
+  ws_server *s;
+  cr_assert_neq(p, MAP_FAILED);
+  memcpy(h, k_hdrs, 5 * sizeof h[0]);
+  for (i = 5; i < sizeof h / sizeof h[0]; i++)
+    h[i] = (ws_header){.name = "X-A", .name_len = 3, .value = p,
+                       .value_len = n};
+  reset();
+  s = server_new(NULL);
+  mt_open(&t, s);
+  cr_assert_eq(ws_conn_upgrade(t.c, "GET", "/ws", "device_id=d", h,
+                               sizeof h / sizeof h[0]),
+               WS_OK);
+  cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 431);
+  cr_assert_eq(t.closes, 1);
+  server_free(s);
+  mt_free(&t);
+  munmap(p, n);
 }
 
 /* A host parser that keeps the whitespace around values (" 13", "key ")
