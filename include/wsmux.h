@@ -277,7 +277,8 @@ typedef struct ws_config {
    * the server closed first (a peer usually echoes it, but may answer
    * 1000: a replaced connection can be told by ws_server_find_device(s,
    * id) != c); 1005 when the peer's close had no code; the code the server
-   * sent when no close frame came back (failure, close timeout); 4002 for
+   * sent when no close frame came back (failure, close timeout, the
+   * shutdown's drain deadline); 4002 for
    * a write deadline (the socket took nothing, so no close frame could be
    * sent); 1006 when no other close frame was exchanged, and for every
    * connection ws_server_free ends, whatever was exchanged. The closes_*
@@ -458,7 +459,9 @@ WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
  * connection, lets queued data drain for up to drain_ms, then closes what is
- * left. on_shutdown fires when no connection remains (possibly before this
+ * left (on_close: the code each one was sent, 1001 or the host's own from
+ * an earlier ws_conn_close; 1001 for one still in its handshake).
+ * on_shutdown fires when no connection remains (possibly before this
  * returns). drain_ms counts from the last time given to ws_server_tick, as
  * every deadline does: a loop woken by a signal after a long idle wait
  * ticks first, else the drain may be over at once. Messages ws_post
