@@ -460,7 +460,7 @@ WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
  * connection, lets queued data drain for up to drain_ms, then closes what is
  * left (on_close: the code each one was sent, 1001 or the host's own from
- * an earlier ws_conn_close; 1001 for one still in its handshake).
+ * an earlier ws_conn_close).
  * on_shutdown fires when no connection remains (possibly before this
  * returns). drain_ms counts from the last time given to ws_server_tick, as
  * every deadline does: a loop woken by a signal after a long idle wait
