@@ -13,7 +13,8 @@ import pytest
 
 from backpressure import fill, idle_cpu, kernel_send_queue, read_echoes
 from conftest import (TIMEOUT, arun, close_code, connect, masked_frame,
-                      masked_text, recv_json, refused_status, upgrade_request)
+                      masked_text, raw_client, recv_json, refused_status,
+                      upgrade_request)
 from unread_input import fail_with_input_unread
 
 
@@ -168,19 +169,9 @@ def test_the_server_ends_tls_with_close_notify(server, cert):
 
 def slow_reader(server, cert, device):
     """A wss:// client with a 4 KiB receive buffer (the server's socket
-    fills early), upgraded as device, its 101 read byte by byte so that
-    nothing after it is consumed."""
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.settimeout(TIMEOUT)
-    raw.connect((server.host, server.port))
-    s = client_ctx(cert).wrap_socket(raw, server_hostname="localhost")
-    s.sendall(upgrade_request(server, device))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    return s
+    fills early), upgraded as device."""
+    return raw_client(server, device, rcvbuf=4096, wrap=lambda raw: client_ctx(
+        cert).wrap_socket(raw, server_hostname="localhost"))
 
 
 def _settled_send_queue(server_port, client_port):

@@ -303,14 +303,17 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def raw_client(server, device, rcvbuf=None):
+def raw_client(server, device, rcvbuf=None, wrap=None):
     """A raw socket upgraded to /ws?device_id=device (the 101 read whole);
-    rcvbuf shrinks its receive buffer (set before connecting)."""
+    rcvbuf shrinks its receive buffer (set before connecting); wrap, if
+    given, turns the connected socket into another (a TLS one) first."""
     s = socket.socket()
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(TIMEOUT)
     s.connect((server.host, server.port))
+    if wrap:
+        s = wrap(s)
     s.sendall(upgrade_request(server, device))
     head = b""
     while b"\r\n\r\n" not in head:
