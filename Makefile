@@ -23,6 +23,7 @@ PREFIX   ?= /usr/local
 LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
 PKGDIR   ?= $(LIBDIR)/pkgconfig
+ADAPTER_HEADERS := $(wildcard examples/adapters/*.h)
 SAN      ?=
 OPT      ?= -O2
 PORT     ?= 8081
@@ -52,7 +53,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 EX_SRC   := $(wildcard examples/*.c)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib deps test unit unit-build asan valgrind fuzz install run bench clean examples check-symbols
+.PHONY: all lib deps test unit unit-build asan valgrind fuzz install uninstall run bench clean examples check-symbols
 
 all: lib examples
 
@@ -150,6 +151,10 @@ check-symbols: $(SHARED)
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR)
 	install -m 644 include/wsmux.h $(DESTDIR)$(INCDIR)/wsmux.h
+	@# The loop adapters are header-only glue a host includes as
+	@# <wsmux/adapters/epoll.h> (hiredis installs its adapters/ the same way).
+	install -d $(DESTDIR)$(INCDIR)/wsmux/adapters
+	install -m 644 $(ADAPTER_HEADERS) $(DESTDIR)$(INCDIR)/wsmux/adapters/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libwsmux.a
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libwsmux.so.$(VERSION)
 	ln -sf libwsmux.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -158,6 +163,13 @@ install: lib
 	@# A real install (no DESTDIR staging) by root refreshes the loader's
 	@# cache, or programs linked against libwsmux.so would not start.
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/wsmux.h $(DESTDIR)$(LIBDIR)/libwsmux.a \
+	      $(DESTDIR)$(LIBDIR)/libwsmux.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(LIBDIR)/libwsmux.so $(DESTDIR)$(PKGDIR)/libwsmux.pc \
+	      $(addprefix $(DESTDIR)$(INCDIR)/wsmux/adapters/,$(notdir $(ADAPTER_HEADERS)))
+	-rmdir $(DESTDIR)$(INCDIR)/wsmux/adapters $(DESTDIR)$(INCDIR)/wsmux 2>/dev/null
 
 run:
 	@scripts/deps.sh run

@@ -384,7 +384,8 @@ typedef struct ws_config {
                                must decode to UTF-8 (400 otherwise) */
   size_t max_message;       /* assembled message bytes; default 65536;
                                at most 2^31 - 1 */
-  size_t max_queued;        /* queued output bytes per conn; default 1 MiB */
+  size_t max_queued;        /* queued output bytes per conn; default 1 MiB;
+                               SIZE_MAX for no limit (kept 256 below it) */
   size_t max_connections;   /* open connections; default 100000 (503) */
   int queue_policy;         /* enum ws_queue_policy */
   int bad_message_policy;   /* enum ws_bad_message_policy */

@@ -226,7 +226,7 @@ static void plan_write(const ws_config *cfg, const ws_iovec *iov, int *n,
   if (*run) {
     *n = k;
     *want = len;
-  } else if (*n == 1 || !cfg->sendv) {
+  } else if (!cfg->sendv) {
     *n = 1;
     *want = iov[0].len;
   }

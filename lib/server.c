@@ -102,6 +102,11 @@ static int config_import(ws_config *full, const ws_config *cfg) {
   ws_config_defaults(full, sizeof(*full));
   memcpy(full, cfg, n);
   full->struct_size_ = sizeof(*full);
+  /* The only frames queued past the cap are one close and, below it, one
+   * ping (conn.c): a cap within WS__QUEUE_SLACK of SIZE_MAX could wrap
+   * the queued-byte count. Such a cap means "no limit" anyway. */
+  if (full->max_queued > SIZE_MAX - WS__QUEUE_SLACK)
+    full->max_queued = SIZE_MAX - WS__QUEUE_SLACK;
   if ((why = config_problem(full)) == NULL) return WS_OK;
   log_refusal(full, why);
   return WS_EINVAL;

@@ -1,6 +1,7 @@
 # make install into a temporary prefix, then build and run a program with
 # `pkg-config --cflags --libs libwsmux` against it (shared and static; and
-# as C99 and as C++11, as the header promises).
+# as C99 and as C++11, as the header promises); the installed loop adapters
+# serve a round trip; make uninstall leaves no file behind.
 TEST_TIERS += install-check
 
 .PHONY: install-check
@@ -22,5 +23,17 @@ install-check: lib
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-c99; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-cxx; \
 	test "$$(readelf -d $$root/opt/wsmux/lib/libwsmux.so | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')" = libwsmux.so.$(VERSION_MAJOR); \
+	: "the loop adapters, installed as <wsmux/adapters/*.h>: the epoll one"; \
+	: "serves a round trip; each header compiles on its own"; \
+	cc -D_GNU_SOURCE $(WARN) tests/install/adapter_app.c $$(pkg-config --cflags --libs libwsmux) \
+	   -o $$root/adapter-app; \
+	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/adapter-app; \
+	for h in $(notdir $(ADAPTER_HEADERS)); do \
+	  printf '#include <wsmux/adapters/%s>\n' $$h | \
+	    cc -D_GNU_SOURCE $(WARN) -fsyntax-only -x c - $$(pkg-config --cflags libwsmux) \
+	       $(CJSON_CFLAGS) $$(pkg-config --cflags libuv libevent 2>/dev/null); \
+	done; \
+	$(MAKE) --no-print-directory uninstall PREFIX=$$root/opt/wsmux >/dev/null; \
+	test -z "$$(find $$root/opt/wsmux -type f)"; \
 	$(MAKE) --no-print-directory check-symbols; \
 	echo "install-check: 1 passed, 0 failed"

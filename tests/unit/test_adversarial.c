@@ -130,7 +130,7 @@ static void feed(tr *t) {
     if (rc == WS_ESTATE && t->gen == gen) t->spos -= n;
     /* Outside every callback, WS_OK means the handle is still valid. */
     if (rc == WS_OK && F.depth == 0 && !F.dying)
-      cr_assert_eq(t->c, c, "seed %lu: feed answered WS_OK for a closed connection", (unsigned long)F.seed);
+      cr_assert_eq(t->c, c, "seed %llu: feed answered WS_OK for a closed connection", (unsigned long long)F.seed);
   }
 }
 
@@ -322,7 +322,7 @@ static void run_seed(uint64_t seed) {
   ws_config cfg;
   int i, step;
   memset(&F, 0, sizeof F);
-  if (getenv("ADV_SHOWSEED")) fprintf(stderr, "seed %lu\n", (unsigned long)seed);
+  if (getenv("ADV_SHOWSEED")) fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
   F.trace = getenv("ADV_TRACE") != NULL;
   F.rng = seed * 2654435761u + 1;
   F.seed = seed;
@@ -363,11 +363,11 @@ static void run_seed(uint64_t seed) {
       for (i = 0; i < NT; i++)
         if (F.t[i].c) (F.t[i].opened ? open++ : pend++);
       ws_server_stats(F.s, &st, sizeof st);
-      cr_assert_eq(st.conns_open, open, "seed %lu step %d: conns_open %lu, %lu open",
-                   (unsigned long)seed, step, (unsigned long)st.conns_open,
+      cr_assert_eq(st.conns_open, open, "seed %llu step %d: conns_open %lu, %lu open",
+                   (unsigned long long)seed, step, (unsigned long)st.conns_open,
                    (unsigned long)open);
-      cr_assert_eq(st.conns_pending, pend, "seed %lu step %d: pending %lu, %lu",
-                   (unsigned long)seed, step, (unsigned long)st.conns_pending,
+      cr_assert_eq(st.conns_pending, pend, "seed %llu step %d: pending %lu, %lu",
+                   (unsigned long long)seed, step, (unsigned long)st.conns_pending,
                    (unsigned long)pend);
       cr_assert_eq(ws_server_conn_count(F.s), open);
     }
@@ -405,27 +405,27 @@ static void run_seed(uint64_t seed) {
                   F.t[i].c->heap_idx, (unsigned long)F.t[i].c->deadline,
                   (unsigned long)F.s->now, F.s->shutting_down, F.t[i].opened, F.t[i].spos, F.t[i].script.len);
       for (i = 0; i < NT; i++)
-        cr_assert_null(F.t[i].c, "seed %lu: transport %d still open",
-                       (unsigned long)seed, i);
-      cr_assert_eq(st.conns_open, 0, "seed %lu: conns_open %lu",
-                   (unsigned long)seed, (unsigned long)st.conns_open);
-      cr_assert_eq(st.conns_pending, 0, "seed %lu: conns_pending %lu",
-                   (unsigned long)seed, (unsigned long)st.conns_pending);
-      cr_assert_eq(F.on_shutdown, 1, "seed %lu: on_shutdown %d",
-                   (unsigned long)seed, F.on_shutdown);
+        cr_assert_null(F.t[i].c, "seed %llu: transport %d still open",
+                       (unsigned long long)seed, i);
+      cr_assert_eq(st.conns_open, 0, "seed %llu: conns_open %lu",
+                   (unsigned long long)seed, (unsigned long)st.conns_open);
+      cr_assert_eq(st.conns_pending, 0, "seed %llu: conns_pending %lu",
+                   (unsigned long long)seed, (unsigned long)st.conns_pending);
+      cr_assert_eq(F.on_shutdown, 1, "seed %llu: on_shutdown %d",
+                   (unsigned long long)seed, F.on_shutdown);
       F.dying = 1;
       ws_server_free(F.s);
       F.freed = 1;
     }
   }
   for (i = 0; i < NT; i++) {
-    cr_assert_null(F.t[i].c, "seed %lu: transport %d never closed",
-                   (unsigned long)seed, i);
+    cr_assert_null(F.t[i].c, "seed %llu: transport %d never closed",
+                   (unsigned long long)seed, i);
     mt_bytes_free(&F.t[i].script);
   }
   for (i = 0; i < F.ngrave; i++) mt_bytes_free(&F.grave[i]);
-  cr_assert_eq(test_alloc_live(), 0, "seed %lu: %ld allocations live",
-               (unsigned long)seed, test_alloc_live());
+  cr_assert_eq(test_alloc_live(), 0, "seed %llu: %ld allocations live",
+               (unsigned long long)seed, test_alloc_live());
 }
 
 Test(adversarial, random_reentrant_host) {

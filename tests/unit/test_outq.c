@@ -361,6 +361,68 @@ Test(outq, queue_cap_with_drop_policy_drops_and_stays_open) {
   }
 }
 
+/* A peer that sends (a pong a second) but never reads, with no write
+ * deadline, under the drop policy: its keepalive pings are queued only
+ * while they fit under max_queued. They went past the cap, one per
+ * silence, and the queue grew without bound. */
+Test(outq, keepalive_pings_stop_at_the_cap_of_a_peer_that_never_reads) {
+  mt_conn t;
+  ws_config cfg;
+  ws_server *s;
+  const char *d = json_str(280); /* 308-byte frames: 3 fit in 1000 */
+  int i, pings = 0, texts = 0;
+  outq_config(&cfg, 0);
+  cfg.max_queued = 1000;
+  cfg.queue_policy = WS_QUEUE_DROP;
+  cfg.write_timeout_ms = 0;
+  cfg.idle_timeout_ms = 0;
+  cfg.ping_interval_ms = 1000;
+  s = server_from(&cfg);
+  ws_server_tick(s, 1);
+  mt_connect(&t, s, "deaf", MT_WHOLE);
+  t.would_block = 1;
+  for (i = 0; i < 3; i++)
+    cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
+  /* 924 bytes queued: room for ten 7-byte pings, not for 100. */
+  for (i = 0; i < 100; i++) {
+    ws_server_tick(s, 1 + 1001 * (uint64_t)(i + 1));
+    cr_assert_eq(mt_send_frame(&t, MT_PONG, 0, "", 0, MT_WHOLE), WS_OK);
+  }
+  cr_assert_not_null(t.c, "still open: no deadline applies");
+  t.would_block = 0;
+  mt_pump(&t);
+  for (i = 0; i < 13; i++) {
+    mt_frame f;
+    mt_expect_frame(&t, &f);
+    pings += f.opcode == MT_PING;
+    texts += f.opcode == MT_TEXT;
+  }
+  mt_expect_nothing(&t);
+  cr_assert_eq(texts, 3);
+  cr_assert_eq(pings, 10, "(1000 - 924) / 7 pings fit");
+  server_free(s);
+  mt_free(&t);
+}
+
+/* A cap of SIZE_MAX means no limit (kept just below it, so that the queued
+ * byte count cannot wrap): accepted, and frames queue as usual. */
+Test(outq, max_queued_of_size_max_is_accepted) {
+  mt_conn t;
+  ws_config cfg;
+  ws_server *s;
+  outq_config(&cfg, 0);
+  cfg.max_queued = SIZE_MAX;
+  s = server_from(&cfg);
+  mt_connect(&t, s, "a", MT_WHOLE);
+  t.would_block = 1;
+  cr_assert_eq(ws_conn_send_json(t.c, "x", "1", 1), WS_OK);
+  t.would_block = 0;
+  mt_pump(&t);
+  mt_expect_text(&t, "{\"action\":\"x\",\"data\":1}");
+  server_free(s);
+  mt_free(&t);
+}
+
 /* ---- the host calling back into the library from inside its send ------- */
 
 /* What the on_write hook does, once, from inside the host's send. */
