@@ -82,7 +82,9 @@ WS_EXTERN const char *ws_version(void);
 /* ------------------------------------------------------------------------ */
 
 /* One table: code, value, message. Every negative return in this API is one
- * of these. */
+ * of these. WS_ECALLBACK and WS_EPROTO are reserved: no function returns
+ * them (the peer's protocol errors end in a close code or HTTP status, not
+ * in a return value). */
 #define WS_ERRNO_MAP(X)                                                        \
   X(INVAL, -1, "invalid argument")                                             \
   X(NOMEM, -2, "out of memory")                                                \
@@ -91,8 +93,8 @@ WS_EXTERN const char *ws_version(void);
   X(EXIST, -5, "already registered")                                           \
   X(NOENT, -6, "no such entry")                                                \
   X(TOOBIG, -7, "message exceeds the configured limit")                       \
-  X(CALLBACK, -8, "a host callback failed")                                    \
-  X(PROTO, -9, "peer violated the protocol")                                   \
+  X(CALLBACK, -8, "a host callback failed")                /* reserved */     \
+  X(PROTO, -9, "peer violated the protocol")               /* reserved */     \
   X(LIMIT, -10, "a configured limit was reached")                             \
   X(SHUTDOWN, -11, "server is shutting down")                                  \
   X(JSON, -12, "invalid JSON")                                                 \
@@ -204,7 +206,11 @@ typedef struct ws_msg {
 } ws_msg;
 
 /* A handler. Returns 0 on success; a negative value closes the connection
- * with 1011 and is logged. A mux is a handler too: see ws_mux_serve. */
+ * with 1011 and is logged, except WS_EQUEUEFULL: a send's answer handed on
+ * (`return ws_conn_send(c, ...)`), for which the queue policy has already
+ * applied (WS_QUEUE_DROP drops that one message and keeps the connection).
+ * Once the connection is closing, the value changes nothing. A mux is a
+ * handler too: see ws_mux_serve. */
 typedef int (*ws_handler_fn)(ws_conn *c, const ws_msg *msg, void *user_data);
 
 /* A header as name/value slices (not NUL-terminated). */
@@ -537,8 +543,11 @@ WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
  * 0, or WS_ECLOSED when the connection has ended or the close handshake is
  * done and only output remains (the close callback has fired or will;
  * further bytes are ignored), WS_EINVAL, WS_ESTATE (called from inside a
- * feed of the same connection). After ws_conn_close, bytes are still read
- * until the peer's close frame arrives. */
+ * feed of the same connection). After ws_conn_close (or a shutdown's 1001),
+ * bytes are still read until the peer's close frame arrives; the messages
+ * among them are discarded, not handed to the handler (RFC 6455 7.1.4: the
+ * connection is closing). Never call it again once the close callback has
+ * run: the handle is gone. */
 WS_EXTERN int ws_conn_feed(ws_conn *c, const void *data, size_t len);
 
 /* The host's socket is writable: flush queued output. Returns 0, WS_ECLOSED
@@ -564,7 +573,9 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * the target's raw path ("/ws"; an absolute-form target's part before '?',
  * "http://host/ws", is read as when fed; one of neither form is a 400, as
  * from bytes); query is the raw (still percent-encoded) query string
- * without '?', or NULL. The
+ * without '?', or NULL. Split the target at its first '?' before the call:
+ * a path that still holds the query ("/ws?device_id=a") is a path that
+ * matches no configured one, answered 404 like any unknown path. The
  * library runs the same checks and queues the 101 or the refusal. Bytes read
  * after the request are fed with ws_conn_feed. All arguments are borrowed.
  * The parser's limits apply: more than max_headers headers, or a head
@@ -695,7 +706,11 @@ WS_EXTERN int ws_request_header_at(const ws_request *r, size_t i,
 
 /* The "data" member as a cJSON tree (parsed on the first call, with cJSON's
  * global hooks), or NULL when absent, for binary messages, or when out of
- * memory. Borrowed: valid until the handler returns. */
+ * memory. Borrowed: valid until the handler returns. To tell an absent
+ * "data" from a failed parse: ws_msg_data_json is NULL only when absent.
+ * The text was checked as JSON before dispatch (strictly: a lone surrogate
+ * escape such as "\ud800" is invalid_json), so a NULL tree with text
+ * present means memory ran out. */
 WS_EXTERN const struct cJSON *ws_msg_data(const ws_msg *msg);
 
 /* The raw JSON text of "data" exactly as the client sent it (a slice of

@@ -249,7 +249,10 @@ static void run_handler(ws_conn *c, ws_msg *m) {
     return;
   }
   rc = s->cfg.handler(c, m, s->cfg.handler_data);
-  if (rc < 0 && c->state == WS__OPEN) {
+  /* WS_EQUEUEFULL is a send's answer handed on (return ws_conn_send(...)),
+   * not the handler failing: the queue policy already decided what a full
+   * queue costs (under WS_QUEUE_DROP, one message, not the connection). */
+  if (rc < 0 && rc != WS_EQUEUEFULL && c->state == WS__OPEN) {
     ws__log(s, WS_LOG_ERROR, "handler for \"%s\" failed (%d): closing",
             m->action ? m->action : "(binary)", rc);
     ws_conn_close(c, WS_CLOSE_INTERNAL, "handler error");

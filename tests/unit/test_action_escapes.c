@@ -60,6 +60,9 @@ Test(action, lone_surrogate_is_invalid_json) {
   run("{\"action\":\"\\ud800\"}", INVALID_JSON);
   run("{\"action\":\"\\ud800\\ud800\"}", INVALID_JSON);
   run("{\"action\":\"\\udc00\\ud800\"}", INVALID_JSON);
+  /* In data too, which cJSON would then fail to build (wsmux.h's
+   * ws_msg_data: a NULL tree with text present means out of memory). */
+  run("{\"action\":\"ping\",\"data\":\"\\ud800\"}", INVALID_JSON);
 }
 
 Test(action, surrogate_pair_decodes_to_utf8) {

@@ -361,6 +361,50 @@ Test(outq, queue_cap_with_drop_policy_drops_and_stays_open) {
   }
 }
 
+/* The README's handler shape, `return ws_conn_send_json(...)`, under the
+ * drop policy: a full queue drops that reply and the connection lives on
+ * (the handler's WS_EQUEUEFULL closed it with 1011). Any other failure
+ * still closes with 1011. */
+static int reply_big(ws_conn *c, const ws_msg *m, void *ud) {
+  const char *d = json_str(280); /* a 308-byte frame: 3 fit in 1000 */
+  (void)ud;
+  if (m->len == strlen("{\"action\":\"fail\"}")) return WS_ENOMEM;
+  return ws_conn_send_json(c, "r", d, strlen(d));
+}
+
+Test(outq, handler_returning_equeuefull_under_drop_keeps_the_connection) {
+  mt_conn t;
+  ws_config cfg;
+  ws_server *s;
+  ws_stats st;
+  int i;
+  outq_config(&cfg, 0);
+  cfg.max_queued = 1000;
+  cfg.queue_policy = WS_QUEUE_DROP;
+  cfg.handler = reply_big;
+  s = server_from(&cfg);
+  mt_connect(&t, s, "a", MT_WHOLE);
+  t.would_block = 1;
+  for (i = 0; i < 5; i++)
+    cr_assert_eq(mt_send_text(&t, "{\"action\":\"q\"}", MT_WHOLE), WS_OK,
+                 "message %d", i);
+  ws_server_stats(s, &st, sizeof(st));
+  cr_assert_eq(st.drops_queue_full, 2);
+  cr_assert_eq(R.on_close_calls, 0);
+  t.would_block = 0;
+  mt_pump(&t);
+  for (i = 0; i < 3; i++) {
+    mt_frame f;
+    mt_expect_frame(&t, &f);
+    cr_assert_eq(f.opcode, MT_TEXT);
+  }
+  mt_expect_nothing(&t);
+  cr_assert_eq(mt_send_text(&t, "{\"action\":\"fail\"}", MT_WHOLE), WS_OK);
+  mt_expect_close(&t, 1011);
+  server_free(s);
+  mt_free(&t);
+}
+
 /* A peer that sends (a pong a second) but never reads, with no write
  * deadline, under the drop policy: its keepalive pings are queued only
  * while they fit under max_queued. They went past the cap, one per
