@@ -197,16 +197,21 @@ static void accept_clients(ws_server *srv) {
 }
 
 /* Step 3: feed what was read. The library may answer (send), call handlers
- * and even close this connection (tr_close) from inside ws_conn_feed. EOF or
- * a read error ends the connection without a close frame. */
+ * and even close this connection (tr_close) from inside ws_conn_feed. A
+ * read error ends the connection without a close frame. WS_ECLOSED with
+ * the connection still there means the close handshake is done and only
+ * output remains: stop reading, so that a client that half-closes now
+ * (FIN) still gets the rest; an EOF before that ends the connection too. */
 static void read_client(client *cl) {
   char buf[16384];
   ssize_t n = recv(cl->fd, buf, sizeof(buf), 0);
-  if (n > 0)
-    ws_conn_feed(cl->conn, buf, (size_t)n);
-  else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
-                      errno != EINTR))
+  if (n > 0) {
+    if (wsa_read_done(ws_conn_feed(cl->conn, buf, (size_t)n), cl->conn))
+      cl->events &= (short)~POLLIN;
+  } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+                        errno != EINTR)) {
     ws_conn_abort(cl->conn);
+  }
 }
 
 /* ---- the loop ---------------------------------------------------------- */

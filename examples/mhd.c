@@ -252,7 +252,10 @@ static void on_upgraded(void *cls, struct MHD_Connection *con, void *con_cls,
     ws_conn_abort(c);
     return;
   }
-  if (extra_len) ws_conn_feed(c, extra, extra_len); /* pipelined frames */
+  if (extra_len) { /* pipelined frames, maybe a close: as wsa_epoll_read */
+    int rc = ws_conn_feed(c, extra, extra_len);
+    s->base.read_done = wsa_read_done(rc, s->base.conn);
+  }
 }
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind,

@@ -47,6 +47,8 @@ typedef struct tls_sock {
   ws_conn *conn;
   int want;  /* the library has output waiting for ws_conn_writable */
   int dead;  /* the socket failed: abort after the current call */
+  int read_done; /* the library needs no more input (wsa_read_done) */
+  int *alive;    /* on_readable's, while it feeds: cleared on release */
   uint64_t linger_until; /* closed (conn NULL), ciphertext still to send */
 } tls_sock;
 
@@ -69,7 +71,7 @@ static int flush_wbio(tls_sock *s) {
 }
 
 static void update_events(tls_sock *s) {
-  short ev = POLLIN;
+  short ev = s->read_done ? 0 : POLLIN; /* an EOF stays readable */
   if (BIO_ctrl_pending(s->wbio) > 0 || s->want) ev |= POLLOUT;
   g_pfd[s->idx].events = ev;
 }
@@ -124,6 +126,7 @@ static void tls_release(tls_sock *s) {
   }
   g_n--;
   wsa_close_fd(s->fd);
+  if (s->alive) *s->alive = 0;
   SSL_free(s->ssl); /* frees both BIOs */
   free(s);
 }
@@ -199,12 +202,31 @@ static void accept_all(ws_server *srv, int lfd) {
   }
 }
 
+/* Feeds plaintext. Returns 0 to go on, 1 when the library needs no more
+ * input (wsa_read_done), -1 when the connection is gone (s may be freed). */
+static int feed_plain(tls_sock *s, const char *p, size_t n) {
+  int alive = 1, rc;
+  s->alive = &alive; /* tls_release clears it: s is freed then */
+  rc = ws_conn_feed(s->conn, p, n);
+  if (!alive) return -1;
+  s->alive = NULL;
+  if (rc == WS_OK) return 0;
+  s->read_done = wsa_read_done(rc, s->conn);
+  return s->read_done ? 1 : -1; /* else closed, lingering */
+}
+
 /* Socket readable: ciphertext in, plaintext to the library. Returns -1
- * when the connection is gone. */
+ * when the connection is gone. A TCP EOF aborts it (no close_notify is a
+ * truncation), unless the close handshake is done: then reading stops and
+ * the output drains, as in the adapters (sockio.h). */
 static int on_readable(tls_sock *s) {
   char buf[16384];
   ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
   ws_conn *c = s->conn;
+  if (r == 0 && s->read_done) {
+    update_events(s); /* drops POLLIN */
+    return 0;
+  }
   if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
     ws_conn_abort(c); /* EOF or error: on_close gets 1006 */
     return -1;
@@ -217,8 +239,9 @@ static int on_readable(tls_sock *s) {
   for (;;) {
     int n = SSL_read(s->ssl, buf, sizeof(buf)), e;
     if (n > 0) {
-      /* The library may close (and free s) from inside. */
-      if (ws_conn_feed(c, buf, (size_t)n) != WS_OK) return -1;
+      int f = feed_plain(s, buf, (size_t)n); /* may close and free s */
+      if (f < 0) return -1;
+      if (f > 0) break; /* what follows the close is not read */
       continue;
     }
     e = SSL_get_error(s->ssl, n);

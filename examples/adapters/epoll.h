@@ -93,6 +93,7 @@ typedef struct wsa_epoll_sock {
   wsa_epoll *owner;
   ws_conn *conn;       /* NULL once the library closed it */
   uint32_t events;     /* current epoll interest */
+  int read_done;       /* the library needs no more input (wsa_read_done) */
   struct wsa_epoll_sock *next_dead;
 } wsa_epoll_sock;
 
@@ -137,7 +138,8 @@ static inline ssize_t wsa_epoll_sendv(ws_conn *c, void *t,
 static inline int wsa_epoll_want_write(ws_conn *c, void *t, int want) {
   wsa_epoll_sock *s = t;
   struct epoll_event ev;
-  uint32_t events = want ? EPOLLIN | EPOLLOUT : EPOLLIN;
+  uint32_t in = s->read_done ? 0 : EPOLLIN; /* an EOF stays readable */
+  uint32_t events = want ? in | EPOLLOUT : in;
   if (events == s->events) return 0;
   memset(&ev, 0, sizeof(ev));
   ev.events = events;
@@ -359,14 +361,19 @@ static inline void wsa_epoll_accept_resume(wsa_epoll *p, uint64_t now) {
   if (p->listener.fd >= 0) wsa_epoll_listen_events(p, EPOLLIN);
 }
 
-/* Reads one buffer and feeds it; EOF or a hard error aborts the
- * connection (no close frame; on_close gets 1006). */
+/* Reads one buffer and feeds it. A hard error aborts the connection (no
+ * close frame; on_close gets 1006), and so does an EOF, unless the close
+ * handshake is done: then reading stops and the output drains (see
+ * wsa_read_done in sockio.h). */
 static inline void wsa_epoll_read(wsa_epoll_sock *s) {
   char buf[WSA_EPOLL_READ_BUF];
   ssize_t r = recv(s->item.fd, buf, sizeof(buf), 0);
-  if (r > 0)
-    ws_conn_feed(s->conn, buf, (size_t)r);
-  else if (r == 0 ||
+  if (r > 0) {
+    int rc = ws_conn_feed(s->conn, buf, (size_t)r);
+    s->read_done = wsa_read_done(rc, s->conn); /* s outlives a close */
+  } else if (r == 0 && s->read_done) {
+    wsa_epoll_want_write(s->conn, s, 1); /* drops EPOLLIN */
+  } else if (r == 0 ||
            (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
     ws_conn_abort(s->conn);
 }

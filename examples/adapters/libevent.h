@@ -48,6 +48,10 @@
 #define WSA_EV_READ_BUF 16384
 #endif
 
+#ifndef WSA_EV_ACCEPT_PAUSE_MS
+#define WSA_EV_ACCEPT_PAUSE_MS 100 /* out of descriptors: listener off */
+#endif
+
 typedef struct wsa_ev wsa_ev;
 
 /* One accepted socket; the transport pointer handed to libwsmux. */
@@ -57,6 +61,7 @@ typedef struct wsa_ev_sock {
   ws_conn *conn;
   struct event *rd, *wr;
   int writing; /* wr is added */
+  int read_done; /* the library needs no more input (wsa_read_done) */
   struct wsa_ev_sock *next_dead;
 } wsa_ev_sock;
 
@@ -65,6 +70,7 @@ struct wsa_ev {
   struct event_base *base;
   int listen_fd;
   struct event *accept_ev, *timer, *wake;
+  struct event *accept_pause; /* re-adds accept_ev (wsa_ev_on_accept) */
   size_t nsocks;
   /* Closed sockets, freed when the adapter callback that closed them
    * returns: a tick at the start of a socket's own callback may close it
@@ -114,10 +120,11 @@ static inline ssize_t wsa_ev_sendv(ws_conn *c, void *t, const ws_iovec *iov,
 
 static inline int wsa_ev_want_write(ws_conn *c, void *t, int want) {
   wsa_ev_sock *s = t;
-  (void)c;
-  if (want && !s->writing)
+  if (want && !s->writing) {
     s->writing = event_add(s->wr, NULL) == 0;
-  else if (!want && s->writing) {
+    if (!s->writing) /* never told when writable: output would only stall */
+      ws_conn_abort(c);
+  } else if (!want && s->writing) {
     event_del(s->wr);
     s->writing = 0;
   }
@@ -171,10 +178,15 @@ static inline void wsa_ev_on_read(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   r = recv(fd, buf, sizeof(buf), 0);
-  if (r > 0)
-    ws_conn_feed(s->conn, buf, (size_t)r);
-  else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+  if (r > 0) {
+    int rc = ws_conn_feed(s->conn, buf, (size_t)r);
+    s->read_done = wsa_read_done(rc, s->conn); /* s outlives a close */
+  } else if (r == 0 && s->read_done) {
+    event_del(s->rd); /* the output drains; an EOF stays readable */
+  } else if (r == 0 ||
+             (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
     ws_conn_abort(s->conn);
+  }
   wsa_ev_done(a);
 }
 
@@ -222,6 +234,10 @@ fail:
   return -1;
 }
 
+/* Accepts until the backlog is empty. Out of descriptors with no spare to
+ * shed the pending connection (WSA_ACCEPT_NOFD: this thread has no spare,
+ * or another thread took the slot it freed), the listener would stay
+ * readable and the loop spin: it is unwatched for WSA_EV_ACCEPT_PAUSE_MS. */
 static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
                                     void *arg) {
   wsa_ev *a = arg;
@@ -229,10 +245,22 @@ static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
   ws_server_tick(a->srv, wsa_now_ms());
   for (;;) {
     int fd = wsa_accept(lfd);
+    if (fd == WSA_ACCEPT_NOFD) {
+      struct timeval tv = {.tv_sec = WSA_EV_ACCEPT_PAUSE_MS / 1000,
+                           .tv_usec = WSA_EV_ACCEPT_PAUSE_MS % 1000 * 1000};
+      if (evtimer_add(a->accept_pause, &tv) == 0) event_del(a->accept_ev);
+    }
     if (fd < 0) break;
     wsa_ev_adopt(a, fd);
   }
   wsa_ev_done(a);
+}
+
+static inline void wsa_ev_on_accept_pause(evutil_socket_t fd, short what,
+                                          void *arg) {
+  wsa_ev *a = arg;
+  (void)fd, (void)what;
+  if (a->accept_ev) event_add(a->accept_ev, NULL);
 }
 
 /* The bound port of the listener, or -1. */
@@ -255,7 +283,9 @@ static inline int wsa_ev_init(wsa_ev *a, struct event_base *base,
   if ((a->listen_fd = wsa_listen(host, port, 0)) < 0) return -1;
   a->accept_ev = event_new(base, a->listen_fd, EV_READ | EV_PERSIST,
                            wsa_ev_on_accept, a);
-  if (a->accept_ev == NULL || event_add(a->accept_ev, NULL) != 0)
+  a->accept_pause = evtimer_new(base, wsa_ev_on_accept_pause, a);
+  if (a->accept_ev == NULL || a->accept_pause == NULL ||
+      event_add(a->accept_ev, NULL) != 0)
     return errno = ENOMEM, -1;
   wsa_ev_rearm(a);
   return 0;
@@ -264,7 +294,8 @@ static inline int wsa_ev_init(wsa_ev *a, struct event_base *base,
 /* Stops accepting and closes the listener. Accepted sockets go on. */
 static inline void wsa_ev_stop_listening(wsa_ev *a) {
   if (a->accept_ev) event_free(a->accept_ev);
-  a->accept_ev = NULL;
+  if (a->accept_pause) event_free(a->accept_pause);
+  a->accept_ev = a->accept_pause = NULL;
   if (a->listen_fd >= 0) close(a->listen_fd);
   a->listen_fd = -1;
 }

@@ -12,7 +12,8 @@
  *   ... set handlers ...
  *   ws_server_new(&cfg, &srv);
  *   wsa_uv_init(&a, uv_default_loop(), srv, "127.0.0.1", 8081);
- *   uv_run(loop, UV_RUN_DEFAULT);         // until wsa_uv_close_handles
+ *   uv_run(loop, UV_RUN_DEFAULT);         // until the host's uv_stop (the
+ *                                         // handles keep the loop alive)
  *   ...
  *   ws_server_free(srv);                  // closes what is left...
  *   wsa_uv_close_handles(&a);             // ...then the adapter's handles
@@ -88,6 +89,7 @@ typedef struct wsa_uv_sock {
   size_t pending;    /* bytes in uv_write requests */
   int want;          /* the library asked for ws_conn_writable */
   int closing;       /* close the handle when pending reaches 0 */
+  int read_done;     /* the library needs no more input (wsa_read_done) */
   wsa_uv_linger *linger; /* closing with writes pending: the time limit */
   struct wsa_uv_sock *paused_next, **paused_prev; /* on wsa_uv.paused */
 } wsa_uv_sock;
@@ -108,6 +110,9 @@ struct wsa_uv {
   uint64_t last_tick;
   size_t nsocks;
   int listening;
+  uv_tcp_t reject;           /* takes a connection there is no memory for */
+  int reject_busy;           /* reject is closing */
+  int reject_pending;        /* a connection waits for it meanwhile */
   int reading;               /* the read buffer is lent out */
   wsa_uv_sock *paused;       /* read a full buffer: resume next iteration */
   char rbuf[WSA_UV_READ_BUF]; /* one read at a time per loop */
@@ -331,18 +336,52 @@ static inline void wsa_uv_on_read(uv_stream_t *st, ssize_t n,
   a->reading = 0;
   if (s->conn == NULL) return;
   wsa_uv_touch(a);
-  if (n > 0)
-    ws_conn_feed(s->conn, a->rbuf, (size_t)n);
-  else if (n < 0) /* EOF or error: no close frame, on_close gets 1006 */
+  if (n > 0) {
+    int rc = ws_conn_feed(s->conn, a->rbuf, (size_t)n);
+    s->read_done = wsa_read_done(rc, s->conn); /* s outlives a close */
+  } else if (n == UV_EOF && s->read_done) {
+    /* libuv stopped reading at EOF; the output drains. */
+  } else if (n < 0) { /* EOF or error: no close frame, on_close gets 1006 */
     ws_conn_abort(s->conn);
+  }
   /* A full buffer: more is likely waiting; the others go first. */
   if (n == (ssize_t)sizeof(a->rbuf) && s->conn && !s->closing) wsa_uv_pause(s);
+}
+
+static inline void wsa_uv_reject(wsa_uv *a);
+
+static inline void wsa_uv_on_reject_closed(uv_handle_t *h) {
+  wsa_uv *a = h->data;
+  a->reject_busy = 0;
+  if (a->reject_pending) {
+    a->reject_pending = 0;
+    wsa_uv_reject(a);
+  }
+}
+
+/* No memory for a connection's socket: it is accepted into the adapter's
+ * own handle and closed at once. Left in the backlog, it would stop libuv
+ * from watching the listener until uv_accept: no connection again, ever. */
+static inline void wsa_uv_reject(wsa_uv *a) {
+  if (a->reject_busy) { /* the previous one is still closing */
+    a->reject_pending = 1;
+    return;
+  }
+  uv_tcp_init(a->loop, &a->reject);
+  a->reject.data = a;
+  a->reject_busy = 1;
+  (void)uv_accept((uv_stream_t *)&a->listener, (uv_stream_t *)&a->reject);
+  uv_close((uv_handle_t *)&a->reject, wsa_uv_on_reject_closed);
 }
 
 static inline void wsa_uv_on_connection(uv_stream_t *l, int status) {
   wsa_uv *a = l->data;
   wsa_uv_sock *s;
-  if (status < 0 || (s = calloc(1, sizeof(*s))) == NULL) return;
+  if (status < 0) return;
+  if ((s = calloc(1, sizeof(*s))) == NULL) {
+    wsa_uv_reject(a);
+    return;
+  }
   s->owner = a;
   uv_tcp_init(a->loop, &s->tcp);
   a->nsocks++;

@@ -38,6 +38,9 @@
 
 #define WSA_POLL_MAX 4096
 #define WSA_POLL_FIRST 2 /* pfd[0]: the listener, pfd[1]: the wake pipe */
+#ifndef WSA_POLL_ACCEPT_PAUSE_MS
+#define WSA_POLL_ACCEPT_PAUSE_MS 100 /* out of descriptors: listener off */
+#endif
 
 typedef struct wsa_poll wsa_poll;
 
@@ -47,6 +50,8 @@ typedef struct wsa_poll_sock {
   int fd;
   int idx; /* position in owner->pfd */
   ws_conn *conn;
+  int read_done; /* the library needs no more input (wsa_read_done) */
+  int *alive;    /* wsa_poll_read's, while it feeds: cleared on close */
 } wsa_poll_sock;
 
 struct wsa_poll {
@@ -54,6 +59,7 @@ struct wsa_poll {
   int listen_fd;
   int wake_fd[2]; /* self-pipe: [0] polled by the loop, [1] written */
   nfds_t n;       /* sockets from pfd[WSA_POLL_FIRST] on */
+  uint64_t accept_resume; /* listener unwatched until then (0: watched) */
   struct pollfd pfd[WSA_POLL_MAX];
   wsa_poll_sock *socks[WSA_POLL_MAX];
 };
@@ -94,6 +100,7 @@ static inline int wsa_poll_close(ws_conn *c, void *t) {
   }
   p->n--;
   wsa_close_fd(s->fd);
+  if (s->alive) *s->alive = 0;
   free(s);
   return 0;
 }
@@ -153,10 +160,19 @@ static inline int wsa_poll_init(wsa_poll *p, ws_server *srv, const char *host,
   return 0;
 }
 
+/* Accepts until the backlog is empty. Out of descriptors with no spare to
+ * shed the pending connection (WSA_ACCEPT_NOFD: this thread has no spare,
+ * or another thread took the slot it freed), the listener would stay
+ * readable and the loop spin: it is left unwatched for
+ * WSA_POLL_ACCEPT_PAUSE_MS (wsa_poll_run_once_for wakes to resume). */
 static inline void wsa_poll_accept(wsa_poll *p) {
   for (;;) {
     int fd = wsa_accept(p->listen_fd);
     wsa_poll_sock *s;
+    if (fd == WSA_ACCEPT_NOFD) {
+      p->pfd[0].events = 0;
+      p->accept_resume = wsa_now_ms() + WSA_POLL_ACCEPT_PAUSE_MS;
+    }
     if (fd < 0) return;
     if (p->n >= WSA_POLL_MAX || (s = calloc(1, sizeof(*s))) == NULL) {
       close(fd);
@@ -179,14 +195,24 @@ static inline void wsa_poll_accept(wsa_poll *p) {
   }
 }
 
-/* Reads what is there and feeds it; EOF or error aborts the connection. */
+/* Reads what is there and feeds it. An error aborts the connection, and
+ * so does an EOF unless the close handshake is done: then reading stops
+ * and the output drains (wsa_read_done, sockio.h). */
 static inline void wsa_poll_read(wsa_poll_sock *s) {
   char buf[16384];
   ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
-  if (r > 0)
-    ws_conn_feed(s->conn, buf, (size_t)r);
-  else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+  if (r > 0) {
+    int alive = 1, rc;
+    s->alive = &alive; /* wsa_poll_close frees s: it clears this first */
+    rc = ws_conn_feed(s->conn, buf, (size_t)r);
+    if (!alive) return;
+    s->alive = NULL;
+    s->read_done = wsa_read_done(rc, s->conn);
+  } else if (r == 0 && s->read_done) {
+    s->owner->pfd[s->idx].events &= (short)~POLLIN; /* EOF stays readable */
+  } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
     ws_conn_abort(s->conn);
+  }
 }
 
 /* One loop iteration: wait until the next deadline or an event, then tick,
@@ -195,11 +221,22 @@ static inline int wsa_poll_run_once_for(wsa_poll *p, int timeout_cap_ms) {
   int timeout = ws_server_tick(p->srv, wsa_now_ms());
   int r;
   nfds_t i;
+  uint64_t now;
   if (timeout_cap_ms >= 0 && (timeout < 0 || timeout > timeout_cap_ms))
     timeout = timeout_cap_ms;
+  if (p->accept_resume) { /* wake when the accept pause ends */
+    uint64_t t = wsa_now_ms();
+    int left = p->accept_resume > t ? (int)(p->accept_resume - t) : 0;
+    if (timeout < 0 || timeout > left) timeout = left;
+  }
   r = poll(p->pfd, p->n, timeout);
   if (r < 0) return errno == EINTR ? 0 : -1;
-  ws_server_tick(p->srv, wsa_now_ms());
+  now = wsa_now_ms();
+  ws_server_tick(p->srv, now);
+  if (p->accept_resume && now >= p->accept_resume) {
+    p->accept_resume = 0;
+    p->pfd[0].events = POLLIN;
+  }
   for (i = p->n; i-- > WSA_POLL_FIRST;) {
     short ev;
     wsa_poll_sock *s;

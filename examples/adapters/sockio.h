@@ -96,6 +96,18 @@ static inline void wsa_drain_fd(int fd) {
     dropped += (size_t)r;
 }
 
+/* After ws_conn_feed: whether the connection needs no more input. It
+ * answered WS_ECLOSED and is still open (conn, which the adapters clear in
+ * their close callback, is not NULL): the close handshake is done, or a
+ * failure's close frame is queued, and only output remains. A peer's EOF
+ * (a client that half-closes after its close frame) must then only end
+ * reading: aborting, as an EOF otherwise does (on_close 1006), would drop
+ * the replies still queued and the close frame. The library closes once
+ * they are out, within its write and close deadlines. */
+static inline int wsa_read_done(int feed_rc, const ws_conn *conn) {
+  return feed_rc == WS_ECLOSED && conn != NULL;
+}
+
 /* Closes a connection's socket after the library's close callback. */
 static inline void wsa_close_fd(int fd) {
   wsa_drain_fd(fd);
@@ -108,7 +120,11 @@ static inline void wsa_nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* This thread's spare descriptor for wsa_accept (-1: none yet). */
+/* This thread's spare descriptor for wsa_accept (-1: none yet). Taken by
+ * wsa_listen on the thread that calls it: a loop run on another thread
+ * calls this once there, before descriptors can run out. It is never
+ * closed, not even when the thread ends: one descriptor for each thread
+ * that ever listened or accepted. */
 static inline int *wsa_spare(void) {
   static _Thread_local int spare = -1;
   if (spare < 0) spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -169,10 +185,12 @@ static inline int wsa_listen(const char *host, int port, int reuseport) {
  * (the client sees its connection end instead of waiting in the backlog),
  * and reopened (wsa_listen takes it first, while descriptors are free).
  * Another thread of the process may take the freed slot first (one loop
- * per thread, SO_REUSEPORT): then the spare is gone and WSA_ACCEPT_NOFD
- * says the pending connection could not be shed; the caller stops
- * watching the listener for a while (wsa_epoll does; the single-threaded
- * poll, libevent and TLS hosts keep their spare and never see it). */
+ * per thread, SO_REUSEPORT), or the accepting thread never took a spare
+ * (its listener was made on another thread): then WSA_ACCEPT_NOFD says the
+ * pending connection could not be shed, and the caller stops watching the
+ * listener for a while (wsa_epoll, wsa_poll and wsa_ev do; the examples'
+ * own single-threaded hosts, echo_poll and tls, listen on their loop
+ * thread and keep their spare). */
 static inline int wsa_accept(int lfd) {
   int *spare = wsa_spare();
   /* accept4(2) takes NULL for both the address and its length; cppcheck

@@ -12,7 +12,7 @@ from backpressure import fill, idle_cpu, read_echoes
 from conftest import (TIMEOUT, _die_with_parent, arun, close_code, connect,
                       example, recv_json, recv_text)
 from flood import Flood
-from wsmux_proc import masked_text, need_ipv6, raw_client
+from wsmux_proc import masked_frame, masked_text, need_ipv6, raw_client
 
 
 @pytest.fixture
@@ -167,3 +167,19 @@ def test_a_reader_that_pauses_gets_every_byte_then_the_loop_idles(echo):
             f"{len(got)} of {sent} echoes, then {end}"
         used = idle_cpu(echo.proc.pid)  # still connected, nothing to write
     assert used < 0.25, f"echo_poll used {used:.2f} s of CPU in 1 s while idle"
+
+
+def test_a_client_that_half_closes_after_its_close_frame_gets_everything(echo):
+    """As for the adapters (tests/integrations/test_backpressure.py): the
+    server holds output, the client sends its close frame and half-closes
+    before reading. read_client stops reading once the close handshake is
+    done, so the EOF does not abort the connection and drop the rest."""
+    with raw_client(echo, "half", rcvbuf=4096) as s:
+        sent = fill(s, echo.port)
+        s.sendall(masked_frame(0x8, b"\x03\xe8"))
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(0.5)
+        got, end = read_echoes(s, sent + 1)  # the close frame ends it
+        assert (got, end) == (list(range(sent)), 1000), \
+            f"{len(got)} of {sent} echoes, then {end}"
+        assert s.recv(1) == b""

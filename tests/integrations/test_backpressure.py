@@ -6,7 +6,7 @@ import time
 
 import pytest
 from backpressure import fill, idle_cpu, read_echoes
-from conftest import cpu_seconds, raw_client
+from conftest import cpu_seconds, masked_frame, raw_client
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
 
@@ -41,6 +41,27 @@ def test_a_reader_that_pauses_gets_every_byte_then_the_loop_idles(start_server, 
         # Still connected, and nothing left to write to it: the loop idles.
         used = idle_cpu(server.proc.pid)
     assert used < 0.25, f"{name} used {used:.2f} s of CPU in 1 s while idle"
+
+
+@pytest.mark.parametrize("name", ADAPTERS + ["mhd"])
+def test_a_client_that_half_closes_after_its_close_frame_gets_everything(
+        start_server, name):
+    """A client makes the server hold its output as above, then sends its
+    close frame and half-closes (FIN) before reading anything. Every
+    adapter aborted on that EOF (on_close 1006; the echoes the library
+    still held and the close frame dropped: the client got what the kernel
+    held, then FIN). After the peer's close frame an EOF only ends
+    reading: every echo, then the close frame, then FIN."""
+    server = start_server(name)
+    with raw_client(server, "half", rcvbuf=4096) as s:
+        sent = fill(s, server.port)
+        s.sendall(masked_frame(0x8, b"\x03\xe8"))
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(0.5)  # the server reads the EOF with echoes queued
+        got, end = read_echoes(s, sent + 1)  # the close frame ends it
+        assert (got, end) == (list(range(sent)), 1000), \
+            f"{name}: {len(got)} of {sent} echoes, then {end}"
+        assert s.recv(1) == b""
 
 
 @pytest.mark.parametrize("name", ADAPTERS)

@@ -225,6 +225,23 @@ def test_ciphertext_the_socket_did_not_take_outlives_the_close(server, cert):
     assert got[len(want):] == b"\x88\x02\x03\xe8", got[len(want):][:16]
 
 
+def test_a_wss_client_that_half_closes_after_its_close_frame_gets_everything(
+        server, cert):
+    """As for the adapters (test_backpressure.py), with more queued than
+    the ciphertext cap: a client holds the server's output, sends its close
+    frame and half-closes (TCP FIN) before reading. The EOF aborted the
+    connection (1006) and dropped what the library held; after the peer's
+    close frame it only ends reading: every echo, then the close frame."""
+    with slow_reader(server, cert, "half") as s:
+        sent = fill(s, server.port, extra=10)
+        s.sendall(masked_frame(0x8, b"\x03\xe8"))
+        socket.socket.shutdown(s, socket.SHUT_WR)  # FIN, no close_notify
+        time.sleep(0.5)  # the server reads the EOF with echoes queued
+        got, end = read_echoes(s, sent + 1)  # the close frame ends it
+        assert (got, end) == (list(range(sent)), 1000), \
+            f"{len(got)} of {sent} echoes, then {end}"
+
+
 def test_a_wss_reader_that_pauses_gets_every_byte_then_the_loop_idles(server, cert):
     """The TLS host's own backpressure: a client pipelines echoes until the
     server's socket is full, then 10 more (600 KB): more ciphertext than the

@@ -53,13 +53,17 @@ $(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(INTEG_D
 #   deadline  libevent: a callback whose own tick closes its socket
 #   sigpipe   libuv: a host that leaves SIGPIPE alone, a reset mid-write
 #   nofd      epoll: out of descriptors with no spare, the listener paused
+#   nofd_loops  poll and libevent: the same
 #   uv_copy   libuv: a partial uv_try_write, the rest copied past it
-ADAPTER_TESTS         := deadline sigpipe nofd uv_copy
+#   uv_oom    libuv: no memory for an accepted socket, the next one served
+ADAPTER_TESTS         := deadline sigpipe nofd nofd_loops uv_copy uv_oom
 ADAPTER_LIBS_deadline := $(EX_LIBS_pingpong_libevent)
+ADAPTER_LIBS_nofd_loops := $(EX_LIBS_pingpong_libevent)
 ADAPTER_LIBS_sigpipe  := $(EX_LIBS_pingpong_libuv)
 ADAPTER_LIBS_uv_copy  := $(EX_LIBS_pingpong_libuv)
+ADAPTER_LIBS_uv_oom   := $(EX_LIBS_pingpong_libuv)
 
-$(BUILD)/tests/test_adapter_%: $(INTEG_DIR)/test_adapter_%.c $(INTEG_DIR)/check.h $(STATIC) $(wildcard examples/adapters/*.h)
+$(BUILD)/tests/test_adapter_%: $(INTEG_DIR)/test_adapter_%.c $(INTEG_DIR)/check.h $(INTEG_DIR)/nofd.h $(STATIC) $(wildcard examples/adapters/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
