@@ -206,7 +206,10 @@ static void accept_all(ws_server *srv, int lfd) {
  * input (wsa_read_done), -1 when the connection is gone (s may be freed). */
 static int feed_plain(tls_sock *s, const char *p, size_t n) {
   int alive = 1, rc;
-  s->alive = &alive; /* tls_release clears it: s is freed then */
+  /* tls_release clears alive: s is freed then. The pointer does not
+   * outlive this call: reset below, or s is gone. */
+  /* cppcheck-suppress autoVariables */
+  s->alive = &alive;
   rc = ws_conn_feed(s->conn, p, n);
   if (!alive) return -1;
   s->alive = NULL;

@@ -203,7 +203,10 @@ static inline void wsa_poll_read(wsa_poll_sock *s) {
   ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
   if (r > 0) {
     int alive = 1, rc;
-    s->alive = &alive; /* wsa_poll_close frees s: it clears this first */
+    /* wsa_poll_close frees s: it clears alive first. The pointer does not
+     * outlive this call: reset below, or s is gone. */
+    /* cppcheck-suppress autoVariables */
+    s->alive = &alive;
     rc = ws_conn_feed(s->conn, buf, (size_t)r);
     if (!alive) return;
     s->alive = NULL;
