@@ -592,7 +592,11 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * non-zero length), WS_ESTATE (not a new connection). A refusal ends the
  * connection as any end does, through the close callback, which runs before
  * this returns when the refusal could be sent at once: after WS_OK, c is
- * valid only if that callback did not run (as after ws_conn_feed). */
+ * valid only if that callback did not run (as after ws_conn_feed). The
+ * outcome: on_open has run before the return for a 101; a refusal is
+ * counted in ws_stats.refusals and logged at WS_LOG_INFO ("upgrade
+ * refused: <status> <reason>"). A host that must answer or record the
+ * status itself uses ws_conn_upgrade_answer. */
 WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
                               const char *query, const ws_header *headers,
                               size_t header_count);
