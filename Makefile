@@ -169,7 +169,7 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/libwsmux.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libwsmux.so $(DESTDIR)$(PKGDIR)/libwsmux.pc \
 	      $(addprefix $(DESTDIR)$(INCDIR)/wsmux/adapters/,$(notdir $(ADAPTER_HEADERS)))
-	-rmdir $(DESTDIR)$(INCDIR)/wsmux/adapters $(DESTDIR)$(INCDIR)/wsmux 2>/dev/null
+	@rmdir $(DESTDIR)$(INCDIR)/wsmux/adapters $(DESTDIR)$(INCDIR)/wsmux 2>/dev/null || true
 
 run:
 	@scripts/deps.sh run

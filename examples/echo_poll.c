@@ -206,8 +206,9 @@ static void read_client(client *cl) {
   char buf[16384];
   ssize_t n = recv(cl->fd, buf, sizeof(buf), 0);
   if (n > 0) {
-    if (wsa_read_done(ws_conn_feed(cl->conn, buf, (size_t)n), cl->conn))
-      cl->events &= (short)~POLLIN;
+    /* Two statements: cl->conn must be read after the feed (tr_close). */
+    int rc = ws_conn_feed(cl->conn, buf, (size_t)n);
+    if (wsa_read_done(rc, cl->conn)) cl->events &= (short)~POLLIN;
   } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
                         errno != EINTR)) {
     ws_conn_abort(cl->conn);

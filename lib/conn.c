@@ -111,14 +111,16 @@ void ws__conn_arm_close_timer(ws_conn *c) {
 
 /* Marked sent even when out of memory: this silence's ping is skipped
  * (the idle deadline still ends it), where leaving the ping due would have
- * the tick pop this connection again and again, forever. Skipped too when
- * it would not fit under max_queued: that peer is not reading, and pushed
- * past the cap (as a close is), one ping per silence would grow a queue
- * without bound when write_timeout_ms is 0. */
+ * the tick pop this connection again and again, forever. Past max_queued
+ * it goes only when none of our control frames waits unsent: a slow reader
+ * still takes it at the next frame boundary and its pong keeps it alive,
+ * but for a peer that does not read at all, one ping per silence would
+ * grow the queue without bound when write_timeout_ms is 0. */
 static void send_ping(ws_conn *c) {
   ws__buf *b;
   c->flags |= WS__F_PING_SENT;
-  if (c->q.bytes + 7 > c->s->cfg.max_queued) return; /* 2 + "wsmux" */
+  if (c->q.bytes + 7 > c->s->cfg.max_queued && c->q.nctrl > 0)
+    return; /* 7: 2 + "wsmux" */
   b = ws__buf_frame_copy(c->s, WSLAY_PING, "wsmux", 5);
   if (b == NULL) return;
   ws__conn_push(c, b);

@@ -236,9 +236,10 @@ int ws__conn_queue(ws_conn *c, ws__buf *b);
  * close). On an empty queue the write deadline's base moves to now (it
  * counts from the oldest unsent byte). Returns 0 or WS_ENOMEM. */
 int ws__conn_push(ws_conn *c, ws__buf *b);
-/* How far past max_queued those take a queue at most: one close frame
- * (127 bytes) after a ping queued only while it fits. max_queued is kept
- * at least this far below SIZE_MAX. */
+/* How far past max_queued those take an open connection's queue at most:
+ * one close frame (127 bytes) and one ping (7; conn.c send_ping). (The 101
+ * and HTTP answers are pushed before it opens, on an empty queue.)
+ * max_queued is kept at least this far below SIZE_MAX. */
 #define WS__QUEUE_SLACK 256
 /* Whether c takes frames: WS_OK when open, WS_ESTATE before its 101 (from
  * on_upgrade or on_http), WS_ECLOSED once closing. */

@@ -372,7 +372,9 @@ static inline void wsa_epoll_read(wsa_epoll_sock *s) {
     int rc = ws_conn_feed(s->conn, buf, (size_t)r);
     s->read_done = wsa_read_done(rc, s->conn); /* s outlives a close */
   } else if (r == 0 && s->read_done) {
-    wsa_epoll_want_write(s->conn, s, 1); /* drops EPOLLIN */
+    /* Drops EPOLLIN; write interest as the library has it (armed: only
+     * output remains). */
+    wsa_epoll_want_write(s->conn, s, ws_conn_want_write(s->conn));
   } else if (r == 0 ||
            (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
     ws_conn_abort(s->conn);

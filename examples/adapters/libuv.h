@@ -370,6 +370,8 @@ static inline void wsa_uv_reject(wsa_uv *a) {
   uv_tcp_init(a->loop, &a->reject);
   a->reject.data = a;
   a->reject_busy = 1;
+  /* Should it fail (not seen for TCP), libuv would not watch the listener
+   * again either: nothing more can be done here. */
   (void)uv_accept((uv_stream_t *)&a->listener, (uv_stream_t *)&a->reject);
   uv_close((uv_handle_t *)&a->reject, wsa_uv_on_reject_closed);
 }

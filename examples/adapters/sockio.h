@@ -103,7 +103,8 @@ static inline void wsa_drain_fd(int fd) {
  * (a client that half-closes after its close frame) must then only end
  * reading: aborting, as an EOF otherwise does (on_close 1006), would drop
  * the replies still queued and the close frame. The library closes once
- * they are out, within its write and close deadlines. */
+ * they are out, within close_timeout_ms (without one: the idle and write
+ * deadlines; with all three 0, nothing bounds a peer that never reads). */
 static inline int wsa_read_done(int feed_rc, const ws_conn *conn) {
   return feed_rc == WS_ECLOSED && conn != NULL;
 }

@@ -34,6 +34,6 @@ install-check: lib
 	       $(CJSON_CFLAGS) $$(pkg-config --cflags libuv libevent 2>/dev/null); \
 	done; \
 	$(MAKE) --no-print-directory uninstall PREFIX=$$root/opt/wsmux >/dev/null; \
-	test -z "$$(find $$root/opt/wsmux -type f)"; \
+	test -z "$$(find $$root/opt/wsmux ! -type d)"; test ! -e $$root/opt/wsmux/include/wsmux; \
 	$(MAKE) --no-print-directory check-symbols; \
 	echo "install-check: 1 passed, 0 failed"

@@ -237,9 +237,11 @@ def test_a_wss_client_that_half_closes_after_its_close_frame_gets_everything(
         s.sendall(masked_frame(0x8, b"\x03\xe8"))
         socket.socket.shutdown(s, socket.SHUT_WR)  # FIN, no close_notify
         time.sleep(0.5)  # the server reads the EOF with echoes queued
+        t0 = time.monotonic()
         got, end = read_echoes(s, sent + 1)  # the close frame ends it
+        took = time.monotonic() - t0  # the server's close timeout is 5 s
         assert (got, end) == (list(range(sent)), 1000), \
-            f"{len(got)} of {sent} echoes, then {end}"
+            f"{len(got)} of {sent} echoes, then {end} ({took:.1f} s)"
 
 
 def test_a_wss_reader_that_pauses_gets_every_byte_then_the_loop_idles(server, cert):

@@ -39,6 +39,30 @@ Test(host_contract, config_from_an_older_header_is_accepted) {
   cr_assert_eq(test_alloc_live(), 0);
 }
 
+/* max_queued near SIZE_MAX is kept WS__QUEUE_SLACK below it: the bytes an
+ * open queue takes past the cap (one ping, one close) cannot wrap the
+ * count (with a 32-bit size_t and frames queued by reference, a sum can
+ * get there). Smaller caps stay as given. */
+Test(host_contract, max_queued_is_kept_below_size_max) {
+  size_t caps[] = {SIZE_MAX, SIZE_MAX - WS__QUEUE_SLACK + 1,
+                   SIZE_MAX - WS__QUEUE_SLACK, 1};
+  size_t want[] = {SIZE_MAX - WS__QUEUE_SLACK, SIZE_MAX - WS__QUEUE_SLACK,
+                   SIZE_MAX - WS__QUEUE_SLACK, 1};
+  size_t i;
+  for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+    ws_config cfg;
+    ws_server *s;
+    ws_config_init(&cfg);
+    cfg.alloc = test_alloc();
+    mt_config(&cfg, 0);
+    cfg.max_queued = caps[i];
+    cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+    cr_assert_eq(s->cfg.max_queued, want[i], "cap %zu", i);
+    ws_server_free(s);
+  }
+  cr_assert_eq(test_alloc_live(), 0);
+}
+
 Test(host_contract, config_of_unknown_size_is_refused) {
   ws_server *s = (ws_server *)&s;
   cr_assert_eq(new_with_size(offsetof(ws_config, wake) - 1, &s), WS_EINVAL);

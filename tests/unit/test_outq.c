@@ -447,6 +447,51 @@ Test(outq, keepalive_pings_stop_at_the_cap_of_a_peer_that_never_reads) {
   mt_free(&t);
 }
 
+/* A push-only client that reads, slowly, under the drop policy: its queue
+ * sits within a message of the cap, and its keepalive ping must still be
+ * queued (it overtakes the data at the next frame boundary, and the pong
+ * keeps the client from the idle deadline). A ping skipped whenever it did
+ * not fit under the cap left such a client to be closed for idleness. */
+static void keepalive_at_the_cap(size_t max_queued, int pings_want) {
+  mt_conn t;
+  ws_config cfg;
+  ws_server *s;
+  const char *d;
+  int i, pings = 0, texts = 0;
+  outq_config(&cfg, 0);
+  cfg.max_queued = max_queued;
+  cfg.queue_policy = WS_QUEUE_DROP;
+  cfg.ping_interval_ms = 1000;
+  s = server_from(&cfg);
+  ws_server_tick(s, 1);
+  mt_connect(&t, s, "slow", MT_WHOLE);
+  t.would_block = 1;
+  d = json_str(280); /* frames of 308 bytes (json_str's buffer is static) */
+  for (i = 0; i < 3; i++)
+    cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
+  d = json_str(46); /* and one of 72: 996 bytes queued */
+  cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
+  ws_server_tick(s, 1002); /* the ping is due: it passes the cap */
+  t.would_block = 0;
+  mt_pump(&t);
+  for (i = 0; i < 4 + pings_want; i++) {
+    mt_frame f;
+    mt_expect_frame(&t, &f);
+    pings += f.opcode == MT_PING;
+    texts += f.opcode == MT_TEXT;
+  }
+  mt_expect_nothing(&t);
+  cr_assert_eq(texts, 4);
+  cr_assert_eq(pings, pings_want);
+  server_free(s);
+  mt_free(&t);
+}
+
+Test(outq, keepalive_ping_reaches_a_slow_reader_at_the_cap) {
+  keepalive_at_the_cap(996, 1); /* exactly full */
+  keepalive_at_the_cap(1000, 1); /* 4 bytes of room: less than a ping */
+}
+
 /* A cap of SIZE_MAX means no limit (kept just below it, so that the queued
  * byte count cannot wrap): accepted, and frames queue as usual. */
 Test(outq, max_queued_of_size_max_is_accepted) {
