@@ -5,8 +5,8 @@ import socket
 import time
 
 import pytest
-from backpressure import fill, idle_cpu, read_echoes
-from conftest import cpu_seconds, masked_frame, raw_client
+from backpressure import close_half_close_and_read, fill, idle_cpu, read_echoes
+from conftest import cpu_seconds, raw_client
 
 ADAPTERS = ["pingpong", "pingpong_epoll", "pingpong_libuv", "pingpong_libevent"]
 
@@ -55,12 +55,8 @@ def test_a_client_that_half_closes_after_its_close_frame_gets_everything(
     server = start_server(name)
     with raw_client(server, "half", rcvbuf=4096) as s:
         sent = fill(s, server.port)
-        s.sendall(masked_frame(0x8, b"\x03\xe8"))
-        s.shutdown(socket.SHUT_WR)
-        time.sleep(0.5)  # the server reads the EOF with echoes queued
-        t0 = time.monotonic()
-        got, end = read_echoes(s, sent + 1)  # the close frame ends it
-        took = time.monotonic() - t0  # the server's close timeout is 5 s
+        got, end, took = close_half_close_and_read(
+            s, sent, lambda s: s.shutdown(socket.SHUT_WR))
         assert (got, end) == (list(range(sent)), 1000), \
             f"{name}: {len(got)} of {sent} echoes, then {end} ({took:.1f} s)"
         assert s.recv(1) == b""

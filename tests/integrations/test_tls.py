@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from backpressure import fill, idle_cpu, kernel_send_queue, read_echoes
+from backpressure import (close_half_close_and_read, fill, idle_cpu,
+                          kernel_send_queue, read_echoes)
 from conftest import (TIMEOUT, arun, close_code, connect, masked_frame,
                       masked_text, raw_client, recv_json, refused_status,
                       upgrade_request)
@@ -234,12 +235,8 @@ def test_a_wss_client_that_half_closes_after_its_close_frame_gets_everything(
     close frame it only ends reading: every echo, then the close frame."""
     with slow_reader(server, cert, "half") as s:
         sent = fill(s, server.port, extra=10)
-        s.sendall(masked_frame(0x8, b"\x03\xe8"))
-        socket.socket.shutdown(s, socket.SHUT_WR)  # FIN, no close_notify
-        time.sleep(0.5)  # the server reads the EOF with echoes queued
-        t0 = time.monotonic()
-        got, end = read_echoes(s, sent + 1)  # the close frame ends it
-        took = time.monotonic() - t0  # the server's close timeout is 5 s
+        got, end, took = close_half_close_and_read(  # FIN, no close_notify
+            s, sent, lambda s: socket.socket.shutdown(s, socket.SHUT_WR))
         assert (got, end) == (list(range(sent)), 1000), \
             f"{len(got)} of {sent} echoes, then {end} ({took:.1f} s)"
 

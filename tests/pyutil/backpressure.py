@@ -6,7 +6,7 @@ of the would-block, want_write and writable paths."""
 import json
 import time
 
-from wsmux_proc import cpu_seconds, masked_text, read_frame
+from wsmux_proc import cpu_seconds, masked_frame, masked_text, read_frame
 
 PAD = "x" * 60000
 
@@ -65,6 +65,20 @@ def read_echoes(s, sent):
     except (EOFError, OSError) as e:
         return got, repr(e)
     return got, None
+
+
+def close_half_close_and_read(s, sent, shutdown):
+    """After fill(): sends the client's close frame (1000), half-closes
+    with shutdown(s) (a FIN; for TLS, without close_notify), waits for the
+    server to read the EOF with echoes queued, then reads. Returns
+    read_echoes' (got, end) for sent + 1 (the close frame ends it) and the
+    seconds the read took (the server's close timeout is 5 s)."""
+    s.sendall(masked_frame(0x8, b"\x03\xe8"))
+    shutdown(s)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    got, end = read_echoes(s, sent + 1)
+    return got, end, time.monotonic() - t0
 
 
 def idle_cpu(pid, settle=0.3, span=1.0):

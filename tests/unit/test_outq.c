@@ -404,6 +404,23 @@ Test(outq, handler_returning_equeuefull_under_drop_keeps_the_connection) {
   mt_free(&t);
 }
 
+/* Unblocks t's socket and reads what was queued: exactly texts text
+ * frames and pings pings, in any order, then nothing. */
+static void expect_after_unblocking(mt_conn *t, int texts, int pings) {
+  int i, got_pings = 0, got_texts = 0;
+  t->would_block = 0;
+  mt_pump(t);
+  for (i = 0; i < texts + pings; i++) {
+    mt_frame f;
+    mt_expect_frame(t, &f);
+    got_pings += f.opcode == MT_PING;
+    got_texts += f.opcode == MT_TEXT;
+  }
+  mt_expect_nothing(t);
+  cr_assert_eq(got_texts, texts);
+  cr_assert_eq(got_pings, pings);
+}
+
 /* A peer that sends (a pong a second) but never reads, with no write
  * deadline, under the drop policy: its keepalive pings are queued only
  * while they fit under max_queued. They went past the cap, one per
@@ -413,7 +430,7 @@ Test(outq, keepalive_pings_stop_at_the_cap_of_a_peer_that_never_reads) {
   ws_config cfg;
   ws_server *s;
   const char *d = json_str(280); /* 308-byte frames: 3 fit in 1000 */
-  int i, pings = 0, texts = 0;
+  int i;
   outq_config(&cfg, 0);
   cfg.max_queued = 1000;
   cfg.queue_policy = WS_QUEUE_DROP;
@@ -432,17 +449,7 @@ Test(outq, keepalive_pings_stop_at_the_cap_of_a_peer_that_never_reads) {
     cr_assert_eq(mt_send_frame(&t, MT_PONG, 0, "", 0, MT_WHOLE), WS_OK);
   }
   cr_assert_not_null(t.c, "still open: no deadline applies");
-  t.would_block = 0;
-  mt_pump(&t);
-  for (i = 0; i < 13; i++) {
-    mt_frame f;
-    mt_expect_frame(&t, &f);
-    pings += f.opcode == MT_PING;
-    texts += f.opcode == MT_TEXT;
-  }
-  mt_expect_nothing(&t);
-  cr_assert_eq(texts, 3);
-  cr_assert_eq(pings, 10, "(1000 - 924) / 7 pings fit");
+  expect_after_unblocking(&t, 3, 10); /* (1000 - 924) / 7 pings fit */
   server_free(s);
   mt_free(&t);
 }
@@ -457,7 +464,7 @@ static void keepalive_at_the_cap(size_t max_queued, int pings_want) {
   ws_config cfg;
   ws_server *s;
   const char *d;
-  int i, pings = 0, texts = 0;
+  int i;
   outq_config(&cfg, 0);
   cfg.max_queued = max_queued;
   cfg.queue_policy = WS_QUEUE_DROP;
@@ -472,17 +479,7 @@ static void keepalive_at_the_cap(size_t max_queued, int pings_want) {
   d = json_str(46); /* and one of 72: 996 bytes queued */
   cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
   ws_server_tick(s, 1002); /* the ping is due: it passes the cap */
-  t.would_block = 0;
-  mt_pump(&t);
-  for (i = 0; i < 4 + pings_want; i++) {
-    mt_frame f;
-    mt_expect_frame(&t, &f);
-    pings += f.opcode == MT_PING;
-    texts += f.opcode == MT_TEXT;
-  }
-  mt_expect_nothing(&t);
-  cr_assert_eq(texts, 4);
-  cr_assert_eq(pings, pings_want);
+  expect_after_unblocking(&t, 4, pings_want);
   server_free(s);
   mt_free(&t);
 }
