@@ -110,7 +110,9 @@ static void *run_loop(void *arg) {
   t->listen_fd = -1;
   ws_server_tick(t->srv, wsa_now_ms());
   ws_server_shutdown(t->srv, PP_DRAIN_MS);
-  while (!t->done) wsa_epoll_run_once_for(&t->ep, 100);
+  /* Until on_shutdown; an epoll error ends it early (ws_server_free then
+   * ends what is left) rather than spinning to the drain deadline. */
+  while (!t->done && wsa_epoll_run_once_for(&t->ep, 100) >= 0) {}
   /* Other threads' handlers may still post to this server until every
    * thread has drained: free only after all have (ws_post must not race
    * with ws_server_free). */

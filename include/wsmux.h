@@ -153,7 +153,8 @@ enum ws_close_code {
  *                     nesting more than 128 arrays and objects deep,
  *                     the envelope object counted
  *   "not_object"      the JSON is not an object
- *   "bad_action"      "action" is missing or not a string
+ *   "bad_action"      "action" is missing or not a string (with two
+ *                     "action" members the first counts, as in cJSON)
  *   "unknown_action"  no handler and no fallback; the message names it */
 
 enum ws_log_level {
@@ -241,7 +242,9 @@ typedef struct ws_allocator {
 typedef struct ws_config {
   size_t struct_size_; /* set by ws_config_init; do not change */
 
-  /* Allocator for every library allocation. Default: libc. */
+  /* Allocator for every library allocation. Default: libc. With ws_post
+   * in use it must be thread-safe: posting threads allocate a message and
+   * the loop thread frees it (or the reverse, for a post refused). */
   ws_allocator alloc;
   /* Server user data, returned by ws_server_user_data(). Default NULL. */
   void *user_data;
@@ -283,8 +286,9 @@ typedef struct ws_config {
    * the server closed first (a peer usually echoes it, but may answer
    * 1000: a replaced connection can be told by ws_server_find_device(s,
    * id) != c); 1005 when the peer's close had no code; the code the server
-   * sent when no close frame came back (failure, close timeout, the
-   * shutdown's drain deadline); 4002 for
+   * sent, or queued, when no close frame came back (failure, close
+   * timeout, the shutdown's drain deadline; a frame still queued behind a
+   * blocked socket at the close timeout counts too); 4002 for
    * a write deadline (the socket took nothing, so no close frame could be
    * sent); 1006 when no other close frame was exchanged, and for every
    * connection ws_server_free ends, whatever was exchanged. The closes_*
@@ -321,8 +325,9 @@ typedef struct ws_config {
    * callback returns without answering, the library answers as it does
    * without one: 426 (with Upgrade: websocket) for a non-upgrade request on
    * the path, 404 for other paths. Not called for a request the library
-   * cannot read: malformed (400), head too large (431), a path with a bad
-   * percent-escape (400). Called the same way for a request the host
+   * cannot read: malformed (400), head too large (431, 414 for the request
+   * line), a path with a bad percent-escape (400), an HTTP/1.1 request
+   * without exactly one valid Host (400, RFC 9112 3.2). Called the same way for a request the host
    * parsed (ws_conn_upgrade), but not by ws_conn_upgrade_answer. */
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
   /* Optional. Library log lines; the library never prints. msg is
@@ -382,12 +387,14 @@ typedef struct ws_config {
 
   /* --- limits (each has a default; none means "unlimited") ----------- */
   /* Every limit is at least 1 (0 is refused with WS_EINVAL). */
-  size_t max_handshake;     /* request bytes; default 8192 (431 past it);
+  size_t max_handshake;     /* request bytes; default 8192 (431 past it,
+                               414 when the request line alone is);
                                64 .. 2^31 - 1 */
   size_t max_headers;       /* header count; default 64 (431 past it);
                                values over 256 count as 256 */
   size_t max_device_id;     /* bytes; default 128 (400 past it); the id
-                               must decode to UTF-8 (400 otherwise) */
+                               must decode to UTF-8 without control
+                               bytes (400 otherwise) */
   size_t max_message;       /* assembled message bytes; default 65536;
                                at most 2^31 - 1 */
   size_t max_queued;        /* queued output bytes per conn; default 1 MiB;
@@ -408,7 +415,11 @@ typedef struct ws_config {
 
   /* --- cross-thread posting (ws_post) -------------------------------- */
   /* Optional. Called from the posting thread when the loop thread should
-   * call ws_server_tick (e.g. write an eventfd, uv_async_send). It runs
+   * call ws_server_tick (e.g. write an eventfd, uv_async_send): only when
+   * a post finds no other waiting (edge-triggered; posts left for a later
+   * tick are announced by ws_server_tick returning 0). Its return value is
+   * ignored (reserved): a wake that fails leaves the posts to the loop's
+   * next wake-up for any other reason. It runs
    * inside ws_post, outside the library's deferred-free frames (ws_post
    * may come from any thread): it may call only the thread-safe
    * functions (ws_server_free and ws_server_tick are not). */
@@ -445,8 +456,9 @@ WS_EXTERN void ws_config_defaults(ws_config *cfg, size_t struct_size);
 WS_EXTERN int ws_server_new(const ws_config *cfg, ws_server **out);
 
 /* Destroys the server: every open connection gets on_close (1006) and the
- * transport close callback, then memory is freed. NULL is accepted. May be
- * called from a callback: the free is deferred. */
+ * transport close callback, then memory is freed. Posts not yet delivered
+ * are dropped (freed, not sent: ws_server_shutdown delivers them). NULL is
+ * accepted. May be called from a callback: the free is deferred. */
 WS_EXTERN void ws_server_free(ws_server *s);
 
 /* Tells the library the current time (monotonic milliseconds, any origin:
@@ -473,7 +485,10 @@ WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
  * every deadline does: a loop woken by a signal after a long idle wait
  * ticks first, else the drain may be over at once. Messages ws_post
  * accepted before this call are delivered by it, ahead of the 1001; from
- * then on ws_post answers WS_ESHUTDOWN. Errors:
+ * then on ws_post answers WS_ESHUTDOWN. Called from a callback that a
+ * post's delivery ran (on_log of a full queue), the 1001s wait until that
+ * delivery and the other accepted posts are done, so none misses them.
+ * Errors:
  * WS_EINVAL, WS_ESHUTDOWN if already shutting down or being destroyed
  * (ws_server_free called from a callback). */
 WS_EXTERN int ws_server_shutdown(ws_server *s, uint32_t drain_ms);
@@ -493,7 +508,8 @@ enum ws_refusal {
   WS_REFUSE_NOT_FOUND,       /* 404: path */
   WS_REFUSE_CONFLICT,        /* 409: duplicate device id (REFUSE policy) */
   WS_REFUSE_VERSION,         /* 426: version or not an upgrade */
-  WS_REFUSE_TOO_LARGE,       /* 431: request too large / too many headers */
+  WS_REFUSE_TOO_LARGE,       /* 431: head too large / too many headers;
+                                414: request line too long */
   WS_REFUSE_UNAVAILABLE,     /* 503: connection cap or shutting down */
   WS_REFUSE_OTHER,           /* any other status from on_upgrade */
   WS_REFUSE_COUNT_
@@ -641,7 +657,8 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
 /* Answers a plain HTTP request from on_http: status line, Content-Type
  * (content_type, or "text/plain" when NULL), Content-Length,
  * Connection: close, body (copied); then the connection is closed once it
- * is written. A 1xx, 204 or 304 carries no content (RFC 9110 6.4.1): no
+ * is written. To a HEAD request the body is left out (Content-Length
+ * still says its size, RFC 9110 9.3.2), as from every refusal. A 1xx, 204 or 304 carries no content (RFC 9110 6.4.1): no
  * Content-Type, Content-Length or body. Errors: WS_EINVAL (status outside
  * 100-999, body NULL with len > 0, a body with 1xx/204/304, a control
  * character such as CR or LF in content_type), WS_ESTATE (not in on_http,
@@ -748,7 +765,10 @@ WS_EXTERN int ws_mux_fallback(ws_mux *m, ws_handler_fn fn, void *user_data);
  * Returns 0, or WS_EINVAL for a NULL mux. */
 WS_EXTERN int ws_mux_binary(ws_mux *m, ws_handler_fn fn, void *user_data);
 /* A ws_handler_fn that dispatches through the mux given as user_data:
- * cfg.handler = ws_mux_serve; cfg.handler_data = mux. O(1). */
+ * cfg.handler = ws_mux_serve; cfg.handler_data = mux. O(1). A mux is used
+ * by one thread at a time, as a server is (it caches the last action it
+ * dispatched): servers on several loop threads each need their own, even
+ * with the same handlers (examples/reuseport.c builds one per server). */
 WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
 
 /* ------------------------------------------------------------------------ */
@@ -804,9 +824,14 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * WS_EINVAL (also for a user or group name that is not 1 to 255 bytes, as
  * in ws_conn_join), WS_ENOMEM, WS_EJSON, WS_ETOOBIG. A
  * receiver whose queue is full is handled by queue_policy and not counted.
- * A message whose frame is larger than max_queued could never fit any
- * queue: it is refused with WS_ETOOBIG before anything is queued, and no
- * connection is closed for it (the sender's mistake, not a slow peer). */
+ * A message whose frame is larger than max_queued, or than 4 GiB - 16
+ * bytes (a frame buffer's limit, also with max_queued at SIZE_MAX), could
+ * never fit any queue: it is refused with WS_ETOOBIG before anything is
+ * queued (data of len bytes past the limit before its bytes are read),
+ * and no connection is closed for it (the sender's mistake, not a slow
+ * peer). A receiver that cannot take the message for want of memory is
+ * closed with 1011 (not counted): no receiver stays open with a message
+ * missing from its stream. */
 
 /* Returns 0 or WS_EINVAL, WS_ESTATE (the connection has no 101 yet: called
  * from on_upgrade or on_http; send from on_open on), WS_ECLOSED (closing or
@@ -896,11 +921,18 @@ enum ws_post_target {
  * Each tick delivers what was posted when it began, one message at a time,
  * flushing after each (as a ws_broadcast call does): a backlog reaches a
  * client that keeps reading, it does not count against its max_queued all
- * at once. Returns 0, WS_EINVAL, WS_EJSON, WS_ENOMEM, WS_ETOOBIG (larger
+ * at once. Targets are looked up at delivery: a device id names whichever
+ * connection holds it then. Posted from the loop thread itself, a message
+ * goes out at the next tick, after what that thread sends directly
+ * meanwhile. A tick from a callback that a delivery runs (on_log) delivers
+ * nothing: the post under way must reach all of its receivers first.
+ * Returns 0, WS_EINVAL, WS_EJSON, WS_ENOMEM, WS_ETOOBIG (larger
  * than max_queued or max_posted: never accepted), WS_ELIMIT (the posts
  * already waiting leave too little of max_posted: retry later), WS_ESHUTDOWN
  * (server shutting down or being destroyed). Must not race with
- * ws_server_free. */
+ * ws_server_free: WS_ESHUTDOWN does not make freeing safe, the call may
+ * still be using the server when another thread sees it; stop and join
+ * the posting threads first. */
 WS_EXTERN int ws_post(ws_server *s, int target, const char *name,
                       const char *action, const char *data_json, size_t len);
 

@@ -114,6 +114,30 @@ static int tree_printable(const struct cJSON *item, int depth) {
   return 1;
 }
 
+/* 1 (and *err WS_ETOOBIG) when data of len bytes makes a message no
+ * queue takes: told from the length alone, before the text is read (a
+ * host's len may be wrong by far). */
+static int too_big(const ws_server *s, size_t len, int *err) {
+  if (!WS__TOO_BIG(s, len)) return 0;
+  *err = WS_ETOOBIG;
+  return 1;
+}
+
+/* The envelope around data's JSON text (NULL: no data): the size first,
+ * then the text's syntax, then the frame. *err is set either way. */
+static ws__buf *frame_text(ws_server *s, const char *action, const char *json,
+                           size_t len, int *err) {
+  ws__buf *b;
+  if (too_big(s, len, err)) return NULL;
+  if (json && !ws__json_valid(json, len, 1)) {
+    *err = WS_EJSON;
+    return NULL;
+  }
+  b = ws__envelope_frame(s, action, json, len);
+  *err = b ? WS_OK : WS_ENOMEM;
+  return b;
+}
+
 ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
                                   const struct cJSON *data, int *err) {
   char *text;
@@ -122,11 +146,7 @@ ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
     *err = WS_EINVAL;
     return NULL;
   }
-  if (data == NULL) {
-    b = ws__envelope_frame(s, action, NULL, 0);
-    *err = b ? WS_OK : WS_ENOMEM;
-    return b;
-  }
+  if (data == NULL) return frame_text(s, action, NULL, 0, err);
   text = cJSON_PrintUnformatted(data);
   if (text == NULL) {
     *err = tree_printable(data, 0) ? WS_ENOMEM : WS_EJSON;
@@ -135,33 +155,20 @@ ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
   /* cJSON copies string bytes as given, and a raw item's text verbatim:
    * checked as a _json variant's text is, so that no receiver ever gets a
    * malformed envelope (or a raw item's second "action" member). */
-  if (!ws__json_valid(text, strlen(text), 1)) {
-    cJSON_free(text);
-    *err = WS_EJSON;
-    return NULL;
-  }
-  b = ws__envelope_frame(s, action, text, strlen(text));
+  b = frame_text(s, action, text, strlen(text), err);
   cJSON_free(text);
-  *err = b ? WS_OK : WS_ENOMEM;
   return b;
 }
 
 ws__buf *ws__envelope_frame_json(ws_server *s, const char *action,
                                  const char *json, size_t len, int *err) {
-  ws__buf *b;
   if ((json == NULL && len) || !ws__action_ok(action)) {
     *err = WS_EINVAL;
     return NULL;
   }
   /* The host's text must be one complete JSON value: a receiver must never
    * get a malformed envelope because of it. */
-  if (json && !ws__json_valid(json, len, 1)) {
-    *err = WS_EJSON;
-    return NULL;
-  }
-  b = ws__envelope_frame(s, action, json, len);
-  *err = b ? WS_OK : WS_ENOMEM;
-  return b;
+  return frame_text(s, action, json, len, err);
 }
 
 /* Human-readable text for each documented error code. */

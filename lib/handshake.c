@@ -145,11 +145,14 @@ int ws__target_path(ws__reqview *v, const char *t, size_t n) {
   return 0;
 }
 
-/* Request target: visible ASCII up to SP, split at the first '?'; its
- * path (before the '?') as ws__target_path reads it. */
+/* Request target: visible ASCII but '#' up to SP, split at the first '?';
+ * its path (before the '?') as ws__target_path reads it. A fragment is
+ * never sent (RFC 9112 3.2: no '#' in any request-target form); one would
+ * otherwise end up inside a query value. */
 static int parse_target(cursor *c, ws__reqview *v) {
   size_t start = c->pos;
-  while (!at_end(c) && c->p[c->pos] >= 0x21 && c->p[c->pos] <= 0x7E)
+  while (!at_end(c) && c->p[c->pos] >= 0x21 && c->p[c->pos] <= 0x7E &&
+         c->p[c->pos] != '#')
     c->pos++;
   const char *t = (const char *)c->p + start;
   size_t n = c->pos - start;
@@ -218,12 +221,23 @@ static int parse_headers(cursor *c, ws_header *headers, size_t max_headers,
   }
 }
 
+/* Empty lines before the request line, which RFC 9112 2.2 asks a server
+ * to ignore (a client may end a previous body with an extra CRLF). */
+static int skip_empty_lines(cursor *c) {
+  int rc = WS__HTTP_COMPLETE;
+  while (rc == WS__HTTP_COMPLETE && !at_end(c) &&
+         (c->p[c->pos] == '\r' || c->p[c->pos] == '\n'))
+    rc = parse_eol(c);
+  return at_end(c) ? WS__HTTP_INCOMPLETE : rc;
+}
+
 int ws__http_parse(const char *buf, size_t len, ws_header *headers,
                    size_t max_headers, ws__reqview *view, size_t *consumed) {
   cursor c = {.p = (const unsigned char *)buf, .len = len, .pos = 0};
   size_t count = 0;
   memset(view, 0, sizeof *view);
-  int rc = parse_request_line(&c, view);
+  int rc = skip_empty_lines(&c);
+  if (rc == WS__HTTP_COMPLETE) rc = parse_request_line(&c, view);
   if (rc == WS__HTTP_COMPLETE)
     rc = parse_headers(&c, headers, max_headers, &count);
   if (rc != WS__HTTP_COMPLETE) return rc;
@@ -318,29 +332,49 @@ static int check_request_line(const ws__reqview *rv, const char **why) {
   return 0;
 }
 
-/* Host = uri-host [":" port] (RFC 9110 7.2): reg-name, IPv4 or an IP
- * literal in brackets, so only unreserved, sub-delims, '%', ':', '[' and
- * ']'. Checked as a set of bytes: enough to refuse what cannot be a host
- * (a space, '/', '@', a quote), not a full grammar. */
-static int host_value_ok(const char *v, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)v[i];
-    if (c == '\0' || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') ||
-                        strchr("-._~!$&'()*+,;=%:[]", c)))
-      return 0;
-  }
-  return 1;
+/* Bytes of a reg-name or IPv4 address (RFC 3986 3.2.2): unreserved,
+ * pct-encoded and sub-delims, but ','. A comma is valid there, yet no DNS
+ * name has one and an intermediary may read "a,b" as a list of two. */
+static int is_reg_name_byte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || (c != '\0' && strchr("-._~!$&'()*+;=%", c));
 }
 
-/* RFC 9112 3.2: exactly one Host, with a valid value, else 400 (also for
- * an absolute-form target, whose authority then stands for it). */
-static int check_host(const ws__reqview *rv, const char **why) {
+/* Host = uri-host [":" port] (RFC 9110 7.2): an IP literal in brackets
+ * (hex digits, ':' and '.': IPv6 and IPv4-in-IPv6) or a reg-name, then at
+ * most one ':' and a port of at most 5 digits. Empty is allowed (RFC 9110
+ * 7.2: a target URI without authority). Not a full address grammar: what
+ * cannot be a host, or is two of them, is refused. */
+int ws__host_value_ok(const char *v, size_t n) {
+  size_t i = 0, port;
+  if (n > 0 && v[0] == '[') {
+    for (i = 1; i < n && v[i] != ']'; i++)
+      if (v[i] == '\0' || !strchr("0123456789abcdefABCDEF:.", v[i])) return 0;
+    if (i == n || i == 1) return 0; /* no ']', or "[]" */
+    i++;
+  } else {
+    while (i < n && is_reg_name_byte((unsigned char)v[i])) i++;
+  }
+  if (i == n) return 1;
+  if (v[i] != ':') return 0;
+  for (port = ++i; i < n && v[i] >= '0' && v[i] <= '9'; i++) {}
+  return i == n && n - port <= 5;
+}
+
+int ws__check_host(const ws__reqview *rv, const char **why) {
   size_t n = ws__count_header(rv->headers, rv->header_count, "Host");
   const ws_header *h = ws__find_header(rv->headers, rv->header_count, "Host");
-  if (n == 1 && host_value_ok(h->value, h->value_len)) return 0;
-  *why = n == 0 ? "missing Host header" :
-         n > 1  ? "duplicate Host header" : "invalid Host header";
+  if (n > 1) {
+    *why = "duplicate Host header";
+  } else if (n == 0 && rv->http_minor >= 1) {
+    *why = "missing Host header";
+  } else if ((h && !ws__host_value_ok(h->value, h->value_len)) ||
+             (rv->authority &&
+              !ws__host_value_ok(rv->authority, rv->authority_len))) {
+    *why = "invalid Host header";
+  } else {
+    return 0;
+  }
   return 400;
 }
 
@@ -414,7 +448,7 @@ void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out) {
   memset(out, 0, sizeof *out);
   out->is_upgrade = any_header_has_token(rv, "Upgrade", "websocket");
   status = check_request_line(rv, &why);
-  if (!status) status = check_host(rv, &why);
+  if (!status) status = ws__check_host(rv, &why);
   if (!status) status = check_upgrade_tokens(rv, out->is_upgrade, &why);
   if (!status) status = check_version(rv, &why);
   if (!status) status = check_no_content(rv, &why);
@@ -543,7 +577,10 @@ static void build_http(outbuf *o, int status, const char *ctype,
     puts0(o, "\r\nContent-Length: ");
     put_uint(o, body_len);
   }
-  puts0(o, "\r\nConnection: close\r\n");
+  /* extra is the 426's Upgrade header: a sender of Upgrade lists
+   * "upgrade" in Connection (RFC 9110 7.8). */
+  puts0(o, extra ? "\r\nConnection: Upgrade, close\r\n"
+                 : "\r\nConnection: close\r\n");
   if (extra) puts0(o, extra);
   puts0(o, "\r\n");
   put(o, body, body_len);
@@ -572,6 +609,7 @@ const char *ws__status_text(int status) {
       {403, "Forbidden"},           {404, "Not Found"},
       {405, "Method Not Allowed"},  {408, "Request Timeout"},
       {409, "Conflict"},            {413, "Content Too Large"},
+      {414, "URI Too Long"},
       {426, "Upgrade Required"},    {429, "Too Many Requests"},
       {431, "Request Header Fields Too Large"},
       {500, "Internal Server Error"}, {501, "Not Implemented"},

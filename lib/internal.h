@@ -38,6 +38,13 @@
 
 /* One framed message: header and payload in one allocation, immutable once
  * built, shared by reference among receivers. */
+/* The largest payload a frame buffer holds (its len is 32-bit, header
+ * included). A message past it, or past max_queued, is WS_ETOOBIG, found
+ * from its length before its bytes are read (ws__too_big). */
+#define WS__FRAME_PAYLOAD_MAX ((size_t)UINT32_MAX - 16)
+#define WS__TOO_BIG(s, len) \
+  ((len) > (s)->cfg.max_queued || (len) > WS__FRAME_PAYLOAD_MAX)
+
 typedef struct ws__buf {
   uint32_t refs;
   uint32_t len;     /* bytes in data */
@@ -180,6 +187,8 @@ struct ws_server {
   struct ws__post *post_head, *post_tail;
   size_t post_bytes; /* heap bytes posts hold, at most cfg.max_posted */
   int post_closed;
+  uint8_t post_draining;      /* ws__post_drain is on the stack */
+  uint8_t shutdown_deferred;  /* ws_server_shutdown ran inside a drain */
   /* upgrade.c: set while ws_conn_upgrade_answer runs (host writes HTTP) */
   struct ws__answer *answer;
 };
@@ -200,6 +209,8 @@ int ws__leave(ws_server *s);
 void ws__flush_dirty(ws_server *s);
 /* Fires on_shutdown, once, when a shutdown has no connection left. */
 void ws__shutdown_check(ws_server *s);
+/* The second half of ws_server_shutdown: drain the posts, 1001 to all. */
+void ws__shutdown_close(ws_server *s);
 void ws__log(ws_server *s, int level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

@@ -53,7 +53,7 @@ ws__buf *ws__buf_frame(ws_server *s, int opcode, size_t len,
                        uint8_t **payload) {
   size_t hl = frame_header_len(len);
   ws__buf *b;
-  if (len > UINT32_MAX - 16) return NULL;
+  if (len > WS__FRAME_PAYLOAD_MAX) return NULL;
   b = ws__buf_raw(s, NULL, hl + len);
   if (b == NULL) return NULL;
   frame_header_write(b->data, opcode, len);

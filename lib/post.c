@@ -5,10 +5,11 @@
  * one message at a time at its next tick and delivers through the same
  * path as ws_broadcast, flushing after each one like a broadcast does (a
  * backlog must not count against a receiver's max_queued all at once).
- * Popping one at a time from the shared list also keeps the order when a
- * callback run by a delivery ticks again (a nested drain goes on with the
- * next message, not with ones posted later). One FIFO per server keeps
- * each poster's messages in the order posted. The only lock in the
+ * A callback run by a delivery (on_log, from a full queue's policy) may
+ * tick again: that nested tick drains nothing, since the post being fanned
+ * out has not reached every receiver yet and the next one must not pass
+ * it; the outer drain goes on. One FIFO per server keeps each poster's
+ * messages in the order posted. The only lock in the
  * library; nothing else here is touched from another thread.
  */
 #include <string.h>
@@ -106,6 +107,7 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
       (kind != WS__T_ALL && name == NULL) ||
       !ws__target_ok(kind, name, NULL, 0))
     return WS_EINVAL;
+  if (WS__TOO_BIG(s, len)) return WS_ETOOBIG; /* cfg is read-only: safe */
   p = post_new(s, kind, name, action, data_json, len, &err);
   return p ? post_append(s, p) : err;
 }
@@ -136,6 +138,8 @@ static ws__post *pop(ws_server *s) {
 void ws__post_drain(ws_server *s, size_t max_deliveries) {
   size_t budget, delivered = 0;
   ws__post *p;
+  if (s->post_draining) return;
+  s->post_draining = 1;
   pthread_mutex_lock(&s->post_lock);
   budget = s->post_bytes;
   pthread_mutex_unlock(&s->post_lock);
@@ -154,9 +158,15 @@ void ws__post_drain(ws_server *s, size_t max_deliveries) {
      * depth (ws__outq_flush leaves a queue inside its own send alone). */
     ws__flush_dirty(s);
     delivered += n > 0 ? (size_t)n : 0;
-    if (cost >= budget || delivered >= max_deliveries) break;
-    budget -= cost;
+    if (!s->shutdown_deferred &&
+        (cost >= budget || delivered >= max_deliveries))
+      break;
+    budget -= cost < budget ? cost : budget;
   }
+  s->post_draining = 0;
+  /* A shutdown asked for by a callback during the fan-out: its closes wait
+   * until every post accepted before it went out (drained above). */
+  if (s->shutdown_deferred && !s->destroying) ws__shutdown_close(s);
 }
 
 int ws__post_pending(ws_server *s) {

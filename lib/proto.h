@@ -128,7 +128,7 @@ typedef struct ws__upgrade_check {
  *   400 "method must be GET"                (exact, case-sensitive)
  *   400 "HTTP/1.1 required"
  *   400 "missing Host header" / "duplicate Host header" /
- *       "invalid Host header" (a byte no uri-host[:port] has)
+ *       "invalid Host header" (not uri-host[":" port], ws__host_value_ok)
  *   426 "missing or invalid Upgrade header" (also whenever is_upgrade == 0)
  *   400 "missing Connection: Upgrade"
  *   400 "duplicate Sec-WebSocket-Version header"
@@ -144,6 +144,11 @@ typedef struct ws__upgrade_check {
 #define WS__426_HEADERS \
   "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
 void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out);
+/* RFC 9112 3.2 for any request: at most one Host (exactly one in
+ * HTTP/1.1), its value, and an absolute-form target's authority, host
+ * [":" port] (ws__host_value_ok). 0, or 400 with *why set. */
+int ws__check_host(const ws__reqview *rv, const char **why);
+int ws__host_value_ok(const char *v, size_t n);
 
 /* Origin rule: no Origin header -> allowed; Origin equal (case-insensitive)
  * to an entry of allowed[] -> allowed; Origin's host[:port] (after the
@@ -191,8 +196,8 @@ size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
                         const char *subprotocol);
 /* Writes a complete refusal/plain response: status line with the standard
  * reason phrase, "Content-Type: <ctype>" (text/plain when NULL),
- * Content-Length, "Connection: close", extra (NULL or ready header lines,
- * each ending CRLF), blank line, then body. For a refusal body is the
+ * Content-Length, "Connection: close", extra (NULL or WS__426_HEADERS,
+ * which makes it "Connection: Upgrade, close"), blank line, then body. For a refusal body is the
  * one-line reason plus "\n". Returns the total length that the response
  * needs; writes only if it fits in cap (call with cap 0 to size it). */
 size_t ws__response_http(char *out, size_t cap, int status, const char *ctype,

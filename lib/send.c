@@ -73,12 +73,20 @@ static int collect_group(ws_server *s, targets *t, char kind,
   return WS_OK;
 }
 
-/* Queues b on every target; returns how many took it. */
+/* Queues b on every target; returns how many took it. A receiver that
+ * could not get it for want of memory is closed (1011) rather than left
+ * open with a hole in its stream: every receiver gets every message in
+ * order, or ends. */
 static int deliver(ws_server *s, ws__buf *b, const targets *t) {
   size_t i;
-  int count = 0;
-  for (i = 0; i < t->n; i++)
-    if (ws__conn_queue(t->v[i], b) == WS_OK) count++;
+  int count = 0, rc;
+  for (i = 0; i < t->n; i++) {
+    rc = ws__conn_queue(t->v[i], b);
+    if (rc == WS_OK)
+      count++;
+    else if (rc == WS_ENOMEM)
+      ws__conn_fail(t->v[i], WS_CLOSE_INTERNAL, "out of memory");
+  }
   s->st.broadcasts++;
   s->st.fanout += (uint64_t)count;
   return count;
@@ -230,7 +238,7 @@ static int send_raw(ws_conn *c, int opcode, const void *p, size_t len) {
   int err = conn_sendable(c), rc;
   if (err != WS_OK) return err;
   if (p == NULL && len) return WS_EINVAL;
-  if (len > c->s->cfg.max_queued) return WS_ETOOBIG;
+  if (WS__TOO_BIG(c->s, len)) return WS_ETOOBIG;
   ws__enter(c->s);
   rc = send_buf(c, ws__buf_frame_copy(c->s, opcode, p, len), WS_ENOMEM);
   ws__leave(c->s);
@@ -240,6 +248,7 @@ static int send_raw(ws_conn *c, int opcode, const void *p, size_t len) {
 int ws_conn_send_text(ws_conn *c, const char *text, size_t len) {
   int err = conn_sendable(c); /* the connection first, as in ws_conn_send */
   if (err != WS_OK) return err;
+  if (WS__TOO_BIG(c->s, len)) return WS_ETOOBIG; /* before reading them */
   if (text && ws__utf8_validate(0, (const uint8_t *)text, len) !=
                   WS__UTF8_ACCEPT)
     return WS_EINVAL;

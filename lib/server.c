@@ -274,11 +274,22 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
   s->shutting_down = 1;
   s->shutdown_deadline = ws__after_ms(s->now, drain_ms);
   ws__post_close(s);
+  /* Inside a post's fan-out (a callback it ran): the closes wait for the
+   * drain on the stack, or that post would miss the receivers it has not
+   * reached yet. */
+  if (s->post_draining)
+    s->shutdown_deferred = 1;
+  else
+    ws__shutdown_close(s);
+  ws__leave(s);
+  return WS_OK;
+}
+
+void ws__shutdown_close(ws_server *s) {
+  s->shutdown_deferred = 0;
   ws__post_drain(s, SIZE_MAX); /* what was posted before still goes out */
   if (!s->destroying) close_all_going_away(s);
   ws__shutdown_check(s);
-  ws__leave(s);
-  return WS_OK;
 }
 
 /* shutting_down: 1 draining, 2 done. Connections accepted after it is done

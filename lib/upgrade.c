@@ -35,6 +35,7 @@ static enum ws_refusal refusal_kind(int status) {
   case 404: return WS_REFUSE_NOT_FOUND;
   case 409: return WS_REFUSE_CONFLICT;
   case 426: return WS_REFUSE_VERSION;
+  case 414:
   case 431: return WS_REFUSE_TOO_LARGE;
   case 503: return WS_REFUSE_UNAVAILABLE;
   default: return WS_REFUSE_OTHER;
@@ -52,6 +53,10 @@ static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
     return WS_ENOMEM;
   }
   ws__response_http((char *)b->data, need, status, ctype, extra, body, len);
+  /* To HEAD the same head, Content-Length included, and no content (RFC
+   * 9110 9.3.2): the body is simply left off the end. */
+  if (c->req && strcmp(ws_request_method(c->req), "HEAD") == 0)
+    b->len -= (uint32_t)len;
   if (ws__conn_push(c, b) != WS_OK) {
     ws__buf_unref(s, b);
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
@@ -217,6 +222,9 @@ static const char *take_device_id(ws_conn *c) {
   if (id && *id == '\0') id = NULL;
   if (id == NULL) return cfg->device_required ? "missing device_id" : NULL;
   if ((n = strlen(id)) > cfg->max_device_id) return "device_id too long";
+  for (size_t i = 0; i < n; i++) /* it is logged and quoted: no CR, LF... */
+    if ((unsigned char)id[i] < 0x20 || id[i] == 0x7F)
+      return "device_id has a control character";
   if (ws__utf8_validate(WS__UTF8_ACCEPT, (const uint8_t *)id, n) !=
       WS__UTF8_ACCEPT)
     return "device_id is not UTF-8";
@@ -333,7 +341,12 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   ws__upgrade_validate(rv, &chk);
   /* A page request's bad query parameter is left out for on_http (as a web
    * server's query parser would); an upgrade's fails it. */
-  if (!chk.is_upgrade) return plain_http(c);
+  if (!chk.is_upgrade) {
+    const char *why;
+    /* Every request's Host, not only an upgrade's (on_http's too). */
+    int status = ws__check_host(rv, &why);
+    return status ? refuse(c, status, why) : plain_http(c);
+  }
   if (err == WS_EPROTO) return refuse(c, 400, "bad percent-encoding");
   if (!path_matches(s, c->req)) return refuse(c, 404, "not found");
   if (chk.status) return refuse(c, chk.status, chk.reason);
@@ -390,10 +403,22 @@ static int parse_head(ws_conn *c, const char *src, size_t len,
   if (r == WS__HTTP_INVALID) refuse(c, 400, "malformed HTTP request");
   if (r == WS__HTTP_TOO_MANY) refuse(c, 431, "too many headers");
   if (r == WS__HTTP_INCOMPLETE && len >= s->cfg.max_handshake) {
-    refuse(c, 431, "request head too large");
+    /* No line ended: the request line alone, its target really, is over
+     * the limit, which RFC 9112 3 answers with 414. */
+    if (memchr(src, '\n', s->cfg.max_handshake) == NULL)
+      refuse(c, 414, "request line too long");
+    else
+      refuse(c, 431, "request head too large");
     r = WS__HTTP_TOO_MANY;
   }
   return r;
+}
+
+static int line_ended_or_bad(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((p[i] < 0x20 && p[i] != '\t' && p[i] != '\r') || p[i] == 0x7F)
+      return 1; /* '\n' too */
+  return 0;
 }
 
 /* Parses from p directly when nothing is buffered (the common case: the
@@ -418,10 +443,12 @@ long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n) {
   } else {
     size_t take = WS__MIN(n, c->s->cfg.max_handshake - old);
     if (buffer_bytes(c, p, take) != WS_OK) goto nomem;
-    /* Parsed again when a line ended, or when the limit is reached (431
-     * then, unless a malformed byte came first: 400, as when the same
-     * bytes come in one feed). */
-    if (memchr(p, '\n', take) == NULL && c->buf_len < c->s->cfg.max_handshake)
+    /* Parsed again when a line ended, when a byte came that no head may
+     * hold (a control byte: 400 now, as when the same bytes come in one
+     * feed, not at the deadline), or when the limit is reached (431 then,
+     * unless a malformed byte came first). A byte wrong only where it is
+     * (a space in a header name) is found when its line ends. */
+    if (!line_ended_or_bad(p, take) && c->buf_len < c->s->cfg.max_handshake)
       return (long)n;
     r = parse_head(c, (const char *)c->buf, c->buf_len, hdrs, &rv, &used);
     if (r == WS__HTTP_COMPLETE) {
@@ -471,7 +498,8 @@ static size_t add_sat(size_t a, size_t b) {
 /* A request the host parsed meets the limits the parser enforces on fed
  * bytes: header count, and the head's size in its shortest wire form
  * ("GET /p?q HTTP/1.1", "Name:value" lines, bare LF line ends, which the
- * parser accepts). Else 431, as when fed. Header values lose the optional
+ * parser accepts). Else 431 (414 for the request line alone), as when
+ * fed. Header values lose the optional
  * whitespace around them, as the parser drops it (RFC 9110 5.5), which a
  * host's parser may have kept ("Sec-WebSocket-Version: 13" split after
  * the colon); a header the parser would refuse (a name not a token, a
@@ -485,8 +513,10 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
   const ws_server *s = c->s;
   ws_header hdrs[WS__HEADERS_HARD_MAX];
   ws__reqview trimmed = *rv;
-  size_t i, n = add_sat(rv->method_len, rv->path_len + 11 + 1);
+  size_t i, line, n = add_sat(rv->method_len, rv->path_len + 11);
   if (rv->query) n = add_sat(n, 1 + rv->query_len);
+  line = n; /* "M P?Q HTTP/1.1\n" */
+  n = add_sat(n, 1); /* the empty line */
   for (i = 0; i < rv->header_count; i++)
     n = add_sat(add_sat(n, rv->headers[i].name_len + 1),
                 rv->headers[i].value_len + 1);
@@ -495,6 +525,8 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
     refuse(c, 400, "malformed HTTP request");
   } else if (rv->header_count > headers_max(s)) {
     refuse(c, 431, "too many headers");
+  } else if (line > s->cfg.max_handshake) {
+    refuse(c, 414, "request line too long");
   } else if (n > s->cfg.max_handshake) {
     refuse(c, 431, "request head too large");
   } else {

@@ -280,11 +280,15 @@ def test_a_device_id_stays_with_its_user(chat):
 def test_client_text_cannot_forge_answer_lines(chat):
     """The device id and close reason are the client's text, printed on the
     stdout that carries the command answers: a newline in them must not
-    start a line of its own."""
+    start a line of its own. The library refuses a device id with a control
+    byte (400); the example still escapes the close reason."""
     async def go():
-        ws, _ = await join_as(chat, "x%0Aok%20push%20alice%2042", "alice-token")
+        assert await refused_status(
+            f"{chat.ws}/ws?device_id=x%0Aok%20push%20alice%2042"
+            "&token=alice-token") == 400
+        ws, _ = await join_as(chat, "x", "alice-token")
         await ws.close(code=1000, reason="bye\nok stats open=999999")
-        chat.wait_line(r"^close alice x\?ok push alice 42 1000 bye\?ok stats")
+        chat.wait_line(r"^close alice x 1000 bye\?ok stats")
     arun(go())
     assert not any(line.startswith("ok push alice 42") for line in chat.seen)
     assert not any(line.startswith("ok stats open=999999")

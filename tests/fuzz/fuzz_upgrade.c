@@ -579,6 +579,8 @@ static void side_free(side *sd) {
   free(sd->pick_buf);
 }
 
+static int too_large(int status) { return status == 414 || status == 431; }
+
 /* The output is complete: one response, its body, nothing after. */
 static void check_complete_output(const side *sd) {
   if (sd->out.len == 0) return;
@@ -695,7 +697,7 @@ static void check_verdict(side *sd, const req *r, const expect *x, int status,
   int bad = 0;
   const char *want;
   if (!failed && x->early)
-    FZ_CHECK(status == x->early,
+    FZ_CHECK(status == x->early || (x->early == 431 && status == 414),
              "limits and malformed headers not answered first (431/400)");
   if (sd->select_called) {
     FZ_CHECK(x->offer != NULL && strcmp(sd->offered, x->offer) == 0,
@@ -870,6 +872,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   req_decode(&in, &r, f & F_NULLS);
 
   side_setup(&A, f, m, lim, answer);
+  A.out.head_request = strcmp(r.method, "HEAD") == 0;
   expect_build(&x, &r, A.s);
   memset(accept, 'Z', sizeof(accept));
   if (f & F_BADARG) bad_call(&A, &r, at % 5);
@@ -946,21 +949,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (head) {
     char *bproto;
     side_setup(&B, f, m, lim, 0);
+    B.out.head_request = A.out.head_request;
     feed_side(&B, head, head_len, f & F_SPLIT, at);
     bproto = B.out.status == 101 ? proto_of_101(&B.out) : NULL;
     if (getenv("FUZZ_TRACE"))
       fprintf(stderr, "bytes: %d (%zu bytes out)\n", B.out.status,
               B.out.len);
-    if (x.over_limit && !target_ok(&r) &&
-        (status == 400 || status == 431) &&
-        (B.out.status == 400 || B.out.status == 431)) {
+    if (too_large(status) && too_large(B.out.status)) {
+      /* 414 or 431: the line ends the two forms use (the parsed path's
+       * size is the shortest, bare LF) can put the request line on either
+       * side of the limit. */
+    } else if (x.over_limit && !target_ok(&r) &&
+        (status == 400 || too_large(status)) &&
+        (B.out.status == 400 || too_large(B.out.status))) {
       /* Over a limit with a bad target: the parser answers whichever it
        * meets first in the bytes, 431 when the limit comes before the
        * target's bad byte; the parsed path checks the target first. */
     } else if (!answer) {
       FZ_CHECK(A.out.status == B.out.status,
                "parsed and byte paths answer different statuses");
-      if (A.out.status != 431)
+      if (!too_large(A.out.status))
         FZ_CHECK(A.out.len == B.out.len &&
                      (A.out.len == 0 ||
                       memcmp(A.out.buf, B.out.buf, A.out.len) == 0),
@@ -979,7 +987,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                  "answer's subprotocol differs from the byte path's 101");
         FZ_CHECK(fz_memmem(B.out.buf, B.out.len, x.accept) != NULL,
                  "byte path's accept differs");
-      } else if (status != 431) {
+      } else if (!too_large(status)) {
         size_t bn, rn = strlen(reason);
         const uint8_t *body = body_of(&B.out, &bn);
         if (rn > 158) rn = 158;

@@ -247,7 +247,7 @@ static const char *const invalid_reqs[] = {
     "GET /\x80 HTTP/1.1\r\n\r\n",            /* non-ASCII target */
     "G(T / HTTP/1.1\r\n\r\n",                /* method not a token */
     " GET / HTTP/1.1\r\n\r\n",               /* leading space */
-    "\r\nGET / HTTP/1.1\r\n\r\n",            /* empty line first */
+    "\rGET / HTTP/1.1\r\n\r\n",              /* bare CR first */
     "GET / HTTP/2.0\r\n\r\n",                /* not HTTP/1.x */
     "GET / http/1.1\r\n\r\n",                /* case of HTTP */
     "GET / HTTP/1.x\r\n\r\n",                /* minor not a digit */
@@ -660,12 +660,13 @@ Test(response, exact_refusal_400) {
   cr_expect(memcmp(out, want, n) == 0);
 }
 
-/* RFC 9110 15.5.22: a 426 MUST name the protocol to upgrade to. */
+/* RFC 9110 15.5.22: a 426 MUST name the protocol to upgrade to; 7.8: the
+ * sender of Upgrade lists "upgrade" in Connection. */
 Test(response, exact_426_with_upgrade_and_version_headers) {
   static const char want[] = "HTTP/1.1 426 Upgrade Required\r\n"
                              "Content-Type: text/plain\r\n"
                              "Content-Length: 34\r\n"
-                             "Connection: close\r\n"
+                             "Connection: Upgrade, close\r\n"
                              "Upgrade: websocket\r\n"
                              "Sec-WebSocket-Version: 13\r\n"
                              "\r\n"
@@ -861,4 +862,44 @@ Test(parse, version_minor_digit_edges) {
   cr_expect_eq(v.http_minor, 0);
   cr_assert_eq(parse_str("GET / HTTP/1.9\r\n\r\n", h, &v), WS__HTTP_COMPLETE);
   cr_expect_eq(v.http_minor, 9);
+}
+
+/* Host = uri-host [":" port]: checked as a host, not as a set of bytes
+ * (review 15: "host:abc", "[::1", "a:b:c" and "a,b" passed). */
+Test(parse, host_value_is_host_and_port) {
+  static const char *const good[] = {
+      "example.com", "example.com:8081", "EXAMPLE.com:65535", "127.0.0.1",
+      "127.0.0.1:80", "[::1]", "[::1]:8081", "[::ffff:127.0.0.1]:1",
+      "localhost:", "xn--bcher-kva.example", "a%20b", "",
+  };
+  static const char *const bad[] = {
+      "host:abc", "host:123456", "[::1", "::1", "a:b:c", "a,b", "[]",
+      "[::1]x", "[::1]:8x", "[g::1]", "h/x", "u@h", "a b", "h:80:80",
+  };
+  size_t i;
+  for (i = 0; i < sizeof good / sizeof good[0]; i++)
+    cr_expect(ws__host_value_ok(good[i], strlen(good[i])), "%s", good[i]);
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_expect(!ws__host_value_ok(bad[i], strlen(bad[i])), "%s", bad[i]);
+  cr_expect(!ws__host_value_ok("[::1\0]", 6), "a NUL inside brackets");
+}
+
+/* Empty lines before the request line are skipped (RFC 9112 2.2); a CR
+ * not followed by LF there is still malformed. */
+Test(parse, empty_lines_before_the_request_line) {
+  static const char req[] = "\r\n\n\r\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+  ws_header h[4];
+  ws__reqview v;
+  size_t used = 0;
+  cr_assert_eq(ws__http_parse(req, sizeof req - 1, h, 4, &v, &used),
+               WS__HTTP_COMPLETE);
+  cr_assert_eq(used, sizeof req - 1);
+  cr_assert_eq(v.path_len, 2);
+  cr_assert_eq(ws__http_parse("\r\n", 2, h, 4, &v, &used),
+               WS__HTTP_INCOMPLETE);
+  cr_assert_eq(ws__http_parse("\r", 1, h, 4, &v, &used), WS__HTTP_INCOMPLETE);
+  cr_assert_eq(ws__http_parse("\rGET", 4, h, 4, &v, &used), WS__HTTP_INVALID);
+  /* A fragment is never part of a request target (RFC 9112 3.2). */
+  cr_assert_eq(ws__http_parse("GET /ws#x HTTP/1.1\r\n\r\n", 22, h, 4, &v,
+                              &used), WS__HTTP_INVALID);
 }

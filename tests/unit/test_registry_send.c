@@ -24,6 +24,7 @@ static struct {
   int do_close_others; /* "kick" handler closes C[1] and C[2] */
   int edit_in_close;   /* on_close tries to change memberships */
   int edit_rc[4];
+  void (*log_hook)(void); /* run by on_log, once per log line */
 } G;
 
 static int cidx(ws_conn *c) {
@@ -58,6 +59,11 @@ static int h_on_close(ws_conn *c, int code, const char *reason, void *ud) {
   return 0;
 }
 
+static void h_on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)level, (void)msg, (void)ud;
+  if (G.log_hook) G.log_hook();
+}
+
 /* The server every test here starts from; max_queued 0 keeps the
  * default. */
 static void fixture_queue(size_t max_queued, int queue_policy) {
@@ -68,6 +74,7 @@ static void fixture_queue(size_t max_queued, int queue_policy) {
   mt_config(&cfg, 0);
   cfg.handler = h_handler;
   cfg.on_close = h_on_close;
+  cfg.on_log = h_on_log;
   if (max_queued) cfg.max_queued = max_queued;
   cfg.queue_policy = queue_policy;
   cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
@@ -540,6 +547,108 @@ Test(send, post_from_same_thread_is_delivered_at_next_tick_in_order) {
     cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "late", "1", 1), WS_OK);
     finish();
   }
+}
+
+/* A post's fan-out can run a host callback half-way (on_log, when one
+ * receiver's queue is full) and that callback may tick or shut the server
+ * down. The post being fanned out must still reach the receivers it has
+ * not reached yet before the next post does: a nested drain used to
+ * deliver the next post first (and a nested shutdown closed them before
+ * the first reached them). Each receiver in turn is the full one, so that
+ * some are reached before it and some after, whatever the fan-out order. */
+static void tick_from_log(void) { ws_server_tick(S, 2); }
+static void shutdown_from_log(void) { ws_server_shutdown(S, 1000); }
+
+static void check_post_order_around(void (*hook)(void), int then_1001) {
+  enum { N = 4 };
+  char big[300];
+  int full, i;
+  memset(big, 'x', sizeof big - 3);
+  big[0] = '"', big[sizeof big - 3] = '"', big[sizeof big - 2] = '\0';
+  for (full = 0; full < N; full++) {
+    fixture_queue(512, WS_QUEUE_CLOSE);
+    connect_n(N, MT_WHOLE);
+    C[full].would_block = 1;
+    cr_assert_eq(ws_send_device_json(S, "d", "pad", big, strlen(big)), 0);
+    cr_assert_eq(ws_conn_send_json(C[full].c, "pad", big, strlen(big)),
+                 WS_OK);
+    cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "p1", big, strlen(big)),
+                 WS_OK);
+    cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "p2", "2", 1), WS_OK);
+    G.log_hook = hook;
+    ws_server_tick(S, 1);
+    G.log_hook = NULL;
+    for (i = 0; i < N; i++) {
+      char want[400];
+      if (i == full) continue;
+      snprintf(want, sizeof want, "{\"action\":\"p1\",\"data\":%s}", big);
+      mt_expect_text(&C[i], want);
+      mt_expect_text(&C[i], "{\"action\":\"p2\",\"data\":2}");
+      if (then_1001) mt_expect_close(&C[i], WS_CLOSE_GOING_AWAY);
+      mt_expect_nothing(&C[i]);
+    }
+    cr_assert_eq(G.on_close_code[full], 0, "still closing (4001 unsent)");
+    finish();
+  }
+}
+
+Test(send, post_fanout_keeps_order_when_a_callback_ticks_inside_it) {
+  check_post_order_around(tick_from_log, 0);
+}
+
+Test(send, post_fanout_finishes_before_a_shutdown_from_a_callback) {
+  check_post_order_around(shutdown_from_log, 1);
+}
+
+/* A receiver whose queue cannot take a fan-out's message for want of
+ * memory (its queue's growth fails) is closed with 1011: it must not stay
+ * open with a hole in its stream (a post's producer was told WS_OK long
+ * before). Every allocation of a broadcast fails once in turn; each
+ * receiver then has the message or a 1011 close after what it had. */
+Test(send, receiver_missing_a_fanout_for_want_of_memory_is_closed_1011) {
+  enum { N = 3 };
+  long k;
+  int i, n, got, closed, ever_closed = 0;
+  for (k = 1; k <= 8; k++) {
+    fixture();
+    connect_n(N, MT_WHOLE);
+    for (i = 0; i < N; i++) {
+      C[i].would_block = 1;
+      cr_assert_eq(ws_conn_send_json(C[i].c, "a", "1", 1), WS_OK);
+      cr_assert_eq(ws_conn_send_json(C[i].c, "b", "2", 1), WS_OK);
+    }
+    test_alloc_reset(k); /* each queue is full: the message needs growth */
+    n = ws_broadcast_json(S, "m", "3", 1, NULL, 0);
+    test_alloc_reset(0);
+    got = closed = 0;
+    for (i = 0; i < N; i++) {
+      mt_frame f;
+      C[i].would_block = 0;
+      mt_pump(&C[i]);
+      mt_expect_text(&C[i], "{\"action\":\"a\",\"data\":1}");
+      mt_expect_text(&C[i], "{\"action\":\"b\",\"data\":2}");
+      if (n == WS_ENOMEM) { /* framing failed: nobody got anything */
+        mt_expect_nothing(&C[i]);
+        continue;
+      }
+      mt_expect_frame(&C[i], &f);
+      if (f.opcode == MT_TEXT) {
+        cr_assert(mt_payload_is(&f, "{\"action\":\"m\",\"data\":3}"));
+        got++;
+      } else {
+        cr_assert_eq(mt_close_code(&f), WS_CLOSE_INTERNAL, "k=%ld", k);
+        closed++;
+      }
+      mt_expect_nothing(&C[i]);
+    }
+    if (n != WS_ENOMEM) {
+      cr_assert_eq(n, got, "k=%ld: returned %d, %d got it", k, n, got);
+      cr_assert_eq(got + closed, N);
+    }
+    ever_closed += closed;
+    finish();
+  }
+  cr_assert_gt(ever_closed, 0, "no queue's growth was made to fail");
 }
 
 /* A tick's post delivery is capped by connections reached, not by posts:

@@ -65,7 +65,8 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
   R.http_calls++;
   snprintf(R.header_seen, sizeof(R.header_seen), "%s",
            token ? token : "(none)");
-  cr_assert_str_eq(ws_request_method(req), "GET");
+  cr_assert(strcmp(ws_request_method(req), "GET") == 0 ||
+            strcmp(ws_request_method(req), "HEAD") == 0);
   if (R.http_close_first == 1) cr_assert_eq(ws_conn_close(c, 1000, NULL), 0);
   if (R.http_close_first == 2)
     cr_assert_eq(ws_server_shutdown(ws_conn_server(c), 1000), 0);
@@ -569,11 +570,13 @@ Test(upgrade, oversized_head_is_431) {
   memset(req + n, 'a', big);
   strcpy(req + n + big, "\r\n\r\n");
   refuse_str(NULL, NULL, req, 431, WS_REFUSE_TOO_LARGE, NULL, NULL);
-  /* A head without any line end past the limit too. */
+  /* A request line alone past the limit: its target is too long, 414
+   * (RFC 9112 3), counted with the oversized heads. */
   memset(req, 'A', big);
   memcpy(req, "GET /", 5);
   req[big] = '\0';
-  refuse_str(NULL, NULL, req, 431, WS_REFUSE_TOO_LARGE, NULL, NULL);
+  refuse_str(NULL, NULL, req, 414, WS_REFUSE_TOO_LARGE, NULL,
+             "request line too long");
   free(req);
 }
 
@@ -1357,9 +1360,9 @@ Test(upgrade, long_refusal_reason_is_cut_at_158_bytes) {
 
 /* A head already buffered, then a feed far past max_handshake: only the
  * bytes up to the limit are taken (the buffer never grows past it) and
- * the answer is the 431. */
+ * the answer is the size refusal (414: no line ended). */
 static void small_head(ws_config *cfg) { cfg->max_handshake = 64; }
-Test(upgrade, feed_past_the_limit_after_a_buffered_prefix_is_431) {
+Test(upgrade, feed_past_the_limit_after_a_buffered_prefix_is_414) {
   size_t big = (size_t)4 << 20;
   char *junk = malloc(big);
   mt_conn t;
@@ -1374,7 +1377,7 @@ Test(upgrade, feed_past_the_limit_after_a_buffered_prefix_is_431) {
   cr_assert_eq(t.len, 0, "nothing answered yet");
   mt_feed(&t, junk, big, MT_WHOLE);
   mt_pump(&t);
-  cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 431);
+  cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 414);
   cr_assert_eq(t.closes, 1);
   free(junk);
   server_free(s);
@@ -1642,4 +1645,108 @@ Test(upgrade, a_closing_connection_counts_against_max_connections) {
   mt_free(&t);
   mt_free(&k_pre[0]);
   mt_bytes_free(&b);
+}
+
+/* ---- the fifteenth review: HTTP edges ------------------------------------ */
+
+/* A byte no head may hold, arriving after the first segment, is a 400 at
+ * once: the buffered path waited for a line end (the handshake deadline,
+ * 10 s, for a client that never sends one). */
+Test(upgrade, control_byte_in_a_later_segment_is_400_at_once) {
+  static const char *const pieces[][2] = {
+      {"GET /ws HTTP/1.1\r\n", "X\x00"},
+      {"GE", "T\x01"},
+      {"GET /ws HTTP/1.1\r\nHost: h", "\x7f"},
+  };
+  size_t i;
+  for (i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+    mt_conn t;
+    ws_server *s;
+    reset();
+    s = server_new(NULL);
+    mt_open(&t, s);
+    mt_feed(&t, pieces[i][0], strlen(pieces[i][0]), MT_WHOLE);
+    cr_assert_eq(t.len, 0, "nothing answered yet");
+    mt_feed(&t, pieces[i][1], strlen(pieces[i][1]) + (i == 0), MT_WHOLE);
+    mt_pump(&t);
+    cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 400, "%zu", i);
+    cr_assert_eq(t.closes, 1);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* The answer to HEAD has the head GET would get, Content-Length included,
+ * and no content (RFC 9110 9.3.2): refusals and on_http's answers. */
+static void expect_head_only(tweak_fn tweak, const char *req, int status) {
+  mt_conn t;
+  ws_server *s;
+  char want[16], out[1024];
+  reset();
+  R.http_respond = 1;
+  s = server_new(tweak);
+  mt_open(&t, s);
+  mt_feed(&t, req, strlen(req), MT_WHOLE);
+  mt_pump(&t);
+  snprintf(want, sizeof want, " %d ", status);
+  cr_assert(t.len >= 4 && t.len < sizeof out);
+  memcpy(out, t.out, t.len);
+  out[t.len] = '\0';
+  cr_assert_not_null(strstr(out, want), "%s: %s", req, out);
+  cr_assert_not_null(strstr(out, "Content-Length: "), "%s", out);
+  cr_assert_str_eq(out + t.len - 4, "\r\n\r\n", "content after the head: %s",
+                   out);
+  cr_assert_eq(t.closes, 1);
+  server_free(s);
+  mt_free(&t);
+}
+Test(upgrade, head_request_gets_no_content) {
+  expect_head_only(NULL, "HEAD /nope HTTP/1.1\r\nHost: h\r\n\r\n", 404);
+  expect_head_only(NULL, "HEAD /ws HTTP/1.1\r\nHost: h\r\n\r\n", 426);
+  expect_head_only(NULL, "HEAD /ws?device_id=d HTTP/1.1\r\nHost: h\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n", 400);
+  expect_head_only(with_http, "HEAD /status/200 HTTP/1.1\r\nHost: h\r\n\r\n",
+                   200);
+  cr_assert_eq(R.respond_rc, WS_OK);
+}
+
+/* RFC 9112 3.2 for every request, not only upgrades: an HTTP/1.1 request
+ * without Host, or with two, is a 400 before on_http sees it. */
+Test(upgrade, plain_request_host_is_checked_before_on_http) {
+  refuse_str(with_http, NULL, "GET / HTTP/1.1\r\n\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "missing Host header");
+  cr_assert_eq(R.http_calls, 0);
+  refuse_str(with_http, NULL, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+             400, WS_REFUSE_BAD_REQUEST, NULL, "duplicate Host header");
+  refuse_str(with_http, NULL, "GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "invalid Host header");
+  refuse_str(NULL, NULL, "GET http://a:b:c/x HTTP/1.1\r\nHost: h\r\n\r\n",
+             400, WS_REFUSE_BAD_REQUEST, NULL, "invalid Host header");
+  cr_assert_eq(R.http_calls, 0);
+  /* HTTP/1.0 needs none: on to the usual answer. */
+  refuse_str(NULL, NULL, "GET /nope HTTP/1.0\r\n\r\n", 404,
+             WS_REFUSE_NOT_FOUND, NULL, NULL);
+}
+
+Test(upgrade, refusal_426_lists_upgrade_in_connection) {
+  refuse_str(NULL, NULL, "GET /ws HTTP/1.1\r\nHost: example.com\r\n\r\n", 426,
+             WS_REFUSE_VERSION, "\r\nConnection: Upgrade, close\r\n", NULL);
+}
+
+/* A device id is logged and quoted into JSON: no control byte in it. */
+Test(upgrade, device_id_with_a_control_byte_is_400) {
+  refuse_str(NULL, NULL, REQ_HEAD("/ws?device_id=a%0d%0aFAKE") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "control character");
+  refuse_str(NULL, NULL, REQ_HEAD("/ws?device_id=%7f") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "control character");
+  expect_101(NULL, REQ_HEAD("/ws?device_id=a+b%20c") "\r\n");
+}
+
+/* RFC 9112 2.2: an empty line before the request line is ignored. */
+Test(upgrade, empty_line_before_the_request_is_ignored) {
+  expect_101(NULL, "\r\n" REQ_HEAD("/ws?device_id=d") "\r\n");
+  refuse_str(NULL, NULL, REQ_HEAD("/ws?device_id=d#f") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
 }
