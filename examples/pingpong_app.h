@@ -270,11 +270,16 @@ static inline void pp_free_page(void) {
   pp_page_len = 0;
 }
 
-/* cfg.on_http: GET / and /index.html serve the page; anything else is left
- * to the library (404). */
+/* cfg.on_http: GET (or HEAD) / and /index.html serve the page; other
+ * methods are 501 (no resource here takes them; the library leaves HEAD's
+ * content out); anything else is left to the library (404). */
 static inline int pp_on_http(ws_conn *c, const ws_request *req, void *ud) {
   const char *path = ws_request_path(req);
+  const char *method = ws_request_method(req);
   (void)ud;
+  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+    return ws_conn_http_respond(c, 501, "text/plain", "not implemented\n",
+                                16);
   if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
     if (pp_page)
       return ws_conn_http_respond(c, 200, "text/html; charset=utf-8", pp_page,

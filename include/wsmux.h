@@ -634,7 +634,9 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     is its own. If on_open ended the connection (ws_conn_abort,
  *     ws_server_free), the handle is gone: the call reports a 503 refusal,
  *     reason "connection closed during on_open" (and "connection closed
- *     during the upgrade" when another callback ended it earlier).
+ *     during the upgrade" when another callback ended it earlier). One
+ *     ended in on_open was accepted first: it counts in conns_total, not
+ *     in refusals, and on_close (1006) follows its on_open.
  *   - refused: *status is the HTTP status (400..599) and *reason a static
  *     or long-lived one-line reason for the host to answer with (a 426
  *     also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13",

@@ -1695,6 +1695,18 @@ static void gen_handshake(builder *b) {
        "Host: 127.0.0.1\nUpgrade: websocket\nConnection: Upgrade\n"
        "Sec-WebSocket-Key: " SAMPLE_KEY "\nSec-WebSocket-Version: 13\n",
        "bare LF line ends accepted"},
+      {400, "4.2.1", LINE, "Host: 127.0.0.1,evil.example\r\n" H_UPG H_CONN
+       H_KEY H_VER, "Host naming two hosts (a comma): 400"},
+      {400, "4.2.1", LINE, "Host: 127.0.0.1:http\r\n" H_UPG H_CONN H_KEY H_VER,
+       "Host with a port that is no number: 400"},
+      {400, "4.2.1", "GET /ws?device_id=%s#frag HTTP/1.1\r\n", H_ALL,
+       "fragment in the target: 400"},
+      {400, "4.2.1", "GET /ws?device_id=%s%%0d%%0a HTTP/1.1\r\n", H_ALL,
+       "device_id decoding to a control byte: 400"},
+      {101, "4.2.1", "\r\nGET /ws?device_id=%s HTTP/1.1\r\n", H_ALL,
+       "empty line before the request line skipped: 101"},
+      {400, "4.2.1", "GET /?x=%s HTTP/1.1\r\n", "",
+       "plain GET / without Host: 400, not the page"},
       {200, "4.2.1", "GET /?x=%s HTTP/1.1\r\n", H_HOST, "GET /: 200 page"},
       {404, "4.2.1", "GET /nothing?x=%s HTTP/1.1\r\n", H_HOST,
        "GET /nothing: 404"},
@@ -1777,6 +1789,29 @@ static void gen_handshake(builder *b) {
       puts0(b, "\r\n\r\n");
       if (over) stop_at(b, 8192);
       done(b, over ? CONF_CLOSES : CONF_STAYS_OPEN);
+    }
+    /* A request line alone past the limit: its target is too long, 414
+     * (RFC 9112 3), known at byte 8192 too. */
+    if ((c = hs_case(b, 4, "4.2.1", 414, "GET /ws?device_id=%s&pad= HTTP/1.1\r\n",
+                     H_ALL, "request line past 8192 bytes: 414 at byte 8192"))) {
+      size_t at = 0, rest;
+      char *tail;
+      while (at + 5 <= c->len && memcmp(c->bytes + at, "&pad=", 5) != 0) at++;
+      at += 5; /* the pad goes after "&pad=" */
+      rest = c->len - at;
+      tail = malloc(rest);
+      if (tail == NULL) {
+        b->oom = 1;
+      } else {
+        memcpy(tail, c->bytes + at, rest);
+        c->len = at;
+        memset(pad, 'p', 8192);
+        put(b, pad, 8192);
+        put(b, tail, rest);
+        free(tail);
+        stop_at(b, 8192);
+        done(b, CONF_CLOSES);
+      }
     }
   }
 }

@@ -2,7 +2,9 @@
 import asyncio
 import http.client
 import json
+import re
 import signal
+import socket
 
 from conftest import (TIMEOUT, arun, close_code, connect, recv_json, recv_text,
                       refused_status)
@@ -129,6 +131,30 @@ def test_get_root_serves_the_page(pingpong):
     conn.request("GET", "/nope")
     assert conn.getresponse().status == 404
     conn.close()
+
+
+def test_head_and_other_methods_on_the_page(pingpong):
+    """HEAD gets GET's head without the page (RFC 9110 9.3.2: the raw bytes
+    end with the head); a method no resource here takes is 501."""
+    with socket.create_connection(("127.0.0.1", pingpong.port),
+                                  timeout=TIMEOUT) as s:
+        s.sendall(b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        raw = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), raw[:200]
+    assert int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1)) > 1000
+    assert rest == b"", f"{len(rest)} bytes of content after a HEAD answer"
+    for method in ("POST", "DELETE"):
+        conn = http.client.HTTPConnection("127.0.0.1", pingpong.port,
+                                          timeout=TIMEOUT)
+        conn.request(method, "/")
+        assert conn.getresponse().status == 501, method
+        conn.close()
 
 
 def test_refusals(pingpong):

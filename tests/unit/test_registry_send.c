@@ -4,10 +4,15 @@
  * per-connection order. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mem_transport.h"
 #include "support.h"
@@ -1016,6 +1021,86 @@ Test(send, post_from_other_threads_keeps_each_threads_order) {
   cr_assert_leq(wake_calls, POSTERS * PER_POSTER);
   ws_server_free(S);
   mt_free(&C[0]);
+}
+
+/* A loop that ticks only when woken (or when a tick said 0), as the
+ * adapters do, with producers that post one message and wait until it
+ * arrived before the next: every post finds the queue empty, the
+ * sharpest race between a drain ending and a post deciding to wake. A
+ * lost wake-up leaves a post undelivered: the wait times out (5 s). */
+enum { PINGPONG_PRODUCERS = 2, PINGPONG_ROUNDS = 1500 };
+static int wake_pipe[2];
+static int pp_delivered[PINGPONG_PRODUCERS];
+
+static int pipe_wake(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  return write(wake_pipe[1], "w", 1) == 1 || errno == EAGAIN ? 0 : -1;
+}
+
+static void *pingpong_poster(void *arg) {
+  int id = (int)(intptr_t)arg, i;
+  char dev[8];
+  snprintf(dev, sizeof dev, "d%d", id);
+  for (i = 0; i < PINGPONG_ROUNDS; i++) {
+    long spins = 0;
+    if (ws_post(S, WS_POST_DEVICE, dev, "p", "1", 1) != WS_OK)
+      return (void *)1;
+    while (__atomic_load_n(&pp_delivered[id], __ATOMIC_ACQUIRE) <= i) {
+      if (++spins > 50000000L) return (void *)2; /* the loop's 5 s fails first */
+      sched_yield();
+    }
+  }
+  return NULL;
+}
+
+Test(send, post_wakes_a_loop_that_sleeps_between_ticks) {
+  ws_config cfg;
+  pthread_t th[PINGPONG_PRODUCERS];
+  int i, total = 0, due = 0;
+  char sink[256];
+  cr_assert_eq(pipe(wake_pipe), 0);
+  for (i = 0; i < 2; i++)
+    cr_assert_eq(fcntl(wake_pipe[i], F_SETFL, O_NONBLOCK), 0);
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0); /* libc allocator: the counting one is not locked */
+  cfg.wake = pipe_wake;
+  cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+  ws_server_tick(S, 0);
+  for (i = 0; i < PINGPONG_PRODUCERS; i++) {
+    char dev[8];
+    snprintf(dev, sizeof dev, "d%d", i);
+    mt_connect(&C[i], S, dev, MT_WHOLE);
+  }
+  for (i = 0; i < PINGPONG_PRODUCERS; i++)
+    cr_assert_eq(pthread_create(&th[i], NULL, pingpong_poster,
+                                (void *)(intptr_t)i), 0);
+  while (total < PINGPONG_PRODUCERS * PINGPONG_ROUNDS) {
+    struct pollfd pfd = {.fd = wake_pipe[0], .events = POLLIN};
+    if (!due) {
+      cr_assert_eq(poll(&pfd, 1, 5000), 1, "a post waited with no wake-up "
+                   "(%d of %d delivered)", total,
+                   PINGPONG_PRODUCERS * PINGPONG_ROUNDS);
+      while (read(wake_pipe[0], sink, sizeof sink) > 0) {}
+    }
+    due = ws_server_tick(S, 1) == 0;
+    for (i = 0; i < PINGPONG_PRODUCERS; i++) {
+      mt_frame f;
+      while (mt_next_frame(&C[i], &f)) {
+        cr_assert(mt_payload_is(&f, "{\"action\":\"p\",\"data\":1}"));
+        __atomic_add_fetch(&pp_delivered[i], 1, __ATOMIC_RELEASE);
+        total++;
+      }
+    }
+  }
+  for (i = 0; i < PINGPONG_PRODUCERS; i++) {
+    void *r;
+    pthread_join(th[i], &r);
+    cr_assert_null(r, "producer %d failed", i);
+  }
+  ws_server_free(S);
+  for (i = 0; i < PINGPONG_PRODUCERS; i++) mt_free(&C[i]);
+  close(wake_pipe[0]);
+  close(wake_pipe[1]);
 }
 
 /* ---- mutation-testing round: gaps in registry.c and send.c ------------ */
