@@ -1039,7 +1039,7 @@ static int pipe_wake(ws_server *s, void *ud) {
 
 static void *pingpong_poster(void *arg) {
   int id = (int)(intptr_t)arg, i;
-  char dev[8];
+  char dev[16];
   snprintf(dev, sizeof dev, "d%d", id);
   for (i = 0; i < PINGPONG_ROUNDS; i++) {
     long spins = 0;
@@ -1067,7 +1067,7 @@ Test(send, post_wakes_a_loop_that_sleeps_between_ticks) {
   cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
   ws_server_tick(S, 0);
   for (i = 0; i < PINGPONG_PRODUCERS; i++) {
-    char dev[8];
+    char dev[16];
     snprintf(dev, sizeof dev, "d%d", i);
     mt_connect(&C[i], S, dev, MT_WHOLE);
   }
