@@ -521,7 +521,10 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
     n = add_sat(add_sat(n, rv->headers[i].name_len + 1),
                 rv->headers[i].value_len + 1);
   c->marks |= WS__M_FEEDING;
-  if (ws__target_path(&trimmed, rv->path, rv->path_len) != 0) {
+  /* '#' as the parser refuses it: no request target carries a fragment. */
+  if (ws__target_path(&trimmed, rv->path, rv->path_len) != 0 ||
+      memchr(rv->path, '#', rv->path_len) ||
+      (rv->query && memchr(rv->query, '#', rv->query_len))) {
     refuse(c, 400, "malformed HTTP request");
   } else if (rv->header_count > headers_max(s)) {
     refuse(c, 431, "too many headers");

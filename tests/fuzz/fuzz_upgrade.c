@@ -624,12 +624,14 @@ typedef struct expect {
 } expect;
 
 /* The path is a target's: "/...", "*" for OPTIONS without a query, or
- * "http(s)://" and a non-empty host without userinfo (RFC 9112 3.2). */
+ * "http(s)://" and a non-empty host without userinfo (RFC 9112 3.2); no
+ * '#' in it or in the query (a target never carries a fragment). */
 static int target_ok(const req *r) {
   const char *p = r->path;
   size_t l = strncasecmp(p, "http://", 7) == 0    ? 7
              : strncasecmp(p, "https://", 8) == 0 ? 8
                                                   : 0;
+  if (strchr(p, '#') || (r->query && strchr(r->query, '#'))) return 0;
   if (p[0] == '/') return 1;
   if (strcmp(p, "*") == 0)
     return strcmp(r->method, "OPTIONS") == 0 && r->query == NULL;

@@ -1092,7 +1092,11 @@ Test(upgrade, preparsed_target_forms_as_when_fed) {
     int status;
   } t[] = {{"http://example.com/ws", 101}, {"https://example.com/ws", 101},
            {"%2Fws", 400}, {"ws", 400}, {"", 400}, {"*", 400},
-           {"http://", 400}, {"http://example.com", 404}};
+           {"http://", 400}, {"http://example.com", 404},
+           /* a fragment, refused as the parser refuses it (fuzz_upgrade) */
+           {"/ws#f", 400}, {"http://example.com/ws#", 400},
+           /* an authority that is no host[:port] */
+           {"http://a:b:c/ws", 400}};
   size_t i;
   int answer;
   for (answer = 0; answer < 2; answer++) {
