@@ -326,8 +326,9 @@ typedef struct ws_config {
    * without one: 426 (with Upgrade: websocket) for a non-upgrade request on
    * the path, 404 for other paths. Not called for a request the library
    * cannot read: malformed (400), head too large (431, 414 for the request
-   * line), a path with a bad percent-escape (400), an HTTP/1.1 request
-   * without exactly one valid Host (400, RFC 9112 3.2). Called the same way for a request the host
+   * line), a path with a bad percent-escape (400), a request with two
+   * Host headers, an invalid one, or (HTTP/1.1) none (400, RFC 9112
+   * 3.2). Called the same way for a request the host
    * parsed (ws_conn_upgrade), but not by ws_conn_upgrade_answer. */
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
   /* Optional. Library log lines; the library never prints. msg is
@@ -595,7 +596,10 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * library runs the same checks and queues the 101 or the refusal. Bytes read
  * after the request are fed with ws_conn_feed. All arguments are borrowed.
  * The parser's limits apply: more than max_headers headers, or a head
- * longer than max_handshake in its shortest wire form, is refused with 431.
+ * longer than max_handshake in its shortest wire form, is refused with 431
+ * (414 when the request line alone is); so is, with 400, a '#' in path or
+ * query, as in a fed request target. The method decides as when fed: the
+ * answer to HEAD has no content.
  * There is no version argument: the host checks that the request is
  * HTTP/1.1 (RFC 6455 4.1; the byte-fed path answers 400 otherwise) before
  * calling this or ws_conn_upgrade_answer. Header values may keep the
@@ -826,8 +830,8 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * WS_EINVAL (also for a user or group name that is not 1 to 255 bytes, as
  * in ws_conn_join), WS_ENOMEM, WS_EJSON, WS_ETOOBIG. A
  * receiver whose queue is full is handled by queue_policy and not counted.
- * A message whose frame is larger than max_queued, or than 4 GiB - 16
- * bytes (a frame buffer's limit, also with max_queued at SIZE_MAX), could
+ * A message whose frame is larger than max_queued, or than 4 GiB - 2 KiB
+ * (a frame buffer's limit, also with max_queued at SIZE_MAX), could
  * never fit any queue: it is refused with WS_ETOOBIG before anything is
  * queued (data of len bytes past the limit before its bytes are read),
  * and no connection is closed for it (the sender's mistake, not a slow

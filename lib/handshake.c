@@ -222,13 +222,23 @@ static int parse_headers(cursor *c, ws_header *headers, size_t max_headers,
 }
 
 /* Empty lines before the request line, which RFC 9112 2.2 asks a server
- * to ignore (a client may end a previous body with an extra CRLF). */
+ * to ignore (a client may end a previous body with an extra CRLF): a few,
+ * not up to the head's limit, since each one is a re-parse of the whole
+ * buffer when they dribble in. */
 static int skip_empty_lines(cursor *c) {
-  int rc = WS__HTTP_COMPLETE;
+  int rc = WS__HTTP_COMPLETE, n = 0;
   while (rc == WS__HTTP_COMPLETE && !at_end(c) &&
-         (c->p[c->pos] == '\r' || c->p[c->pos] == '\n'))
+         (c->p[c->pos] == '\r' || c->p[c->pos] == '\n')) {
+    if (n++ == WS__HTTP_EMPTY_LINES_MAX) return WS__HTTP_INVALID;
     rc = parse_eol(c);
+  }
   return at_end(c) ? WS__HTTP_INCOMPLETE : rc;
+}
+
+size_t ws__empty_lines_len(const char *buf, size_t len) {
+  size_t i = 0;
+  while (i < len && (buf[i] == '\r' || buf[i] == '\n')) i++;
+  return i;
 }
 
 int ws__http_parse(const char *buf, size_t len, ws_header *headers,
@@ -332,12 +342,22 @@ static int check_request_line(const ws__reqview *rv, const char **why) {
   return 0;
 }
 
+static int hex_value(unsigned char c);
+
 /* Bytes of a reg-name or IPv4 address (RFC 3986 3.2.2): unreserved,
  * pct-encoded and sub-delims, but ','. A comma is valid there, yet no DNS
- * name has one and an intermediary may read "a,b" as a list of two. */
-static int is_reg_name_byte(unsigned char c) {
+ * name has one and an intermediary may read "a,b" as a list of two.
+ * Returns how many bytes at v[i] make one such character (3 for "%XX"),
+ * or 0. */
+static size_t reg_name_char(const char *v, size_t n, size_t i) {
+  unsigned char c = (unsigned char)v[i];
+  if (c == '%')
+    return i + 2 < n && hex_value((unsigned char)v[i + 1]) >= 0 &&
+                   hex_value((unsigned char)v[i + 2]) >= 0
+               ? 3
+               : 0;
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') || (c != '\0' && strchr("-._~!$&'()*+;=%", c));
+         (c >= '0' && c <= '9') || (c != '\0' && strchr("-._~!$&'()*+;=", c));
 }
 
 /* Host = uri-host [":" port] (RFC 9110 7.2): an IP literal in brackets
@@ -353,7 +373,8 @@ int ws__host_value_ok(const char *v, size_t n) {
     if (i == n || i == 1) return 0; /* no ']', or "[]" */
     i++;
   } else {
-    while (i < n && is_reg_name_byte((unsigned char)v[i])) i++;
+    size_t k;
+    while (i < n && (k = reg_name_char(v, n, i)) > 0) i += k;
   }
   if (i == n) return 1;
   if (v[i] != ':') return 0;
@@ -577,10 +598,10 @@ static void build_http(outbuf *o, int status, const char *ctype,
     puts0(o, "\r\nContent-Length: ");
     put_uint(o, body_len);
   }
-  /* extra is the 426's Upgrade header: a sender of Upgrade lists
-   * "upgrade" in Connection (RFC 9110 7.8). */
-  puts0(o, extra ? "\r\nConnection: Upgrade, close\r\n"
-                 : "\r\nConnection: close\r\n");
+  /* A 426 carries Upgrade (WS__426_HEADERS): its sender lists "upgrade"
+   * in Connection (RFC 9110 7.8). */
+  puts0(o, status == 426 && extra ? "\r\nConnection: Upgrade, close\r\n"
+                                  : "\r\nConnection: close\r\n");
   if (extra) puts0(o, extra);
   puts0(o, "\r\n");
   put(o, body, body_len);

@@ -38,13 +38,6 @@
 
 /* One framed message: header and payload in one allocation, immutable once
  * built, shared by reference among receivers. */
-/* The largest payload a frame buffer holds (its len is 32-bit, header
- * included). A message past it, or past max_queued, is WS_ETOOBIG, found
- * from its length before its bytes are read (ws__too_big). */
-#define WS__FRAME_PAYLOAD_MAX ((size_t)UINT32_MAX - 16)
-#define WS__TOO_BIG(s, len) \
-  ((len) > (s)->cfg.max_queued || (len) > WS__FRAME_PAYLOAD_MAX)
-
 typedef struct ws__buf {
   uint32_t refs;
   uint32_t len;     /* bytes in data */
@@ -53,6 +46,17 @@ typedef struct ws__buf {
   uint8_t is_http;  /* raw HTTP response: no frame may go ahead of it */
   uint8_t data[];
 } ws__buf;
+
+/* The largest payload a frame buffer holds: its len is 32-bit and counts
+ * the header (14 bytes at most) and the struct (12). */
+#define WS__FRAME_PAYLOAD_MAX ((size_t)UINT32_MAX - 32)
+/* The largest message the API takes: a frame buffer's, less room for the
+ * JSON envelope around data (at most 10 + 6 * WS_MAX_ACTION + 2 + 9). A
+ * message past it, or past max_queued, is WS_ETOOBIG, told from its
+ * length before its bytes are read. */
+#define WS__MESSAGE_MAX (WS__FRAME_PAYLOAD_MAX - 2048)
+#define WS__TOO_BIG(s, len) \
+  ((len) > (s)->cfg.max_queued || (len) > WS__MESSAGE_MAX)
 
 /* FIFO of buffer references with the first one partially sent. Two inline
  * slots cover the common case (one reply in flight) without an allocation;
@@ -128,7 +132,8 @@ enum ws__conn_flag {
 
 enum ws__conn_mark {
   WS__M_PICKED = 1u << 0, /* send.c: already in the target list being built */
-  WS__M_FEEDING = 1u << 1 /* inside ws_conn_feed or ws_conn_upgrade* */
+  WS__M_FEEDING = 1u << 1, /* inside ws_conn_feed or ws_conn_upgrade* */
+  WS__M_HEAD = 1u << 2     /* upgrade.c: the request is HEAD: no content */
 };
 
 struct ws_conn {

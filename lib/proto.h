@@ -149,6 +149,11 @@ void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out);
  * [":" port] (ws__host_value_ok). 0, or 400 with *why set. */
 int ws__check_host(const ws__reqview *rv, const char **why);
 int ws__host_value_ok(const char *v, size_t n);
+/* Empty lines a request may start with (RFC 9112 2.2); past them, 400. */
+#define WS__HTTP_EMPTY_LINES_MAX 4
+/* Bytes of CR and LF at the start of buf: the empty lines before a request
+ * line. */
+size_t ws__empty_lines_len(const char *buf, size_t len);
 
 /* Origin rule: no Origin header -> allowed; Origin equal (case-insensitive)
  * to an entry of allowed[] -> allowed; Origin's host[:port] (after the
@@ -197,7 +202,8 @@ size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
 /* Writes a complete refusal/plain response: status line with the standard
  * reason phrase, "Content-Type: <ctype>" (text/plain when NULL),
  * Content-Length, "Connection: close", extra (NULL or WS__426_HEADERS,
- * which makes it "Connection: Upgrade, close"), blank line, then body. For a refusal body is the
+ * with which a 426 says "Connection: Upgrade, close"), blank line, then
+ * body. For a refusal body is the
  * one-line reason plus "\n". Returns the total length that the response
  * needs; writes only if it fits in cap (call with cap 0 to size it). */
 size_t ws__response_http(char *out, size_t cap, int status, const char *ctype,

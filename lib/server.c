@@ -232,10 +232,18 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
   now_ms = now_ms > s->clock_base ? now_ms - s->clock_base : 0;
   if (now_ms > s->now) s->now = now_ms; /* time never goes back */
   ws__enter(s);
-  if (!s->shutting_down) ws__post_drain(s, WS__POST_TICK_DELIVERIES);
-  ws__timer_run(s);
-  if (s->shutting_down == 1 && s->now >= s->shutdown_deadline)
-    finish_draining(s);
+  /* From a callback a post's delivery ran, nothing fires: a deadline (the
+   * shutdown's above all) would end receivers that post has not reached. */
+  if (!s->post_draining) {
+    if (!s->shutting_down) ws__post_drain(s, WS__POST_TICK_DELIVERIES);
+    ws__timer_run(s);
+    if (s->shutting_down == 1 && s->now >= s->shutdown_deadline) {
+      /* What the drain (a deferred shutdown's 1001s) queued goes out
+       * before what is left is cut. */
+      ws__flush_dirty(s);
+      finish_draining(s);
+    }
+  }
   if (ws__leave(s)) return -1; /* destroyed from a callback */
   /* Asked last: the flush in ws__leave may have armed deadlines, and
    * finish_draining may have cleared every one. */

@@ -55,8 +55,7 @@ static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
   ws__response_http((char *)b->data, need, status, ctype, extra, body, len);
   /* To HEAD the same head, Content-Length included, and no content (RFC
    * 9110 9.3.2): the body is simply left off the end. */
-  if (c->req && strcmp(ws_request_method(c->req), "HEAD") == 0)
-    b->len -= (uint32_t)len;
+  if (c->marks & WS__M_HEAD) b->len -= (uint32_t)len;
   if (ws__conn_push(c, b) != WS_OK) {
     ws__buf_unref(s, b);
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
@@ -222,9 +221,8 @@ static const char *take_device_id(ws_conn *c) {
   if (id && *id == '\0') id = NULL;
   if (id == NULL) return cfg->device_required ? "missing device_id" : NULL;
   if ((n = strlen(id)) > cfg->max_device_id) return "device_id too long";
-  for (size_t i = 0; i < n; i++) /* it is logged and quoted: no CR, LF... */
-    if ((unsigned char)id[i] < 0x20 || id[i] == 0x7F)
-      return "device_id has a control character";
+  if (!field_value_ok(id)) /* it is logged and quoted: no CR, LF... */
+    return "device_id has a control character";
   if (ws__utf8_validate(WS__UTF8_ACCEPT, (const uint8_t *)id, n) !=
       WS__UTF8_ACCEPT)
     return "device_id is not UTF-8";
@@ -398,14 +396,19 @@ static void buffer_free(ws_conn *c) {
 static int parse_head(ws_conn *c, const char *src, size_t len,
                       ws_header *hdrs, ws__reqview *rv, size_t *used) {
   ws_server *s = c->s;
-  int r = ws__http_parse(src, WS__MIN(len, s->cfg.max_handshake), hdrs,
-                         headers_max(s), rv, used);
+  size_t lead = ws__empty_lines_len(src, len), max = s->cfg.max_handshake;
+  int r = ws__http_parse(src, WS__MIN(len, max), hdrs, headers_max(s), rv,
+                         used);
+  /* Known before any answer, which then has no content (a refusal of a
+   * HEAD the parser could not read too). */
+  if (len - lead >= 5 && memcmp(src + lead, "HEAD ", 5) == 0)
+    c->marks |= WS__M_HEAD;
   if (r == WS__HTTP_INVALID) refuse(c, 400, "malformed HTTP request");
   if (r == WS__HTTP_TOO_MANY) refuse(c, 431, "too many headers");
-  if (r == WS__HTTP_INCOMPLETE && len >= s->cfg.max_handshake) {
-    /* No line ended: the request line alone, its target really, is over
-     * the limit, which RFC 9112 3 answers with 414. */
-    if (memchr(src, '\n', s->cfg.max_handshake) == NULL)
+  if (r == WS__HTTP_INCOMPLETE && len >= max) {
+    /* No line ended after the empty ones: the request line alone, its
+     * target really, is over the limit, which RFC 9112 3 answers with 414. */
+    if (lead >= max || memchr(src + lead, '\n', max - lead) == NULL)
       refuse(c, 414, "request line too long");
     else
       refuse(c, 431, "request head too large");
@@ -414,10 +417,11 @@ static int parse_head(ws_conn *c, const char *src, size_t len,
   return r;
 }
 
+/* A line end or a control byte (CR and LF included; a CR is a line end's
+ * start or a 400): reason to parse again. */
 static int line_ended_or_bad(const uint8_t *p, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if ((p[i] < 0x20 && p[i] != '\t' && p[i] != '\r') || p[i] == 0x7F)
-      return 1; /* '\n' too */
+    if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7F) return 1;
   return 0;
 }
 
@@ -443,11 +447,13 @@ long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n) {
   } else {
     size_t take = WS__MIN(n, c->s->cfg.max_handshake - old);
     if (buffer_bytes(c, p, take) != WS_OK) goto nomem;
-    /* Parsed again when a line ended, when a byte came that no head may
-     * hold (a control byte: 400 now, as when the same bytes come in one
-     * feed, not at the deadline), or when the limit is reached (431 then,
-     * unless a malformed byte came first). A byte wrong only where it is
-     * (a space in a header name) is found when its line ends. */
+    /* Parsed again when a line ended or a CR came, when a byte came that
+     * no head may hold (a control byte: 400 now, as when the same bytes
+     * come in one feed, not at the deadline), or when the limit is reached
+     * (431 then, unless a malformed byte came first). A byte wrong only
+     * where it is (a space in a header name) is found when its line ends.
+     * Lines are bounded (headers by max_headers, empty ones before the
+     * request by WS__HTTP_EMPTY_LINES_MAX), so re-reads are too. */
     if (!line_ended_or_bad(p, take) && c->buf_len < c->s->cfg.max_handshake)
       return (long)n;
     r = parse_head(c, (const char *)c->buf, c->buf_len, hdrs, &rv, &used);
@@ -521,6 +527,7 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
     n = add_sat(add_sat(n, rv->headers[i].name_len + 1),
                 rv->headers[i].value_len + 1);
   c->marks |= WS__M_FEEDING;
+  if (strcmp(rv->method, "HEAD") == 0) c->marks |= WS__M_HEAD;
   /* '#' as the parser refuses it: no request target carries a fragment. */
   if (ws__target_path(&trimmed, rv->path, rv->path_len) != 0 ||
       memchr(rv->path, '#', rv->path_len) ||

@@ -45,9 +45,11 @@
  *     connection is WS_ESTATE and writes nothing;
  *   - limits and well-formedness first, as documented: a path that is no
  *     target's (neither "/..." nor "http(s)://host...", "*" but for
- *     OPTIONS) is 400, then more headers than
+ *     OPTIONS, or a '#' in it or the query) is 400, then more headers than
  *     max_headers (at most 256) is 431, a head longer than max_handshake
- *     in its shortest wire form is 431, then a header with a name that is
+ *     in its shortest wire form is 431 (414 when its request line alone
+ *     is: the two paths may differ there, their line ends do), then a
+ *     header with a name that is
  *     not a token or a value with a control byte other than HTAB is 400;
  *     so a 101 only for well-formed headers;
  *   - ws_conn_upgrade: the output is one complete HTTP response and

@@ -875,6 +875,7 @@ Test(parse, host_value_is_host_and_port) {
   static const char *const bad[] = {
       "host:abc", "host:123456", "[::1", "::1", "a:b:c", "a,b", "[]",
       "[::1]x", "[::1]:8x", "[g::1]", "h/x", "u@h", "a b", "h:80:80",
+      "a%zz", "a%2", "%", /* a '%' starts two hex digits */
   };
   size_t i;
   for (i = 0; i < sizeof good / sizeof good[0]; i++)
@@ -902,4 +903,21 @@ Test(parse, empty_lines_before_the_request_line) {
   /* A fragment is never part of a request target (RFC 9112 3.2). */
   cr_assert_eq(ws__http_parse("GET /ws#x HTTP/1.1\r\n\r\n", 22, h, 4, &v,
                               &used), WS__HTTP_INVALID);
+}
+
+/* At most WS__HTTP_EMPTY_LINES_MAX empty lines first (review: up to the
+ * head's limit, each a re-parse when they dribble in). */
+Test(parse, empty_lines_first_are_bounded) {
+  char req[64];
+  ws_header h[4];
+  ws__reqview v;
+  size_t used, k;
+  for (k = 0; k <= WS__HTTP_EMPTY_LINES_MAX + 1; k++) {
+    int n = snprintf(req, sizeof req, "%.*sGET / HTTP/1.1\r\n\r\n", (int)k,
+                     "\n\n\n\n\n\n\n\n");
+    int rc = ws__http_parse(req, (size_t)n, h, 4, &v, &used);
+    cr_expect_eq(rc, k <= WS__HTTP_EMPTY_LINES_MAX ? WS__HTTP_COMPLETE
+                                                   : WS__HTTP_INVALID,
+                 "%zu empty lines", k);
+  }
 }

@@ -1661,6 +1661,7 @@ Test(upgrade, control_byte_in_a_later_segment_is_400_at_once) {
       {"GET /ws HTTP/1.1\r\n", "X\x00"},
       {"GE", "T\x01"},
       {"GET /ws HTTP/1.1\r\nHost: h", "\x7f"},
+      {"GET /ws HTTP/1.1\r\nHost: h", "\rX"}, /* a bare CR (review) */
   };
   size_t i;
   for (i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
@@ -1714,6 +1715,35 @@ Test(upgrade, head_request_gets_no_content) {
   expect_head_only(with_http, "HEAD /status/200 HTTP/1.1\r\nHost: h\r\n\r\n",
                    200);
   cr_assert_eq(R.respond_rc, WS_OK);
+  /* Refused before a request was built (review): still no content. */
+  expect_head_only(NULL, "HEAD /%zz HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+  expect_head_only(NULL, "HEAD / HTTP/1.1\r\nBad Header\r\n\r\n", 400);
+  {
+    static char req[9100];
+    memcpy(req, "\r\nHEAD /", 8);
+    memset(req + 8, 'a', 9000);
+    strcpy(req + 9008, " HTTP/1.1\r\n\r\n");
+    expect_head_only(NULL, req, 414); /* past an empty line too */
+  }
+}
+
+/* The same through ws_conn_upgrade: the host's method decides. */
+Test(upgrade, preparsed_head_request_gets_no_content) {
+  mt_conn t;
+  ws_server *s;
+  char out[512];
+  reset();
+  s = server_new(NULL);
+  mt_open(&t, s);
+  cr_assert_eq(ws_conn_upgrade(t.c, "HEAD", "/nope", NULL, k_hdrs, 5), WS_OK);
+  mt_pump(&t);
+  cr_assert(t.len > 4 && t.len < sizeof out);
+  memcpy(out, t.out, t.len);
+  out[t.len] = '\0';
+  cr_assert_not_null(strstr(out, " 404 "), "%s", out);
+  cr_assert_str_eq(out + t.len - 4, "\r\n\r\n", "%s", out);
+  server_free(s);
+  mt_free(&t);
 }
 
 /* RFC 9112 3.2 for every request, not only upgrades: an HTTP/1.1 request
@@ -1748,9 +1778,19 @@ Test(upgrade, device_id_with_a_control_byte_is_400) {
   expect_101(NULL, REQ_HEAD("/ws?device_id=a+b%20c") "\r\n");
 }
 
-/* RFC 9112 2.2: an empty line before the request line is ignored. */
-Test(upgrade, empty_line_before_the_request_is_ignored) {
+/* RFC 9112 2.2: an empty line before the request line is ignored; a
+ * few, not up to the head's limit: each one dribbled in was a re-parse of
+ * the whole buffer (review: 65536 of them cost 3 s of CPU). */
+Test(upgrade, empty_lines_before_the_request_are_ignored_up_to_4) {
   expect_101(NULL, "\r\n" REQ_HEAD("/ws?device_id=d") "\r\n");
+  expect_101(NULL, "\r\n\n\r\n\n" REQ_HEAD("/ws?device_id=d") "\r\n");
+  refuse_str(NULL, NULL, "\n\n\n\n\n" REQ_HEAD("/ws?device_id=d") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+}
+
+Test(upgrade, fragment_in_the_target_is_400) {
   refuse_str(NULL, NULL, REQ_HEAD("/ws?device_id=d#f") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "malformed");
+  refuse_str(NULL, NULL, REQ_HEAD("/ws#?device_id=d") "\r\n", 400,
              WS_REFUSE_BAD_REQUEST, NULL, "malformed");
 }
