@@ -995,9 +995,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t bn, rn = strlen(reason);
         const uint8_t *body = body_of(&B.out, &bn);
         if (rn > 158) rn = 158;
-        FZ_CHECK(bn == rn + 1 && memcmp(body, reason, rn) == 0 &&
-                     body[rn] == '\n',
-                 "answer's reason differs from the byte path's refusal");
+        if (B.out.head_request) /* the same answer, without its content */
+          FZ_CHECK(bn == 0, "content in the byte path's answer to HEAD");
+        else
+          FZ_CHECK(bn == rn + 1 && memcmp(body, reason, rn) == 0 &&
+                       body[rn] == '\n',
+                   "answer's reason differs from the byte path's refusal");
       }
     }
     free(bproto);
