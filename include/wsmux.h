@@ -670,7 +670,7 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
  * character such as CR or LF in content_type), WS_ESTATE (not in on_http,
  * or the request was answered already), WS_ECLOSED (on_http closed it
  * first, e.g. ws_conn_close or ws_server_shutdown: nothing is sent),
- * WS_ENOMEM. */
+ * WS_ETOOBIG (len of 4 GiB or more), WS_ENOMEM. */
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
                                    const char *content_type, const void *body,
                                    size_t len);
@@ -830,8 +830,9 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * WS_EINVAL (also for a user or group name that is not 1 to 255 bytes, as
  * in ws_conn_join), WS_ENOMEM, WS_EJSON, WS_ETOOBIG. A
  * receiver whose queue is full is handled by queue_policy and not counted.
- * A message whose frame is larger than max_queued, or than 4 GiB - 2 KiB
- * (a frame buffer's limit, also with max_queued at SIZE_MAX), could
+ * A message whose frame is larger than max_queued, or than 4 GiB less
+ * about 2 KiB (a frame buffer's limit less room for the envelope; also
+ * with max_queued at SIZE_MAX), could
  * never fit any queue: it is refused with WS_ETOOBIG before anything is
  * queued (data of len bytes past the limit before its bytes are read),
  * and no connection is closed for it (the sender's mistake, not a slow

@@ -236,8 +236,8 @@ static int skip_empty_lines(cursor *c) {
 }
 
 size_t ws__empty_lines_len(const char *buf, size_t len) {
-  size_t i = 0;
-  while (i < len && (buf[i] == '\r' || buf[i] == '\n')) i++;
+  size_t i = 0, max = 2 * WS__HTTP_EMPTY_LINES_MAX + 1; /* past it: a 400 */
+  while (i < len && i < max && (buf[i] == '\r' || buf[i] == '\n')) i++;
   return i;
 }
 
@@ -532,10 +532,12 @@ typedef struct outbuf {
   size_t len;
 } outbuf;
 
+/* The count saturates: a length that would wrap (a host's body size near
+ * SIZE_MAX) sizes the response at SIZE_MAX, which no allocation takes. */
 static void put(outbuf *o, const void *s, size_t n) {
   if (o->len <= o->cap && n <= o->cap - o->len && n > 0)
     memcpy(o->p + o->len, s, n);
-  o->len += n;
+  o->len = n > SIZE_MAX - o->len ? SIZE_MAX : o->len + n;
 }
 
 static void puts0(outbuf *o, const char *s) { put(o, s, strlen(s)); }

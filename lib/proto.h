@@ -151,8 +151,8 @@ int ws__check_host(const ws__reqview *rv, const char **why);
 int ws__host_value_ok(const char *v, size_t n);
 /* Empty lines a request may start with (RFC 9112 2.2); past them, 400. */
 #define WS__HTTP_EMPTY_LINES_MAX 4
-/* Bytes of CR and LF at the start of buf: the empty lines before a request
- * line. */
+/* Bytes of CR and LF at the start of buf (the empty lines before a request
+ * line), counted up to 2 * WS__HTTP_EMPTY_LINES_MAX + 1. */
 size_t ws__empty_lines_len(const char *buf, size_t len);
 
 /* Origin rule: no Origin header -> allowed; Origin equal (case-insensitive)

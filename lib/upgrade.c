@@ -104,6 +104,7 @@ int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
       (len && !ws__status_has_content(status)) ||
       !field_value_ok(content_type))
     return WS_EINVAL;
+  if (len > WS__MESSAGE_MAX) return WS_ETOOBIG; /* no frame buffer holds it */
   if (!(c->flags & WS__F_IN_HTTP) || (c->flags & WS__F_RESPONDED))
     return WS_ESTATE;
   /* Closed from inside on_http (ws_conn_close, ws_server_shutdown): the
@@ -399,9 +400,10 @@ static int parse_head(ws_conn *c, const char *src, size_t len,
   size_t lead = ws__empty_lines_len(src, len), max = s->cfg.max_handshake;
   int r = ws__http_parse(src, WS__MIN(len, max), hdrs, headers_max(s), rv,
                          used);
-  /* Known before any answer, which then has no content (a refusal of a
-   * HEAD the parser could not read too). */
-  if (len - lead >= 5 && memcmp(src + lead, "HEAD ", 5) == 0)
+  /* The method as the parser read it (it is kept when a later byte fails
+   * the request): the answer to HEAD has no content, a refusal of a HEAD
+   * request that is malformed further on included. */
+  if (rv->method_len == 4 && memcmp(rv->method, "HEAD ", 5) == 0)
     c->marks |= WS__M_HEAD;
   if (r == WS__HTTP_INVALID) refuse(c, 400, "malformed HTTP request");
   if (r == WS__HTTP_TOO_MANY) refuse(c, 431, "too many headers");

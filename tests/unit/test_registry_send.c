@@ -602,6 +602,8 @@ static void check_post_order_around(void (*hook)(void), int then_1001,
     }
     if (full_still_open)
       cr_assert_eq(G.on_close_code[full], 0, "still closing (4001 unsent)");
+    else /* cut at the deadline: the code it was sent */
+      cr_assert_eq(G.on_close_code[full], WS_CLOSE_SLOW_CONSUMER);
     finish();
   }
 }

@@ -1768,6 +1768,14 @@ Test(regress, past_a_frames_length_is_too_big_even_unlimited) {
   cr_expect_eq(ws_conn_send_binary(A.c, one, five_gib), WS_ETOOBIG);
   cr_expect_eq(ws_conn_send_text(A.c, one, five_gib), WS_ETOOBIG);
   cr_expect_eq(ws_conn_send_json(A.c, "a", one, five_gib), WS_ETOOBIG);
+  /* Under 4 GiB but past a frame buffer (less the envelope's room): told
+   * from the length too, not found by a 4 GiB allocation and copy. */
+  test_alloc_reset(0);
+  cr_expect_eq(ws_conn_send_binary(A.c, one, (size_t)UINT32_MAX - 100),
+               WS_ETOOBIG);
+  cr_expect_eq(ws_conn_send_json(A.c, "a", one, (size_t)UINT32_MAX - 2000),
+               WS_ETOOBIG);
+  cr_expect_eq(test_alloc_count(), 0);
   mt_expect_nothing(&A);
   done(s, &A, NULL);
 }
