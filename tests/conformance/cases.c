@@ -1792,26 +1792,16 @@ static void gen_handshake(builder *b) {
     }
     /* A request line alone past the limit: its target is too long, 414
      * (RFC 9112 3), known at byte 8192 too. */
-    if ((c = hs_case(b, 4, "4.2.1", 414, "GET /ws?device_id=%s&pad= HTTP/1.1\r\n",
-                     H_ALL, "request line past 8192 bytes: 414 at byte 8192"))) {
-      size_t at = 0, rest;
-      char *tail;
-      while (at + 5 <= c->len && memcmp(c->bytes + at, "&pad=", 5) != 0) at++;
-      at += 5; /* the pad goes after "&pad=" */
-      rest = c->len - at;
-      tail = malloc(rest);
-      if (tail == NULL) {
-        b->oom = 1;
-      } else {
-        memcpy(tail, c->bytes + at, rest);
-        c->len = at;
-        memset(pad, 'p', 8192);
-        put(b, pad, 8192);
-        put(b, tail, rest);
-        free(tail);
-        stop_at(b, 8192);
-        done(b, CONF_CLOSES);
-      }
+    if ((c = add_case(b, CONF_G_HANDSHAKE, 4, "4.2.1", "%s",
+                      "request line past 8192 bytes: 414 at byte 8192"))) {
+      c->raw_http = 1;
+      c->http_status = 414;
+      puts0(b, "GET /ws?device_id=long&pad=");
+      memset(pad, 'p', sizeof(pad));
+      put(b, pad, sizeof(pad));
+      puts0(b, " HTTP/1.1\r\n" H_ALL "\r\n");
+      stop_at(b, 8192);
+      done(b, CONF_CLOSES);
     }
   }
 }
