@@ -46,7 +46,6 @@ typedef struct tls_sock {
   BIO *rbio, *wbio; /* network side: we write rbio, we drain wbio */
   ws_conn *conn;
   int want;  /* the library has output waiting for ws_conn_writable */
-  int dead;  /* the socket failed: abort after the current call */
   int read_done; /* the library needs no more input (wsa_read_done) */
   int *alive;    /* on_readable's, while it feeds: cleared on release */
   uint64_t linger_until; /* closed (conn NULL), ciphertext still to send */

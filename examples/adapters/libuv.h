@@ -19,6 +19,11 @@
  *   wsa_uv_close_handles(&a);             // ...then the adapter's handles
  *   uv_run(loop, UV_RUN_DEFAULT);         // lets the close callbacks run
  *
+ * Free the server after the run call returns, not from inside a callback
+ * (a handler, on_open, on_close): the library allows it, but this adapter
+ * still uses srv in the same pass. From a callback, call
+ * ws_server_shutdown or set the flag the loop tests.
+ *
  * Writes: the send callback writes with uv_try_write (no copy). What the
  * kernel does not take is copied into one uv_write request, up to
  * WSA_UV_MAX_PENDING bytes per socket; past that the callback answers "would
@@ -269,7 +274,12 @@ static inline ssize_t wsa_uv_sendv(ws_conn *c, void *t, const ws_iovec *iov,
   if (r < 0 && r != UV_EAGAIN) return -1;
   if (r < 0) r = 0;
   copied = wsa_uv_copy(s, bufs, n, (size_t)r);
-  if (copied < 0) return r > 0 ? r : -1;
+  /* No memory for the copy: a short count is "would block", and only a
+   * pending uv_write's completion calls ws_conn_writable. With none
+   * pending nothing ever would: fail the connection instead of stalling
+   * it (as the libevent adapter does when write interest cannot be
+   * armed). */
+  if (copied < 0) return s->pending > 0 ? r : -1;
   return r + copied;
 }
 

@@ -4,8 +4,8 @@
  * WSA_ACCEPT_NOFD (every descriptor taken and this thread's spare given
  * up, as when another loop thread took the slot the spare freed), and the
  * client whose pending connection must wait, then be served.
- * Its loopback client (connect_to, nofd_req) serves other adapter tests
- * too. Include after sockio.h (through an adapter) and check.h.
+ * Its loopback client (connect_to, connect_rcvbuf, nofd_req) serves other
+ * adapter tests too. Include after sockio.h (through an adapter) and check.h.
  */
 #ifndef WS_INTEG_NOFD_H
 #define WS_INTEG_NOFD_H
@@ -41,9 +41,13 @@ static inline void release(int n) {
   while (n-- > 0 && g_nfds > 0) close(g_fds[--g_nfds]);
 }
 
-static inline int connect_to(int port) {
+/* A loopback client; rcvbuf > 0 sets its receive buffer before the
+ * connect (the window it advertises), to keep a server's writes short. */
+static inline int connect_rcvbuf(int port, int rcvbuf) {
   struct sockaddr_in sa;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_port = htons((uint16_t)port);
@@ -51,6 +55,10 @@ static inline int connect_to(int port) {
   CHECK(fd >= 0);
   CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
   return fd;
+}
+
+static inline int connect_to(int port) {
+  return connect_rcvbuf(port, 0);
 }
 
 /* Lowers the descriptor limit to NOFD_LIMIT, connects a client to the

@@ -17,6 +17,7 @@
 
 #include "adapters/libuv.h"
 #include "check.h"
+#include "nofd.h"
 
 static wsa_uv_sock *g_sock; /* the server side of the one connection */
 
@@ -24,19 +25,6 @@ static int on_open(ws_conn *c, void *ud) {
   (void)ud;
   g_sock = ws_conn_transport(c);
   return 0;
-}
-
-static int client_connect(int port) {
-  struct sockaddr_in sa;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), rcvbuf = 4096;
-  CHECK(fd >= 0);
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-  memset(&sa, 0, sizeof(sa));
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-  return fd;
 }
 
 /* Reads from fd while running the loop, until want bytes came (or 5 s). */
@@ -57,10 +45,6 @@ static size_t read_all(uv_loop_t *loop, int fd, char *buf, size_t want) {
 static void partial_try_write_skips_into_a_later_buffer(void) {
   static wsa_uv a;
   static char batch[3][20000], want[60000], got[60000];
-  static const char req[] =
-      "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-      "Sec-WebSocket-Version: 13\r\n\r\n";
   uv_loop_t *loop = uv_default_loop();
   ws_config cfg;
   ws_server *srv;
@@ -78,8 +62,9 @@ static void partial_try_write_skips_into_a_later_buffer(void) {
   cfg.device_required = 0;
   CHECK(ws_server_new(&cfg, &srv) == WS_OK);
   CHECK(wsa_uv_init(&a, loop, srv, "127.0.0.1", 0) == 0);
-  fd = client_connect(wsa_uv_port(&a));
-  CHECK(send(fd, req, sizeof(req) - 1, 0) == (ssize_t)(sizeof(req) - 1));
+  fd = connect_rcvbuf(wsa_uv_port(&a), 4096);
+  CHECK(send(fd, nofd_req, sizeof(nofd_req) - 1, 0) ==
+        (ssize_t)(sizeof(nofd_req) - 1));
   for (n = 0; n < sizeof(head) - 1 && !strstr(head, "\r\n\r\n"); n++)
     if (read_all(loop, fd, head + n, 1) != 1) break;
   CHECK(strncmp(head, "HTTP/1.1 101 ", 13) == 0);

@@ -55,7 +55,8 @@ $(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(INTEG_D
 #   nofd      epoll: out of descriptors with no spare, the listener paused
 #   nofd_loops  poll and libevent: the same
 #   uv_copy   libuv: a partial uv_try_write, the rest copied past it
-#   uv_oom    libuv: no memory for an accepted socket, the next one served
+#   uv_oom    libuv: no memory for an accepted socket (the next one served)
+#             or for the copy past a partial uv_try_write (no stall)
 ADAPTER_TESTS         := deadline sigpipe nofd nofd_loops uv_copy uv_oom
 ADAPTER_LIBS_deadline := $(EX_LIBS_pingpong_libevent)
 ADAPTER_LIBS_nofd_loops := $(EX_LIBS_pingpong_libevent)
