@@ -256,7 +256,11 @@ typedef struct ws_config {
    * len is a host bug and fails it the same way). data is borrowed for
    * the call: copy what you keep (after a short write the rest is offered
    * again, not necessarily at the same address: a run of small frames is
-   * copied into one buffer, at most 2 KiB, so it takes one call). */
+   * copied into one buffer, at most 2 KiB, so it takes one call). After a
+   * short write (0 included) the library does not call send or sendv for
+   * that connection again until the host calls ws_conn_writable: what is
+   * sent to it meanwhile is queued (the socket is full; another attempt
+   * would only cost a failing system call per message). */
   ssize_t (*send)(ws_conn *c, void *transport, const void *data, size_t len);
   /* Optional. Like send, over several buffers; used when more than one
    * buffer is queued and they are not a small run (see send). */
@@ -264,7 +268,9 @@ typedef struct ws_config {
                    int iovcnt);
   /* Optional. want = 1: the connection has output that send could not take,
    * arm write interest and call ws_conn_writable when writable. want = 0:
-   * the queue drained, disarm. Return value is ignored (reserved). */
+   * the queue drained, disarm. Return value is ignored (reserved). A host
+   * without it asks ws_conn_want_write instead: either way, after a short
+   * write only ws_conn_writable moves that connection's output again. */
   int (*want_write)(ws_conn *c, void *transport, int want);
   /* Required. Close the socket. After it returns the handle is gone. The
    * return value is ignored (reserved). Exception: during
@@ -567,8 +573,9 @@ WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
  * run: the handle is gone. */
 WS_EXTERN int ws_conn_feed(ws_conn *c, const void *data, size_t len);
 
-/* The host's socket is writable: flush queued output. Returns 0, WS_ECLOSED
- * or WS_EINVAL. */
+/* The host's socket is writable: flush queued output (the only call that
+ * does, after a short write: see send). Returns 0, WS_ECLOSED or
+ * WS_EINVAL. */
 WS_EXTERN int ws_conn_writable(ws_conn *c);
 
 /* 1 when the connection has queued output, 0 otherwise. */

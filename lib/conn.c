@@ -246,10 +246,15 @@ static void signal_want_write(ws_conn *c, int want) {
   if (c->s->cfg.want_write) c->s->cfg.want_write(c, c->transport, want);
 }
 
-void ws__conn_flush(ws_conn *c) {
+/* blocked: the host's send last took less than offered and write interest
+ * is armed. The socket stays full until the host says otherwise
+ * (ws_conn_writable): another send before that would only cost the host a
+ * system call that fails, once per message queued (a peer that stops
+ * reading, on every broadcast). */
+static void conn_flush(ws_conn *c, int blocked) {
   long w;
   if (c->state == WS__DEAD) return;
-  w = c->q.count ? ws__outq_flush(c) : 0;
+  w = c->q.count && !blocked ? ws__outq_flush(c) : 0;
   if (w < 0) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "send failed");
     return;
@@ -260,6 +265,10 @@ void ws__conn_flush(ws_conn *c) {
   if (c->state == WS__DRAINING && c->q.count == 0)
     ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_NORMAL,
                     c->close_recv && c->buf ? (const char *)c->buf : "");
+}
+
+void ws__conn_flush(ws_conn *c) {
+  conn_flush(c, (c->flags & WS__F_WANT_WRITE) != 0);
 }
 
 /* ---- closing --------------------------------------------------------- */
@@ -442,7 +451,7 @@ int ws_conn_writable(ws_conn *c) {
   if (c == NULL) return WS_EINVAL;
   if (c->state == WS__DEAD) return WS_ECLOSED;
   ws__enter(c->s);
-  ws__conn_flush(c);
+  conn_flush(c, 0);
   /* As in ws_conn_feed: what the flush made dirty (a callback writing to
    * c) goes out before the result, not after it in ws__leave. */
   if (c->s->depth == 1) ws__flush_dirty(c->s);

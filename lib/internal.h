@@ -242,7 +242,8 @@ void ws__conn_rearm(ws_conn *c);
 /* Called by the timer when c's deadline passed. */
 void ws__conn_expired(ws_conn *c);
 void ws__conn_free(ws_conn *c);
-/* Flushes c's queue through the host's send/sendv. */
+/* Flushes c's queue through the host's send/sendv, unless the last send
+ * would block and ws_conn_writable has not been called since. */
 void ws__conn_flush(ws_conn *c);
 /* Queues buf (takes a new reference) honouring the queue policy. Returns
  * 0, WS_EQUEUEFULL (dropped or closed by policy), WS_ECLOSED. */

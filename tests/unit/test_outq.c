@@ -201,6 +201,63 @@ Test(outq, would_block_then_writable_flushes) {
   }
 }
 
+/* After a short write the socket is full until ws_conn_writable says
+ * otherwise: more messages, a ping's pong, a broadcast and a feed only
+ * queue, with no send call (each would be a failing system call in the
+ * host, per message, for a peer that stopped reading), while an unblocked
+ * connection is written at once. */
+Test(outq, blocked_connection_gets_no_send_until_writable) {
+  int mode, sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      mt_conn t, u;
+      mt_frame f;
+      int calls, i;
+      ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+      mt_connect(&t, s, "t", mode);
+      mt_connect(&u, s, "u", mode);
+      t.max_per_send = 10;
+      cr_assert_eq(ws_conn_send_json(t.c, "a", "1", 1), WS_OK);
+      cr_assert_eq(t.len - t.rpos, 10, "the first frame is cut");
+      cr_assert_eq(t.want_on, 1);
+      calls = t.send_calls;
+      for (i = 0; i < 5; i++)
+        cr_assert_eq(ws_conn_send_json(t.c, "b", "2", 1), WS_OK);
+      cr_assert_eq(mt_send_frame(&t, MT_PING, 0, "P", 1, mode), WS_OK);
+      cr_assert_eq(ws_broadcast_json(s, "bc", "3", 1, NULL, 0), 2);
+      cr_assert_eq(t.send_calls, calls, "%s sendv %d: no send while blocked",
+                   MT_MODE_NAME(mode), sendv);
+      cr_assert_eq(t.len - t.rpos, 10);
+      mt_expect_text(&u, "{\"action\":\"bc\",\"data\":3}");
+      /* Writable, still short: one more call, blocked again, no new signal. */
+      cr_assert_eq(ws_conn_writable(t.c), WS_OK);
+      cr_assert_eq(t.send_calls, calls + 1);
+      cr_assert_eq(t.len - t.rpos, 20);
+      cr_assert_eq(ws_conn_send_json(t.c, "b", "2", 1), WS_OK);
+      cr_assert_eq(t.send_calls, calls + 1, "blocked again after writable");
+      cr_assert_eq(t.want_on, 1);
+      t.max_per_send = 0;
+      cr_assert_eq(ws_conn_writable(t.c), WS_OK);
+      mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.opcode, MT_PONG, "the pong at the first boundary");
+      for (i = 0; i < 5; i++) mt_expect_text(&t, "{\"action\":\"b\",\"data\":2}");
+      mt_expect_text(&t, "{\"action\":\"bc\",\"data\":3}");
+      mt_expect_text(&t, "{\"action\":\"b\",\"data\":2}");
+      mt_expect_nothing(&t);
+      cr_assert_eq(t.want_off, 1);
+      /* Drained: the next message is written at once again. */
+      calls = t.send_calls;
+      cr_assert_eq(ws_conn_send_json(t.c, "c", "4", 1), WS_OK);
+      cr_assert_eq(t.send_calls, calls + 1);
+      mt_expect_text(&t, "{\"action\":\"c\",\"data\":4}");
+      server_free(s);
+      mt_free(&t);
+      mt_free(&u);
+    }
+  }
+}
+
 Test(outq, pong_waits_for_frame_boundary_but_overtakes_later_data) {
   int mode, sendv;
   for (sendv = 0; sendv < 2; sendv++) {
