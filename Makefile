@@ -78,10 +78,14 @@ $(SHARED): $(LIB_OBJ)
 	$(Q)ln -sf $(SONAME) $(BUILD)/libwsmux.so
 
 # Regenerated every time: PREFIX may differ between `make` and `make install`.
+# Directories under PREFIX are written relative to ${prefix}, so that
+# pkg-config --define-prefix can relocate an installed tree.
+PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCDIR))
 $(BUILD)/libwsmux.pc: pkgconfig/libwsmux.pc.in include/wsmux.h FORCE
 	@mkdir -p $(dir $@)
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(PC_INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e 's|@WSLAY_LIBS@|$(WSLAY_LIBS)|g' $< > $@
 
 # Examples link the static library so they run from the build tree. An

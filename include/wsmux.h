@@ -27,6 +27,11 @@
  * still running (from a handler of that feed) returns WS_ESTATE; the host
  * feeds bytes in the order it read them, from its loop.
  *
+ * NULL handles: every function taking a ws_server, ws_conn, ws_mux, ws_msg,
+ * ws_request or ws_prepared accepts NULL: accessors return NULL or 0,
+ * functions returning an error code return WS_EINVAL, void ones do
+ * nothing.
+ *
  * Callback return values: only handlers' (ws_handler_fn), check_origin's,
  * on_upgrade's and select_subprotocol's are read; the int returned by the
  * other callbacks (want_write, close, on_open, on_close, on_http,
@@ -281,7 +286,11 @@ typedef struct ws_config {
 
   /* --- application ----------------------------------------------------- */
   /* Handler for every message: a function, or ws_mux_serve with a mux as
-   * handler_data. Default NULL: every text message gets unknown_action. */
+   * handler_data. Default NULL: every text message gets unknown_action.
+   * Text reaches it only as a valid envelope ({"action": string, ...});
+   * other text is answered by bad_message_policy without it. Binary
+   * messages reach it as they are (msg->binary): raw payloads go
+   * there. */
   ws_handler_fn handler;
   void *handler_data;
   /* Optional. After the 101 was queued; e.g. bind a user. To refuse a
@@ -463,8 +472,11 @@ WS_EXTERN void ws_config_defaults(ws_config *cfg, size_t struct_size);
 WS_EXTERN int ws_server_new(const ws_config *cfg, ws_server **out);
 
 /* Destroys the server: every open connection gets on_close (1006) and the
- * transport close callback, then memory is freed. Posts not yet delivered
- * are dropped (freed, not sent: ws_server_shutdown delivers them). NULL is
+ * transport close callback, then memory is freed. Nothing more is written:
+ * peers see the socket close without a close frame, and output still
+ * queued (a 101 included) is dropped; ws_server_shutdown first ends
+ * connections with 1001 and drains them. Posts not yet delivered are
+ * dropped (freed, not sent: ws_server_shutdown delivers them). NULL is
  * accepted. May be called from a callback: the free is deferred. */
 WS_EXTERN void ws_server_free(ws_server *s);
 
@@ -545,8 +557,9 @@ typedef struct ws_stats {
                                   a fan-out builds one for all receivers */
 } ws_stats;
 
-/* Copies the counters into *out (at most size bytes). Returns 0 or
- * WS_EINVAL. */
+/* Copies the counters into *out: the first min(size, sizeof(ws_stats))
+ * bytes (a program built against an older, shorter ws_stats gets the
+ * fields it knows). Returns 0 or WS_EINVAL (s or out NULL). */
 WS_EXTERN int ws_server_stats(const ws_server *s, ws_stats *out, size_t size);
 
 /* ------------------------------------------------------------------------ */
@@ -803,7 +816,11 @@ WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
  * otherwise). Errors: WS_EINVAL, WS_ENOMEM, WS_ECLOSED. Binding and
  * joining need a connection that is not closing (WS_ECLOSED); unbinding
  * and leaving work until it has ended (from on_close on they are
- * WS_ECLOSED: the library then removes every membership itself). */
+ * WS_ECLOSED: the library then removes every membership itself). A
+ * connection still in its handshake may be bound (on_upgrade is the place
+ * meant for it); it is counted (ws_server_user_count) and reached by
+ * fan-outs to its user or groups only once open: what they send before its
+ * 101 does not reach it. */
 WS_EXTERN int ws_conn_set_user(ws_conn *c, const char *user);
 /* Joins / leaves a named group (room). Errors: WS_EINVAL, WS_ENOMEM,
  * WS_EEXIST (join: already a member), WS_ENOENT (leave: not a member),
@@ -886,13 +903,26 @@ WS_EXTERN void ws_prepared_free(ws_prepared *p);
 
 /* To every open connection (n == 0, whatever device_ids is: the Go model's
  * Broadcast(msg) with no ids) or to the listed device ids. A host that
- * narrows a list of ids down must not pass an empty one: check n first. */
+ * narrows a list of ids down must not pass an empty one: check n first, or
+ * use ws_send_devices. */
 WS_EXTERN int ws_broadcast(ws_server *s, const char *action,
                            const struct cJSON *data,
                            const char *const *device_ids, size_t n);
 WS_EXTERN int ws_broadcast_json(ws_server *s, const char *action,
                                 const char *data_json, size_t len,
                                 const char *const *device_ids, size_t n);
+/* To the listed device ids only: n == 0 sends to nobody (returns 0, the
+ * message still validated), unlike ws_broadcast. A list narrowed down to
+ * nothing (a private message whose recipients all left) then reaches no
+ * one instead of everyone. device_ids NULL with n > 0: WS_EINVAL; a NULL
+ * entry counts as an unknown id. Returns as ws_broadcast. */
+WS_EXTERN int ws_send_devices(ws_server *s, const char *const *device_ids,
+                              size_t n, const char *action,
+                              const struct cJSON *data);
+WS_EXTERN int ws_send_devices_json(ws_server *s,
+                                   const char *const *device_ids, size_t n,
+                                   const char *action, const char *data_json,
+                                   size_t len);
 /* To one device id (NULL: WS_EINVAL). Returns 1, or 0 when no open
  * connection has that id (counted in ws_stats.unknown_targets) or when its
  * queue was full (queue_policy applied, counted in drops_queue_full). */

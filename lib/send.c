@@ -155,6 +155,19 @@ int ws_broadcast_json(ws_server *s, const char *action, const char *data_json,
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
+int ws_send_devices(ws_server *s, const char *const *device_ids, size_t n,
+                    const char *action, const struct cJSON *data) {
+  target_spec ts = {WS__T_DEVICES, NULL, device_ids, n};
+  return fan_out(s, &ts, action, data, NULL, 0, 0);
+}
+
+int ws_send_devices_json(ws_server *s, const char *const *device_ids,
+                         size_t n, const char *action, const char *data_json,
+                         size_t len) {
+  target_spec ts = {WS__T_DEVICES, NULL, device_ids, n};
+  return fan_out(s, &ts, action, NULL, data_json, len, 1);
+}
+
 int ws_send_device(ws_server *s, const char *device_id, const char *action,
                    const struct cJSON *data) {
   target_spec ts = {WS__T_DEVICES, NULL, &device_id, 1};

@@ -18,6 +18,11 @@
  *   ws_server_free(srv);                   // closes what is left...
  *   wsa_epoll_destroy(&p);                 // ...then free the adapter
  *
+ * Free the server after the run call returns, not from inside a callback
+ * (a handler, on_open, on_close): the library allows it, but this adapter
+ * still uses srv in the same pass. From a callback, call
+ * ws_server_shutdown or set the flag the loop tests.
+ *
  * Several loops, one per thread, each with its own server: give each one
  * its own SO_REUSEPORT socket from wsa_listen(host, port, 1) and call
  * wsa_epoll_init_fd(&p, srv, fd). The adapter does not own such a socket

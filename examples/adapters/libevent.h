@@ -22,6 +22,11 @@
  *   ws_server_free(srv);                  // closes what is left...
  *   wsa_ev_destroy(&a);                   // ...then the adapter's events
  *
+ * Free the server after the run call returns, not from inside a callback
+ * (a handler, on_open, on_close): the library allows it, but this adapter
+ * still uses srv in the same pass. From a callback, call
+ * ws_server_shutdown or set the flag the loop tests.
+ *
  * Time: libevent has no "before blocking" hook, so every adapter callback
  * ticks with the monotonic clock before it feeds bytes, and re-arms the
  * evtimer from a second tick after it is done (the feed may have added a

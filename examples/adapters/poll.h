@@ -17,6 +17,11 @@
  *   ws_server_free(srv);                   // closes what is left...
  *   wsa_poll_destroy(&p);                  // ...then the adapter's fds
  *
+ * Free the server after the run call returns, not from inside a callback
+ * (a handler, on_open, on_close): the library allows it, but this adapter
+ * still uses srv in the same pass. From a callback, call
+ * ws_server_shutdown or set the flag the loop tests.
+ *
  * Set cfg.user_data to the wsa_poll (wsa_poll_config does not touch it; the
  * transport callbacks find the adapter through the transport pointer, only
  * wsa_poll_wake needs user_data). A wsa_poll is driven by one thread; only

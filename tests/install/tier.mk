@@ -1,7 +1,8 @@
 # make install into a temporary prefix, then build and run a program with
 # `pkg-config --cflags --libs libwsmux` against it (shared and static; and
 # as C99 and as C++11, as the header promises); the installed loop adapters
-# serve a round trip; make uninstall leaves no file behind.
+# serve a round trip; the .pc relocates with --define-prefix; make uninstall
+# leaves no file behind.
 TEST_TIERS += install-check
 
 .PHONY: install-check
@@ -23,6 +24,10 @@ install-check: lib
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-c99; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-cxx; \
 	test "$$(readelf -d $$root/opt/wsmux/lib/libwsmux.so | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')" = libwsmux.so.$(VERSION_MAJOR); \
+	: "relocatable: --define-prefix finds the tree where it was moved to"; \
+	cp -R $$root/opt/wsmux $$root/moved; \
+	test "$$(pkg-config --define-prefix --variable=libdir $$root/moved/lib/pkgconfig/libwsmux.pc)" = $$root/moved/lib; \
+	rm -rf $$root/moved; \
 	: "the loop adapters, installed as <wsmux/adapters/*.h>: the epoll one"; \
 	: "serves a round trip; each header compiles on its own"; \
 	cc -D_GNU_SOURCE $(WARN) tests/install/adapter_app.c $$(pkg-config --cflags --libs libwsmux) \

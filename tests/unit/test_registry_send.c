@@ -899,6 +899,38 @@ Test(send, broadcast_with_n_0_ignores_the_list) {
   finish();
 }
 
+/* ws_send_devices goes to the listed ids only: n == 0 is nobody (the data
+ * still validated), a list is deduplicated, NULL entries and unknown ids
+ * are counted, a NULL list with n > 0 is WS_EINVAL. */
+Test(send, send_devices_to_an_empty_list_reaches_nobody) {
+  const char *const ids[] = {"d1", NULL, "d1", "zz", "d2"};
+  cJSON *one = cJSON_CreateNumber(1);
+  ws_stats a, b;
+  int i;
+  fixture();
+  connect_n(3, MT_WHOLE);
+  ws_server_stats(S, &a, sizeof a);
+  cr_assert_eq(ws_send_devices(S, ids, 0, "none", NULL), 0);
+  cr_assert_eq(ws_send_devices(S, NULL, 0, "none", one), 0);
+  cr_assert_eq(ws_send_devices_json(S, ids, 0, "none", "1", 1), 0);
+  cr_assert_eq(ws_send_devices_json(S, ids, 0, "none", "{", 1), WS_EJSON);
+  cr_assert_eq(ws_send_devices(S, NULL, 1, "none", NULL), WS_EINVAL);
+  cr_assert_eq(ws_send_devices_json(S, NULL, 1, "none", "1", 1), WS_EINVAL);
+  for (i = 0; i < 3; i++) mt_expect_nothing(&C[i]);
+  cr_assert_eq(ws_send_devices(S, ids, 5, "some", one), 2);
+  cr_assert_eq(ws_send_devices_json(S, ids + 4, 1, "d2", "2", 1), 1);
+  ws_server_stats(S, &b, sizeof b);
+  cr_assert_eq(b.unknown_targets, a.unknown_targets + 2);
+  mt_expect_nothing(&C[0]);
+  mt_expect_text(&C[1], "{\"action\":\"some\",\"data\":1}");
+  mt_expect_nothing(&C[1]);
+  mt_expect_text(&C[2], "{\"action\":\"some\",\"data\":1}");
+  mt_expect_text(&C[2], "{\"action\":\"d2\",\"data\":2}");
+  mt_expect_nothing(&C[2]);
+  cJSON_Delete(one);
+  finish();
+}
+
 /* User names are 1 to 255 bytes, as group names: "" and 256 bytes are
  * WS_EINVAL and leave the binding as it was; NULL unbinds. */
 Test(registry, user_name_bounds) {
