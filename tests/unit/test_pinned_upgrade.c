@@ -249,6 +249,35 @@ Test(pinned_upgrade, parsed_head_size) {
   ws_server_free(s);
   mt_free(&B);
 }
+/* ws_conn_upgrade: a request line (shortest wire form, its "\n" counted) of
+ * exactly max_handshake bytes is not too long by itself (414), but with the
+ * headers after it the head is (431), as when the same bytes are fed; one
+ * byte more and the line alone is over (414). */
+static int host_upgrade_query(ws_server *s, mt_conn *A, const char *query) {
+  ws_header h[] = {{"Host", 4, "x", 1}};
+  mt_open(A, s);
+  cr_assert_eq(ws_conn_upgrade(A->c, "GET", "/ws", query, h, 1), WS_OK);
+  return mt_http_response(A, NULL, 0, NULL, NULL);
+}
+Test(pinned_upgrade, parsed_request_line_of_exactly_max_handshake) {
+  /* "GET /ws?" 8 + query 82 + " HTTP/1.1\n" 10 = 100 */
+  char q[128] = "device_id=a&p=";
+  ws_config cfg;
+  static mt_conn A, B;
+  ws_server *s;
+  k_cfg(&cfg);
+  cfg.max_handshake = 100;
+  s = k_server(&cfg);
+  memset(q + 14, 'x', 68);
+  q[82] = '\0';
+  cr_assert_eq(host_upgrade_query(s, &A, q), 431, "line alone fits");
+  q[82] = 'x';
+  q[83] = '\0';
+  cr_assert_eq(host_upgrade_query(s, &B, q), 414);
+  ws_server_free(s);
+  mt_free(&A);
+  mt_free(&B);
+}
 /* on_log closing the new connection during the duplicate-id replacement stops
  * the upgrade. */
 static ws_conn *newest;
