@@ -18,6 +18,7 @@
 #include "adapters/libuv.h"
 #include "check.h"
 #include "nofd.h"
+#include "uv_one.h"
 
 static wsa_uv_sock *g_sock; /* the server side of the one connection */
 
@@ -46,7 +47,6 @@ static void partial_try_write_skips_into_a_later_buffer(void) {
   static wsa_uv a;
   static char batch[3][20000], want[60000], got[60000];
   uv_loop_t *loop = uv_default_loop();
-  ws_config cfg;
   ws_server *srv;
   ws_iovec iov[3];
   char head[512] = "";
@@ -54,17 +54,7 @@ static void partial_try_write_skips_into_a_later_buffer(void) {
   ssize_t r;
   uv_os_fd_t sfd;
   int fd, i, sndbuf = 4096;
-  ws_config_init(&cfg);
-  wsa_uv_config(&cfg);
-  cfg.user_data = &a;
-  cfg.on_open = on_open;
-  cfg.path = NULL;
-  cfg.device_required = 0;
-  CHECK(ws_server_new(&cfg, &srv) == WS_OK);
-  CHECK(wsa_uv_init(&a, loop, srv, "127.0.0.1", 0) == 0);
-  fd = connect_rcvbuf(wsa_uv_port(&a), 4096);
-  CHECK(send(fd, nofd_req, sizeof(nofd_req) - 1, 0) ==
-        (ssize_t)(sizeof(nofd_req) - 1));
+  fd = uv_serve_one(&a, loop, on_open, &srv);
   for (n = 0; n < sizeof(head) - 1 && !strstr(head, "\r\n\r\n"); n++)
     if (read_all(loop, fd, head + n, 1) != 1) break;
   CHECK(strncmp(head, "HTTP/1.1 101 ", 13) == 0);
@@ -88,18 +78,7 @@ static void partial_try_write_skips_into_a_later_buffer(void) {
          total - g_sock->pending, g_sock->pending);
   CHECK(read_all(loop, fd, got, total) == total);
   CHECK(memcmp(got, want, total) == 0);
-  close(fd);
-  {
-    uint64_t end = wsa_now_ms() + 5000;
-    while (a.nsocks > 0 && wsa_now_ms() < end) {
-      uv_run(loop, UV_RUN_NOWAIT);
-      usleep(1000);
-    }
-  }
-  ws_server_free(srv);
-  wsa_uv_close_handles(&a);
-  uv_run(loop, UV_RUN_DEFAULT);
-  CHECK(uv_loop_close(loop) == 0);
+  uv_end_one(&a, loop, fd, srv);
 }
 
 int main(void) {

@@ -48,6 +48,7 @@ static void *test_malloc(size_t size) {
 #include "adapters/libuv.h"
 #include "check.h"
 #include "nofd.h"
+#include "uv_one.h"
 
 #undef calloc
 #undef malloc
@@ -128,22 +129,11 @@ static void no_memory_for_the_copy_does_not_stall(void) {
   static wsa_uv a;
   static char buf[BIG + 4096];
   uv_loop_t *loop = uv_default_loop();
-  ws_config cfg;
   ws_server *srv;
   size_t got = 0, head;
   int fd, eof = 0;
   uint64_t end;
-  ws_config_init(&cfg);
-  wsa_uv_config(&cfg);
-  cfg.user_data = &a;
-  cfg.on_open = on_open;
-  cfg.path = NULL;
-  cfg.device_required = 0;
-  CHECK(ws_server_new(&cfg, &srv) == WS_OK);
-  CHECK(wsa_uv_init(&a, loop, srv, "127.0.0.1", 0) == 0);
-  fd = connect_rcvbuf(wsa_uv_port(&a), 4096);
-  CHECK(send(fd, nofd_req, sizeof(nofd_req) - 1, 0) ==
-        (ssize_t)(sizeof(nofd_req) - 1));
+  fd = uv_serve_one(&a, loop, on_open, &srv);
   /* Read while the loop runs, 3 s at most: the whole frame or an end. */
   end = wsa_now_ms() + 3000;
   while (wsa_now_ms() < end && !eof) {
@@ -163,16 +153,7 @@ static void no_memory_for_the_copy_does_not_stall(void) {
          got > head + 10 ? got - head - 10 : 0, BIG,
          eof ? "then the end" : "connection still open");
   CHECK(eof || got == head + 10 + BIG);
-  close(fd);
-  end = wsa_now_ms() + 5000;
-  while (a.nsocks > 0 && wsa_now_ms() < end) {
-    uv_run(loop, UV_RUN_NOWAIT);
-    usleep(1000);
-  }
-  ws_server_free(srv);
-  wsa_uv_close_handles(&a);
-  uv_run(loop, UV_RUN_DEFAULT);
-  CHECK(uv_loop_close(loop) == 0);
+  uv_end_one(&a, loop, fd, srv);
 }
 
 int main(void) {

@@ -64,7 +64,7 @@ ADAPTER_LIBS_sigpipe  := $(EX_LIBS_pingpong_libuv)
 ADAPTER_LIBS_uv_copy  := $(EX_LIBS_pingpong_libuv)
 ADAPTER_LIBS_uv_oom   := $(EX_LIBS_pingpong_libuv)
 
-$(BUILD)/tests/test_adapter_%: $(INTEG_DIR)/test_adapter_%.c $(INTEG_DIR)/check.h $(INTEG_DIR)/nofd.h $(STATIC) $(wildcard examples/adapters/*.h)
+$(BUILD)/tests/test_adapter_%: $(INTEG_DIR)/test_adapter_%.c $(INTEG_DIR)/check.h $(INTEG_DIR)/nofd.h $(INTEG_DIR)/uv_one.h $(STATIC) $(wildcard examples/adapters/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
