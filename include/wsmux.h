@@ -262,10 +262,13 @@ typedef struct ws_config {
    * the call: copy what you keep (after a short write the rest is offered
    * again, not necessarily at the same address: a run of small frames is
    * copied into one buffer, at most 2 KiB, so it takes one call). After a
-   * short write (0 included) the library does not call send or sendv for
-   * that connection again until the host calls ws_conn_writable: what is
-   * sent to it meanwhile is queued (the socket is full; another attempt
-   * would only cost a failing system call per message). */
+   * short write (0 included) the library calls send or sendv for that
+   * connection again when the host calls ws_conn_writable, or once what is
+   * queued meanwhile has filled half of the room then left under
+   * max_queued (and at each further half), not for every message: the
+   * socket was full, and each attempt would cost a failing system call,
+   * while a peer that keeps reading is still written to before the queue
+   * policy judges it. */
   ssize_t (*send)(ws_conn *c, void *transport, const void *data, size_t len);
   /* Optional. Like send, over several buffers; used when more than one
    * buffer is queued and they are not a small run (see send). */
@@ -274,8 +277,10 @@ typedef struct ws_config {
   /* Optional. want = 1: the connection has output that send could not take,
    * arm write interest and call ws_conn_writable when writable. want = 0:
    * the queue drained, disarm. Return value is ignored (reserved). A host
-   * without it asks ws_conn_want_write instead: either way, after a short
-   * write only ws_conn_writable moves that connection's output again. */
+   * without it asks ws_conn_want_write instead. want_write(1) is not
+   * repeated while it stands: a host that could not arm write interest
+   * when it came (see ws_conn_upgrade_answer) asks ws_conn_want_write once
+   * it can. */
   int (*want_write)(ws_conn *c, void *transport, int want);
   /* Required. Close the socket. After it returns the handle is gone. The
    * return value is ignored (reserved). Exception: during
@@ -586,8 +591,8 @@ WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
  * run: the handle is gone. */
 WS_EXTERN int ws_conn_feed(ws_conn *c, const void *data, size_t len);
 
-/* The host's socket is writable: flush queued output (the only call that
- * does, after a short write: see send). Returns 0, WS_ECLOSED or
+/* The host's socket is writable: flush queued output (after a short write,
+ * the call that resumes it: see send). Returns 0, WS_ECLOSED or
  * WS_EINVAL. */
 WS_EXTERN int ws_conn_writable(ws_conn *c);
 
@@ -654,13 +659,17 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     host sends its 101 with "Upgrade: websocket", "Connection: Upgrade"
  *     and those headers. Output queued meanwhile (by on_open, a
  *     broadcast) waits in the library while the send callback answers 0;
- *     the host calls ws_conn_writable once its 101 is out and the socket
- *     is its own. If on_open ended the connection (ws_conn_abort,
- *     ws_server_free), the handle is gone: the call reports a 503 refusal,
- *     reason "connection closed during on_open" (and "connection closed
- *     during the upgrade" when another callback ended it earlier). One
- *     ended in on_open was accepted first: it counts in conns_total, not
- *     in refusals, and on_close (1006) follows its on_open.
+ *     the want_write(1) this causes comes before the socket is the host's
+ *     and is not repeated: once its 101 is out and the socket is its own,
+ *     the host arms write interest if ws_conn_want_write(c) and calls
+ *     ws_conn_writable when writable (one call alone strands the rest when
+ *     that write is short). If on_open ended the connection
+ *     (ws_conn_abort, ws_server_free), the handle is gone: the call reports
+ *     a 503 refusal, reason "connection closed during on_open" (and
+ *     "connection closed during the upgrade" when another callback ended
+ *     it earlier). One ended in on_open was accepted first: it counts in
+ *     conns_total, not in refusals, and on_close (1006) follows its
+ *     on_open.
  *   - refused: *status is the HTTP status (400..599) and *reason a static
  *     or long-lived one-line reason for the host to answer with (a 426
  *     also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13",

@@ -247,19 +247,31 @@ static void signal_want_write(ws_conn *c, int want) {
 }
 
 /* blocked: the host's send last took less than offered and write interest
- * is armed. The socket stays full until the host says otherwise
- * (ws_conn_writable): another send before that would only cost the host a
- * system call that fails, once per message queued (a peer that stops
- * reading, on every broadcast). */
+ * is armed. The socket was full then; until the host says it is writable
+ * again (ws_conn_writable), a send per message queued would mostly be a
+ * system call that fails (a peer that stopped reading, on every
+ * broadcast). See retry_at for when to try anyway. */
 static void conn_flush(ws_conn *c, int blocked) {
   long w;
+  int tried = c->q.count > 0 && !blocked;
   if (c->state == WS__DEAD) return;
-  w = c->q.count && !blocked ? ws__outq_flush(c) : 0;
+  w = tried ? ws__outq_flush(c) : 0;
   if (w < 0) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "send failed");
     return;
   }
   if (w > 0) c->last_write = c->s->now;
+  /* Short: the next attempt before ws_conn_writable comes once what is
+   * queued meanwhile has used half of the room left under max_queued. A
+   * peer that keeps reading has drained the socket since, and a backlog
+   * sent before the host's next writable event (a tick's posts, broadcasts
+   * from the loop) must not be counted against max_queued all at once; a
+   * peer that reads nothing costs one failing call per halving. */
+  if (tried && c->q.count > 0) {
+    size_t max = c->s->cfg.max_queued;
+    size_t room = max > c->q.bytes ? max - c->q.bytes : 0;
+    c->retry_at = c->q.bytes + room / 2;
+  }
   signal_want_write(c, c->q.count > 0);
   /* on_close gets the peer's reason when the peer sent a close frame. */
   if (c->state == WS__DRAINING && c->q.count == 0)
@@ -268,7 +280,8 @@ static void conn_flush(ws_conn *c, int blocked) {
 }
 
 void ws__conn_flush(ws_conn *c) {
-  conn_flush(c, (c->flags & WS__F_WANT_WRITE) != 0);
+  conn_flush(c, (c->flags & WS__F_WANT_WRITE) != 0 &&
+                    c->q.bytes < c->retry_at);
 }
 
 /* ---- closing --------------------------------------------------------- */

@@ -258,6 +258,40 @@ Test(outq, blocked_connection_gets_no_send_until_writable) {
   }
 }
 
+/* A peer that reads nothing while messages keep coming: the socket is
+ * tried again only each time the queue has filled half of the room left
+ * under max_queued (about log2(max_queued / message) calls), not once per
+ * message; the messages all wait in order for ws_conn_writable. */
+Test(outq, a_peer_that_reads_nothing_costs_a_send_per_halving) {
+  int sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    mt_conn t;
+    int calls, i;
+    const char *d = json_str(1000);
+    ws_server *s = server_new(sendv, 1 << 20, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "t", MT_WHOLE);
+    t.would_block = 1;
+    calls = t.send_calls;
+    for (i = 0; i < 1000; i++) /* 1,024,000 bytes of frames: under 1 MiB */
+      cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
+    calls = t.send_calls - calls;
+    cr_assert_geq(calls, 2, "sendv %d: tried again as the queue grew", sendv);
+    cr_assert_leq(calls, 12, "sendv %d: %d sends for 1000 messages", sendv,
+                  calls);
+    cr_assert_eq(t.closes, 0);
+    t.would_block = 0;
+    mt_pump(&t);
+    for (i = 0; i < 1000; i++) {
+      mt_frame f;
+      mt_expect_frame(&t, &f);
+      cr_assert_eq(f.len, strlen(d) + strlen("{\"action\":\"m\",\"data\":}"));
+    }
+    mt_expect_nothing(&t);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
 Test(outq, pong_waits_for_frame_boundary_but_overtakes_later_data) {
   int mode, sendv;
   for (sendv = 0; sendv < 2; sendv++) {

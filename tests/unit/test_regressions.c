@@ -1007,6 +1007,50 @@ Test(regress, post_backlog_reaches_a_client_that_reads) {
   done(s, &A, NULL);
 }
 
+/* The same backlog to a client that keeps reading, but whose socket was
+ * full for one moment during the tick (one send answered 0, every later
+ * one would take all): after that short write the library sent nothing
+ * more until ws_conn_writable, which the host calls only after the tick
+ * (its next poll), so the rest of the backlog was queued in one go, past
+ * max_queued, and the reading client was closed as a slow consumer. */
+static ssize_t (*g_blip_send)(ws_conn *, void *, const void *, size_t);
+static int g_blip_calls, g_blip_at;
+static ssize_t blip_send(ws_conn *c, void *t, const void *d, size_t n) {
+  if (++g_blip_calls == g_blip_at) return 0; /* full for a moment */
+  return g_blip_send(c, t, d, n);
+}
+static void blip_once(ws_config *c) {
+  g_blip_send = c->send;
+  g_blip_calls = 0;
+  g_blip_at = 50;
+  c->send = blip_send;
+}
+
+Test(regress, post_backlog_reaches_a_client_whose_socket_was_full_once) {
+  mt_conn A;
+  mt_frame f;
+  ws_stats st;
+  int i, n = 0;
+  ws_server *s = mk(blip_once);
+  const char *d = json_text(1000);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  for (i = 0; i < 2000; i++)
+    cr_assert_eq(ws_post(s, WS_POST_DEVICE, "a", "m", d, 1000), WS_OK);
+  ws_server_tick(s, 1);
+  ws_server_stats(s, &st, sizeof st);
+  cr_assert_eq(st.drops_queue_full, 0, "a reading client's backlog hit "
+               "max_queued: %llu drop(s)",
+               (unsigned long long)st.drops_queue_full);
+  cr_assert_not_null(A.c, "closed: %d %s", R.code, R.reason);
+  mt_pump(&A); /* the host's writable events, after the tick */
+  while (mt_next_frame(&A, &f)) {
+    cr_assert_eq(f.opcode, 1);
+    n++;
+  }
+  cr_expect_eq(n, 2000);
+  done(s, &A, NULL);
+}
+
 /* Producers faster than the loop grew the post queue without bound. */
 static void small_post_queue(ws_config *c) { c->max_posted = 4096; }
 
