@@ -4,6 +4,7 @@
  * connection. Bytes themselves are handled by upgrade.c (HTTP) and frame.c
  * (WebSocket); output by outq.c.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -246,11 +247,24 @@ static void signal_want_write(ws_conn *c, int want) {
   if (c->s->cfg.want_write) c->s->cfg.want_write(c, c->transport, want);
 }
 
+/* Where a blocked connection tries the socket anyway: max_queued less
+ * max_queued >> k, k = 1, 2, ...: at half of it, then at each further
+ * half of the room left. k is the first point above what is queued. */
+#define WS__SIZE_BITS (sizeof(size_t) * CHAR_BIT)
+static size_t retry_point(size_t max, unsigned k) {
+  return k < WS__SIZE_BITS ? max - (max >> k) : max;
+}
+static uint8_t next_retry(size_t max, size_t bytes) {
+  unsigned k = 1;
+  while (k < WS__SIZE_BITS && retry_point(max, k) <= bytes) k++;
+  return (uint8_t)k;
+}
+
 /* blocked: the host's send last took less than offered and write interest
  * is armed. The socket was full then; until the host says it is writable
  * again (ws_conn_writable), a send per message queued would mostly be a
  * system call that fails (a peer that stopped reading, on every
- * broadcast). See retry_at for when to try anyway. */
+ * broadcast). See retry_point for when to try anyway. */
 static void conn_flush(ws_conn *c, int blocked) {
   long w;
   int tried = c->q.count > 0 && !blocked;
@@ -261,17 +275,14 @@ static void conn_flush(ws_conn *c, int blocked) {
     return;
   }
   if (w > 0) c->last_write = c->s->now;
-  /* Short: the next attempt before ws_conn_writable comes once what is
-   * queued meanwhile has used half of the room left under max_queued. A
-   * peer that keeps reading has drained the socket since, and a backlog
-   * sent before the host's next writable event (a tick's posts, broadcasts
-   * from the loop) must not be counted against max_queued all at once; a
-   * peer that reads nothing costs one failing call per halving. */
-  if (tried && c->q.count > 0) {
-    size_t max = c->s->cfg.max_queued;
-    size_t room = max > c->q.bytes ? max - c->q.bytes : 0;
-    c->retry_at = c->q.bytes + room / 2;
-  }
+  /* Short: the next attempt before ws_conn_writable comes at the next
+   * retry point. A peer that keeps reading has drained the socket since,
+   * and a backlog sent before the host's next writable event (a tick's
+   * posts, broadcasts from the loop) must not be counted against
+   * max_queued all at once; a peer that reads nothing costs one failing
+   * call per halving. */
+  if (tried && c->q.count > 0)
+    c->q.retry_k = next_retry(c->s->cfg.max_queued, c->q.bytes);
   signal_want_write(c, c->q.count > 0);
   /* on_close gets the peer's reason when the peer sent a close frame. */
   if (c->state == WS__DRAINING && c->q.count == 0)
@@ -281,7 +292,8 @@ static void conn_flush(ws_conn *c, int blocked) {
 
 void ws__conn_flush(ws_conn *c) {
   conn_flush(c, (c->flags & WS__F_WANT_WRITE) != 0 &&
-                    c->q.bytes < c->retry_at);
+                    c->q.bytes < retry_point(c->s->cfg.max_queued,
+                                             c->q.retry_k));
 }
 
 /* ---- closing --------------------------------------------------------- */

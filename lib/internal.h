@@ -75,6 +75,10 @@ typedef struct ws__outq {
    * drop or get ahead of them (ws__outq_push, ws__outq_truncate). At most
    * outq.c's WS__IOV_MAX. */
   uint16_t inflight;
+  /* conn.c's, in what was padding: while blocked (WS__F_WANT_WRITE), a
+   * flush tries the socket again once bytes reach max_queued less
+   * max_queued >> retry_k. */
+  uint8_t retry_k;
   size_t bytes;     /* unsent bytes in the queue */
 } ws__outq;
 
@@ -154,9 +158,6 @@ struct ws_conn {
                    peer's close frame) its NUL-terminated reason */
   uint32_t buf_len, buf_cap; /* bounded by max_handshake / max_message */
   ws__outq q;
-  /* Blocked (WS__F_WANT_WRITE): queued bytes at which a flush tries the
-   * socket again without waiting for ws_conn_writable (conn.c). */
-  size_t retry_at;
   ws_conn *prev, *next;  /* all live connections */
   ws_conn *dirty_next;   /* flush list */
   const char *device_id; /* borrowed from req */
@@ -247,7 +248,7 @@ void ws__conn_expired(ws_conn *c);
 void ws__conn_free(ws_conn *c);
 /* Flushes c's queue through the host's send/sendv, unless the last send
  * would block and ws_conn_writable has not been called since (and the
- * queue has not grown to retry_at meanwhile). */
+ * queue has not grown to its retry point meanwhile). */
 void ws__conn_flush(ws_conn *c);
 /* Queues buf (takes a new reference) honouring the queue policy. Returns
  * 0, WS_EQUEUEFULL (dropped or closed by policy), WS_ECLOSED. */

@@ -259,8 +259,8 @@ Test(outq, blocked_connection_gets_no_send_until_writable) {
 }
 
 /* A peer that reads nothing while messages keep coming: the socket is
- * tried again only each time the queue has filled half of the room left
- * under max_queued (about log2(max_queued / message) calls), not once per
+ * tried again only each time the queue passes the next of 1/2, 3/4, 7/8,
+ * ... of max_queued (about log2(max_queued / message) calls), not once per
  * message; the messages all wait in order for ws_conn_writable. */
 Test(outq, a_peer_that_reads_nothing_costs_a_send_per_halving) {
   int sendv;
