@@ -85,7 +85,8 @@ static int post_append(ws_server *s, ws__post *p) {
         : s->post_bytes + p->cost > s->cfg.max_posted ? WS_ELIMIT
                                                            : WS_OK;
   if (err == WS_OK) {
-    s->post_bytes += p->cost;
+    __atomic_store_n(&s->post_bytes, s->post_bytes + p->cost,
+                     __ATOMIC_RELAXED);
     if (s->post_head == NULL) wake = s->cfg.wake, ud = s->cfg.user_data;
     if (s->post_tail)
       s->post_tail->next = p;
@@ -99,15 +100,34 @@ static int post_append(ws_server *s, ws__post *p) {
   return err;
 }
 
+/* Whether a post costing at least least bytes could be taken now, read
+ * before its frame is built: a producer that retries on WS_ELIMIT (or has
+ * not yet seen the shutdown) then costs two loads per try, not a JSON
+ * check, an allocation and a free. A hint: post_append decides under the
+ * lock. A post too big to ever fit is left to post_new (WS_ETOOBIG). */
+static int post_room(ws_server *s, size_t least) {
+  if (__atomic_load_n(&s->post_closed, __ATOMIC_RELAXED)) return WS_ESHUTDOWN;
+  if (least <= s->cfg.max_posted &&
+      __atomic_load_n(&s->post_bytes, __ATOMIC_RELAXED) >
+          s->cfg.max_posted - least)
+    return WS_ELIMIT;
+  return WS_OK;
+}
+
 int ws_post(ws_server *s, int target, const char *name, const char *action,
             const char *data_json, size_t len) {
   int kind = post_kind(target), err = WS_OK;
+  size_t nlen;
   ws__post *p;
   if (s == NULL || kind < 0 || action == NULL || (data_json == NULL && len) ||
       (kind != WS__T_ALL && name == NULL) ||
       !ws__target_ok(kind, name, NULL, 0))
     return WS_EINVAL;
   if (WS__TOO_BIG(s, len)) return WS_ETOOBIG; /* cfg is read-only: safe */
+  /* The frame holds data_json's len bytes as given, at least. */
+  nlen = kind == WS__T_ALL ? 0 : strlen(name);
+  if ((err = post_room(s, sizeof(*p) + nlen + 1 + sizeof(ws__buf) + len)))
+    return err;
   p = post_new(s, kind, name, action, data_json, len, &err);
   return p ? post_append(s, p) : err;
 }
@@ -124,7 +144,8 @@ static ws__post *pop(ws_server *s) {
   if (p) {
     __atomic_store_n(&s->post_head, p->next, __ATOMIC_RELAXED);
     if (p->next == NULL) s->post_tail = NULL;
-    s->post_bytes -= p->cost;
+    __atomic_store_n(&s->post_bytes, s->post_bytes - p->cost,
+                     __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&s->post_lock);
   return p;
@@ -175,7 +196,7 @@ int ws__post_pending(ws_server *s) {
 
 void ws__post_close(ws_server *s) {
   pthread_mutex_lock(&s->post_lock);
-  s->post_closed = 1;
+  __atomic_store_n(&s->post_closed, 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&s->post_lock);
 }
 

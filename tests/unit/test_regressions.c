@@ -1067,6 +1067,30 @@ Test(regress, post_queue_is_bounded) {
   done(s, NULL, NULL);
 }
 
+/* A producer that retries on WS_ELIMIT had each try build its frame (a
+ * JSON check of the whole data, two allocations and their frees) only to
+ * be told to retry: a try on a full queue, or after shutdown, now
+ * allocates nothing. */
+Test(regress, a_post_refused_for_room_allocates_nothing) {
+  ws_server *s = mk(small_post_queue);
+  const char *d = json_text(1900);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_OK);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_OK);
+  test_alloc_reset(0);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_ELIMIT);
+  cr_expect_eq(ws_post(s, WS_POST_GROUP, "g", "m", d, 1900), WS_ELIMIT);
+  /* Not read: its missing closing quote is told once there is room. */
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1899), WS_ELIMIT);
+  cr_expect_eq(test_alloc_count(), 0);
+  /* Room for a small one still: the early check is a lower bound only. */
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_OK);
+  cr_expect_eq(ws_server_shutdown(s, 10), 0);
+  test_alloc_reset(0);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_ESHUTDOWN);
+  cr_expect_eq(test_alloc_count(), 0);
+  done(s, NULL, NULL);
+}
+
 /* A delivery runs on_log (a slow consumer); the host posts and ticks from
  * there, or shuts down. The drain had taken the whole list: the nested
  * tick delivered the newer post first, and a shutdown lost the older one. */
