@@ -158,8 +158,9 @@ enum ws_close_code {
  *                     nesting more than 128 arrays and objects deep,
  *                     the envelope object counted
  *   "not_object"      the JSON is not an object
- *   "bad_action"      "action" is missing or not a string (with two
- *                     "action" members the first counts, as in cJSON)
+ *   "bad_action"      "action" is missing, not a string, longer than
+ *                     WS_MAX_ACTION bytes or holds a NUL (\u0000) (with
+ *                     two "action" members the first counts, as in cJSON)
  *   "unknown_action"  no handler and no fallback; the message names it */
 
 enum ws_log_level {
@@ -211,7 +212,8 @@ typedef struct ws_msg {
   void *internal_;    /* library use */
 } ws_msg;
 
-/* A handler. Returns 0 on success; a negative value closes the connection
+/* A handler. Returns 0 on success (a positive value counts as 0, so a
+ * send's count can be returned as is); a negative value closes the connection
  * with 1011 and is logged, except WS_EQUEUEFULL: a send's answer handed on
  * (`return ws_conn_send(c, ...)`), for which the queue policy has already
  * applied (WS_QUEUE_DROP drops that one message and keeps the connection).

@@ -1,15 +1,21 @@
-"""The README's complete host, compiled by tier.mk, driven by a real client."""
+"""The README's complete host and its loop snippets (epoll, libuv,
+libevent; made programs by serve_main.c), compiled by tier.mk, driven by a
+real client."""
 import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
+import pytest
 import websockets
 
 HOST_BIN = os.environ["README_HOST_BIN"]
+SERVE_DIR = os.environ["README_SERVE_DIR"]
 
 
 def free_port():
@@ -58,6 +64,50 @@ def test_readme_host():
         proc.kill()
         proc.wait(5)
         err = proc.stderr.read()
+    assert not re.search(r"Sanitizer|runtime error:", err), err
+
+
+def wait_listening(proc, port, seconds=10):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        assert proc.poll() is None, f"exited with {proc.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} after {seconds} s")
+
+
+async def ping_then_sigterm(proc, port):
+    uri = f"ws://127.0.0.1:{port}/ws?device_id=d1"
+    async with websockets.connect(uri) as ws:
+        await ws.send('{"action":"ping"}')
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply == {"action": "pong", "data": ""}, reply
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
+
+
+@pytest.mark.parametrize("loop", ["epoll", "libuv", "libevent"])
+def test_readme_loop_snippet(loop):
+    """The snippet serves, and SIGTERM drains its clients (1001), exit 0."""
+    port = free_port()
+    proc = subprocess.Popen([os.path.join(SERVE_DIR, "serve_" + loop),
+                             str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_listening(proc, port)
+        asyncio.run(ping_then_sigterm(proc, port))
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        out, err = proc.communicate()
+    assert "stopped: 0" in out, (out, err)
     assert not re.search(r"Sanitizer|runtime error:", err), err
 
 
