@@ -7,7 +7,8 @@ server=$1; client=$2; shift 2
 log=$(mktemp); pid=
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; rm -f "$log"' EXIT INT TERM
 
-# A port the kernel just handed out and released; retried if taken since.
+# A port the kernel just handed out and released; retried if taken since
+# (the server says so and exits).
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
@@ -24,7 +25,10 @@ for attempt in 1 2 3 4 5; do
     sleep 0.05; i=$((i + 1))
   done
   grep -q listening "$log" && break
-  wait "$pid" 2>/dev/null; pid=
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=
+  # Retried only for a port taken in between: a crash, a hang or any
+  # other error at start fails the tier.
+  grep -qi "address already in use" "$log" || break
 done
 if [ -z "$pid" ]; then
   echo "conformance[net]: could not start $server"; cat "$log"
