@@ -79,9 +79,14 @@ $(SHARED): $(LIB_OBJ)
 
 # Regenerated every time: PREFIX may differ between `make` and `make install`.
 # Directories under PREFIX are written relative to ${prefix}, so that
-# pkg-config --define-prefix can relocate an installed tree.
-PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
-PC_INCDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCDIR))
+# pkg-config --define-prefix can relocate an installed tree; it takes the
+# prefix to be two levels above the .pc file, so only when PKGDIR is
+# $(PREFIX)/<dir>/pkgconfig (not with a multiarch LIBDIR such as
+# $(PREFIX)/lib/x86_64-linux-gnu: absolute paths then).
+PC_UP2 = $(patsubst %/,%,$(dir $(patsubst %/,%,$(dir $(PKGDIR)))))
+PC_REL = $(and $(filter pkgconfig,$(notdir $(PKGDIR))),$(filter $(PREFIX),$(PC_UP2)))
+PC_LIBDIR = $(if $(PC_REL),$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR)),$(LIBDIR))
+PC_INCDIR = $(if $(PC_REL),$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCDIR)),$(INCDIR))
 $(BUILD)/libwsmux.pc: pkgconfig/libwsmux.pc.in include/wsmux.h FORCE
 	@mkdir -p $(dir $@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \

@@ -265,11 +265,13 @@ typedef struct ws_config {
    * again, not necessarily at the same address: a run of small frames is
    * copied into one buffer, at most 2 KiB, so it takes one call). After a
    * short write (0 included) the library calls send or sendv for that
-   * connection again when the host calls ws_conn_writable, or when its
-   * queue grows past the next of 1/2, 3/4, 7/8, ... of max_queued, not for
-   * every message: the socket was full, and each attempt would cost a
-   * failing system call, while a peer that keeps reading is still written
-   * to before the queue policy judges it. */
+   * connection again when the host calls ws_conn_writable, when its
+   * queue grows past the next of 1/2, 3/4, 7/8, ... of max_queued (or its
+   * unsent control frames past the same points of their bound, 1024), or
+   * at a shutdown's deadline, before what is left is cut; not for every
+   * message: the socket was full, and each attempt would cost a failing
+   * system call, while a peer that keeps reading is still written to
+   * before the queue policy judges it. */
   ssize_t (*send)(ws_conn *c, void *transport, const void *data, size_t len);
   /* Optional. Like send, over several buffers; used when more than one
    * buffer is queued and they are not a small run (see send). */

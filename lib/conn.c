@@ -249,7 +249,9 @@ static void signal_want_write(ws_conn *c, int want) {
 
 /* Where a blocked connection tries the socket anyway: max_queued less
  * max_queued >> k, k = 1, 2, ...: at half of it, then at each further
- * half of the room left. k is the first point above what is queued. */
+ * half of the room left. k is the first point above what is queued. The
+ * same for control frames against WS__CTRL_QUEUED_MAX: a burst of pings
+ * is small in bytes, and its pongs must not reach that bound unsent. */
 #define WS__SIZE_BITS (sizeof(size_t) * CHAR_BIT)
 static size_t retry_point(size_t max, unsigned k) {
   return k < WS__SIZE_BITS ? max - (max >> k) : max;
@@ -281,8 +283,10 @@ static void conn_flush(ws_conn *c, int blocked) {
    * posts, broadcasts from the loop) must not be counted against
    * max_queued all at once; a peer that reads nothing costs one failing
    * call per halving. */
-  if (tried && c->q.count > 0)
+  if (tried && c->q.count > 0) {
     c->q.retry_k = next_retry(c->s->cfg.max_queued, c->q.bytes);
+    c->q.ctrl_retry_k = next_retry(WS__CTRL_QUEUED_MAX, c->q.nctrl);
+  }
   signal_want_write(c, c->q.count > 0);
   /* on_close gets the peer's reason when the peer sent a close frame. */
   if (c->state == WS__DRAINING && c->q.count == 0)
@@ -293,7 +297,18 @@ static void conn_flush(ws_conn *c, int blocked) {
 void ws__conn_flush(ws_conn *c) {
   conn_flush(c, (c->flags & WS__F_WANT_WRITE) != 0 &&
                     c->q.bytes < retry_point(c->s->cfg.max_queued,
-                                             c->q.retry_k));
+                                             c->q.retry_k) &&
+                    c->q.nctrl < retry_point(WS__CTRL_QUEUED_MAX,
+                                             c->q.ctrl_retry_k));
+}
+
+/* One more try at the socket before the connection is cut (a shutdown's
+ * deadline): a blocked one's peer may have read since its socket was
+ * full, and the host's writable event may not come first. */
+void ws__conn_retry_now(ws_conn *c) {
+  if (c->q.count == 0) return;
+  c->q.retry_k = 0; /* retry_point(max, 0) is 0: not blocked */
+  ws__conn_mark_dirty(c);
 }
 
 /* ---- closing --------------------------------------------------------- */

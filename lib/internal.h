@@ -77,8 +77,9 @@ typedef struct ws__outq {
   uint16_t inflight;
   /* conn.c's, in what was padding: while blocked (WS__F_WANT_WRITE), a
    * flush tries the socket again once bytes reach max_queued less
-   * max_queued >> retry_k. */
-  uint8_t retry_k;
+   * max_queued >> retry_k, or control frames their bound less the bound
+   * >> ctrl_retry_k. */
+  uint8_t retry_k, ctrl_retry_k;
   size_t bytes;     /* unsent bytes in the queue */
 } ws__outq;
 
@@ -250,6 +251,7 @@ void ws__conn_free(ws_conn *c);
  * would block and ws_conn_writable has not been called since (and the
  * queue has not grown to its retry point meanwhile). */
 void ws__conn_flush(ws_conn *c);
+void ws__conn_retry_now(ws_conn *c);
 /* Queues buf (takes a new reference) honouring the queue policy. Returns
  * 0, WS_EQUEUEFULL (dropped or closed by policy), WS_ECLOSED. */
 int ws__conn_queue(ws_conn *c, ws__buf *b);

@@ -239,7 +239,10 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
     ws__timer_run(s);
     if (s->shutting_down == 1 && s->now >= s->shutdown_deadline) {
       /* What the drain (a deferred shutdown's 1001s) queued goes out
-       * before what is left is cut. */
+       * before what is left is cut, a blocked connection's too: one more
+       * try at its socket, which its peer may have read since. */
+      ws_conn *c;
+      for (c = s->conns; c; c = c->next) ws__conn_retry_now(c);
       ws__flush_dirty(s);
       finish_draining(s);
     }

@@ -292,6 +292,71 @@ Test(outq, a_peer_that_reads_nothing_costs_a_send_per_halving) {
   }
 }
 
+/* The same for control frames, whose bound (1024 unsent) a burst of pings
+ * reaches long before its pongs fill half of max_queued: a socket full
+ * once, then a peer that reads everything and sends 1,100 pings in one
+ * read. The blocked connection sent none of the pongs until the host's
+ * writable event, which comes only after the feed: the 1,025th pong hit
+ * the bound and a peer that reads was closed 4001. */
+Test(outq, ping_burst_after_one_short_write_is_answered) {
+  int sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    mt_conn t;
+    mt_bytes b = {0};
+    mt_frame f;
+    ws_stats st;
+    int i, pongs = 0, texts = 0;
+    ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "t", MT_WHOLE);
+    t.would_block = 1; /* full for a moment... */
+    cr_assert_eq(ws_conn_send_json(t.c, "a", "1", 1), WS_OK);
+    cr_assert_eq(t.want, 1);
+    t.would_block = 0; /* ...then the peer read everything */
+    for (i = 0; i < 1100; i++) mt_frame_add(&b, MT_PING, 0, NULL, 0);
+    mt_feed(&t, b.p, b.len, MT_WHOLE);
+    mt_bytes_free(&b);
+    ws_server_stats(s, &st, sizeof st);
+    cr_assert_eq(st.drops_queue_full, 0, "sendv %d: a reading peer hit the "
+                 "control frame bound (%d sends)", sendv, t.send_calls);
+    cr_assert_not_null(t.c);
+    mt_pump(&t);
+    while (mt_next_frame(&t, &f)) {
+      pongs += f.opcode == MT_PONG;
+      texts += f.opcode == MT_TEXT; /* pongs may overtake the unsent text */
+    }
+    cr_assert_eq(pongs, 1100);
+    cr_assert_eq(texts, 1);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
+/* A shutdown's deadline cuts what is left after one more try at each
+ * socket. A connection blocked since its socket was full once got no try
+ * (it waited for the host's writable event, which had not come): a peer
+ * that had read everything since lost the message and the 1001 queued for
+ * it, where before the blocked rule the 1001 went out with the drain. */
+Test(outq, shutdown_deadline_tries_a_blocked_connection_once_more) {
+  int sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    mt_conn t;
+    ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+    mt_connect(&t, s, "t", MT_WHOLE);
+    t.would_block = 1; /* full for a moment... */
+    cr_assert_eq(ws_conn_send_json(t.c, "a", "1", 1), WS_OK);
+    cr_assert_eq(t.want, 1);
+    t.would_block = 0; /* ...then the peer read everything */
+    cr_assert_eq(ws_server_shutdown(s, 0), WS_OK);
+    ws_server_tick(s, 1);
+    cr_assert_eq(t.closes, 1, "sendv %d: cut at the deadline", sendv);
+    mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
+    mt_expect_close(&t, 1001);
+    mt_expect_nothing(&t);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
 Test(outq, pong_waits_for_frame_boundary_but_overtakes_later_data) {
   int mode, sendv;
   for (sendv = 0; sendv < 2; sendv++) {
