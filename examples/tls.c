@@ -93,6 +93,7 @@ static ssize_t tls_send(ws_conn *c, void *t, const void *d, size_t n) {
       if (flush_wbio(s) < 0) return -1;
       if (BIO_ctrl_pending(s->wbio) >= WSA_TLS_MAX_PENDING) break;
     }
+    ERR_clear_error(); /* SSL_get_error reads this thread's queue */
     w = SSL_write(s->ssl, (const char *)d + done, (int)chunk);
     if (w <= 0) {
       int e = SSL_get_error(s->ssl, w);
@@ -239,7 +240,13 @@ static int on_readable(tls_sock *s) {
     return -1;
   }
   for (;;) {
-    int n = SSL_read(s->ssl, buf, sizeof(buf)), e;
+    int n, e;
+    /* SSL_get_error looks at the thread's error queue first: an error
+     * another connection left there (a client speaking plain HTTP to
+     * this port, a failed handshake) would turn this one's "no more
+     * data yet" into SSL_ERROR_SSL and abort a healthy connection. */
+    ERR_clear_error();
+    n = SSL_read(s->ssl, buf, sizeof(buf));
     if (n > 0) {
       int f = feed_plain(s, buf, (size_t)n); /* may close and free s */
       if (f < 0) return -1;

@@ -84,6 +84,34 @@ def test_wss_refusal_and_bad_client(server, cert):
     arun(run())
 
 
+def test_a_bad_client_leaves_the_others_alive(server, cert):
+    """A client speaking plain HTTP to the TLS port fails its handshake, and
+    OpenSSL records why in the thread's error queue. Left there, it made
+    SSL_get_error answer SSL_ERROR_SSL for the next healthy connection's
+    "no more data yet": every client that read next was aborted (1006)."""
+    ctx = client_ctx(cert)
+
+    async def run():
+        clients = [await connect(f"{server.ws}/ws?device_id=h{i}", ssl=ctx)
+                   for i in range(5)]
+        for ws in clients:
+            await ws.send('{"action":"ping"}')
+            assert await recv_json(ws) == {"action": "pong", "data": ""}
+        with socket.create_connection((server.host, server.port), TIMEOUT) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(TIMEOUT)
+            while s.recv(4096):  # an alert, then the server's close
+                pass
+        for _ in range(3):  # each read after the first one too
+            for ws in clients:
+                await ws.send('{"action":"ping"}')
+                assert await recv_json(ws) == {"action": "pong", "data": ""}
+            await asyncio.sleep(0.1)
+        for ws in clients:
+            await ws.close()
+    arun(run())
+
+
 def test_wss_sigterm_1001(server, cert):
     ctx = client_ctx(cert)
 
