@@ -987,8 +987,10 @@ enum ws_post_target {
  * already waiting leave too little of max_posted: retry later), WS_ESHUTDOWN
  * (server shutting down or being destroyed). A post that a full queue or
  * a shutdown refuses is refused before data_json is read or anything is
- * allocated, so a producer's retry costs little (and such a post that is
- * also invalid is told WS_EJSON only once there is room). Must not race with
+ * allocated, so a producer's retry costs little: its arguments are checked
+ * first (WS_EINVAL), and a post that could never fit is WS_ETOOBIG
+ * whatever is waiting, but invalid data_json is told WS_EJSON only once
+ * there is room. Must not race with
  * ws_server_free: WS_ESHUTDOWN does not make freeing safe, the call may
  * still be using the server when another thread sees it; stop and join
  * the posting threads first. */

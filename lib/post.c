@@ -100,33 +100,45 @@ static int post_append(ws_server *s, ws__post *p) {
   return err;
 }
 
-/* Whether a post costing at least least bytes could be taken now, read
- * before its frame is built: a producer that retries on WS_ELIMIT (or has
- * not yet seen the shutdown) then costs two loads per try, not a JSON
- * check, an allocation and a free. A hint: post_append decides under the
- * lock. A post too big to ever fit is left to post_new (WS_ETOOBIG). */
-static int post_room(ws_server *s, size_t least) {
+/* Refuses, before the frame is built, a post the queue cannot take now:
+ * a producer that retries on WS_ELIMIT (or has not yet seen the shutdown)
+ * then costs two loads per try, not a JSON check, an allocation and a
+ * free. least and most bound the post's cost (post_new); only a post that
+ * fits an empty queue (most <= max_posted) can be told to retry: one that
+ * never fits is told WS_ETOOBIG by post_new, whatever is waiting. A hint:
+ * post_append decides under the lock. */
+static int post_room(ws_server *s, size_t least, size_t most) {
+  if (most > s->cfg.max_posted) return WS_OK;
   if (__atomic_load_n(&s->post_closed, __ATOMIC_RELAXED)) return WS_ESHUTDOWN;
-  if (least <= s->cfg.max_posted &&
-      __atomic_load_n(&s->post_bytes, __ATOMIC_RELAXED) >
-          s->cfg.max_posted - least)
+  if (__atomic_load_n(&s->post_bytes, __ATOMIC_RELAXED) >
+      s->cfg.max_posted - least)
     return WS_ELIMIT;
   return WS_OK;
 }
 
+/* What the frame adds to data's len bytes, at most: its header (14, as
+ * outq.c counts it), the envelope {"action":,"data":} (19) and the quoted
+ * action (2, and 6 per byte: a control byte is written as \u00XX). */
+#define WS__POST_FRAMING(alen) (35 + 6 * (alen))
+
 int ws_post(ws_server *s, int target, const char *name, const char *action,
             const char *data_json, size_t len) {
   int kind = post_kind(target), err = WS_OK;
-  size_t nlen;
+  size_t least, framing;
   ws__post *p;
-  if (s == NULL || kind < 0 || action == NULL || (data_json == NULL && len) ||
-      (kind != WS__T_ALL && name == NULL) ||
+  if (s == NULL || kind < 0 || action == NULL || !ws__action_ok(action) ||
+      (data_json == NULL && len) || (kind != WS__T_ALL && name == NULL) ||
       !ws__target_ok(kind, name, NULL, 0))
     return WS_EINVAL;
   if (WS__TOO_BIG(s, len)) return WS_ETOOBIG; /* cfg is read-only: safe */
-  /* The frame holds data_json's len bytes as given, at least. */
-  nlen = kind == WS__T_ALL ? 0 : strlen(name);
-  if ((err = post_room(s, sizeof(*p) + nlen + 1 + sizeof(ws__buf) + len)))
+  /* The frame holds data_json's len bytes as given, and framing at most.
+   * No sum wraps: len is at most WS__MESSAGE_MAX, 2 KiB under a 32-bit
+   * size_t's limit. */
+  least = sizeof(*p) + (kind == WS__T_ALL ? 0 : strlen(name)) + 1 +
+          sizeof(ws__buf) + len;
+  framing = WS__POST_FRAMING(strlen(action));
+  if (len + framing <= s->cfg.max_queued &&
+      (err = post_room(s, least, least + framing)) != WS_OK)
     return err;
   p = post_new(s, kind, name, action, data_json, len, &err);
   return p ? post_append(s, p) : err;

@@ -220,6 +220,16 @@ static int next_timeout(ws_server *s, int timers) {
   return timers;
 }
 
+/* The shutdown's deadline: one more try at each blocked connection's
+ * socket, which its peer may have read since it was full, before what is
+ * left is cut. Before the timers run: a close timer due at the same time
+ * (a drain as long as close_timeout_ms) would cut it first. */
+static void retry_before_the_cut(ws_server *s) {
+  ws_conn *c;
+  for (c = s->conns; c; c = c->next) ws__conn_retry_now(c);
+  ws__flush_dirty(s);
+}
+
 int ws_server_tick(ws_server *s, uint64_t now_ms) {
   int next;
   if (s == NULL) return -1;
@@ -236,13 +246,13 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
    * shutdown's above all) would end receivers that post has not reached. */
   if (!s->post_draining) {
     if (!s->shutting_down) ws__post_drain(s, WS__POST_TICK_DELIVERIES);
-    ws__timer_run(s);
-    if (s->shutting_down == 1 && s->now >= s->shutdown_deadline) {
+    if (s->shutting_down == 1 && s->now >= s->shutdown_deadline)
+      retry_before_the_cut(s);
+    if (!s->destroying) ws__timer_run(s);
+    if (!s->destroying && s->shutting_down == 1 &&
+        s->now >= s->shutdown_deadline) {
       /* What the drain (a deferred shutdown's 1001s) queued goes out
-       * before what is left is cut, a blocked connection's too: one more
-       * try at its socket, which its peer may have read since. */
-      ws_conn *c;
-      for (c = s->conns; c; c = c->next) ws__conn_retry_now(c);
+       * before what is left is cut. */
       ws__flush_dirty(s);
       finish_draining(s);
     }

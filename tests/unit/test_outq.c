@@ -357,6 +357,31 @@ Test(outq, shutdown_deadline_tries_a_blocked_connection_once_more) {
   }
 }
 
+/* The same with a drain as long as the close timeout (5 s by default):
+ * the 1001's close timer fell due at the deadline itself and, run first,
+ * cut the connection before the last try. */
+Test(outq, a_long_drains_deadline_tries_a_blocked_connection_once_more) {
+  int sendv;
+  for (sendv = 0; sendv < 2; sendv++) {
+    mt_conn t;
+    ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+    ws_server_tick(s, 0);
+    mt_connect(&t, s, "t", MT_WHOLE);
+    t.would_block = 1;
+    cr_assert_eq(ws_conn_send_json(t.c, "a", "1", 1), WS_OK);
+    t.would_block = 0; /* the peer read everything */
+    cr_assert_eq(ws_server_shutdown(s, 6000), WS_OK);
+    ws_server_tick(s, 3000);
+    cr_assert_eq(t.closes, 0);
+    ws_server_tick(s, 6000);
+    cr_assert_eq(t.closes, 1, "sendv %d: cut at the deadline", sendv);
+    mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
+    mt_expect_close(&t, 1001);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
 Test(outq, pong_waits_for_frame_boundary_but_overtakes_later_data) {
   int mode, sendv;
   for (sendv = 0; sendv < 2; sendv++) {

@@ -1091,6 +1091,35 @@ Test(regress, a_post_refused_for_room_allocates_nothing) {
   done(s, NULL, NULL);
 }
 
+/* The early refusal's review: a post that can never fit max_posted (its
+ * cost just over it, the envelope included) was told WS_ELIMIT ("retry
+ * later") whenever anything else waited, and a bad action WS_ELIMIT on a
+ * full queue, where both are the caller's mistake whatever is queued. */
+Test(regress, a_post_that_never_fits_is_etoobig_while_others_wait) {
+  ws_server *s = mk(small_post_queue); /* max_posted 4096 */
+  size_t len;
+  int rc;
+  for (len = 2; len < 4096; len++) { /* the shortest that never fits */
+    if ((rc = ws_post(s, WS_POST_ALL, NULL, "m", json_text(len), len)) ==
+        WS_ETOOBIG)
+      break;
+    cr_assert_eq(rc, WS_OK);
+    ws_server_tick(s, 1); /* delivered: the queue is empty again */
+  }
+  cr_assert_lt(len, 4096);
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_OK);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", json_text(len), len),
+               WS_ETOOBIG, "a small post waiting");
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", json_text(len - 1),
+                       len - 1), WS_ELIMIT, "one byte less fits, later");
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "\xff", "1", 1), WS_EINVAL);
+  while (ws_post(s, WS_POST_ALL, NULL, "m", "1", 1) == WS_OK) {
+  }
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "\xff", "1", 1), WS_EINVAL,
+               "a full queue");
+  done(s, NULL, NULL);
+}
+
 /* A delivery runs on_log (a slow consumer); the host posts and ticks from
  * there, or shuts down. The drain had taken the whole list: the nested
  * tick delivered the newer post first, and a shutdown lost the older one. */
