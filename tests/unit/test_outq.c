@@ -292,6 +292,16 @@ Test(outq, a_peer_that_reads_nothing_costs_a_send_per_halving) {
   }
 }
 
+/* The socket full for one send (message "a" waits), then drained by a
+ * peer that reads: the connection stays blocked until the host's writable
+ * event, which has not come yet. */
+static void block_once(mt_conn *t) {
+  t->would_block = 1;
+  cr_assert_eq(ws_conn_send_json(t->c, "a", "1", 1), WS_OK);
+  cr_assert_eq(t->want, 1);
+  t->would_block = 0;
+}
+
 /* The same for control frames, whose bound (1024 unsent) a burst of pings
  * reaches long before its pongs fill half of max_queued: a socket full
  * once, then a peer that reads everything and sends 1,100 pings in one
@@ -308,10 +318,7 @@ Test(outq, ping_burst_after_one_short_write_is_answered) {
     int i, pongs = 0, texts = 0;
     ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
     mt_connect(&t, s, "t", MT_WHOLE);
-    t.would_block = 1; /* full for a moment... */
-    cr_assert_eq(ws_conn_send_json(t.c, "a", "1", 1), WS_OK);
-    cr_assert_eq(t.want, 1);
-    t.would_block = 0; /* ...then the peer read everything */
+    block_once(&t);
     for (i = 0; i < 1100; i++) mt_frame_add(&b, MT_PING, 0, NULL, 0);
     mt_feed(&t, b.p, b.len, MT_WHOLE);
     mt_bytes_free(&b);
@@ -335,50 +342,31 @@ Test(outq, ping_burst_after_one_short_write_is_answered) {
  * socket. A connection blocked since its socket was full once got no try
  * (it waited for the host's writable event, which had not come): a peer
  * that had read everything since lost the message and the 1001 queued for
- * it, where before the blocked rule the 1001 went out with the drain. */
+ * it, where before the blocked rule the 1001 went out with the drain. With
+ * a drain as long as the close timeout (5 s), the 1001's close timer fell
+ * due at the deadline itself and, run first, cut before the last try. */
 Test(outq, shutdown_deadline_tries_a_blocked_connection_once_more) {
-  int sendv;
-  for (sendv = 0; sendv < 2; sendv++) {
-    mt_conn t;
-    ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
-    mt_connect(&t, s, "t", MT_WHOLE);
-    t.would_block = 1; /* full for a moment... */
-    cr_assert_eq(ws_conn_send_json(t.c, "a", "1", 1), WS_OK);
-    cr_assert_eq(t.want, 1);
-    t.would_block = 0; /* ...then the peer read everything */
-    cr_assert_eq(ws_server_shutdown(s, 0), WS_OK);
-    ws_server_tick(s, 1);
-    cr_assert_eq(t.closes, 1, "sendv %d: cut at the deadline", sendv);
-    mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
-    mt_expect_close(&t, 1001);
-    mt_expect_nothing(&t);
-    server_free(s);
-    mt_free(&t);
-  }
-}
-
-/* The same with a drain as long as the close timeout (5 s by default):
- * the 1001's close timer fell due at the deadline itself and, run first,
- * cut the connection before the last try. */
-Test(outq, a_long_drains_deadline_tries_a_blocked_connection_once_more) {
-  int sendv;
-  for (sendv = 0; sendv < 2; sendv++) {
-    mt_conn t;
-    ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
-    ws_server_tick(s, 0);
-    mt_connect(&t, s, "t", MT_WHOLE);
-    t.would_block = 1;
-    cr_assert_eq(ws_conn_send_json(t.c, "a", "1", 1), WS_OK);
-    t.would_block = 0; /* the peer read everything */
-    cr_assert_eq(ws_server_shutdown(s, 6000), WS_OK);
-    ws_server_tick(s, 3000);
-    cr_assert_eq(t.closes, 0);
-    ws_server_tick(s, 6000);
-    cr_assert_eq(t.closes, 1, "sendv %d: cut at the deadline", sendv);
-    mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
-    mt_expect_close(&t, 1001);
-    server_free(s);
-    mt_free(&t);
+  static const uint32_t drain[] = {0, 6000};
+  int sendv, d;
+  for (d = 0; d < 2; d++) {
+    for (sendv = 0; sendv < 2; sendv++) {
+      mt_conn t;
+      ws_server *s = server_new(sendv, 0, WS_QUEUE_CLOSE);
+      ws_server_tick(s, 0);
+      mt_connect(&t, s, "t", MT_WHOLE);
+      block_once(&t);
+      cr_assert_eq(ws_server_shutdown(s, drain[d]), WS_OK);
+      ws_server_tick(s, drain[d] / 2);
+      cr_assert_eq(t.closes, drain[d] == 0, "not before the deadline");
+      ws_server_tick(s, drain[d]);
+      cr_assert_eq(t.closes, 1, "drain %u sendv %d: cut at the deadline",
+                   drain[d], sendv);
+      mt_expect_text(&t, "{\"action\":\"a\",\"data\":1}");
+      mt_expect_close(&t, 1001);
+      mt_expect_nothing(&t);
+      server_free(s);
+      mt_free(&t);
+    }
   }
 }
 
