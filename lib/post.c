@@ -38,23 +38,32 @@ static int post_kind(int target) {
   }
 }
 
-/* The message, framed on this thread (so errors come back to it). */
+/* Every heap byte a waiting post holds, not only its frame: counted
+ * against max_posted. */
+static size_t post_cost(size_t nlen, size_t frame_len) {
+  return sizeof(ws__post) + nlen + 1 + sizeof(ws__buf) + frame_len;
+}
+
+/* Whether a post of frame_len bytes fits an empty queue: not larger than
+ * max_queued (as ws__deliver) or max_posted. One that does not is too big,
+ * never a reason to retry. */
+static int post_fits(const ws_server *s, size_t nlen, size_t frame_len) {
+  return frame_len <= s->cfg.max_queued &&
+         post_cost(nlen, frame_len) <= s->cfg.max_posted;
+}
+
+/* The message, framed on this thread (so errors come back to it). nlen:
+ * name's length (0 for WS__T_ALL). */
 static ws__post *post_new(ws_server *s, int kind, const char *name,
-                          const char *action, const char *data_json,
-                          size_t len, int *err) {
-  size_t nlen = kind == WS__T_ALL ? 0 : strlen(name);
+                          size_t nlen, const char *action,
+                          const char *data_json, size_t len, int *err) {
   ws__post *p = ws__malloc(&s->al, sizeof(*p) + nlen + 1);
   if (p == NULL) {
     *err = WS_ENOMEM;
     return NULL;
   }
   p->frame = ws__envelope_frame_json(s, action, data_json, len, err);
-  if (p->frame) /* every byte a waiting post holds, not only its frame */
-    p->cost = sizeof(*p) + nlen + 1 + sizeof(ws__buf) + p->frame->len;
-  /* Larger than max_queued (as ws__deliver), or than max_posted (it could
-   * never be accepted): too big, not a reason to retry. */
-  if (p->frame &&
-      (p->frame->len > s->cfg.max_queued || p->cost > s->cfg.max_posted)) {
+  if (p->frame && !post_fits(s, nlen, p->frame->len)) {
     ws__buf_unref(s, p->frame);
     p->frame = NULL;
     *err = WS_ETOOBIG;
@@ -63,6 +72,7 @@ static ws__post *post_new(ws_server *s, int kind, const char *name,
     ws__free(&s->al, p);
     return NULL;
   }
+  p->cost = post_cost(nlen, p->frame->len);
   p->next = NULL;
   p->kind = kind;
   memcpy(p->name, kind == WS__T_ALL ? "" : name, nlen + 1);
@@ -100,15 +110,12 @@ static int post_append(ws_server *s, ws__post *p) {
   return err;
 }
 
-/* Refuses, before the frame is built, a post the queue cannot take now:
- * a producer that retries on WS_ELIMIT (or has not yet seen the shutdown)
- * then costs two loads per try, not a JSON check, an allocation and a
- * free. least and most bound the post's cost (post_new); only a post that
- * fits an empty queue (most <= max_posted) can be told to retry: one that
- * never fits is told WS_ETOOBIG by post_new, whatever is waiting. A hint:
- * post_append decides under the lock. */
-static int post_room(ws_server *s, size_t least, size_t most) {
-  if (most > s->cfg.max_posted) return WS_OK;
+/* Refuses, before the frame is built, a post costing at least least bytes
+ * that the queue cannot take now: a producer that retries on WS_ELIMIT
+ * (or has not yet seen the shutdown) then costs two loads per try, not a
+ * JSON check, an allocation and a free. A hint: post_append decides under
+ * the lock. */
+static int post_room(ws_server *s, size_t least) {
   if (__atomic_load_n(&s->post_closed, __ATOMIC_RELAXED)) return WS_ESHUTDOWN;
   if (__atomic_load_n(&s->post_bytes, __ATOMIC_RELAXED) >
       s->cfg.max_posted - least)
@@ -124,23 +131,24 @@ static int post_room(ws_server *s, size_t least, size_t most) {
 int ws_post(ws_server *s, int target, const char *name, const char *action,
             const char *data_json, size_t len) {
   int kind = post_kind(target), err = WS_OK;
-  size_t least, framing;
+  size_t nlen, most;
   ws__post *p;
   if (s == NULL || kind < 0 || action == NULL || !ws__action_ok(action) ||
       (data_json == NULL && len) || (kind != WS__T_ALL && name == NULL) ||
       !ws__target_ok(kind, name, NULL, 0))
     return WS_EINVAL;
   if (WS__TOO_BIG(s, len)) return WS_ETOOBIG; /* cfg is read-only: safe */
-  /* The frame holds data_json's len bytes as given, and framing at most.
-   * No sum wraps: len is at most WS__MESSAGE_MAX, 2 KiB under a 32-bit
-   * size_t's limit. */
-  least = sizeof(*p) + (kind == WS__T_ALL ? 0 : strlen(name)) + 1 +
-          sizeof(ws__buf) + len;
-  framing = WS__POST_FRAMING(strlen(action));
-  if (len + framing <= s->cfg.max_queued &&
-      (err = post_room(s, least, least + framing)) != WS_OK)
+  /* The frame holds data_json's len bytes as given, and the framing at
+   * most. Only a post sure to fit an empty queue may be told to retry:
+   * one that may not is left to post_new (WS_ETOOBIG whatever is
+   * waiting). No sum wraps: len is at most WS__MESSAGE_MAX, 2 KiB under a
+   * 32-bit size_t's limit. */
+  nlen = kind == WS__T_ALL ? 0 : strlen(name);
+  most = len + WS__POST_FRAMING(strlen(action));
+  if (post_fits(s, nlen, most) &&
+      (err = post_room(s, post_cost(nlen, len))) != WS_OK)
     return err;
-  p = post_new(s, kind, name, action, data_json, len, &err);
+  p = post_new(s, kind, name, nlen, action, data_json, len, &err);
   return p ? post_append(s, p) : err;
 }
 

@@ -245,12 +245,14 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
   /* From a callback a post's delivery ran, nothing fires: a deadline (the
    * shutdown's above all) would end receivers that post has not reached. */
   if (!s->post_draining) {
+    int cut;
     if (!s->shutting_down) ws__post_drain(s, WS__POST_TICK_DELIVERIES);
-    if (s->shutting_down == 1 && s->now >= s->shutdown_deadline)
-      retry_before_the_cut(s);
+    cut = s->shutting_down == 1 && s->now >= s->shutdown_deadline;
+    if (cut) retry_before_the_cut(s);
     if (!s->destroying) ws__timer_run(s);
-    if (!s->destroying && s->shutting_down == 1 &&
-        s->now >= s->shutdown_deadline) {
+    /* Rechecked: the flushes' callbacks may have ended the drain (2), and
+     * connections refused after it must not be cut here. */
+    if (cut && !s->destroying && s->shutting_down == 1) {
       /* What the drain (a deferred shutdown's 1001s) queued goes out
        * before what is left is cut. */
       ws__flush_dirty(s);

@@ -30,12 +30,12 @@ install-check: lib
 	rm -rf $$root/moved; \
 	: "a multiarch LIBDIR: --define-prefix would take lib/ for the prefix,"; \
 	: "so the paths are absolute there, and right"; \
-	$(MAKE) --no-print-directory install PREFIX=$$root/ma LIBDIR=$$root/ma/lib/x86_64-linux-gnu >/dev/null; \
-	pc=$$root/ma/lib/x86_64-linux-gnu/pkgconfig/libwsmux.pc; \
-	test "$$(pkg-config --define-prefix --variable=libdir $$pc)" = $$root/ma/lib/x86_64-linux-gnu; \
-	test "$$(pkg-config --define-prefix --variable=includedir $$pc)" = $$root/ma/include; \
-	test "$$(pkg-config --variable=libdir $$pc)" = $$root/ma/lib/x86_64-linux-gnu; \
-	$(MAKE) --no-print-directory uninstall PREFIX=$$root/ma LIBDIR=$$root/ma/lib/x86_64-linux-gnu >/dev/null; \
+	ma=$$root/ma; mal=$$ma/lib/x86_64-linux-gnu; pc=$$mal/pkgconfig/libwsmux.pc; \
+	$(MAKE) --no-print-directory install PREFIX=$$ma LIBDIR=$$mal >/dev/null; \
+	test "$$(pkg-config --define-prefix --variable=libdir $$pc)" = $$mal; \
+	test "$$(pkg-config --define-prefix --variable=includedir $$pc)" = $$ma/include; \
+	test "$$(pkg-config --variable=libdir $$pc)" = $$mal; \
+	$(MAKE) --no-print-directory uninstall PREFIX=$$ma LIBDIR=$$mal >/dev/null; \
 	: "the loop adapters, installed as <wsmux/adapters/*.h>: the epoll one"; \
 	: "serves a round trip; each header compiles on its own"; \
 	cc -D_GNU_SOURCE $(WARN) tests/install/adapter_app.c $$(pkg-config --cflags --libs libwsmux) \

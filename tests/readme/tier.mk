@@ -1,10 +1,13 @@
 # The README's code, compiled (and the complete host run) as a test.
 README_DIR := $(BUILD)/readme
-README_CFLAGS = $(shell pkg-config --cflags libuv libevent libmicrohttpd openssl 2>/dev/null)
+# Snippets are fragments of a user's program (no prototypes needed),
+# built against the adapters as installed (<wsmux/adapters/*.h>, here from
+# the tree) and the loops' headers.
+README_CFLAGS = $(BASE_CFLAGS) -Wno-missing-prototypes -I$(README_DIR)/inc \
+  $(shell pkg-config --cflags libuv libevent libmicrohttpd openssl 2>/dev/null)
 # $(README_DIR)/serve_$(1): the README's $(1) block as a program (SERVE_$(2)),
 # linked with $(3).
-readme_serve = $(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -I$(README_DIR)/inc \
-  $(README_CFLAGS) -DSERVE_$(2) -DSNIPPET='"$(abspath $(README_DIR)/$(1).c)"' \
+readme_serve = $(CC) $(README_CFLAGS) -DSERVE_$(2) -DSNIPPET='"$(abspath $(README_DIR)/$(1).c)"' \
   tests/readme/serve_main.c -o $(README_DIR)/serve_$(1) $(STATIC) $(LDLIBS_DEPS) $(3)
 TEST_TIERS += readme
 
@@ -13,13 +16,11 @@ readme: $(STATIC) README.md tests/readme/extract.sh
 	$(Q)sh tests/readme/extract.sh $(README_DIR)
 	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes $(README_DIR)/host.c -o $(README_DIR)/host $(STATIC) $(LDLIBS_DEPS)
 	@# Every other marked block (usage.c, the integrations' snippets, and
-	@# any added later) compiles, against the adapters as installed
-	@# (<wsmux/adapters/*.h>, here from the tree) and the loops' headers.
-	@# Snippets are fragments of a user's program: no prototypes needed.
+	@# any added later) compiles.
 	$(Q)mkdir -p $(README_DIR)/inc/wsmux && ln -sfn $(CURDIR)/examples/adapters $(README_DIR)/inc/wsmux/adapters
 	$(Q)for b in usage epoll libuv libevent mhd tls post; do test -f $(README_DIR)/$$b.c || { echo "README block $$b missing"; exit 1; }; done; \
 	for f in $(README_DIR)/*.c; do [ "$$f" = $(README_DIR)/host.c ] && continue; \
-	  $(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -I$(README_DIR)/inc $(README_CFLAGS) -c "$$f" -o "$${f%.c}.o" || exit 1; done
+	  $(CC) $(README_CFLAGS) -c "$$f" -o "$${f%.c}.o" || exit 1; done
 	@# The loop snippets run: tests/readme/serve_main.c makes each a program.
 	$(Q)$(call readme_serve,epoll,EPOLL,)
 	$(Q)$(call readme_serve,libuv,UV,-luv)
