@@ -141,9 +141,9 @@ static inline ssize_t wsa_epoll_sendv(ws_conn *c, void *t,
 
 /* Arms EPOLLOUT while the library has output the kernel would not take. */
 static inline int wsa_epoll_want_write(ws_conn *c, void *t, int want) {
-  wsa_epoll_sock *s = t;
+  wsa_epoll_sock *s = (wsa_epoll_sock *)t;
   struct epoll_event ev;
-  uint32_t in = s->read_done ? 0 : EPOLLIN; /* an EOF stays readable */
+  uint32_t in = s->read_done ? 0 : (uint32_t)EPOLLIN; /* an EOF stays readable */
   uint32_t events = want ? in | EPOLLOUT : in;
   if (events == s->events) return 0;
   memset(&ev, 0, sizeof(ev));
@@ -159,7 +159,7 @@ static inline int wsa_epoll_want_write(ws_conn *c, void *t, int want) {
 /* Unregisters and closes at once (the fd number may be reused by the next
  * accept); the struct waits on the dead list until the batch is done. */
 static inline int wsa_epoll_close(ws_conn *c, void *t) {
-  wsa_epoll_sock *s = t;
+  wsa_epoll_sock *s = (wsa_epoll_sock *)t;
   wsa_epoll *p = s->owner;
   (void)c;
   epoll_ctl(p->epfd, EPOLL_CTL_DEL, s->item.fd, NULL);
@@ -304,7 +304,7 @@ static inline int wsa_epoll_adopt(wsa_epoll *p, int fd) {
   struct epoll_event ev;
   wsa_epoll_sock *s;
   if ((p->max_socks && p->nsocks >= p->max_socks) ||
-      (s = calloc(1, sizeof(*s))) == NULL) {
+      (s = (wsa_epoll_sock *)calloc(1, sizeof(*s))) == NULL) {
     close(fd);
     return -1;
   }
@@ -437,7 +437,7 @@ static inline int wsa_epoll_run_once_for(wsa_epoll *p, int timeout_cap_ms) {
   ws_server_tick(p->srv, now);
   wsa_epoll_accept_resume(p, now);
   for (i = 0; i < n; i++) {
-    wsa_epoll_item *it = evs[i].data.ptr;
+    wsa_epoll_item *it = (wsa_epoll_item *)evs[i].data.ptr;
     uint32_t ev = evs[i].events;
     switch (it->kind) {
     case WSA_EPOLL_CONN: {

@@ -89,8 +89,9 @@ static inline void wsa_ev_rearm(wsa_ev *a) {
   if (next < 0) {
     evtimer_del(a->timer);
   } else {
-    struct timeval tv = {.tv_sec = next / 1000,
-                         .tv_usec = (next % 1000) * 1000};
+    struct timeval tv;
+    tv.tv_sec = next / 1000;
+    tv.tv_usec = (next % 1000) * 1000;
     evtimer_add(a->timer, &tv);
   }
 }
@@ -124,7 +125,7 @@ static inline ssize_t wsa_ev_sendv(ws_conn *c, void *t, const ws_iovec *iov,
 }
 
 static inline int wsa_ev_want_write(ws_conn *c, void *t, int want) {
-  wsa_ev_sock *s = t;
+  wsa_ev_sock *s = (wsa_ev_sock *)t;
   if (want && !s->writing) {
     s->writing = event_add(s->wr, NULL) == 0;
     if (!s->writing) /* never told when writable: output would only stall */
@@ -140,7 +141,7 @@ static inline int wsa_ev_want_write(ws_conn *c, void *t, int want) {
  * event of this socket still active in this iteration is dropped with it.
  * The socket struct itself waits on the dead list (wsa_ev_done). */
 static inline int wsa_ev_close(ws_conn *c, void *t) {
-  wsa_ev_sock *s = t;
+  wsa_ev_sock *s = (wsa_ev_sock *)t;
   (void)c;
   event_free(s->rd);
   event_free(s->wr);
@@ -163,7 +164,7 @@ static inline void wsa_ev_config(ws_config *cfg) {
 /* A ws_config.wake callback (cfg.user_data = the wsa_ev). Thread-safe once
  * evthread_use_pthreads() ran before the base was created. */
 static inline int wsa_ev_wake(ws_server *srv, void *user_data) {
-  wsa_ev *a = user_data;
+  wsa_ev *a = (wsa_ev *)user_data;
   (void)srv;
   event_active(a->wake, EV_READ, 0);
   return 0;
@@ -172,7 +173,7 @@ static inline int wsa_ev_wake(ws_server *srv, void *user_data) {
 /* ---- loop side -------------------------------------------------------- */
 
 static inline void wsa_ev_on_read(evutil_socket_t fd, short what, void *arg) {
-  wsa_ev_sock *s = arg;
+  wsa_ev_sock *s = (wsa_ev_sock *)arg;
   wsa_ev *a = s->owner;
   char buf[WSA_EV_READ_BUF];
   ssize_t r;
@@ -196,7 +197,7 @@ static inline void wsa_ev_on_read(evutil_socket_t fd, short what, void *arg) {
 }
 
 static inline void wsa_ev_on_write(evutil_socket_t fd, short what, void *arg) {
-  wsa_ev_sock *s = arg;
+  wsa_ev_sock *s = (wsa_ev_sock *)arg;
   wsa_ev *a = s->owner;
   (void)fd, (void)what;
   ws_server_tick(a->srv, wsa_now_ms());
@@ -206,18 +207,18 @@ static inline void wsa_ev_on_write(evutil_socket_t fd, short what, void *arg) {
 
 static inline void wsa_ev_on_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what;
-  wsa_ev_done(arg);
+  wsa_ev_done((wsa_ev *)arg);
 }
 
 static inline void wsa_ev_on_wake(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what;
-  wsa_ev_done(arg); /* the tick delivers what was posted */
+  wsa_ev_done((wsa_ev *)arg); /* the tick delivers what was posted */
 }
 
 /* Hands an accepted non-blocking socket to the library. On failure the
  * socket is closed. Returns 0 or -1. */
 static inline int wsa_ev_adopt(wsa_ev *a, int fd) {
-  wsa_ev_sock *s = calloc(1, sizeof(*s));
+  wsa_ev_sock *s = (wsa_ev_sock *)calloc(1, sizeof(*s));
   if (s == NULL) goto fail;
   wsa_nodelay(fd);
   s->owner = a;
@@ -245,14 +246,15 @@ fail:
  * readable and the loop spin: it is unwatched for WSA_EV_ACCEPT_PAUSE_MS. */
 static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
                                     void *arg) {
-  wsa_ev *a = arg;
+  wsa_ev *a = (wsa_ev *)arg;
   (void)what;
   ws_server_tick(a->srv, wsa_now_ms());
   for (;;) {
     int fd = wsa_accept(lfd);
     if (fd == WSA_ACCEPT_NOFD) {
-      struct timeval tv = {.tv_sec = WSA_EV_ACCEPT_PAUSE_MS / 1000,
-                           .tv_usec = WSA_EV_ACCEPT_PAUSE_MS % 1000 * 1000};
+      struct timeval tv;
+      tv.tv_sec = WSA_EV_ACCEPT_PAUSE_MS / 1000;
+      tv.tv_usec = WSA_EV_ACCEPT_PAUSE_MS % 1000 * 1000;
       if (evtimer_add(a->accept_pause, &tv) == 0) event_del(a->accept_ev);
     }
     if (fd < 0) break;
@@ -263,7 +265,7 @@ static inline void wsa_ev_on_accept(evutil_socket_t lfd, short what,
 
 static inline void wsa_ev_on_accept_pause(evutil_socket_t fd, short what,
                                           void *arg) {
-  wsa_ev *a = arg;
+  wsa_ev *a = (wsa_ev *)arg;
   (void)fd, (void)what;
   if (a->accept_ev) event_add(a->accept_ev, NULL);
 }

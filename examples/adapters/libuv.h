@@ -126,8 +126,7 @@ struct wsa_uv {
 typedef struct wsa_uv_wreq {
   uv_write_t req;
   wsa_uv_sock *s;
-  size_t len;
-  char data[];
+  size_t len; /* bytes copied, right after the struct (one allocation) */
 } wsa_uv_wreq;
 
 /* Ticks at most once per loop iteration's cached time. */
@@ -191,7 +190,7 @@ static inline void wsa_uv_on_linger(uv_timer_t *t) {
 /* Waits for the pending writes, WSA_UV_LINGER_MS at most (no timer: no
  * wait, rather than one without a bound). */
 static inline void wsa_uv_linger_start(wsa_uv_sock *s) {
-  wsa_uv_linger *l = malloc(sizeof(*l));
+  wsa_uv_linger *l = (wsa_uv_linger *)malloc(sizeof(*l));
   if (l == NULL || uv_timer_init(s->owner->loop, &l->timer) != 0) {
     free(l);
     wsa_uv_finish_close(s);
@@ -227,13 +226,15 @@ static inline ssize_t wsa_uv_copy(wsa_uv_sock *s, const uv_buf_t *bufs,
                     ? WSA_UV_MAX_PENDING - s->pending : 0;
   size_t total = 0, off = 0;
   wsa_uv_wreq *w;
+  char *data;
   uv_buf_t b;
   int i;
   for (i = 0; i < n; i++) total += bufs[i].len;
   total -= skip;
   if (total > room) total = room;
   if (total == 0) return 0;
-  if ((w = malloc(sizeof(*w) + total)) == NULL) return -1;
+  if ((w = (wsa_uv_wreq *)malloc(sizeof(*w) + total)) == NULL) return -1;
+  data = (char *)(w + 1);
   for (i = 0; i < n && off < total; i++) {
     size_t len = bufs[i].len, from = 0, take;
     if (skip >= len) {
@@ -243,12 +244,12 @@ static inline ssize_t wsa_uv_copy(wsa_uv_sock *s, const uv_buf_t *bufs,
     from = skip;
     skip = 0;
     take = len - from < total - off ? len - from : total - off;
-    memcpy(w->data + off, bufs[i].base + from, take);
+    memcpy(data + off, bufs[i].base + from, take);
     off += take;
   }
   w->s = s;
   w->len = total;
-  b = uv_buf_init(w->data, (unsigned int)total);
+  b = uv_buf_init(data, (unsigned int)total);
   if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, wsa_uv_on_write) != 0) {
     free(w);
     return -1;
@@ -261,7 +262,7 @@ static inline ssize_t wsa_uv_copy(wsa_uv_sock *s, const uv_buf_t *bufs,
 
 static inline ssize_t wsa_uv_sendv(ws_conn *c, void *t, const ws_iovec *iov,
                                    int n) {
-  wsa_uv_sock *s = t;
+  wsa_uv_sock *s = (wsa_uv_sock *)t;
   uv_buf_t bufs[64];
   int i, r = 0;
   ssize_t copied;
@@ -285,20 +286,22 @@ static inline ssize_t wsa_uv_sendv(ws_conn *c, void *t, const ws_iovec *iov,
 
 static inline ssize_t wsa_uv_send(ws_conn *c, void *t, const void *d,
                                   size_t n) {
-  ws_iovec v = {.base = d, .len = n};
+  ws_iovec v;
+  v.base = d;
+  v.len = n;
   return wsa_uv_sendv(c, t, &v, 1);
 }
 
 /* The library calls ws_conn_writable's trigger when the copy drains. */
 static inline int wsa_uv_want_write(ws_conn *c, void *t, int want) {
-  wsa_uv_sock *s = t;
+  wsa_uv_sock *s = (wsa_uv_sock *)t;
   (void)c;
   s->want = want;
   return 0;
 }
 
 static inline int wsa_uv_close(ws_conn *c, void *t) {
-  wsa_uv_sock *s = t;
+  wsa_uv_sock *s = (wsa_uv_sock *)t;
   (void)c;
   s->conn = NULL;
   s->closing = 1;
@@ -320,7 +323,7 @@ static inline void wsa_uv_config(ws_config *cfg) {
 
 /* A ws_config.wake callback (cfg.user_data = the wsa_uv). Thread-safe. */
 static inline int wsa_uv_wake(ws_server *srv, void *user_data) {
-  wsa_uv *a = user_data;
+  wsa_uv *a = (wsa_uv *)user_data;
   (void)srv;
   return uv_async_send(&a->async);
 }
@@ -361,7 +364,7 @@ static inline void wsa_uv_on_read(uv_stream_t *st, ssize_t n,
 static inline void wsa_uv_reject(wsa_uv *a);
 
 static inline void wsa_uv_on_reject_closed(uv_handle_t *h) {
-  wsa_uv *a = h->data;
+  wsa_uv *a = (wsa_uv *)h->data;
   a->reject_busy = 0;
   if (a->reject_pending) {
     a->reject_pending = 0;
@@ -387,10 +390,10 @@ static inline void wsa_uv_reject(wsa_uv *a) {
 }
 
 static inline void wsa_uv_on_connection(uv_stream_t *l, int status) {
-  wsa_uv *a = l->data;
+  wsa_uv *a = (wsa_uv *)l->data;
   wsa_uv_sock *s;
   if (status < 0) return;
-  if ((s = calloc(1, sizeof(*s))) == NULL) {
+  if ((s = (wsa_uv_sock *)calloc(1, sizeof(*s))) == NULL) {
     wsa_uv_reject(a);
     return;
   }
@@ -417,7 +420,7 @@ static inline void wsa_uv_on_timer(uv_timer_t *t) {
 
 /* Right before the loop blocks: tick, then sleep until the next deadline. */
 static inline void wsa_uv_on_prepare(uv_prepare_t *p) {
-  wsa_uv *a = p->data;
+  wsa_uv *a = (wsa_uv *)p->data;
   int next;
   while (a->paused) {
     wsa_uv_sock *s = a->paused;
@@ -433,7 +436,7 @@ static inline void wsa_uv_on_prepare(uv_prepare_t *p) {
 
 /* ws_post woke us: the tick delivers what was posted. */
 static inline void wsa_uv_on_async(uv_async_t *h) {
-  wsa_uv_tick(h->data);
+  wsa_uv_tick((wsa_uv *)h->data);
 }
 
 /* SIGPIPE at its default action (death) becomes ignored; a host's own

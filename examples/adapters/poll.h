@@ -82,7 +82,7 @@ static inline ssize_t wsa_poll_sendv(ws_conn *c, void *t, const ws_iovec *iov,
 }
 
 static inline int wsa_poll_want_write(ws_conn *c, void *t, int want) {
-  wsa_poll_sock *s = t;
+  wsa_poll_sock *s = (wsa_poll_sock *)t;
   (void)c;
   if (want)
     s->owner->pfd[s->idx].events |= POLLOUT;
@@ -94,7 +94,7 @@ static inline int wsa_poll_want_write(ws_conn *c, void *t, int want) {
 /* Removes the socket from the table by moving the last entry into its
  * place. The loop walks the table backwards, so that is safe mid-walk. */
 static inline int wsa_poll_close(ws_conn *c, void *t) {
-  wsa_poll_sock *s = t;
+  wsa_poll_sock *s = (wsa_poll_sock *)t;
   wsa_poll *p = s->owner;
   nfds_t last = p->n - 1;
   (void)c;
@@ -179,7 +179,7 @@ static inline void wsa_poll_accept(wsa_poll *p) {
       p->accept_resume = wsa_now_ms() + WSA_POLL_ACCEPT_PAUSE_MS;
     }
     if (fd < 0) return;
-    if (p->n >= WSA_POLL_MAX || (s = calloc(1, sizeof(*s))) == NULL) {
+    if (p->n >= WSA_POLL_MAX || (s = (wsa_poll_sock *)calloc(1, sizeof(*s))) == NULL) {
       close(fd);
       continue;
     }

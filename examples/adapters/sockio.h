@@ -35,6 +35,14 @@
 
 #include "wsmux.h"
 
+/* The adapters compile as C11 and as C++11 (a C++ server includes them as
+ * they are); thread-local storage is the one keyword the two spell apart. */
+#ifdef __cplusplus
+#define WSA_THREAD_LOCAL thread_local
+#else
+#define WSA_THREAD_LOCAL _Thread_local
+#endif
+
 #ifndef WSA_LISTEN_BACKLOG
 #define WSA_LISTEN_BACKLOG 1024
 #endif
@@ -127,7 +135,7 @@ static inline void wsa_nodelay(int fd) {
  * closed, not even when the thread ends: one descriptor for each thread
  * that ever listened or accepted. */
 static inline int *wsa_spare(void) {
-  static _Thread_local int spare = -1;
+  static WSA_THREAD_LOCAL int spare = -1;
   if (spare < 0) spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   return &spare;
 }

@@ -1,9 +1,13 @@
 # make install into a temporary prefix, then build and run a program with
 # `pkg-config --cflags --libs libwsmux` against it (shared and static; and
 # as C99 and as C++11, as the header promises); the installed loop adapters
-# serve a round trip; the .pc relocates with --define-prefix; make uninstall
-# leaves no file behind.
+# serve a round trip, as C and as C++11 (a C++ server includes them as they
+# are); the .pc relocates with --define-prefix; make uninstall leaves no file
+# behind.
 TEST_TIERS += install-check
+
+# C++ takes the same warnings but the C-only ones.
+INSTALL_CXX_WARN := $(filter-out -Wstrict-prototypes -Wmissing-prototypes,$(WARN))
 
 .PHONY: install-check
 install-check: lib
@@ -18,7 +22,7 @@ install-check: lib
 	: "the header's promise: C99 or later, or C++11 (extern \"C\" linkage)"; \
 	cc -std=c99 $(WARN) tests/install/app.c $$(pkg-config --cflags libwsmux) \
 	   -o $$root/app-c99 $$(pkg-config --libs libwsmux); \
-	c++ -std=c++11 $(filter-out -Wstrict-prototypes -Wmissing-prototypes,$(WARN)) \
+	c++ -std=c++11 $(INSTALL_CXX_WARN) \
 	   -x c++ tests/install/app.c -x none $$(pkg-config --cflags --libs libwsmux) \
 	   -o $$root/app-cxx; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-c99; \
@@ -37,14 +41,19 @@ install-check: lib
 	test "$$(pkg-config --variable=libdir $$pc)" = $$mal; \
 	$(MAKE) --no-print-directory uninstall PREFIX=$$ma LIBDIR=$$mal >/dev/null; \
 	: "the loop adapters, installed as <wsmux/adapters/*.h>: the epoll one"; \
-	: "serves a round trip; each header compiles on its own"; \
+	: "serves a round trip, built as C and as C++11; each header compiles on"; \
+	: "its own, in both languages"; \
 	cc -D_GNU_SOURCE $(WARN) tests/install/adapter_app.c $$(pkg-config --cflags --libs libwsmux) \
 	   -o $$root/adapter-app; \
+	c++ -std=c++11 -D_GNU_SOURCE $(INSTALL_CXX_WARN) -x c++ tests/install/adapter_app.c -x none \
+	   $$(pkg-config --cflags --libs libwsmux) -o $$root/adapter-app-cxx; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/adapter-app; \
+	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/adapter-app-cxx; \
+	hflags="-D_GNU_SOURCE -fsyntax-only $$(pkg-config --cflags libwsmux) $(CJSON_CFLAGS)"; \
+	hflags="$$hflags $$(pkg-config --cflags libuv libevent 2>/dev/null)"; \
 	for h in $(notdir $(ADAPTER_HEADERS)); do \
-	  printf '#include <wsmux/adapters/%s>\n' $$h | \
-	    cc -D_GNU_SOURCE $(WARN) -fsyntax-only -x c - $$(pkg-config --cflags libwsmux) \
-	       $(CJSON_CFLAGS) $$(pkg-config --cflags libuv libevent 2>/dev/null); \
+	  printf '#include <wsmux/adapters/%s>\n' $$h | cc $(WARN) $$hflags -x c -; \
+	  printf '#include <wsmux/adapters/%s>\n' $$h | c++ -std=c++11 $(INSTALL_CXX_WARN) $$hflags -x c++ -; \
 	done; \
 	$(MAKE) --no-print-directory uninstall PREFIX=$$root/opt/wsmux >/dev/null; \
 	test -z "$$(find $$root/opt/wsmux ! -type d)"; test ! -e $$root/opt/wsmux/include/wsmux; \
