@@ -336,7 +336,9 @@ typedef struct ws_config {
    * req (it is copied into the response), except under
    * ws_conn_upgrade_answer, which hands it back to the host after req is
    * gone: there it must be static or long-lived. May call
-   * ws_conn_set_user, ws_conn_join, ws_conn_set_user_data.
+   * ws_conn_set_user, ws_conn_join, ws_conn_set_user_data, and
+   * ws_conn_add_header for the response (a refusal's WWW-Authenticate, a
+   * 101's Set-Cookie).
    * req is the whole request, headers included, borrowed for the call;
    * ws_conn_request(c) and ws_conn_device_id(c) are already what the
    * connection keeps for its life (without headers when keep_headers = 0),
@@ -344,7 +346,8 @@ typedef struct ws_config {
   int (*on_upgrade)(ws_conn *c, const ws_request *req, const char **reason,
                     void *user_data);
   /* Optional. A request that is not a WebSocket upgrade for the configured
-   * path (e.g. GET / for a page). Answer with ws_conn_http_respond; if the
+   * path (e.g. GET / for a page). Answer with ws_conn_http_respond (headers
+   * of your own first, with ws_conn_add_header); if the
    * callback returns without answering, the library answers as it does
    * without one: 426 (with Upgrade: websocket) for a non-upgrade request on
    * the path, 404 for other paths. Not called for a request the library
@@ -697,7 +700,8 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
  * Connection: close, body (copied); then the connection is closed once it
  * is written. To a HEAD request the body is left out (Content-Length
  * still says its size, RFC 9110 9.3.2), as from every refusal. A 1xx, 204 or 304 carries no content (RFC 9110 6.4.1): no
- * Content-Type, Content-Length or body. Errors: WS_EINVAL (status outside
+ * Content-Type, Content-Length or body. Lines added with ws_conn_add_header
+ * come after Connection. Errors: WS_EINVAL (status outside
  * 100-999, body NULL with len > 0, a body with 1xx/204/304, a control
  * character such as CR or LF in content_type), WS_ESTATE (not in on_http,
  * or the request was answered already), WS_ECLOSED (on_http closed it
@@ -706,6 +710,31 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
                                    const char *content_type, const void *body,
                                    size_t len);
+
+/* Bytes of header lines ("Name: value" plus CRLF each) that
+ * ws_conn_add_header may add to one response. */
+#define WS_MAX_ADDED_HEADERS 4096
+
+/* Adds the header line "name: value" to the HTTP response the connection
+ * is getting: e.g. Set-Cookie on the 101, WWW-Authenticate on a 401
+ * (RFC 9110 11.6.1), Retry-After on a 503. Call it from on_upgrade, where
+ * the lines go on whichever response the upgrade ends with (the 101, the
+ * hook's own refusal, or a 409 or 503 the library answers after it), or
+ * from on_http before ws_conn_http_respond (or the library's 426 or 404 if
+ * on_http does not answer). Lines keep the order they were added in; a name
+ * may be added more than once. name and value are copied. Errors:
+ * WS_EINVAL (c or value NULL, name not an RFC 9110 token, a control
+ * character such as CR, LF or HTAB in value, or a name the library writes
+ * or that frames the response: Connection, Content-Length, Content-Type
+ * (ws_conn_http_respond's argument), Transfer-Encoding, Upgrade and every
+ * Sec-WebSocket-* name, compared case-insensitively), WS_ESTATE (outside
+ * those two callbacks, after the response was queued, e.g. from on_open,
+ * or under ws_conn_upgrade_answer, whose responses the host's HTTP server
+ * writes: add the lines with its own API), WS_ECLOSED (the callback closed
+ * the connection first), WS_ETOOBIG (past WS_MAX_ADDED_HEADERS bytes),
+ * WS_ENOMEM. */
+WS_EXTERN int ws_conn_add_header(ws_conn *c, const char *name,
+                                 const char *value);
 
 /* Accessors. Every ws_conn handle (from ws_conn_new, a callback or
  * ws_server_find_device) is valid until that connection's transport close

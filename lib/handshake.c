@@ -37,6 +37,12 @@ static int is_field_byte(unsigned char c) {
   return is_ows(c) || (c >= 0x21 && c != 0x7F);
 }
 
+int ws__field_text_ok(const char *v) {
+  for (; v && *v; v++)
+    if ((unsigned char)*v < 0x20 || *v == 0x7F) return 0;
+  return 1;
+}
+
 int ws__header_well_formed(const ws_header *h) {
   size_t i;
   if (h->name_len == 0) return 0;
@@ -552,7 +558,8 @@ static void put_uint(outbuf *o, size_t v) {
   put(o, tmp + i, sizeof tmp - i);
 }
 
-static void build_101(outbuf *o, const char *accept, const char *subprotocol) {
+static void build_101(outbuf *o, const char *accept, const char *subprotocol,
+                      const char *host_lines) {
   puts0(o, "HTTP/1.1 101 Switching Protocols\r\n"
            "Upgrade: websocket\r\n"
            "Connection: Upgrade\r\n"
@@ -564,22 +571,23 @@ static void build_101(outbuf *o, const char *accept, const char *subprotocol) {
     puts0(o, subprotocol);
     puts0(o, "\r\n");
   }
+  if (host_lines) puts0(o, host_lines);
   puts0(o, "\r\n");
 }
 
 size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
-                        const char *subprotocol) {
+                        const char *subprotocol, const char *host_lines) {
   char accept[29];
   outbuf size = {.p = NULL, .cap = 0, .len = 0};
   /* An accept value is always 28 characters: sizing needs no hash, so a
    * size-then-write caller pays for one SHA-1, not two. */
   memset(accept, 'A', 28);
   accept[28] = '\0';
-  build_101(&size, accept, subprotocol);
+  build_101(&size, accept, subprotocol, host_lines);
   if (size.len <= cap) {
     outbuf o = {.p = out, .cap = cap, .len = 0};
     ws__accept_key(key, key_len, accept);
-    build_101(&o, accept, subprotocol);
+    build_101(&o, accept, subprotocol, host_lines);
   }
   return size.len;
 }
@@ -589,7 +597,8 @@ int ws__status_has_content(int status) {
 }
 
 static void build_http(outbuf *o, int status, const char *ctype,
-                       const char *extra, const void *body, size_t body_len) {
+                       const char *extra, const char *host_lines,
+                       const void *body, size_t body_len) {
   puts0(o, "HTTP/1.1 ");
   put_uint(o, status < 0 ? 0u : (size_t)status);
   puts0(o, " ");
@@ -605,17 +614,19 @@ static void build_http(outbuf *o, int status, const char *ctype,
   puts0(o, status == 426 && extra ? "\r\nConnection: Upgrade, close\r\n"
                                   : "\r\nConnection: close\r\n");
   if (extra) puts0(o, extra);
+  if (host_lines) puts0(o, host_lines);
   puts0(o, "\r\n");
   put(o, body, body_len);
 }
 
 size_t ws__response_http(char *out, size_t cap, int status, const char *ctype,
-                         const char *extra, const void *body, size_t body_len) {
+                         const char *extra, const char *host_lines,
+                         const void *body, size_t body_len) {
   outbuf size = {.p = NULL, .cap = 0, .len = 0};
-  build_http(&size, status, ctype, extra, body, body_len);
+  build_http(&size, status, ctype, extra, host_lines, body, body_len);
   if (size.len <= cap) {
     outbuf o = {.p = out, .cap = cap, .len = 0};
-    build_http(&o, status, ctype, extra, body, body_len);
+    build_http(&o, status, ctype, extra, host_lines, body, body_len);
   }
   return size.len;
 }

@@ -201,6 +201,11 @@ struct ws_server {
   uint8_t shutdown_deferred;  /* ws_server_shutdown ran inside a drain */
   /* upgrade.c: set while ws_conn_upgrade_answer runs (host writes HTTP) */
   struct ws__answer *answer;
+  /* response_headers.c: lines hosts add to responses being decided, the
+   * innermost window's from hdr_start; hdr_owner may add (NULL: none) */
+  char *hdr_buf;
+  size_t hdr_len, hdr_cap, hdr_start;
+  ws_conn *hdr_owner;
 };
 
 /* The hash of a key a peer chooses (a device id, a group key): keyed with
@@ -208,6 +213,21 @@ struct ws_server {
 static inline uint32_t ws__hash(const ws_server *s, const void *p, size_t n) {
   return (uint32_t)ws__siphash(s->hash_key, p, n);
 }
+
+/* ---- response_headers.c: ws_conn_add_header's lines -------------------- */
+/* What a window replaced, restored at its end. */
+typedef struct ws__hdrs_window {
+  ws_conn *owner;
+  size_t start;
+} ws__hdrs_window;
+/* From here until ws__hdrs_close, c may add lines to its response. */
+void ws__hdrs_open(ws_conn *c, ws__hdrs_window *w);
+/* Drops the window's lines, back to the enclosing one. */
+void ws__hdrs_close(ws_server *s, const ws__hdrs_window *w);
+/* The lines for the response c is getting now (NULL: none), valid until
+ * the window closes; no more can be added after it. */
+const char *ws__hdrs_take(ws_conn *c);
+void ws__hdrs_free(ws_server *s);
 
 /* ---- server.c: entry/exit of library frames --------------------------- */
 void ws__enter(ws_server *s);

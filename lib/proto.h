@@ -189,25 +189,31 @@ int ws__is_token(const char *s);
  * bytes (no CR, LF or other control byte but HTAB). For headers a host
  * parsed, which reach the 101 (a chosen subprotocol) and handlers. */
 int ws__header_well_formed(const ws_header *h);
+/* 1 if v (NULL counts as empty) holds no control byte, HTAB included: a
+ * value the host passes for a header it adds (CR or LF would end the line
+ * and let the string add its own). */
+int ws__field_text_ok(const char *v);
 
 /* Sec-WebSocket-Accept for key: base64(SHA-1(key + GUID)), 28 chars + NUL. */
 void ws__accept_key(const char *key, size_t key_len, char out[29]);
 
 /* Writes "HTTP/1.1 101 Switching Protocols" with Upgrade, Connection,
- * Sec-WebSocket-Accept and (if subprotocol != NULL) Sec-WebSocket-Protocol.
+ * Sec-WebSocket-Accept, (if subprotocol != NULL) Sec-WebSocket-Protocol and
+ * the host's lines (NULL or "Name: value\r\n"..., ws_conn_add_header).
  * Returns the length the response needs; writes only if it fits in cap
  * (call with cap 0 to size it). No NUL terminator. */
 size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
-                        const char *subprotocol);
+                        const char *subprotocol, const char *host_lines);
 /* Writes a complete refusal/plain response: status line with the standard
  * reason phrase, "Content-Type: <ctype>" (text/plain when NULL),
  * Content-Length, "Connection: close", extra (NULL or WS__426_HEADERS,
- * with which a 426 says "Connection: Upgrade, close"), blank line, then
- * body. For a refusal body is the
+ * with which a 426 says "Connection: Upgrade, close"), the host's lines
+ * (as ws__response_101's), blank line, then body. For a refusal body is the
  * one-line reason plus "\n". Returns the total length that the response
  * needs; writes only if it fits in cap (call with cap 0 to size it). */
 size_t ws__response_http(char *out, size_t cap, int status, const char *ctype,
-                         const char *extra, const void *body, size_t body_len);
+                         const char *extra, const char *host_lines,
+                         const void *body, size_t body_len);
 /* Standard reason phrase for a status ("Bad Request"), "Unknown" otherwise. */
 const char *ws__status_text(int status);
 

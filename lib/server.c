@@ -144,6 +144,7 @@ static void server_destroy(ws_server *s) {
   ws__prepared_free_all(s);
   ws__rx_pool_free(s);
   ws__post_free(s);
+  ws__hdrs_free(s);
   ws__free(&al, s->heap);
   ws__free(&al, s);
 }

@@ -46,13 +46,16 @@ static enum ws_refusal refusal_kind(int status) {
 static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
                    const void *body, size_t len) {
   ws_server *s = c->s;
-  size_t need = ws__response_http(NULL, 0, status, ctype, extra, body, len);
+  const char *lines = ws__hdrs_take(c);
+  size_t need =
+      ws__response_http(NULL, 0, status, ctype, extra, lines, body, len);
   ws__buf *b = ws__buf_raw(s, NULL, need);
   if (b == NULL) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
     return WS_ENOMEM;
   }
-  ws__response_http((char *)b->data, need, status, ctype, extra, body, len);
+  ws__response_http((char *)b->data, need, status, ctype, extra, lines, body,
+                    len);
   /* To HEAD the same head, Content-Length included, and no content (RFC
    * 9110 9.3.2): the body is simply left off the end. */
   if (c->marks & WS__M_HEAD) b->len -= (uint32_t)len;
@@ -90,19 +93,11 @@ static int refuse(ws_conn *c, int status, const char *reason) {
                  status == 426 ? WS__426_HEADERS : NULL, body, n);
 }
 
-/* A header value the host passes: no control byte (CR or LF would end the
- * header and let the string add its own). */
-static int field_value_ok(const char *v) {
-  for (; v && *v; v++)
-    if ((unsigned char)*v < 0x20 || *v == 0x7F) return 0;
-  return 1;
-}
-
 int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
                          const void *body, size_t len) {
   if (c == NULL || status < 100 || status > 999 || (body == NULL && len) ||
       (len && !ws__status_has_content(status)) ||
-      !field_value_ok(content_type))
+      !ws__field_text_ok(content_type))
     return WS_EINVAL;
   if (len > WS__MESSAGE_MAX) return WS_ETOOBIG; /* no frame buffer holds it */
   if (!(c->flags & WS__F_IN_HTTP) || (c->flags & WS__F_RESPONDED))
@@ -198,17 +193,28 @@ static int pick_subprotocol(ws_conn *c, const ws__reqview *rv) {
   return rc;
 }
 
+static int refuse_plain(ws_conn *c) {
+  return path_matches(c->s, c->req) ? refuse(c, 426, "upgrade required")
+                                    : refuse(c, 404, "not found");
+}
+
+/* on_http's answer, or the library's; with the lines on_http added
+ * (ws_conn_add_header) either way. */
 static int plain_http(ws_conn *c) {
   ws_server *s = c->s;
-  if (s->cfg.on_http && !answering(c)) {
+  ws__hdrs_window w;
+  int rc = WS_OK;
+  if (answering(c)) return refuse_plain(c);
+  ws__hdrs_open(c, &w);
+  if (s->cfg.on_http) {
     c->flags |= WS__F_IN_HTTP;
     s->cfg.on_http(c, c->req, s->cfg.user_data);
     c->flags &= (uint8_t)~WS__F_IN_HTTP;
-    if (c->state == WS__DEAD || (c->flags & WS__F_RESPONDED)) return WS_OK;
   }
-  if (path_matches(s, c->req))
-    return refuse(c, 426, "upgrade required");
-  return refuse(c, 404, "not found");
+  if (c->state != WS__DEAD && !(c->flags & WS__F_RESPONDED))
+    rc = refuse_plain(c);
+  ws__hdrs_close(s, &w);
+  return rc;
 }
 
 /* Takes the device id from the query. Returns NULL, or the 400's reason.
@@ -222,7 +228,7 @@ static const char *take_device_id(ws_conn *c) {
   if (id && *id == '\0') id = NULL;
   if (id == NULL) return cfg->device_required ? "missing device_id" : NULL;
   if ((n = strlen(id)) > cfg->max_device_id) return "device_id too long";
-  if (!field_value_ok(id)) /* it is logged and quoted: no CR, LF... */
+  if (!ws__field_text_ok(id)) /* it is logged and quoted: no CR, LF... */
     return "device_id has a control character";
   if (ws__utf8_validate(WS__UTF8_ACCEPT, (const uint8_t *)id, n) !=
       WS__UTF8_ACCEPT)
@@ -235,10 +241,13 @@ static const char *take_device_id(ws_conn *c) {
  * be as long as a header). */
 static int queue_101(ws_conn *c, const ws__upgrade_check *chk) {
   ws_server *s = c->s;
-  size_t n = ws__response_101(NULL, 0, chk->key, chk->key_len, c->subprotocol);
+  const char *lines = ws__hdrs_take(c);
+  size_t n = ws__response_101(NULL, 0, chk->key, chk->key_len, c->subprotocol,
+                              lines);
   ws__buf *b = ws__buf_raw(s, NULL, n);
   if (b == NULL) return WS_ENOMEM;
-  ws__response_101((char *)b->data, n, chk->key, chk->key_len, c->subprotocol);
+  ws__response_101((char *)b->data, n, chk->key, chk->key_len, c->subprotocol,
+                   lines);
   if (ws__conn_push(c, b) != WS_OK) {
     ws__buf_unref(s, b);
     return WS_ENOMEM;
@@ -323,6 +332,18 @@ static int ask_host(ws_conn *c, const ws__reqview *rv) {
   return rc;
 }
 
+/* on_upgrade's verdict and the checks after it; the lines the host added
+ * there (ws_conn_add_header) go on whichever response this ends with. */
+static int decide(ws_conn *c, const ws__reqview *rv,
+                  const ws__upgrade_check *chk) {
+  int err;
+  if (ask_host(c, rv) != WS_OK) return WS_ECLOSED;
+  if (c->device_id && (err = ws__registry_reserve_device(c)) != WS_OK)
+    return err == WS_EEXIST ? refuse(c, 409, "device_id already connected")
+                            : refuse(c, 503, "out of memory");
+  return accept_upgrade(c, chk);
+}
+
 static size_t headers_max(const ws_server *s) {
   return WS__MIN(s->cfg.max_headers, (size_t)WS__HEADERS_HARD_MAX);
 }
@@ -330,6 +351,7 @@ static size_t headers_max(const ws_server *s) {
 int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   ws_server *s = c->s;
   ws__upgrade_check chk;
+  ws__hdrs_window w;
   const char *bad_id;
   int err, ok;
 
@@ -363,11 +385,11 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
     ws__log(s, WS_LOG_ERROR, "select_subprotocol picked one not offered");
     return refuse(c, 500, "subprotocol not offered");
   }
-  if (ask_host(c, rv) != WS_OK) return WS_ECLOSED;
-  if (c->device_id && (err = ws__registry_reserve_device(c)) != WS_OK)
-    return err == WS_EEXIST ? refuse(c, 409, "device_id already connected")
-                            : refuse(c, 503, "out of memory");
-  return accept_upgrade(c, &chk);
+  if (answering(c)) return decide(c, rv, &chk);
+  ws__hdrs_open(c, &w);
+  err = decide(c, rv, &chk);
+  ws__hdrs_close(s, &w);
+  return err;
 }
 
 /* Appends to c->buf (bounded by max_handshake). */

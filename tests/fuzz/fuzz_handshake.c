@@ -237,7 +237,8 @@ static void check_upgrade(const char *buf, size_t consumed,
              "key slice outside the head");
     FZ_CHECK(v->method_len == 3 && memcmp(v->method, "GET", 3) == 0,
              "valid upgrade with a method other than GET");
-    n = ws__response_101(resp, sizeof(resp), chk.key, chk.key_len, "chat");
+    n = ws__response_101(resp, sizeof(resp), chk.key, chk.key_len, "chat",
+                         NULL);
     FZ_CHECK(n > 0 && n < sizeof(resp) && memcmp(resp, "HTTP/1.1 101 ", 13) == 0 &&
                  memcmp(resp + n - 4, "\r\n\r\n", 4) == 0,
              "bad 101 response");

@@ -167,7 +167,7 @@ int mt_http_response(mt_conn *t, char *head, size_t head_cap,
   const uint8_t *p = t->out + t->rpos, *end;
   size_t avail = t->len - t->rpos, hlen, clen = 0;
   const char *cl;
-  char tmp[4096];
+  char tmp[16384]; /* heads with WS_MAX_ADDED_HEADERS of lines fit */
   int status;
   if (avail == 0 || (end = find_crlfcrlf(p, avail)) == NULL) return 0;
   hlen = (size_t)(end - p) + 4;

@@ -614,7 +614,7 @@ static const char resp_101[] =
 Test(response, exact_101) {
   char out[256];
   const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
-  size_t n = ws__response_101(out, sizeof out, key, strlen(key), NULL);
+  size_t n = ws__response_101(out, sizeof out, key, strlen(key), NULL, NULL);
   cr_assert_eq(n, strlen(resp_101));
   cr_expect(memcmp(out, resp_101, n) == 0);
 }
@@ -629,7 +629,8 @@ Test(response, exact_101_with_subprotocol) {
       "\r\n";
   char out[256];
   const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
-  size_t n = ws__response_101(out, sizeof out, key, strlen(key), "chat.v1");
+  size_t n = ws__response_101(out, sizeof out, key, strlen(key), "chat.v1",
+                              NULL);
   cr_assert_eq(n, strlen(want));
   cr_expect(memcmp(out, want, n) == 0);
 }
@@ -639,10 +640,10 @@ Test(response, small_cap_101_writes_nothing) {
   const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
   size_t need = strlen(resp_101);
   memset(out, '#', sizeof out);
-  cr_expect_eq(ws__response_101(out, need - 1, key, strlen(key), NULL), need);
+  cr_expect_eq(ws__response_101(out, need - 1, key, strlen(key), NULL, NULL), need);
   for (size_t i = 0; i < sizeof out; i++) cr_assert_eq(out[i], '#');
-  cr_expect_eq(ws__response_101(out, need, key, strlen(key), NULL), need);
-  cr_expect_eq(ws__response_101(NULL, 0, key, strlen(key), NULL), need);
+  cr_expect_eq(ws__response_101(out, need, key, strlen(key), NULL, NULL), need);
+  cr_expect_eq(ws__response_101(NULL, 0, key, strlen(key), NULL, NULL), need);
 }
 
 Test(response, exact_refusal_400) {
@@ -655,7 +656,8 @@ Test(response, exact_refusal_400) {
   char out[256];
   const char *body = "missing Host header\n";
   size_t n =
-      ws__response_http(out, sizeof out, 400, NULL, NULL, body, strlen(body));
+      ws__response_http(out, sizeof out, 400, NULL, NULL, NULL, body,
+                        strlen(body));
   cr_assert_eq(n, strlen(want));
   cr_expect(memcmp(out, want, n) == 0);
 }
@@ -674,7 +676,7 @@ Test(response, exact_426_with_upgrade_and_version_headers) {
   char out[256];
   const char *body = "unsupported Sec-WebSocket-Version\n";
   size_t n = ws__response_http(out, sizeof out, 426, NULL, WS__426_HEADERS,
-                               body, strlen(body));
+                               NULL, body, strlen(body));
   cr_assert_eq(n, strlen(want));
   cr_expect(memcmp(out, want, n) == 0);
 }
@@ -686,14 +688,16 @@ Test(response, http_sizing_and_exact_fit) {
                              "Connection: close\r\n"
                              "\r\n";
   char out[128];
-  size_t need = ws__response_http(NULL, 0, 200, "text/html", NULL, NULL, 0);
+  size_t need = ws__response_http(NULL, 0, 200, "text/html", NULL, NULL,
+                                  NULL, 0);
   cr_assert_eq(need, strlen(want));
   memset(out, '#', sizeof out);
   cr_expect_eq(ws__response_http(out, need - 1, 200, "text/html", NULL, NULL,
-                                 0),
+                                 NULL, 0),
                need);
   for (size_t i = 0; i < sizeof out; i++) cr_assert_eq(out[i], '#');
-  cr_expect_eq(ws__response_http(out, need, 200, "text/html", NULL, NULL, 0),
+  cr_expect_eq(ws__response_http(out, need, 200, "text/html", NULL, NULL,
+                                 NULL, 0),
                need);
   cr_expect(memcmp(out, want, need) == 0);
   cr_expect_eq(out[need], '#'); /* no NUL written past the response */
@@ -708,7 +712,8 @@ Test(response, http_unknown_status_and_binary_body) {
                              "a\0b";
   char out[256];
   size_t n = ws__response_http(out, sizeof out, 599,
-                               "application/octet-stream", NULL, "a\0b", 3);
+                               "application/octet-stream", NULL, NULL,
+                               "a\0b", 3);
   cr_assert_eq(n, sizeof want - 1);
   cr_expect(memcmp(out, want, n) == 0);
 }
@@ -828,7 +833,8 @@ Test(response, status_text_whole_table) {
                                "\r\n"
                                "big\n";
     char out[256];
-    size_t n = ws__response_http(out, sizeof out, 413, NULL, NULL, "big\n", 4);
+    size_t n = ws__response_http(out, sizeof out, 413, NULL, NULL, NULL,
+                                 "big\n", 4);
     cr_assert_eq(n, strlen(want));
     cr_expect(memcmp(out, want, n) == 0);
   }
@@ -842,7 +848,7 @@ Test(response, informational_status_has_no_content_headers) {
                              "\r\n";
   char out[128];
   size_t n = ws__response_http(out, sizeof out, 199, "text/plain", NULL, NULL,
-                               0);
+                               NULL, 0);
   cr_assert_eq(n, strlen(want));
   cr_expect(memcmp(out, want, n) == 0);
   cr_expect_eq(ws__status_has_content(100), 0);
