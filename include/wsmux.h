@@ -563,7 +563,10 @@ typedef struct ws_stats {
                                   ws_post messages) that did not fail */
   uint64_t fanout;             /* receivers queued by those calls */
   uint64_t unknown_targets;    /* device ids (NULL entries included),
-                                  users and groups not found */
+                                  users and groups not found (with no
+                                  open connection: a closing one, as
+                                  for ws_server_find_device, or one
+                                  still in its handshake is none) */
   uint64_t frames_allocated;   /* message frames built (send, fan-out, post);
                                   a fan-out builds one for all receivers */
 } ws_stats;
@@ -880,7 +883,10 @@ WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
  * or data_json NULL with len 0: no "data" member), serialises it once,
  * frames it once and queues a reference to the same buffer on each
  * receiver. All arguments are copied or serialised before return.
- * Per-connection order is kept. The _json
+ * Per-connection order is kept: a fan-out queues on every receiver before
+ * any callback it causes runs (on_log, for a full queue's policy), so a
+ * send, close or ws_server_shutdown from there comes after it on every
+ * receiver. The _json
  * variants take data as ready JSON text (len bytes; validated, WS_EJSON if
  * invalid). Everything sent is a text frame, so it must be UTF-8: an
  * action that is not is WS_EINVAL. A cJSON tree is printed, then checked
@@ -964,7 +970,9 @@ WS_EXTERN int ws_send_devices_json(ws_server *s,
                                    const char *const *device_ids, size_t n,
                                    const char *action, const char *data_json,
                                    size_t len);
-/* To one device id (NULL: WS_EINVAL). Returns 1, or 0 when no open
+/* To one device id (NULL, "" or one longer than max_device_id, which no
+ * connection can hold: WS_EINVAL; in a device list such an entry counts
+ * as unknown, as NULL does). Returns 1, or 0 when no open
  * connection has that id (counted in ws_stats.unknown_targets) or when its
  * queue was full (queue_policy applied, counted in drops_queue_full). */
 WS_EXTERN int ws_send_device(ws_server *s, const char *device_id,
@@ -991,7 +999,7 @@ WS_EXTERN int ws_publish_json(ws_server *s, const char *group,
 
 enum ws_post_target {
   WS_POST_ALL = 0,    /* every open connection; name is ignored */
-  WS_POST_DEVICE = 1, /* name is a device id */
+  WS_POST_DEVICE = 1, /* name is a device id (as ws_send_device's) */
   WS_POST_USER = 2,   /* name is a user */
   WS_POST_GROUP = 3   /* name is a group */
 };

@@ -202,7 +202,9 @@ int ws__conn_sendable(const ws_conn *c) {
   return c->state == WS__HANDSHAKE ? WS_ESTATE : WS_ECLOSED;
 }
 
-int ws__conn_queue(ws_conn *c, ws__buf *b) {
+/* Queues b; never runs a host callback: a full queue is WS_EQUEUEFULL
+ * with *ctrl_full set, its policy left to the caller. */
+static int try_queue(ws_conn *c, ws__buf *b, int *ctrl_full_out) {
   ws_server *s = c->s;
   int was_empty = c->q.count == 0, ctrl_full;
   /* Only open connections take frames: one still in its handshake (in
@@ -218,7 +220,7 @@ int ws__conn_queue(ws_conn *c, ws__buf *b) {
    * again and again) can add up past SIZE_MAX with a 32-bit size_t and a
    * max_queued near it, and the sum would wrap under the cap. */
   if (ctrl_full || c->q.bytes > s->cfg.max_queued - b->len) {
-    apply_queue_policy(c, ctrl_full);
+    *ctrl_full_out = ctrl_full;
     return WS_EQUEUEFULL;
   }
   /* Room for the write deadline first: queued data must not wait without
@@ -231,6 +233,24 @@ int ws__conn_queue(ws_conn *c, ws__buf *b) {
   if (was_empty) start_write_clock(c);
   ws__conn_mark_dirty(c);
   return WS_OK;
+}
+
+int ws__conn_queue(ws_conn *c, ws__buf *b) {
+  int ctrl_full = 0, rc = try_queue(c, b, &ctrl_full);
+  if (rc == WS_EQUEUEFULL) apply_queue_policy(c, ctrl_full);
+  return rc;
+}
+
+int ws__conn_try_queue(ws_conn *c, ws__buf *b) {
+  int ctrl_full = 0;
+  return try_queue(c, b, &ctrl_full);
+}
+
+void ws__conn_queue_full(ws_conn *c) {
+  if (c->state == WS__OPEN)
+    apply_queue_policy(c, 0);
+  else /* a callback closed it meanwhile: dropped, nothing to apply */
+    c->s->st.drops_queue_full++;
 }
 
 int ws__conn_push(ws_conn *c, ws__buf *b) {

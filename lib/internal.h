@@ -275,6 +275,11 @@ void ws__conn_retry_now(ws_conn *c);
 /* Queues buf (takes a new reference) honouring the queue policy. Returns
  * 0, WS_EQUEUEFULL (dropped or closed by policy), WS_ECLOSED. */
 int ws__conn_queue(ws_conn *c, ws__buf *b);
+/* As ws__conn_queue, but runs no host callback: WS_EQUEUEFULL leaves the
+ * queue policy to ws__conn_queue_full (a fan-out applies it once the
+ * message is on every receiver that can take it). Data frames only. */
+int ws__conn_try_queue(ws_conn *c, ws__buf *b);
+void ws__conn_queue_full(ws_conn *c);
 /* Queues buf (takes a new reference) past the queue policy: the frames and
  * HTTP answers a connection's own progress depends on (101, refusal, ping,
  * close). On an empty queue the write deadline's base moves to now (it
@@ -385,6 +390,8 @@ int ws__deliver(ws_server *s, ws__buf *b, int kind, const char *name,
  * included, is only counted: ws_stats.unknown_targets). */
 int ws__target_ok(int kind, const char *name, const char *const *ids,
                   size_t n);
+/* An id a connection could hold: 1 to max_device_id bytes. */
+int ws__device_id_ok(const ws_server *s, const char *id);
 
 /* ---- post.c ----------------------------------------------------------- */
 int ws__post_init(ws_server *s);

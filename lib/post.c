@@ -135,7 +135,8 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
   ws__post *p;
   if (s == NULL || kind < 0 || action == NULL || !ws__action_ok(action) ||
       (data_json == NULL && len) || (kind != WS__T_ALL && name == NULL) ||
-      !ws__target_ok(kind, name, NULL, 0))
+      !ws__target_ok(kind, name, NULL, 0) ||
+      (kind == WS__T_DEVICES && !ws__device_id_ok(s, name)))
     return WS_EINVAL;
   if (WS__TOO_BIG(s, len)) return WS_ETOOBIG; /* cfg is read-only: safe */
   /* The frame holds data_json's len bytes as given, and the framing at

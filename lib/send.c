@@ -15,15 +15,19 @@
 
 typedef struct targets {
   ws_conn **v;
+  uint8_t *nomem; /* deliver's: 1 where a receiver failed for memory */
   size_t n;
 } targets;
 
 static int targets_alloc(ws_server *s, targets *t, size_t max) {
   t->n = 0;
   t->v = NULL;
+  t->nomem = NULL;
   if (max == 0) return WS_OK;
-  t->v = ws__malloc(&s->al, max * sizeof(*t->v));
-  return t->v ? WS_OK : WS_ENOMEM;
+  t->v = ws__malloc(&s->al, max * (sizeof(*t->v) + 1));
+  if (t->v == NULL) return WS_ENOMEM;
+  t->nomem = (uint8_t *)(t->v + max);
+  return WS_OK;
 }
 
 /* The collecting loops stop at the count they allocated for, not only at
@@ -58,18 +62,18 @@ static int collect_devices(ws_server *s, targets *t, const char *const *ids,
   return WS_OK;
 }
 
+/* Open members only: one closing or still in its handshake takes
+ * nothing. A user or group with no open connection is not found, as a
+ * device whose connection is closing is not (ws_server_find_device). */
 static int collect_group(ws_server *s, targets *t, char kind,
                          const char *name) {
   ws__group *g = ws__group_find(s, kind, name);
   ws__member *m;
-  size_t max;
-  if (g == NULL) {
-    s->st.unknown_targets++;
-    return targets_alloc(s, t, 0);
-  }
-  max = g->count;
+  size_t max = g ? g->count : 0;
   if (targets_alloc(s, t, max) != WS_OK) return WS_ENOMEM;
-  for (m = g->members; m && t->n < max; m = m->gnext) t->v[t->n++] = m->conn;
+  for (m = g ? g->members : NULL; m && t->n < max; m = m->gnext)
+    if (m->conn->state == WS__OPEN) t->v[t->n++] = m->conn;
+  if (t->n == 0) s->st.unknown_targets++;
   return WS_OK;
 }
 
@@ -78,17 +82,30 @@ static int collect_group(ws_server *s, targets *t, char kind,
  * open with a hole in its stream: every receiver gets every message in
  * order, or ends. */
 static int deliver(ws_server *s, ws__buf *b, const targets *t) {
-  size_t i;
+  size_t i, nfail = 0;
   int count = 0, rc;
+  /* On every receiver first, with no host callback in between: the queue
+   * policy's log line, a close for want of memory (on_log) may send, close
+   * or shut down, and must find this message on every receiver that could
+   * take it, not overtake it on those not reached yet. The failed ones
+   * are moved to the front (nfail <= i), then dealt with. */
   for (i = 0; i < t->n; i++) {
-    rc = ws__conn_queue(t->v[i], b);
-    if (rc == WS_OK)
+    rc = ws__conn_try_queue(t->v[i], b);
+    if (rc == WS_OK) {
       count++;
-    else if (rc == WS_ENOMEM)
-      ws__conn_fail(t->v[i], WS_CLOSE_INTERNAL, "out of memory");
+    } else if (rc == WS_EQUEUEFULL || rc == WS_ENOMEM) {
+      t->nomem[nfail] = rc == WS_ENOMEM;
+      t->v[nfail++] = t->v[i];
+    }
   }
   s->st.broadcasts++;
   s->st.fanout += (uint64_t)count;
+  for (i = 0; i < nfail; i++) {
+    if (t->nomem[i])
+      ws__conn_fail(t->v[i], WS_CLOSE_INTERNAL, "out of memory");
+    else
+      ws__conn_queue_full(t->v[i]);
+  }
   return count;
 }
 
@@ -113,6 +130,11 @@ int ws__deliver(ws_server *s, ws__buf *b, int kind, const char *name,
   if (rc == WS_OK) rc = deliver(s, b, &t);
   ws__free(&s->al, t.v);
   return rc;
+}
+
+int ws__device_id_ok(const ws_server *s, const char *id) {
+  return id && id[0] &&
+         strnlen(id, s->cfg.max_device_id + 1) <= s->cfg.max_device_id;
 }
 
 int ws__target_ok(int kind, const char *name, const char *const *ids,
@@ -171,7 +193,7 @@ int ws_send_devices_json(ws_server *s, const char *const *device_ids,
 int ws_send_device(ws_server *s, const char *device_id, const char *action,
                    const struct cJSON *data) {
   target_spec ts = {WS__T_DEVICES, NULL, &device_id, 1};
-  if (device_id == NULL) return WS_EINVAL;
+  if (s && !ws__device_id_ok(s, device_id)) return WS_EINVAL;
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
@@ -179,7 +201,7 @@ int ws_send_device_json(ws_server *s, const char *device_id,
                         const char *action, const char *data_json,
                         size_t len) {
   target_spec ts = {WS__T_DEVICES, NULL, &device_id, 1};
-  if (device_id == NULL) return WS_EINVAL;
+  if (s && !ws__device_id_ok(s, device_id)) return WS_EINVAL;
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
