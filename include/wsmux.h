@@ -181,8 +181,13 @@ enum ws_queue_policy {
 /* A second live connection with a device id already registered. */
 enum ws_duplicate_policy {
   WS_DUP_REPLACE = 0, /* default: newer wins, older closed with 4000 */
-  WS_DUP_REFUSE = 1   /* newer refused with 409 (unless the older one is
+  WS_DUP_REFUSE = 1,  /* newer refused with 409 (unless the older one is
                          already closing: then the newer takes its place) */
+  /* Newer wins only if bound to the same user as the older (ws_conn_set_user
+   * in on_upgrade; two connections bound to none count as the same), else
+   * 409 as under WS_DUP_REFUSE: a client cannot take over another user's
+   * device by sending its id. */
+  WS_DUP_REPLACE_SAME_USER = 2
 };
 
 /* An invalid JSON message, or an unknown action with no fallback. */
@@ -253,7 +258,12 @@ typedef struct ws_config {
    * in use it must be thread-safe: posting threads allocate a message and
    * the loop thread frees it (or the reverse, for a post refused). */
   ws_allocator alloc;
-  /* Server user data, returned by ws_server_user_data(). Default NULL. */
+  /* Server user data, returned by ws_server_user_data() and passed as the
+   * user_data argument of on_open, on_close, on_upgrade, on_http, on_log,
+   * check_origin, select_subprotocol, on_shutdown and wake. Default NULL.
+   * A loop adapter's wake needs its own struct here (wsa_uv_wake, ...):
+   * embed that struct in your application's and get back to yours from
+   * the pointer (it is the first member, or use offsetof). */
   void *user_data;
 
   /* --- transport callbacks (the host's socket) ------------------------- */
@@ -533,15 +543,17 @@ WS_EXTERN size_t ws_server_conn_count(const ws_server *s);
 
 /* Counters. Read with ws_server_stats(s, &st, sizeof st). */
 enum ws_refusal {
+  /* Counted by status, whoever refused: a 403 or 409 from on_upgrade counts
+   * as FORBIDDEN or CONFLICT, a 401 from it as OTHER. */
   WS_REFUSE_BAD_REQUEST = 0, /* 400: malformed or missing required field */
-  WS_REFUSE_FORBIDDEN,       /* 403: origin or on_upgrade */
+  WS_REFUSE_FORBIDDEN,       /* 403: origin, or on_upgrade */
   WS_REFUSE_NOT_FOUND,       /* 404: path */
   WS_REFUSE_CONFLICT,        /* 409: duplicate device id (REFUSE policy) */
   WS_REFUSE_VERSION,         /* 426: version or not an upgrade */
   WS_REFUSE_TOO_LARGE,       /* 431: head too large / too many headers;
                                 414: request line too long */
   WS_REFUSE_UNAVAILABLE,     /* 503: connection cap or shutting down */
-  WS_REFUSE_OTHER,           /* any other status from on_upgrade */
+  WS_REFUSE_OTHER,           /* any other status (on_upgrade's, a 500) */
   WS_REFUSE_COUNT_
 };
 typedef struct ws_stats {
@@ -857,7 +869,8 @@ WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
  * unbinds; the user it already has is a no-op (WS_OK, even while the
  * connection is closing: nothing changes). A user may have
  * many connections. User and group names are 1 to 255 bytes (WS_EINVAL
- * otherwise). Errors: WS_EINVAL, WS_ENOMEM, WS_ECLOSED. Binding and
+ * otherwise), in two separate namespaces: user "u1" and group "u1" are
+ * different sets (ws_push_user reaches one, ws_publish the other). Errors: WS_EINVAL, WS_ENOMEM, WS_ECLOSED. Binding and
  * joining need a connection that is not closing (WS_ECLOSED); unbinding
  * and leaving work until it has ended (from on_close on they are
  * WS_ECLOSED: the library then removes every membership itself). A
@@ -998,7 +1011,7 @@ WS_EXTERN int ws_publish_json(ws_server *s, const char *group,
 /* ------------------------------------------------------------------------ */
 
 enum ws_post_target {
-  WS_POST_ALL = 0,    /* every open connection; name is ignored */
+  WS_POST_ALL = 0,    /* every open connection; name is ignored (NULL ok) */
   WS_POST_DEVICE = 1, /* name is a device id (as ws_send_device's) */
   WS_POST_USER = 2,   /* name is a user */
   WS_POST_GROUP = 3   /* name is a group */

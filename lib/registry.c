@@ -67,6 +67,11 @@ static void dev_remove(ws_server *s, uint32_t i) {
   }
 }
 
+/* Two users' names, NULL for none. */
+static int same_user(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 int ws__registry_reserve_device(ws_conn *c) {
   ws_server *s = c->s;
   ws_conn *old;
@@ -74,11 +79,14 @@ int ws__registry_reserve_device(ws_conn *c) {
     return WS_ENOMEM;
   old = s->dev_slots[dev_slot(s, c->device_id)];
   /* One already closing (a client reconnecting after its close) is on its
-   * way out: the newer takes its place under either policy. */
-  if (old && old->state == WS__OPEN &&
-      s->cfg.duplicate_policy == WS_DUP_REFUSE)
-    return WS_EEXIST;
-  return WS_OK;
+   * way out: the newer takes its place under every policy. */
+  if (old == NULL || old->state != WS__OPEN) return WS_OK;
+  switch (s->cfg.duplicate_policy) {
+  case WS_DUP_REFUSE: return WS_EEXIST;
+  case WS_DUP_REPLACE_SAME_USER:
+    return same_user(ws_conn_user(old), ws_conn_user(c)) ? WS_OK : WS_EEXIST;
+  default: return WS_OK;
+  }
 }
 
 void ws__registry_add_device(ws_conn *c) {

@@ -60,7 +60,7 @@ static const char *config_problem(const ws_config *c) {
   if (c->device_required && (c->device_param == NULL || !c->device_param[0]))
     return "device_required without device_param";
   if ((unsigned)c->queue_policy > WS_QUEUE_DROP ||
-      (unsigned)c->duplicate_policy > WS_DUP_REFUSE ||
+      (unsigned)c->duplicate_policy > WS_DUP_REPLACE_SAME_USER ||
       (unsigned)c->bad_message_policy > WS_BADMSG_CLOSE)
     return "bad policy value";
   if (c->subprotocols_count && c->subprotocols == NULL)

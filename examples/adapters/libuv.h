@@ -453,7 +453,10 @@ static inline void wsa_uv_ignore_sigpipe(void) {
 /* Sets up the handles on loop (and ignores SIGPIPE, see above); listens
  * on host:port (IPv4 or IPv6 literal; port 0 picks one, see wsa_uv_port)
  * unless host is NULL (then the host passes accepted uv_tcp_t connections
- * itself: not covered here). Returns 0 or a negative libuv error. */
+ * itself: not covered here). Returns 0 or a negative libuv error. Even
+ * then the loop's handles (timer, prepare, async) are set up: close them
+ * with wsa_uv_close_handles and let uv_run return before uv_loop_close
+ * (which otherwise reports the loop busy), as after a normal run. */
 static inline int wsa_uv_init(wsa_uv *a, uv_loop_t *loop, ws_server *srv,
                               const char *host, int port) {
   struct sockaddr_storage ss;

@@ -16,11 +16,13 @@ readme: $(STATIC) README.md tests/readme/extract.sh
 	$(Q)sh tests/readme/extract.sh $(README_DIR)
 	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes $(README_DIR)/host.c -o $(README_DIR)/host $(STATIC) $(LDLIBS_DEPS)
 	@# Every other marked block (usage.c, the integrations' snippets, and
-	@# any added later) compiles.
+	@# any added later) compiles, also with -D_GNU_SOURCE given as well
+	@# (the README offers both ways).
 	$(Q)mkdir -p $(README_DIR)/inc/wsmux && ln -sfn $(CURDIR)/examples/adapters $(README_DIR)/inc/wsmux/adapters
 	$(Q)for b in usage epoll libuv libevent mhd tls post; do test -f $(README_DIR)/$$b.c || { echo "README block $$b missing"; exit 1; }; done; \
 	for f in $(README_DIR)/*.c; do [ "$$f" = $(README_DIR)/host.c ] && continue; \
-	  $(CC) $(README_CFLAGS) -c "$$f" -o "$${f%.c}.o" || exit 1; done
+	  $(CC) $(README_CFLAGS) -c "$$f" -o "$${f%.c}.o" || exit 1; \
+	  $(CC) $(README_CFLAGS) -D_GNU_SOURCE -fsyntax-only "$$f" || exit 1; done
 	@# The loop snippets run: tests/readme/serve_main.c makes each a program.
 	$(Q)$(call readme_serve,epoll,EPOLL,)
 	$(Q)$(call readme_serve,libuv,UV,-luv)

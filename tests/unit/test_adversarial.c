@@ -339,7 +339,7 @@ static void run_seed(uint64_t seed) {
   cfg.wake = a_wake;
   cfg.on_log = a_log;
   cfg.device_required = 0;
-  cfg.duplicate_policy = (int)(rnd() % 2);
+  cfg.duplicate_policy = (int)(rnd() % 3);
   cfg.queue_policy = (int)(rnd() % 2);
   cfg.max_queued = 64 + rnd() % 512;
   cfg.close_timeout_ms = rnd() % 3 ? 1000 : 0;

@@ -334,7 +334,7 @@ static void handshake_2_31(ws_config *c) { c->max_handshake = (size_t)1 << 31; }
 static void handshake_2_31_1(ws_config *c) {
   c->max_handshake = ((size_t)1 << 31) - 1;
 }
-static void dup_2(ws_config *c) { c->duplicate_policy = 2; }
+static void dup_3(ws_config *c) { c->duplicate_policy = 3; }
 static void dup_neg(ws_config *c) { c->duplicate_policy = -1; }
 static void queue_neg(ws_config *c) { c->queue_policy = -1; }
 static void refuse_policy(ws_config *c) {
@@ -363,7 +363,7 @@ Test(host_contract, server_new_refusals) {
   cr_assert_eq(try_new(connections_0), WS_EINVAL);
   cr_assert_eq(try_new(handshake_2_31), WS_EINVAL);
   cr_assert_eq(try_new(handshake_2_31_1), WS_OK);
-  cr_assert_eq(try_new(dup_2), WS_EINVAL);
+  cr_assert_eq(try_new(dup_3), WS_EINVAL);
   cr_assert_eq(try_new(dup_neg), WS_EINVAL);
   cr_assert_eq(try_new(queue_neg), WS_EINVAL);
   cr_assert_eq(try_new(bad_subprotocol), WS_EINVAL);

@@ -658,6 +658,66 @@ Test(upgrade, duplicate_device_with_refuse_policy_is_409) {
   }
 }
 
+/* WS_DUP_REPLACE_SAME_USER: on_upgrade binds the user from the query;
+ * the newer replaces the older only when both have the same user (or
+ * none), else 409 with the older untouched. */
+static int bind_user(ws_conn *c, const ws_request *req, const char **reason,
+                     void *ud) {
+  const char *user = ws_request_query(req, "user");
+  (void)reason, (void)ud;
+  return user && ws_conn_set_user(c, user) != WS_OK ? 500 : 0;
+}
+static void dup_same_user(ws_config *cfg) {
+  cfg->duplicate_policy = WS_DUP_REPLACE_SAME_USER;
+  cfg->on_upgrade = bind_user;
+}
+
+Test(upgrade, duplicate_device_of_another_user_is_409_under_same_user) {
+  static const struct {
+    const char *older, *newer; /* the requests' targets */
+    int status;
+  } cases[] = {
+      {"/ws?device_id=dev1&user=a", "/ws?device_id=dev1&user=b", 409},
+      {"/ws?device_id=dev1&user=a", "/ws?device_id=dev1", 409},
+      {"/ws?device_id=dev1", "/ws?device_id=dev1&user=a", 409},
+      {"/ws?device_id=dev1&user=a", "/ws?device_id=dev1&user=a", 101},
+      {"/ws?device_id=dev1", "/ws?device_id=dev1", 101},
+  };
+  size_t i;
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++)
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      char req[512];
+      mt_conn old, t;
+      ws_server *s;
+      reset();
+      s = server_new(dup_same_user);
+      snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: example.com\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n", cases[i].older);
+      cr_assert_eq(feed_request(s, &old, req, strlen(req), mode, NULL, 0),
+                   101);
+      snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: example.com\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n", cases[i].newer);
+      cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, NULL, 0),
+                   cases[i].status, "case %zu (%s)", i, MT_MODE_NAME(mode));
+      if (cases[i].status == 409) {
+        cr_assert_eq(ws_server_find_device(s, "dev1"), old.c);
+        cr_assert_eq(old.closes, 0);
+        mt_expect_nothing(&old);
+      } else {
+        cr_assert_eq(ws_server_find_device(s, "dev1"), t.c);
+        mt_expect_close(&old, WS_CLOSE_REPLACED);
+      }
+      server_free(s);
+      mt_free(&old);
+      mt_free(&t);
+    }
+}
+
 /* The older connection is closing (its close sent, the peer's answer not
  * yet in): it is no longer found, and a reconnect with its id is not a
  * duplicate even under WS_DUP_REFUSE; the older's end leaves the newer's
