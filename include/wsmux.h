@@ -336,7 +336,8 @@ typedef struct ws_config {
   int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
   /* Optional. Decide on an upgrade after the library's own checks passed,
    * but for two that come after it: a duplicate device id under
-   * WS_DUP_REFUSE (409) and running out of memory (503) may still refuse
+   * WS_DUP_REFUSE or WS_DUP_REPLACE_SAME_USER (409) and running out of
+   * memory (503) may still refuse
    * the connection after on_upgrade returned 0. It then ends without
    * on_open or on_close (what on_upgrade bound with ws_conn_set_user or
    * ws_conn_join is undone by the library): keep the host's own
