@@ -7,7 +7,11 @@
  *           connection; 2 transport has sendv; 4 queue policy DROP;
  *           8 bad-message policy CLOSE; 16 a second (passive) connection,
  *           upgraded first, that broadcasts reach; 32 fail one allocation
- *           (byte 1 says which, counted after setup); 64 no on_http.
+ *           (byte 1 says which, counted after setup); 64 no on_http;
+ *           128 duplicate policy WS_DUP_REPLACE_SAME_USER.
+ *           on_upgrade binds the query's user and, as on_http does, adds
+ *           each "X-Add: name:value" request header as a response line
+ *           (ws_conn_add_header, whatever it accepts).
  *   byte 1  the allocation to fail (with flag 32)
  *   then    operations, each one byte, some followed by data:
  *     00-7F  feed the next (op + 1) bytes to the main connection
@@ -41,6 +45,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fuzz_util.h"
 
@@ -53,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define NCONN 3
 
 enum { F_VALID = 1, F_SENDV = 2, F_DROP = 4, F_BADCLOSE = 8, F_PEER = 16,
-       F_FAILMALLOC = 32, F_NOHTTP = 64 };
+       F_FAILMALLOC = 32, F_NOHTTP = 64, F_SAMEUSER = 128 };
 enum { M_ALL = 0, M_PARTIAL, M_BLOCK, M_FAIL };
 
 typedef struct tp {
@@ -210,10 +215,40 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   return 0;
 }
 
+/* Each "X-Add: name:value" header of the request becomes a line of the
+ * response, if ws_conn_add_header takes it: the head checks then see
+ * whether a line it accepted can break the response. */
+static void add_lines(ws_conn *c, const ws_request *req) {
+  size_t i, n = ws_request_header_count(req);
+  for (i = 0; i < n; i++) {
+    const char *name, *value;
+    char buf[512];
+    char *colon;
+    if (ws_request_header_at(req, i, &name, &value) != WS_OK ||
+        strcasecmp(name, "X-Add") != 0 || strlen(value) >= sizeof buf)
+      continue;
+    strcpy(buf, value);
+    if ((colon = strchr(buf, ':')) == NULL) continue;
+    *colon = '\0';
+    (void)ws_conn_add_header(c, buf, colon + 1);
+  }
+}
+
+static int on_upgrade(ws_conn *c, const ws_request *req, const char **reason,
+                      void *ud) {
+  const char *user = ws_request_query(req, "user");
+  (void)reason, (void)ud;
+  (void)tp_of(c);
+  if (user) (void)ws_conn_set_user(c, user);
+  add_lines(c, req);
+  return 0;
+}
+
 static int on_http(ws_conn *c, const ws_request *req, void *ud) {
   const char *path = ws_request_path(req);
   (void)ud;
   (void)tp_of(c);
+  add_lines(c, req);
   if (path && strcmp(path, "/") == 0)
     ws_conn_http_respond(c, 200, "text/html", "<p>hi</p>", 9);
   return 0;
@@ -514,6 +549,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cfg.on_open = on_open;
   cfg.on_close = on_close;
   if (!(flags & F_NOHTTP)) cfg.on_http = on_http;
+  cfg.on_upgrade = on_upgrade;
+  if (flags & F_SAMEUSER) cfg.duplicate_policy = WS_DUP_REPLACE_SAME_USER;
   cfg.max_message = MAX_MESSAGE;
   cfg.max_queued = MAX_QUEUED;
   cfg.max_handshake = 2048;

@@ -16,6 +16,7 @@
 #ifndef WS_FUZZ_UTIL_H
 #define WS_FUZZ_UTIL_H
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,12 +183,26 @@ static inline const uint8_t *fz_memmem(const uint8_t *h, size_t hn,
   return NULL;
 }
 
+/* Lines of the head h[0..hl) whose name is name (lower case, with its
+ * colon), compared case-insensitively. */
+static inline int fz_head_lines(const uint8_t *h, size_t hl, const char *name) {
+  size_t nl = strlen(name), i, k;
+  int count = 0;
+  for (i = 0; i + 2 + nl <= hl; i++) {
+    if (h[i] != '\r' || h[i + 1] != '\n') continue;
+    for (k = 0; k < nl && tolower(h[i + 2 + k]) == name[k]; k++) {
+    }
+    count += k == nl;
+  }
+  return count;
+}
+
 static inline void fz_out_head(fz_out *o) {
   const uint8_t *h = o->buf + o->pos;
   size_t n = o->len - o->pos, hl, i;
   const uint8_t *end = fz_memmem(h, n, "\r\n\r\n"), *cl;
   if (end == NULL) {
-    FZ_CHECK(n < 2048, "response head without an end");
+    FZ_CHECK(n < 2048 + WS_MAX_ADDED_HEADERS, "response head without an end");
     return;
   }
   hl = (size_t)(end - h) + 4;
@@ -200,6 +215,16 @@ static inline void fz_out_head(fz_out *o) {
   for (i = 0; i < hl; i++)
     FZ_CHECK(h[i] >= 0x20 || h[i] == '\r' || h[i] == '\n',
              "control byte in the response head");
+  /* The lines that frame the response or the upgrade come once, whatever
+   * a host added (ws_conn_add_header). */
+  FZ_CHECK(fz_head_lines(h, hl, "content-length:") <= 1 &&
+               fz_head_lines(h, hl, "connection:") == 1 &&
+               fz_head_lines(h, hl, "upgrade:") <= 1 &&
+               fz_head_lines(h, hl, "content-type:") <= 1 &&
+               fz_head_lines(h, hl, "sec-websocket-accept:") <= 1 &&
+               fz_head_lines(h, hl, "sec-websocket-protocol:") <= 1 &&
+               fz_head_lines(h, hl, "transfer-encoding:") == 0,
+           "a framing or upgrade header twice in the response head");
   o->pos += hl;
   if (o->status == 101) {
     FZ_CHECK(fz_memmem(h, hl, "\r\nUpgrade: websocket\r\n") &&

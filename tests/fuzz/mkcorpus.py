@@ -128,6 +128,18 @@ def conn_seeds():
     write("conn", "send-fails", conn(V, bytes([0xA3]) + feed(text(msgs["echo"]))))
     write("conn", "pipelined-request-and-frame",
           conn(0, bytes([0xFF]) + VALID + text(msgs["echo"])))
+    # on_upgrade / on_http add each "X-Add: name:value" as a response line.
+    added = (b"X-Add: Set-Cookie:a=b\r\nX-Add: content-length:1\r\n"
+             b"X-Add: Bad Name:x\r\n\r\n")
+    write("conn", "added-lines-101",
+          conn(0, feed(VALID.replace(b"device_id=a", b"device_id=a&user=u")
+                       [:-2] + added)))
+    write("conn", "added-lines-http",
+          conn(0, feed(b"GET / HTTP/1.1\r\nHost: x\r\n" + added)))
+    SAMEUSER = 128
+    write("conn", "same-user-duplicate",
+          conn(V | PEER | SAMEUSER,
+               feed(VALID.replace(b"device_id=a", b"device_id=b&user=u"))))
 
 
 def envelope_seeds():
