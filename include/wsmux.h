@@ -935,6 +935,14 @@ WS_EXTERN int ws_conn_send(ws_conn *c, const char *action,
                            const struct cJSON *data);
 WS_EXTERN int ws_conn_send_json(ws_conn *c, const char *action,
                                 const char *data_json, size_t len);
+/* Sends {"action":"error","data":{"code":code,"message":message}}, the
+ * shape of the library's own error replies (above), so a client handles
+ * the host's errors and the library's in one place. code is a non-empty
+ * string, e.g. "bad_room" (the library's own codes are free to reuse);
+ * message NULL sends "". Both must be UTF-8 (WS_EINVAL otherwise); both
+ * are copied. Returns as ws_conn_send. */
+WS_EXTERN int ws_conn_send_error(ws_conn *c, const char *code,
+                                 const char *message);
 /* A raw text (must be valid UTF-8: WS_EINVAL otherwise) or binary frame. */
 WS_EXTERN int ws_conn_send_text(ws_conn *c, const char *text, size_t len);
 WS_EXTERN int ws_conn_send_binary(ws_conn *c, const void *data, size_t len);

@@ -217,6 +217,34 @@ void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
   ws__buf_unref(s, b);
 }
 
+int ws_conn_send_error(ws_conn *c, const char *code, const char *message) {
+  static const char k_code[] = "{\"code\":", k_msg[] = ",\"message\":";
+  size_t cl, ml, n;
+  char *json;
+  int rc;
+  if (c == NULL || code == NULL || *code == '\0') return WS_EINVAL;
+  if (message == NULL) message = "";
+  cl = strlen(code);
+  ml = strlen(message);
+  if (!utf8_ok(code, cl) || !utf8_ok(message, ml)) return WS_EINVAL;
+  /* Quoting takes at most 6 bytes per byte; past the frame's limit the
+   * sum would not fit anyway. */
+  if (cl > WS__MESSAGE_MAX || ml > WS__MESSAGE_MAX - cl) return WS_ETOOBIG;
+  n = sizeof(k_code) + sizeof(k_msg) + json_quote(NULL, code, cl) +
+      json_quote(NULL, message, ml);
+  if ((json = ws__malloc(&c->s->al, n)) == NULL) return WS_ENOMEM;
+  memcpy(json, k_code, sizeof(k_code) - 1);
+  n = sizeof(k_code) - 1;
+  n += json_quote(json + n, code, cl);
+  memcpy(json + n, k_msg, sizeof(k_msg) - 1);
+  n += sizeof(k_msg) - 1;
+  n += json_quote(json + n, message, ml);
+  json[n++] = '}';
+  rc = ws_conn_send_json(c, "error", json, n);
+  ws__free(&c->s->al, json);
+  return rc;
+}
+
 /* ---- in ------------------------------------------------------------- */
 
 /* What a handler may ask for, released after it returns: the raw span of

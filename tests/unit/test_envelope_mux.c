@@ -845,3 +845,32 @@ Test(mux, empty_action_is_a_valid_one) {
     teardown(s);
   }
 }
+
+/* ws_conn_send_error: the host's errors in the library's error shape. */
+Test(envelope, send_error_has_the_error_replies_shape) {
+  ws_server *s = setup(MT_WHOLE, 1, WS_BADMSG_REPLY);
+  cr_assert_eq(ws_conn_send_error(T.c, "bad_room", "room \"x\"\nis \x01 full"),
+               WS_OK);
+  mt_expect_text(&T, "{\"action\":\"error\",\"data\":{\"code\":\"bad_room\","
+                     "\"message\":\"room \\\"x\\\"\\nis \\u0001 full\"}}");
+  cr_assert_eq(ws_conn_send_error(T.c, "unknown_action", "nope"), WS_OK);
+  cr_assert_str_eq(expect_error("unknown_action"), "nope",
+                   "parsed as the library's own replies are");
+  cr_assert_eq(ws_conn_send_error(T.c, "x", NULL), WS_OK);
+  mt_expect_text(&T, "{\"action\":\"error\",\"data\":{\"code\":\"x\","
+                     "\"message\":\"\"}}");
+  cr_assert_eq(ws_conn_send_error(NULL, "x", "m"), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_error(T.c, NULL, "m"), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_error(T.c, "", "m"), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_error(T.c, "\xff", "m"), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_error(T.c, "x", "\xc3"), WS_EINVAL);
+  mt_expect_nothing(&T);
+  /* Its memory: one failed allocation is WS_ENOMEM, nothing sent. */
+  test_alloc_reset(1);
+  cr_assert_eq(ws_conn_send_error(T.c, "x", "m"), WS_ENOMEM);
+  test_alloc_reset(0);
+  mt_expect_nothing(&T);
+  cr_assert_eq(ws_conn_close(T.c, 1000, NULL), WS_OK);
+  cr_assert_eq(ws_conn_send_error(T.c, "x", "m"), WS_ECLOSED);
+  teardown(s);
+}
