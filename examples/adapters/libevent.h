@@ -275,8 +275,18 @@ static inline int wsa_ev_port(const wsa_ev *a) {
   return wsa_local_port(a->listen_fd);
 }
 
+static inline void wsa_ev_destroy(wsa_ev *a);
+
+/* What failed in wsa_ev_init: nothing of it stays allocated or open. */
+static inline int wsa_ev_init_failed(wsa_ev *a, int err) {
+  wsa_ev_destroy(a);
+  errno = err;
+  return -1;
+}
+
 /* Listens on host:port (host NULL: no listener, use wsa_ev_adopt) and
- * creates the adapter's events on base. Returns 0 or -1 (errno). */
+ * creates the adapter's events on base. Returns 0 or -1 (errno), having
+ * freed what it made (wsa_ev_destroy may still be called). */
 static inline int wsa_ev_init(wsa_ev *a, struct event_base *base,
                               ws_server *srv, const char *host, int port) {
   memset(a, 0, sizeof(*a));
@@ -285,15 +295,16 @@ static inline int wsa_ev_init(wsa_ev *a, struct event_base *base,
   a->listen_fd = -1;
   a->timer = evtimer_new(base, wsa_ev_on_timer, a);
   a->wake = event_new(base, -1, 0, wsa_ev_on_wake, a);
-  if (a->timer == NULL || a->wake == NULL) return errno = ENOMEM, -1;
+  if (a->timer == NULL || a->wake == NULL) return wsa_ev_init_failed(a, ENOMEM);
   if (host == NULL) return 0;
-  if ((a->listen_fd = wsa_listen(host, port, 0)) < 0) return -1;
+  if ((a->listen_fd = wsa_listen(host, port, 0)) < 0)
+    return wsa_ev_init_failed(a, errno);
   a->accept_ev = event_new(base, a->listen_fd, EV_READ | EV_PERSIST,
                            wsa_ev_on_accept, a);
   a->accept_pause = evtimer_new(base, wsa_ev_on_accept_pause, a);
   if (a->accept_ev == NULL || a->accept_pause == NULL ||
       event_add(a->accept_ev, NULL) != 0)
-    return errno = ENOMEM, -1;
+    return wsa_ev_init_failed(a, ENOMEM);
   wsa_ev_rearm(a);
   return 0;
 }
@@ -308,7 +319,7 @@ static inline void wsa_ev_stop_listening(wsa_ev *a) {
 }
 
 /* Frees the adapter's events; call after ws_server_free (which closed
- * every connection through wsa_ev_close). */
+ * every connection through wsa_ev_close). A second call does nothing. */
 static inline void wsa_ev_destroy(wsa_ev *a) {
   wsa_ev_reap(a);
   wsa_ev_stop_listening(a);

@@ -450,13 +450,16 @@ static inline void wsa_uv_ignore_sigpipe(void) {
   sigaction(SIGPIPE, &sa, NULL);
 }
 
+static inline void wsa_uv_close_handles(wsa_uv *a);
+
 /* Sets up the handles on loop (and ignores SIGPIPE, see above); listens
  * on host:port (IPv4 or IPv6 literal; port 0 picks one, see wsa_uv_port)
  * unless host is NULL (then the host passes accepted uv_tcp_t connections
- * itself: not covered here). Returns 0 or a negative libuv error. Even
- * then the loop's handles (timer, prepare, async) are set up: close them
- * with wsa_uv_close_handles and let uv_run return before uv_loop_close
- * (which otherwise reports the loop busy), as after a normal run. */
+ * itself: not covered here). Returns 0 or a negative libuv error; then the
+ * handles are already closing (nothing of the adapter ticks srv again or
+ * keeps the loop alive): a must stay valid until the loop's next run has
+ * closed them (wsa_uv_close_handles may still be called, as after a normal
+ * run). */
 static inline int wsa_uv_init(wsa_uv *a, uv_loop_t *loop, ws_server *srv,
                               const char *host, int port) {
   struct sockaddr_storage ss;
@@ -480,7 +483,10 @@ static inline int wsa_uv_init(wsa_uv *a, uv_loop_t *loop, ws_server *srv,
   if (r == 0) r = uv_tcp_bind(&a->listener, (struct sockaddr *)&ss, 0);
   if (r == 0) r = uv_listen((uv_stream_t *)&a->listener, 1024,
                             wsa_uv_on_connection);
-  if (r == 0) a->listening = 1;
+  if (r == 0)
+    a->listening = 1;
+  else /* the started prepare would tick srv on every turn of the loop */
+    wsa_uv_close_handles(a);
   return r;
 }
 
@@ -502,13 +508,18 @@ static inline void wsa_uv_stop_listening(wsa_uv *a) {
   a->listening = 0;
 }
 
+static inline void wsa_uv_close_once(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
 /* Closes the adapter's own handles (after ws_server_free closed every
- * connection); run the loop once more so their close callbacks run. */
+ * connection); run the loop once more so their close callbacks run. A
+ * second call (after a failed wsa_uv_init closed them) does nothing. */
 static inline void wsa_uv_close_handles(wsa_uv *a) {
   wsa_uv_stop_listening(a);
-  uv_close((uv_handle_t *)&a->timer, NULL);
-  uv_close((uv_handle_t *)&a->prepare, NULL);
-  uv_close((uv_handle_t *)&a->async, NULL);
+  wsa_uv_close_once((uv_handle_t *)&a->timer);
+  wsa_uv_close_once((uv_handle_t *)&a->prepare);
+  wsa_uv_close_once((uv_handle_t *)&a->async);
 }
 
 #endif /* WSA_LIBUV_H */

@@ -57,12 +57,18 @@ $(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(INTEG_D
 #   uv_copy   libuv: a partial uv_try_write, the rest copied past it
 #   uv_oom    libuv: no memory for an accepted socket (the next one served)
 #             or for the copy past a partial uv_try_write (no stall)
-ADAPTER_TESTS         := deadline sigpipe nofd nofd_loops uv_copy uv_oom
+#   uv_initfail libuv: a failed wsa_uv_init leaves nothing on the loop (the
+#             host frees its server and runs its loop on)
+#   ev_initfail libevent: a failed wsa_ev_init frees what it made
+ADAPTER_TESTS         := deadline sigpipe nofd nofd_loops uv_copy uv_oom uv_initfail \
+                         ev_initfail
 ADAPTER_LIBS_deadline := $(EX_LIBS_pingpong_libevent)
 ADAPTER_LIBS_nofd_loops := $(EX_LIBS_pingpong_libevent)
 ADAPTER_LIBS_sigpipe  := $(EX_LIBS_pingpong_libuv)
 ADAPTER_LIBS_uv_copy  := $(EX_LIBS_pingpong_libuv)
 ADAPTER_LIBS_uv_oom   := $(EX_LIBS_pingpong_libuv)
+ADAPTER_LIBS_uv_initfail := $(EX_LIBS_pingpong_libuv)
+ADAPTER_LIBS_ev_initfail := $(EX_LIBS_pingpong_libevent)
 
 $(BUILD)/tests/test_adapter_%: $(INTEG_DIR)/test_adapter_%.c $(INTEG_DIR)/check.h $(INTEG_DIR)/nofd.h $(INTEG_DIR)/uv_one.h $(STATIC) $(wildcard examples/adapters/*.h)
 	@mkdir -p $(dir $@)
