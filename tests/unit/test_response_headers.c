@@ -78,19 +78,26 @@ static int handler(ws_conn *c, const ws_msg *m, void *ud) {
   return 0;
 }
 
-static ws_server *server_new(int dup_refuse) {
+typedef int (*upgrade_fn)(ws_conn *, const ws_request *, const char **,
+                          void *);
+
+static ws_server *server_with(upgrade_fn up, int dup_refuse) {
   ws_config cfg;
   ws_server *s;
   ws_config_init(&cfg);
   cfg.alloc = test_alloc();
   mt_config(&cfg, 0);
-  cfg.on_upgrade = on_upgrade;
+  cfg.on_upgrade = up;
   cfg.on_open = on_open;
   cfg.on_http = on_http;
   cfg.handler = handler;
   if (dup_refuse) cfg.duplicate_policy = WS_DUP_REFUSE;
   cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
   return s;
+}
+
+static ws_server *server_new(int dup_refuse) {
+  return server_with(on_upgrade, dup_refuse);
 }
 
 static void server_free(ws_server *s) {
@@ -404,14 +411,7 @@ static const ws_header k_hdrs[] = {
 #undef H_
 
 static ws_server *answer_server(void) {
-  ws_config cfg;
-  ws_server *s;
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  mt_config(&cfg, 0);
-  cfg.on_upgrade = answer_on_upgrade;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
-  return s;
+  return server_with(answer_on_upgrade, 0);
 }
 
 /* A request the host parsed, answered by the library: the same lines. */
