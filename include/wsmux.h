@@ -185,8 +185,10 @@ enum ws_duplicate_policy {
                          already closing: then the newer takes its place) */
   /* Newer wins only if bound to the same user as the older (ws_conn_set_user
    * in on_upgrade; two connections bound to none count as the same), else
-   * 409 as under WS_DUP_REFUSE: a client cannot take over another user's
-   * device by sending its id. */
+   * 409, also while the older is closing: a client cannot take over another
+   * user's live device by sending its id. (An id no connection holds is
+   * anyone's to claim, and the claimant's keeps the owner's out with 409:
+   * check in on_upgrade that the id belongs to the user.) */
   WS_DUP_REPLACE_SAME_USER = 2
 };
 
@@ -720,7 +722,8 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
  * come after Connection. Errors: WS_EINVAL (status outside
  * 100-999, body NULL with len > 0, a body with 1xx/204/304, a control
  * character such as CR or LF in content_type), WS_ESTATE (not in on_http,
- * or the request was answered already), WS_ECLOSED (on_http closed it
+ * from a callback of another request that on_http drives (answer after it
+ * returns), or the request was answered already), WS_ECLOSED (on_http closed it
  * first, e.g. ws_conn_close or ws_server_shutdown: nothing is sent),
  * WS_ETOOBIG (len of 4 GiB or more), WS_ENOMEM. */
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,

@@ -227,6 +227,9 @@ void ws__hdrs_close(ws_server *s, const ws__hdrs_window *w);
 /* The lines for the response c is getting now (NULL: none), valid until
  * the window closes; no more can be added after it. */
 const char *ws__hdrs_take(ws_conn *c);
+/* The same lines, still c's to add to (for a response that may yet fail
+ * and give way to a refusal, which must carry them). */
+const char *ws__hdrs_peek(const ws_conn *c);
 void ws__hdrs_free(ws_server *s);
 
 /* ---- server.c: entry/exit of library frames --------------------------- */

@@ -78,15 +78,15 @@ int ws__registry_reserve_device(ws_conn *c) {
   if ((s->dev_count + 1) * 2 > s->dev_cap && dev_grow(s) != WS_OK)
     return WS_ENOMEM;
   old = s->dev_slots[dev_slot(s, c->device_id)];
-  /* One already closing (a client reconnecting after its close) is on its
-   * way out: the newer takes its place under every policy. */
-  if (old == NULL || old->state != WS__OPEN) return WS_OK;
-  switch (s->cfg.duplicate_policy) {
-  case WS_DUP_REFUSE: return WS_EEXIST;
-  case WS_DUP_REPLACE_SAME_USER:
+  if (old == NULL || old->state == WS__DEAD) return WS_OK;
+  /* Another user's id stays theirs while its connection closes too: else
+   * a client could take it in that window and lock the owner out. */
+  if (s->cfg.duplicate_policy == WS_DUP_REPLACE_SAME_USER)
     return same_user(ws_conn_user(old), ws_conn_user(c)) ? WS_OK : WS_EEXIST;
-  default: return WS_OK;
-  }
+  /* One already closing (a client reconnecting after its close) is on its
+   * way out: the newer takes its place. */
+  if (old->state != WS__OPEN) return WS_OK;
+  return s->cfg.duplicate_policy == WS_DUP_REFUSE ? WS_EEXIST : WS_OK;
 }
 
 void ws__registry_add_device(ws_conn *c) {

@@ -45,11 +45,17 @@ void ws__hdrs_close(ws_server *s, const ws__hdrs_window *w) {
   s->hdr_start = w->start;
 }
 
-const char *ws__hdrs_take(ws_conn *c) {
-  ws_server *s = c->s;
+const char *ws__hdrs_peek(const ws_conn *c) {
+  const ws_server *s = c->s;
   if (s->hdr_owner != c) return NULL;
-  s->hdr_owner = NULL; /* the response is built: later lines would be lost */
   return s->hdr_len > s->hdr_start ? s->hdr_buf + s->hdr_start : NULL;
+}
+
+const char *ws__hdrs_take(ws_conn *c) {
+  const char *lines = ws__hdrs_peek(c);
+  /* the response is built: later lines would be lost */
+  if (c->s->hdr_owner == c) c->s->hdr_owner = NULL;
+  return lines;
 }
 
 void ws__hdrs_free(ws_server *s) { ws__free(&s->al, s->hdr_buf); }

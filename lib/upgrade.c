@@ -100,7 +100,10 @@ int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
       !ws__field_text_ok(content_type))
     return WS_EINVAL;
   if (len > WS__MESSAGE_MAX) return WS_ETOOBIG; /* no frame buffer holds it */
-  if (!(c->flags & WS__F_IN_HTTP) || (c->flags & WS__F_RESPONDED))
+  /* ... and not from inside another request's callbacks that on_http ran
+   * (the lines it added would be out of reach under that one's). */
+  if (!(c->flags & WS__F_IN_HTTP) || (c->flags & WS__F_RESPONDED) ||
+      (c->state == WS__HANDSHAKE && c->s->hdr_owner != c))
     return WS_ESTATE;
   /* Closed from inside on_http (ws_conn_close, ws_server_shutdown): the
    * connection is on its way to be freed and its transport is closed. */
@@ -241,7 +244,7 @@ static const char *take_device_id(ws_conn *c) {
  * be as long as a header). */
 static int queue_101(ws_conn *c, const ws__upgrade_check *chk) {
   ws_server *s = c->s;
-  const char *lines = ws__hdrs_take(c);
+  const char *lines = ws__hdrs_peek(c); /* a 503 instead carries them */
   size_t n = ws__response_101(NULL, 0, chk->key, chk->key_len, c->subprotocol,
                               lines);
   ws__buf *b = ws__buf_raw(s, NULL, n);
@@ -253,6 +256,7 @@ static int queue_101(ws_conn *c, const ws__upgrade_check *chk) {
     return WS_ENOMEM;
   }
   ws__buf_unref(s, b);
+  ws__hdrs_take(c);
   return WS_OK;
 }
 

@@ -1,0 +1,191 @@
+/* ws_conn_add_header and WS_DUP_REPLACE_SAME_USER at their edges (from a
+ * review of the change that added them): a closing owner keeps its device
+ * id, every 503 after on_upgrade carries the lines, an answer from a nested
+ * request, and a nested window that grows the line buffer. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+static struct {
+  mt_conn *inner;
+  ws_conn *outer;
+  int inner_rc;
+} P;
+
+static ws_server *mk(int policy,
+                     int (*up)(ws_conn *, const ws_request *, const char **,
+                               void *),
+                     int (*http)(ws_conn *, const ws_request *, void *)) {
+  ws_config cfg;
+  ws_server *s;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.duplicate_policy = policy;
+  cfg.on_upgrade = up;
+  cfg.on_http = http;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  return s;
+}
+
+static void done(ws_server *s) {
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0);
+}
+
+static int req_for(char *buf, size_t cap, const char *target) {
+  return snprintf(buf, cap,
+                  "GET %s HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: " MT_SAMPLE_KEY
+                  "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                  target);
+}
+
+static int upgrade_to(ws_server *s, mt_conn *t, const char *target,
+                      char *head, size_t cap) {
+  char req[512];
+  req_for(req, sizeof req, target);
+  mt_open(t, s);
+  mt_feed_str(t, req, MT_WHOLE);
+  mt_pump(t);
+  return mt_http_response(t, head, cap, NULL, NULL);
+}
+
+/* ---- SAME_USER ------------------------------------------------------- */
+static int bind_user(ws_conn *c, const ws_request *req, const char **reason,
+                     void *ud) {
+  const char *user = ws_request_query(req, "user");
+  (void)reason, (void)ud;
+  return user && ws_conn_set_user(c, user) != WS_OK ? 500 : 0;
+}
+
+/* alice's connection is closing (server-side close sent, peer's answer not
+ * in): mallory, with alice's device id, takes the id; alice's reconnect is
+ * then refused with 409. */
+Test(response_edges, same_user_closing_device_taken_by_another_user) {
+  mt_conn alice, mallory, alice2;
+  char head[1024];
+  ws_server *s = mk(WS_DUP_REPLACE_SAME_USER, bind_user, NULL);
+  cr_assert_eq(upgrade_to(s, &alice, "/ws?device_id=d&user=alice", head,
+                          sizeof head), 101);
+  cr_assert_eq(ws_conn_close(alice.c, 1000, NULL), WS_OK);
+  mt_pump(&alice);
+  cr_expect_eq(upgrade_to(s, &mallory, "/ws?device_id=d&user=mallory", head,
+                          sizeof head), 409,
+               "another user took a closing device's id");
+  cr_expect_eq(upgrade_to(s, &alice2, "/ws?device_id=d&user=alice", head,
+                          sizeof head), 101,
+               "the owner's reconnect is locked out");
+  done(s);
+  mt_free(&alice), mt_free(&mallory), mt_free(&alice2);
+}
+
+/* ---- lines lost on the library's 503 after the 101 was built ----------- */
+static int add_line(ws_conn *c, const ws_request *req, const char **reason,
+                    void *ud) {
+  (void)req, (void)reason, (void)ud;
+  P.inner_rc = ws_conn_add_header(c, "Retry-After", "30");
+  return 0;
+}
+
+Test(response_edges, every_503_after_on_upgrade_carries_the_lines) {
+  char req[512];
+  long n;
+  int seen = 0;
+  req_for(req, sizeof req, "/ws?device_id=d");
+  for (n = 1; n < 80; n++) {
+    mt_conn t;
+    char head[1024];
+    int st;
+    ws_server *s = mk(0, add_line, NULL);
+    mt_open(&t, s);
+    P.inner_rc = -100;
+    test_alloc_reset(n);
+    mt_feed_str(&t, req, MT_WHOLE);
+    test_alloc_reset(0);
+    mt_pump(&t);
+    st = mt_http_response(&t, head, sizeof head, NULL, NULL);
+    if (st == 503 && strstr(head, "out of memory") == NULL) {
+      /* reason is in the body; check the head */
+    }
+    if (st == 503 && P.inner_rc == WS_OK) {
+      seen++;
+      cr_expect_not_null(strstr(head, "Retry-After: 30\r\n"),
+                         "fail_at %ld: 503 without the line:\n%s", n, head);
+    }
+    done(s);
+    mt_free(&t);
+  }
+  cr_assert(seen > 0);
+}
+
+/* ---- nested: A answered from inside B's on_http ------------------------ */
+static int http_nested(ws_conn *c, const ws_request *req, void *ud) {
+  (void)ud;
+  if (strcmp(ws_request_path(req), "/a") == 0) {
+    cr_assert_eq(ws_conn_add_header(c, "X-A", "1"), WS_OK);
+    P.outer = c;
+    mt_open(P.inner, ws_conn_server(c));
+    mt_feed_str(P.inner, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n", MT_WHOLE);
+    if (P.inner_rc != WS_OK) /* the nested answer was refused: ours */
+      cr_assert_eq(ws_conn_http_respond(c, 200, NULL, "ok", 2), WS_OK);
+  } else {
+    P.inner_rc = ws_conn_http_respond(P.outer, 200, NULL, "ok", 2);
+  }
+  return 0;
+}
+
+Test(response_edges, answer_from_a_nested_on_http_keeps_its_lines) {
+  mt_conn a, b;
+  char head[1024];
+  ws_server *s = mk(0, NULL, http_nested);
+  P.inner = &b;
+  mt_open(&a, s);
+  mt_feed_str(&a, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n", MT_WHOLE);
+  mt_pump(&a);
+  cr_assert_eq(mt_http_response(&a, head, sizeof head, NULL, NULL), 200);
+  cr_expect_not_null(strstr(head, "X-A: 1\r\n"), "%s", head);
+  done(s);
+  mt_free(&a), mt_free(&b);
+}
+
+/* ---- realloc of the line buffer by a nested window --------------------- */
+static char bigv[4000];
+static int up_realloc(ws_conn *c, const ws_request *req, const char **reason,
+                      void *ud) {
+  (void)reason, (void)ud;
+  if (strcmp(ws_request_query(req, "device_id"), "in") == 0) {
+    cr_assert_eq(ws_conn_add_header(c, "X-In", bigv), WS_OK);
+    return 401;
+  }
+  cr_assert_eq(ws_conn_add_header(c, "X-Out1", "a"), WS_OK);
+  {
+    char req2[512];
+    req_for(req2, sizeof req2, "/ws?device_id=in");
+    mt_open(P.inner, ws_conn_server(c));
+    mt_feed_str(P.inner, req2, MT_WHOLE);
+  }
+  cr_assert_eq(ws_conn_add_header(c, "X-Out2", "b"), WS_OK);
+  return 0;
+}
+
+Test(response_edges, nested_realloc_is_safe) {
+  mt_conn a, b;
+  char head[8192];
+  ws_server *s;
+  memset(bigv, 'v', sizeof bigv - 1);
+  s = mk(0, up_realloc, NULL);
+  P.inner = &b;
+  cr_assert_eq(upgrade_to(s, &a, "/ws?device_id=out", head, sizeof head), 101);
+  cr_assert_not_null(strstr(head, "X-Out1: a\r\nX-Out2: b\r\n\r\n"), "%s", head);
+  cr_assert_null(strstr(head, "X-In"));
+  mt_pump(&b);
+  cr_assert_eq(mt_http_response(&b, head, sizeof head, NULL, NULL), 401);
+  cr_assert_not_null(strstr(head, "X-In: vvv"));
+  done(s);
+  mt_free(&a), mt_free(&b);
+}
