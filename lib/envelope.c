@@ -227,12 +227,11 @@ int ws_conn_send_error(ws_conn *c, const char *code, const char *message) {
   cl = strlen(code);
   ml = strlen(message);
   if (!utf8_ok(code, cl) || !utf8_ok(message, ml)) return WS_EINVAL;
-  /* Quoting takes at most 6 bytes per byte; past the frame's limit the
-   * sum would not fit anyway. */
-  if (cl > WS__MESSAGE_MAX || ml > WS__MESSAGE_MAX - cl) return WS_ETOOBIG;
-  /* Quoted, a byte takes up to 6: with a 32-bit size_t the sizes below
-   * (and json_quote's count) would wrap, and the copy overrun. */
-  if (cl + ml > (SIZE_MAX - sizeof(k_code) - sizeof(k_msg) - 8) / 6)
+  /* Past the frame's limit it would not fit anyway; and quoted, a byte
+   * takes up to 6, so with a 32-bit size_t the sizes below (and
+   * json_quote's count) would wrap and the copy overrun. */
+  if (cl > WS__MESSAGE_MAX || ml > WS__MESSAGE_MAX - cl ||
+      cl + ml > (SIZE_MAX - sizeof(k_code) - sizeof(k_msg) - 8) / 6)
     return WS_ETOOBIG;
   n = sizeof(k_code) + sizeof(k_msg) + json_quote(NULL, code, cl) +
       json_quote(NULL, message, ml);

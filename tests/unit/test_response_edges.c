@@ -37,18 +37,11 @@ static void done(ws_server *s) {
   cr_assert_eq(test_alloc_live(), 0);
 }
 
-static int req_for(char *buf, size_t cap, const char *target) {
-  return snprintf(buf, cap,
-                  "GET %s HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: " MT_SAMPLE_KEY
-                  "\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                  target);
-}
-
-static int upgrade_to(ws_server *s, mt_conn *t, const char *target,
+/* Upgrades t with device_id=<id> (more query parameters may follow it). */
+static int upgrade_to(ws_server *s, mt_conn *t, const char *id,
                       char *head, size_t cap) {
   char req[512];
-  req_for(req, sizeof req, target);
+  mt_request(req, sizeof req, id, NULL);
   mt_open(t, s);
   mt_feed_str(t, req, MT_WHOLE);
   mt_pump(t);
@@ -70,14 +63,14 @@ Test(response_edges, same_user_closing_device_taken_by_another_user) {
   mt_conn alice, mallory, alice2;
   char head[1024];
   ws_server *s = mk(WS_DUP_REPLACE_SAME_USER, bind_user, NULL);
-  cr_assert_eq(upgrade_to(s, &alice, "/ws?device_id=d&user=alice", head,
+  cr_assert_eq(upgrade_to(s, &alice, "d&user=alice", head,
                           sizeof head), 101);
   cr_assert_eq(ws_conn_close(alice.c, 1000, NULL), WS_OK);
   mt_pump(&alice);
-  cr_expect_eq(upgrade_to(s, &mallory, "/ws?device_id=d&user=mallory", head,
+  cr_expect_eq(upgrade_to(s, &mallory, "d&user=mallory", head,
                           sizeof head), 409,
                "another user took a closing device's id");
-  cr_expect_eq(upgrade_to(s, &alice2, "/ws?device_id=d&user=alice", head,
+  cr_expect_eq(upgrade_to(s, &alice2, "d&user=alice", head,
                           sizeof head), 101,
                "the owner's reconnect is locked out");
   done(s);
@@ -96,7 +89,7 @@ Test(response_edges, every_503_after_on_upgrade_carries_the_lines) {
   char req[512];
   long n;
   int seen = 0;
-  req_for(req, sizeof req, "/ws?device_id=d");
+  mt_request(req, sizeof req, "d", NULL);
   for (n = 1; n < 80; n++) {
     mt_conn t;
     char head[1024];
@@ -165,7 +158,7 @@ static int up_realloc(ws_conn *c, const ws_request *req, const char **reason,
   cr_assert_eq(ws_conn_add_header(c, "X-Out1", "a"), WS_OK);
   {
     char req2[512];
-    req_for(req2, sizeof req2, "/ws?device_id=in");
+    mt_request(req2, sizeof req2, "in", NULL);
     mt_open(P.inner, ws_conn_server(c));
     mt_feed_str(P.inner, req2, MT_WHOLE);
   }
@@ -180,7 +173,7 @@ Test(response_edges, nested_realloc_is_safe) {
   memset(bigv, 'v', sizeof bigv - 1);
   s = mk(0, up_realloc, NULL);
   P.inner = &b;
-  cr_assert_eq(upgrade_to(s, &a, "/ws?device_id=out", head, sizeof head), 101);
+  cr_assert_eq(upgrade_to(s, &a, "out", head, sizeof head), 101);
   cr_assert_not_null(strstr(head, "X-Out1: a\r\nX-Out2: b\r\n\r\n"), "%s", head);
   cr_assert_null(strstr(head, "X-In"));
   mt_pump(&b);

@@ -674,35 +674,29 @@ static void dup_same_user(ws_config *cfg) {
 
 Test(upgrade, duplicate_device_of_another_user_is_409_under_same_user) {
   static const struct {
-    const char *older, *newer; /* the requests' targets */
+    const char *older, *newer; /* device_id= and what follows it */
     int status;
   } cases[] = {
-      {"/ws?device_id=dev1&user=a", "/ws?device_id=dev1&user=b", 409},
-      {"/ws?device_id=dev1&user=a", "/ws?device_id=dev1", 409},
-      {"/ws?device_id=dev1", "/ws?device_id=dev1&user=a", 409},
-      {"/ws?device_id=dev1&user=a", "/ws?device_id=dev1&user=a", 101},
-      {"/ws?device_id=dev1", "/ws?device_id=dev1", 101},
+      {"dev1&user=a", "dev1&user=b", 409},
+      {"dev1&user=a", "dev1", 409},
+      {"dev1", "dev1&user=a", 409},
+      {"dev1&user=a", "dev1&user=a", 101},
+      {"dev1", "dev1", 101},
   };
   size_t i;
   int mode;
   for (mode = 0; mode < MT_MODES; mode++)
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
       char req[512];
+      size_t n;
       mt_conn old, t;
       ws_server *s;
       reset();
       s = server_new(dup_same_user);
-      snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: example.com\r\n"
-               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n", cases[i].older);
-      cr_assert_eq(feed_request(s, &old, req, strlen(req), mode, NULL, 0),
-                   101);
-      snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: example.com\r\n"
-               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n", cases[i].newer);
-      cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, NULL, 0),
+      n = mt_request(req, sizeof req, cases[i].older, NULL);
+      cr_assert_eq(feed_request(s, &old, req, n, mode, NULL, 0), 101);
+      n = mt_request(req, sizeof req, cases[i].newer, NULL);
+      cr_assert_eq(feed_request(s, &t, req, n, mode, NULL, 0),
                    cases[i].status, "case %zu (%s)", i, MT_MODE_NAME(mode));
       if (cases[i].status == 409) {
         cr_assert_eq(ws_server_find_device(s, "dev1"), old.c);
