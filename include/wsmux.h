@@ -871,17 +871,18 @@ WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
                                          const char *device_id);
 /* Binds the connection to a user (copied), replacing a previous one; NULL
  * unbinds; the user it already has is a no-op (WS_OK, even while the
- * connection is closing: nothing changes). A user may have
- * many connections. User and group names are 1 to 255 bytes (WS_EINVAL
+ * connection is closing: nothing changes). A user may have many
+ * connections. User and group names are 1 to 255 bytes (WS_EINVAL
  * otherwise), in two separate namespaces: user "u1" and group "u1" are
- * different sets (ws_push_user reaches one, ws_publish the other). Errors: WS_EINVAL, WS_ENOMEM, WS_ECLOSED. Binding and
- * joining need a connection that is not closing (WS_ECLOSED); unbinding
- * and leaving work until it has ended (from on_close on they are
- * WS_ECLOSED: the library then removes every membership itself). A
- * connection still in its handshake may be bound (on_upgrade is the place
- * meant for it); it is counted (ws_server_user_count) and reached by
- * fan-outs to its user or groups only once open: what they send before its
- * 101 does not reach it. */
+ * different sets (ws_push_user reaches one, ws_publish the other).
+ * Errors: WS_EINVAL (checked first, in every state), WS_ENOMEM,
+ * WS_ECLOSED. Binding and joining need a connection that is not closing
+ * (WS_ECLOSED); unbinding and leaving work until it has ended (from
+ * on_close on they are WS_ECLOSED: the library then removes every
+ * membership itself). A connection still in its handshake may be bound
+ * (on_upgrade is the place meant for it); it is counted
+ * (ws_server_user_count) and reached by fan-outs to its user or groups
+ * only once open: what they send before its 101 does not reach it. */
 WS_EXTERN int ws_conn_set_user(ws_conn *c, const char *user);
 /* Joins / leaves a named group (room). Errors: WS_EINVAL, WS_ENOMEM,
  * WS_EEXIST (join: already a member), WS_ENOENT (leave: not a member),

@@ -267,7 +267,9 @@ static ws__member *user_member(const ws_conn *c) {
 int ws_conn_set_user(ws_conn *c, const char *user) {
   ws__member *old;
   int rc;
-  if (c == NULL) return WS_EINVAL;
+  /* The arguments are checked before the state, as in join(). */
+  if (c == NULL || (user != NULL && !ws__group_name_ok(user)))
+    return WS_EINVAL;
   if (c->state == WS__DEAD) return WS_ECLOSED;
   old = user_member(c);
   if (user == NULL) {

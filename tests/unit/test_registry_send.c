@@ -28,7 +28,7 @@ static struct {
   int on_close_code[MAXC];
   int do_close_others; /* "kick" handler closes C[1] and C[2] */
   int edit_in_close;   /* on_close tries to change memberships */
-  int edit_rc[4];
+  int edit_rc[6];
   void (*log_hook)(void); /* run by on_log, once per log line */
 } G;
 
@@ -60,6 +60,9 @@ static int h_on_close(ws_conn *c, int code, const char *reason, void *ud) {
     G.edit_rc[1] = ws_conn_set_user(c, NULL);
     G.edit_rc[2] = ws_conn_leave(c, "room");
     G.edit_rc[3] = ws_conn_join(c, "other");
+    /* A bad name is the caller's error whatever the state, as join says. */
+    G.edit_rc[4] = ws_conn_set_user(c, "");
+    G.edit_rc[5] = ws_conn_join(c, "");
   }
   return 0;
 }
@@ -812,7 +815,9 @@ Test(send, non_utf8_action_or_data_is_refused_before_queuing) {
 }
 
 /* In on_close the memberships are readable but no longer changeable: every
- * change is WS_ECLOSED (set_user to the same user and leave returned 0). */
+ * change is WS_ECLOSED (set_user to the same user and leave returned 0),
+ * and a bad name WS_EINVAL, in every state (set_user("") was WS_ECLOSED
+ * there while join("") was WS_EINVAL). */
 Test(registry, memberships_cannot_change_in_on_close) {
   int i;
   fixture();
@@ -823,6 +828,8 @@ Test(registry, memberships_cannot_change_in_on_close) {
   ws_conn_abort(C[0].c);
   cr_assert_eq(G.on_close, 1);
   for (i = 0; i < 4; i++) cr_assert_eq(G.edit_rc[i], WS_ECLOSED, "call %d", i);
+  cr_assert_eq(G.edit_rc[4], WS_EINVAL, "set_user(\"\"): arguments first");
+  cr_assert_eq(G.edit_rc[5], WS_EINVAL, "join(\"\"): arguments first");
   cr_assert_eq(ws_server_user_count(S, "u"), 0);
   cr_assert_eq(ws_server_group_count(S, "room"), 0);
   finish();
