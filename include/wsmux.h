@@ -583,7 +583,10 @@ typedef struct ws_stats {
                                   for ws_server_find_device, or one
                                   still in its handshake is none) */
   uint64_t frames_allocated;   /* message frames built (send, fan-out, post);
-                                  a fan-out builds one for all receivers */
+                                  a fan-out builds one for all receivers; a
+                                  post counts when the loop drains it (one
+                                  ws_post refused, or dropped by destroy,
+                                  is not counted) */
 } ws_stats;
 
 /* Copies the counters into *out: the first min(size, sizeof(ws_stats))
