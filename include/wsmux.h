@@ -522,7 +522,11 @@ WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open
  * connection, lets queued data drain for up to drain_ms, then closes what is
  * left (on_close: the code each one was sent, 1001 or the host's own from
- * an earlier ws_conn_close).
+ * an earlier ws_conn_close). A connection still in its handshake (its
+ * request not yet answered) ends at once, without an HTTP answer: the
+ * host's close callback, no on_close (it never opened); an upgrade whose
+ * own on_upgrade calls this ends the same way. The 503 is for the
+ * connections the host creates after this call.
  * on_shutdown fires when no connection remains (possibly before this
  * returns). drain_ms counts from the last time given to ws_server_tick, as
  * every deadline does: a loop woken by a signal after a long idle wait
@@ -884,15 +888,19 @@ WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
  * on_close on they are WS_ECLOSED: the library then removes every
  * membership itself). A connection still in its handshake may be bound
  * (on_upgrade is the place meant for it); it is counted
- * (ws_server_user_count) and reached by fan-outs to its user or groups
- * only once open: what they send before its 101 does not reach it. */
+ * (ws_server_user_count, ws_server_group_count) and reached by fan-outs
+ * to its user or groups only once open: from on_upgrade those counts do
+ * not include it yet, and what fan-outs send before its 101 does not
+ * reach it. */
 WS_EXTERN int ws_conn_set_user(ws_conn *c, const char *user);
 /* Joins / leaves a named group (room). Errors: WS_EINVAL, WS_ENOMEM,
  * WS_EEXIST (join: already a member), WS_ENOENT (leave: not a member),
  * WS_ECLOSED. */
 WS_EXTERN int ws_conn_join(ws_conn *c, const char *group);
 WS_EXTERN int ws_conn_leave(ws_conn *c, const char *group);
-/* Number of open connections bound to user / in group. */
+/* Number of open connections bound to user / in group: upgraded and not
+ * closing (unlike ws_server_conn_count, which counts those in their close
+ * handshake too); the connections a fan-out to them would reach. */
 WS_EXTERN size_t ws_server_user_count(const ws_server *s, const char *user);
 WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
 
@@ -978,7 +986,8 @@ WS_EXTERN int ws_conn_send_prepared(ws_conn *c, const ws_prepared *p);
 WS_EXTERN void ws_prepared_free(ws_prepared *p);
 
 /* To every open connection (n == 0, whatever device_ids is: the Go model's
- * Broadcast(msg) with no ids) or to the listed device ids. A host that
+ * Broadcast(msg) with no ids) or to the listed device ids; an id listed
+ * twice gets the message once and counts once. A host that
  * narrows a list of ids down must not pass an empty one: check n first, or
  * use ws_send_devices. */
 WS_EXTERN int ws_broadcast(ws_server *s, const char *action,

@@ -426,6 +426,7 @@ Test(conn, shutdown_sends_1001_refuses_upgrades_and_reports_when_empty) {
     mt_expect_close(&A, 1001);
     mt_expect_close(&B, 1001);
     cr_assert_eq(pending.closes, 1, "a pending handshake is dropped");
+    mt_expect_nothing(&pending); /* without an answer, as documented */
     cr_assert_eq(G.on_shutdown, 0);
     /* A new upgrade gets 503. */
     mt_open(&late, S);

@@ -481,3 +481,66 @@ Test(pinned_upgrade, refuse_409_after_on_upgrade) {
   mt_free(&A);
   mt_free(&B);
 }
+
+/* Documented on ws_conn_set_user: a connection bound in on_upgrade is
+ * counted by ws_server_user_count / group_count only once open (the
+ * header said "counted" while still in the handshake; the counts are of
+ * open connections, as their own doc says). */
+static size_t counted_in_upgrade[2];
+static int count_in_upgrade(ws_conn *c, const ws_request *r, const char **rs,
+                            void *ud) {
+  (void)r;
+  (void)rs;
+  (void)ud;
+  cr_assert_eq(ws_conn_set_user(c, "h"), WS_OK);
+  cr_assert_eq(ws_conn_join(c, "hg"), WS_OK);
+  cr_assert_str_eq(ws_conn_user(c), "h", "bound already");
+  counted_in_upgrade[0] = ws_server_user_count(ws_conn_server(c), "h");
+  counted_in_upgrade[1] = ws_server_group_count(ws_conn_server(c), "hg");
+  return 0;
+}
+Test(pinned_upgrade, bound_in_on_upgrade_is_counted_once_open) {
+  ws_config cfg;
+  static mt_conn A;
+  ws_server *s;
+  k_cfg(&cfg);
+  cfg.on_upgrade = count_in_upgrade;
+  counted_in_upgrade[0] = counted_in_upgrade[1] = 99;
+  s = k_open(&cfg, &A);
+  cr_assert_eq(counted_in_upgrade[0], 0, "user: not open yet");
+  cr_assert_eq(counted_in_upgrade[1], 0, "group: not open yet");
+  cr_assert_eq(ws_server_user_count(s, "h"), 1);
+  cr_assert_eq(ws_server_group_count(s, "hg"), 1);
+  k_done(s, &A);
+}
+
+/* Documented on ws_server_shutdown: an upgrade whose own on_upgrade shuts
+ * the server down ends without an answer (no 101 for a server that just
+ * stopped taking upgrades), with no on_open or on_close. */
+static int shutdown_in_upgrade(ws_conn *c, const ws_request *r,
+                               const char **rs, void *ud) {
+  (void)r;
+  (void)rs;
+  (void)ud;
+  cr_assert_eq(ws_server_shutdown(ws_conn_server(c), 1000), WS_OK);
+  return 0;
+}
+Test(pinned_upgrade, shutdown_from_on_upgrade_ends_it_unanswered) {
+  ws_config cfg;
+  static mt_conn A;
+  char req[512];
+  size_t n;
+  ws_server *s;
+  k_cfg(&cfg);
+  cfg.on_upgrade = shutdown_in_upgrade;
+  s = k_server(&cfg);
+  n = mt_request(req, sizeof req, "a", NULL);
+  mt_open(&A, s);
+  mt_feed(&A, req, n, MT_WHOLE);
+  mt_expect_nothing(&A);
+  cr_assert_eq(A.closes, 1);
+  cr_assert_eq(K.opens, 0);
+  cr_assert_eq(K.closes, 0);
+  cr_assert_eq(k_stats(s).conns_open, 0);
+  k_done(s, &A);
+}
