@@ -9,7 +9,8 @@
 # emulation (the Firecracker VMs this project runs on) it registers
 # qemu-user-static for i386 programs with binfmt_misc, as root. There, on
 # the nineteenth session's library: 543 passed, plain and SAN=undefined,
-# about 2 minutes each (one case, a 5 GiB message length, needs a 64-bit size_t).
+# about 2 minutes each (one case, a 5 GiB message length, needs a 64-bit
+# size_t).
 M32_ROOT ?= /opt/wsmux-i386
 M32_LIBS := $(M32_ROOT)/usr/lib/i386-linux-gnu:$(M32_ROOT)/lib/i386-linux-gnu
 
