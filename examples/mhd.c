@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "adapters/epoll.h"
 #include "pingpong_app.h"
@@ -229,6 +230,10 @@ static void on_upgraded(void *cls, struct MHD_Connection *con, void *con_cls,
   (void)cls, (void)con;
   r->sock = NULL; /* the loop owns it now */
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  /* MHD leaves Nagle on after its 101 (it turns TCP_NODELAY off): a push
+   * right after a reply then waited for the client's delayed ACK, ~40 ms.
+   * Small frames go out at once, as on the adapters' accepted sockets. */
+  wsa_nodelay(fd);
   s->urh = urh;
   s->adopted = 1;
   s->base.item.kind = WSA_EPOLL_CONN;
@@ -338,6 +343,20 @@ static enum MHD_Result answer_ws(struct MHD_Connection *con, mhd_req *r,
   return ret;
 }
 
+/* The path a request is routed on. An absolute-form target
+ * ("GET http://host/ws", RFC 9112 3.2.2: a server must accept it) reaches
+ * the handler whole, scheme and authority included; libwsmux reads it as
+ * its path (ws_conn_upgrade_answer), so routing does too. */
+static const char *route_of(const char *url) {
+  size_t skip = strncasecmp(url, "http://", 7) == 0    ? 7
+                : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                       : 0;
+  const char *p;
+  if (skip == 0) return url;
+  p = strchr(url + skip, '/');
+  return p ? p : "/";
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -355,6 +374,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
     return MHD_YES;
   }
   if ((p = peer_of(con)) != NULL) peer_unwait(p); /* it came in time */
+  url = route_of(url);
   if (strcmp(url, "/hello") == 0)
     return answer_text(con, MHD_HTTP_OK, "hello\n");
   /* ws_conn_upgrade_answer takes no version: an upgrade is HTTP/1.1's
