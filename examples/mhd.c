@@ -348,12 +348,14 @@ static enum MHD_Result answer_ws(struct MHD_Connection *con, mhd_req *r,
  * the handler whole, scheme and authority included; libwsmux reads it as
  * its path (ws_conn_upgrade_answer), so routing does too. */
 static const char *route_of(const char *url) {
-  size_t skip = strncasecmp(url, "http://", 7) == 0    ? 7
-                : strncasecmp(url, "https://", 8) == 0 ? 8
-                                                       : 0;
   const char *p;
-  if (skip == 0) return url;
-  p = strchr(url + skip, '/');
+  if (strncasecmp(url, "http://", 7) == 0)
+    p = url + 7;
+  else if (strncasecmp(url, "https://", 8) == 0)
+    p = url + 8;
+  else
+    return url; /* origin form: the path itself */
+  p = strchr(p, '/');
   return p ? p : "/";
 }
 

@@ -77,24 +77,28 @@ fi
 m32_exec() {
   probe=$(mktemp -d)
   printf 'int main(void) { return 0; }\n' >"$probe/t.c"
+  rc=0
   if gcc -m32 "$probe/t.c" -o "$probe/t" && ! "$probe/t" 2>/dev/null; then
-    if [ "$(id -u)" -ne 0 ]; then
-      echo "deps: this kernel cannot run i386 programs; as root, run" >&2
-      echo "  scripts/deps.sh m32" >&2
-      rm -rf "$probe"; exit 1
-    fi
-    echo "deps: no IA32 emulation in this kernel: i386 programs under qemu-user"
-    dpkg-query -W -f='${Status}' qemu-user-static 2>/dev/null |
-      grep -q "install ok installed" ||
-      env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends qemu-user-static >/dev/null
-    bf=/proc/sys/fs/binfmt_misc
-    [ -e $bf/register ] || mount -t binfmt_misc binfmt_misc $bf
-    # The ELF header of an i386 executable (the kernel reads the \x escapes).
-    [ -e $bf/qemu-i386 ] || printf '%s\n' ':qemu-i386:M::\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00:\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-i386-static:F' >$bf/register
-    "$probe/t" || { echo "deps: i386 programs still do not run" >&2; rm -rf "$probe"; exit 1; }
+    m32_qemu && "$probe/t" || rc=1
   fi
   rm -rf "$probe"
+  [ "$rc" -eq 0 ] || { echo "deps: i386 programs do not run here" >&2; exit 1; }
+}
+m32_qemu() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: this kernel cannot run i386 programs; as root, run" >&2
+    echo "  scripts/deps.sh m32" >&2
+    return 1
+  fi
+  echo "deps: no IA32 emulation in this kernel: i386 programs under qemu-user"
+  dpkg-query -W -f='${Status}' qemu-user-static 2>/dev/null |
+    grep -q "install ok installed" ||
+    env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends qemu-user-static >/dev/null || return 1
+  bf=/proc/sys/fs/binfmt_misc
+  [ -e $bf/register ] || mount -t binfmt_misc binfmt_misc $bf || return 1
+  # The ELF header of an i386 executable (the kernel reads the \x escapes).
+  [ -e $bf/qemu-i386 ] || printf '%s\n' ':qemu-i386:M::\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00:\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-i386-static:F' >$bf/register
 }
 
 # The i386 libraries of make m32, unpacked once (.packages says which).
