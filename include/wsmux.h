@@ -444,7 +444,10 @@ typedef struct ws_config {
   int bad_message_policy;   /* enum ws_bad_message_policy */
 
   /* --- deadlines, in milliseconds (0 disables one) ------------------- */
-  uint32_t handshake_timeout_ms; /* default 10000 */
+  /* Default 10000. A request begun and not complete by then is answered
+   * 408 (counted as WS_REFUSE_OTHER) and closed; a socket that sent no
+   * byte is closed unanswered. */
+  uint32_t handshake_timeout_ms;
   uint32_t idle_timeout_ms;      /* read idle; default 60000 */
   uint32_t ping_interval_ms;     /* server ping after this quiet; 30000 */
   uint32_t write_timeout_ms;     /* no write progress; default 60000 */
@@ -560,7 +563,8 @@ enum ws_refusal {
   WS_REFUSE_TOO_LARGE,       /* 431: head too large / too many headers;
                                 414: request line too long */
   WS_REFUSE_UNAVAILABLE,     /* 503: connection cap or shutting down */
-  WS_REFUSE_OTHER,           /* any other status (on_upgrade's, a 500) */
+  WS_REFUSE_OTHER,           /* any other status (on_upgrade's, a 500, the
+                                408 at the handshake deadline) */
   WS_REFUSE_COUNT_
 };
 typedef struct ws_stats {

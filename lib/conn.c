@@ -135,7 +135,7 @@ void ws__conn_expired(ws_conn *c) {
   switch (c->state) {
   case WS__HANDSHAKE:
     ws__log(s, WS_LOG_INFO, "handshake deadline passed");
-    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "handshake timeout");
+    ws__upgrade_expired(c);
     return;
   case WS__OPEN:
     if (c->q.count > 0 && now >= after(c->last_write, cfg->write_timeout_ms)) {

@@ -418,6 +418,20 @@ static void buffer_free(ws_conn *c) {
   c->buf_len = c->buf_cap = 0;
 }
 
+/* A request begun but not complete by the deadline gets its 408 (RFC 9110
+ * 15.5.9), as Apache and Node answer one; a socket that sent nothing is
+ * closed unanswered, as nginx and Go do: it may be a browser's speculative
+ * connection, which no response was asked of. The 408 is the connection's
+ * first output, so the empty socket buffer takes it at once. */
+void ws__upgrade_expired(ws_conn *c) {
+  if (c->buf_len == 0) {
+    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "handshake timeout");
+    return;
+  }
+  buffer_free(c);
+  refuse(c, 408, "request timeout");
+}
+
 /* Runs the parser; answers malformed and oversized heads. Returns the
  * parser's result. */
 static int parse_head(ws_conn *c, const char *src, size_t len,

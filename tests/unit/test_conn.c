@@ -498,11 +498,15 @@ Test(conn, shutdown_with_no_connections_reports_at_once) {
 
 /* ---- deadlines -------------------------------------------------------- */
 
-Test(conn, handshake_timeout_closes_an_incomplete_request) {
+/* A request begun and not complete by the deadline: 408, then closed
+ * (RFC 9110 15.5.9), counted as a refusal (OTHER). */
+Test(conn, handshake_timeout_answers_an_incomplete_request_with_408) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
-    char req[512];
-    size_t n = mt_request(req, sizeof(req), "a", NULL);
+    char req[512], head[512];
+    const uint8_t *body;
+    size_t n = mt_request(req, sizeof(req), "a", NULL), blen;
+    ws_stats st;
     fixture(NULL);
     cr_assert_eq(ws_server_tick(S, 5000), -1, "no deadline yet");
     mt_open(&A, S);
@@ -510,13 +514,39 @@ Test(conn, handshake_timeout_closes_an_incomplete_request) {
     mt_feed(&A, req, n - 2, mode); /* all but the final CRLF */
     ws_server_tick(S, 14999);
     cr_assert_eq(A.closes, 0);
+    cr_assert_eq(A.len, 0, "nothing written before the deadline");
     cr_assert_eq(ws_server_tick(S, 14999), 1);
     ws_server_tick(S, 15000);
+    cr_assert_eq(mt_http_response(&A, head, sizeof(head), &body, &blen), 408,
+                 "%s", head);
+    cr_assert(strstr(head, "HTTP/1.1 408 Request Timeout\r\n") == head, "%s",
+              head);
+    cr_assert(strstr(head, "\r\nConnection: close\r\n") != NULL, "%s", head);
+    cr_assert(blen == 16 && memcmp(body, "request timeout\n", 16) == 0);
     cr_assert_eq(A.closes, 1, "handshake timeout did not close");
     cr_assert_eq(G.on_close[0], 0, "no on_close for a never-opened conn");
     cr_assert_eq(ws_server_tick(S, 15000), -1);
+    ws_server_stats(S, &st, sizeof(st));
+    cr_assert_eq(st.refusals[WS_REFUSE_OTHER], 1);
+    cr_assert_eq(st.conns_pending, 0);
     finish();
   }
+}
+
+/* A socket that sent nothing (a browser's speculative connection) is
+ * closed at the deadline unanswered: no response was asked of it. */
+Test(conn, handshake_timeout_closes_a_silent_socket_unanswered) {
+  ws_stats st;
+  fixture(NULL);
+  ws_server_tick(S, 0);
+  mt_open(&A, S);
+  ws_server_tick(S, 10000);
+  cr_assert_eq(A.closes, 1, "handshake timeout did not close");
+  cr_assert_eq(A.len, 0, "a silent socket got an answer");
+  ws_server_stats(S, &st, sizeof(st));
+  for (int k = 0; k < WS_REFUSE_COUNT_; k++)
+    cr_assert_eq(st.refusals[k], 0, "refusal %d counted", k);
+  finish();
 }
 
 Test(conn, completed_handshake_cancels_the_handshake_deadline) {
