@@ -222,7 +222,11 @@ int ws_conn_send_error(ws_conn *c, const char *code, const char *message) {
   size_t cl, ml, n;
   char *json;
   int rc;
-  if (c == NULL || code == NULL || *code == '\0') return WS_EINVAL;
+  if (c == NULL) return WS_EINVAL;
+  /* The connection first, as in ws_conn_send: a closing one is WS_ECLOSED
+   * (one without its 101 WS_ESTATE) whatever the arguments. */
+  if ((rc = ws__conn_sendable(c)) != WS_OK) return rc;
+  if (code == NULL || *code == '\0') return WS_EINVAL;
   if (message == NULL) message = "";
   cl = strlen(code);
   ml = strlen(message);

@@ -874,3 +874,29 @@ Test(envelope, send_error_has_the_error_replies_shape) {
   cr_assert_eq(ws_conn_send_error(T.c, "x", "m"), WS_ECLOSED);
   teardown(s);
 }
+
+/* ws_conn_send_error "returns as ws_conn_send", whose connection is looked
+ * at before its message: a bad code, bad UTF-8 or a message too big to send
+ * is WS_ECLOSED to a closing connection and WS_ESTATE to one without its
+ * 101, as ws_conn_send(c, NULL, ...) and ws_conn_send_text are. (It checked
+ * its arguments first: WS_EINVAL or WS_ETOOBIG there.) */
+Test(envelope, send_error_looks_at_the_connection_first) {
+  ws_server *s = setup(MT_WHOLE, 1, WS_BADMSG_REPLY);
+  mt_conn h;
+  mt_open(&h, s); /* still in its handshake */
+  cr_assert_eq(ws_conn_send(h.c, NULL, NULL), WS_ESTATE);
+  cr_assert_eq(ws_conn_send_error(h.c, "x", "m"), WS_ESTATE);
+  cr_assert_eq(ws_conn_send_error(h.c, NULL, "m"), WS_ESTATE);
+  cr_assert_eq(ws_conn_send_error(h.c, "", "m"), WS_ESTATE);
+  cr_assert_eq(ws_conn_send_error(h.c, "\xff", NULL), WS_ESTATE);
+  cr_assert_eq(ws_conn_close(T.c, 1000, NULL), WS_OK);
+  cr_assert_eq(ws_conn_send(T.c, NULL, NULL), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_text(T.c, "\xff", 1), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_error(T.c, NULL, "m"), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_error(T.c, "", "m"), WS_ECLOSED);
+  cr_assert_eq(ws_conn_send_error(T.c, "x", "\xc3"), WS_ECLOSED);
+  mt_expect_close(&T, 1000);
+  mt_expect_nothing(&T);
+  teardown(s);
+  mt_free(&h);
+}
