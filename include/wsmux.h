@@ -574,7 +574,9 @@ typedef struct ws_stats {
   uint64_t conns_total;       /* upgrades accepted since start */
   uint64_t refusals[WS_REFUSE_COUNT_];
   uint64_t msgs_in, bytes_in;   /* messages received, bytes fed */
-  uint64_t msgs_out, bytes_out; /* frames queued (per receiver), bytes sent */
+  uint64_t msgs_out, bytes_out; /* messages queued (per receiver; control
+                                   frames are not counted, as in msgs_in),
+                                   bytes sent (HTTP answers included) */
   uint64_t closes_1000, closes_1001, closes_1002, closes_1003, closes_1006,
       closes_1007, closes_1008, closes_1009, closes_1011, closes_4000,
       closes_4001, closes_4002, closes_other;

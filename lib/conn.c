@@ -229,7 +229,7 @@ static int try_queue(ws_conn *c, ws__buf *b, int *ctrl_full_out) {
       ws__timer_reserve(s) != WS_OK)
     return WS_ENOMEM;
   if (ws__outq_push(s, &c->q, b) != WS_OK) return WS_ENOMEM;
-  s->st.msgs_out++;
+  if (!b->is_ctrl) s->st.msgs_out++; /* messages, as msgs_in: not pongs */
   if (was_empty) start_write_clock(c);
   ws__conn_mark_dirty(c);
   return WS_OK;

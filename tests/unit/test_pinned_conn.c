@@ -441,6 +441,32 @@ Test(pinned_frame, msgs_in) {
   cr_assert_eq(k_stats(s).msgs_in, 2);
   k_done(s, &A);
 }
+/* msgs_out counts the messages queued per receiver, as msgs_in counts the
+ * ones received: control frames are in neither. A pong (queued through the
+ * queue policy) was counted, while the server's ping and close frames were
+ * not: a client's pings alone moved msgs_out. */
+Test(pinned_frame, msgs_out_counts_messages_not_control_frames) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  uint64_t before = k_stats(s).msgs_out;
+  mt_frame f;
+  mt_send_frame(&A, MT_PING, 0, "p", 1, MT_WHOLE);
+  mt_expect_frame(&A, &f);
+  cr_assert_eq(f.opcode, MT_PONG);
+  cr_assert_eq(k_stats(s).msgs_out, before, "a pong counted as a message");
+  ws_server_tick(s, 30000); /* the server's ping */
+  mt_expect_frame(&A, &f);
+  cr_assert_eq(f.opcode, MT_PING);
+  cr_assert_eq(k_stats(s).msgs_out, before);
+  cr_assert_eq(ws_conn_send_text(A.c, "hi", 2), WS_OK);
+  cr_assert_eq(ws_conn_send_json(A.c, "x", NULL, 0), WS_OK);
+  cr_assert_eq(k_stats(s).msgs_out, before + 2);
+  cr_assert_eq(ws_conn_close(A.c, 1000, NULL), WS_OK);
+  cr_assert_eq(k_stats(s).msgs_out, before + 2);
+  k_done(s, &A);
+}
 /* the close frame's reason names the failure. */
 static void reason_is(mt_conn *t, int code, const char *r) {
   mt_frame f;
