@@ -558,7 +558,8 @@ enum ws_refusal {
   WS_REFUSE_BAD_REQUEST = 0, /* 400: malformed or missing required field */
   WS_REFUSE_FORBIDDEN,       /* 403: origin, or on_upgrade */
   WS_REFUSE_NOT_FOUND,       /* 404: path */
-  WS_REFUSE_CONFLICT,        /* 409: duplicate device id (REFUSE policy) */
+  WS_REFUSE_CONFLICT,        /* 409: duplicate device id (WS_DUP_REFUSE,
+                                WS_DUP_REPLACE_SAME_USER) */
   WS_REFUSE_VERSION,         /* 426: version or not an upgrade */
   WS_REFUSE_TOO_LARGE,       /* 431: head too large / too many headers;
                                 414: request line too long */
@@ -876,9 +877,10 @@ WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
 
 /* The open connection with this device id, or NULL (also while the one
  * with that id is closing: sends to it would be dropped). O(1). Not an
- * ownership record: a closing connection is not found (and a newer one
- * takes its id under either duplicate policy), which may take up to
- * close_timeout_ms. A host that ties device ids to users keeps its own
+ * ownership record: a closing connection is not found, which may take up
+ * to close_timeout_ms, and a newer one takes its id meanwhile under
+ * WS_DUP_REPLACE and WS_DUP_REFUSE (under WS_DUP_REPLACE_SAME_USER only
+ * one bound to the same user: another user's gets 409). A host that ties device ids to users keeps its own
  * table, as examples/chat.c does. */
 WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
                                          const char *device_id);

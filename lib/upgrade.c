@@ -7,7 +7,8 @@
  *   malformed 400 / too large 431 -> not an upgrade: on_http, else 426 on
  *   the path or 404 -> wrong path 404 -> RFC 6455 checks 400/426 ->
  *   shutting down or connection cap 503 -> Origin 403 -> device id 400 ->
- *   on_upgrade (its status) -> duplicate device id 409 (REFUSE policy).
+ *   on_upgrade (its status) -> duplicate device id 409 (WS_DUP_REFUSE, or
+ *   WS_DUP_REPLACE_SAME_USER and another user).
  */
 #include <string.h>
 

@@ -77,6 +77,39 @@ Test(response_edges, same_user_closing_device_taken_by_another_user) {
   mt_free(&alice), mt_free(&mallory), mt_free(&alice2);
 }
 
+/* As ws_server_find_device and WS_REFUSE_CONFLICT say: a closing holder of
+ * an id is not found; under WS_DUP_REPLACE and WS_DUP_REFUSE a newer
+ * connection takes the id then, under WS_DUP_REPLACE_SAME_USER only the
+ * same user's, another user's 409 counted as CONFLICT. */
+Test(response_edges, closing_id_is_taken_per_policy_and_409_is_conflict) {
+  static const int policies[] = {WS_DUP_REPLACE, WS_DUP_REFUSE,
+                                 WS_DUP_REPLACE_SAME_USER};
+  size_t i;
+  for (i = 0; i < 3; i++) {
+    mt_conn a, b;
+    char head[1024];
+    ws_stats st;
+    ws_server *s = mk(policies[i], bind_user, NULL);
+    cr_assert_eq(upgrade_to(s, &a, "d&user=alice", head, sizeof head), 101);
+    cr_assert_eq(ws_server_find_device(s, "d"), a.c);
+    cr_assert_eq(ws_conn_close(a.c, 1000, NULL), WS_OK);
+    cr_assert_null(ws_server_find_device(s, "d"), "closing: not found");
+    if (policies[i] == WS_DUP_REPLACE_SAME_USER) {
+      cr_assert_eq(upgrade_to(s, &b, "d&user=bob", head, sizeof head), 409);
+      cr_assert_null(ws_server_find_device(s, "d"));
+    } else {
+      cr_assert_eq(upgrade_to(s, &b, "d&user=bob", head, sizeof head), 101,
+                   "policy %d", policies[i]);
+      cr_assert_eq(ws_server_find_device(s, "d"), b.c);
+    }
+    ws_server_stats(s, &st, sizeof st);
+    cr_assert_eq(st.refusals[WS_REFUSE_CONFLICT],
+                 policies[i] == WS_DUP_REPLACE_SAME_USER ? 1u : 0u);
+    done(s);
+    mt_free(&a), mt_free(&b);
+  }
+}
+
 /* ---- lines lost on the library's 503 after the 101 was built ----------- */
 static int add_line(ws_conn *c, const ws_request *req, const char **reason,
                     void *ud) {
