@@ -140,11 +140,16 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
     return WS_EINVAL;
   if (WS__TOO_BIG(s, len)) return WS_ETOOBIG; /* cfg is read-only: safe */
   /* The frame holds data_json's len bytes as given, and the framing at
-   * most. Only a post sure to fit an empty queue may be told to retry:
-   * one that may not is left to post_new (WS_ETOOBIG whatever is
-   * waiting). No sum wraps: len is at most WS__MESSAGE_MAX, 2 KiB under a
-   * 32-bit size_t's limit. */
+   * most. Its cost without the framing already past max_posted: it never
+   * fits, told before data_json is read (as past max_queued above). Only a
+   * post sure to fit an empty queue may be told to retry: one that may
+   * not is left to post_new (WS_ETOOBIG whatever is waiting). No sum
+   * wraps: len is at most WS__MESSAGE_MAX, 2 KiB under a 32-bit size_t's
+   * limit, and the name's length is bounded first. */
   nlen = kind == WS__T_ALL ? 0 : strlen(name);
+  if (nlen > s->cfg.max_posted || len > s->cfg.max_posted - nlen ||
+      post_cost(nlen, len) > s->cfg.max_posted)
+    return WS_ETOOBIG;
   most = len + WS__POST_FRAMING(strlen(action));
   if (post_fits(s, nlen, most) &&
       (err = post_room(s, post_cost(nlen, len))) != WS_OK)

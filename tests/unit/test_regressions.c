@@ -1120,6 +1120,29 @@ Test(regress, a_post_that_never_fits_is_etoobig_while_others_wait) {
   done(s, NULL, NULL);
 }
 
+/* A post whose data alone is past max_posted never fits: WS_ETOOBIG
+ * "whatever is waiting", and its data_json is not read (invalid JSON is
+ * told only once there is room, which there never is). It was framed
+ * first: WS_EJSON for invalid text, and a JSON check and an allocation per
+ * try. */
+Test(regress, a_post_past_max_posted_is_etoobig_before_its_json_is_read) {
+  ws_server *s = mk(small_post_queue); /* max_posted 4096 */
+  static char bad[5000], good[5000];
+  memset(bad, '{', sizeof bad); /* not JSON */
+  memset(good, 'x', sizeof good);
+  good[0] = good[4095] = '"'; /* a 4096-byte JSON string */
+  test_alloc_reset(0);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", bad, 4096), WS_ETOOBIG);
+  cr_expect_eq(ws_post(s, WS_POST_GROUP, "g", "m", bad, 4500), WS_ETOOBIG);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", good, 4096), WS_ETOOBIG);
+  cr_expect_eq(test_alloc_count(), 0, "%ld allocations for a post that "
+               "could never fit", test_alloc_count());
+  cr_expect_eq(ws_server_shutdown(s, 0), WS_OK);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", bad, 4096), WS_ETOOBIG,
+               "whatever is waiting, shutdown included");
+  done(s, NULL, NULL);
+}
+
 /* A delivery runs on_log (a slow consumer); the host posts and ticks from
  * there, or shuts down. The drain had taken the whole list: the nested
  * tick delivered the newer post first, and a shutdown lost the older one. */
