@@ -571,7 +571,10 @@ enum ws_refusal {
 typedef struct ws_stats {
   uint64_t conns_open;        /* open WebSocket connections (as
                                  ws_server_conn_count: closing ones too) */
-  uint64_t conns_pending;     /* connections still in the handshake */
+  uint64_t conns_pending;     /* connections not opened and not ended:
+                                 in the handshake, or refused (or
+                                 answered by on_http) with that answer
+                                 still being written */
   uint64_t conns_total;       /* upgrades accepted since start */
   uint64_t refusals[WS_REFUSE_COUNT_];
   uint64_t msgs_in, bytes_in;   /* messages received, bytes fed */

@@ -544,3 +544,28 @@ Test(pinned_upgrade, shutdown_from_on_upgrade_ends_it_unanswered) {
   cr_assert_eq(k_stats(s).conns_open, 0);
   k_done(s, &A);
 }
+
+/* conns_pending, as the header now words it: every connection not opened
+ * and not yet ended, the ones whose refusal (or on_http's answer) is still
+ * being written included, not only those in their handshake. A shutdown
+ * leaves those to drain (it ends at once only one whose request is not
+ * answered yet). */
+Test(pinned_upgrade, conns_pending_counts_a_refusal_until_it_is_written) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  ws_server *s = k_server(&cfg);
+  static mt_conn A;
+  mt_open(&A, s);
+  A.would_block = 1;
+  mt_feed_str(&A, "GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n", MT_WHOLE);
+  ws_stats st = k_stats(s);
+  cr_assert_eq(st.refusals[WS_REFUSE_NOT_FOUND], 1);
+  cr_assert_eq(st.conns_pending, 1, "its 404 is not written yet");
+  cr_assert_eq(ws_server_shutdown(s, 1000), WS_OK);
+  cr_assert_eq(A.closes, 0, "a shutdown lets the answer drain");
+  A.would_block = 0;
+  mt_pump(&A);
+  cr_assert_eq(A.closes, 1);
+  cr_assert_eq(k_stats(s).conns_pending, 0);
+  k_done(s, &A);
+}
