@@ -742,7 +742,9 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
  * from a callback of another request that on_http drives (answer after it
  * returns), or the request was answered already), WS_ECLOSED (on_http closed it
  * first, e.g. ws_conn_close or ws_server_shutdown: nothing is sent),
- * WS_ETOOBIG (len of 4 GiB or more), WS_ENOMEM. */
+ * WS_ETOOBIG (the answer, head and body, would be 4 GiB or more: nothing
+ * is sent and the request may still be answered), WS_ENOMEM (the
+ * connection is then closed unanswered). */
 WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
                                    const char *content_type, const void *body,
                                    size_t len);

@@ -109,6 +109,13 @@ int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
   /* Closed from inside on_http (ws_conn_close, ws_server_shutdown): the
    * connection is on its way to be freed and its transport is closed. */
   if (c->state != WS__HANDSHAKE) return WS_ECLOSED;
+  /* The whole answer in one buffer (32-bit length): the head and the lines
+   * added may take a body under the limit above past it. Told before
+   * respond(), which ends the connection when it cannot build one. */
+  if (ws__response_http(NULL, 0, status, content_type, NULL,
+                        ws__hdrs_peek(c), body, len) >
+      UINT32_MAX - sizeof(ws__buf))
+    return WS_ETOOBIG;
   return respond(c, status, content_type, NULL, body, len);
 }
 

@@ -215,3 +215,38 @@ Test(response_edges, nested_realloc_is_safe) {
   done(s);
   mt_free(&a), mt_free(&b);
 }
+
+/* ---- ws_conn_http_respond's WS_ETOOBIG --------------------------------- */
+/* An answer that no buffer holds (its head and body past 4 GiB: a body of
+ * len under the documented 4 GiB with the lines the host added) is
+ * WS_ETOOBIG, the connection untouched, so on_http can still answer
+ * (UINT32_MAX - 2080 is the largest len it let through). It
+ * was WS_ENOMEM with the connection ended (1006), unanswered. The body is
+ * never read: the size is told from len. */
+static int big_rc[3];
+static int http_big(ws_conn *c, const ws_request *req, void *ud) {
+  static char lines[3000], one[1];
+  (void)req, (void)ud;
+  memset(lines, 'v', sizeof lines - 1);
+  cr_assert_eq(ws_conn_add_header(c, "X-A", lines), WS_OK);
+  big_rc[0] = ws_conn_http_respond(c, 200, NULL, one,
+                                   (size_t)UINT32_MAX - 2080);
+  big_rc[1] = ws_conn_http_respond(c, 200, NULL, one, (size_t)UINT32_MAX);
+  big_rc[2] = ws_conn_http_respond(c, 413, NULL, "too big", 7);
+  return 0;
+}
+
+Test(response_edges, an_answer_past_a_buffer_is_etoobig_and_leaves_the_request) {
+  mt_conn a;
+  char head[8192];
+  ws_server *s = mk(0, NULL, http_big);
+  mt_open(&a, s);
+  mt_feed_str(&a, "GET /page HTTP/1.1\r\nHost: a\r\n\r\n", MT_WHOLE);
+  mt_pump(&a);
+  cr_expect_eq(big_rc[0], WS_ETOOBIG, "%s", ws_err_name(big_rc[0]));
+  cr_expect_eq(big_rc[1], WS_ETOOBIG);
+  cr_expect_eq(big_rc[2], WS_OK, "%s", ws_err_name(big_rc[2]));
+  cr_expect_eq(mt_http_response(&a, head, sizeof head, NULL, NULL), 413);
+  done(s);
+  mt_free(&a);
+}
