@@ -734,8 +734,9 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
  * (content_type, or "text/plain" when NULL), Content-Length,
  * Connection: close, body (copied); then the connection is closed once it
  * is written. To a HEAD request the body is left out (Content-Length
- * still says its size, RFC 9110 9.3.2), as from every refusal. A 1xx, 204 or 304 carries no content (RFC 9110 6.4.1): no
- * Content-Type, Content-Length or body. Lines added with ws_conn_add_header
+ * still says its size, RFC 9110 9.3.2), as from every refusal. A 1xx, 204
+ * or 304 carries no content (RFC 9110 6.4.1): no Content-Type,
+ * Content-Length or body. Lines added with ws_conn_add_header
  * come after Connection. Errors: WS_EINVAL (status outside
  * 100-999, body NULL with len > 0, a body with 1xx/204/304, a control
  * character such as CR or LF in content_type), WS_ESTATE (not in on_http,
@@ -885,8 +886,8 @@ WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
  * ownership record: a closing connection is not found, which may take up
  * to close_timeout_ms, and a newer one takes its id meanwhile under
  * WS_DUP_REPLACE and WS_DUP_REFUSE (under WS_DUP_REPLACE_SAME_USER only
- * one bound to the same user: another user's gets 409). A host that ties device ids to users keeps its own
- * table, as examples/chat.c does. */
+ * one bound to the same user: another user's gets 409). A host that ties
+ * device ids to users keeps its own table, as examples/chat.c does. */
 WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
                                          const char *device_id);
 /* Binds the connection to a user (copied), replacing a previous one; NULL
