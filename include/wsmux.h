@@ -768,8 +768,10 @@ WS_EXTERN int ws_conn_http_respond(ws_conn *c, int status,
  * (ws_conn_http_respond's argument), Transfer-Encoding, Upgrade and every
  * Sec-WebSocket-* name, compared case-insensitively), WS_ESTATE (outside
  * those two callbacks, after the response was queued, e.g. from on_open,
- * or under ws_conn_upgrade_answer, whose responses the host's HTTP server
- * writes: add the lines with its own API), WS_ECLOSED (the callback closed
+ * from a callback of another request that the callback drives (add the
+ * lines after it returns), or under ws_conn_upgrade_answer, whose
+ * responses the host's HTTP server writes: add the lines with its own
+ * API), WS_ECLOSED (the callback closed
  * the connection first), WS_ETOOBIG (past WS_MAX_ADDED_HEADERS bytes),
  * WS_ENOMEM. */
 WS_EXTERN int ws_conn_add_header(ws_conn *c, const char *name,
