@@ -405,6 +405,57 @@ int ws__check_host(const ws__reqview *rv, const char **why) {
   return 400;
 }
 
+/* A Content-Length value: 1*DIGIT, its digits after any leading zeros
+ * returned in *d (an empty span for 0). 0 if it is not a number (a
+ * list, a sign, nothing). */
+static int content_length_digits(const ws_header *h, const char **d,
+                                 size_t *n) {
+  size_t i = 0;
+  if (h->value_len == 0) return 0;
+  for (i = 0; i < h->value_len; i++)
+    if (h->value[i] < '0' || h->value[i] > '9') return 0;
+  for (i = 0; i < h->value_len && h->value[i] == '0'; i++) {}
+  *d = h->value + i;
+  *n = h->value_len - i;
+  return 1;
+}
+
+/* The last coding a Transfer-Encoding value lists (after the last comma,
+ * OWS trimmed). */
+static size_t last_coding(const ws_header *h, const char **item) {
+  size_t i = h->value_len;
+  while (i > 0 && h->value[i - 1] != ',') i--;
+  *item = h->value + i;
+  return ws__trim_ows(item, h->value_len - i);
+}
+
+int ws__check_framing(const ws__reqview *rv, const char **why) {
+  const char *first = NULL, *d, *te = NULL;
+  size_t first_len = 0, n, te_len = 0, i;
+  int te_seen = 0;
+  for (i = 0; i < rv->header_count; i++) {
+    const ws_header *h = &rv->headers[i];
+    if (ws__ascii_caseeq(h->name, h->name_len, "Content-Length", 14)) {
+      if (!content_length_digits(h, &d, &n) ||
+          (first && (n != first_len || memcmp(d, first, n) != 0))) {
+        *why = "invalid Content-Length";
+        return 400;
+      }
+      first = d;
+      first_len = n;
+    } else if (ws__ascii_caseeq(h->name, h->name_len, "Transfer-Encoding",
+                                17)) {
+      te_seen = 1;
+      te_len = last_coding(h, &te);
+    }
+  }
+  if (te_seen && !ws__ascii_caseeq(te, te_len, "chunked", 7)) {
+    *why = "invalid Transfer-Encoding";
+    return 400;
+  }
+  return 0;
+}
+
 static int check_upgrade_tokens(const ws__reqview *rv, int is_upgrade,
                                 const char **why) {
   if (!is_upgrade) {

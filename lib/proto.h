@@ -149,6 +149,11 @@ void ws__upgrade_validate(const ws__reqview *rv, ws__upgrade_check *out);
  * [":" port] (ws__host_value_ok). 0, or 400 with *why set. */
 int ws__check_host(const ws__reqview *rv, const char **why);
 int ws__host_value_ok(const char *v, size_t n);
+/* RFC 9112 6.3 items 4 and 5 for a request on_http may see: a
+ * Content-Length that is not one number (1*DIGIT; several lines must
+ * agree), or a Transfer-Encoding whose final coding is not chunked, leaves
+ * its content's length unknown: 400 with *why set, else 0. */
+int ws__check_framing(const ws__reqview *rv, const char **why);
 /* Empty lines a request may start with (RFC 9112 2.2); past them, 400. */
 #define WS__HTTP_EMPTY_LINES_MAX 4
 /* Bytes of CR and LF at the start of buf (the empty lines before a request

@@ -376,8 +376,11 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
    * server's query parser would); an upgrade's fails it. */
   if (!chk.is_upgrade) {
     const char *why;
-    /* Every request's Host, not only an upgrade's (on_http's too). */
+    /* Every request's Host, not only an upgrade's (on_http's too), and
+     * its content's framing (RFC 9112 6.3: a Content-Length that is no
+     * number is a 400, not a page). */
     int status = ws__check_host(rv, &why);
+    if (!status) status = ws__check_framing(rv, &why);
     return status ? refuse(c, status, why) : plain_http(c);
   }
   if (err == WS_EPROTO) return refuse(c, 400, "bad percent-encoding");

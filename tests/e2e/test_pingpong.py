@@ -157,6 +157,32 @@ def test_head_and_other_methods_on_the_page(pingpong):
         conn.close()
 
 
+def test_page_request_with_unknown_content_length_is_400(pingpong):
+    """RFC 9112 6.3 items 4 and 5: a request whose content length cannot
+    be determined (a Content-Length that is no number, two that differ, a
+    Transfer-Encoding not ending in chunked) is a 400, not the page (it was
+    a 200 from on_http)."""
+    def answer(head):
+        with socket.create_connection(("127.0.0.1", pingpong.port),
+                                      timeout=TIMEOUT) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head +
+                      b"\r\n")
+            raw = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return raw
+                raw += chunk
+    for head in (b"Content-Length: abc\r\n",
+                 b"Content-Length: 1\r\nContent-Length: 2\r\n",
+                 b"Content-Length: 1, 2\r\n",
+                 b"Transfer-Encoding: gzip\r\n"):
+        raw = answer(head)
+        assert raw.startswith(b"HTTP/1.1 400 "), (head, raw[:80])
+        assert b"invalid " in raw, raw
+    assert answer(b"Content-Length: 0\r\n").startswith(b"HTTP/1.1 200 ")
+
+
 def test_refusals(pingpong):
     async def go():
         assert await refused_status(f"{pingpong.ws}/ws") == 400

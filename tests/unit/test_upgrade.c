@@ -1822,6 +1822,45 @@ Test(upgrade, plain_request_host_is_checked_before_on_http) {
              WS_REFUSE_NOT_FOUND, NULL, NULL);
 }
 
+/* RFC 9112 6.3 (items 4 and 5): a request whose content length cannot be
+ * determined is a 400 before on_http sees it, as a bad Host is. It was a
+ * 200 from on_http (found by a red-team review). */
+Test(upgrade, plain_request_framing_is_checked_before_on_http) {
+  static const char *const bad[] = {
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+      "Content-Length: 2\r\n\r\n",
+      "GET / HTTP/1.0\r\nContent-Length: 0x10\r\n\r\n",
+  };
+  static const char *const bad_te[] = {
+      "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip"
+      "\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+      "Transfer-Encoding: identity\r\n\r\n",
+  };
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    refuse_str(with_http, NULL, bad[i], 400, WS_REFUSE_BAD_REQUEST, NULL,
+               "invalid Content-Length");
+  for (i = 0; i < sizeof bad_te / sizeof bad_te[0]; i++)
+    refuse_str(with_http, NULL, bad_te[i], 400, WS_REFUSE_BAD_REQUEST, NULL,
+               "invalid Transfer-Encoding");
+  cr_assert_eq(R.http_calls, 0);
+  /* Framing that is known stays on_http's (it answers and closes). */
+  refuse_str(NULL, NULL,
+             "GET /nope HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n"
+             "Content-Length: 7\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+             404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+  refuse_str(NULL, NULL,
+             "GET /nope HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+             404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+}
+
 Test(upgrade, refusal_426_lists_upgrade_in_connection) {
   refuse_str(NULL, NULL, "GET /ws HTTP/1.1\r\nHost: example.com\r\n\r\n", 426,
              WS_REFUSE_VERSION, "\r\nConnection: Upgrade, close\r\n", NULL);
