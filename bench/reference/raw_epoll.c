@@ -324,6 +324,11 @@ static void do_handshake(struct conn *c) {
     memmove(c->in, c->in + used, c->inlen - used);
     c->inlen -= used;
   }
+  if (c->inlen == 0) { /* the request is done with: an idle socket keeps no buffer */
+    free(c->in);
+    c->in = NULL;
+    c->incap = 0;
+  }
   c->batching = 0;
   flush(c);
 }
