@@ -13,7 +13,11 @@
  *
  * Every server frame is compared byte for byte (header and payload) with the
  * exact frame expected; anything else, or a reply that never arrives, is an
- * error. The process exits 0 only with zero errors.
+ * error. Once the last expected reply is in, every connection is read for
+ * QUIET_MS more: a frame then is one too many (a duplicate, or a reply to
+ * nothing), which also catches a duplicate taken mid-run as the reply to a
+ * later request (the replies are identical), since it leaves one over at the
+ * end. The process exits 0 only with zero errors.
  *
  * Modes:
  *   rtt       C connections, 1 ping in flight each (closed loop)
@@ -199,7 +203,11 @@ static int nconns; /* total connections (fanout: receivers + 1 sender) */
 static int epfd = -1;
 static struct sockaddr_in srv_addr;
 
-enum phase { PH_CONNECT, PH_HOLD, PH_RUN, PH_DRAIN, PH_VERIFY, PH_DONE };
+enum phase { PH_CONNECT, PH_HOLD, PH_RUN, PH_DRAIN, PH_VERIFY, PH_QUIET, PH_DONE };
+
+/* After the last expected reply: how long extra frames are still looked for
+ * (outside the measured window). */
+#define QUIET_MS 200
 static enum phase phase = PH_CONNECT;
 
 /* statistics */
@@ -909,10 +917,10 @@ int main(int argc, char **argv) {
 
   uint64_t t0 = now_ns();
   uint64_t hard_deadline = t0 + (uint64_t)(opt.timeout * 1e9);
-  uint64_t window_start = 0, window_end = 0, drain_deadline = 0, hold_end = 0;
+  uint64_t window_start = 0, window_end = 0, drain_deadline = 0, hold_end = 0, quiet_end = 0;
   uint64_t t_done = 0;
   uint64_t srv_cpu0 = UINT64_MAX, srv_cpu1 = UINT64_MAX, lg_cpu0 = 0, lg_cpu1 = 0;
-  int timed_out = 0;
+  int timed_out = 0, window_cpu_taken = 0;
   double hs_per_s = 0.0;
 
   t_first_connect = t_progress = now_ns();
@@ -990,9 +998,17 @@ int main(int argc, char **argv) {
     if (phase == PH_DRAIN || phase == PH_VERIFY) {
       int pending = opt.mode == M_FANOUT ? bc_outstanding : inflight_total > 0;
       if (!pending) {
+        /* the measured window ends here; the quiet check is outside it */
         t_done = t;
-        phase = PH_DONE;
-        break;
+        if (opt.mode != M_IDLE) {
+          if (opt.server_pid && srv_cpu0 != UINT64_MAX)
+            srv_cpu1 = proc_cpu_us(opt.server_pid);
+          lg_cpu1 = self_cpu_us();
+          window_cpu_taken = 1;
+        }
+        phase = PH_QUIET;
+        quiet_end = t + (uint64_t)QUIET_MS * 1000000ull;
+        continue;
       }
       if (t >= drain_deadline) {
         if (opt.mode == M_FANOUT) {
@@ -1008,6 +1024,10 @@ int main(int argc, char **argv) {
         phase = PH_DONE;
         break;
       }
+    }
+    if (phase == PH_QUIET && t >= quiet_end) {
+      phase = PH_DONE;
+      break;
     }
     if (opt.mode == M_FANOUT && bc_outstanding && bc_remaining <= 0) {
       fanout_check_done(t); /* the missing receivers died */
@@ -1026,6 +1046,8 @@ int main(int argc, char **argv) {
       next = hold_end;
     if ((phase == PH_DRAIN || phase == PH_VERIFY) && drain_deadline < next)
       next = drain_deadline;
+    if (phase == PH_QUIET && quiet_end < next)
+      next = quiet_end;
     int tmo = next > t ? (int)((next - t + 999999) / 1000000) : 0;
     if (tmo > 100)
       tmo = 100;
@@ -1053,9 +1075,11 @@ int main(int argc, char **argv) {
     }
     secs = t_last_open > t_first_connect ? (double)(t_last_open - t_first_connect) / 1e9 : 0.0;
   } else {
-    if (opt.server_pid && srv_cpu0 != UINT64_MAX)
-      srv_cpu1 = proc_cpu_us(opt.server_pid);
-    lg_cpu1 = self_cpu_us();
+    if (!window_cpu_taken) { /* ended early: a timeout or failed connections */
+      if (opt.server_pid && srv_cpu0 != UINT64_MAX)
+        srv_cpu1 = proc_cpu_us(opt.server_pid);
+      lg_cpu1 = self_cpu_us();
+    }
     nops = ops;
     uint64_t end = t_done ? t_done : now_ns();
     secs = window_start && end > window_start ? (double)(end - window_start) / 1e9 : 0.0;
