@@ -36,7 +36,7 @@
  *   p50/p90/p99/max_us    latency (fanout: full-fanout latency per broadcast)
  *   samples, bcasts       latency samples; broadcasts completed (fanout)
  *   hs_per_s              handshake rate of the connect phase
- *   srv_cpu_us            --server-pid utime+stime over the window, -1 if none
+ *   srv_cpu_us            --server-pid CPU time over the window, -1 if none
  *   lg_cpu_pct            loadgen CPU over the window, % of one core
  *   lg_cpu_total_us       loadgen CPU for the whole run
  *   timeout, errors       hard timeout hit; wrong/missing replies and failures
@@ -103,7 +103,7 @@ static void usage(FILE *f) {
           "  --hold      idle: seconds to hold after READY, default 3\n"
           "  --timeout   hard timeout in seconds, default derived\n"
           "  --batch     max handshakes in progress at once, default 256\n"
-          "  --server-pid  sample that process's utime+stime over the window\n");
+          "  --server-pid  sample that process's CPU time over the window\n");
 }
 
 /* ------------------------------------------------------------------ */
@@ -117,7 +117,15 @@ static uint64_t now_ns(void) {
 }
 
 static uint64_t proc_cpu_us(int pid) {
-  /* utime + stime of pid in microseconds, or UINT64_MAX on failure. */
+  /* CPU time of pid (all its threads) in microseconds, or UINT64_MAX on
+   * failure. From its CPU-time clock, to the nanosecond: /proc/PID/stat's
+   * utime and stime (the fallback) count clock ticks of 10 ms, each
+   * truncated, which is +-20 ms on a window: 5% of the 0.4 s a server
+   * spends on 10,000 handshakes. */
+  clockid_t cid;
+  struct timespec ts;
+  if (clock_getcpuclockid((pid_t)pid, &cid) == 0 && clock_gettime(cid, &ts) == 0)
+    return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000u;
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", pid);
   FILE *f = fopen(path, "r");
