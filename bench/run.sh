@@ -77,7 +77,7 @@ if [ "$SMOKE" = 1 ]; then
 else
   : "${ROUNDS:=3}" "${DURATION:=3}"
   HOLD=2
-  PAUSE=0.3 # between tests: lets the server finish closing the last batch
+  PAUSE=0.3 # between tests (then settle: the server has closed the last batch)
   TESTS=(
     "idle_c10000         idle     10000"
     "rtt_c1              rtt      1"
@@ -153,6 +153,26 @@ busy_us() { # machine-wide busy time (all CPUs, idle and iowait excluded) in us
   local l
   read -ra l </proc/stat # cpu user nice system idle iowait irq softirq steal
   echo $(((l[1] + l[2] + l[3] + l[6] + l[7] + l[8]) * 1000000 / CLK_TCK))
+}
+
+sched_us() { # CPU time of pid's live threads in microseconds (schedstat: ns), -1 if gone
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1; n++ } END { print n ? int(s / 1000) : -1 }'
+}
+
+# Waits until the server is idle (under 2 ms of CPU in 100 ms; at most 10 s):
+# a test's connections close when its loadgen exits, and a server still
+# closing them would charge that to the next test's window (lws takes about
+# 0.3 s of CPU to close 10,000, past PAUSE). Says so on stderr if it never is.
+settle() {
+  local i c0 c1
+  for i in $(seq 1 100); do
+    c0=$(sched_us "$SERVER_PID")
+    sleep 0.1
+    c1=$(sched_us "$SERVER_PID")
+    { [ "$c0" -lt 0 ] || [ "$c1" -lt 0 ]; } && return 0
+    [ $((c1 - c0)) -lt 2000 ] && return 0
+  done
+  echo "run.sh: server still busy after 10 s, going on" >&2
 }
 
 rss_kib() {
@@ -310,6 +330,7 @@ for round in $(seq 1 "$ROUNDS"); do
       continue
     fi
     sleep "$PAUSE"
+    settle
     for spec in "${TESTS[@]}"; do
       if ! run_test "$round" "$name" "$spec" "$log"; then
         echo "run.sh: $name died, see $log; restarting it" >&2
@@ -320,6 +341,7 @@ for round in $(seq 1 "$ROUNDS"); do
         fi
       fi
       sleep "$PAUSE"
+      settle
     done
     if [ -n "$SERVER_PID" ] && ! stop_server; then
       echo "run.sh: $name did not stop cleanly ($STOP_STATUS), see $log" >&2
