@@ -31,6 +31,18 @@
 
 static size_t g_out_bytes;
 static unsigned long g_pongs;
+/* While g_cap is set, the sinks also copy what they are given there (at
+ * most g_cap_max bytes; g_cap_len counts all of it), so that the replies
+ * can be compared byte for byte outside the timed loops. */
+static unsigned char *g_cap;
+static size_t g_cap_len, g_cap_max;
+
+static void capture(const void *d, size_t n) {
+  if (g_cap && g_cap_len < g_cap_max)
+    memcpy(g_cap + g_cap_len, d,
+           n < g_cap_max - g_cap_len ? n : g_cap_max - g_cap_len);
+  g_cap_len += n;
+}
 
 static double now_s(void) {
   struct timespec t;
@@ -39,7 +51,8 @@ static double now_s(void) {
 }
 
 static ssize_t sink_send(ws_conn *c, void *t, const void *d, size_t n) {
-  (void)c, (void)t, (void)d;
+  (void)c, (void)t;
+  if (g_cap) capture(d, n);
   g_out_bytes += n;
   return (ssize_t)n;
 }
@@ -48,7 +61,10 @@ static ssize_t sink_sendv(ws_conn *c, void *t, const ws_iovec *iov, int n) {
   size_t total = 0;
   int i;
   (void)c, (void)t;
-  for (i = 0; i < n; i++) total += iov[i].len;
+  for (i = 0; i < n; i++) {
+    if (g_cap) capture(iov[i].base, iov[i].len);
+    total += iov[i].len;
+  }
   g_out_bytes += total;
   return (ssize_t)total;
 }
@@ -144,21 +160,64 @@ static ws_conn *connect_one(ws_server *s, int id) {
   return c;
 }
 
-/* Feeds `batch` pings per call for `secs` seconds; returns pongs/s. */
+static const char k_pong[] = "\x81\x1b{\"action\":\"pong\",\"data\":\"\"}";
+#define PONG_LEN (sizeof(k_pong) - 1)
+
+/* Runs fn(arg) with the sinks' output captured and checks it is n copies
+ * of the frame want (len bytes): no figure comes from wrong replies. */
+static void expect_output(void (*fn)(void *), void *arg, const void *want,
+                          size_t len, size_t n, const char *what) {
+  static unsigned char cap[64 * 1024];
+  size_t i;
+  g_cap = cap, g_cap_len = 0, g_cap_max = sizeof cap;
+  fn(arg);
+  g_cap = NULL;
+  if (g_cap_len != len * n || len * n > sizeof cap) {
+    fprintf(stderr, "%s: %zu bytes out, %zu expected\n", what, g_cap_len,
+            len * n);
+    exit(1);
+  }
+  for (i = 0; i < n; i++)
+    if (memcmp(cap + i * len, want, len) != 0) {
+      fprintf(stderr, "%s: reply %zu differs\n", what, i);
+      exit(1);
+    }
+}
+
+typedef struct feed_arg {
+  ws_conn *c;
+  const unsigned char *p;
+  size_t len;
+} feed_arg;
+
+static void feed_once(void *arg) {
+  feed_arg *f = arg;
+  ws_conn_feed(f->c, f->p, f->len);
+}
+
+/* Feeds `batch` pings per call for `secs` seconds; returns pongs/s. The
+ * replies to one call are compared byte for byte first, and the bytes of
+ * all of them are counted. */
 static double bench_pingpong(ws_conn *c, int batch, double secs) {
   unsigned char buf[64 * 32];
-  size_t one = mask_frame(buf, "{\"action\":\"ping\"}"), len = 0;
-  unsigned long start_pongs = g_pongs, iters = 0;
-  double t0 = now_s(), t;
+  size_t one = mask_frame(buf, "{\"action\":\"ping\"}"), len = 0, out0;
+  unsigned long start_pongs, iters = 0;
+  double t0, t;
   int i;
   for (i = 0; i < batch; i++) memcpy(buf + len, buf, one), len += one;
+  {
+    feed_arg f = {c, buf, len};
+    expect_output(feed_once, &f, k_pong, PONG_LEN, (size_t)batch, "pong");
+  }
+  start_pongs = g_pongs, out0 = g_out_bytes, t0 = now_s();
   do {
     int k;
     for (k = 0; k < 1000; k++) ws_conn_feed(c, buf, len);
     iters += 1000;
     t = now_s();
   } while (t - t0 < secs);
-  if (g_pongs - start_pongs != iters * (unsigned long)batch) {
+  if (g_pongs - start_pongs != iters * (unsigned long)batch ||
+      g_out_bytes - out0 != (g_pongs - start_pongs) * PONG_LEN) {
     fprintf(stderr, "lost pongs\n");
     exit(1);
   }
@@ -168,7 +227,6 @@ static double bench_pingpong(ws_conn *c, int batch, double secs) {
 /* The reference: unmask the same frame and copy a prepared pong. */
 static double bench_floor(double secs) {
   unsigned char in[64], work[64], out[64];
-  static const char pong[] = "\x81\x1b{\"action\":\"pong\",\"data\":\"\"}";
   size_t n = mask_frame(in, "{\"action\":\"ping\"}"), i;
   unsigned long ops = 0;
   volatile size_t sink = 0;
@@ -179,7 +237,7 @@ static double bench_floor(double secs) {
       memcpy(work, in, n);
       for (i = 6; i < n; i++) work[i] ^= work[2 + (i - 6) % 4];
       if (memcmp(work + 6, "{\"action\":\"ping\"}", n - 6) == 0)
-        memcpy(out, pong, sizeof(pong) - 1), sink += out[1];
+        memcpy(out, k_pong, PONG_LEN), sink += out[1];
     }
     ops += 100000;
     t = now_s();
@@ -188,27 +246,69 @@ static double bench_floor(double secs) {
   return (double)ops / (t - t0);
 }
 
+typedef struct bc_arg {
+  ws_server *s;
+  const char *data;
+  size_t len;
+} bc_arg;
+
+static void broadcast_to_d0(void *arg) {
+  bc_arg *b = arg;
+  static const char *const d0[] = {"d0"};
+  ws_broadcast_json(b->s, "bc", b->data, b->len, d0, 1);
+}
+
+/* The frame a receiver gets for {"action":"bc","data":<data>} (len bytes
+ * of data, under 64 KiB); malloc'd, its length in *n. */
+static unsigned char *bc_frame(const char *data, size_t len, size_t *n) {
+  static const char head[] = "{\"action\":\"bc\",\"data\":";
+  size_t pl = sizeof(head) - 1 + len + 1, h = pl < 126 ? 2 : 4;
+  unsigned char *f = malloc(h + pl);
+  f[0] = 0x81;
+  if (h == 2) {
+    f[1] = (unsigned char)pl;
+  } else {
+    f[1] = 126, f[2] = (unsigned char)(pl >> 8), f[3] = (unsigned char)pl;
+  }
+  memcpy(f + h, head, sizeof(head) - 1);
+  memcpy(f + h + sizeof(head) - 1, data, len);
+  f[h + pl - 1] = '}';
+  *n = h + pl;
+  return f;
+}
+
 /* ids: NULL for everyone, or nids device ids, each looked up by name (the
- * device index: a keyed hash and a probe per id). */
+ * device index: a keyed hash and a probe per id). One receiver's frame is
+ * compared byte for byte first, and the bytes to all of them counted. */
 static double bench_broadcast(ws_server *s, size_t size, int rounds,
                               const char *const *ids, size_t nids) {
   char *data = malloc(size + 3);
+  unsigned char *want;
+  size_t flen, out0;
   double t0, t;
   int i, n = 0;
   data[0] = '"';
   memset(data + 1, 'x', size);
   data[size + 1] = '"';
+  want = bc_frame(data, size + 2, &flen);
+  {
+    bc_arg b = {s, data, size + 2};
+    expect_output(broadcast_to_d0, &b, want, flen, 1, "broadcast");
+  }
+  out0 = g_out_bytes;
   t0 = now_s();
   for (i = 0; i < rounds; i++) {
     n = ws_broadcast_json(s, "bc", data, size + 2, ids, nids);
     ws_server_tick(s, 0);
   }
-  if (n != (int)ws_server_conn_count(s)) { /* every one is open */
-    fprintf(stderr, "broadcast reached %d of %zu connections\n", n,
-            ws_server_conn_count(s));
+  t = now_s();
+  if (n != (int)ws_server_conn_count(s) || /* every one is open */
+      g_out_bytes - out0 != (size_t)rounds * (size_t)n * flen) {
+    fprintf(stderr, "broadcast reached %d of %zu connections, %zu bytes\n",
+            n, ws_server_conn_count(s), g_out_bytes - out0);
     exit(1);
   }
-  t = now_s();
+  free(want);
   free(data);
   return (t - t0) * 1e9 / ((double)rounds * (double)n);
 }

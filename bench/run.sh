@@ -355,7 +355,7 @@ ELAPSED=$(($(date +%s) - START))
 # Medians over rounds per (test, server); ratios against "raw" when present.
 #   ops/s     loadgen ops_per_s (idle: handshakes/s, fanout: deliveries/s)
 #   p99_us    loadgen p99 (fanout: send until the last receiver has it)
-#   cpu/op    server utime+stime over the loadgen's measured window / ops
+#   cpu/op    server CPU time (its CPU-time clock, read by loadgen) over the measured window / ops
 #             (idle: per handshake). cpu_test_us in results.tsv is the whole
 #             test as sampled by this script, setup and teardown included.
 #   KiB/conn  idle only: (VmRSS at READY - VmRSS before the test) / conns
@@ -403,7 +403,7 @@ END {
 cat <<'EOF_LEGEND' | tee -a "$OUT/summary.txt"
 medians over rounds; "x raw" = server / raw_epoll. ops/s: round trips (idle:
 handshakes, fanout: deliveries); p99_us: round trip (fanout: send until the
-last receiver has it); cpu_us/op: server utime+stime in the measured window
+last receiver has it); cpu_us/op: server CPU time in the measured window
 per op (idle: per handshake); KiB/conn: idle VmRSS growth per connection;
 lg%: loadgen CPU (near 100 = loadgen-bound); oth%: other processes' CPU.
 EOF_LEGEND
