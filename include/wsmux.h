@@ -446,7 +446,9 @@ typedef struct ws_config {
   /* --- deadlines, in milliseconds (0 disables one) ------------------- */
   /* Default 10000. A request begun and not complete by then is answered
    * 408 (counted as WS_REFUSE_OTHER) and closed; a socket that sent no
-   * byte is closed unanswered. */
+   * byte is closed unanswered, and so is one whose complete request a
+   * callback of its own (on_upgrade, on_http...) is still processing when
+   * a tick from there passes the deadline. */
   uint32_t handshake_timeout_ms;
   uint32_t idle_timeout_ms;      /* read idle; default 60000 */
   uint32_t ping_interval_ms;     /* server ping after this quiet; 30000 */

@@ -433,9 +433,13 @@ static void buffer_free(ws_conn *c) {
  * 15.5.9), as Apache and Node answer one; a socket that sent nothing is
  * closed unanswered, as nginx and Go do: it may be a browser's speculative
  * connection, which no response was asked of. The 408 is the connection's
- * first output, so the empty socket buffer takes it at once. */
+ * first output, so the empty socket buffer takes it at once. A request
+ * that is complete (c->req: the deadline passed in a callback of its own
+ * processing, which a tick from there fires) is no 408's: it ends
+ * unanswered, and the processing on the stack, which reads the buffered
+ * head, sees it ended. */
 void ws__upgrade_expired(ws_conn *c) {
-  if (c->buf_len == 0) {
+  if (c->buf_len == 0 || c->req != NULL) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "handshake timeout");
     return;
   }

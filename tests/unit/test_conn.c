@@ -549,6 +549,86 @@ Test(conn, handshake_timeout_closes_a_silent_socket_unanswered) {
   finish();
 }
 
+/* The deadline passes while the request, complete, is being processed: a
+ * callback of its own upgrade (on_upgrade, check_origin) or on_http ticks
+ * the server past it. The request is not incomplete, so no 408 (RFC 9110
+ * 15.5.9); the connection ends unanswered, as it did before the 408, and
+ * the upgrade goes no further: no 101 after it, no on_open. With the
+ * request fed in pieces (its head buffered), the 408 had freed the buffer
+ * the upgrade still read (the key), queued a 408 and then the 101 behind
+ * it, and opened the connection. */
+static struct {
+  int where; /* 0 on_upgrade, 1 check_origin, 2 on_http */
+  int called, respond_rc;
+} DL;
+
+static int dl_on_upgrade(ws_conn *c, const ws_request *r, const char **why,
+                         void *ud) {
+  (void)c, (void)r, (void)why, (void)ud;
+  if (DL.where == 0) DL.called++, ws_server_tick(S, 20000);
+  return 0;
+}
+
+static int dl_check_origin(const ws_request *r, const char *origin,
+                           void *ud) {
+  (void)r, (void)origin, (void)ud;
+  if (DL.where == 1) DL.called++, ws_server_tick(S, 20000);
+  return 1;
+}
+
+static int dl_on_http(ws_conn *c, const ws_request *r, void *ud) {
+  (void)r, (void)ud;
+  DL.called++;
+  ws_server_tick(S, 20000);
+  DL.respond_rc = ws_conn_http_respond(c, 200, NULL, "ok", 2);
+  return 0;
+}
+
+static void dl_cfg(ws_config *cfg) {
+  cfg->on_upgrade = dl_on_upgrade;
+  cfg->check_origin = dl_check_origin;
+  cfg->on_http = dl_on_http;
+}
+
+Test(conn, deadline_inside_the_requests_own_callbacks_is_no_408) {
+  int mode, where;
+  for (where = 0; where < 3; where++) {
+    for (mode = 0; mode < MT_MODES; mode++) {
+      char req[512];
+      size_t n = where == 2
+                     ? (size_t)snprintf(req, sizeof req,
+                                        "GET /page HTTP/1.1\r\nHost: h\r\n\r\n")
+                     : mt_request(req, sizeof(req), "a", NULL);
+      ws_stats st;
+      memset(&DL, 0, sizeof DL);
+      DL.where = where;
+      fixture(dl_cfg);
+      ws_server_tick(S, 0);
+      mt_open(&A, S);
+      mt_feed(&A, req, 10, MT_WHOLE); /* begun: its head is buffered */
+      mt_feed(&A, req + 10, n - 10, mode);
+      cr_assert_eq(DL.called, 1, "where %d, %s", where, MT_MODE_NAME(mode));
+      cr_assert_eq(A.closes, 1, "where %d, %s: %d closes, output %.*s",
+                   where, MT_MODE_NAME(mode), A.closes, (int)A.len,
+                   (const char *)A.out);
+      cr_assert_eq(A.len, 0, "where %d, %s: answered %.*s", where,
+                   MT_MODE_NAME(mode), (int)A.len, (const char *)A.out);
+      cr_assert_eq(G.on_open, 0, "where %d, %s: opened", where,
+                   MT_MODE_NAME(mode));
+      if (where == 2)
+        cr_assert_eq(DL.respond_rc, WS_ECLOSED, "%s",
+                     ws_err_name(DL.respond_rc));
+      ws_server_stats(S, &st, sizeof(st));
+      for (int k = 0; k < WS_REFUSE_COUNT_; k++)
+        cr_assert_eq(st.refusals[k], 0, "where %d: refusal %d counted", where,
+                     k);
+      cr_assert_eq(st.conns_pending, 0);
+      cr_assert_eq(st.conns_open, 0);
+      finish();
+    }
+  }
+}
+
 Test(conn, completed_handshake_cancels_the_handshake_deadline) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
