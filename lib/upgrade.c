@@ -437,8 +437,9 @@ static void buffer_free(ws_conn *c) {
  * that is complete (c->req: the deadline passed in a callback of its own
  * processing, which a tick from there fires) is no 408's: it ends
  * unanswered, and the processing on the stack, which reads the buffered
- * head, sees it ended. */
+ * head, sees it ended. On_log may have ended it at the deadline's line. */
 void ws__upgrade_expired(ws_conn *c) {
+  if (c->state != WS__HANDSHAKE) return; /* on_log closed it */
   if (c->buf_len == 0 || c->req != NULL) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "handshake timeout");
     return;

@@ -629,6 +629,37 @@ Test(conn, deadline_inside_the_requests_own_callbacks_is_no_408) {
   }
 }
 
+/* on_log closes the connection at the deadline's own log line: that close
+ * stands, and no refusal (408) is counted or logged for it after. */
+static int dl_logs_refused;
+static void dl_on_log(ws_server *s, int level, const char *line, void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (strstr(line, "handshake deadline passed") && A.c)
+    ws_conn_abort(A.c);
+  if (strstr(line, "upgrade refused")) dl_logs_refused++;
+}
+
+static void dl_log_cfg(ws_config *cfg) { cfg->on_log = dl_on_log; }
+
+Test(conn, deadline_closed_by_on_log_counts_no_408) {
+  char req[512];
+  size_t n = mt_request(req, sizeof(req), "a", NULL);
+  ws_stats st;
+  dl_logs_refused = 0;
+  fixture(dl_log_cfg);
+  ws_server_tick(S, 0);
+  mt_open(&A, S);
+  mt_feed(&A, req, n - 2, MT_WHOLE);
+  ws_server_tick(S, 10000);
+  cr_assert_eq(A.closes, 1);
+  cr_assert_eq(A.len, 0);
+  cr_assert_eq(dl_logs_refused, 0, "a refusal logged for a closed conn");
+  ws_server_stats(S, &st, sizeof(st));
+  for (int k = 0; k < WS_REFUSE_COUNT_; k++)
+    cr_assert_eq(st.refusals[k], 0, "refusal %d counted", k);
+  finish();
+}
+
 Test(conn, completed_handshake_cancels_the_handshake_deadline) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
