@@ -420,13 +420,23 @@ static int content_length_digits(const ws_header *h, const char **d,
   return 1;
 }
 
-/* The last coding a Transfer-Encoding value lists (after the last comma,
- * OWS trimmed). */
+/* The last coding a Transfer-Encoding value lists, OWS trimmed, in *item:
+ * its last element that is not empty (RFC 9110 5.6.1.2: a recipient
+ * ignores empty list elements, as in "chunked,"). 0 when it has none. */
 static size_t last_coding(const ws_header *h, const char **item) {
-  size_t i = h->value_len;
-  while (i > 0 && h->value[i - 1] != ',') i--;
-  *item = h->value + i;
-  return ws__trim_ows(item, h->value_len - i);
+  size_t end = h->value_len;
+  while (end > 0) {
+    size_t i = end, n;
+    const char *it;
+    while (i > 0 && h->value[i - 1] != ',') i--;
+    it = h->value + i;
+    if ((n = ws__trim_ows(&it, end - i)) > 0) {
+      *item = it;
+      return n;
+    }
+    end = i > 0 ? i - 1 : 0; /* before that comma */
+  }
+  return 0;
 }
 
 int ws__check_framing(const ws__reqview *rv, const char **why) {
@@ -445,8 +455,12 @@ int ws__check_framing(const ws__reqview *rv, const char **why) {
       first_len = n;
     } else if (ws__ascii_caseeq(h->name, h->name_len, "Transfer-Encoding",
                                 17)) {
+      /* Several lines are one list (RFC 9110 5.3): the final coding is
+       * the last one any line names. */
+      const char *item;
+      size_t len = last_coding(h, &item);
       te_seen = 1;
-      te_len = last_coding(h, &te);
+      if (len > 0) te = item, te_len = len;
     }
   }
   if (te_seen && !ws__ascii_caseeq(te, te_len, "chunked", 7)) {

@@ -1861,6 +1861,35 @@ Test(upgrade, plain_request_framing_is_checked_before_on_http) {
              404, WS_REFUSE_NOT_FOUND, NULL, NULL);
 }
 
+/* Empty list elements are ignored (RFC 9110 5.6.1.2: a recipient MUST parse
+ * and ignore a reasonable number of them), and several Transfer-Encoding
+ * lines are one list (RFC 9110 5.3): "chunked," and a later empty line
+ * leave chunked the final coding, so the framing is known and the request
+ * is on_http's. They were 400 "invalid Transfer-Encoding" (the last
+ * element was taken as the empty one). A list of empty elements alone has
+ * no final coding: still 400. */
+Test(upgrade, transfer_encoding_ignores_empty_list_elements) {
+  static const char *const known[] = {
+      "GET /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n",
+      "GET /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked ,"
+      " ,\r\n\r\n",
+      "GET /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+      "Transfer-Encoding: \r\n\r\n",
+      "GET /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+      "Transfer-Encoding: ,\r\n\r\n",
+  };
+  size_t i;
+  for (i = 0; i < sizeof known / sizeof known[0]; i++)
+    refuse_str(NULL, NULL, known[i], 404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+  refuse_str(NULL, NULL,
+             "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , ,\r\n\r\n",
+             400, WS_REFUSE_BAD_REQUEST, NULL, "invalid Transfer-Encoding");
+  refuse_str(NULL, NULL,
+             "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip,"
+             "\r\n\r\n",
+             400, WS_REFUSE_BAD_REQUEST, NULL, "invalid Transfer-Encoding");
+}
+
 Test(upgrade, refusal_426_lists_upgrade_in_connection) {
   refuse_str(NULL, NULL, "GET /ws HTTP/1.1\r\nHost: example.com\r\n\r\n", 426,
              WS_REFUSE_VERSION, "\r\nConnection: Upgrade, close\r\n", NULL);
