@@ -463,7 +463,10 @@ int ws__check_framing(const ws__reqview *rv, const char **why) {
       if (len > 0) te = item, te_len = len;
     }
   }
-  if (te_seen && !ws__ascii_caseeq(te, te_len, "chunked", 7)) {
+  /* HTTP/1.0 has no chunked coding: a Transfer-Encoding there is faulty
+   * framing whatever it lists (RFC 9112 6.1). */
+  if (te_seen &&
+      (rv->http_minor < 1 || !ws__ascii_caseeq(te, te_len, "chunked", 7))) {
     *why = "invalid Transfer-Encoding";
     return 400;
   }

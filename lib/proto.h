@@ -151,8 +151,9 @@ int ws__check_host(const ws__reqview *rv, const char **why);
 int ws__host_value_ok(const char *v, size_t n);
 /* RFC 9112 6.3 items 4 and 5 for a request on_http may see: a
  * Content-Length that is not one number (1*DIGIT; several lines must
- * agree), or a Transfer-Encoding whose final coding is not chunked, leaves
- * its content's length unknown: 400 with *why set, else 0. */
+ * agree), or a Transfer-Encoding whose final coding is not chunked (or any
+ * in an HTTP/1.0 request, RFC 9112 6.1), leaves its content's length
+ * unknown: 400 with *why set, else 0. */
 int ws__check_framing(const ws__reqview *rv, const char **why);
 /* Empty lines a request may start with (RFC 9112 2.2); past them, 400. */
 #define WS__HTTP_EMPTY_LINES_MAX 4

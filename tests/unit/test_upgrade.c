@@ -1890,6 +1890,29 @@ Test(upgrade, transfer_encoding_ignores_empty_list_elements) {
              400, WS_REFUSE_BAD_REQUEST, NULL, "invalid Transfer-Encoding");
 }
 
+/* RFC 9112 6.1: a server that receives an HTTP/1.0 message with a
+ * Transfer-Encoding MUST treat its framing as faulty (even with a
+ * Content-Length): HTTP/1.0 has no chunked coding, and an HTTP/1.0 hop may
+ * have read the content differently. A 400 before on_http, as for an
+ * unknown final coding; it was on_http's (200 from it). */
+Test(upgrade, http10_with_transfer_encoding_is_400) {
+  static const char *const bad[] = {
+      "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "POST / HTTP/1.0\r\nContent-Length: 3\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n",
+  };
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    refuse_str(with_http, NULL, bad[i], 400, WS_REFUSE_BAD_REQUEST, NULL,
+               "invalid Transfer-Encoding");
+  cr_assert_eq(R.http_calls, 0);
+  /* HTTP/1.1's chunked stays on_http's (the library's 404 here). */
+  refuse_str(NULL, NULL,
+             "GET /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked"
+             "\r\n\r\n",
+             404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+}
+
 Test(upgrade, refusal_426_lists_upgrade_in_connection) {
   refuse_str(NULL, NULL, "GET /ws HTTP/1.1\r\nHost: example.com\r\n\r\n", 426,
              WS_REFUSE_VERSION, "\r\nConnection: Upgrade, close\r\n", NULL);
