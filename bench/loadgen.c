@@ -166,6 +166,13 @@ static uint64_t self_cpu_us(void) {
          (uint64_t)ru.ru_stime.tv_sec * 1000000ull + (uint64_t)ru.ru_stime.tv_usec;
 }
 
+/* One end of a measured window: the server's CPU time (left as it is
+ * without --server-pid) and ours. */
+static void cpu_sample(uint64_t *srv, uint64_t *lg) {
+  if (opt.server_pid) *srv = proc_cpu_us(opt.server_pid);
+  *lg = self_cpu_us();
+}
+
 static uint32_t rng_state = 0x9E3779B9u;
 static uint32_t rng32(void) {
   uint32_t x = rng_state;
@@ -932,9 +939,10 @@ int main(int argc, char **argv) {
   double hs_per_s = 0.0;
 
   t_first_connect = t_progress = now_ns();
-  if (opt.mode == M_IDLE && opt.server_pid)
-    srv_cpu0 = proc_cpu_us(opt.server_pid);
-  lg_cpu0 = self_cpu_us();
+  if (opt.mode == M_IDLE)
+    cpu_sample(&srv_cpu0, &lg_cpu0);
+  else
+    lg_cpu0 = self_cpu_us();
 
   struct epoll_event evs[1024];
   while (phase != PH_DONE) {
@@ -965,9 +973,7 @@ int main(int argc, char **argv) {
           break;
         }
         if (opt.mode == M_IDLE) {
-          if (opt.server_pid)
-            srv_cpu1 = proc_cpu_us(opt.server_pid);
-          lg_cpu1 = self_cpu_us();
+          cpu_sample(&srv_cpu1, &lg_cpu1);
           printf("READY conns=%d hs_per_s=%.0f\n", opened, hs_per_s);
           fflush(stdout);
           phase = PH_HOLD;
@@ -976,9 +982,7 @@ int main(int argc, char **argv) {
           phase = PH_RUN;
           window_start = now_ns();
           window_end = window_start + (uint64_t)(opt.duration * 1e9);
-          if (opt.server_pid)
-            srv_cpu0 = proc_cpu_us(opt.server_pid);
-          lg_cpu0 = self_cpu_us();
+          cpu_sample(&srv_cpu0, &lg_cpu0);
           if (opt.mode == M_FANOUT) {
             send_broadcast(window_start);
           } else {
@@ -1009,9 +1013,7 @@ int main(int argc, char **argv) {
         /* the measured window ends here; the quiet check is outside it */
         t_done = t;
         if (opt.mode != M_IDLE) {
-          if (opt.server_pid && srv_cpu0 != UINT64_MAX)
-            srv_cpu1 = proc_cpu_us(opt.server_pid);
-          lg_cpu1 = self_cpu_us();
+          cpu_sample(&srv_cpu1, &lg_cpu1);
           window_cpu_taken = 1;
         }
         phase = PH_QUIET;
@@ -1076,18 +1078,13 @@ int main(int argc, char **argv) {
   if (opt.mode == M_IDLE) {
     nops = (uint64_t)opened;
     if (phase == PH_CONNECT) { /* never got to READY */
-      if (opt.server_pid && srv_cpu0 != UINT64_MAX)
-        srv_cpu1 = proc_cpu_us(opt.server_pid);
-      lg_cpu1 = self_cpu_us();
+      cpu_sample(&srv_cpu1, &lg_cpu1);
       t_last_open = now_ns();
     }
     secs = t_last_open > t_first_connect ? (double)(t_last_open - t_first_connect) / 1e9 : 0.0;
   } else {
-    if (!window_cpu_taken) { /* ended early: a timeout or failed connections */
-      if (opt.server_pid && srv_cpu0 != UINT64_MAX)
-        srv_cpu1 = proc_cpu_us(opt.server_pid);
-      lg_cpu1 = self_cpu_us();
-    }
+    if (!window_cpu_taken) /* ended early: a timeout or failed connections */
+      cpu_sample(&srv_cpu1, &lg_cpu1);
     nops = ops;
     uint64_t end = t_done ? t_done : now_ns();
     secs = window_start && end > window_start ? (double)(end - window_start) / 1e9 : 0.0;
