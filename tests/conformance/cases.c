@@ -1708,6 +1708,20 @@ static void gen_handshake(builder *b) {
       {400, "4.2.1", "GET /?x=%s HTTP/1.1\r\n", "",
        "plain GET / without Host: 400, not the page"},
       {200, "4.2.1", "GET /?x=%s HTTP/1.1\r\n", H_HOST, "GET /: 200 page"},
+      /* A request whose content has no known length (RFC 9112 6.1, 6.3)
+       * is a 400 whatever it asks for. */
+      {400, "4.2.1", "GET /?x=%s HTTP/1.1\r\n",
+       H_HOST "Content-Length: abc\r\n",
+       "GET / with a Content-Length that is no number: 400, not the page"},
+      {400, "4.2.1", "GET /?x=%s HTTP/1.1\r\n",
+       H_HOST "Content-Length: 1\r\nContent-Length: 2\r\n",
+       "GET / with two Content-Lengths that differ: 400"},
+      {400, "4.2.1", "GET /?x=%s HTTP/1.1\r\n",
+       H_HOST "Transfer-Encoding: gzip\r\n",
+       "GET / with a Transfer-Encoding not ending in chunked: 400"},
+      {400, "4.2.1", "GET /?x=%s HTTP/1.0\r\n",
+       "Transfer-Encoding: chunked\r\n",
+       "HTTP/1.0 GET / with a Transfer-Encoding: 400"},
       {404, "4.2.1", "GET /nothing?x=%s HTTP/1.1\r\n", H_HOST,
        "GET /nothing: 404"},
   };
