@@ -367,7 +367,11 @@ typedef struct ws_config {
    * cannot read: malformed (400), head too large (431, 414 for the request
    * line), a path with a bad percent-escape (400), a request with two
    * Host headers, an invalid one, or (HTTP/1.1) none (400, RFC 9112
-   * 3.2). Called the same way for a request the host
+   * 3.2), a request whose content has no known length (400, RFC 9112 6.1
+   * and 6.3: a Content-Length that is no number or two that differ, a
+   * Transfer-Encoding whose last coding is not chunked or any in
+   * HTTP/1.0). The library never reads a request's content: every answer
+   * closes the connection. Called the same way for a request the host
    * parsed (ws_conn_upgrade), but not by ws_conn_upgrade_answer. */
   int (*on_http)(ws_conn *c, const ws_request *req, void *user_data);
   /* Optional. Library log lines; the library never prints. msg is
