@@ -1822,6 +1822,24 @@ Test(upgrade, plain_request_host_is_checked_before_on_http) {
              WS_REFUSE_NOT_FOUND, NULL, NULL);
 }
 
+/* Each request is a 400 with this reason, before on_http sees it. */
+static void framing_refused(const char *const *reqs, size_t n,
+                            const char *why) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    refuse_str(with_http, NULL, reqs[i], 400, WS_REFUSE_BAD_REQUEST, NULL,
+               why);
+  cr_assert_eq(R.http_calls, 0);
+}
+
+/* The request's framing is known: it goes on (to the library's 404 here,
+ * on a path that is not the upgrade's, without on_http). */
+static void framing_known(const char *req) {
+  refuse_str(NULL, NULL, req, 404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+}
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 /* RFC 9112 6.3 (items 4 and 5): a request whose content length cannot be
  * determined is a 400 before on_http sees it, as a bad Host is. It was a
  * 200 from on_http (found by a red-team review). */
@@ -1843,22 +1861,13 @@ Test(upgrade, plain_request_framing_is_checked_before_on_http) {
       "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
       "Transfer-Encoding: identity\r\n\r\n",
   };
-  size_t i;
-  for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    refuse_str(with_http, NULL, bad[i], 400, WS_REFUSE_BAD_REQUEST, NULL,
-               "invalid Content-Length");
-  for (i = 0; i < sizeof bad_te / sizeof bad_te[0]; i++)
-    refuse_str(with_http, NULL, bad_te[i], 400, WS_REFUSE_BAD_REQUEST, NULL,
-               "invalid Transfer-Encoding");
-  cr_assert_eq(R.http_calls, 0);
+  framing_refused(bad, N_OF(bad), "invalid Content-Length");
+  framing_refused(bad_te, N_OF(bad_te), "invalid Transfer-Encoding");
   /* Framing that is known stays on_http's (it answers and closes). */
-  refuse_str(NULL, NULL,
-             "GET /nope HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n"
-             "Content-Length: 7\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
-             404, WS_REFUSE_NOT_FOUND, NULL, NULL);
-  refuse_str(NULL, NULL,
-             "GET /nope HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
-             404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+  framing_known("GET /nope HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n"
+                "Content-Length: 7\r\nTransfer-Encoding: gzip, Chunked\r\n"
+                "\r\n");
+  framing_known("GET /nope HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
 }
 
 /* Empty list elements are ignored (RFC 9110 5.6.1.2: a recipient MUST parse
@@ -1878,16 +1887,14 @@ Test(upgrade, transfer_encoding_ignores_empty_list_elements) {
       "GET /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
       "Transfer-Encoding: ,\r\n\r\n",
   };
+  static const char *const bad[] = {
+      "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , ,\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip,"
+      "\r\n\r\n",
+  };
   size_t i;
-  for (i = 0; i < sizeof known / sizeof known[0]; i++)
-    refuse_str(NULL, NULL, known[i], 404, WS_REFUSE_NOT_FOUND, NULL, NULL);
-  refuse_str(NULL, NULL,
-             "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , ,\r\n\r\n",
-             400, WS_REFUSE_BAD_REQUEST, NULL, "invalid Transfer-Encoding");
-  refuse_str(NULL, NULL,
-             "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip,"
-             "\r\n\r\n",
-             400, WS_REFUSE_BAD_REQUEST, NULL, "invalid Transfer-Encoding");
+  for (i = 0; i < N_OF(known); i++) framing_known(known[i]);
+  framing_refused(bad, N_OF(bad), "invalid Transfer-Encoding");
 }
 
 /* RFC 9112 6.1: a server that receives an HTTP/1.0 message with a
@@ -1901,16 +1908,10 @@ Test(upgrade, http10_with_transfer_encoding_is_400) {
       "POST / HTTP/1.0\r\nContent-Length: 3\r\n"
       "Transfer-Encoding: chunked\r\n\r\n",
   };
-  size_t i;
-  for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    refuse_str(with_http, NULL, bad[i], 400, WS_REFUSE_BAD_REQUEST, NULL,
-               "invalid Transfer-Encoding");
-  cr_assert_eq(R.http_calls, 0);
-  /* HTTP/1.1's chunked stays on_http's (the library's 404 here). */
-  refuse_str(NULL, NULL,
-             "GET /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked"
-             "\r\n\r\n",
-             404, WS_REFUSE_NOT_FOUND, NULL, NULL);
+  framing_refused(bad, N_OF(bad), "invalid Transfer-Encoding");
+  /* HTTP/1.1's chunked stays on_http's. */
+  framing_known("GET /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked"
+                "\r\n\r\n");
 }
 
 Test(upgrade, refusal_426_lists_upgrade_in_connection) {
