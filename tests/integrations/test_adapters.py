@@ -291,6 +291,41 @@ def test_peer_that_never_reads_is_let_go(start_server, name):
 
 
 @pytest.mark.parametrize("name", ADAPTERS)
+def test_a_request_left_unfinished_gets_408_at_the_deadline(start_server, name):
+    """A request begun and never finished: at the handshake deadline (10 s)
+    the server answers 408 and closes (RFC 9110 15.5.9), on every adapter:
+    the library queues the answer, the adapter writes it before the socket
+    goes. A socket that sent nothing is closed at the same deadline without
+    a word, and a client served meanwhile is not held up."""
+    server = start_server(name)
+    begun = socket.create_connection((server.host, server.port), timeout=15)
+    silent = socket.create_connection((server.host, server.port), timeout=15)
+    try:
+        begun.sendall(upgrade_request(server, "slow")[:40])
+        started = time.monotonic()
+
+        async def served():
+            async with connect(f"{server.ws}/ws?device_id=meanwhile") as ws:
+                await ws.send(json.dumps({"action": "ping"}))
+                assert await recv_json(ws) == {"action": "pong", "data": ""}
+        arun(served())
+        answer = b""
+        while True:
+            chunk = begun.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        waited = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+        assert b"\r\nConnection: close\r\n" in answer, answer
+        assert 9 < waited < 14, waited
+        assert silent.recv(4096) == b"", "a silent socket got an answer"
+    finally:
+        begun.close()
+        silent.close()
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
 def test_sigterm_with_peers_that_never_read_exits_cleanly(start_server, name):
     """Clients that asked for echoes and never read hold output queued (under
     the cap) when SIGTERM comes: the drain cannot finish, and the server
