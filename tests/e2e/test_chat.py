@@ -14,7 +14,7 @@ import types
 import pytest
 
 from conftest import (TIMEOUT, _die_with_parent, arun, close_code, connect,
-                      example, free_port, no_message, recv_json,
+                      example, no_message, recv_json,
                       refused_status)
 from flood import Flood
 from wsmux_proc import cpu_seconds
@@ -369,23 +369,28 @@ def test_unread_stdout_does_not_stop_the_loop(kind):
         reader, child_out = os.pipe()
     else:
         reader, child_out = pty.openpty()  # the master is not read: a stalled terminal
-    port = free_port()
+    # --port 0: chat binds a port the kernel picks and names it in its
+    # "listening" line. A port from free_port() could be taken by another
+    # test's connection before chat binds it (pytest-xdist runs tests in
+    # parallel), and nothing here would retry as start_server does.
     proc = subprocess.Popen(
-        [example("chat"), "--port", str(port), "--tick-ms", "0"],
+        [example("chat"), "--port", "0", "--tick-ms", "0"],
         stdin=subprocess.PIPE, stdout=child_out, stderr=subprocess.DEVNULL,
         preexec_fn=_die_with_parent)
     os.close(child_out)
-    srv = types.SimpleNamespace(ws=f"ws://127.0.0.1:{port}")
 
     def read_some(timeout):
         ready, _, _ = select.select([reader], [], [], timeout)
         return os.read(reader, 65536).replace(b"\r", b"") if ready else b""
     try:
         first = b""
-        while b"listening" not in first:
+        while not re.search(rb"listening on ws://127\.0\.0\.1:(\d+)/", first):
             more = read_some(TIMEOUT)
             assert more, first
             first += more
+        port = int(re.search(rb"listening on ws://127\.0\.0\.1:(\d+)/",
+                             first).group(1))
+        srv = types.SimpleNamespace(ws=f"ws://127.0.0.1:{port}")
 
         async def churn_then_ping():
             bob, _ = await join_as(srv, "bob-phone", "bob-token")
