@@ -236,7 +236,12 @@ def test_post_from_another_thread_wakes_the_loop(chat):
         a1, _ = await join_as(chat, "w1", "alice-token")
         a2, _ = await join_as(chat, "w2", "alice-token")
         await pong(a1)  # the loop is idle from here on
-        assert chat.command("later 300 alice from a thread") == "ok later queued"
+        # The second command must reach chat while the first job still
+        # waits out its delay: 2 s, not 300 ms, so that a loaded machine
+        # (the test and chat descheduled between the two commands) cannot
+        # let the first job finish first; still far below the 30 s the
+        # loop would sleep without the wake.
+        assert chat.command("later 2000 alice from a thread") == "ok later queued"
         assert chat.command("later 10 alice too soon") == "error later busy"
         for ws in (a1, a2):
             assert await recv_json(ws, timeout=8) == {"action": "push",
