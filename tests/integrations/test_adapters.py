@@ -433,6 +433,9 @@ except OSError:
 """
 
 
+WINDOWS = 3
+
+
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_a_flooding_client_does_not_starve_the_others(start_server, name):
     """Three client processes pipeline small messages as fast as they can
@@ -445,29 +448,41 @@ def test_a_flooding_client_does_not_starve_the_others(start_server, name):
     ASan every server is slower and the floods fill less (fixed libuv
     26-45 ms, the old one 84 ms): there the bound is four times looser and
     the run checks memory safety under a flood; the plain build's run is
-    the one that tells the old adapter (137 ms) from the new."""
+    the one that tells the old adapter (137 ms) from the new.
+    The machine is shared (pytest-xdist runs other tests beside this
+    one): a 3 s window whose median a burst of outside load pushed past
+    the bound (32 ms for the fixed libuv adapter beside two busy loops) is
+    measured again, up to WINDOWS times. The old adapter's delay is its
+    own, in every window (each loop turn reads 2 MiB per flooder), so it
+    still fails every one of them."""
     bound = 0.16 if "asan" in BUILD else 0.04
     server = start_server(name)
     floods = [subprocess.Popen(
         [sys.executable, "-c", FLOOD_CLIENT, server.host, str(server.port),
-         upgrade_request(server, f"flood{i}").hex(), "8"])
+         upgrade_request(server, f"flood{i}").hex(), str(1.5 + 3 * WINDOWS + 3)])
         for i in range(3)]
     try:
         time.sleep(1.5)  # the floods' backlog builds up in the kernel
 
         async def run():
+            medians = []
             async with connect(f"{server.ws}/ws?device_id=victim") as ws:
-                waits = []
-                end = time.monotonic() + 3
-                while time.monotonic() < end:
-                    t0 = time.monotonic()
-                    await ws.send('{"action":"ping"}')
-                    assert await recv_json(ws) == {"action": "pong", "data": ""}
-                    waits.append(time.monotonic() - t0)
-                return sorted(waits)[len(waits) // 2]
-        median = arun(run(), timeout=60)
-        print(f"{name}: median ping {median * 1000:.1f} ms")
-        assert median < bound, f"{name}: median ping {median * 1000:.0f} ms"
+                for _ in range(WINDOWS):
+                    waits = []
+                    end = time.monotonic() + 3
+                    while time.monotonic() < end:
+                        t0 = time.monotonic()
+                        await ws.send('{"action":"ping"}')
+                        assert await recv_json(ws) == {"action": "pong", "data": ""}
+                        waits.append(time.monotonic() - t0)
+                    medians.append(sorted(waits)[len(waits) // 2])
+                    if medians[-1] < bound:
+                        break
+            return medians
+        medians = arun(run(), timeout=60)
+        shown = ", ".join(f"{m * 1000:.1f}" for m in medians)
+        print(f"{name}: median ping {shown} ms")
+        assert min(medians) < bound, f"{name}: median ping {shown} ms"
     finally:
         for p in floods:
             p.kill()
