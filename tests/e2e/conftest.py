@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "pyutil"))
 from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, _die_with_parent,  # noqa: E402,F401
                         arun, close_code, connect, example, free_port,
-                        recv_json, refused_status, start_server)
+                        recv_json, recv_until_eof, refused_status,
+                        start_server)
 
 NODE_DIR = os.path.join(ROOT, "tests", "e2e", "node")
 

@@ -7,7 +7,7 @@ import signal
 import socket
 
 from conftest import (TIMEOUT, arun, close_code, connect, recv_json, recv_text,
-                      refused_status)
+                      recv_until_eof, refused_status)
 
 
 def test_ping_pong_session(pingpong):
@@ -139,12 +139,7 @@ def test_head_and_other_methods_on_the_page(pingpong):
     with socket.create_connection(("127.0.0.1", pingpong.port),
                                   timeout=TIMEOUT) as s:
         s.sendall(b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        raw = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            raw += chunk
+        raw = recv_until_eof(s)
     head, _, rest = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), raw[:200]
     assert int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1)) > 1000
@@ -167,12 +162,7 @@ def test_page_request_with_unknown_content_length_is_400(pingpong):
                                       timeout=TIMEOUT) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head +
                       b"\r\n")
-            raw = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return raw
-                raw += chunk
+            return recv_until_eof(s)
     for head in (b"Content-Length: abc\r\n",
                  b"Content-Length: 1\r\nContent-Length: 2\r\n",
                  b"Content-Length: 1, 2\r\n",

@@ -16,7 +16,8 @@ import pytest
 
 from conftest import (BUILD, TIMEOUT, answered_during_drain, arun, close_code, connect,
                       cpu_seconds, recv_json,
-                      masked_text, raw_client, refused_status, upgrade_request)
+                      masked_text, raw_client, recv_until_eof, refused_status,
+                      upgrade_request)
 from flood import Flood
 from unread_input import fail_with_input_unread
 from wsmux_proc import need_ipv6
@@ -323,12 +324,7 @@ def test_a_request_left_unfinished_gets_408_at_the_deadline(start_server, name):
                 await ws.send(json.dumps({"action": "ping"}))
                 assert await recv_json(ws) == {"action": "pong", "data": ""}
         arun(served())
-        answer = b""
-        while True:
-            chunk = begun.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = recv_until_eof(begun)
         waited = time.monotonic() - started
         assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
         assert b"\r\nConnection: close\r\n" in answer, answer

@@ -326,6 +326,17 @@ def raw_client(server, device, rcvbuf=None, wrap=None):
     return s
 
 
+def recv_until_eof(sock):
+    """Everything the peer sends until it closes (a plain HTTP answer: the
+    server closes after every one)."""
+    raw = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return raw
+        raw += chunk
+
+
 def read_frame(sock):
     """One unmasked server frame: (opcode, payload). EOFError when the
     server closed the connection first."""
