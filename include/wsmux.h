@@ -327,8 +327,9 @@ typedef struct ws_config {
    * a write deadline (the socket took nothing, so no close frame could be
    * sent); 1006 when no other close frame was exchanged, and for every
    * connection ws_server_free ends, whatever was exchanged. The closes_*
-   * counters count the same code. reason is the peer's when its close
-   * frame came (possibly empty), else the library's own short description
+   * counters count the same code. reason is the peer's when code is its
+   * close frame's, whichever deadline ended the close handshake (possibly
+   * empty; a 1006 carries ours), else the library's own short description
    * ("aborted", "server destroyed", "write timeout", "close handshake
    * timeout", "shutdown deadline", ...) or empty: text to log, not to
    * parse; NUL-terminated, borrowed. The

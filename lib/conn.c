@@ -160,9 +160,22 @@ void ws__conn_expired(ws_conn *c) {
       ws__conn_arm_close_timer(c);
       return;
     }
-    ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_ABNORMAL,
-                    "close handshake timeout");
+    ws__conn_cut(c, WS_CLOSE_ABNORMAL, "close handshake timeout");
   }
+}
+
+/* The peer's reason when on_close reports the peer's code: on_close's
+ * code and reason come from the same frame, whichever deadline ends the
+ * close handshake (its echo may still wait behind a blocked socket). */
+static const char *peer_reason(const ws_conn *c) {
+  return c->buf ? (const char *)c->buf : "";
+}
+
+void ws__conn_cut(ws_conn *c, int code, const char *ours) {
+  if (c->close_recv)
+    ws__conn_finish(c, c->close_sent, peer_reason(c));
+  else
+    ws__conn_finish(c, c->close_sent ? c->close_sent : code, ours);
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -310,8 +323,7 @@ static void conn_flush(ws_conn *c, int blocked) {
   signal_want_write(c, c->q.count > 0);
   /* on_close gets the peer's reason when the peer sent a close frame. */
   if (c->state == WS__DRAINING && c->q.count == 0)
-    ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_NORMAL,
-                    c->close_recv && c->buf ? (const char *)c->buf : "");
+    ws__conn_cut(c, WS_CLOSE_NORMAL, "");
 }
 
 void ws__conn_flush(ws_conn *c) {

@@ -259,6 +259,10 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason);
 /* Ends the connection now: on_close, registry removal, transport close;
  * memory is freed at the outermost return. */
 void ws__conn_finish(ws_conn *c, int code, const char *reason);
+/* Ends a connection cut in its close handshake (a close or drain deadline)
+ * with code: the peer's close code and reason once its close frame came,
+ * else code and ours. */
+void ws__conn_cut(ws_conn *c, int code, const char *ours);
 /* Puts c on the server's flush list (flushed at the outermost return). */
 void ws__conn_mark_dirty(ws_conn *c);
 /* Takes the head off the (non-empty) flush list and returns it. */

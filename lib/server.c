@@ -155,13 +155,11 @@ static void finish_all(ws_server *s, int code, const char *reason) {
 
 /* The drain's end cuts each close handshake as its close timeout would:
  * on_close gets the code the connection closed with (the shutdown's 1001,
- * the host's own, or the peer's), 1001 for one that has none. */
+ * the host's own, or the peer's, with the peer's reason), 1001 for one
+ * that has none. */
 static void finish_draining(ws_server *s) {
-  while (s->conns) {
-    ws_conn *c = s->conns;
-    ws__conn_finish(c, c->close_sent ? c->close_sent : WS_CLOSE_GOING_AWAY,
-                    "shutdown deadline");
-  }
+  while (s->conns)
+    ws__conn_cut(s->conns, WS_CLOSE_GOING_AWAY, "shutdown deadline");
 }
 
 void ws_server_free(ws_server *s) {
