@@ -66,3 +66,110 @@ Test(contract, our_reason_without_the_peers_code) {
   cr_assert_str_eq(K.reason, "aborted");
   k_done(s, &A);
 }
+
+/* ---- NULL handles ------------------------------------------------------- */
+
+/* "every function taking a ws_server, ws_conn, ws_mux, ws_msg, ws_request
+ * or ws_prepared accepts NULL: accessors return NULL or 0, functions
+ * returning an error code return WS_EINVAL, void ones do nothing": the
+ * calls host_contract::null_handles leaves out, every handle argument in
+ * turn NULL while the others are real. */
+static int null_fn(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)c, (void)m, (void)ud;
+  return 0;
+}
+
+Test(contract, every_function_accepts_null_handles) {
+  static const char *const ids[] = {"a"};
+  ws_config cfg;
+  static mt_conn A;
+  ws_server *s;
+  ws_prepared *p = NULL;
+  ws_mux *m = ws_mux_new(NULL);
+  const char *name = "x", *value = "x";
+  size_t len = 7;
+  ws_msg msg;
+  k_cfg(&cfg);
+  s = k_open(&cfg, &A);
+  cr_assert_not_null(m);
+  memset(&msg, 0, sizeof msg);
+  msg.action = "x";
+
+  /* Server. */
+  cr_assert_null(ws_server_user_data(NULL));
+  cr_assert_eq(ws_server_conn_count(NULL), 0);
+  cr_assert_null(ws_server_find_device(NULL, "a"));
+  cr_assert_eq(ws_server_user_count(NULL, "u"), 0);
+  cr_assert_eq(ws_server_group_count(NULL, "g"), 0);
+  ws_config_defaults(NULL, sizeof cfg); /* does nothing */
+
+  /* Connection accessors and calls. */
+  cr_assert_null(ws_conn_transport(NULL));
+  cr_assert_null(ws_conn_server(NULL));
+  cr_assert_null(ws_conn_user_data(NULL));
+  ws_conn_set_user_data(NULL, &len);
+  cr_assert_null(ws_conn_device_id(NULL));
+  cr_assert_null(ws_conn_user(NULL));
+  cr_assert_null(ws_conn_request(NULL));
+  cr_assert_null(ws_conn_subprotocol(NULL));
+  cr_assert_eq(ws_conn_close(NULL, 1000, NULL), WS_EINVAL);
+  cr_assert_eq(ws_conn_upgrade(NULL, "GET", "/ws", NULL, NULL, 0), WS_EINVAL);
+  cr_assert_eq(ws_conn_add_header(NULL, "X-A", "b"), WS_EINVAL);
+  cr_assert_eq(ws_conn_join(NULL, "g"), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_error(NULL, "c", "m"), WS_EINVAL);
+
+  /* Requests. */
+  cr_assert_null(ws_request_method(NULL));
+  cr_assert_null(ws_request_path(NULL));
+  cr_assert_null(ws_request_query(NULL, "device_id"));
+  cr_assert_null(ws_request_header(NULL, "Host"));
+  cr_assert_eq(ws_request_header_count(NULL), 0);
+  cr_assert_eq(ws_request_header_at(NULL, 0, &name, &value), WS_EINVAL);
+  cr_assert_str_eq(name, "x", "untouched on WS_EINVAL");
+  cr_assert_str_eq(value, "x");
+
+  /* Messages. */
+  cr_assert_null(ws_msg_data(NULL));
+  cr_assert_null(ws_msg_data_json(NULL, &len));
+  cr_assert_eq(len, 0, "*len gets 0 with the NULL");
+
+  /* Mux. */
+  ws_mux_free(NULL);
+  cr_assert_eq(ws_mux_handle(NULL, "x", null_fn, NULL), WS_EINVAL);
+  cr_assert_eq(ws_mux_remove(NULL, "x"), WS_EINVAL);
+  cr_assert_eq(ws_mux_fallback(NULL, null_fn, NULL), WS_EINVAL);
+  cr_assert_eq(ws_mux_binary(NULL, null_fn, NULL), WS_EINVAL);
+  cr_assert_eq(ws_mux_serve(NULL, &msg, m), WS_EINVAL);
+  cr_assert_eq(ws_mux_serve(A.c, NULL, m), WS_EINVAL);
+  cr_assert_eq(ws_mux_serve(A.c, &msg, NULL), WS_EINVAL);
+
+  /* Prepared messages. */
+  cr_assert_eq(ws_prepare(NULL, "x", NULL, &p), WS_EINVAL);
+  cr_assert_null(p);
+  cr_assert_eq(ws_prepare_json(NULL, "x", "1", 1, &p), WS_EINVAL);
+  cr_assert_null(p);
+  cr_assert_eq(ws_prepare_json(s, "x", "1", 1, &p), WS_OK);
+  cr_assert_eq(ws_conn_send_prepared(NULL, p), WS_EINVAL);
+  cr_assert_eq(ws_conn_send_prepared(A.c, NULL), WS_EINVAL);
+  ws_prepared_free(NULL);
+
+  /* Fan-outs. */
+  cr_assert_eq(ws_broadcast(NULL, "x", NULL, NULL, 0), WS_EINVAL);
+  cr_assert_eq(ws_broadcast_json(NULL, "x", NULL, 0, NULL, 0), WS_EINVAL);
+  cr_assert_eq(ws_send_devices(NULL, ids, 1, "x", NULL), WS_EINVAL);
+  cr_assert_eq(ws_send_devices_json(NULL, ids, 1, "x", NULL, 0), WS_EINVAL);
+  cr_assert_eq(ws_send_device_json(NULL, "a", "x", NULL, 0), WS_EINVAL);
+  cr_assert_eq(ws_push_user_json(NULL, "u", "x", NULL, 0), WS_EINVAL);
+  cr_assert_eq(ws_publish_json(NULL, "g", "x", NULL, 0), WS_EINVAL);
+
+  /* None of it reached the open connection: it is still open, and got
+   * nothing (the mux's error reply would have been a frame). */
+  cr_assert_eq(K.closes, 0);
+  cr_assert_eq(ws_server_conn_count(s), 1);
+  mt_pump(&A);
+  mt_expect_nothing(&A);
+  ws_prepared_free(p);
+  ws_mux_free(m);
+  k_done(s, &A);
+  cr_assert_eq(test_alloc_live(), 0);
+}
