@@ -859,7 +859,9 @@ WS_EXTERN const char *ws_msg_data_json(const ws_msg *msg, size_t *len);
 /* Mux                                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* Creates an empty mux using alloc (copied; NULL = libc). NULL on ENOMEM. */
+/* Creates an empty mux using alloc (copied; NULL, or one with none of the
+ * three functions = libc). NULL when out of memory, or for a partial
+ * allocator (one or two of the three: ws_server_new's WS_EINVAL). */
 WS_EXTERN ws_mux *ws_mux_new(const ws_allocator *alloc);
 /* Frees the mux. NULL accepted. Not while a server still uses it. */
 WS_EXTERN void ws_mux_free(ws_mux *m);

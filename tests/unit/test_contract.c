@@ -173,3 +173,29 @@ Test(contract, every_function_accepts_null_handles) {
   k_done(s, &A);
   cr_assert_eq(test_alloc_live(), 0);
 }
+
+/* ---- ws_mux_new's allocator --------------------------------------------- */
+
+/* An allocator is all three functions or none, for a mux as for a server:
+ * a partial one is refused (NULL), none at all means libc, and a whole one
+ * is the mux's for every allocation. */
+Test(contract, mux_new_takes_a_whole_allocator_or_none) {
+  ws_allocator part = test_alloc(), none;
+  ws_mux *m;
+  memset(&none, 0, sizeof none);
+  part.free = NULL;
+  cr_assert_null(ws_mux_new(&part), "a partial allocator");
+  m = ws_mux_new(&none);
+  cr_assert_not_null(m, "no function at all: libc");
+  ws_mux_free(m);
+  {
+    ws_allocator whole = test_alloc();
+    long before = test_alloc_live();
+    m = ws_mux_new(&whole);
+    cr_assert_not_null(m);
+    cr_assert_eq(ws_mux_handle(m, "a", null_fn, NULL), WS_OK);
+    cr_assert_gt(test_alloc_live(), before, "allocated through it");
+    ws_mux_free(m);
+    cr_assert_eq(test_alloc_live(), before);
+  }
+}
