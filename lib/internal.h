@@ -222,6 +222,10 @@ typedef struct ws__hdrs_window {
 } ws__hdrs_window;
 /* From here until ws__hdrs_close, c may add lines to its response. */
 void ws__hdrs_open(ws_conn *c, ws__hdrs_window *w);
+/* From here until ws__hdrs_close, no connection may (the enclosing
+ * window's one included): a request being processed inside another's
+ * callback. */
+void ws__hdrs_shut(ws_server *s, ws__hdrs_window *w);
 /* Drops the window's lines, back to the enclosing one. */
 void ws__hdrs_close(ws_server *s, const ws__hdrs_window *w);
 /* The lines for the response c is getting now (NULL: none), valid until

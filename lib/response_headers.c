@@ -38,6 +38,13 @@ void ws__hdrs_open(ws_conn *c, ws__hdrs_window *w) {
   s->hdr_start = s->hdr_len;
 }
 
+void ws__hdrs_shut(ws_server *s, ws__hdrs_window *w) {
+  w->owner = s->hdr_owner;
+  w->start = s->hdr_start;
+  s->hdr_owner = NULL;
+  s->hdr_start = s->hdr_len;
+}
+
 void ws__hdrs_close(ws_server *s, const ws__hdrs_window *w) {
   s->hdr_len = s->hdr_start;
   if (s->hdr_buf) s->hdr_buf[s->hdr_len] = '\0';

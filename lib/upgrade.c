@@ -360,7 +360,7 @@ static size_t headers_max(const ws_server *s) {
   return WS__MIN(s->cfg.max_headers, (size_t)WS__HEADERS_HARD_MAX);
 }
 
-int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
+static int upgrade_run(ws_conn *c, const ws__reqview *rv) {
   ws_server *s = c->s;
   ws__upgrade_check chk;
   ws__hdrs_window w;
@@ -405,6 +405,21 @@ int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
   err = decide(c, rv, &chk);
   ws__hdrs_close(s, &w);
   return err;
+}
+
+/* A request processed from inside another's on_upgrade or on_http (the
+ * host feeds it there) shuts that one's window for the whole time: lines
+ * added to the outer response from this request's callbacks (check_origin,
+ * on_log, ...) are WS_ESTATE, as from its on_upgrade or on_http, whose
+ * windows would drop them. */
+int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
+  ws_server *s = c->s;
+  ws__hdrs_window w;
+  int rc;
+  ws__hdrs_shut(s, &w);
+  rc = upgrade_run(c, rv);
+  ws__hdrs_close(s, &w);
+  return rc;
 }
 
 /* Appends to c->buf (bounded by max_handshake). */

@@ -199,3 +199,87 @@ Test(contract, mux_new_takes_a_whole_allocator_or_none) {
     cr_assert_eq(test_alloc_live(), before);
   }
 }
+
+/* ---- ws_conn_add_header from a nested request's callbacks --------------- */
+
+/* X's on_upgrade drives Y's upgrade (fed as bytes, or handed over with
+ * ws_conn_upgrade_answer). From any of Y's callbacks, adding a line to
+ * X's response is WS_ESTATE ("from a callback of another request that the
+ * callback drives"), not only from Y's own on_upgrade: check_origin runs
+ * before Y's window. X's lines from before and after the nested call
+ * are on its 101, the refused one on no response. */
+static mt_conn NX, NY;
+static int nest_mode, nest_rc[2];
+static const ws_header nest_hdrs[] = {
+    {"Host", 4, "example.com", 11},
+    {"Upgrade", 7, "websocket", 9},
+    {"Connection", 10, "Upgrade", 7},
+    {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
+    {"Sec-WebSocket-Version", 21, "13", 2},
+};
+
+static int nest_origin(const ws_request *r, const char *o, void *ud) {
+  (void)r, (void)o, (void)ud;
+  if (NY.c) /* Y's, not X's own */
+    nest_rc[0] = ws_conn_add_header(NX.c, "X-Inner-Origin", "1");
+  return 1;
+}
+
+static int nest_upgrade(ws_conn *c, const ws_request *r, const char **why,
+                        void *ud) {
+  char req[512], acc[WS_ACCEPT_LEN + 1];
+  const char *reason;
+  int status;
+  (void)r, (void)why, (void)ud;
+  if (c != NX.c) {
+    nest_rc[1] = ws_conn_add_header(NX.c, "X-Inner-Upgrade", "1");
+    return 0;
+  }
+  cr_assert_eq(ws_conn_add_header(c, "X-Before", "1"), WS_OK);
+  mt_open(&NY, ws_conn_server(c));
+  if (nest_mode == 0) {
+    size_t n = mt_request(req, sizeof req, "y", NULL);
+    cr_assert_eq(ws_conn_feed(NY.c, req, n), WS_OK);
+  } else {
+    cr_assert_eq(ws_conn_upgrade_answer(NY.c, "GET", "/ws", "device_id=y",
+                                        nest_hdrs, 5, &status, &reason, acc),
+                 WS_OK);
+    cr_assert_eq(status, 101);
+  }
+  cr_assert_eq(ws_conn_add_header(c, "X-After", "1"), WS_OK);
+  return 0;
+}
+
+Test(contract, nested_request_callbacks_cannot_add_outer_lines) {
+  for (nest_mode = 0; nest_mode < 2; nest_mode++) {
+    ws_config cfg;
+    char req[512], head[2048];
+    ws_server *s;
+    size_t n;
+    k_cfg(&cfg);
+    cfg.check_origin = nest_origin;
+    cfg.on_upgrade = nest_upgrade;
+    s = k_server(&cfg);
+    memset(&NY, 0, sizeof NY);
+    nest_rc[0] = nest_rc[1] = 99;
+    mt_open(&NX, s);
+    n = mt_request(req, sizeof req, "x", NULL);
+    cr_assert_eq(ws_conn_feed(NX.c, req, n), WS_OK);
+    cr_assert_eq(nest_rc[0], WS_ESTATE, "from check_origin (mode %d)",
+                 nest_mode);
+    cr_assert_eq(nest_rc[1], WS_ESTATE, "from on_upgrade (mode %d)",
+                 nest_mode);
+    cr_assert_eq(mt_http_response(&NX, head, sizeof head, NULL, NULL), 101);
+    cr_assert_not_null(strstr(head, "\r\nX-Before: 1\r\n"), "%s", head);
+    cr_assert_not_null(strstr(head, "\r\nX-After: 1\r\n"), "%s", head);
+    cr_assert_null(strstr(head, "X-Inner"), "%s", head);
+    if (nest_mode == 0) {
+      cr_assert_eq(mt_http_response(&NY, head, sizeof head, NULL, NULL), 101);
+      cr_assert_null(strstr(head, "X-"), "%s", head);
+    }
+    ws_server_free(s);
+    mt_free(&NX);
+    mt_free(&NY);
+    cr_assert_eq(test_alloc_live(), 0);
+  }
+}
