@@ -670,9 +670,11 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * after the request are fed with ws_conn_feed. All arguments are borrowed.
  * The parser's limits apply: more than max_headers headers, or a head
  * longer than max_handshake in its shortest wire form, is refused with 431
- * (414 when the request line alone is); so is, with 400, a '#' in path or
- * query, as in a fed request target. The method decides as when fed: the
- * answer to HEAD has no content.
+ * (414 when the request line alone is). A request line the parser would
+ * refuse is a 400, as from bytes: a method that is not a token ("GET X",
+ * ""), a path or query with a byte no request target holds (a space, a
+ * control byte such as CR or LF, a byte over 0x7E, '#'). The method
+ * decides as when fed: the answer to HEAD has no content.
  * There is no version argument: the host checks that the request is
  * HTTP/1.1 (RFC 6455 4.1; the byte-fed path answers 400 otherwise) before
  * calling this or ws_conn_upgrade_answer. Header values may keep the

@@ -151,15 +151,24 @@ int ws__target_path(ws__reqview *v, const char *t, size_t n) {
   return 0;
 }
 
-/* Request target: visible ASCII but '#' up to SP, split at the first '?';
- * its path (before the '?') as ws__target_path reads it. A fragment is
- * never sent (RFC 9112 3.2: no '#' in any request-target form); one would
+/* A byte of a request target: visible ASCII but '#'. A fragment is never
+ * sent (RFC 9112 3.2: no '#' in any request-target form); one would
  * otherwise end up inside a query value. */
+static int is_target_byte(unsigned char c) {
+  return c >= 0x21 && c <= 0x7E && c != '#';
+}
+
+int ws__target_bytes_ok(const char *t, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!is_target_byte((unsigned char)t[i])) return 0;
+  return 1;
+}
+
+/* Request target: target bytes up to SP, split at the first '?';
+ * its path (before the '?') as ws__target_path reads it. */
 static int parse_target(cursor *c, ws__reqview *v) {
   size_t start = c->pos;
-  while (!at_end(c) && c->p[c->pos] >= 0x21 && c->p[c->pos] <= 0x7E &&
-         c->p[c->pos] != '#')
-    c->pos++;
+  while (!at_end(c) && is_target_byte(c->p[c->pos])) c->pos++;
   const char *t = (const char *)c->p + start;
   size_t n = c->pos - start;
   if (!target_may_start(t, n)) return WS__HTTP_INVALID;

@@ -109,6 +109,10 @@ int ws__http_parse(const char *buf, size_t len, ws_header *headers,
  * query) names no path, and would have matched the configured one once
  * decoded, or any with path NULL. */
 int ws__target_path(ws__reqview *v, const char *t, size_t n);
+/* 1 if every byte of t[0..n) may stand in a request target as the parser
+ * reads one: visible ASCII but '#' (no space, control byte, non-ASCII byte
+ * or fragment). For a target a host parsed (ws_conn_upgrade). */
+int ws__target_bytes_ok(const char *t, size_t n);
 
 /* Result of the RFC 6455 4.2.1 checks. */
 typedef struct ws__upgrade_check {

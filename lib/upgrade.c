@@ -583,10 +583,12 @@ static size_t add_sat(size_t a, size_t b) {
  * host's parser may have kept ("Sec-WebSocket-Version: 13" split after
  * the colon); a header the parser would refuse (a name not a token, a
  * value with CR or LF, which a chosen subprotocol would carry into the
- * 101) is a 400 as from the parser. So is a path that is no request
- * target's (ws__target_path), checked first as the parser reads the
- * request line first; an absolute-form one ("http://host/ws") is read as
- * the parser reads it. A feed from a callback of this upgrade is refused
+ * 101) is a 400 as from the parser. So is a request line the parser
+ * would refuse: a method that is not a token, a path that is no request
+ * target's (ws__target_path), a path or query with a byte no target holds
+ * (ws__target_bytes_ok), checked first as the parser reads the request
+ * line first; an absolute-form path ("http://host/ws") is read as the
+ * parser reads it. A feed from a callback of this upgrade is refused
  * as within a feed (WS__M_FEEDING). */
 static void run_parsed(ws_conn *c, const ws__reqview *rv) {
   const ws_server *s = c->s;
@@ -601,10 +603,13 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
                 rv->headers[i].value_len + 1);
   c->marks |= WS__M_FEEDING;
   if (strcmp(rv->method, "HEAD") == 0) c->marks |= WS__M_HEAD;
-  /* '#' as the parser refuses it: no request target carries a fragment. */
-  if (ws__target_path(&trimmed, rv->path, rv->path_len) != 0 ||
-      memchr(rv->path, '#', rv->path_len) ||
-      (rv->query && memchr(rv->query, '#', rv->query_len))) {
+  /* The request line as the parser reads it: else a method "GET X" or a
+   * path "/a\r\nX: y", which the same bytes fed never get past, reached
+   * on_http (and ws_request_method, ws_request_path) as they were. */
+  if (!ws__is_token(rv->method) ||
+      ws__target_path(&trimmed, rv->path, rv->path_len) != 0 ||
+      !ws__target_bytes_ok(rv->path, rv->path_len) ||
+      (rv->query && !ws__target_bytes_ok(rv->query, rv->query_len))) {
     refuse(c, 400, "malformed HTTP request");
   } else if (rv->header_count > headers_max(s)) {
     refuse(c, 431, "too many headers");

@@ -1600,6 +1600,58 @@ Test(upgrade, on_http_is_not_called_for_a_request_it_cannot_read) {
              WS_REFUSE_BAD_REQUEST, NULL, "bad percent-encoding");
 }
 
+/* A request line the host's parser let through but the byte parser
+ * refuses (a method that is not a token, a space, a control byte or a
+ * non-ASCII byte in the target) is a 400 through ws_conn_upgrade too, and
+ * never reaches on_http: a path "/a\r\nX: y" was handed to it as is, a
+ * "/ws x" upgrade was a 404 and a raw space in the query a 101. Each one
+ * fed is a 400 as well, checked here beside it; upgrade headers (k_hdrs)
+ * or only Host (the first of them) as the case needs. */
+Test(upgrade, preparsed_request_line_the_parser_would_refuse_is_400) {
+  static const struct {
+    const char *method, *path, *query;
+    size_t nh;
+  } bad[] = {{"GET X", "/", NULL, 1},     {"", "/ws", "device_id=d", 5},
+             {"GET", "/a\r\nX: y", NULL, 1}, {"GET", "/ws x", NULL, 5},
+             {"GET", "/ws\x7f", NULL, 1},  {"GET", "/w\xc3\xa9", NULL, 1},
+             {"GET", "/ws", "device_id=a b", 5},
+             {"GET", "/ws", "device_id=a\tb", 5}};
+  size_t i;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ws_stats st;
+    mt_conn t;
+    ws_server *s;
+    reset();
+    s = server_new(with_http_unreachable);
+    mt_open(&t, s);
+    cr_assert_eq(ws_conn_upgrade(t.c, bad[i].method, bad[i].path,
+                                 bad[i].query, k_hdrs, bad[i].nh),
+                 WS_OK);
+    cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 400, "case %zu",
+                 i);
+    cr_assert_eq(t.closes, 1);
+    cr_assert_eq(R.on_open, 0);
+    cr_assert_eq(ws_server_stats(s, &st, sizeof st), WS_OK);
+    cr_assert_eq(st.refusals[WS_REFUSE_BAD_REQUEST], 1, "case %zu", i);
+    server_free(s);
+    mt_free(&t);
+  }
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char req[512];
+    if (strchr(bad[i].path, '\n')) continue; /* a line end, when fed */
+    snprintf(req, sizeof req,
+             "%s %s%s%s HTTP/1.1\r\nHost: example.com\r\n%s\r\n",
+             bad[i].method, bad[i].path, bad[i].query ? "?" : "",
+             bad[i].query ? bad[i].query : "",
+             bad[i].nh > 1 ? "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                             "Sec-WebSocket-Key: " MT_SAMPLE_KEY "\r\n"
+                             "Sec-WebSocket-Version: 13\r\n"
+                           : "");
+    refuse_str(with_http_unreachable, NULL, req, 400, WS_REFUSE_BAD_REQUEST,
+               NULL, "malformed");
+  }
+}
+
 /* on_http runs for a request the host parsed (ws_conn_upgrade) too, and
  * sees every header with keep_headers 0, fed or parsed. */
 Test(upgrade, on_http_gets_host_parsed_requests_and_every_header) {
