@@ -199,7 +199,9 @@ static inline int wsa_listen(const char *host, int port, int reuseport) {
  * pending connection could not be shed, and the caller stops watching the
  * listener for a while (wsa_epoll, wsa_poll and wsa_ev do; the examples'
  * own single-threaded hosts, echo_poll and tls, listen on their loop
- * thread and keep their spare). */
+ * thread and keep their spare). accept4 failing for want of kernel memory
+ * (ENOBUFS, ENOMEM) leaves the connection pending the same way: it is
+ * WSA_ACCEPT_NOFD too. */
 static inline int wsa_accept(int lfd) {
   int *spare = wsa_spare();
   /* accept4(2) takes NULL for both the address and its length; cppcheck
@@ -209,6 +211,11 @@ static inline int wsa_accept(int lfd) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) return fd;
     if (errno == EINTR || errno == ECONNABORTED) continue;
+    /* No kernel memory for it (socket buffer limits, memory pressure):
+     * the connection stays pending, so the listener stays readable and
+     * "backlog empty" would have the loop retry at once, forever. Pausing
+     * is the caller's answer to that, as when no descriptor is left. */
+    if (errno == ENOBUFS || errno == ENOMEM) return WSA_ACCEPT_NOFD;
     if (errno != EMFILE && errno != ENFILE) return -1;
     if (*spare < 0) return WSA_ACCEPT_NOFD;
     close(*spare);
