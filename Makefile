@@ -53,7 +53,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 EX_SRC   := $(wildcard examples/*.c)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib deps test unit unit-build asan valgrind fuzz install uninstall run bench clean examples check-symbols
+.PHONY: all lib deps test test-build unit unit-build asan valgrind fuzz install uninstall run bench clean examples check-symbols
 
 all: lib examples
 
@@ -126,6 +126,13 @@ unit-build: all $(UNIT_BIN)
 # defines its targets and appends its name to TEST_TIERS.
 TEST_TIERS :=
 -include $(sort $(wildcard tests/*/tier.mk)) examples/examples.mk
+
+# Every C test program the tiers build (CI builds them with clang too, as
+# warnings are errors under both compilers). The TSan stress test and the
+# fuzzers are clang's already.
+test-build: unit-build $(CONF_MEM_BIN) $(CONF_NET_BIN) $(FAULTS_SERVER) \
+            $(FAULTS_CLIENT) $(FAULTS_SESSION) $(BUILD)/tests/test_upgrade_answer \
+            $(ADAPTER_TESTS:%=$(BUILD)/tests/test_adapter_%)
 
 # Runs every tier even when one fails, then fails if any did.
 test: deps

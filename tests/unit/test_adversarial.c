@@ -69,8 +69,8 @@ static int chance(int pct) { return (int)(rnd() % 100) < pct; }
 static tr *of(ws_conn *c, void *transport) {
   tr *t = transport;
   cr_assert(t >= F.t && t < F.t + NT, "foreign transport");
-  cr_assert_eq(t->c, c, "callback for conn %p, transport %d holds %p", c,
-               t->id, t->c);
+  cr_assert_eq(t->c, c, "callback for conn %p, transport %d holds %p",
+               (void *)c, t->id, (void *)t->c);
   return t;
 }
 

@@ -1901,8 +1901,8 @@ Test(upgrade, plain_request_framing_is_checked_before_on_http) {
       "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
       "GET / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
       "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n",
-      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
-      "Content-Length: 2\r\n\r\n",
+      ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+       "Content-Length: 2\r\n\r\n"),
       "GET / HTTP/1.0\r\nContent-Length: 0x10\r\n\r\n",
   };
   static const char *const bad_te[] = {
