@@ -132,7 +132,8 @@ TEST_TIERS :=
 # fuzzers are clang's already.
 test-build: unit-build $(CONF_MEM_BIN) $(CONF_NET_BIN) $(FAULTS_SERVER) \
             $(FAULTS_CLIENT) $(FAULTS_SESSION) $(BUILD)/tests/test_upgrade_answer \
-            $(ADAPTER_TESTS:%=$(BUILD)/tests/test_adapter_%)
+            $(ADAPTER_TESTS:%=$(BUILD)/tests/test_adapter_%) \
+            $(BUILD)/tests/accept_refuse.so
 
 # Runs every tier even when one fails, then fails if any did.
 test: deps

@@ -54,6 +54,9 @@ typedef struct client {
 
 static client g_clients[MAX_CLIENTS];
 static int g_listen_fd = -1;
+/* Not 0: the listener is not polled until then (ms, now_ms). */
+static uint64_t g_accept_resume;
+#define ACCEPT_PAUSE_MS 100
 static int g_stop; /* SIGINT or SIGTERM was read from the signalfd */
 static int g_done;                   /* set by on_shutdown */
 
@@ -178,6 +181,10 @@ static void accept_clients(ws_server *srv) {
     /* wsa_accept: accept4 that sheds a connection rather than spin when
      * the process is out of descriptors (adapters/sockio.h). */
     int fd = wsa_accept(g_listen_fd);
+    /* The pending connection could not be taken (no memory, no spare
+     * descriptor) and the listener stays readable: polling it at once
+     * would spin. */
+    if (fd == WSA_ACCEPT_NOFD) g_accept_resume = now_ms() + ACCEPT_PAUSE_MS;
     if (fd < 0) return; /* EAGAIN: backlog empty (or a transient error) */
     for (i = 0; i < MAX_CLIENTS && g_clients[i].fd >= 0; i++) {
     }
@@ -255,7 +262,13 @@ static void run(ws_server *srv, int sfd) {
     pfd[n].fd = sfd;
     pfd[n].events = POLLIN;
     owner[n++] = -2;
-    if (g_listen_fd >= 0) {
+    if (g_accept_resume) { /* wake when the pause ends */
+      uint64_t now = now_ms();
+      int left = now >= g_accept_resume ? 0 : (int)(g_accept_resume - now);
+      if (left == 0) g_accept_resume = 0;
+      else if (timeout < 0 || timeout > left) timeout = left;
+    }
+    if (g_accept_resume == 0 && g_listen_fd >= 0) {
       pfd[n].fd = g_listen_fd;
       pfd[n].events = POLLIN;
       owner[n++] = -1;

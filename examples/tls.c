@@ -55,6 +55,9 @@ static struct pollfd g_pfd[MAX_SOCKS + 1];
 static tls_sock *g_socks[MAX_SOCKS + 1];
 static nfds_t g_n;
 static SSL_CTX *g_ctx;
+/* Not 0: the listener (g_pfd[0]) is not polled until then (wsa_now_ms). */
+static uint64_t g_accept_resume;
+#define ACCEPT_PAUSE_MS 100
 
 /* Sends buffered ciphertext. Returns 0, or -1 when the socket failed. */
 static int flush_wbio(tls_sock *s) {
@@ -165,6 +168,13 @@ static void accept_all(ws_server *srv, int lfd) {
   for (;;) {
     int fd = wsa_accept(lfd);
     tls_sock *s;
+    /* The pending connection could not be taken (no memory, no spare
+     * descriptor) and the listener stays readable: polling it at once
+     * would spin. */
+    if (fd == WSA_ACCEPT_NOFD) {
+      g_accept_resume = wsa_now_ms() + ACCEPT_PAUSE_MS;
+      g_pfd[0].events = 0;
+    }
     if (fd < 0) return;
     if (g_n > MAX_SOCKS || (s = calloc(1, sizeof(*s))) == NULL) {
       close(fd);
@@ -285,6 +295,16 @@ static void run_once(ws_server *srv, int cap_ms) {
   int timeout = ws_server_tick(srv, wsa_now_ms());
   nfds_t i;
   if (timeout < 0 || timeout > cap_ms) timeout = cap_ms;
+  if (g_accept_resume) { /* wake when the accept pause ends */
+    uint64_t now = wsa_now_ms();
+    int left = now >= g_accept_resume ? 0 : (int)(g_accept_resume - now);
+    if (left == 0) {
+      g_accept_resume = 0;
+      g_pfd[0].events = POLLIN;
+    } else if (timeout > left) {
+      timeout = left;
+    }
+  }
   if (poll(g_pfd, g_n, timeout) < 0) return;
   ws_server_tick(srv, wsa_now_ms());
   for (i = g_n; i-- > 1;) {

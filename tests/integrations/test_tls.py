@@ -6,40 +6,21 @@ import signal
 import socket
 import ssl
 import struct
-import subprocess
 import time
 
 import pytest
 
 from backpressure import (close_half_close_and_read, fill, idle_cpu,
                           kernel_send_queue, read_echoes)
-from conftest import (TIMEOUT, arun, close_code, connect, masked_frame,
-                      masked_text, raw_client, recv_json, refused_status,
-                      upgrade_request)
+from conftest import (TIMEOUT, arun, client_ctx, close_code, connect,
+                      masked_frame, masked_text, raw_client, recv_json,
+                      refused_status, upgrade_request)
 from unread_input import fail_with_input_unread
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    crt, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(crt)],
-        check=True, capture_output=True, timeout=60)
-    return str(crt), str(key)
 
 
 @pytest.fixture
 def server(start_server, cert):
     return start_server("tls", "--cert", cert[0], "--key", cert[1])
-
-
-def client_ctx(cert):
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cert[0])
-    ctx.check_hostname = True
-    return ctx
 
 
 def test_wss_ping_echo_broadcast(server, cert):

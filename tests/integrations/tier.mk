@@ -81,6 +81,13 @@ $(BUILD)/tests/test_adapter_%: $(INTEG_DIR)/test_adapter_%.c $(INTEG_DIR)/check.
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples $< -o $@ $(STATIC) \
 	    $(LDLIBS_DEPS) $(ADAPTER_LIBS_$*)
 
+# The LD_PRELOAD shim test_accept_refused.py starts examples with. Not
+# sanitized: it is loaded into the ASan examples too, before their runtime.
+$(BUILD)/tests/accept_refuse.so: $(INTEG_DIR)/accept_refuse.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -std=c11 -O2 $(WARN) -fPIC -shared $< -o $@
+
 .PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-tests $(ADAPTER_TESTS:%=adapter-%)
 upgrade-answer: $(BUILD)/tests/test_upgrade_answer
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_upgrade_answer
@@ -98,7 +105,7 @@ post-stress-tsan: $(TSAN_DIR)/test_post_stress
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
 	    timeout -k 5 $(POST_STRESS_TIMEOUT) $(TSAN_DIR)/test_post_stress $(POST_STRESS_ARGS)
 
-integrations-pytest: $(INTEG_BINS)
+integrations-pytest: $(INTEG_BINS) $(BUILD)/tests/accept_refuse.so $(BUILD)/examples/echo_poll
 	$(Q)BUILD=$(BUILD) PYTHONDONTWRITEBYTECODE=1 timeout -k 5 $(INTEG_TIMEOUT) \
 	    /usr/bin/python3 -m pytest -q -p no:cacheprovider $(INTEG_XDIST) $(INTEG_ARGS) $(INTEG_DIR)
 

@@ -97,7 +97,7 @@ class Server:
                                "sanitizer.re").read_text().strip())
 
     def __init__(self, name, args=(), host="127.0.0.1", port=None, stdin=False,
-                 nofile=None):
+                 nofile=None, env=None):
         self.name = name
         self.host = host
         self.seen = []
@@ -112,6 +112,7 @@ class Server:
                 text=True,
                 bufsize=1,
                 preexec_fn=_child_setup(nofile),
+                env={**os.environ, **env} if env else None,
             )
             self.lines = queue.Queue()
             self.stderr = []
@@ -236,7 +237,8 @@ class Server:
 @pytest.fixture
 def start_server():
     """Factory: start_server(name, *args, **kw) -> Server (kw: host, port,
-    stdin, nofile); all stopped at teardown."""
+    stdin, nofile, env: variables added to ours); all stopped at
+    teardown."""
     started = []
 
     def start(name, *args, **kw):
