@@ -743,11 +743,13 @@ WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
  * (content_type, or "text/plain" when NULL), Content-Length,
  * Connection: close, body (copied); then the connection is closed once it
  * is written. To a HEAD request the body is left out (Content-Length
- * still says its size, RFC 9110 9.3.2), as from every refusal. A 1xx, 204
- * or 304 carries no content (RFC 9110 6.4.1): no Content-Type,
+ * still says its size, RFC 9110 9.3.2), as from every refusal. status is
+ * a final one, 200-599: the connection closes after this answer, so an
+ * interim 1xx would leave the client without one. A 204, 205 or 304
+ * carries no content (RFC 9110 6.4.1, 15.3.6): no Content-Type,
  * Content-Length or body. Lines added with ws_conn_add_header
  * come after Connection. Errors: WS_EINVAL (status outside
- * 100-999, body NULL with len > 0, a body with 1xx/204/304, a control
+ * 200-599, body NULL with len > 0, a body with 204/205/304, a control
  * character such as CR or LF in content_type), WS_ESTATE (not in on_http,
  * from a callback of another request that on_http drives (answer after it
  * returns), or the request was answered already), WS_ECLOSED (on_http closed it

@@ -670,7 +670,7 @@ size_t ws__response_101(char *out, size_t cap, const char *key, size_t key_len,
 }
 
 int ws__status_has_content(int status) {
-  return !(status < 200 || status == 204 || status == 304);
+  return !(status < 200 || status == 204 || status == 205 || status == 304);
 }
 
 static void build_http(outbuf *o, int status, const char *ctype,

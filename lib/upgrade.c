@@ -96,7 +96,10 @@ static int refuse(ws_conn *c, int status, const char *reason) {
 
 int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
                          const void *body, size_t len) {
-  if (c == NULL || status < 100 || status > 999 || (body == NULL && len) ||
+  /* A final status only: the connection closes after this answer, so a
+   * 1xx (interim, RFC 9110 15.2) would leave the client with none; codes
+   * past 599 are not HTTP's (RFC 9110 15). */
+  if (c == NULL || status < 200 || status > 599 || (body == NULL && len) ||
       (len && !ws__status_has_content(status)) ||
       !ws__field_text_ok(content_type))
     return WS_EINVAL;

@@ -855,6 +855,10 @@ Test(response, informational_status_has_no_content_headers) {
   cr_expect_eq(ws__status_has_content(103), 0);
   cr_expect_eq(ws__status_has_content(199), 0);
   cr_expect_eq(ws__status_has_content(200), 1);
+  cr_expect_eq(ws__status_has_content(204), 0);
+  cr_expect_eq(ws__status_has_content(205), 0); /* RFC 9110 15.3.6 */
+  cr_expect_eq(ws__status_has_content(206), 1);
+  cr_expect_eq(ws__status_has_content(304), 0);
 }
 
 /* The minor version is one DIGIT: the bytes just below '0' and just above

@@ -81,7 +81,8 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
   }
   if (R.http_respond && strncmp(ws_request_path(req), "/status/", 8) == 0) {
     int st = atoi(ws_request_path(req) + 8);
-    int content = st >= 200 && st != 204 && st != 304; /* RFC 9110 6.4.1 */
+    /* RFC 9110 6.4.1, 15.3.6 */
+    int content = st >= 200 && st != 204 && st != 205 && st != 304;
     R.respond_rc = ws_conn_http_respond(c, st, "text/plain",
                                         content ? "s\n" : NULL,
                                         content ? 2 : 0);
@@ -105,10 +106,11 @@ static int h_on_http(ws_conn *c, const ws_request *req, void *ud) {
                  WS_EINVAL); /* DEL is a control character too (review 8) */
     cr_assert_eq(ws_conn_http_respond(c, 204, NULL, "x", 1), WS_EINVAL);
     cr_assert_eq(ws_conn_http_respond(c, 304, NULL, "x", 1), WS_EINVAL);
-    /* A 1xx carries no content either; a NULL body with a length is
-     * refused (API review). */
+    cr_assert_eq(ws_conn_http_respond(c, 205, NULL, "x", 1), WS_EINVAL);
+    /* A 1xx is no final answer, with content or without; a NULL body
+     * with a length is refused (API review). */
     cr_assert_eq(ws_conn_http_respond(c, 100, NULL, "x", 1), WS_EINVAL);
-    cr_assert_eq(ws_conn_http_respond(c, 199, NULL, "x", 1), WS_EINVAL);
+    cr_assert_eq(ws_conn_http_respond(c, 199, NULL, NULL, 0), WS_EINVAL);
     cr_assert_eq(ws_conn_http_respond(c, 200, NULL, NULL, 1), WS_EINVAL);
     /* A size no response holds (review: it wrapped the response's size,
      * and HEAD then read past the buffer). */
@@ -1223,11 +1225,14 @@ Test(upgrade, on_http_connection_in_a_group_gets_no_frames) {
 
 /* The status an on_http answer may carry is three digits: 100 and 999 go
  * out as given, 99 and 1000 are refused. */
-Test(upgrade, on_http_status_is_three_digits) {
-  static const int status[] = {99, 100, 999, 1000};
+/* The answer is the final one (the connection closes after it): an
+ * interim 1xx (101 included) and codes past 599 are refused, nothing
+ * written; 200-599 go out, 205 as 204 without content. */
+Test(upgrade, on_http_status_is_a_final_one) {
+  static const int status[] = {99, 100, 101, 199, 200, 205, 599, 600, 999};
   size_t i;
   for (i = 0; i < sizeof status / sizeof status[0]; i++) {
-    int ok = status[i] >= 100 && status[i] <= 999;
+    int ok = status[i] >= 200 && status[i] <= 599;
     char req[128];
     mt_conn t;
     ws_server *s;
@@ -1236,8 +1241,13 @@ Test(upgrade, on_http_status_is_three_digits) {
              status[i]);
     mt_feed_str(&t, req, MT_WHOLE);
     cr_assert_eq(R.respond_rc, ok ? WS_OK : WS_EINVAL, "status %d", status[i]);
-    if (ok)
-      cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), status[i]);
+    if (ok) {
+      char head[512];
+      cr_assert_eq(mt_http_response(&t, head, sizeof head, NULL, NULL),
+                   status[i]);
+      cr_assert_eq(strstr(head, "Content-Length") == NULL, status[i] == 205,
+                   "%s", head);
+    }
     server_free(s);
     mt_free(&t);
   }
