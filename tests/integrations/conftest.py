@@ -20,7 +20,7 @@ from wsmux_proc import (BUILD, ROOT, TIMEOUT, Server, answered_during_drain,  # 
                         close_code, cpu_seconds,
                         example, free_port, recv_json, refused_status,
                         masked_frame, masked_text, raw_client, read_frame,
-                        recv_until_eof,
+                        recv_head, recv_until_eof,
                         start_server, upgrade_request)
 
 

@@ -16,21 +16,12 @@ import time
 
 import pytest
 
-from conftest import BUILD, ROOT, TIMEOUT, client_ctx, upgrade_request
+from conftest import (BUILD, ROOT, TIMEOUT, client_ctx, recv_head,
+                      upgrade_request)
 
 SHIM = os.path.join(ROOT, BUILD, "tests", "accept_refuse.so")
 SERVERS = ["pingpong", "pingpong_epoll", "pingpong_libevent", "echo_poll",
            "tls"]
-
-
-def read_head(sock):
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return head
 
 
 @pytest.mark.parametrize("name", SERVERS)
@@ -62,7 +53,7 @@ def test_accept_out_of_memory_pauses_instead_of_spinning(start_server, cert,
             sock = client_ctx(cert).wrap_socket(pending,
                                                 server_hostname="127.0.0.1")
         sock.sendall(upgrade_request(server, "late"))
-        head = read_head(sock)
+        head = recv_head(sock)
         assert head.startswith(b"HTTP/1.1 101 "), head
     finally:
         pending.close()

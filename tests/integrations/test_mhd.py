@@ -10,8 +10,8 @@ import socket
 import time
 
 from conftest import (TIMEOUT, answered_during_drain, arun, close_code, connect,
-                      masked_text, raw_client, read_frame, recv_json, refused_status,
-                      upgrade_request)
+                      masked_text, raw_client, read_frame, recv_head, recv_json,
+                      refused_status, upgrade_request)
 from unread_input import fail_with_input_unread
 
 
@@ -128,12 +128,7 @@ def raw_status_and_head(server, request):
     import socket
     with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
         s.sendall(request.encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_head(s)
     head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
     return int(head.split(" ", 2)[1]), head
 

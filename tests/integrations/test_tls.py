@@ -13,8 +13,8 @@ import pytest
 from backpressure import (close_half_close_and_read, fill, idle_cpu,
                           kernel_send_queue, read_echoes)
 from conftest import (TIMEOUT, arun, client_ctx, close_code, connect,
-                      masked_frame, masked_text, raw_client, recv_json,
-                      refused_status, upgrade_request)
+                      masked_frame, masked_text, raw_client, recv_head,
+                      recv_json, refused_status, upgrade_request)
 from unread_input import fail_with_input_unread
 
 
@@ -140,9 +140,7 @@ def test_a_failed_client_gets_its_close_frame_without_a_reset(server, cert):
     raw = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
     s = client_ctx(cert).wrap_socket(raw, server_hostname="localhost")
     s.sendall(upgrade_request(server, "big"))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
+    head = recv_head(s)
     assert head.startswith(b"HTTP/1.1 101 "), head
     assert fail_with_input_unread(server, s) == (1009, "eof")
 
@@ -160,9 +158,7 @@ def test_the_server_ends_tls_with_close_notify(server, cert):
     with ctx.wrap_socket(raw, server_hostname="localhost",
                          suppress_ragged_eofs=False) as s:
         s.sendall(upgrade_request(server, "notify"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
+        head = recv_head(s)
         assert head.startswith(b"HTTP/1.1 101 "), head
         s.sendall(masked_frame(0x8, b"\x03\xe8"))
         got = b""

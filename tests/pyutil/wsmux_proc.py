@@ -321,11 +321,22 @@ def raw_client(server, device, rcvbuf=None, wrap=None):
     if wrap:
         s = wrap(s)
     s.sendall(upgrade_request(server, device))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
+    head = recv_head(s)
     assert head.startswith(b"HTTP/1.1 101 "), head
     return s
+
+
+def recv_head(sock):
+    """An HTTP response head up to its blank line, read a byte at a time
+    so that nothing after it (a first frame) is taken; less if the peer
+    closes first."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        byte = sock.recv(1)
+        if not byte:
+            break
+        head += byte
+    return head
 
 
 def recv_until_eof(sock):
