@@ -462,9 +462,14 @@ def test_a_flooding_client_does_not_starve_the_others(start_server, name):
     The machine is shared (pytest-xdist runs other tests beside this
     one): a 3 s window whose median a burst of outside load pushed past
     the bound (32 ms for the fixed libuv adapter beside two busy loops) is
-    measured again, up to WINDOWS times. The old adapter's delay is its
-    own, in every window (each loop turn reads 2 MiB per flooder), so it
-    still fails every one of them."""
+    measured again, up to WINDOWS times. Under sustained load (the other
+    flooding tests, busy loops) the server gets a sixth of a core and every
+    median is the loop turn stretched six times (libuv 42-58 ms here): so a
+    window also passes when the server's own CPU time per round trip, the
+    flood work the ping waited behind, is under the bound (the fixed libuv
+    adapter 6-8 ms; the old one 160-173 ms, loaded or not). The old
+    adapter's delay is its own, in every window (each loop turn reads
+    2 MiB per flooder), so it still fails every one of them."""
     bound = 0.16 if "asan" in BUILD else 0.04
     server = start_server(name)
     floods = [subprocess.Popen(
@@ -475,24 +480,29 @@ def test_a_flooding_client_does_not_starve_the_others(start_server, name):
         time.sleep(1.5)  # the floods' backlog builds up in the kernel
 
         async def run():
-            medians = []
+            windows = []  # (median wall time, server CPU) per round trip
             async with connect(f"{server.ws}/ws?device_id=victim") as ws:
                 for _ in range(WINDOWS):
                     waits = []
+                    cpu0 = cpu_seconds(server.proc.pid)
                     end = time.monotonic() + 3
                     while time.monotonic() < end:
                         t0 = time.monotonic()
                         await ws.send('{"action":"ping"}')
                         assert await recv_json(ws) == {"action": "pong", "data": ""}
                         waits.append(time.monotonic() - t0)
-                    medians.append(sorted(waits)[len(waits) // 2])
-                    if medians[-1] < bound:
+                    cpu = cpu_seconds(server.proc.pid) - cpu0
+                    windows.append((sorted(waits)[len(waits) // 2],
+                                    cpu / len(waits)))
+                    if min(windows[-1]) < bound:
                         break
-            return medians
-        medians = arun(run(), timeout=60)
-        shown = ", ".join(f"{m * 1000:.1f}" for m in medians)
+            return windows
+        windows = arun(run(), timeout=60)
+        shown = ", ".join(f"{m * 1000:.1f} ({c * 1000:.1f} CPU)"
+                          for m, c in windows)
         print(f"{name}: median ping {shown} ms")
-        assert min(medians) < bound, f"{name}: median ping {shown} ms"
+        assert min(min(w) for w in windows) < bound, \
+            f"{name}: median ping (server CPU per ping) {shown} ms"
     finally:
         for p in floods:
             p.kill()
