@@ -1314,7 +1314,7 @@ static int test_pingflood(const char *bin) {
   size_t blen = 0, i, boff = 0;
   unsigned long long pings = 0;
   uint8_t *buf = malloc(65536);
-  double t0, secs = 0, cpu, *rtt;
+  double t0, secs = 0, cpu, *rtt, p99_max;
   const char *how = "server never applied its queue policy";
 
   for (i = 0; i + 6 <= 65536; i += 6, blen += 6)
@@ -1367,10 +1367,13 @@ static int test_pingflood(const char *bin) {
   }
   rtt = pg.rtt;
   qsort(rtt, pg.n, sizeof(double), cmp_double);
-  /* Starvation would be seconds; the flood shares 2 cores with us. */
-  if (rtt[pg.n * 99 / 100] >= 250.0) {
-    fail("other client's ping p99 %.1f ms during the flood",
-         rtt[pg.n * 99 / 100]);
+  /* Starvation would be seconds; the flood shares 2 cores with us. An
+   * ASan server is several times slower per ping, and beside other load
+   * its p99 came to 234 ms: its bound is 1 s, still far from seconds. */
+  p99_max = stat_get(&st, "asan") == 1 ? 1000.0 : 250.0;
+  if (rtt[pg.n * 99 / 100] >= p99_max) {
+    fail("other client's ping p99 %.1f ms during the flood (bound %.0f)",
+         rtt[pg.n * 99 / 100], p99_max);
     goto out;
   }
   if (cpu > 10.0) {
