@@ -160,7 +160,10 @@ enum ws_close_code {
  *   "not_object"      the JSON is not an object
  *   "bad_action"      "action" is missing, not a string, longer than
  *                     WS_MAX_ACTION bytes or holds a NUL (\u0000) (with
- *                     two "action" members the first counts, as in cJSON)
+ *                     two "action" members the first counts, as in cJSON;
+ *                     cJSON reads a key up to a NUL, so "action\u0000" is
+ *                     one, and the first: bad_action, whatever follows;
+ *                     "data" members are found the same way)
  *   "unknown_action"  no handler and no fallback; the message names it */
 
 enum ws_log_level {

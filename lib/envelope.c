@@ -303,11 +303,13 @@ static void run_handler(ws_conn *c, ws_msg *m) {
 
 /* The action from the scan's raw span, decoded NUL-terminated into buf;
  * NULL when it is not a string, too long, or holds a NUL (a C string would
- * silently cut it there). */
+ * silently cut it there), or when its key does ("action\u0000": cJSON
+ * reads it as "action", so a later plain "action" must not be taken). */
 static const char *action_of(const ws__env_scan *sc, char *buf) {
   size_t raw_len;
   long n;
-  if (sc->action == NULL || sc->action[0] != '"') return NULL;
+  if (sc->action == NULL || sc->action[0] != '"' || sc->action_nul_key)
+    return NULL;
   raw_len = sc->action_len - 2;
   if (sc->action_plain) { /* nothing to decode, no NUL: copied as is */
     if (raw_len > WS_MAX_ACTION) return NULL;

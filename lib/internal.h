@@ -432,6 +432,7 @@ typedef struct ws__env_scan {
   const char *action; /* raw value span (with quotes if a string) */
   size_t action_len;
   int action_plain;   /* 1: a string without escapes (copy it as is) */
+  int action_nul_key; /* 1: its key is "action" only up to a NUL */
   const char *data;
   size_t data_len;
 } ws__env_scan;

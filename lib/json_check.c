@@ -176,19 +176,45 @@ int ws__json_valid(const char *text, size_t len, int outer) {
 
 /* ---- the envelope, scanned without building a tree ------------------- */
 
-/* Compares a raw key (between the quotes) with name, escapes decoded:
- * "\u0061ction" is "action". A key holding a NUL escape is none of ours. */
+static long unescape_one(const char *raw, size_t *i);
+static size_t utf8_put(char *o, uint32_t cp);
+
+/* How a raw key (between the quotes) reads as name, escapes decoded:
+ * "\u0061ction" is "action" (KEY_IS). cJSON finds a member with strcmp,
+ * which stops at a NUL, so there a key that decodes to name, a NUL, then
+ * anything ("action\u0000", "data\u0000x") is name's member too: KEY_NUL,
+ * told apart so that the caller can refuse it. */
+enum { KEY_OTHER = 0, KEY_IS, KEY_NUL };
 static int key_is(const char *k, size_t n, const char *name) {
-  char buf[8]; /* our names are shorter */
-  size_t nl = strlen(name);
-  long m;
-  if (memchr(k, '\\', n) == NULL) return nl == n && memcmp(k, name, n) == 0;
-  m = ws__json_unescape(k, n, buf, sizeof(buf));
-  return m == (long)nl && memcmp(buf, name, nl) == 0;
+  size_t nl = strlen(name), i = 0, o = 0;
+  if (memchr(k, '\\', n) == NULL)
+    return nl == n && memcmp(k, name, n) == 0 ? KEY_IS : KEY_OTHER;
+  while (i < n) {
+    char enc[4];
+    size_t m;
+    long cp;
+    if (k[i] != '\\') {
+      if (o >= nl || k[i] != name[o]) return KEY_OTHER;
+      o++, i++;
+      continue;
+    }
+    i++;
+    if ((cp = unescape_one(k, &i)) == 0) /* where cJSON's compare ends */
+      return o == nl ? KEY_NUL : KEY_OTHER;
+    m = utf8_put(enc, (uint32_t)cp);
+    if (m > nl - o || memcmp(enc, name + o, m) != 0) return KEY_OTHER;
+    o += m;
+  }
+  return o == nl ? KEY_IS : KEY_OTHER;
 }
 
 /* Walks the top-level object once: validates everything, notes the first
- * "action" and "data" members (as cJSON's lookup does). */
+ * "action" and "data" members as cJSON's lookup finds them (a key read
+ * up to a NUL included), so that a host parsing the same text with cJSON
+ * reads the same members. An "action" found only that way is marked
+ * (action_nul_key): the action is then refused, as one whose value holds
+ * a NUL is, rather than taken from a later "action" that cJSON would not
+ * see. */
 static int scan_members(jcur *j, ws__env_scan *out) {
   j->p++;
   skip_ws(j);
@@ -196,6 +222,7 @@ static int scan_members(jcur *j, ws__env_scan *out) {
   for (;;) {
     const char *k, *v;
     size_t kn;
+    int key;
     if (j->p >= j->end || *j->p != '"') return 0;
     k = j->p + 1;
     if (!string(j)) return 0;
@@ -205,10 +232,11 @@ static int scan_members(jcur *j, ws__env_scan *out) {
     skip_ws(j);
     v = j->p;
     if (!value(j, 1)) return 0;
-    if (!out->action && key_is(k, kn, "action")) {
+    if (!out->action && (key = key_is(k, kn, "action")) != KEY_OTHER) {
       out->action = v;
       out->action_len = (size_t)(j->p - v);
-    } else if (!out->data && key_is(k, kn, "data")) {
+      out->action_nul_key = key == KEY_NUL;
+    } else if (!out->data && key_is(k, kn, "data") != KEY_OTHER) {
       out->data = v;
       out->data_len = (size_t)(j->p - v);
     }

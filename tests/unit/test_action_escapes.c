@@ -1,6 +1,7 @@
 /* Actions are matched exactly after JSON unescaping: escapes that decode
  * to the registered name match; an escape that cannot be in a C string
  * (NUL) is "bad_action", never a silent truncation. */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -105,4 +106,68 @@ Test(action, sent_action_escapes_cr_as_backslash_r) {
   expect_sent_action("q\"b\\n\nr\rt\tc\x01",
                      "{\"action\":\"q\\\"b\\\\n\\nr\\rt\\tc\\u0001\","
                      "\"data\":1}");
+}
+
+/* cJSON finds a member with strcmp, which stops at a NUL: to it the key
+ * "action\u0000" is "action", and the first one. The library skipped that
+ * key and dispatched the later plain "action" ("ping" here), so a host
+ * that checks msg->action and then reads msg->text with cJSON (or hands
+ * it on to a cJSON-based service) saw two different actions in one
+ * message. Such a first "action" is refused, as a NUL in its value is. */
+Test(action, key_that_cjson_reads_as_action_is_bad_action) {
+  static const char *const msgs[] = {
+      "{\"action\\u0000\":\"pong\",\"action\":\"ping\"}",
+      "{\"\\u0061ction\\u0000x\":1,\"action\":\"ping\"}",
+  };
+  size_t i;
+  for (i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+    cJSON *j = cJSON_Parse(msgs[i]);
+    cr_assert_not_null(j);
+    cr_assert(!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "action")) ||
+                  strcmp(cJSON_GetObjectItemCaseSensitive(j, "action")
+                             ->valuestring,
+                         "ping") != 0,
+              "cJSON does not read \"ping\" as the action");
+    cJSON_Delete(j);
+    run(msgs[i], BAD_ACTION);
+  }
+  /* After a plain first "action", a later NUL key changes nothing, and a
+   * NUL inside a key ("act\u0000ion" is "act" to cJSON) is no "action". */
+  run("{\"action\":\"ping\",\"action\\u0000\":\"x\"}",
+      "{\"action\":\"pong\",\"data\":\"\"}");
+  run("{\"act\\u0000ion\":\"x\",\"action\":\"ping\"}",
+      "{\"action\":\"pong\",\"data\":\"\"}");
+}
+
+static int echo_data(ws_conn *c, const ws_msg *m, void *ud) {
+  size_t n;
+  const char *d = ws_msg_data_json(m, &n);
+  (void)ud;
+  return ws_conn_send_json(c, "data", d, n);
+}
+
+/* "data" is looked up as cJSON does too: ws_msg_data_json and ws_msg_data
+ * give the member cJSON_GetObjectItem gives for the whole text. */
+Test(action, data_member_is_the_one_cjson_finds) {
+  static const char msg[] =
+      "{\"action\":\"d\",\"data\\u0000\":1,\"data\":2}";
+  cJSON *j = cJSON_Parse(msg);
+  ws_config cfg;
+  ws_server *s;
+  ws_mux *mux = ws_mux_new(NULL);
+  mt_conn t;
+  cr_assert_eq(cJSON_GetObjectItemCaseSensitive(j, "data")->valueint, 1);
+  cJSON_Delete(j);
+  ws_mux_handle(mux, "d", echo_data, NULL);
+  ws_config_init(&cfg);
+  mt_config(&cfg, 0);
+  cfg.handler = ws_mux_serve;
+  cfg.handler_data = mux;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  mt_connect(&t, s, "dev", MT_WHOLE);
+  mt_send_text(&t, msg, MT_WHOLE);
+  mt_expect_text(&t, "{\"action\":\"data\",\"data\":1}");
+  ws_server_free(s);
+  mt_free(&t);
+  ws_mux_free(mux);
 }
