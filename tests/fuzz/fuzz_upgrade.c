@@ -43,9 +43,11 @@
  *   - the call returns WS_OK (WS_EINVAL for the argument errors above,
  *     with no callback and no output); a second call on an upgraded
  *     connection is WS_ESTATE and writes nothing;
- *   - limits and well-formedness first, as documented: a path that is no
- *     target's (neither "/..." nor "http(s)://host...", "*" but for
- *     OPTIONS, or a '#' in it or the query) is 400, then more headers than
+ *   - limits and well-formedness first, as documented: a request line
+ *     the parser would refuse (a method not a token, a path that is no
+ *     target's: neither "/..." nor "http(s)://host...", "*" but for
+ *     OPTIONS; a byte outside visible ASCII or a '#' in the path or the
+ *     query) is 400, then more headers than
  *     max_headers (at most 256) is 431, a head longer than max_handshake
  *     in its shortest wire form is 431 (414 when its request line alone
  *     is: the two paths may differ there, their line ends do), then a
@@ -625,15 +627,27 @@ typedef struct expect {
   char *offer;       /* expected offer, or NULL */
 } expect;
 
-/* The path is a target's: "/...", "*" for OPTIONS without a query, or
- * "http(s)://" and a non-empty host without userinfo (RFC 9112 3.2); no
- * '#' in it or in the query (a target never carries a fragment). */
-static int target_ok(const req *r) {
+/* Every byte of s may stand in a request target: visible ASCII, no '#'
+ * (a target never carries a fragment). */
+static int target_bytes(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7E || *s == '#')
+      return 0;
+  return 1;
+}
+
+/* The request line as the parser reads it: the method a token; the path a
+ * target's: "/...", "*" for OPTIONS without a query, or "http(s)://" and
+ * a non-empty host without userinfo (RFC 9112 3.2); path and query of
+ * target bytes. */
+static int request_line_ok(const req *r) {
   const char *p = r->path;
   size_t l = strncasecmp(p, "http://", 7) == 0    ? 7
              : strncasecmp(p, "https://", 8) == 0 ? 8
                                                   : 0;
-  if (strchr(p, '#') || (r->query && strchr(r->query, '#'))) return 0;
+  if (!token_n(r->method, strlen(r->method)) || !target_bytes(p) ||
+      (r->query && !target_bytes(r->query)))
+    return 0;
   if (p[0] == '/') return 1;
   if (strcmp(p, "*") == 0)
     return strcmp(r->method, "OPTIONS") == 0 && r->query == NULL;
@@ -650,7 +664,7 @@ static void expect_build(expect *x, const req *r, const ws_server *s) {
       (r->query ? 1 + strlen(r->query) : 0);
   for (i = 0; i < r->hc; i++) n += r->h[i].name_len + r->h[i].value_len + 2;
   x->over_limit = r->hc > maxh || n > s->cfg.max_handshake;
-  if (!target_ok(r)) {
+  if (!request_line_ok(r)) {
     x->early = 400; /* the request line comes first */
   } else if (r->hc > maxh || n > s->cfg.max_handshake) {
     x->early = 431;
@@ -963,12 +977,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       /* 414 or 431: the line ends the two forms use (the parsed path's
        * size is the shortest, bare LF) can put the request line on either
        * side of the limit. */
-    } else if (x.over_limit && !target_ok(&r) &&
+    } else if (x.over_limit && !request_line_ok(&r) &&
         (status == 400 || too_large(status)) &&
         (B.out.status == 400 || too_large(B.out.status))) {
-      /* Over a limit with a bad target: the parser answers whichever it
-       * meets first in the bytes, 431 when the limit comes before the
-       * target's bad byte; the parsed path checks the target first. */
+      /* Over a limit with a bad request line: the parser answers
+       * whichever it meets first in the bytes, 431 when the limit comes
+       * before the line's bad byte; the parsed path checks the line
+       * first. */
     } else if (!answer) {
       FZ_CHECK(A.out.status == B.out.status,
                "parsed and byte paths answer different statuses");
