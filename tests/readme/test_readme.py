@@ -111,5 +111,52 @@ def test_readme_loop_snippet(loop):
     assert not re.search(r"Sanitizer|runtime error:", err), err
 
 
+UPGRADE = (b"GET /ws?device_id=mute HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+
+def read_until(s, got, done):
+    while not done(got):
+        data = s.recv(4096)
+        assert data, got
+        got += data
+    return got
+
+
+def test_readme_epoll_drain_ends_after_a_stop():
+    """The epoll snippet's drain ends when its deadline passed while the
+    process was stopped (Ctrl-Z, a debugger): on SIGCONT epoll_wait fails
+    with EINTR before the adapter's second tick, the next run's first tick
+    ends the drain (on_shutdown), and an uncapped wait after it never
+    returned (nothing was left to wake it)."""
+    port = free_port()
+    proc = subprocess.Popen([os.path.join(SERVE_DIR, "serve_epoll"),
+                             str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_listening(proc, port)
+        # A client that never answers the 1001: the drain runs its 5 s.
+        with socket.create_connection(("127.0.0.1", port), 5) as s:
+            s.sendall(UPGRADE)
+            got = read_until(s, b"", lambda b: b"\r\n\r\n" in b)
+            assert got.startswith(b"HTTP/1.1 101"), got
+            proc.send_signal(signal.SIGTERM)
+            # The 1001 close frame: the drain has begun.
+            read_until(s, got, lambda b: b"\x88" in b.split(b"\r\n\r\n")[1])
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(5.5)  # past the snippet's 5000 ms drain
+            proc.send_signal(signal.SIGCONT)
+            assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait(5)
+        out, err = proc.communicate()
+    assert "stopped: 0" in out, (out, err)
+
+
 if __name__ == "__main__":
     sys.exit(subprocess.call([sys.executable, "-m", "pytest", "-q", __file__]))
