@@ -165,6 +165,15 @@ static inline int wsa_poll_init(wsa_poll *p, ws_server *srv, const char *host,
   return 0;
 }
 
+/* Stops accepting: closes the listener. Pending connections in the
+ * backlog are reset. Already accepted ones go on. */
+static inline void wsa_poll_stop_listening(wsa_poll *p) {
+  if (p->listen_fd < 0) return;
+  close(p->listen_fd);
+  p->listen_fd = p->pfd[0].fd = -1; /* poll(2) skips a negative fd */
+  p->accept_resume = 0;
+}
+
 /* Accepts until the backlog is empty. Out of descriptors with no spare to
  * shed the pending connection (WSA_ACCEPT_NOFD: this thread has no spare,
  * or another thread took the slot it freed), the listener would stay
@@ -267,7 +276,7 @@ static inline int wsa_poll_run_once_for(wsa_poll *p, int timeout_cap_ms) {
     }
   }
   p->pfd[1].revents = 0;
-  if (p->pfd[0].revents & POLLIN) wsa_poll_accept(p);
+  if (p->listen_fd >= 0 && (p->pfd[0].revents & POLLIN)) wsa_poll_accept(p);
   p->pfd[0].revents = 0;
   return 0;
 }

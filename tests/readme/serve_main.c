@@ -1,6 +1,7 @@
 /*
  * Runs one of the README's loop snippets (SNIPPET: the extracted block,
- * SERVE_EPOLL, SERVE_UV or SERVE_EV: which one) as a program, so that
+ * SERVE_EPOLL, SERVE_POLL (the epoll one with epoll replaced by poll, as
+ * the README says), SERVE_UV or SERVE_EV: which one) as a program, so that
  * test_readme.py drives what a user pastes: a ping -> pong mux served on
  * 127.0.0.1:PORT, and SIGTERM drains every client with 1001, then exits 0.
  *
@@ -15,7 +16,7 @@ static int on_ping(ws_conn *c, const ws_msg *m, void *ud) {
   return ws_conn_send_json(c, "pong", "\"\"", 2);
 }
 
-#ifdef SERVE_EPOLL
+#if defined(SERVE_EPOLL) || defined(SERVE_POLL)
 /* The snippet's loop runs while running is set: its SIGTERM handler. */
 static void on_term(int sig) {
   (void)sig;
@@ -29,14 +30,18 @@ int main(int argc, char **argv) {
   if (mux == NULL || ws_mux_handle(mux, "ping", on_ping, NULL) != WS_OK)
     return 1;
   setvbuf(stdout, NULL, _IONBF, 0);
-#if defined(SERVE_EPOLL)
+#if defined(SERVE_EPOLL) || defined(SERVE_POLL)
   {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
   }
+#ifdef SERVE_EPOLL
   rc = serve_epoll(mux, port);
+#else
+  rc = serve_poll(mux, port);
+#endif
 #elif defined(SERVE_UV)
   rc = serve_uv(uv_default_loop(), mux, port);
   if (uv_loop_close(uv_default_loop()) != 0) rc = -1; /* a handle left */
@@ -47,7 +52,7 @@ int main(int argc, char **argv) {
     if (base) event_base_free(base);
   }
 #else
-#error "SERVE_EPOLL, SERVE_UV or SERVE_EV"
+#error "SERVE_EPOLL, SERVE_POLL, SERVE_UV or SERVE_EV"
 #endif
   ws_mux_free(mux);
   printf("stopped: %d\n", rc);

@@ -1,6 +1,6 @@
-"""The README's complete host and its loop snippets (epoll, libuv,
-libevent; made programs by serve_main.c), compiled by tier.mk, driven by a
-real client."""
+"""The README's complete host and its loop snippets (epoll, its poll
+variant, libuv, libevent; made programs by serve_main.c), compiled by
+tier.mk, driven by a real client."""
 import asyncio
 import json
 import os
@@ -91,7 +91,7 @@ async def ping_then_sigterm(proc, port):
         assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
 
 
-@pytest.mark.parametrize("loop", ["epoll", "libuv", "libevent"])
+@pytest.mark.parametrize("loop", ["epoll", "poll", "libuv", "libevent"])
 def test_readme_loop_snippet(loop):
     """The snippet serves, and SIGTERM drains its clients (1001), exit 0."""
     port = free_port()

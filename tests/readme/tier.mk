@@ -14,6 +14,8 @@ TEST_TIERS += readme
 .PHONY: readme
 readme: $(STATIC) README.md tests/readme/extract.sh
 	$(Q)sh tests/readme/extract.sh $(README_DIR)
+	@# The README's poll variant: the epoll snippet with epoll replaced.
+	$(Q)sed 's/epoll/poll/g' $(README_DIR)/epoll.c > $(README_DIR)/poll.c
 	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes $(README_DIR)/host.c -o $(README_DIR)/host $(STATIC) $(LDLIBS_DEPS)
 	@# Every other marked block (usage.c, the integrations' snippets, and
 	@# any added later) compiles, also with -D_GNU_SOURCE given as well
@@ -25,6 +27,7 @@ readme: $(STATIC) README.md tests/readme/extract.sh
 	  $(CC) $(README_CFLAGS) -D_GNU_SOURCE -fsyntax-only "$$f" || exit 1; done
 	@# The loop snippets run: tests/readme/serve_main.c makes each a program.
 	$(Q)$(call readme_serve,epoll,EPOLL,)
+	$(Q)$(call readme_serve,poll,POLL,)
 	$(Q)$(call readme_serve,libuv,UV,-luv)
 	$(Q)$(call readme_serve,libevent,EV,-levent)
 	$(Q)README_SERVE_DIR=$(README_DIR) README_HOST_BIN=$(README_DIR)/host /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/readme/test_readme.py
