@@ -2,8 +2,11 @@
 README_DIR := $(BUILD)/readme
 # Snippets are fragments of a user's program (no prototypes needed),
 # built against the adapters as installed (<wsmux/adapters/*.h>, here from
-# the tree) and the loops' headers.
-README_CFLAGS = $(BASE_CFLAGS) -Wno-missing-prototypes -I$(README_DIR)/inc \
+# the tree) and the loops' headers. Without the Makefile's feature macros:
+# a user's -std=c11 has none, so a snippet defines those it needs.
+README_BASE_CFLAGS := $(filter-out -D_POSIX_C_SOURCE=% -D_DEFAULT_SOURCE, \
+  $(BASE_CFLAGS))
+README_CFLAGS = $(README_BASE_CFLAGS) -Wno-missing-prototypes -I$(README_DIR)/inc \
   $(shell pkg-config --cflags libuv libevent libmicrohttpd openssl 2>/dev/null)
 # $(README_DIR)/serve_$(1): the README's $(1) block as a program (SERVE_$(2)),
 # linked with $(3).
@@ -16,7 +19,7 @@ readme: $(STATIC) README.md tests/readme/extract.sh
 	$(Q)sh tests/readme/extract.sh $(README_DIR)
 	@# The README's poll variant: the epoll snippet with epoll replaced.
 	$(Q)sed 's/epoll/poll/g' $(README_DIR)/epoll.c > $(README_DIR)/poll.c
-	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes $(README_DIR)/host.c -o $(README_DIR)/host $(STATIC) $(LDLIBS_DEPS)
+	$(Q)$(CC) $(README_BASE_CFLAGS) -Wno-missing-prototypes $(README_DIR)/host.c -o $(README_DIR)/host $(STATIC) $(LDLIBS_DEPS)
 	@# Every other marked block (usage.c, the integrations' snippets, and
 	@# any added later) compiles, also with -D_GNU_SOURCE given as well
 	@# (the README offers both ways).
