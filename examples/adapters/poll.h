@@ -188,7 +188,8 @@ static inline void wsa_poll_accept(wsa_poll *p) {
       p->accept_resume = wsa_now_ms() + WSA_POLL_ACCEPT_PAUSE_MS;
     }
     if (fd < 0) return;
-    if (p->n >= WSA_POLL_MAX || (s = (wsa_poll_sock *)calloc(1, sizeof(*s))) == NULL) {
+    if (p->n >= WSA_POLL_MAX ||
+        (s = (wsa_poll_sock *)calloc(1, sizeof(*s))) == NULL) {
       close(fd);
       continue;
     }
