@@ -163,7 +163,11 @@ enum ws_close_code {
  *                     two "action" members the first counts, as in cJSON;
  *                     cJSON reads a key up to a NUL, so "action\u0000" is
  *                     one, and the first: bad_action, whatever follows;
- *                     "data" members are found the same way)
+ *                     "data" members are found the same way; keys match
+ *                     case-sensitively: a host reading msg->text with
+ *                     cJSON finds the same members with
+ *                     cJSON_GetObjectItemCaseSensitive, while
+ *                     cJSON_GetObjectItem would take "Action" for one)
  *   "unknown_action"  no handler and no fallback; the message names it */
 
 enum ws_log_level {
