@@ -22,6 +22,14 @@
  * still uses srv in the same pass. From a callback, call
  * ws_server_shutdown or set the flag the loop tests.
  *
+ * A graceful stop drains with a capped wait:
+ *   wsa_poll_stop_listening(&p);
+ *   if (ws_server_shutdown(srv, 5000) == WS_OK)
+ *     while (!drained) wsa_poll_run_once_for(&p, 100);  // on_shutdown sets it
+ * on_shutdown may fire in the tick a run starts with (its deadline passed
+ * between two runs, or while the process was stopped), and a wait without
+ * a cap would then have nothing left to end it.
+ *
  * Set cfg.user_data to the wsa_poll (wsa_poll_config does not touch it; the
  * transport callbacks find the adapter through the transport pointer, only
  * wsa_poll_wake needs user_data). A wsa_poll is driven by one thread; only
