@@ -151,7 +151,8 @@ static inline ssize_t wsa_epoll_sendv(ws_conn *c, void *t,
 static inline int wsa_epoll_want_write(ws_conn *c, void *t, int want) {
   wsa_epoll_sock *s = (wsa_epoll_sock *)t;
   struct epoll_event ev;
-  uint32_t in = s->read_done ? 0 : (uint32_t)EPOLLIN; /* an EOF stays readable */
+  /* Not after the read side is done: an EOF stays readable. */
+  uint32_t in = s->read_done ? 0 : (uint32_t)EPOLLIN;
   uint32_t events = want ? in | EPOLLOUT : in;
   if (events == s->events) return 0;
   memset(&ev, 0, sizeof(ev));
