@@ -440,11 +440,16 @@ static inline int wsa_epoll_run_once_for(wsa_epoll *p, int timeout_cap_ms) {
     at = p->accept_resume;
   wsa_epoll_arm(p, at);
   n = epoll_wait(p->epfd, evs, WSA_EPOLL_BATCH, timeout_cap_ms);
-  if (n < 0) return errno == EINTR ? 0 : -1;
-  /* Deadlines count from the last tick; posted messages go out here. */
+  if (n < 0 && errno != EINTR) return -1;
+  /* Deadlines count from the last tick; posted messages go out here. An
+   * interrupted wait ticks too: after a stop (SIGSTOP, a debugger) it
+   * fails with EINTR however late it is, and a deadline that passed
+   * meanwhile must run in this run: in the next one's first tick, a
+   * drain's on_shutdown would leave that run's wait nothing to end it. */
   now = wsa_now_ms();
   ws_server_tick(p->srv, now);
   wsa_epoll_accept_resume(p, now);
+  if (n < 0) return 0;
   for (i = 0; i < n; i++) {
     wsa_epoll_item *it = (wsa_epoll_item *)evs[i].data.ptr;
     uint32_t ev = evs[i].events;

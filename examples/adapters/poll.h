@@ -256,13 +256,16 @@ static inline int wsa_poll_run_once_for(wsa_poll *p, int timeout_cap_ms) {
     if (timeout < 0 || timeout > left) timeout = left;
   }
   r = poll(p->pfd, p->n, timeout);
-  if (r < 0) return errno == EINTR ? 0 : -1;
+  if (r < 0 && errno != EINTR) return -1;
+  /* An interrupted wait ticks too (see wsa_epoll_run_once_for: after a
+   * stop, a deadline that passed meanwhile runs in this run). */
   now = wsa_now_ms();
   ws_server_tick(p->srv, now);
   if (p->accept_resume && now >= p->accept_resume) {
     p->accept_resume = 0;
     p->pfd[0].events = POLLIN;
   }
+  if (r < 0) return 0;
   for (i = p->n; i-- > WSA_POLL_FIRST;) {
     short ev;
     wsa_poll_sock *s;

@@ -157,7 +157,8 @@ static inline int wsa_listen(const char *host, int port, int reuseport) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
     a->sin6_family = AF_INET6;
     a->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return errno = EINVAL, -1;
+    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+      return errno = EINVAL, -1;
     sl = sizeof(*a);
   } else {
     struct sockaddr_in *a = (struct sockaddr_in *)&ss;

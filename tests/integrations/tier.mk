@@ -62,10 +62,12 @@ $(BUILD)/tests/test_upgrade_answer: $(INTEG_DIR)/test_upgrade_answer.c $(INTEG_D
 #   uv_initfail libuv: a failed wsa_uv_init leaves nothing on the loop (the
 #             host frees its server and runs its loop on)
 #   ev_initfail libevent: a failed wsa_ev_init frees what it made
+#   stopped   poll and epoll: a drain deadline passed while the process was
+#             stopped ends in the run SIGCONT interrupted (uncapped waits)
 # (accept4 failing with ENOBUFS is test_accept_refused.py: an LD_PRELOAD
 # accept4 in the whole example, every loop that accepts on its own.)
 ADAPTER_TESTS         := deadline sigpipe nofd nofd_loops uv_copy uv_oom uv_initfail \
-                         ev_initfail
+                         ev_initfail stopped
 ADAPTER_LIBS_deadline := $(EX_LIBS_pingpong_libevent)
 ADAPTER_LIBS_nofd_loops := $(EX_LIBS_pingpong_libevent)
 ADAPTER_LIBS_sigpipe  := $(EX_LIBS_pingpong_libuv)

@@ -1,0 +1,153 @@
+/*
+ * A graceful stop whose drain deadline passes while the process is
+ * stopped (SIGSTOP: Ctrl-Z, a debugger). On SIGCONT epoll_wait fails
+ * with EINTR however late it is (it is never restarted after a stop,
+ * signal(7)); the epoll adapter returned from there without its second
+ * tick, so the deadline ran in the next run's first tick: on_shutdown
+ * fired there, the tick had no deadline left, and that run's wait (no cap,
+ * as in "while (!drained) wsa_epoll_run_once") had nothing left to end it.
+ * poll(2) is restarted after a stop, but a handled signal interrupts it
+ * the same way, and the poll adapter ticks after EINTR too: both must end
+ * the drain in the run the stop interrupted.
+ *
+ * A child process stops and continues this one; SIGALRM (2 s) ends a
+ * hung wait so that the test reports instead of hanging.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+
+#include "adapters/epoll.h"
+#include "adapters/poll.h"
+#include "check.h"
+#include "nofd.h"
+
+#define DRAIN_MS 100
+#define STOPPED_MS 400
+
+static int g_drained;
+static volatile sig_atomic_t g_alarm;
+
+static void on_alarm(int sig) {
+  (void)sig;
+  g_alarm = 1;
+}
+
+static int on_shutdown(ws_server *s, void *ud) {
+  (void)s;
+  (void)ud;
+  g_drained = 1;
+  return 0;
+}
+
+static ws_server *server(void *user_data, void (*config)(ws_config *)) {
+  ws_config cfg;
+  ws_server *srv;
+  ws_config_init(&cfg);
+  config(&cfg);
+  cfg.user_data = user_data;
+  cfg.path = NULL;
+  cfg.device_required = 0;
+  cfg.on_shutdown = on_shutdown;
+  CHECK(ws_server_new(&cfg, &srv) == WS_OK);
+  return srv;
+}
+
+/* A client upgraded through pass(), which then never answers the 1001:
+ * the drain runs to its deadline. Returns its socket. */
+static int silent_client(int port, void (*pass)(void)) {
+  char head[256] = "";
+  int cli = connect_to(port), i;
+  CHECK(write(cli, nofd_req, sizeof(nofd_req) - 1) ==
+        (ssize_t)sizeof(nofd_req) - 1);
+  for (i = 0; i < 50 && !strstr(head, "\r\n\r\n"); i++) {
+    size_t have = strlen(head);
+    ssize_t r;
+    pass();
+    r = recv(cli, head + have, sizeof(head) - 1 - have, MSG_DONTWAIT);
+    if (r == 0) break;
+    if (r > 0) head[have + (size_t)r] = '\0';
+  }
+  CHECK(strncmp(head, "HTTP/1.1 101 ", 13) == 0);
+  return cli;
+}
+
+/* Stops this process 20 ms from now for STOPPED_MS, from a child. */
+static pid_t stop_me_soon(void) {
+  pid_t me = getpid(), pid = fork();
+  if (pid == 0) {
+    usleep(20 * 1000);
+    kill(me, SIGSTOP);
+    usleep(STOPPED_MS * 1000);
+    kill(me, SIGCONT);
+    _exit(0);
+  }
+  CHECK(pid > 0);
+  return pid;
+}
+
+/* Shuts srv down and runs run() uncapped until on_shutdown, while a child
+ * stops us past the drain deadline. 1 if the drain ended in time. */
+static int drained_after_stop(ws_server *srv, int (*run)(void)) {
+  uint64_t t0;
+  pid_t child;
+  int waited;
+  g_drained = 0;
+  g_alarm = 0;
+  CHECK(ws_server_shutdown(srv, DRAIN_MS) == WS_OK);
+  child = stop_me_soon();
+  t0 = wsa_now_ms();
+  alarm(2);
+  while (!g_drained && !g_alarm) run();
+  alarm(0);
+  waited = (int)(wsa_now_ms() - t0);
+  CHECK(waitpid(child, NULL, 0) == child);
+  printf("adapter-stopped: drained after %d ms (stopped %d ms)\n", waited,
+         STOPPED_MS);
+  return g_drained && !g_alarm;
+}
+
+static wsa_poll g_poll;
+static void poll_pass(void) { wsa_poll_run_once_for(&g_poll, 20); }
+static int poll_run(void) { return wsa_poll_run_once(&g_poll); }
+
+static void poll_stopped(void) {
+  ws_server *srv = server(&g_poll, wsa_poll_config);
+  int cli;
+  CHECK(wsa_poll_init(&g_poll, srv, "127.0.0.1", 0) == 0);
+  cli = silent_client(wsa_local_port(g_poll.listen_fd), poll_pass);
+  wsa_poll_stop_listening(&g_poll);
+  CHECK(drained_after_stop(srv, poll_run));
+  close(cli);
+  ws_server_free(srv);
+  wsa_poll_destroy(&g_poll);
+}
+
+static wsa_epoll g_ep;
+static void epoll_pass(void) { wsa_epoll_run_once_for(&g_ep, 20); }
+static int epoll_run(void) { return wsa_epoll_run_once(&g_ep); }
+
+static void epoll_stopped(void) {
+  ws_server *srv = server(&g_ep, wsa_epoll_config);
+  int cli;
+  CHECK(wsa_epoll_init(&g_ep, srv, "127.0.0.1", 0) == 0);
+  cli = silent_client(wsa_local_port(g_ep.listener.fd), epoll_pass);
+  wsa_epoll_stop_listening(&g_ep);
+  CHECK(drained_after_stop(srv, epoll_run));
+  close(cli);
+  ws_server_free(srv);
+  wsa_epoll_destroy(&g_ep);
+}
+
+int main(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_alarm; /* no SA_RESTART: a hung wait returns EINTR */
+  sigaction(SIGALRM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  poll_stopped();
+  epoll_stopped();
+  printf("adapter-stopped: %d passed, %d failed\n", g_checks - g_fail,
+         g_fail);
+  return g_fail ? 1 : 0;
+}
