@@ -28,8 +28,8 @@
  *   if (ws_server_shutdown(srv, 5000) == WS_OK)
  *     while (!drained) wsa_epoll_run_once_for(&p, 100);  // on_shutdown sets it
  * on_shutdown may fire in the tick a run starts with (its deadline passed
- * between two runs, or while the process was stopped), and a wait without
- * a cap would then have nothing left to end it.
+ * between two runs), and a wait without a cap would then have nothing
+ * left to end it.
  *
  * Several loops, one per thread, each with its own server: give each one
  * its own SO_REUSEPORT socket from wsa_listen(host, port, 1) and call

@@ -27,8 +27,8 @@
  *   if (ws_server_shutdown(srv, 5000) == WS_OK)
  *     while (!drained) wsa_poll_run_once_for(&p, 100);  // on_shutdown sets it
  * on_shutdown may fire in the tick a run starts with (its deadline passed
- * between two runs, or while the process was stopped), and a wait without
- * a cap would then have nothing left to end it.
+ * between two runs), and a wait without a cap would then have nothing
+ * left to end it.
  *
  * Set cfg.user_data to the wsa_poll (wsa_poll_config does not touch it; the
  * transport callbacks find the adapter through the transport pointer, only
