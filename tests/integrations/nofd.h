@@ -4,8 +4,9 @@
  * WSA_ACCEPT_NOFD (every descriptor taken and this thread's spare given
  * up, as when another loop thread took the slot the spare freed), and the
  * client whose pending connection must wait, then be served.
- * Its loopback client (connect_to, connect_rcvbuf, nofd_req) serves other
- * adapter tests too. Include after sockio.h (through an adapter) and check.h.
+ * Its loopback client (connect_to, connect_rcvbuf, nofd_req, upgraded)
+ * and adapter_server serve other adapter tests too. Include after
+ * sockio.h (through an adapter) and check.h.
  */
 #ifndef WS_INTEG_NOFD_H
 #define WS_INTEG_NOFD_H
@@ -77,13 +78,29 @@ static inline int nofd_enter(int listen_fd) {
   return cli;
 }
 
-/* Descriptors free again (4 of them): sends the upgrade on cli, runs
- * pass() (one loop pass, waiting 20 ms at most) until the 101 is back,
- * 50 passes at most. 1 if it came. */
-static inline int nofd_served(int cli, void (*pass)(void)) {
+/* A server for an adapter test: the adapter's transport callbacks
+ * (config), any path, no device id needed; on_shutdown may be NULL. */
+static inline ws_server *adapter_server(void *user_data,
+                                        void (*config)(ws_config *),
+                                        int (*on_shutdown)(ws_server *,
+                                                           void *)) {
+  ws_config cfg;
+  ws_server *srv = NULL;
+  ws_config_init(&cfg);
+  config(&cfg);
+  cfg.user_data = user_data;
+  cfg.path = NULL;
+  cfg.device_required = 0;
+  cfg.on_shutdown = on_shutdown;
+  CHECK(ws_server_new(&cfg, &srv) == WS_OK);
+  return srv;
+}
+
+/* Sends the upgrade on cli, runs pass() (one loop pass, waiting 20 ms at
+ * most) until the 101 is back, 50 passes at most. 1 if it came. */
+static inline int upgraded(int cli, void (*pass)(void)) {
   char head[256] = "";
   int i;
-  release(4);
   CHECK(write(cli, nofd_req, sizeof(nofd_req) - 1) ==
         (ssize_t)sizeof(nofd_req) - 1);
   for (i = 0; i < 50 && !strstr(head, "\r\n\r\n"); i++) {
@@ -94,9 +111,18 @@ static inline int nofd_served(int cli, void (*pass)(void)) {
     if (r == 0) break;
     if (r > 0) head[have + (size_t)r] = '\0';
   }
+  return strncmp(head, "HTTP/1.1 101 ", 13) == 0;
+}
+
+/* Descriptors free again (4 of them): the pending client cli upgraded
+ * (upgraded), then closed. 1 if its 101 came. */
+static inline int nofd_served(int cli, void (*pass)(void)) {
+  int ok;
+  release(4);
+  ok = upgraded(cli, pass);
   close(cli);
   release(NOFD_LIMIT);
-  return strncmp(head, "HTTP/1.1 101 ", 13) == 0;
+  return ok;
 }
 
 /* CPU time this process used, in milliseconds. */

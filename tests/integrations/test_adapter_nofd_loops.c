@@ -20,17 +20,6 @@
 
 #define CPU_MAX_MS (SPAN_MS / 4)
 
-static ws_server *server(void *user_data, void (*config)(ws_config *)) {
-  ws_config cfg;
-  ws_server *srv;
-  ws_config_init(&cfg);
-  config(&cfg);
-  cfg.user_data = user_data;
-  cfg.path = NULL;
-  cfg.device_required = 0;
-  CHECK(ws_server_new(&cfg, &srv) == WS_OK);
-  return srv;
-}
 
 /* ---- poll ---------------------------------------------------------------- */
 
@@ -39,7 +28,7 @@ static wsa_poll g_poll;
 static void poll_pass(void) { wsa_poll_run_once_for(&g_poll, 20); }
 
 static void poll_listener_paused_then_resumed(void) {
-  ws_server *srv = server(&g_poll, wsa_poll_config);
+  ws_server *srv = adapter_server(&g_poll, wsa_poll_config, NULL);
   uint64_t end;
   double cpu;
   int cli, paused = 0;
@@ -74,7 +63,7 @@ static void ev_pass(void) {
 
 static void ev_listener_paused_then_resumed(void) {
   struct event_base *base = event_base_new();
-  ws_server *srv = server(&g_ev, wsa_ev_config);
+  ws_server *srv = adapter_server(&g_ev, wsa_ev_config, NULL);
   uint64_t end;
   double cpu;
   int cli, paused = 0;

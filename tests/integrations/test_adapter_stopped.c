@@ -40,35 +40,11 @@ static int on_shutdown(ws_server *s, void *ud) {
   return 0;
 }
 
-static ws_server *server(void *user_data, void (*config)(ws_config *)) {
-  ws_config cfg;
-  ws_server *srv;
-  ws_config_init(&cfg);
-  config(&cfg);
-  cfg.user_data = user_data;
-  cfg.path = NULL;
-  cfg.device_required = 0;
-  cfg.on_shutdown = on_shutdown;
-  CHECK(ws_server_new(&cfg, &srv) == WS_OK);
-  return srv;
-}
-
 /* A client upgraded through pass(), which then never answers the 1001:
  * the drain runs to its deadline. Returns its socket. */
 static int silent_client(int port, void (*pass)(void)) {
-  char head[256] = "";
-  int cli = connect_to(port), i;
-  CHECK(write(cli, nofd_req, sizeof(nofd_req) - 1) ==
-        (ssize_t)sizeof(nofd_req) - 1);
-  for (i = 0; i < 50 && !strstr(head, "\r\n\r\n"); i++) {
-    size_t have = strlen(head);
-    ssize_t r;
-    pass();
-    r = recv(cli, head + have, sizeof(head) - 1 - have, MSG_DONTWAIT);
-    if (r == 0) break;
-    if (r > 0) head[have + (size_t)r] = '\0';
-  }
-  CHECK(strncmp(head, "HTTP/1.1 101 ", 13) == 0);
+  int cli = connect_to(port);
+  CHECK(upgraded(cli, pass));
   return cli;
 }
 
@@ -112,7 +88,7 @@ static void poll_pass(void) { wsa_poll_run_once_for(&g_poll, 20); }
 static int poll_run(void) { return wsa_poll_run_once(&g_poll); }
 
 static void poll_stopped(void) {
-  ws_server *srv = server(&g_poll, wsa_poll_config);
+  ws_server *srv = adapter_server(&g_poll, wsa_poll_config, on_shutdown);
   int cli;
   CHECK(wsa_poll_init(&g_poll, srv, "127.0.0.1", 0) == 0);
   cli = silent_client(wsa_local_port(g_poll.listen_fd), poll_pass);
@@ -128,7 +104,7 @@ static void epoll_pass(void) { wsa_epoll_run_once_for(&g_ep, 20); }
 static int epoll_run(void) { return wsa_epoll_run_once(&g_ep); }
 
 static void epoll_stopped(void) {
-  ws_server *srv = server(&g_ep, wsa_epoll_config);
+  ws_server *srv = adapter_server(&g_ep, wsa_epoll_config, on_shutdown);
   int cli;
   CHECK(wsa_epoll_init(&g_ep, srv, "127.0.0.1", 0) == 0);
   cli = silent_client(wsa_local_port(g_ep.listener.fd), epoll_pass);
