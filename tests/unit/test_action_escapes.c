@@ -13,14 +13,17 @@ static int pong(ws_conn *c, const ws_msg *m, void *ud) {
   return ws_conn_send_json(c, "pong", "\"\"", 2);
 }
 
-static void run(const char *msg, const char *expect) {
+/* msg sent to a server whose mux has fn for action, in every feed mode;
+ * the reply must be expect. */
+static void run_with(const char *action, ws_handler_fn fn, const char *msg,
+                     const char *expect) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
     ws_config cfg;
     ws_server *s;
     ws_mux *mux = ws_mux_new(NULL);
     mt_conn t;
-    ws_mux_handle(mux, "ping", pong, NULL);
+    ws_mux_handle(mux, action, fn, NULL);
     ws_config_init(&cfg);
     mt_config(&cfg, 0);
     cfg.handler = ws_mux_serve;
@@ -33,6 +36,10 @@ static void run(const char *msg, const char *expect) {
     mt_free(&t);
     ws_mux_free(mux);
   }
+}
+
+static void run(const char *msg, const char *expect) {
+  run_with("ping", pong, msg, expect);
 }
 
 #define BAD_ACTION                                                          \
@@ -152,22 +159,7 @@ Test(action, data_member_is_the_one_cjson_finds) {
   static const char msg[] =
       "{\"action\":\"d\",\"data\\u0000\":1,\"data\":2}";
   cJSON *j = cJSON_Parse(msg);
-  ws_config cfg;
-  ws_server *s;
-  ws_mux *mux = ws_mux_new(NULL);
-  mt_conn t;
   cr_assert_eq(cJSON_GetObjectItemCaseSensitive(j, "data")->valueint, 1);
   cJSON_Delete(j);
-  ws_mux_handle(mux, "d", echo_data, NULL);
-  ws_config_init(&cfg);
-  mt_config(&cfg, 0);
-  cfg.handler = ws_mux_serve;
-  cfg.handler_data = mux;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
-  mt_connect(&t, s, "dev", MT_WHOLE);
-  mt_send_text(&t, msg, MT_WHOLE);
-  mt_expect_text(&t, "{\"action\":\"data\",\"data\":1}");
-  ws_server_free(s);
-  mt_free(&t);
-  ws_mux_free(mux);
+  run_with("d", echo_data, msg, "{\"action\":\"data\",\"data\":1}");
 }
