@@ -408,9 +408,11 @@ typedef struct ws_config {
   /* Origin: default (no list, no callback) is gorilla's: no Origin header is
    * allowed; otherwise its host[:port] must equal Host, case-insensitively
    * (an absolute-form target's host[:port] instead, which a server uses in
-   * place of Host: RFC 9112 3.2.2); two Origin headers are refused.
-   * With a list, an Origin equal (case-insensitively) to an entry is also
-   * allowed. With a callback, it alone decides (return 1 to allow). */
+   * place of Host: RFC 9112 3.2.2). With a list, an Origin equal
+   * (case-insensitively) to an entry is also allowed. With a callback, it
+   * alone decides (return 1 to allow; origin is NULL when the request has
+   * none). Two Origin headers are refused (403) in every mode, before the
+   * callback. */
   const char *const *allowed_origins;
   size_t allowed_origins_count;
   int (*check_origin)(const ws_request *req, const char *origin,

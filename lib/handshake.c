@@ -568,9 +568,6 @@ int ws__origin_allowed(const ws__reqview *rv, const char *const *allowed,
                        size_t allowed_count) {
   const ws_header *o = ws__find_header(rv->headers, rv->header_count, "Origin");
   if (!o) return 1;
-  /* One origin per request (RFC 6454 7.3); with two, the first deciding
-   * would be an arbitrary choice. */
-  if (ws__count_header(rv->headers, rv->header_count, "Origin") > 1) return 0;
   for (size_t i = 0; i < allowed_count; i++)
     if (allowed && allowed[i] &&
         ws__ascii_caseeq(o->value, o->value_len, allowed[i],

@@ -568,23 +568,6 @@ Test(origin, rules) {
 /* RFC 9112 3.2.2: with an absolute-form target the server's host is the
  * target's authority, not Host: an Origin equal to Host but not to the
  * target names another site. */
-/* Two Origin headers: no browser sends them (RFC 6454 7.3), and letting
- * the first decide would be arbitrary: refused. */
-Test(origin, two_origins_are_refused) {
-  static const char *const list[] = {"http://a.example"};
-  cr_expect_eq(origin_ok("example.com",
-                         "Origin: http://example.com\r\n"
-                         "Origin: http://example.com",
-                         NULL, 0),
-               0);
-  cr_expect_eq(origin_ok("example.com",
-                         "Origin: http://a.example\r\nOrigin: http://a.example",
-                         list, 1),
-               0);
-  cr_expect_eq(origin_ok("example.com", "Origin: http://a.example", list, 1),
-               1);
-}
-
 Test(origin, absolute_form_compares_with_the_target_authority) {
   static ws_header h[MAXH];
   ws__reqview v;

@@ -60,6 +60,47 @@ Test(pinned_upgrade, check_origin_only_1_allows) {
   cr_assert_eq(feed_req(&A, s, "a", "Origin: http://x\r\n"), 403);
   k_done(s, &A);
 }
+/* Two Origin headers: no browser sends them (RFC 6454 7.3), and letting
+ * the first decide would be arbitrary: 403 by default, with a list that
+ * names both, and with a callback that would allow anything (it is not
+ * asked: it sees one origin string and could not tell). */
+static int origin_calls;
+static int origin_any(const ws_request *r, const char *o, void *ud) {
+  (void)r;
+  (void)o;
+  (void)ud;
+  origin_calls++;
+  return 1;
+}
+Test(pinned_upgrade, two_origins_refused_in_every_mode) {
+  static const char *const list[] = {"http://a.example"};
+  for (int mode = 0; mode < 3; mode++) {
+    /* mode 1 allows a.example by the list, the others their own host */
+    const char *one = mode == 1 ? "Origin: http://a.example\r\n"
+                                : "Origin: http://example.com\r\n";
+    char two[128];
+    snprintf(two, sizeof two, "%s%s", one, one);
+    ws_config cfg;
+    k_cfg(&cfg);
+    if (mode == 1) {
+      cfg.allowed_origins = list;
+      cfg.allowed_origins_count = 1;
+    } else if (mode == 2) {
+      cfg.check_origin = origin_any;
+    }
+    ws_server *s = k_server(&cfg);
+    static mt_conn A, B;
+    origin_calls = 0;
+    cr_assert_eq(feed_req(&A, s, "a", two), 403, "mode %d", mode);
+    cr_assert_eq(origin_calls, 0, "callback asked (mode %d)", mode);
+    /* one of them alone is allowed: the refusal is for the pair */
+    cr_assert_eq(feed_req(&B, s, "b", one), 101, "mode %d", mode);
+    cr_assert_eq(origin_calls, mode == 2, "mode %d", mode);
+    ws_server_free(s);
+    mt_free(&A);
+    mt_free(&B);
+  }
+}
 /* select_subprotocol sees the joined offer "a, b" and decides alone. */
 static char seen[128];
 static const char *sel_none(const ws_request *r, const char *offered,
