@@ -103,7 +103,6 @@ int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
       (len && !ws__status_has_content(status)) ||
       !ws__field_text_ok(content_type))
     return WS_EINVAL;
-  if (len > WS__MESSAGE_MAX) return WS_ETOOBIG; /* no frame buffer holds it */
   /* ... and not from inside another request's callbacks that on_http ran
    * (the lines it added would be out of reach under that one's). */
   if (!(c->flags & WS__F_IN_HTTP) || (c->flags & WS__F_RESPONDED) ||
@@ -112,6 +111,8 @@ int ws_conn_http_respond(ws_conn *c, int status, const char *content_type,
   /* Closed from inside on_http (ws_conn_close, ws_server_shutdown): the
    * connection is on its way to be freed and its transport is closed. */
   if (c->state != WS__HANDSHAKE) return WS_ECLOSED;
+  /* Sizes last: a call in the wrong state is told so whatever it holds. */
+  if (len > WS__MESSAGE_MAX) return WS_ETOOBIG; /* no frame buffer holds it */
   /* The whole answer in one buffer (32-bit length): the head and the lines
    * added may take a body under the limit above past it. Told before
    * respond(), which ends the connection when it cannot build one. */

@@ -226,7 +226,7 @@ Test(response_edges, nested_realloc_is_safe) {
  * (UINT32_MAX - 2080 is the largest len it let through). It
  * was WS_ENOMEM with the connection ended (1006), unanswered. The body is
  * never read: the size is told from len. */
-static int big_rc[3];
+static int big_rc[4];
 static int http_big(ws_conn *c, const ws_request *req, void *ud) {
   static char lines[3000], one[1];
   (void)req, (void)ud;
@@ -236,6 +236,8 @@ static int http_big(ws_conn *c, const ws_request *req, void *ud) {
                                    (size_t)UINT32_MAX - 2080);
   big_rc[1] = ws_conn_http_respond(c, 200, NULL, one, (size_t)UINT32_MAX);
   big_rc[2] = ws_conn_http_respond(c, 413, NULL, "too big", 7);
+  /* answered: the state is the error, whatever the size */
+  big_rc[3] = ws_conn_http_respond(c, 200, NULL, one, (size_t)UINT32_MAX);
   return 0;
 }
 
@@ -249,6 +251,7 @@ Test(response_edges, an_answer_past_a_buffer_is_etoobig_and_leaves_the_request) 
   cr_expect_eq(big_rc[0], WS_ETOOBIG, "%s", ws_err_name(big_rc[0]));
   cr_expect_eq(big_rc[1], WS_ETOOBIG);
   cr_expect_eq(big_rc[2], WS_OK, "%s", ws_err_name(big_rc[2]));
+  cr_expect_eq(big_rc[3], WS_ESTATE, "%s", ws_err_name(big_rc[3]));
   cr_expect_eq(mt_http_response(&a, head, sizeof head, NULL, NULL), 413);
   done(s);
   mt_free(&a);
