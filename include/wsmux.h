@@ -612,11 +612,14 @@ typedef struct ws_stats {
                                   open connection: a closing one, as
                                   for ws_server_find_device, or one
                                   still in its handshake is none) */
-  uint64_t frames_allocated;   /* message frames built (send, fan-out, post);
-                                  a fan-out builds one for all receivers; a
-                                  post counts when the loop drains it (one
-                                  ws_post refused, or dropped by destroy,
-                                  is not counted) */
+  uint64_t frames_allocated;   /* message frames built by calls that did
+                                  not fail (send, fan-out, prepare, post;
+                                  a send refused with WS_EQUEUEFULL or
+                                  WS_ETOOBIG counts none) and for the
+                                  library's error replies; a fan-out builds
+                                  one for all receivers; a post counts when
+                                  the loop drains it (one ws_post refused,
+                                  or dropped by destroy, is not counted) */
 } ws_stats;
 
 /* Copies the counters into *out: the first min(size, sizeof(ws_stats))

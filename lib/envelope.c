@@ -213,7 +213,8 @@ void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
   json[n++] = '}';
   b = ws__envelope_frame(s, "error", json, n);
   if (b == NULL) return;
-  ws__conn_queue(c, b);
+  /* A message frame as any send's (ws_conn_send_error's counts). */
+  if (ws__conn_queue(c, b) == WS_OK) s->st.frames_allocated++;
   ws__buf_unref(s, b);
 }
 

@@ -158,8 +158,11 @@ static int fan_out(ws_server *s, const target_spec *ts, const char *action,
   ws__enter(s);
   b = use_json ? ws__envelope_frame_json(s, action, json, len, &err)
                : ws__envelope_frame_cjson(s, action, data, &err);
-  if (b) s->st.frames_allocated++;
   rc = b ? ws__deliver(s, b, ts->kind, ts->name, ts->ids, ts->n) : err;
+  /* Counted for a call that did not fail, as broadcasts is (and as a
+   * refused ws_prepare or ws_post counts none): not for a frame too big
+   * for any queue, or no memory for the list of receivers. */
+  if (rc >= 0) s->st.frames_allocated++;
   ws__buf_unref(s, b);
   ws__leave(s);
   return rc;
@@ -235,8 +238,9 @@ int ws_publish_json(ws_server *s, const char *group, const char *action,
 static int send_buf(ws_conn *c, ws__buf *b, int err) {
   int rc;
   if (b == NULL) return err;
-  c->s->st.frames_allocated++;
   rc = ws__conn_queue(c, b);
+  /* Only a frame queued counts, as only a fan-out that did not fail. */
+  if (rc == WS_OK) c->s->st.frames_allocated++;
   ws__buf_unref(c->s, b);
   return rc;
 }
