@@ -600,7 +600,13 @@ typedef struct ws_stats {
   uint64_t closes_1000, closes_1001, closes_1002, closes_1003, closes_1006,
       closes_1007, closes_1008, closes_1009, closes_1011, closes_4000,
       closes_4001, closes_4002, closes_other;
-  uint64_t drops_queue_full;   /* queue policy applications */
+  uint64_t drops_queue_full;   /* frames a full queue refused, per
+                                  receiver (pongs too): each time
+                                  queue_policy applied, and in a fan-out
+                                  a receiver found full but closed by a
+                                  callback of the same fan-out (on_log)
+                                  before its policy applied: it misses
+                                  the message too */
   uint64_t bad_messages;       /* bad messages received (answered with an
                                   error reply, or closed, per policy) */
   uint64_t broadcasts;         /* broadcast/publish/push calls (and
@@ -731,7 +737,8 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     "connection closed during the upgrade" when another callback ended
  *     it earlier). One ended in on_open was accepted first: it counts in
  *     conns_total, not in refusals, and on_close (1006) follows its
- *     on_open.
+ *     on_open. One ended earlier counts in neither: the library refused
+ *     nothing (fed, the same connection ends unanswered).
  *   - refused: *status is the HTTP status (400..599) and *reason a static
  *     or long-lived one-line reason for the host to answer with (a 426
  *     also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13",

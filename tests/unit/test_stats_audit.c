@@ -3,7 +3,10 @@
  * failed after building its frame (too big for any queue, out of memory,
  * a full queue) counted it, where a refused ws_prepare or ws_post counts
  * none; and the library's own error replies, which msgs_out counts, were
- * missing from it. */
+ * missing from it. The others pin what the header now says where it was
+ * vague: drops_queue_full in a fan-out whose callback closes a receiver,
+ * and refusals when a callback ends an upgrade that
+ * ws_conn_upgrade_answer reports as a 503. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,13 +19,37 @@
 
 static ws_server *S;
 static mt_conn C[NC];
+static mt_conn *abort_at_log; /* on_log's "slow consumer" line aborts it */
+
+static void on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (abort_at_log && abort_at_log->c && strstr(msg, "slow consumer")) {
+    ws_conn_abort(abort_at_log->c);
+    abort_at_log = NULL;
+  }
+}
+
+static int origin_aborts(const ws_request *req, const char *origin,
+                         void *ud) {
+  (void)req, (void)origin, (void)ud;
+  ws_conn_abort(C[0].c);
+  return 1;
+}
+
+static int open_aborts(ws_conn *c, void *ud) {
+  (void)ud;
+  ws_conn_abort(c);
+  return 0;
+}
 
 static void server(size_t max_queued, int policy, void (*tweak)(ws_config *)) {
   ws_config cfg;
   memset(C, 0, sizeof C);
+  abort_at_log = NULL;
   ws_config_init(&cfg);
   cfg.alloc = test_alloc();
   mt_config(&cfg, 0);
+  cfg.on_log = on_log;
   cfg.queue_policy = policy;
   if (max_queued) cfg.max_queued = max_queued;
   if (tweak) tweak(&cfg);
@@ -181,4 +208,84 @@ Test(stats_audit, frames_allocated_counts_the_librarys_error_replies) {
   cr_assert_eq(a.frames_allocated, b.frames_allocated + 1);
   cr_assert_eq(a.msgs_out, b.msgs_out + 1);
   finish();
+}
+
+/* ---- drops_queue_full ------------------------------------------------ */
+
+/* d0 and d1 full, d2 not. The fan-out queues on d2, then applies the
+ * policy to d0, whose log line makes on_log abort d1 before its turn:
+ * the message was kept from d1 by its full queue too, so it counts as
+ * a drop (no policy is applied to it: the abort stands). Pins the
+ * header's wording of drops_queue_full. */
+Test(stats_audit, drops_queue_full_counts_a_receiver_closed_by_the_fanout) {
+  const char *const ids[] = {"d0", "d1", "d2"};
+  ws_stats a, b;
+  fixture(100, WS_QUEUE_CLOSE, 3);
+  fill(&C[0]);
+  fill(&C[1]);
+  abort_at_log = &C[1];
+  a = stats();
+  cr_assert_eq(ws_send_devices_json(S, ids, 3, "A", NULL, 0), 1);
+  b = stats();
+  cr_assert_null(abort_at_log, "on_log ran");
+  cr_assert_eq(C[1].closes, 1, "d1 aborted");
+  cr_assert_eq(b.drops_queue_full, a.drops_queue_full + 2);
+  cr_assert_eq(b.fanout, a.fanout + 1);
+  cr_assert_eq(b.closes_1006, a.closes_1006 + 1, "d1's abort");
+  C[0].would_block = 0;
+  mt_pump(&C[0]);
+  mt_expect_close(&C[0], WS_CLOSE_SLOW_CONSUMER);
+  mt_expect_text(&C[2], "{\"action\":\"A\"}");
+  finish();
+}
+
+/* ---- refusals -------------------------------------------------------- */
+
+static const ws_header k_hdrs[5] = {
+    {"Host", 4, "x", 1},
+    {"Upgrade", 7, "websocket", 9},
+    {"Connection", 10, "Upgrade", 7},
+    {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
+    {"Sec-WebSocket-Version", 21, "13", 2},
+};
+
+static void with_origin_aborting(ws_config *cfg) {
+  cfg->check_origin = origin_aborts;
+}
+
+static void with_open_aborting(ws_config *cfg) { cfg->on_open = open_aborts; }
+
+/* The 503 ws_conn_upgrade_answer reports for a connection a callback
+ * ended: not a refusal the library made (fed, the same connection ends
+ * unanswered and counts none). One ended in on_open counts in
+ * conns_total; one ended earlier counts nowhere. Pins the header. */
+static ws_stats answer_ended_by(void (*tweak)(ws_config *), const char *why) {
+  char accept[WS_ACCEPT_LEN + 1];
+  const char *reason;
+  int status;
+  ws_stats st;
+  server(0, WS_QUEUE_CLOSE, tweak);
+  mt_open(&C[0], S);
+  cr_assert_eq(ws_conn_upgrade_answer(C[0].c, "GET", "/ws", "device_id=a",
+                                      k_hdrs, 5, &status, &reason, accept),
+               WS_OK);
+  cr_assert_eq(status, 503);
+  cr_assert_str_eq(reason, why);
+  st = stats();
+  for (int k = 0; k < WS_REFUSE_COUNT_; k++)
+    cr_assert_eq(st.refusals[k], 0, "%s: refusal %d counted", why, k);
+  cr_assert_eq(st.conns_pending + st.conns_open, 0);
+  finish();
+  return st;
+}
+
+Test(stats_audit, upgrade_answer_ended_by_a_callback_is_no_refusal) {
+  ws_stats st;
+  st = answer_ended_by(with_origin_aborting,
+                       "connection closed during the upgrade");
+  cr_assert_eq(st.conns_total, 0);
+  st = answer_ended_by(with_open_aborting,
+                       "connection closed during on_open");
+  cr_assert_eq(st.conns_total, 1);
+  cr_assert_eq(st.closes_1006, 1, "on_close (1006) after its on_open");
 }
