@@ -610,8 +610,9 @@ typedef struct ws_stats {
   uint64_t bad_messages;       /* bad messages received (answered with an
                                   error reply, or closed, per policy) */
   uint64_t broadcasts;         /* broadcast/publish/push calls (and
-                                  ws_send_device calls and delivered
-                                  ws_post messages) that did not fail */
+                                  ws_send_devices, ws_send_device calls
+                                  and delivered ws_post messages) that
+                                  did not fail */
   uint64_t fanout;             /* receivers queued by those calls */
   uint64_t unknown_targets;    /* device ids (NULL entries included),
                                   users and groups not found (with no
