@@ -327,12 +327,15 @@ typedef struct ws_config {
    * code of RFC 6455 7.1.5: the code in the peer's close frame, also when
    * the server closed first (a peer usually echoes it, but may answer
    * 1000: a replaced connection can be told by ws_server_find_device(s,
-   * id) != c); 1005 when the peer's close had no code; the code the server
-   * sent, or queued, when no close frame came back (failure, close
-   * timeout, the shutdown's drain deadline; a frame still queued behind a
-   * blocked socket at the close timeout counts too); 4002 for
-   * a write deadline (the socket took nothing, so no close frame could be
-   * sent); 1006 when no other close frame was exchanged, and for every
+   * id) != NULL, another connection holding its id now; c itself is
+   * never found here, having ended, nor is a newer one that is closing
+   * in turn: a host that must know for sure tracks ids from on_open, as
+   * examples/chat.c does); 1005 when the peer's close had no code; the
+   * code the server sent, or queued, when no close frame came back
+   * (failure, close timeout, the shutdown's drain deadline; a frame still
+   * queued behind a blocked socket at the close timeout counts too); 4002
+   * for a write deadline (the socket took nothing, so no close frame could
+   * be sent); 1006 when no other close frame was exchanged, and for every
    * connection ws_server_free ends, whatever was exchanged. The closes_*
    * counters count the same code. reason is the peer's when code is its
    * close frame's, whichever deadline ended the close handshake (possibly

@@ -1,0 +1,120 @@
+/* Registry audit: the header's registry promises, checked where they meet
+ * the connection's life (on_close, a duplicate device id). */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+static ws_server *S;
+static mt_conn C[3];
+static struct {
+  void (*upgrade)(ws_conn *c); /* run by on_upgrade */
+  int closed[3];               /* on_close ran */
+  int replaced[3];             /* what the header's recipe said there */
+} G;
+
+static int idx(ws_conn *c) {
+  return (int)((mt_conn *)ws_conn_transport(c) - C);
+}
+
+/* The on_close doc's way to tell a connection replaced by a newer one
+ * with its device id when the peer answered the 4000 with 1000. */
+static int looks_replaced(ws_conn *c) {
+  ws_server *s = ws_conn_server(c);
+  return ws_server_find_device(s, ws_conn_device_id(c)) != NULL;
+}
+
+static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
+  (void)code, (void)reason, (void)ud;
+  G.closed[idx(c)] = 1;
+  G.replaced[idx(c)] = looks_replaced(c);
+  return 0;
+}
+
+static int on_upgrade(ws_conn *c, const ws_request *req, const char **why,
+                      void *ud) {
+  (void)req, (void)why, (void)ud;
+  if (G.upgrade) G.upgrade(c);
+  return 0;
+}
+
+static void fixture(int duplicate_policy) {
+  ws_config cfg;
+  memset(&G, 0, sizeof G);
+  memset(C, 0, sizeof C);
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.on_close = on_close;
+  cfg.on_upgrade = on_upgrade;
+  cfg.duplicate_policy = duplicate_policy;
+  cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
+  ws_server_tick(S, 0);
+}
+
+static void finish(void) {
+  int i;
+  ws_server_free(S);
+  cr_assert_eq(test_alloc_live(), 0, "leak: %ld allocations live",
+               test_alloc_live());
+  for (i = 0; i < 3; i++) mt_free(&C[i]);
+}
+
+/* The peer answers our close frame with its own code. */
+static void peer_close(mt_conn *t, int code) {
+  mt_bytes b = {.p = NULL};
+  mt_close_add(&b, code, NULL);
+  mt_feed(t, b.p, b.len, MT_WHOLE);
+  mt_bytes_free(&b);
+}
+
+/* on_close's code is the peer's; one that answers a 4000 with 1000 hides
+ * the replacement, and the header told hosts to check
+ * ws_server_find_device(s, id) != c. In on_close c has ended, so it is
+ * never found: that check said "replaced" for every connection, one
+ * closed for its own reasons too. What does tell them apart is whether
+ * another connection holds the id now. */
+Test(registry_audit, on_close_tells_a_replaced_connection_apart) {
+  fixture(WS_DUP_REPLACE);
+  mt_connect(&C[0], S, "phone", MT_WHOLE);
+  cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
+  peer_close(&C[0], 1000);
+  cr_assert(G.closed[0]);
+  cr_expect_not(G.replaced[0], "closed by the host, not replaced");
+  mt_connect(&C[1], S, "phone", MT_WHOLE);
+  mt_connect(&C[2], S, "phone", MT_WHOLE);
+  mt_expect_close(&C[1], WS_CLOSE_REPLACED);
+  peer_close(&C[1], 1000); /* the peer does not echo 4000 */
+  cr_assert(G.closed[1]);
+  cr_expect(G.replaced[1], "replaced by C[2], told 1000 by its peer");
+  finish();
+}
+
+/* A newer connection that replaces an older one with its device id keeps
+ * what it bound in on_upgrade when the older, bound to the same user and
+ * group, finishes its close: the older's removal takes only its own
+ * memberships. (Pins the brief's question; it held.) */
+static void bind_u_and_g(ws_conn *c) {
+  cr_assert_eq(ws_conn_set_user(c, "u"), WS_OK);
+  cr_assert_eq(ws_conn_join(c, "g"), WS_OK);
+}
+
+Test(registry_audit, a_replaced_older_leaves_the_newers_memberships) {
+  fixture(WS_DUP_REPLACE);
+  G.upgrade = bind_u_and_g;
+  mt_connect(&C[0], S, "phone", MT_WHOLE);
+  mt_connect(&C[1], S, "phone", MT_WHOLE);
+  mt_expect_close(&C[0], WS_CLOSE_REPLACED);
+  peer_close(&C[0], WS_CLOSE_REPLACED);
+  cr_assert(G.closed[0]);
+  cr_expect_eq(ws_server_user_count(S, "u"), 1);
+  cr_expect_eq(ws_server_group_count(S, "g"), 1);
+  cr_expect_eq(ws_push_user(S, "u", "to_user", NULL), 1);
+  cr_expect_eq(ws_publish(S, "g", "to_group", NULL), 1);
+  mt_expect_text(&C[1], "{\"action\":\"to_user\"}");
+  mt_expect_text(&C[1], "{\"action\":\"to_group\"}");
+  mt_expect_nothing(&C[1]);
+  finish();
+}
