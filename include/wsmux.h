@@ -945,9 +945,12 @@ WS_EXTERN ws_conn *ws_server_find_device(const ws_server *s,
  * not include it yet, and what fan-outs send before its 101 does not
  * reach it. */
 WS_EXTERN int ws_conn_set_user(ws_conn *c, const char *user);
-/* Joins / leaves a named group (room). Errors: WS_EINVAL, WS_ENOMEM,
- * WS_EEXIST (join: already a member), WS_ENOENT (leave: not a member),
- * WS_ECLOSED. */
+/* Joins / leaves a named group (room). Each call costs O(the groups the
+ * connection is in) (it looks for the membership in the connection's own
+ * list, the one closing walks): a host that lets clients choose rooms
+ * caps how many one may join, as examples/chat.c does (MAX_ROOMS).
+ * Errors: WS_EINVAL, WS_ENOMEM, WS_EEXIST (join: already a member),
+ * WS_ENOENT (leave: not a member), WS_ECLOSED. */
 WS_EXTERN int ws_conn_join(ws_conn *c, const char *group);
 WS_EXTERN int ws_conn_leave(ws_conn *c, const char *group);
 /* Number of open connections bound to user / in group: upgraded and not
