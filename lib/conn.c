@@ -128,6 +128,26 @@ static void send_ping(ws_conn *c) {
   ws__buf_unref(c->s, b);
 }
 
+/* A closing connection without a close timeout (see closing_deadline):
+ * reads and writes since it was armed may have moved the deadline. The
+ * write deadline ends it with 4002, as in OPEN: the socket took nothing,
+ * so our close frame did not go out (the peer's code, when it sent one,
+ * stands). A drain deadline due too ends it as the drain does. */
+static void closing_expired(ws_conn *c) {
+  ws_server *s = c->s;
+  uint64_t now = s->now;
+  int drained = s->shutting_down == 1 && now >= s->shutdown_deadline;
+  if (now < closing_deadline(c)) {
+    ws__conn_arm_close_timer(c);
+  } else if (!drained && !c->close_recv && c->q.count > 0 &&
+             now >= after(c->last_write, s->cfg.write_timeout_ms)) {
+    ws__log(s, WS_LOG_INFO, "write deadline passed");
+    ws__conn_finish(c, WS_CLOSE_TIMEOUT, "write timeout");
+  } else {
+    ws__conn_cut(c, WS_CLOSE_ABNORMAL, "close handshake timeout");
+  }
+}
+
 void ws__conn_expired(ws_conn *c) {
   ws_server *s = c->s;
   const ws_config *cfg = &s->cfg;
@@ -154,13 +174,10 @@ void ws__conn_expired(ws_conn *c) {
     ws__conn_rearm(c);
     return;
   default:
-    /* Without a close timeout, reads and writes since it was armed may
-     * have moved closing_deadline. */
-    if (cfg->close_timeout_ms == 0 && now < closing_deadline(c)) {
-      ws__conn_arm_close_timer(c);
-      return;
-    }
-    ws__conn_cut(c, WS_CLOSE_ABNORMAL, "close handshake timeout");
+    if (cfg->close_timeout_ms == 0)
+      closing_expired(c);
+    else
+      ws__conn_cut(c, WS_CLOSE_ABNORMAL, "close handshake timeout");
   }
 }
 
