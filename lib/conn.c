@@ -396,6 +396,7 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason) {
   if (c->state == WS__OPEN) queue_close_frame(c, code, reason);
   c->state = WS__DRAINING;
   ws__conn_mark_dirty(c);
+  c->last_read = c->s->now; /* without a close timeout: idle from here */
   ws__conn_arm_close_timer(c);
 }
 

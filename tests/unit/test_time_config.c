@@ -108,3 +108,67 @@ Test(time_config, closing_write_deadline_leaves_peer_and_drain_codes) {
                R.reason);
   done(s, &A);
 }
+
+/* ---- the idle deadline of a closing connection ------------------------ */
+
+/* "counted from our close" (close_timeout_ms's doc): a connection failed
+ * as a slow consumer (4001) counted it from the peer's last byte, long
+ * before, and was cut 2 s after the failure instead of 10 s. */
+static void slow_consumer_no_close_timeout(ws_config *c) {
+  no_close_timeout(c);
+  c->idle_timeout_ms = 10000;
+  c->write_timeout_ms = 20000;
+  c->max_queued = 100;
+}
+
+Test(time_config, failed_connection_idles_from_the_failure) {
+  static const char text[60];
+  mt_conn A;
+  ws_server *s = mk(slow_consumer_no_close_timeout);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE); /* the peer's last byte, at 0 */
+  A.would_block = 1;
+  ws_server_tick(s, 8000);
+  cr_assert_eq(ws_conn_send_binary(A.c, text, sizeof text), WS_OK);
+  cr_assert_eq(ws_conn_send_binary(A.c, text, sizeof text), WS_EQUEUEFULL);
+  ws_server_tick(s, 17999);
+  cr_expect_eq(A.closes, 0, "cut %d '%s' before 10 s after the 4001",
+               R.code, R.reason);
+  ws_server_tick(s, 18000);
+  cr_expect_eq(A.closes, 1);
+  cr_expect_eq(R.code, WS_CLOSE_SLOW_CONSUMER);
+  done(s, &A);
+}
+
+/* The same for an HTTP answer (here a 400): its idle deadline counted
+ * from ws_conn_new, so a request that came after idle_timeout_ms had its
+ * answer cut at the next tick, however fast the client then read. */
+static void slow_request_no_close_timeout(ws_config *c) {
+  no_close_timeout(c);
+  c->idle_timeout_ms = 5000;
+  c->write_timeout_ms = 20000;
+}
+
+Test(time_config, http_answer_idles_from_the_answer) {
+  char req[256];
+  size_t n = mt_request(req, sizeof req, NULL, NULL); /* no device id */
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn A;
+    ws_server *s = mk(slow_request_no_close_timeout);
+    ws_server_tick(s, 0);
+    mt_open(&A, s);
+    A.would_block = 1;
+    ws_server_tick(s, 6000);
+    mt_feed(&A, req, n, mode);
+    cr_assert_eq(A.closes, 0);
+    ws_server_tick(s, 10999);
+    cr_expect_eq(A.closes, 0, "%s: the answer was cut before its idle "
+                 "deadline", MT_MODE_NAME(mode));
+    A.would_block = 0;
+    ws_conn_writable(A.c);
+    cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 400);
+    cr_expect_eq(A.closes, 1);
+    done(s, &A);
+  }
+}
