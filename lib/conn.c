@@ -396,6 +396,9 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason) {
   if (c->state == WS__OPEN) queue_close_frame(c, code, reason);
   c->state = WS__DRAINING;
   ws__conn_mark_dirty(c);
+  /* Failed while CLOSING: the close handshake began at our close, and its
+   * deadline stands (a peer's bad frame must not buy it more time). */
+  if (state == WS__CLOSING) return;
   c->last_read = c->s->now; /* without a close timeout: idle from here */
   ws__conn_arm_close_timer(c);
 }

@@ -172,3 +172,32 @@ Test(time_config, http_answer_idles_from_the_answer) {
     done(s, &A);
   }
 }
+
+/* ---- the close deadline ----------------------------------------------- */
+
+/* A peer's protocol error while we were closing (CLOSING to DRAINING)
+ * re-armed the close timer from then: a peer could stretch the 5 s close
+ * handshake to nearly 10 s (the peer's close frame does not move it). */
+Test(time_config, protocol_error_while_closing_keeps_the_close_deadline) {
+  mt_bytes b = {0};
+  int mode;
+  mt_frame_str(&b, MT_TEXT, MT_RSV1, "x");
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn A;
+    ws_server *s = mk(NULL);
+    ws_server_tick(s, 0);
+    mt_connect(&A, s, "a", mode);
+    A.would_block = 1;
+    cr_assert_eq(ws_conn_close(A.c, 1000, NULL), WS_OK);
+    ws_server_tick(s, 4000);
+    mt_feed(&A, b.p, b.len, mode);
+    cr_assert_eq(A.closes, 0);
+    cr_expect_eq(ws_server_tick(s, 4999), 1, "%s", MT_MODE_NAME(mode));
+    ws_server_tick(s, 5000);
+    cr_expect_eq(A.closes, 1, "%s: close deadline moved by a protocol error",
+                 MT_MODE_NAME(mode));
+    cr_expect_eq(R.code, 1000);
+    done(s, &A);
+  }
+  mt_bytes_free(&b);
+}
