@@ -455,7 +455,10 @@ typedef struct ws_config {
   size_t max_message;       /* assembled message bytes; default 65536;
                                at most 2^31 - 1 */
   size_t max_queued;        /* queued output bytes per conn; default 1 MiB;
-                               SIZE_MAX for no limit (kept 256 below it) */
+                               SIZE_MAX for no limit (kept 256 below it).
+                               A pong larger than it (a cap under 127
+                               bytes, a long ping) counts as the cap: it
+                               needs an empty queue, else queue_policy */
   size_t max_connections;   /* open connections; default 100000 (503) */
   int queue_policy;         /* enum ws_queue_policy */
   int bad_message_policy;   /* enum ws_bad_message_policy */

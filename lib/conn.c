@@ -237,19 +237,26 @@ int ws__conn_sendable(const ws_conn *c) {
 static int try_queue(ws_conn *c, ws__buf *b, int *ctrl_full_out) {
   ws_server *s = c->s;
   int was_empty = c->q.count == 0, ctrl_full;
+  size_t len = b->len;
   /* Only open connections take frames: one still in its handshake (in
    * on_upgrade, or answering plain HTTP in on_http) may already be in a
    * group, and a frame there would go out before the 101 or inside an
    * HTTP answer. */
   if (c->state != WS__OPEN) return ws__conn_sendable(c);
   /* A frame that could never fit even an empty queue is the sender's
-   * mistake, not this peer's slowness: refused, the connection untouched. */
-  if (b->len > s->cfg.max_queued) return WS_ETOOBIG;
+   * mistake, not this peer's slowness: refused, the connection untouched.
+   * Not a pong: a peer may ping with 125 bytes, which must be answered
+   * (RFC 6455 5.5.2). Under a cap smaller than its pong, that pong counts
+   * as the cap: it goes alone, on an empty queue. */
+  if (len > s->cfg.max_queued) {
+    if (!b->is_ctrl) return WS_ETOOBIG;
+    len = s->cfg.max_queued;
+  }
   ctrl_full = b->is_ctrl && !b->is_close && c->q.nctrl >= WS__CTRL_QUEUED_MAX;
   /* Not q.bytes + len > max: frames queued by reference (a prepared one,
    * again and again) can add up past SIZE_MAX with a 32-bit size_t and a
    * max_queued near it, and the sum would wrap under the cap. */
-  if (ctrl_full || c->q.bytes > s->cfg.max_queued - b->len) {
+  if (ctrl_full || c->q.bytes > s->cfg.max_queued - len) {
     *ctrl_full_out = ctrl_full;
     return WS_EQUEUEFULL;
   }

@@ -1,9 +1,10 @@
 /* Deadlines against the clock and the configuration (a red-team pass on
  * time handling and config values): each Test failed on the code before
  * its fix. Closing connections without a close timeout (close_timeout_ms
- * = 0), whose idle and write deadlines take its place, and the close
- * deadline of a connection failed while closing. Runs under the counting
- * allocator: everything is freed after ws_server_free. */
+ * = 0), whose idle and write deadlines take its place, the close
+ * deadline of a connection failed while closing, and a queue cap smaller
+ * than a pong. Runs under the counting allocator: everything is freed
+ * after ws_server_free. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -200,4 +201,42 @@ Test(time_config, protocol_error_while_closing_keeps_the_close_deadline) {
     done(s, &A);
   }
   mt_bytes_free(&b);
+}
+
+/* ---- a queue cap smaller than one frame -------------------------------- */
+
+/* max_queued may be as small as 1. A pong larger than the cap (here 64
+ * bytes, a peer's ping of 125) was refused as too big, as a host's
+ * oversized message is: the ping went unanswered (RFC 6455 5.5.2 says
+ * it must be), with no count and no queue policy. It now counts as the
+ * cap: it goes on an empty queue; behind queued data the policy applies,
+ * as for any pong that does not fit. */
+static void tiny_queue(ws_config *c) { c->max_queued = 64; }
+
+Test(time_config, long_ping_is_answered_under_a_tiny_queue_cap) {
+  char ping[125];
+  mt_frame f;
+  ws_stats st;
+  int mode;
+  memset(ping, 'p', sizeof ping);
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn A;
+    ws_server *s = mk(tiny_queue);
+    mt_connect(&A, s, "a", mode);
+    cr_assert_eq(mt_send_frame(&A, MT_PING, 0, ping, sizeof ping, mode),
+                 WS_OK);
+    cr_assert(mt_next_frame(&A, &f), "%s: the ping went unanswered",
+              MT_MODE_NAME(mode));
+    cr_expect_eq(f.opcode, MT_PONG);
+    cr_expect_eq(f.len, sizeof ping);
+    cr_expect_eq(memcmp(f.payload, ping, sizeof ping), 0);
+    A.would_block = 1;
+    cr_assert_eq(ws_conn_send_text(A.c, "queued", 6), WS_OK);
+    mt_send_frame(&A, MT_PING, 0, ping, sizeof ping, mode);
+    ws_server_stats(s, &st, sizeof st);
+    cr_expect_eq(st.drops_queue_full, 1, "%s: a pong past the cap behind "
+                 "data", MT_MODE_NAME(mode));
+    cr_expect_eq(ws_conn_send_text(A.c, "x", 1), WS_ECLOSED, "not 4001");
+    done(s, &A);
+  }
 }
