@@ -1,4 +1,4 @@
-/* ws_stats against its documentation (an audit of the counters). The
+/* ws_stats against its documentation (from an audit of the counters). The
  * frames_allocated tests failed before their fix: a send or fan-out that
  * failed after building its frame (too big for any queue, out of memory,
  * a full queue) counted it, where a refused ws_prepare or ws_post counts
@@ -100,7 +100,7 @@ static void fill(mt_conn *t) {
  * but its envelope does not: every path refuses it with WS_ETOOBIG after
  * building the frame. ws_prepare_json and ws_post counted nothing; the
  * send and fan-out calls counted one each (7 before the fix). */
-Test(stats_audit, frames_allocated_counts_no_call_refused_as_too_big) {
+Test(stats_counts, frames_allocated_counts_no_call_refused_as_too_big) {
   const char *const ids[] = {"d0"};
   char data[96];
   ws_prepared *p;
@@ -130,7 +130,7 @@ Test(stats_audit, frames_allocated_counts_no_call_refused_as_too_big) {
 /* A send to a full queue fails (WS_EQUEUEFULL) and counts no frame; a
  * fan-out to it does not fail (0 receivers) and counts its one frame,
  * as it counts in broadcasts. */
-Test(stats_audit, frames_allocated_counts_no_send_refused_for_a_full_queue) {
+Test(stats_counts, frames_allocated_counts_no_send_refused_for_a_full_queue) {
   ws_stats a, b;
   fixture(100, WS_QUEUE_DROP, 1);
   fill(&C[0]);
@@ -180,7 +180,7 @@ static int one_failing_call(long n, int fan_out, int *failed_late) {
   return reached;
 }
 
-Test(stats_audit, frames_allocated_counts_no_call_out_of_memory) {
+Test(stats_counts, frames_allocated_counts_no_call_out_of_memory) {
   for (int fan_out = 0; fan_out < 2; fan_out++) {
     int failed_late = 0;
     for (long n = 1; one_failing_call(n, fan_out, &failed_late); n++)
@@ -193,7 +193,7 @@ Test(stats_audit, frames_allocated_counts_no_call_out_of_memory) {
 /* The library's error reply is a message frame it builds and queues, as
  * ws_conn_send_error's is: msgs_out counted it, frames_allocated did
  * not. */
-Test(stats_audit, frames_allocated_counts_the_librarys_error_replies) {
+Test(stats_counts, frames_allocated_counts_the_librarys_error_replies) {
   ws_stats a, b;
   fixture(0, WS_QUEUE_CLOSE, 1);
   a = stats();
@@ -217,7 +217,7 @@ Test(stats_audit, frames_allocated_counts_the_librarys_error_replies) {
  * the message was kept from d1 by its full queue too, so it counts as
  * a drop (no policy is applied to it: the abort stands). Pins the
  * header's wording of drops_queue_full. */
-Test(stats_audit, drops_queue_full_counts_a_receiver_closed_by_the_fanout) {
+Test(stats_counts, drops_queue_full_counts_a_receiver_closed_by_the_fanout) {
   const char *const ids[] = {"d0", "d1", "d2"};
   ws_stats a, b;
   fixture(100, WS_QUEUE_CLOSE, 3);
@@ -279,7 +279,7 @@ static ws_stats answer_ended_by(void (*tweak)(ws_config *), const char *why) {
   return st;
 }
 
-Test(stats_audit, upgrade_answer_ended_by_a_callback_is_no_refusal) {
+Test(stats_counts, upgrade_answer_ended_by_a_callback_is_no_refusal) {
   ws_stats st;
   st = answer_ended_by(with_origin_aborting,
                        "connection closed during the upgrade");

@@ -1,5 +1,5 @@
-/* Registry audit: the header's registry promises, checked where they meet
- * the connection's life (on_close, a duplicate device id). */
+/* A replaced device connection: the header's registry promises, checked
+ * where they meet the connection's life (on_close, a newer one's groups). */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -76,7 +76,7 @@ static void peer_close(mt_conn *t, int code) {
  * never found: that check said "replaced" for every connection, one
  * closed for its own reasons too. What does tell them apart is whether
  * another connection holds the id now. */
-Test(registry_audit, on_close_tells_a_replaced_connection_apart) {
+Test(device_replace, on_close_tells_a_replaced_connection_apart) {
   fixture(WS_DUP_REPLACE);
   mt_connect(&C[0], S, "phone", MT_WHOLE);
   cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
@@ -101,7 +101,7 @@ static void bind_u_and_g(ws_conn *c) {
   cr_assert_eq(ws_conn_join(c, "g"), WS_OK);
 }
 
-Test(registry_audit, a_replaced_older_leaves_the_newers_memberships) {
+Test(device_replace, a_replaced_older_leaves_the_newers_memberships) {
   fixture(WS_DUP_REPLACE);
   G.upgrade = bind_u_and_g;
   mt_connect(&C[0], S, "phone", MT_WHOLE);
