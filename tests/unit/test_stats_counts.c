@@ -61,7 +61,7 @@ static void server(size_t max_queued, int policy, void (*tweak)(ws_config *)) {
 static void fixture(size_t max_queued, int policy, int n) {
   server(max_queued, policy, NULL);
   for (int i = 0; i < n; i++) {
-    char id[8];
+    char id[16];
     snprintf(id, sizeof id, "d%d", i);
     mt_connect(&C[i], S, id, MT_WHOLE);
     cr_assert_eq(ws_conn_join(C[i].c, "g"), WS_OK);
