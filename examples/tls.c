@@ -38,6 +38,10 @@
 #define MAX_SOCKS 1024
 #define WSA_TLS_MAX_PENDING (256 * 1024) /* ciphertext kept per socket */
 #define TLS_LINGER_MS 5000 /* a closed socket's last ciphertext, at most */
+/* Past this much ciphertext in wbio the socket is not read (see
+ * update_events): more than tls_send ever leaves there (its cap plus one
+ * record), so only TLS's own answers take wbio this far. */
+#define TLS_READ_PAUSE (WSA_TLS_MAX_PENDING + 64 * 1024)
 
 typedef struct tls_sock {
   int fd;
@@ -72,9 +76,18 @@ static int flush_wbio(tls_sock *s) {
   return 0;
 }
 
+/* Reading pauses while wbio is past TLS_READ_PAUSE: OpenSSL answers some
+ * input by itself (a TLS 1.3 KeyUpdate that asks for one), in SSL_read,
+ * past tls_send's cap and unseen by the library's max_queued. A client
+ * sending those and never reading grew wbio by as much as it sent (about
+ * 0.7 MB a second, the server's CPU the limit), for as long as it kept the
+ * connection alive. Paused, its records wait in the kernel until the
+ * socket takes our output, or the library's deadlines end it. */
 static void update_events(tls_sock *s) {
-  short ev = s->read_done ? 0 : POLLIN; /* an EOF stays readable */
-  if (BIO_ctrl_pending(s->wbio) > 0 || s->want) ev |= POLLOUT;
+  size_t pending = BIO_ctrl_pending(s->wbio);
+  /* without POLLIN when done: an EOF stays readable */
+  short ev = s->read_done || pending > TLS_READ_PAUSE ? 0 : POLLIN;
+  if (pending > 0 || s->want) ev |= POLLOUT;
   g_pfd[s->idx].events = ev;
 }
 

@@ -1,0 +1,148 @@
+"""One hostile client against the examples' own transport code: what it
+does must stay its own problem, not the server's or the other clients'."""
+import ctypes
+import ctypes.util
+import socket
+import struct
+import time
+
+import pytest
+
+from backpressure import kernel_queues
+from conftest import TIMEOUT, upgrade_request
+
+
+def _rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class _OpenSSL:
+    """The few libssl calls a client that sends TLS 1.3 KeyUpdates needs
+    (Python's ssl module cannot send one)."""
+
+    def __init__(self):
+        name = ctypes.util.find_library("ssl")
+        if name is None:
+            pytest.skip("no libssl to load")
+        lib = ctypes.CDLL(name)
+        vp, i = ctypes.c_void_p, ctypes.c_int
+        for fn, res, args in (
+                ("TLS_client_method", vp, []),
+                ("SSL_CTX_new", vp, [vp]),
+                ("SSL_CTX_free", None, [vp]),
+                ("SSL_new", vp, [vp]),
+                ("SSL_free", None, [vp]),
+                ("SSL_set_fd", i, [vp, i]),
+                ("SSL_connect", i, [vp]),
+                ("SSL_key_update", i, [vp, i]),
+                ("SSL_do_handshake", i, [vp]),
+                ("SSL_get_error", i, [vp, i]),
+                ("SSL_write", i, [vp, ctypes.c_char_p, i]),
+                ("SSL_read", i, [vp, ctypes.c_char_p, i])):
+            f = getattr(lib, fn)
+            f.restype, f.argtypes = res, args
+        self.lib = lib
+
+
+def _timeouts(sock, seconds):
+    tv = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
+SSL_KEY_UPDATE_REQUESTED = 1
+SSL_ERROR_WANT_WRITE = 3
+
+
+def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
+        start_server, cert):
+    """TLS 1.3 lets a client ask for a KeyUpdate in return of its own
+    (RFC 8446 4.6.3): OpenSSL writes that answer from SSL_read, into the
+    memory BIO, where neither tls_send's ciphertext cap nor the library's
+    max_queued sees it. A client that sends KeyUpdates and never reads
+    grew the server's wbio by as much as it sent (about 0.7 MB/s, the
+    server's CPU the limit), for as long as the connection lived. Now the
+    server stops reading such a client once its answers are past the cap:
+    the client's sends block and the server's memory stays put.
+
+    Shown in two steps: KeyUpdates until the server's kernel send queue is
+    full (its answers cannot leave: the client reads nothing), then up to
+    240,000 more (6.5 MB of answers), far more than the ciphertext cap (256
+    KiB). Before: all taken, and the server's RSS grew by about that much.
+    After: the client blocks long before."""
+    server = start_server("tls", "--cert", cert[0], "--key", cert[1])
+    ossl = _OpenSSL()
+    lib = ossl.lib
+    ctx = lib.SSL_CTX_new(lib.TLS_client_method())
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT)
+    sock.connect((server.host, server.port))
+    # libssl does the I/O on the descriptor: blocking (a Python timeout
+    # would make it non-blocking), bounded by the kernel's own timeouts.
+    sock.settimeout(None)
+    _timeouts(sock, TIMEOUT)
+    ssl = lib.SSL_new(ctx)
+    try:
+        assert lib.SSL_set_fd(ssl, sock.fileno()) == 1
+        assert lib.SSL_connect(ssl) == 1, "TLS handshake failed"
+        req = upgrade_request(server, "keyupdates")
+        assert lib.SSL_write(ssl, req, len(req)) == len(req)
+        buf = ctypes.create_string_buffer(4096)
+        n = lib.SSL_read(ssl, buf, len(buf))
+        assert buf.raw[:max(n, 0)].startswith(b"HTTP/1.1 101 "), buf.raw[:n]
+        # A blocked send now ends in a second (WANT_WRITE), not in TIMEOUT.
+        _timeouts(sock, 1.0)
+        client_port = sock.getsockname()[1]
+
+        def key_update():
+            """True when the KeyUpdate went out, False when the socket
+            took nothing for a second (the server stopped reading)."""
+            lib.SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED)
+            rc = lib.SSL_do_handshake(ssl)
+            if rc == 1:
+                return True
+            err = lib.SSL_get_error(ssl, rc)
+            assert err == SSL_ERROR_WANT_WRITE, f"KeyUpdate failed ({err})"
+            return False
+
+        # 1: until the server's send queue has not grown in 5000 updates
+        # (a wall-clock bound too: an unlimited kernel would never stop).
+        last, still, sent = -1, 0, 0
+        end = time.monotonic() + 30
+        blocked = False
+        while still < 3 and time.monotonic() < end:
+            for _ in range(5000):
+                if not key_update():
+                    blocked = True
+                    break
+                sent += 1
+            if blocked:
+                break
+            q = kernel_queues(server.port, client_port)[0]
+            still = still + 1 if q <= last else 0
+            last = max(last, q)
+        rss0 = _rss_kib(server.proc.pid)
+        # 2: past the cap. A KeyUpdate record is 27 bytes; so is its answer.
+        extra = 0
+        while not blocked and extra < 240000:
+            if not key_update():
+                blocked = True
+                break
+            extra += 1
+        grew = _rss_kib(server.proc.pid) - rss0
+        print(f"tls: {sent} KeyUpdates to a full send queue ({last} B), "
+              f"{extra} more, blocked {blocked}, RSS +{grew} KiB")
+        assert blocked, (
+            f"the server read {sent + extra} KeyUpdates from a client that "
+            f"reads nothing ({extra} past its full send queue); its RSS "
+            f"grew {grew} KiB meanwhile")
+        assert grew < 2048, f"the server's RSS grew {grew} KiB"
+    finally:
+        lib.SSL_free(ssl)
+        lib.SSL_CTX_free(ctx)
+        sock.close()
