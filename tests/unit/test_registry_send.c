@@ -336,6 +336,50 @@ Test(registry, closing_removes_from_every_index) {
   }
 }
 
+/* Issue 4 (security): a message for one device never reaches another
+ * through a reused handle. A connection bound to a device, a user and a
+ * group closes; a new connection on the same transport (and, with libc's
+ * allocator, usually the freed handle's memory) opens with another id.
+ * Nothing addressed to the old device, user or group reaches it, and what
+ * is addressed to it is the first thing it gets. */
+Test(registry, a_reused_handle_gets_nothing_meant_for_the_closed_one) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    const char *const old_ids[] = {"d0"};
+    ws_conn *old;
+    fixture();
+    mt_connect(&C[0], S, "d0", mode);
+    old = C[0].c;
+    cr_assert_eq(ws_conn_set_user(C[0].c, "alice"), WS_OK);
+    cr_assert_eq(ws_conn_join(C[0].c, "room"), WS_OK);
+    cr_assert_eq(ws_conn_close(C[0].c, 1000, NULL), WS_OK);
+    mt_expect_close(&C[0], 1000);
+    peer_close(&C[0], 1000, mode);
+    cr_assert_eq(C[0].closes, 1);
+    cr_assert_null(C[0].c);
+    /* The same transport, a new connection with another device id. */
+    mt_free(&C[0]);
+    mt_connect(&C[0], S, "d9", mode);
+    cr_log_info("handle %s", C[0].c == old ? "reused" : "not reused");
+    cr_assert_eq(ws_send_device_json(S, "d0", "x", "1", 1), 0);
+    cr_assert_eq(ws_broadcast_json(S, "x", "2", 1, old_ids, 1), 0);
+    cr_assert_eq(ws_send_devices_json(S, old_ids, 1, "x", "3", 1), 0);
+    cr_assert_eq(ws_push_user_json(S, "alice", "x", "4", 1), 0);
+    cr_assert_eq(ws_publish_json(S, "room", "x", "5", 1), 0);
+    mt_pump(&C[0]);
+    mt_expect_nothing(&C[0]);
+    cr_assert_null(ws_conn_user(C[0].c), "the old binding came back");
+    cr_assert_eq(ws_server_user_count(S, "alice"), 0);
+    cr_assert_eq(ws_server_group_count(S, "room"), 0);
+    /* Addressed to the new id: it arrives, and first. */
+    cr_assert_eq(ws_send_device_json(S, "d9", "mine", "6", 1), 1);
+    mt_pump(&C[0]);
+    mt_expect_text(&C[0], "{\"action\":\"mine\",\"data\":6}");
+    mt_expect_nothing(&C[0]);
+    finish();
+  }
+}
+
 /* ---- broadcast ------------------------------------------------------ */
 
 Test(send, broadcast_to_all_and_to_a_list) {
