@@ -6,6 +6,8 @@ import re
 import signal
 import socket
 
+import pytest
+
 from conftest import (TIMEOUT, arun, close_code, connect, recv_json, recv_text,
                       recv_until_eof, refused_status)
 
@@ -200,13 +202,15 @@ def test_plain_get_on_ws_path_is_not_an_upgrade(pingpong):
     conn.close()
 
 
-def test_sigterm_closes_1001_and_exits_0(pingpong):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_closes_1001_and_exits_0(pingpong, sig):
+    """Issue 3: the server exits cleanly on SIGTERM and on SIGINT (^C)."""
     async def go():
         clients = [await connect(f"{pingpong.ws}/ws?device_id=term{i:04d}") for i in range(3)]
         for ws in clients:
             await ws.send('{"action":"ping"}')
             assert await recv_json(ws) == {"action": "pong", "data": ""}
-        pingpong.signal(signal.SIGTERM)
+        pingpong.signal(sig)
         codes = await asyncio.gather(*(close_code(ws) for ws in clients))
         assert codes == [1001] * 3
     arun(go())
