@@ -24,7 +24,7 @@ readme: $(STATIC) README.md tests/readme/extract.sh
 	@# any added later) compiles, also with -D_GNU_SOURCE given as well
 	@# (the README offers both ways).
 	$(Q)mkdir -p $(README_DIR)/inc/wsmux && ln -sfn $(CURDIR)/examples/adapters $(README_DIR)/inc/wsmux/adapters
-	$(Q)for b in usage epoll libuv libevent mhd tls post; do test -f $(README_DIR)/$$b.c || { echo "README block $$b missing"; exit 1; }; done; \
+	$(Q)for b in usage epoll libuv libevent mhd tls post reuseport; do test -f $(README_DIR)/$$b.c || { echo "README block $$b missing"; exit 1; }; done; \
 	for f in $(README_DIR)/*.c; do [ "$$f" = $(README_DIR)/host.c ] && continue; \
 	  $(CC) $(README_CFLAGS) -c "$$f" -o "$${f%.c}.o" || exit 1; \
 	  $(CC) $(README_CFLAGS) -D_GNU_SOURCE -fsyntax-only "$$f" || exit 1; done
