@@ -53,7 +53,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 EX_SRC   := $(wildcard examples/*.c)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib deps test test-build unit unit-build asan valgrind fuzz install uninstall run bench clean examples check-symbols
+.PHONY: all lib deps test test-build unit unit-build asan valgrind fuzz install uninstall run bench clean examples check-symbols check-pure
 
 all: lib examples
 
@@ -164,6 +164,10 @@ check-symbols: $(SHARED)
 	bad=$$(echo "$$syms" | awk '$$2 ~ /[TDBRW]/ {print $$3}' | grep -v '^ws_'); \
 	if [ -n "$$bad" ]; then echo "non ws_ symbols exported:"; echo "$$bad"; exit 1; fi; \
 	echo "exported symbols: only ws_*"
+
+# No I/O, clock, threads or writable globals in the core (see the script).
+check-pure: $(STATIC)
+	@scripts/check-pure.sh $(STATIC)
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR)

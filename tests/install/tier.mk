@@ -58,4 +58,5 @@ install-check: lib
 	$(MAKE) --no-print-directory uninstall PREFIX=$$root/opt/wsmux >/dev/null; \
 	test -z "$$(find $$root/opt/wsmux ! -type d)"; test ! -e $$root/opt/wsmux/include/wsmux; \
 	$(MAKE) --no-print-directory check-symbols; \
+	$(MAKE) --no-print-directory check-pure; \
 	echo "install-check: 1 passed, 0 failed"
