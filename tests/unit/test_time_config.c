@@ -5,38 +5,14 @@
  * deadline of a connection failed while closing, and a queue cap smaller
  * than a pong. Runs under the counting allocator: everything is freed
  * after ws_server_free. */
-#include <criterion/criterion.h>
-#include <stdio.h>
-#include <string.h>
+#include "pinned.h"
 
-#include "mem_transport.h"
-#include "support.h"
-#include "wsmux.h"
-
-static struct {
-  int on_close, code;
-  char reason[128];
-} R;
-
-static int r_on_close(ws_conn *c, int code, const char *reason, void *ud) {
-  (void)c, (void)ud;
-  R.on_close++;
-  R.code = code;
-  snprintf(R.reason, sizeof R.reason, "%s", reason);
-  return 0;
-}
-
+/* The pinned fixture (on_close's code and reason in K), tweaked. */
 static ws_server *mk(void (*tweak)(ws_config *)) {
   ws_config cfg;
-  ws_server *s;
-  memset(&R, 0, sizeof R);
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  mt_config(&cfg, 0);
-  cfg.on_close = r_on_close;
+  k_cfg(&cfg);
   if (tweak) tweak(&cfg);
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
-  return s;
+  return k_server(&cfg);
 }
 
 static void done(ws_server *s, mt_conn *a) {
@@ -73,9 +49,9 @@ Test(time_config, closing_write_deadline_reports_4002) {
   cr_expect_eq(A.closes, 0, "ended before the write deadline");
   ws_server_tick(s, 500);
   cr_assert_eq(A.closes, 1);
-  cr_expect_eq(R.code, WS_CLOSE_TIMEOUT, "on_close got %d '%s'", R.code,
-               R.reason);
-  cr_expect_str_eq(R.reason, "write timeout");
+  cr_expect_eq(K.code, WS_CLOSE_TIMEOUT, "on_close got %d '%s'", K.code,
+               K.reason);
+  cr_expect_str_eq(K.reason, "write timeout");
   ws_server_stats(s, &st, sizeof st);
   cr_expect_eq(st.closes_4002, 1);
   cr_expect_eq(st.closes_1000, 0);
@@ -97,16 +73,16 @@ Test(time_config, closing_write_deadline_leaves_peer_and_drain_codes) {
   mt_bytes_free(&b);
   ws_server_tick(s, 500);
   cr_assert_eq(A.closes, 1);
-  cr_expect_eq(R.code, 4100);
-  cr_expect_str_eq(R.reason, "mine");
+  cr_expect_eq(K.code, 4100);
+  cr_expect_str_eq(K.reason, "mine");
   mt_free(&A);
   mt_connect(&A, s, "b", MT_WHOLE);
   A.would_block = 1;
   cr_assert_eq(ws_server_shutdown(s, 800), WS_OK);
   ws_server_tick(s, 1300); /* write deadline 1000, drain's 1300 */
   cr_assert_eq(A.closes, 1);
-  cr_expect_eq(R.code, WS_CLOSE_GOING_AWAY, "on_close got %d '%s'", R.code,
-               R.reason);
+  cr_expect_eq(K.code, WS_CLOSE_GOING_AWAY, "on_close got %d '%s'", K.code,
+               K.reason);
   done(s, &A);
 }
 
@@ -134,10 +110,10 @@ Test(time_config, failed_connection_idles_from_the_failure) {
   cr_assert_eq(ws_conn_send_binary(A.c, text, sizeof text), WS_EQUEUEFULL);
   ws_server_tick(s, 17999);
   cr_expect_eq(A.closes, 0, "cut %d '%s' before 10 s after the 4001",
-               R.code, R.reason);
+               K.code, K.reason);
   ws_server_tick(s, 18000);
   cr_expect_eq(A.closes, 1);
-  cr_expect_eq(R.code, WS_CLOSE_SLOW_CONSUMER);
+  cr_expect_eq(K.code, WS_CLOSE_SLOW_CONSUMER);
   done(s, &A);
 }
 
@@ -197,7 +173,7 @@ Test(time_config, protocol_error_while_closing_keeps_the_close_deadline) {
     ws_server_tick(s, 5000);
     cr_expect_eq(A.closes, 1, "%s: close deadline moved by a protocol error",
                  MT_MODE_NAME(mode));
-    cr_expect_eq(R.code, 1000);
+    cr_expect_eq(K.code, 1000);
     done(s, &A);
   }
   mt_bytes_free(&b);
