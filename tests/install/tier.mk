@@ -59,4 +59,5 @@ install-check: lib
 	test -z "$$(find $$root/opt/wsmux ! -type d)"; test ! -e $$root/opt/wsmux/include/wsmux; \
 	$(MAKE) --no-print-directory check-symbols; \
 	$(MAKE) --no-print-directory check-pure; \
+	tests/install/check-pure-test.sh "$(CC)"; \
 	echo "install-check: 1 passed, 0 failed"
