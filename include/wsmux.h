@@ -631,8 +631,9 @@ typedef struct ws_stats {
                                   WS_ETOOBIG counts none) and for the
                                   library's error replies; a fan-out builds
                                   one for all receivers; a post counts when
-                                  the loop drains it (one ws_post refused,
-                                  or dropped by destroy, is not counted) */
+                                  the loop delivers it (one ws_post
+                                  refused, dropped by destroy, or whose
+                                  delivery ran out of memory is not) */
 } ws_stats;
 
 /* Copies the counters into *out: the first min(size, sizeof(ws_stats))

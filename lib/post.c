@@ -194,9 +194,10 @@ void ws__post_drain(ws_server *s, size_t max_deliveries) {
     const char *id = p->name;
     size_t cost = p->cost;
     int n;
-    s->st.frames_allocated++;
     n = ws__deliver(s, p->frame, p->kind, p->name, &id, 1);
-    if (n == WS_ENOMEM)
+    if (n >= 0) /* counted as a fan-out's frame: if it did not fail */
+      s->st.frames_allocated++;
+    else if (n == WS_ENOMEM)
       ws__log(s, WS_LOG_ERROR, "out of memory: a posted message was dropped");
     post_free(s, p);
     /* Out before the next post, as a broadcast's return sends it, so that

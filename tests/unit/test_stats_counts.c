@@ -190,6 +190,33 @@ Test(stats_counts, frames_allocated_counts_no_call_out_of_memory) {
   }
 }
 
+/* A post's frame counts as a fan-out's: when its delivery did not fail.
+ * It was counted before delivery, so a delivery out of memory (its
+ * receivers list) counted a frame that no broadcast went with. Each
+ * allocation of the drain fails in turn: frames_allocated and broadcasts
+ * move together. */
+Test(stats_counts, frames_allocated_counts_no_post_delivery_out_of_memory) {
+  int dropped = 0;
+  for (long n = 1;; n++) {
+    ws_stats a, b;
+    int reached;
+    fixture(0, WS_QUEUE_CLOSE, 2);
+    cr_assert_eq(ws_post(S, WS_POST_ALL, NULL, "x", "1", 1), WS_OK);
+    a = stats();
+    test_alloc_reset(n);
+    ws_server_tick(S, 1); /* delivers the post */
+    reached = test_alloc_failed();
+    test_alloc_reset(0);
+    b = stats();
+    cr_expect_eq(b.frames_allocated - a.frames_allocated,
+                 b.broadcasts - a.broadcasts, "allocation %ld", n);
+    dropped += b.broadcasts == a.broadcasts;
+    finish();
+    if (!reached) break;
+  }
+  cr_assert_gt(dropped, 0, "no delivery ran out of memory");
+}
+
 /* The library's error reply is a message frame it builds and queues, as
  * ws_conn_send_error's is: msgs_out counted it, frames_allocated did
  * not. */
