@@ -607,7 +607,9 @@ typedef struct ws_stats {
       closes_1007, closes_1008, closes_1009, closes_1011, closes_4000,
       closes_4001, closes_4002, closes_other;
   uint64_t drops_queue_full;   /* frames a full queue refused, per
-                                  receiver (pongs too): each time
+                                  receiver (pongs too; not the server's
+                                  own pings, which a full queue skips
+                                  without a policy): each time
                                   queue_policy applied, and in a fan-out
                                   a receiver found full but closed by a
                                   callback of the same fan-out (on_log)
