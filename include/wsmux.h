@@ -540,8 +540,11 @@ WS_EXTERN void ws_server_free(ws_server *s);
  * back to its sockets), or -1 when none is pending: usable as a poll(2)
  * timeout (s NULL: -1 as well). Cost is O(expired deadlines) plus the posts
  * it delivers. Callbacks run inside (on_close, on_shutdown when a drain's
- * deadline passes): check the loop's own exit condition after the tick,
- * before waiting on its answer, which is -1 once nothing is left. */
+ * deadline passes): check the loop's own exit condition after the tick.
+ * The tick in which a graceful shutdown ends (on_shutdown ran in it)
+ * returns 0, so that a loop which waits on the answer before looking at
+ * that condition wakes at once; ticks after it return -1 once nothing is
+ * left. */
 WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
 
 /* Graceful shutdown: stops new upgrades (503), sends 1001 to every open

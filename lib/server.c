@@ -230,8 +230,9 @@ static void retry_before_the_cut(ws_server *s) {
 }
 
 int ws_server_tick(ws_server *s, uint64_t now_ms) {
-  int next;
+  int next, ended_before;
   if (s == NULL) return -1;
+  ended_before = s->shutting_down == 2;
   /* The host's clock has any origin: the first tick fixes it, so what came
    * before (connections made, deadlines armed at 0) counts from there. */
   if (!s->clock_set) {
@@ -259,6 +260,12 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
     }
   }
   if (ws__leave(s)) return -1; /* destroyed from a callback */
+  /* A graceful shutdown ended in this tick (on_shutdown ran, also for one
+   * a callback asked for here): 0, not the -1 of an empty server, so that
+   * a loop waiting on the answer (an adapter's run, with no cap) comes
+   * back to its exit condition instead of waiting for an event that will
+   * not come. */
+  if (!ended_before && s->shutting_down == 2) return 0;
   /* Asked last: the flush in ws__leave may have armed deadlines, and
    * finish_draining may have cleared every one. */
   next = ws__timer_next(s);

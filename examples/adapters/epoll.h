@@ -23,13 +23,13 @@
  * still uses srv in the same pass. From a callback, call
  * ws_server_shutdown or set the flag the loop tests.
  *
- * A graceful stop drains with a capped wait:
+ * A graceful stop:
  *   wsa_epoll_stop_listening(&p);
  *   if (ws_server_shutdown(srv, 5000) == WS_OK)
- *     while (!drained) wsa_epoll_run_once_for(&p, 100);  // on_shutdown sets it
- * on_shutdown may fire in the tick a run starts with (its deadline passed
- * between two runs), and a wait without a cap would then have nothing
- * left to end it.
+ *     while (!drained) wsa_epoll_run_once(&p);  // on_shutdown sets drained
+ * A run returns once on_shutdown has fired, also from the tick it starts
+ * with (the drain's deadline passed between two runs): that tick answers
+ * 0, so the wait after it ends at once.
  *
  * Several loops, one per thread, each with its own server: give each one
  * its own SO_REUSEPORT socket from wsa_listen(host, port, 1) and call

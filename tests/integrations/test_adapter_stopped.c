@@ -10,6 +10,11 @@
  * the same way, and the poll adapter ticks after EINTR too: both must end
  * the drain in the run the stop interrupted.
  *
+ * The same run, uncapped, must end a drain whose deadline passed between
+ * two runs (the host busy elsewhere): that run's first tick ends it, and
+ * answered -1 (nothing pending), which left the wait with no end; the
+ * tick a shutdown ends in now answers 0.
+ *
  * A child process stops and continues this one; SIGALRM (2 s) ends a
  * hung wait so that the test reports instead of hanging.
  */
@@ -83,17 +88,32 @@ static int drained_after_stop(ws_server *srv, int (*run)(void)) {
   return g_drained && !g_alarm;
 }
 
+/* Shuts srv down and lets the drain deadline pass before any run, then
+ * runs run() uncapped until on_shutdown. 1 if the drain ended. */
+static int drained_after_pause(ws_server *srv, int (*run)(void)) {
+  g_drained = 0;
+  g_alarm = 0;
+  CHECK(ws_server_shutdown(srv, DRAIN_MS) == WS_OK);
+  usleep((DRAIN_MS + 50) * 1000);
+  alarm(2);
+  while (!g_drained && !g_alarm) run();
+  alarm(0);
+  return g_drained && !g_alarm;
+}
+
+typedef int (*drain_fn)(ws_server *srv, int (*run)(void));
+
 static wsa_poll g_poll;
 static void poll_pass(void) { wsa_poll_run_once_for(&g_poll, 20); }
 static int poll_run(void) { return wsa_poll_run_once(&g_poll); }
 
-static void poll_stopped(void) {
+static void poll_drain(drain_fn drain) {
   ws_server *srv = adapter_server(&g_poll, wsa_poll_config, on_shutdown);
   int cli;
   CHECK(wsa_poll_init(&g_poll, srv, "127.0.0.1", 0) == 0);
   cli = silent_client(wsa_local_port(g_poll.listen_fd), poll_pass);
   wsa_poll_stop_listening(&g_poll);
-  CHECK(drained_after_stop(srv, poll_run));
+  CHECK(drain(srv, poll_run));
   close(cli);
   ws_server_free(srv);
   wsa_poll_destroy(&g_poll);
@@ -103,13 +123,13 @@ static wsa_epoll g_ep;
 static void epoll_pass(void) { wsa_epoll_run_once_for(&g_ep, 20); }
 static int epoll_run(void) { return wsa_epoll_run_once(&g_ep); }
 
-static void epoll_stopped(void) {
+static void epoll_drain(drain_fn drain) {
   ws_server *srv = adapter_server(&g_ep, wsa_epoll_config, on_shutdown);
   int cli;
   CHECK(wsa_epoll_init(&g_ep, srv, "127.0.0.1", 0) == 0);
   cli = silent_client(wsa_local_port(g_ep.listener.fd), epoll_pass);
   wsa_epoll_stop_listening(&g_ep);
-  CHECK(drained_after_stop(srv, epoll_run));
+  CHECK(drain(srv, epoll_run));
   close(cli);
   ws_server_free(srv);
   wsa_epoll_destroy(&g_ep);
@@ -121,8 +141,10 @@ int main(void) {
   sa.sa_handler = on_alarm; /* no SA_RESTART: a hung wait returns EINTR */
   sigaction(SIGALRM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
-  poll_stopped();
-  epoll_stopped();
+  poll_drain(drained_after_stop);
+  epoll_drain(drained_after_stop);
+  poll_drain(drained_after_pause);
+  epoll_drain(drained_after_pause);
   printf("adapter-stopped: %d passed, %d failed\n", g_checks - g_fail,
          g_fail);
   return g_fail ? 1 : 0;
