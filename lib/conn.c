@@ -110,6 +110,14 @@ void ws__conn_arm_close_timer(ws_conn *c) {
   }
 }
 
+/* Without a close timeout the idle deadline stands in for it, and it
+ * counts from our close, not from the peer's last byte long before (a
+ * slow consumer), nor from ws_conn_new (a request answered late). */
+void ws__conn_start_closing(ws_conn *c) {
+  c->last_read = c->s->now;
+  ws__conn_arm_close_timer(c);
+}
+
 /* Marked sent even when out of memory: this silence's ping is skipped
  * (the idle deadline still ends it), where leaving the ping due would have
  * the tick pop this connection again and again, forever. Past max_queued
@@ -406,8 +414,7 @@ void ws__conn_fail(ws_conn *c, int code, const char *reason) {
   /* Failed while CLOSING: the close handshake began at our close, and its
    * deadline stands (a peer's bad frame must not buy it more time). */
   if (state == WS__CLOSING) return;
-  c->last_read = c->s->now; /* without a close timeout: idle from here */
-  ws__conn_arm_close_timer(c);
+  ws__conn_start_closing(c);
 }
 
 int ws__close_code_valid(int code) {
@@ -432,8 +439,7 @@ int ws_conn_close(ws_conn *c, int code, const char *reason) {
   ws__enter(c->s);
   queue_close_frame(c, code, reason);
   c->state = WS__CLOSING;
-  c->last_read = c->s->now; /* without a close timeout: its answer's idle */
-  ws__conn_arm_close_timer(c);
+  ws__conn_start_closing(c);
   ws__leave(c->s);
   return WS_OK;
 }

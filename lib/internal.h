@@ -273,6 +273,9 @@ void ws__conn_mark_dirty(ws_conn *c);
 ws_conn *ws__dirty_pop(ws_server *s);
 /* CLOSING and DRAINING (an HTTP answer, a close) end by close_timeout. */
 void ws__conn_arm_close_timer(ws_conn *c);
+/* Our side ends the connection now (a close frame, a failure, an HTTP
+ * answer): idle counts from here, then the close timer is armed. */
+void ws__conn_start_closing(ws_conn *c);
 /* Recomputes the connection's deadline from its state and timestamps. */
 void ws__conn_rearm(ws_conn *c);
 /* Called by the timer when c's deadline passed. */

@@ -68,11 +68,7 @@ static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
   ws__buf_unref(s, b);
   c->flags |= WS__F_RESPONDED;
   c->state = WS__DRAINING;
-  /* A client that never reads the answer. Without a close timeout the
-   * idle deadline ends it, counted from the answer, not from ws_conn_new
-   * (a request that took longer than idle_timeout_ms would lose it). */
-  c->last_read = s->now;
-  ws__conn_arm_close_timer(c);
+  ws__conn_start_closing(c); /* a client that never reads the answer */
   return WS_OK;
 }
 

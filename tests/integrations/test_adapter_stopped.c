@@ -67,38 +67,43 @@ static pid_t stop_me_soon(void) {
   return pid;
 }
 
-/* Shuts srv down and runs run() uncapped until on_shutdown, while a child
- * stops us past the drain deadline. 1 if the drain ended in time. */
-static int drained_after_stop(ws_server *srv, int (*run)(void)) {
-  uint64_t t0;
-  pid_t child;
-  int waited;
-  g_drained = 0;
-  g_alarm = 0;
-  CHECK(ws_server_shutdown(srv, DRAIN_MS) == WS_OK);
-  child = stop_me_soon();
-  t0 = wsa_now_ms();
+/* Runs run() uncapped until on_shutdown, or until SIGALRM (2 s) ends a
+ * hung wait. 1 if the drain ended. */
+static int run_until_drained(int (*run)(void)) {
   alarm(2);
   while (!g_drained && !g_alarm) run();
   alarm(0);
-  waited = (int)(wsa_now_ms() - t0);
-  CHECK(waitpid(child, NULL, 0) == child);
-  printf("adapter-stopped: drained after %d ms (stopped %d ms)\n", waited,
-         STOPPED_MS);
   return g_drained && !g_alarm;
 }
 
-/* Shuts srv down and lets the drain deadline pass before any run, then
- * runs run() uncapped until on_shutdown. 1 if the drain ended. */
-static int drained_after_pause(ws_server *srv, int (*run)(void)) {
+static void shut_down(ws_server *srv) {
   g_drained = 0;
   g_alarm = 0;
   CHECK(ws_server_shutdown(srv, DRAIN_MS) == WS_OK);
+}
+
+/* Shuts srv down and drains with run() while a child stops us past the
+ * drain deadline. 1 if the drain ended in time. */
+static int drained_after_stop(ws_server *srv, int (*run)(void)) {
+  uint64_t t0;
+  pid_t child;
+  int ok;
+  shut_down(srv);
+  child = stop_me_soon();
+  t0 = wsa_now_ms();
+  ok = run_until_drained(run);
+  printf("adapter-stopped: drained after %d ms (stopped %d ms)\n",
+         (int)(wsa_now_ms() - t0), STOPPED_MS);
+  CHECK(waitpid(child, NULL, 0) == child);
+  return ok;
+}
+
+/* Shuts srv down and lets the drain deadline pass before any run, then
+ * drains with run(). 1 if the drain ended. */
+static int drained_after_pause(ws_server *srv, int (*run)(void)) {
+  shut_down(srv);
   usleep((DRAIN_MS + 50) * 1000);
-  alarm(2);
-  while (!g_drained && !g_alarm) run();
-  alarm(0);
-  return g_drained && !g_alarm;
+  return run_until_drained(run);
 }
 
 typedef int (*drain_fn)(ws_server *srv, int (*run)(void));
