@@ -273,6 +273,10 @@ long ws__outq_flush(ws_conn *c) {
     q->inflight = (uint16_t)n;
     w = host_write(c, iov, n, run);
     q->inflight = 0;
+    if (w < 0 || (size_t)w > want) w = -1; /* more than asked: a host bug */
+    /* Counted first: a host that closes from inside send still sent them
+     * (the server outlives this call: its free is deferred). */
+    if (w > 0) s->st.bytes_out += (uint64_t)w;
     /* The host may have closed this connection (or destroyed the server)
      * from inside send: the queue is gone, whatever it reports. */
     if (c->state == WS__DEAD) {
@@ -280,12 +284,10 @@ long ws__outq_flush(ws_conn *c) {
       return -1;
     }
     if (w < 0) return -1;
-    if ((size_t)w > want) return -1; /* a host bug; treat as failure */
     if (w > 0) {
       /* Saturated: one flush can write more than a 32-bit long holds
        * (frames queued by reference), and callers only test > 0. */
       total = w > LONG_MAX - total ? LONG_MAX : total + (long)w;
-      s->st.bytes_out += (uint64_t)w;
       outq_consume(s, q, (size_t)w);
     }
     if ((size_t)w < want) break; /* would block */

@@ -593,6 +593,21 @@ Test(pinned_outq, bytes_out) {
   (void)before;
   k_done(s, &A);
 }
+/* bytes_out counts what send took when the host aborts the connection
+ * from inside that send: the bytes went out all the same. */
+Test(pinned_outq, bytes_out_when_send_aborts) {
+  ws_config cfg;
+  k_cfg(&cfg);
+  static mt_conn A;
+  ws_server *s = k_open(&cfg, &A);
+  A.on_write = abort_in_send;
+  ws_conn_send_text(A.c, "hello", 5);
+  cr_assert_eq(A.closes, 1);
+  cr_assert_eq(k_stats(s).bytes_out, A.len,
+               "bytes_out %llu, written %zu (101 and the frame)",
+               (unsigned long long)k_stats(s).bytes_out, A.len);
+  k_done(s, &A);
+}
 /* a run of frames of exactly 2048 bytes goes out in one send call. */
 Test(pinned_outq, coalesce_exactly_2k) {
   ws_config cfg;
