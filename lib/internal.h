@@ -334,6 +334,8 @@ void ws__prepared_free_all(ws_server *s);
 int ws__close_code_valid(int code);
 
 /* ---- outq.c ----------------------------------------------------------- */
+/* Bytes of a server frame's header for a payload of len bytes. */
+size_t ws__frame_header_len(size_t len);
 /* A frame with room for len payload bytes; header written, payload not. */
 ws__buf *ws__buf_frame(ws_server *s, int opcode, size_t len, uint8_t **payload);
 ws__buf *ws__buf_frame_copy(ws_server *s, int opcode, const void *p,
@@ -368,6 +370,10 @@ void ws__envelope_dispatch(ws_conn *c, int opcode, const uint8_t *p,
  * with one allocation. NULL on ENOMEM. */
 ws__buf *ws__envelope_frame(ws_server *s, const char *action,
                             const char *json, size_t json_len);
+/* The length of that frame, header included, told without reading json:
+ * what ws__envelope_frame's buffer holds (its ws__buf.len). */
+size_t ws__envelope_frame_len(const char *action, int has_data,
+                              size_t json_len);
 /* Serialises data (cJSON) and frames it. *err gets WS_ENOMEM/WS_EINVAL. */
 ws__buf *ws__envelope_frame_cjson(ws_server *s, const char *action,
                                   const struct cJSON *data, int *err);

@@ -15,7 +15,7 @@
 
 #define WS__IOV_MAX 64
 
-static size_t frame_header_len(size_t len) {
+size_t ws__frame_header_len(size_t len) {
   return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
 }
 
@@ -51,7 +51,7 @@ ws__buf *ws__buf_raw(ws_server *s, const void *p, size_t len) {
 
 ws__buf *ws__buf_frame(ws_server *s, int opcode, size_t len,
                        uint8_t **payload) {
-  size_t hl = frame_header_len(len);
+  size_t hl = ws__frame_header_len(len);
   ws__buf *b;
   if (len > WS__FRAME_PAYLOAD_MAX) return NULL;
   b = ws__buf_raw(s, NULL, hl + len);

@@ -46,7 +46,7 @@ static size_t post_cost(size_t nlen, size_t frame_len) {
 
 /* Whether a post of frame_len bytes fits an empty queue: not larger than
  * max_queued (as ws__deliver) or max_posted. One that does not is too big,
- * never a reason to retry. */
+ * never a reason to retry. ws_post asks it before the frame is built. */
 static int post_fits(const ws_server *s, size_t nlen, size_t frame_len) {
   return frame_len <= s->cfg.max_queued &&
          post_cost(nlen, frame_len) <= s->cfg.max_posted;
@@ -63,11 +63,6 @@ static ws__post *post_new(ws_server *s, int kind, const char *name,
     return NULL;
   }
   p->frame = ws__envelope_frame_json(s, action, data_json, len, err);
-  if (p->frame && !post_fits(s, nlen, p->frame->len)) {
-    ws__buf_unref(s, p->frame);
-    p->frame = NULL;
-    *err = WS_ETOOBIG;
-  }
   if (p->frame == NULL) {
     ws__free(&s->al, p);
     return NULL;
@@ -110,28 +105,23 @@ static int post_append(ws_server *s, ws__post *p) {
   return err;
 }
 
-/* Refuses, before the frame is built, a post costing at least least bytes
- * that the queue cannot take now: a producer that retries on WS_ELIMIT
- * (or has not yet seen the shutdown) then costs two loads per try, not a
- * JSON check, an allocation and a free. A hint: post_append decides under
- * the lock. */
-static int post_room(ws_server *s, size_t least) {
+/* Refuses, before the frame is built, a post costing cost bytes (at most
+ * max_posted) that the queue cannot take now: a producer that retries on
+ * WS_ELIMIT (or has not yet seen the shutdown) then costs two loads per
+ * try, not a JSON check, an allocation and a free. A hint: post_append
+ * decides under the lock. */
+static int post_room(ws_server *s, size_t cost) {
   if (__atomic_load_n(&s->post_closed, __ATOMIC_RELAXED)) return WS_ESHUTDOWN;
   if (__atomic_load_n(&s->post_bytes, __ATOMIC_RELAXED) >
-      s->cfg.max_posted - least)
+      s->cfg.max_posted - cost)
     return WS_ELIMIT;
   return WS_OK;
 }
 
-/* What the frame adds to data's len bytes, at most: its header (14, as
- * outq.c counts it), the envelope {"action":,"data":} (19) and the quoted
- * action (2, and 6 per byte: a control byte is written as \u00XX). */
-#define WS__POST_FRAMING(alen) (35 + 6 * (alen))
-
 int ws_post(ws_server *s, int target, const char *name, const char *action,
             const char *data_json, size_t len) {
-  int kind = post_kind(target), err = WS_OK;
-  size_t nlen, most;
+  int kind = post_kind(target), err;
+  size_t nlen, flen;
   ws__post *p;
   if (s == NULL || kind < 0 || action == NULL || !ws__action_ok(action) ||
       (data_json == NULL && len) || (kind != WS__T_ALL && name == NULL) ||
@@ -139,21 +129,20 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
       (kind == WS__T_DEVICES && !ws__device_id_ok(s, name)))
     return WS_EINVAL;
   if (WS__TOO_BIG(s, len)) return WS_ETOOBIG; /* cfg is read-only: safe */
-  /* The frame holds data_json's len bytes as given, and the framing at
-   * most. Its cost without the framing already past max_posted: it never
-   * fits, told before data_json is read (as past max_queued above). Only a
-   * post sure to fit an empty queue may be told to retry: one that may
-   * not is left to post_new (WS_ETOOBIG whatever is waiting). No sum
-   * wraps: len is at most WS__MESSAGE_MAX, 2 KiB under a 32-bit size_t's
-   * limit, and the name's length is bounded first. */
+  /* The frame holds data_json's len bytes as given and its envelope,
+   * whose size the action alone tells: whether the post ever fits, and
+   * whether it fits now, are both known before data_json is read. A post
+   * that never fits is WS_ETOOBIG whatever is waiting; only one that does
+   * may be told to retry. No sum wraps: len is at most WS__MESSAGE_MAX,
+   * 2 KiB under a 32-bit size_t's limit (the envelope adds at most 1.6
+   * KiB), and the name's length is bounded first. */
   nlen = kind == WS__T_ALL ? 0 : strlen(name);
   if (nlen > s->cfg.max_posted || len > s->cfg.max_posted - nlen ||
       post_cost(nlen, len) > s->cfg.max_posted)
     return WS_ETOOBIG;
-  most = len + WS__POST_FRAMING(strlen(action));
-  if (post_fits(s, nlen, most) &&
-      (err = post_room(s, post_cost(nlen, len))) != WS_OK)
-    return err;
+  flen = ws__envelope_frame_len(action, data_json != NULL, len);
+  if (!post_fits(s, nlen, flen)) return WS_ETOOBIG;
+  if ((err = post_room(s, post_cost(nlen, flen))) != WS_OK) return err;
   p = post_new(s, kind, name, nlen, action, data_json, len, &err);
   return p ? post_append(s, p) : err;
 }

@@ -1143,6 +1143,36 @@ Test(regress, a_post_past_max_posted_is_etoobig_before_its_json_is_read) {
   done(s, NULL, NULL);
 }
 
+/* The early refusal guessed the frame's size from an upper bound on its
+ * envelope (35 bytes and 6 per action byte): a post within that margin of
+ * max_posted was framed before the queue was asked, so on a full queue,
+ * or after shutdown, each try read its JSON and allocated, and invalid
+ * text was told WS_EJSON although there was no room. */
+Test(regress, a_post_near_max_posted_is_refused_for_room_unread) {
+  ws_server *s = mk(small_post_queue); /* max_posted 4096 */
+  static char bad[4096];
+  size_t len;
+  for (len = 4095; len > 2; len--) /* the longest that fits an empty queue */
+    if (ws_post(s, WS_POST_ALL, NULL, "m", json_text(len), len) == WS_OK)
+      break;
+  cr_assert_gt(len, 2);
+  memset(bad, '{', len); /* not JSON */
+  test_alloc_reset(0);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", json_text(len), len),
+               WS_ELIMIT);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", bad, len), WS_ELIMIT);
+  cr_expect_eq(test_alloc_count(), 0, "%ld allocations on a full queue",
+               test_alloc_count());
+  ws_server_tick(s, 1); /* delivered: room again */
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", bad, len), WS_EJSON);
+  cr_expect_eq(ws_server_shutdown(s, 0), WS_OK);
+  test_alloc_reset(0);
+  cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", bad, len), WS_ESHUTDOWN);
+  cr_expect_eq(test_alloc_count(), 0, "%ld allocations after shutdown",
+               test_alloc_count());
+  done(s, NULL, NULL);
+}
+
 /* A delivery runs on_log (a slow consumer); the host posts and ticks from
  * there, or shuts down. The drain had taken the whole list: the nested
  * tick delivered the newer post first, and a shutdown lost the older one. */
