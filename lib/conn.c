@@ -240,11 +240,18 @@ int ws__conn_sendable(const ws_conn *c) {
   return c->state == WS__HANDSHAKE ? WS_ESTATE : WS_ECLOSED;
 }
 
-/* Queues b; never runs a host callback: a full queue is WS_EQUEUEFULL
- * with *ctrl_full set, its policy left to the caller. */
-static int try_queue(ws_conn *c, ws__buf *b, int *ctrl_full_out) {
+/* A control frame past WS__CTRL_QUEUED_MAX: the bound try_queue hit when
+ * it was not the bytes. */
+static int ctrl_bound_hit(const ws_conn *c, const ws__buf *b) {
+  return b->is_ctrl && !b->is_close && c->q.nctrl >= WS__CTRL_QUEUED_MAX;
+}
+
+/* Queues b; never runs a host callback: a full queue is WS_EQUEUEFULL,
+ * its policy left to the caller (ctrl_bound_hit says which bound). Inline
+ * in both callers: every reply passes here. */
+static inline int try_queue(ws_conn *c, ws__buf *b) {
   ws_server *s = c->s;
-  int was_empty = c->q.count == 0, ctrl_full;
+  int was_empty = c->q.count == 0;
   size_t len = b->len;
   /* Only open connections take frames: one still in its handshake (in
    * on_upgrade, or answering plain HTTP in on_http) may already be in a
@@ -260,14 +267,11 @@ static int try_queue(ws_conn *c, ws__buf *b, int *ctrl_full_out) {
     if (!b->is_ctrl) return WS_ETOOBIG;
     len = s->cfg.max_queued;
   }
-  ctrl_full = b->is_ctrl && !b->is_close && c->q.nctrl >= WS__CTRL_QUEUED_MAX;
   /* Not q.bytes + len > max: frames queued by reference (a prepared one,
    * again and again) can add up past SIZE_MAX with a 32-bit size_t and a
    * max_queued near it, and the sum would wrap under the cap. */
-  if (ctrl_full || c->q.bytes > s->cfg.max_queued - len) {
-    *ctrl_full_out = ctrl_full;
+  if (ctrl_bound_hit(c, b) || c->q.bytes > s->cfg.max_queued - len)
     return WS_EQUEUEFULL;
-  }
   /* Room for the write deadline first: queued data must not wait without
    * one (start_write_clock then cannot fail). */
   if (was_empty && s->cfg.write_timeout_ms && c->heap_idx == UINT32_MAX &&
@@ -281,15 +285,13 @@ static int try_queue(ws_conn *c, ws__buf *b, int *ctrl_full_out) {
 }
 
 int ws__conn_queue(ws_conn *c, ws__buf *b) {
-  int ctrl_full = 0, rc = try_queue(c, b, &ctrl_full);
-  if (rc == WS_EQUEUEFULL) apply_queue_policy(c, ctrl_full);
+  int rc = try_queue(c, b);
+  /* Nothing moved since try_queue: the bound it hit is still hit. */
+  if (rc == WS_EQUEUEFULL) apply_queue_policy(c, ctrl_bound_hit(c, b));
   return rc;
 }
 
-int ws__conn_try_queue(ws_conn *c, ws__buf *b) {
-  int ctrl_full = 0;
-  return try_queue(c, b, &ctrl_full);
-}
+int ws__conn_try_queue(ws_conn *c, ws__buf *b) { return try_queue(c, b); }
 
 void ws__conn_queue_full(ws_conn *c) {
   if (c->state == WS__OPEN)

@@ -237,11 +237,19 @@ const char *ws__hdrs_peek(const ws_conn *c);
 void ws__hdrs_free(ws_server *s);
 
 /* ---- server.c: entry/exit of library frames --------------------------- */
-void ws__enter(ws_server *s);
+/* Inline: every API call enters and leaves, and a handler's send does so
+ * once per message, nested in the feed, where leaving is a decrement. */
+static inline void ws__enter(ws_server *s) { s->depth++; }
+/* The outermost ws__leave: flushes, frees, destroys (see ws__leave). */
+int ws__leave_outer(ws_server *s);
 /* Leaves a library frame; at the outermost one flushes dirty connections,
  * frees dead ones and, if asked, the server: returns 1 when it did (the
  * caller must not touch s again). */
-int ws__leave(ws_server *s);
+static inline int ws__leave(ws_server *s) {
+  if (s->depth <= 1) return ws__leave_outer(s);
+  s->depth--;
+  return 0;
+}
 /* Flushes every connection with new output (the outermost frame only). */
 void ws__flush_dirty(ws_server *s);
 /* Fires on_shutdown, once, when a shutdown has no connection left. */
@@ -343,7 +351,18 @@ ws__buf *ws__buf_frame_copy(ws_server *s, int opcode, const void *p,
 /* A raw byte buffer (HTTP responses). */
 ws__buf *ws__buf_raw(ws_server *s, const void *p, size_t len);
 void ws__buf_unref(ws_server *s, ws__buf *b);
-int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b);
+int ws__outq_push_any(ws_server *s, ws__outq *q, ws__buf *b);
+/* Queues b (one more reference). Returns WS_OK or WS_ENOMEM. A data frame
+ * on a queue with room is the usual case (every reply): it only goes to
+ * the tail, inline; the rest (control frames, growth) is outq.c's. */
+static inline int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
+  if (b->is_ctrl || q->count == q->cap) /* cap 0: no slots yet */
+    return ws__outq_push_any(s, q, b);
+  b->refs++;
+  q->bytes += b->len;
+  q->slots[(q->head + q->count++) & (q->cap - 1)] = b;
+  return WS_OK;
+}
 /* Drops everything but a partially sent head. */
 void ws__outq_truncate(ws_server *s, ws__outq *q);
 void ws__outq_clear(ws_server *s, ws__outq *q);

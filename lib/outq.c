@@ -104,7 +104,7 @@ static int outq_grow(ws_server *s, ws__outq *q) {
  * goes first), nor ahead of what the host's send holds (inflight).
  * Inserting shifts the entries before that index one slot towards the head,
  * which is at most a few entries. */
-int ws__outq_push(ws_server *s, ws__outq *q, ws__buf *b) {
+int ws__outq_push_any(ws_server *s, ws__outq *q, ws__buf *b) {
   uint32_t at, i;
   int head_stays;
   if (q->slots == NULL) {

@@ -171,8 +171,6 @@ void ws_server_free(ws_server *s) {
   ws__leave(s);
 }
 
-void ws__enter(ws_server *s) { s->depth++; }
-
 void ws__flush_dirty(ws_server *s) {
   while (s->dirty) {
     ws_conn *c = ws__dirty_pop(s);
@@ -182,11 +180,7 @@ void ws__flush_dirty(ws_server *s) {
 
 /* Flushing may run host callbacks that call back into the library; depth
  * stays 1 meanwhile so those calls do not recurse into this loop. */
-int ws__leave(ws_server *s) {
-  if (s->depth > 1) {
-    s->depth--;
-    return 0;
-  }
+int ws__leave_outer(ws_server *s) {
   ws__flush_dirty(s);
   while (s->dead) {
     ws_conn *c = s->dead;
