@@ -292,7 +292,7 @@ const char *ws_msg_data_json(const ws_msg *msg, size_t *len) {
   return x->data;
 }
 
-static void run_handler(ws_conn *c, ws_msg *m) {
+static inline void run_handler(ws_conn *c, ws_msg *m) {
   ws_server *s = c->s;
   int rc;
   if (s->cfg.handler == NULL) {

@@ -111,7 +111,8 @@ static int opcode_known(uint8_t op) {
 }
 
 /* Checks a frame's header on its first chunk. Returns 0 or a close code. */
-static int check_header(ws_conn *c, const struct wslay_frame_iocb *f) {
+static inline int check_header(ws_conn *c,
+                               const struct wslay_frame_iocb *f) {
   uint64_t max = c->s->cfg.max_message;
   if (!f->mask) return WS_CLOSE_PROTOCOL;
   if (f->rsv) return WS_CLOSE_PROTOCOL; /* no extension negotiated */
@@ -316,7 +317,6 @@ static int on_chunk(ws_conn *c, const struct wslay_frame_iocb *f) {
     if (code) return code;
     rx->in_frame = 1;
     rx->frame_left = f->payload_length;
-    rx->frame_opcode = f->opcode;
     rx->ctrl_len = 0;
     rx->consumed += header_len(f);
   }
@@ -370,8 +370,9 @@ void ws__frame_feed(ws_conn *c, const uint8_t *p, size_t n) {
      * frame bound of ws__conn_queue while the socket is writable). */
     if (c->q.bytes > 65536 || c->q.nctrl >= 64) ws__conn_flush(c);
     /* Every fed byte was handed over and ended a frame: another call would
-     * only report WANT_READ. */
-    if (reading(c) && c->rx->in_len == 0 && rx_at_boundary(c->rx)) break;
+     * only report WANT_READ. (Not reading any more ends the loop anyway;
+     * the rx stays until ws__conn_free.) */
+    if (c->rx->in_len == 0 && rx_at_boundary(c->rx)) break;
   }
   if (c->rx && c->state != WS__DEAD) {
     c->rx->in = NULL;

@@ -93,7 +93,6 @@ typedef struct ws__rx {
   uint64_t consumed; /* bytes of frames wslay finished or is inside */
   uint64_t frame_left; /* payload bytes of the current frame still due */
   uint8_t in_frame;
-  uint8_t frame_opcode;
   uint8_t ctrl_len;
   uint8_t ctrl[125];
   uint8_t head[14]; /* a header wslay holds without payload (peek_header) */
