@@ -160,6 +160,28 @@ Test(registry, send_device_null_id_is_einval_and_counts_nothing) {
   finish();
 }
 
+/* An id of exactly max_device_id bytes is one a connection can hold (the
+ * upgrade accepts it), so ws_send_device reaches it; only a longer one is
+ * WS_EINVAL (wsmux.h: "longer than max_device_id"). */
+Test(registry, send_device_reaches_an_id_of_exactly_max_device_id_bytes) {
+  char id[130];
+  fixture();
+  memset(id, 'k', 128); /* the default max_device_id */
+  id[128] = '\0';
+  mt_connect(&C[0], S, id, MT_WHOLE);
+  cr_assert_eq(ws_server_find_device(S, id), C[0].c);
+  cr_assert_eq(ws_send_device(S, id, "hi", NULL), 1);
+  mt_expect_text(&C[0], "{\"action\":\"hi\"}");
+  cr_assert_eq(ws_send_device_json(S, id, "hi", "1", 1), 1);
+  mt_expect_text(&C[0], "{\"action\":\"hi\",\"data\":1}");
+  id[128] = 'k';
+  id[129] = '\0';
+  cr_assert_eq(ws_send_device(S, id, "hi", NULL), WS_EINVAL);
+  cr_assert_eq(ws_send_device_json(S, id, "hi", "1", 1), WS_EINVAL);
+  mt_expect_nothing(&C[0]);
+  finish();
+}
+
 /* A connection still in its handshake is not counted as open (nor found,
  * nor sent to); it is counted as pending until its 101. */
 Test(registry, conn_count_leaves_out_handshakes) {
