@@ -293,6 +293,40 @@ Test(frame, huge_announced_length_is_1009_without_allocating_it) {
   }
 }
 
+/* A fragmented message of exactly max_message bytes is assembled in a
+ * buffer of at most max_message bytes: the buffer doubles as bytes arrive
+ * but is capped there (README: max_message bounds the assembled message),
+ * where doubling 999 bytes for the last one would take 1998. */
+Test(frame, assembled_message_buffer_stays_within_max_message) {
+  static const char head[] = "{\"action\":\"note\",\"data\":\"";
+  char msg[1001];
+  int mode;
+  memcpy(msg, head, sizeof(head) - 1);
+  memset(msg + sizeof(head) - 1, 'a', 1000 - (sizeof(head) - 1) - 2);
+  memcpy(msg + 998, "\"}", 3); /* 1000 bytes and a NUL */
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_bytes b = {.p = NULL};
+    ws_server *s = setup(mode, 1000);
+    long before;
+    /* A first message, so that the receive context is in the pool and the
+     * only allocation left is the message buffer. */
+    cr_assert_eq(mt_send_text(&T, k_msg, mode), WS_OK);
+    before = test_alloc_live_bytes();
+    mt_frame_add(&b, MT_TEXT, MT_NOFIN, msg, 999);
+    mt_frame_add(&b, MT_CONT, 0, msg + 999, 1);
+    test_alloc_reset(0);
+    cr_assert_eq(mt_feed(&T, b.p, b.len, mode), WS_OK);
+    cr_assert_eq(R.msgs, 2, "%s: message not delivered", MT_MODE_NAME(mode));
+    cr_assert_eq(R.last_len, 1000);
+    cr_assert(memcmp(R.last, msg, 1000) == 0);
+    cr_assert_leq(test_alloc_peak_bytes() - before, 1000,
+                  "%s: peak grew by %ld bytes for a 1000-byte message",
+                  MT_MODE_NAME(mode), test_alloc_peak_bytes() - before);
+    teardown(s);
+    mt_bytes_free(&b);
+  }
+}
+
 Test(frame, huge_announced_length_in_fragment_peak_memory_is_small) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
