@@ -1913,6 +1913,10 @@ Test(upgrade, plain_request_framing_is_checked_before_on_http) {
       "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n",
       ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
        "Content-Length: 2\r\n\r\n"),
+      /* Values that differ in length, the later one a prefix of the
+       * earlier: 10 and 1 are two lengths, not one (RFC 9112 6.3 item 5). */
+      ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"
+       "Content-Length: 1\r\n\r\n"),
       "GET / HTTP/1.0\r\nContent-Length: 0x10\r\n\r\n",
   };
   static const char *const bad_te[] = {
