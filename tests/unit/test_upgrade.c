@@ -1991,6 +1991,9 @@ Test(upgrade, device_id_with_a_control_byte_is_400) {
              WS_REFUSE_BAD_REQUEST, NULL, "control character");
   refuse_str(NULL, NULL, REQ_HEAD("/ws?device_id=%7f") "\r\n", 400,
              WS_REFUSE_BAD_REQUEST, NULL, "control character");
+  /* The edges of C0: 0x1f is a control byte, 0x20 (space) is not. */
+  refuse_str(NULL, NULL, REQ_HEAD("/ws?device_id=a%1fb") "\r\n", 400,
+             WS_REFUSE_BAD_REQUEST, NULL, "control character");
   expect_101(NULL, REQ_HEAD("/ws?device_id=a+b%20c") "\r\n");
 }
 
