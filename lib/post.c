@@ -46,10 +46,15 @@ static size_t post_cost(size_t nlen, size_t frame_len) {
 
 /* Whether a post of frame_len bytes fits an empty queue: not larger than
  * max_queued (as ws__deliver) or max_posted. One that does not is too big,
- * never a reason to retry. ws_post asks it before the frame is built. */
+ * never a reason to retry. ws_post asks it before the frame is built.
+ * Not post_cost(nlen, frame_len) <= max_posted: with a 32-bit size_t, a
+ * frame near 4 GiB and a long device id add up past SIZE_MAX, and under
+ * a max_posted near it ("no limit") the sum would wrap under the cap.
+ * post_cost(nlen, 0) does not wrap: the name is a string in memory. */
 static int post_fits(const ws_server *s, size_t nlen, size_t frame_len) {
-  return frame_len <= s->cfg.max_queued &&
-         post_cost(nlen, frame_len) <= s->cfg.max_posted;
+  size_t fixed = post_cost(nlen, 0);
+  return frame_len <= s->cfg.max_queued && fixed <= s->cfg.max_posted &&
+         frame_len <= s->cfg.max_posted - fixed;
 }
 
 /* The message, framed on this thread (so errors come back to it). nlen:
@@ -133,13 +138,12 @@ int ws_post(ws_server *s, int target, const char *name, const char *action,
    * whose size the action alone tells: whether the post ever fits, and
    * whether it fits now, are both known before data_json is read. A post
    * that never fits is WS_ETOOBIG whatever is waiting; only one that does
-   * may be told to retry. No sum wraps: len is at most WS__MESSAGE_MAX,
-   * 2 KiB under a 32-bit size_t's limit (the envelope adds at most 1.6
-   * KiB), and the name's length is bounded first. */
+   * may be told to retry. flen does not wrap: len is at most
+   * WS__MESSAGE_MAX, 2 KiB under a 32-bit size_t's limit, and the
+   * envelope adds at most 1.6 KiB. Its cost with the name may (a long
+   * device id): post_fits compares without that sum, and the cost it
+   * lets through is at most max_posted. */
   nlen = kind == WS__T_ALL ? 0 : strlen(name);
-  if (nlen > s->cfg.max_posted || len > s->cfg.max_posted - nlen ||
-      post_cost(nlen, len) > s->cfg.max_posted)
-    return WS_ETOOBIG;
   flen = ws__envelope_frame_len(action, data_json != NULL, len);
   if (!post_fits(s, nlen, flen)) return WS_ETOOBIG;
   if ((err = post_room(s, post_cost(nlen, flen))) != WS_OK) return err;

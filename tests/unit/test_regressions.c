@@ -1934,3 +1934,28 @@ Test(regress, past_a_frames_length_is_too_big_even_unlimited) {
   done(s, &A, NULL);
 }
 #endif
+
+#if SIZE_MAX <= UINT32_MAX
+/* With a 32-bit size_t, max_posted and max_queued at SIZE_MAX ("no
+ * limit") and long device ids allowed, a post's cost (a frame near 4 GiB,
+ * the device id, the bookkeeping) adds up past SIZE_MAX: the sum wrapped
+ * to a few bytes, the post was taken to fit, and its data_json was read
+ * (here invalid: WS_EJSON) and allocated for, where it never fits. */
+static void unlimited_posts(ws_config *c) {
+  c->max_queued = SIZE_MAX;
+  c->max_posted = SIZE_MAX;
+  c->max_device_id = 4096;
+}
+Test(regress, a_post_past_size_max_in_all_is_too_big_on_32_bits) {
+  ws_server *s = mk(unlimited_posts);
+  static char id[2061];
+  static const char bad[16] = {'\xff'}; /* refused at its first byte */
+  /* WS__MESSAGE_MAX: the longest data the API takes at all. */
+  size_t len = (size_t)UINT32_MAX - 32 - 2048;
+  memset(id, 'd', sizeof(id) - 1); /* id and data: SIZE_MAX - 20 bytes */
+  test_alloc_reset(0);
+  cr_expect_eq(ws_post(s, WS_POST_DEVICE, id, "m", bad, len), WS_ETOOBIG);
+  cr_expect_eq(test_alloc_count(), 0, "%ld allocations", test_alloc_count());
+  done(s, NULL, NULL);
+}
+#endif
