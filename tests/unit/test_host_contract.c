@@ -637,6 +637,55 @@ Test(host_contract, post_arguments_and_after_shutdown) {
   cr_assert_eq(test_alloc_live(), 0);
 }
 
+/* The allocator of post_closes_in_the_window: passes everything to the
+ * counting allocator; armed, its next allocation first closes the post
+ * queue, as the loop thread's ws_server_shutdown would at that moment. */
+static ws_server *close_posts_at_alloc;
+
+static void *closing_malloc(size_t n, void *ud) {
+  ws_allocator a = test_alloc();
+  (void)ud;
+  if (close_posts_at_alloc) {
+    ws__post_close(close_posts_at_alloc);
+    close_posts_at_alloc = NULL;
+  }
+  return a.malloc(n, a.user_data);
+}
+
+static void *closing_realloc(void *p, size_t n, void *ud) {
+  ws_allocator a = test_alloc();
+  (void)ud;
+  return a.realloc(p, n, a.user_data);
+}
+
+static void closing_free(void *p, void *ud) {
+  ws_allocator a = test_alloc();
+  (void)ud;
+  a.free(p, a.user_data);
+}
+
+/* A shutdown that lands while ws_post builds its frame (after the
+ * lock-free check, before the append under the lock) must still answer
+ * WS_ESHUTDOWN, as every later post does: a producer that retries on
+ * WS_ELIMIT (the queue is full, try again) would otherwise retry against
+ * a server that will never take a post again. The window is made
+ * deterministic by closing the queue from the frame's allocation. */
+Test(host_contract, post_refused_by_a_shutdown_during_its_build_is_eshutdown) {
+  ws_config cfg;
+  ws_server *s;
+  ws_config_init(&cfg);
+  cfg.alloc.malloc = closing_malloc;
+  cfg.alloc.realloc = closing_realloc;
+  cfg.alloc.free = closing_free;
+  mt_config(&cfg, 0);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  close_posts_at_alloc = s;
+  cr_assert_eq(ws_post(s, WS_POST_ALL, NULL, "x", "1", 1), WS_ESHUTDOWN);
+  cr_assert_null(close_posts_at_alloc, "ws_post allocated nothing");
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0, "the refused post leaked");
+}
+
 /* ---- out of memory (audit of promises vs tests) ------------------------ */
 
 /* Out of memory, ws_server_new and ws_conn_new answer WS_ENOMEM (not

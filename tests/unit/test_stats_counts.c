@@ -217,6 +217,27 @@ Test(stats_counts, frames_allocated_counts_no_post_delivery_out_of_memory) {
   cr_assert_gt(dropped, 0, "no delivery ran out of memory");
 }
 
+/* A post that reaches nobody (its device is not connected) still went
+ * out as a fan-out that did not fail: broadcasts counts it, and so must
+ * frames_allocated, as for a ws_send_device_json to an unknown id. */
+Test(stats_counts, frames_allocated_counts_a_post_that_reaches_nobody) {
+  ws_stats a, b;
+  fixture(0, WS_QUEUE_CLOSE, 1);
+  a = stats();
+  cr_assert_eq(ws_send_device_json(S, "nobody", "x", "1", 1), 0);
+  b = stats();
+  cr_assert_eq(b.broadcasts, a.broadcasts + 1);
+  cr_assert_eq(b.frames_allocated, a.frames_allocated + 1);
+  cr_assert_eq(ws_post(S, WS_POST_DEVICE, "nobody", "x", "1", 1), WS_OK);
+  ws_server_tick(S, 1); /* delivers the post, to no one */
+  a = stats();
+  cr_assert_eq(a.broadcasts, b.broadcasts + 1, "the post was not delivered");
+  cr_assert_eq(a.unknown_targets, b.unknown_targets + 1);
+  cr_expect_eq(a.frames_allocated, b.frames_allocated + 1,
+               "a post delivered to nobody: its frame not counted");
+  finish();
+}
+
 /* The library's error reply is a message frame it builds and queues, as
  * ws_conn_send_error's is: msgs_out counted it, frames_allocated did
  * not. */
