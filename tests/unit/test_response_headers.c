@@ -396,6 +396,65 @@ Test(response_headers, nested_upgrades_keep_their_own_lines) {
   }
 }
 
+/* As above, but the outer connection adds nothing after the inner one's
+ * upgrade: the inner window's end must cut its lines off the outer's
+ * (their text still follows in the shared buffer), not rely on a later
+ * add to end the outer's lines again. */
+Test(response_headers, nested_upgrade_lines_end_with_the_inner_window) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn outer, inner;
+    char head[1024];
+    ws_server *s;
+    reset();
+    H.inner = &inner;
+    H.inner_mode = mode;
+    s = server_new(0);
+    cr_assert_eq(upgrade(s, &outer, "outer", mode, head, sizeof head), 101);
+    expect_last_line(head, "\r\nX-Before: outer\r\n");
+    cr_assert_null(strstr(head, "inner"), "the inner line leaked: %s", head);
+    cr_assert_eq(H.inner_status, 101);
+    expect_last_line(H.inner_head, "\r\nX-Who: inner\r\n");
+    server_free(s);
+    mt_free(&outer);
+    mt_free(&inner);
+  }
+}
+
+/* The outer on_upgrade adds a line, then feeds a connection a malformed
+ * request, refused as it is parsed, before any window of its own: the
+ * refusal carries no lines, least of all the outer's, whose window is
+ * the one open. */
+static int upgrade_feeds_a_refused_one(ws_conn *c, const ws_request *req,
+                                       const char **reason, void *ud) {
+  static const char r[] = "GET /ws HTTP/1.1\r\nno colon here\r\n\r\n";
+  (void)req, (void)reason, (void)ud;
+  cr_assert_eq(ws_conn_add_header(c, "X-Outer", "1"), WS_OK);
+  H.inner_status = answer(ws_conn_server(c), H.inner, r, H.inner_mode,
+                          H.inner_head, sizeof H.inner_head);
+  return 0;
+}
+
+Test(response_headers, a_nested_refusal_does_not_carry_the_outer_lines) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn outer, inner;
+    char head[1024];
+    ws_server *s;
+    reset();
+    H.inner = &inner;
+    H.inner_mode = mode;
+    s = server_with(upgrade_feeds_a_refused_one, 0);
+    cr_assert_eq(upgrade(s, &outer, "outer", mode, head, sizeof head), 101);
+    expect_last_line(head, "\r\nX-Outer: 1\r\n");
+    cr_assert_eq(H.inner_status, 400);
+    cr_assert_null(strstr(H.inner_head, "X-Outer"), "%s", H.inner_head);
+    server_free(s);
+    mt_free(&outer);
+    mt_free(&inner);
+  }
+}
+
 /* ws_conn_upgrade_answer: the host's HTTP server writes the response. */
 static int answer_on_upgrade(ws_conn *c, const ws_request *req,
                              const char **reason, void *ud) {
