@@ -935,6 +935,100 @@ Test(pinned_json, empty_envelope_no_overread) {
   test_guard_free(&g);
 }
 
+/* Every proper prefix of a text whose outermost value is a container is
+ * invalid, and each is checked against a guard page: no path of the
+ * checker (a value just ended inside a container, a member's key, an
+ * escape) reads past the end of a truncated text. */
+Test(pinned_json, truncated_texts_are_invalid_and_not_read_past) {
+  static const char *texts[] = {
+      "[1,2]", "{\"a\":[true,null,false]}", "[\"\\u00e9\\n\",-1.5e+3]",
+      "{\"action\":\"a\",\"data\":[1,{\"b\":2}]}",
+      "{ \"action\" : \"a\" , \"data\" : { } }"};
+  test_guard g;
+  size_t i, n;
+  test_guard_init(&g, 64);
+  for (i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    size_t len = strlen(texts[i]);
+    cr_assert(ws__json_valid(texts[i], len, 0), "texts[%zu] whole", i);
+    for (n = 0; n < len; n++) {
+      ws__env_scan sc;
+      const char *p = test_guard_place(&g, texts[i], n);
+      cr_assert_not(ws__json_valid(p, n, 0), "texts[%zu], %zu bytes", i, n);
+      cr_assert_eq(ws__envelope_scan(p, n, &sc), WS__ENV_INVALID_JSON,
+                   "texts[%zu], %zu bytes", i, n);
+    }
+  }
+  test_guard_free(&g);
+}
+
+/* RFC 8259 7: a control character (U+0000 to U+001F) in a string must be
+ * escaped. Raw, it is refused whatever follows it, also when what follows
+ * would complete an escape ("n", "t", "u0041") had a backslash come
+ * first, and in an envelope's action as in its data. */
+Test(pinned_json, raw_control_characters_in_strings_are_invalid) {
+  static const char *const tails[] = {"", "n", "t", "\\\"", "u0041"};
+  static const char *const heads[] = {"", "{\"action\":\"x\",\"data\":",
+                                      "{\"action\":"};
+  size_t t, h;
+  int ch;
+  for (ch = 0; ch < 0x20; ch++) {
+    for (t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+      for (h = 0; h < sizeof heads / sizeof heads[0]; h++) {
+        char text[64];
+        ws__env_scan sc;
+        size_t at = strlen(heads[h]) + 2; /* after the quote and the 'a' */
+        int n = snprintf(text, sizeof text, "%s\"a?%s\"%s", heads[h],
+                         tails[t], h ? "}" : "");
+        text[at] = (char)ch; /* a NUL too, which snprintf could not put */
+        if (h == 0)
+          cr_assert_not(ws__json_valid(text, (size_t)n, 0),
+                        "raw 0x%02x before \"%s\"", ch, tails[t]);
+        else
+          cr_assert_eq(ws__envelope_scan(text, (size_t)n, &sc),
+                       WS__ENV_INVALID_JSON, "%s raw 0x%02x before \"%s\"",
+                       heads[h], ch, tails[t]);
+      }
+    }
+  }
+}
+
+/* A key with escapes is "action" or "data" only when it decodes to all
+ * of the name: one that decodes to a prefix ("act", "dat") or to the name
+ * and more is another member, as cJSON's strcmp reads it, and the real
+ * member after it is the one taken. */
+Test(pinned_json, escaped_keys_match_only_the_whole_name) {
+  static const struct {
+    const char *text, *action, *data;
+  } cases[] = {
+      {"{\"\\u0061ct\":\"x\",\"action\":\"y\"}", "\"y\"", NULL},
+      {"{\"\\u0061ction\":\"y\",\"dat\\u0061\":1}", "\"y\"", "1"},
+      {"{\"\\u0061\":\"x\"}", NULL, NULL},
+      {"{\"\\u0061ctions\":\"x\",\"d\\u0061t\":2,\"data\":3}", NULL, "3"},
+      {"{\"action\":\"y\",\"d\\u0061\":2,\"data\":3}", "\"y\"", "3"},
+  };
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ws__env_scan sc;
+    const char *t = cases[i].text;
+    cr_assert_eq(ws__envelope_scan(t, strlen(t), &sc), WS__ENV_OK, "%s", t);
+    if (cases[i].action == NULL)
+      cr_assert_null(sc.action, "%s: action %.*s", t, (int)sc.action_len,
+                     sc.action);
+    else
+      cr_assert(sc.action && sc.action_len == strlen(cases[i].action) &&
+                    memcmp(sc.action, cases[i].action, sc.action_len) == 0,
+                "%s: action %.*s", t, (int)sc.action_len,
+                sc.action ? sc.action : "");
+    if (cases[i].data == NULL)
+      cr_assert_null(sc.data, "%s", t);
+    else
+      cr_assert(sc.data && sc.data_len == strlen(cases[i].data) &&
+                    memcmp(sc.data, cases[i].data, sc.data_len) == 0,
+                "%s: data %.*s", t, (int)sc.data_len,
+                sc.data ? sc.data : "");
+  }
+}
+
 /* A shutdown that is done does not end later connections at its drain
  * deadline: one accepted after it gets its 503 in full, however long the
  * host's socket takes to take it, and only then its close. */
