@@ -369,9 +369,14 @@ Test(response_headers, out_of_memory_is_enomem_and_the_upgrade_goes_on) {
   cr_assert_fail("no allocation failure reached the add");
 }
 
-/* on_upgrade of the outer connection drives the inner one's whole upgrade
- * (it feeds it): each 101 carries only its own lines. */
-Test(response_headers, nested_upgrades_keep_their_own_lines) {
+/* on_upgrade of the outer connection (up) drives the inner one's whole
+ * upgrade (it feeds it), in every feed mode; with on_upgrade, the outer
+ * adds its X-Who line after that when outer_adds. The outer's 101 must end
+ * with outer_tail and carry nothing of the inner; the inner's answer is
+ * inner_status, ending with inner_tail and carrying no outer_line. */
+static void nested_upgrade(upgrade_fn up, int outer_adds,
+                           const char *outer_tail, int inner_status,
+                           const char *inner_tail, const char *outer_line) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
     mt_conn outer, inner;
@@ -380,20 +385,28 @@ Test(response_headers, nested_upgrades_keep_their_own_lines) {
     reset();
     H.inner = &inner;
     H.inner_mode = mode;
-    H.name[0] = "X-Who", H.value[0] = "outer";
-    s = server_new(0);
+    if (outer_adds) H.name[0] = "X-Who", H.value[0] = "outer";
+    s = server_with(up, 0);
     cr_assert_eq(upgrade(s, &outer, "outer", mode, head, sizeof head), 101);
-    cr_assert_eq(H.rc[0], WS_OK);
-    expect_last_line(head, "\r\nX-Before: outer\r\nX-Who: outer\r\n");
-    cr_assert_null(strstr(head, "inner"));
-    cr_assert_eq(H.inner_status, 101);
-    expect_last_line(H.inner_head,
-                     "Sec-WebSocket-Accept: " MT_SAMPLE_ACCEPT "\r\n"
-                     "X-Who: inner\r\n");
+    if (outer_adds) cr_assert_eq(H.rc[0], WS_OK);
+    expect_last_line(head, outer_tail);
+    cr_assert_null(strstr(head, "inner"), "the inner line leaked: %s", head);
+    cr_assert_eq(H.inner_status, inner_status);
+    expect_last_line(H.inner_head, inner_tail);
+    cr_assert_null(strstr(H.inner_head, outer_line), "%s", H.inner_head);
     server_free(s);
     mt_free(&outer);
     mt_free(&inner);
   }
+}
+
+/* Each 101 carries only its own lines. */
+Test(response_headers, nested_upgrades_keep_their_own_lines) {
+  nested_upgrade(on_upgrade, 1, "\r\nX-Before: outer\r\nX-Who: outer\r\n",
+                 101,
+                 "Sec-WebSocket-Accept: " MT_SAMPLE_ACCEPT "\r\n"
+                 "X-Who: inner\r\n",
+                 "outer");
 }
 
 /* As above, but the outer connection adds nothing after the inner one's
@@ -401,24 +414,8 @@ Test(response_headers, nested_upgrades_keep_their_own_lines) {
  * (their text still follows in the shared buffer), not rely on a later
  * add to end the outer's lines again. */
 Test(response_headers, nested_upgrade_lines_end_with_the_inner_window) {
-  int mode;
-  for (mode = 0; mode < MT_MODES; mode++) {
-    mt_conn outer, inner;
-    char head[1024];
-    ws_server *s;
-    reset();
-    H.inner = &inner;
-    H.inner_mode = mode;
-    s = server_new(0);
-    cr_assert_eq(upgrade(s, &outer, "outer", mode, head, sizeof head), 101);
-    expect_last_line(head, "\r\nX-Before: outer\r\n");
-    cr_assert_null(strstr(head, "inner"), "the inner line leaked: %s", head);
-    cr_assert_eq(H.inner_status, 101);
-    expect_last_line(H.inner_head, "\r\nX-Who: inner\r\n");
-    server_free(s);
-    mt_free(&outer);
-    mt_free(&inner);
-  }
+  nested_upgrade(on_upgrade, 0, "\r\nX-Before: outer\r\n", 101,
+                 "\r\nX-Who: inner\r\n", "outer");
 }
 
 /* The outer on_upgrade adds a line, then feeds a connection a malformed
@@ -436,23 +433,8 @@ static int upgrade_feeds_a_refused_one(ws_conn *c, const ws_request *req,
 }
 
 Test(response_headers, a_nested_refusal_does_not_carry_the_outer_lines) {
-  int mode;
-  for (mode = 0; mode < MT_MODES; mode++) {
-    mt_conn outer, inner;
-    char head[1024];
-    ws_server *s;
-    reset();
-    H.inner = &inner;
-    H.inner_mode = mode;
-    s = server_with(upgrade_feeds_a_refused_one, 0);
-    cr_assert_eq(upgrade(s, &outer, "outer", mode, head, sizeof head), 101);
-    expect_last_line(head, "\r\nX-Outer: 1\r\n");
-    cr_assert_eq(H.inner_status, 400);
-    cr_assert_null(strstr(H.inner_head, "X-Outer"), "%s", H.inner_head);
-    server_free(s);
-    mt_free(&outer);
-    mt_free(&inner);
-  }
+  nested_upgrade(upgrade_feeds_a_refused_one, 0, "\r\nX-Outer: 1\r\n", 400,
+                 "", "X-Outer");
 }
 
 /* ws_conn_upgrade_answer: the host's HTTP server writes the response. */
