@@ -61,22 +61,24 @@ static size_t json_quote(char *out, const char *s, size_t n) {
 static const char k_head[] = "{\"action\":";
 static const char k_data[] = ",\"data\":";
 
-/* The envelope's bytes around data's json_len (has_data 0: no "data"). */
-static size_t envelope_len(const char *action, int has_data, size_t json_len) {
-  size_t len = sizeof(k_head) - 1 + json_quote(NULL, action, strlen(action));
+/* The envelope's bytes around data's json_len (has_data 0: no "data"),
+ * for an action of alen bytes. */
+static size_t envelope_len(const char *action, size_t alen, int has_data,
+                           size_t json_len) {
+  size_t len = sizeof(k_head) - 1 + json_quote(NULL, action, alen);
   return len + 1 + (has_data ? sizeof(k_data) - 1 + json_len : 0);
 }
 
 size_t ws__envelope_frame_len(const char *action, int has_data,
                               size_t json_len) {
-  size_t len = envelope_len(action, has_data, json_len);
+  size_t len = envelope_len(action, strlen(action), has_data, json_len);
   return ws__frame_header_len(len) + len;
 }
 
 ws__buf *ws__envelope_frame(ws_server *s, const char *action, const char *json,
                             size_t json_len) {
   size_t alen = strlen(action), off;
-  size_t len = envelope_len(action, json != NULL, json_len);
+  size_t len = envelope_len(action, alen, json != NULL, json_len);
   uint8_t *p;
   ws__buf *b;
   b = ws__buf_frame(s, WSLAY_TEXT_FRAME, len, &p);
