@@ -53,6 +53,9 @@
  * process-wide hooks, which the library never changes; wslay allocates its
  * frame parsers (about 4 KiB each) with malloc: a connection holds one only
  * while it is inside a frame, and a server keeps at most 64 for reuse.
+ * The server's own tables (the device index, the deadline heap) double as
+ * connections arrive and halve as they leave, so a crowd that came and
+ * went leaves no peak behind.
  */
 #ifndef WSMUX_H
 #define WSMUX_H

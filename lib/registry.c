@@ -34,8 +34,11 @@ static uint32_t dev_slot(const ws_server *s, const char *id) {
   return i;
 }
 
-static int dev_grow(ws_server *s) {
-  uint32_t ncap = s->dev_cap ? s->dev_cap * 2 : 64, i, ocap = s->dev_cap;
+#define WS__DEV_MIN_CAP 64u
+
+/* Rehashes into ncap slots (a power of two above dev_count). */
+static int dev_resize(ws_server *s, uint32_t ncap) {
+  uint32_t i, ocap = s->dev_cap;
   ws_conn **old = s->dev_slots;
   ws_conn **ns = ws__malloc(&s->al, ncap * sizeof(*ns));
   if (ns == NULL) return WS_ENOMEM;
@@ -46,6 +49,19 @@ static int dev_grow(ws_server *s) {
     if (old[i]) ns[dev_slot(s, old[i]->device_id)] = old[i];
   ws__free(&s->al, old);
   return WS_OK;
+}
+
+static int dev_grow(ws_server *s) {
+  return dev_resize(s, s->dev_cap ? s->dev_cap * 2 : WS__DEV_MIN_CAP);
+}
+
+/* A table that grew for a crowd gives its memory back as the crowd
+ * leaves: halved below 1/8 load (1/4 after), so a count going up and down
+ * around one size never resizes on every step. Out of memory, the larger
+ * table simply stays. */
+static void dev_shrink_if_sparse(ws_server *s) {
+  if (s->dev_cap > WS__DEV_MIN_CAP && (uint64_t)s->dev_count * 8 < s->dev_cap)
+    (void)dev_resize(s, s->dev_cap / 2);
 }
 
 static void dev_remove(ws_server *s, uint32_t i) {
@@ -312,6 +328,7 @@ void ws__registry_remove(ws_conn *c) {
   if (c->flags & WS__F_REGISTERED) {
     dev_remove(s, dev_slot(s, c->device_id));
     c->flags &= (uint8_t)~WS__F_REGISTERED;
+    dev_shrink_if_sparse(s);
   }
   while (c->members) member_remove(c, c->members);
 }

@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #define NO_INDEX UINT32_MAX
+#define MIN_CAP 64u
 
 static void heap_place(ws_server *s, uint32_t i, ws_conn *c) {
   s->heap[i] = c;
@@ -50,7 +51,7 @@ int ws__timer_reserve(ws_server *s) {
   uint32_t ncap;
   ws_conn **nh;
   if (s->heap_len < s->heap_cap) return WS_OK;
-  ncap = s->heap_cap ? s->heap_cap * 2 : 64;
+  ncap = s->heap_cap ? s->heap_cap * 2 : MIN_CAP;
   nh = ws__realloc(&s->al, s->heap, ncap * sizeof(*nh));
   if (nh == NULL) return WS_ENOMEM;
   s->heap = nh;
@@ -76,16 +77,32 @@ int ws__timer_set(ws_server *s, ws_conn *c, uint64_t when) {
   return WS_OK;
 }
 
+/* A heap that grew for a crowd gives its memory back as the crowd leaves:
+ * halved below 1/8 full (1/4 after, so a count moving around one size
+ * does not resize at every step, and a reserved slot stays free). If the
+ * smaller block cannot be had, the larger one simply stays. */
+static void shrink_if_sparse(ws_server *s) {
+  ws_conn **nh;
+  if (s->heap_cap <= MIN_CAP || (uint64_t)s->heap_len * 8 >= s->heap_cap)
+    return;
+  nh = ws__realloc(&s->al, s->heap, (s->heap_cap / 2) * sizeof(*nh));
+  if (nh == NULL) return;
+  s->heap = nh;
+  s->heap_cap /= 2;
+}
+
 void ws__timer_clear(ws_server *s, ws_conn *c) {
   uint32_t i = c->heap_idx;
   ws_conn *last;
   if (i == NO_INDEX) return;
   c->heap_idx = NO_INDEX;
   last = s->heap[--s->heap_len];
-  if (last == c) return;
-  heap_place(s, i, last);
-  sift_down(s, i);
-  sift_up(s, last->heap_idx);
+  if (last != c) {
+    heap_place(s, i, last);
+    sift_down(s, i);
+    sift_up(s, last->heap_idx);
+  }
+  shrink_if_sparse(s);
 }
 
 void ws__timer_run(ws_server *s) {

@@ -93,3 +93,35 @@ Test(device_index, distinct_ids_one_at_a_time_do_not_grow_the_heap) {
   ws_server_free(s);
   cr_assert_eq(test_alloc_live(), 0);
 }
+
+/* A crowd that came and went leaves the table as small as one device
+ * did: 10,000 ids open at once grow it to 32,768 slots (256 KiB on a
+ * 64-bit host), and it halves back down as they close, instead of keeping
+ * its peak for the server's life. */
+Test(device_index, a_crowd_that_left_gives_the_table_back) {
+  static ws_conn *crowd[10000];
+  ws_config cfg;
+  ws_server *s;
+  long after_first, peak;
+  int id, n = (int)(sizeof(crowd) / sizeof(crowd[0]));
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  cfg.send = sink;
+  cfg.close = noop_close;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  ws_conn_abort(open_device(s, -1));
+  after_first = test_alloc_live_bytes();
+  for (id = 0; id < n; id++) crowd[id] = open_device(s, id);
+  peak = test_alloc_live_bytes();
+  for (id = 0; id < n; id++) {
+    ws_conn_abort(crowd[n - 1 - id]);
+    if (id == n / 2)
+      cr_assert_not_null(ws_server_find_device(s, "dev-0"));
+  }
+  cr_assert_eq(test_alloc_live_bytes(), after_first,
+               "live heap %ld bytes after the crowd left, %ld before it "
+               "(%ld at its peak)",
+               test_alloc_live_bytes(), after_first, peak);
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0);
+}
