@@ -628,8 +628,10 @@ typedef struct ws_stats {
                                   and delivered ws_post messages) that
                                   did not fail */
   uint64_t fanout;             /* receivers queued by those calls */
-  uint64_t unknown_targets;    /* device ids (NULL entries included),
-                                  users and groups not found (with no
+  uint64_t unknown_targets;    /* device ids (NULL entries included;
+                                  per entry of a list, so an unknown id
+                                  listed twice counts twice), users
+                                  and groups not found (with no
                                   open connection: a closing one, as
                                   for ws_server_find_device, or one
                                   still in its handshake is none) */

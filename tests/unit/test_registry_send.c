@@ -439,6 +439,14 @@ Test(send, broadcast_to_all_and_to_a_list) {
       cr_assert_eq(st.fanout, 10);
       cr_assert_eq(st.unknown_targets, 3);
     }
+    /* An unknown id is counted per entry, as the header says. */
+    {
+      const char *const ghosts[] = {"ghost", "d1", "ghost"};
+      cr_assert_eq(ws_broadcast(S, "g", NULL, ghosts, 3), 1);
+      mt_expect_text(&C[1], "{\"action\":\"g\"}");
+      ws_server_stats(S, &st, sizeof(st));
+      cr_assert_eq(st.unknown_targets, 5);
+    }
     /* Invalid JSON is refused before anything is queued. */
     cr_assert_eq(ws_broadcast_json(S, "bad", "{", 1, NULL, 0), WS_EJSON);
     /* A lone surrogate too: no receiver gets what cJSON would refuse. */
