@@ -622,7 +622,9 @@ typedef struct ws_stats {
                                   before its policy applied: it misses
                                   the message too */
   uint64_t bad_messages;       /* bad messages received (answered with an
-                                  error reply, or closed, per policy) */
+                                  error reply, or closed, per policy;
+                                  counted also when the reply found the
+                                  queue full) */
   uint64_t broadcasts;         /* broadcast/publish/push calls (and
                                   ws_send_devices, ws_send_device calls
                                   and delivered ws_post messages) that

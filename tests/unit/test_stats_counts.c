@@ -258,6 +258,23 @@ Test(stats_counts, frames_allocated_counts_the_librarys_error_replies) {
   finish();
 }
 
+/* A bad message is counted as received, even when its error reply finds
+ * the queue full: the reply is then a drop, not a message out. Pins the
+ * header's wording of bad_messages. */
+Test(stats_counts, bad_messages_counts_one_whose_reply_found_the_queue_full) {
+  ws_stats a, b;
+  fixture(100, WS_QUEUE_DROP, 1);
+  fill(&C[0]);
+  a = stats();
+  cr_assert_eq(mt_send_text(&C[0], "not json", MT_WHOLE), WS_OK);
+  b = stats();
+  cr_assert_eq(b.bad_messages, a.bad_messages + 1);
+  cr_assert_eq(b.drops_queue_full, a.drops_queue_full + 1);
+  cr_assert_eq(b.msgs_out, a.msgs_out, "the reply was not queued");
+  cr_assert_eq(b.conns_open, 1, "WS_QUEUE_DROP keeps it open");
+  finish();
+}
+
 /* ---- drops_queue_full ------------------------------------------------ */
 
 /* d0 and d1 full, d2 not. The fan-out queues on d2, then applies the
