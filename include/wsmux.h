@@ -188,7 +188,10 @@ enum ws_queue_policy {
   WS_QUEUE_DROP = 1   /* drop the new message for this receiver, count it */
 };
 
-/* A second live connection with a device id already registered. */
+/* A second live connection with a device id already registered. Under
+ * either replacing policy the older is closed only for a newer that opens:
+ * one that a callback ends on the way (on_log's "reconnected" line comes
+ * between the two) leaves the older its id. */
 enum ws_duplicate_policy {
   WS_DUP_REPLACE = 0, /* default: newer wins, older closed with 4000 */
   WS_DUP_REFUSE = 1,  /* newer refused with 409 (unless the older one is

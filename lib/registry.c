@@ -105,6 +105,19 @@ int ws__registry_reserve_device(ws_conn *c) {
   return s->cfg.duplicate_policy == WS_DUP_REFUSE ? WS_EEXIST : WS_OK;
 }
 
+/* An older connection still open takes its id back when on_log ended the
+ * newer one (whose close left the slot empty) and nothing else took it
+ * there. There is room: the newer's entry was just removed. (One that
+ * on_log closed too stays out: unindexed, its end would not remove it.) */
+static int dev_restore(ws_server *s, ws_conn *old) {
+  uint32_t i = dev_slot(s, old->device_id);
+  if (old->state != WS__OPEN || s->dev_slots[i] != NULL) return 0;
+  s->dev_slots[i] = old;
+  s->dev_count++;
+  old->flags |= WS__F_REGISTERED;
+  return 1;
+}
+
 void ws__registry_add_device(ws_conn *c) {
   ws_server *s = c->s;
   uint32_t i = dev_slot(s, c->device_id);
@@ -117,9 +130,11 @@ void ws__registry_add_device(ws_conn *c) {
   }
   /* The older was unindexed first: its close cannot touch this entry. */
   old->flags &= (uint8_t)~WS__F_REGISTERED;
-  if (old->state == WS__OPEN)
+  if (old->state == WS__OPEN) {
     ws__log(s, WS_LOG_INFO, "device %s reconnected: closing the older one",
             c->device_id);
+    if (dev_restore(s, old)) return; /* on_log ended this one */
+  }
   /* One still in its handshake is in its own upgrade (on_log, from the line
    * above, opened this one): it must not open too with the same id, and
    * ws_conn_close ends it without a frame, which makes its upgrade return. */

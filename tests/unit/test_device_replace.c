@@ -13,6 +13,8 @@ static struct {
   void (*upgrade)(ws_conn *c); /* run by on_upgrade */
   int closed[3];               /* on_close ran */
   int replaced[3];             /* what the header's recipe said there */
+  mt_conn *abort_at_reconnect; /* on_log's "reconnected" line aborts it */
+  mt_conn *abort_too;          /* and this one */
 } G;
 
 static int idx(ws_conn *c) {
@@ -40,6 +42,15 @@ static int on_upgrade(ws_conn *c, const ws_request *req, const char **why,
   return 0;
 }
 
+static void on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (G.abort_at_reconnect && strstr(msg, "reconnected")) {
+    ws_conn_abort(G.abort_at_reconnect->c);
+    G.abort_at_reconnect = NULL;
+    if (G.abort_too) ws_conn_abort(G.abort_too->c);
+  }
+}
+
 static void fixture(int duplicate_policy) {
   ws_config cfg;
   memset(&G, 0, sizeof G);
@@ -49,6 +60,7 @@ static void fixture(int duplicate_policy) {
   mt_config(&cfg, 0);
   cfg.on_close = on_close;
   cfg.on_upgrade = on_upgrade;
+  cfg.on_log = on_log;
   cfg.duplicate_policy = duplicate_policy;
   cr_assert_eq(ws_server_new(&cfg, &S), WS_OK);
   ws_server_tick(S, 0);
@@ -116,5 +128,52 @@ Test(device_replace, a_replaced_older_leaves_the_newers_memberships) {
   mt_expect_text(&C[1], "{\"action\":\"to_user\"}");
   mt_expect_text(&C[1], "{\"action\":\"to_group\"}");
   mt_expect_nothing(&C[1]);
+  finish();
+}
+
+/* A newer connection that on_log ends while it replaces the older one
+ * (the "reconnected" line is logged between the two) replaces nothing:
+ * the older keeps its device id, open, instead of being closed 4000 for
+ * a connection that no longer exists (both were gone before). */
+Test(device_replace, a_newer_ended_by_on_log_leaves_the_older_its_id) {
+  char req[512];
+  size_t n;
+  fixture(WS_DUP_REPLACE);
+  mt_connect(&C[0], S, "phone", MT_WHOLE);
+  mt_open(&C[1], S);
+  G.abort_at_reconnect = &C[1];
+  n = mt_request(req, sizeof req, "phone", NULL);
+  cr_assert_eq(mt_feed(&C[1], req, n, MT_WHOLE), WS_ECLOSED);
+  cr_assert_null(G.abort_at_reconnect, "on_log ran");
+  cr_assert_eq(C[1].closes, 1);
+  cr_assert_eq(ws_server_find_device(S, "phone"), C[0].c);
+  cr_assert_not(G.closed[0]);
+  mt_expect_nothing(&C[0]);
+  cr_assert_eq(ws_send_device(S, "phone", "still", NULL), 1);
+  mt_expect_text(&C[0], "{\"action\":\"still\"}");
+  /* A later one replaces it as usual. */
+  mt_connect(&C[2], S, "phone", MT_WHOLE);
+  mt_expect_close(&C[0], WS_CLOSE_REPLACED);
+  cr_assert_eq(ws_server_find_device(S, "phone"), C[2].c);
+  finish();
+}
+
+/* on_log ending both: neither holds the id, and the index names neither
+ * (the older, unindexed by then, must not be put back). */
+Test(device_replace, on_log_ending_both_leaves_the_id_free) {
+  char req[512];
+  size_t n;
+  fixture(WS_DUP_REPLACE);
+  mt_connect(&C[0], S, "phone", MT_WHOLE);
+  mt_open(&C[1], S);
+  G.abort_at_reconnect = &C[1];
+  G.abort_too = &C[0];
+  n = mt_request(req, sizeof req, "phone", NULL);
+  cr_assert_eq(mt_feed(&C[1], req, n, MT_WHOLE), WS_ECLOSED);
+  cr_assert_eq(C[0].closes + C[1].closes, 2);
+  cr_assert_null(ws_server_find_device(S, "phone"));
+  cr_assert_eq(ws_send_device(S, "phone", "x", NULL), 0);
+  mt_connect(&C[2], S, "phone", MT_WHOLE);
+  cr_assert_eq(ws_server_find_device(S, "phone"), C[2].c);
   finish();
 }
