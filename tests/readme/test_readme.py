@@ -24,6 +24,36 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_taken(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def start(argv, ready):
+    """argv + [PORT] on a free port, once ready(proc, port) returns. The
+    port can be taken between free_port and the child's bind (an outgoing
+    connection's ephemeral port, anywhere on the machine): a child that
+    exited with an error while the port is in use was beaten to it, and is
+    started again on another; anything else fails the test."""
+    for attempt in range(5):
+        port = free_port()
+        proc = subprocess.Popen(argv + [str(port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            ready(proc, port)
+            return proc, port
+        except AssertionError:
+            if proc.poll() is None:
+                proc.kill()
+            beaten = proc.wait(5) > 0 and port_taken(port)
+            if not beaten or attempt == 4:
+                raise
+
+
 async def session(port):
     # The id comes back as JSON text, whatever its bytes: a quote and a
     # backslash (percent-encoded in the query) must be escaped.
@@ -49,12 +79,14 @@ async def still_serving(port):
         assert reply == {"action": "hello", "data": "after"}, reply
 
 
+def announced(proc, port):
+    line = proc.stdout.readline()
+    assert line.startswith("listening"), (line, proc.poll())
+
+
 def test_readme_host():
-    port = free_port()
-    proc = subprocess.Popen([HOST_BIN, str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc, port = start([HOST_BIN], announced)
     try:
-        assert proc.stdout.readline().startswith("listening")
         asyncio.run(session(port))
         # The host must outlive the sessions it closed: a crash in its
         # close path comes after each client already had its close reply.
@@ -94,12 +126,9 @@ async def ping_then_sigterm(proc, port):
 @pytest.mark.parametrize("loop", ["epoll", "poll", "libuv", "libevent"])
 def test_readme_loop_snippet(loop):
     """The snippet serves, and SIGTERM drains its clients (1001), exit 0."""
-    port = free_port()
-    proc = subprocess.Popen([os.path.join(SERVE_DIR, "serve_" + loop),
-                             str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc, port = start([os.path.join(SERVE_DIR, "serve_" + loop)],
+                       wait_listening)
     try:
-        wait_listening(proc, port)
         asyncio.run(ping_then_sigterm(proc, port))
         assert proc.wait(10) == 0
     finally:
@@ -131,12 +160,9 @@ def test_readme_epoll_drain_ends_after_a_stop():
     with EINTR before the adapter's second tick, the next run's first tick
     ends the drain (on_shutdown), and an uncapped wait after it never
     returned (nothing was left to wake it)."""
-    port = free_port()
-    proc = subprocess.Popen([os.path.join(SERVE_DIR, "serve_epoll"),
-                             str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc, port = start([os.path.join(SERVE_DIR, "serve_epoll")],
+                       wait_listening)
     try:
-        wait_listening(proc, port)
         # A client that never answers the 1001: the drain runs its 5 s.
         with socket.create_connection(("127.0.0.1", port), 5) as s:
             s.sendall(UPGRADE)
