@@ -4,7 +4,9 @@
  *
  * The parser is a pure function over the caller's bytes (picohttpparser's
  * model): it keeps no state between calls, so the caller simply calls it
- * again with the longer buffer when it answers INCOMPLETE. It reads bytes
+ * again with the longer buffer when it answers INCOMPLETE, from the mark
+ * the answer left (ws__http_parse_resume) when the head arrives in many
+ * pieces: the lines before it are not read again. It reads bytes
  * strictly in order and checks the bound before every read, so it never
  * looks past buf+len; every malformed byte is refused as soon as it is seen
  * rather than after the whole head has arrived.
@@ -221,11 +223,14 @@ static int parse_header(cursor *c, ws_header *h) {
   return parse_eol(c); /* any other control byte fails here */
 }
 
-/* Header lines up to the empty line. A line starting with whitespace is
- * obs-fold (or junk before the first header): refused, never unfolded. */
+/* Header lines up to the empty line, *count of them read before. A line
+ * starting with whitespace is obs-fold (or junk before the first header):
+ * refused, never unfolded. *mark follows each line start. */
 static int parse_headers(cursor *c, ws_header *headers, size_t max_headers,
-                         size_t *count) {
-  for (*count = 0;; (*count)++) {
+                         size_t *count, ws__http_mark *mark) {
+  for (;; (*count)++) {
+    mark->from = c->pos;
+    mark->count = *count;
     if (at_end(c)) return WS__HTTP_INCOMPLETE;
     unsigned char ch = c->p[c->pos];
     if (ch == '\r' || ch == '\n') return parse_eol(c);
@@ -256,20 +261,44 @@ size_t ws__empty_lines_len(const char *buf, size_t len) {
   return i;
 }
 
-int ws__http_parse(const char *buf, size_t len, ws_header *headers,
-                   size_t max_headers, ws__reqview *view, size_t *consumed) {
-  cursor c = {.p = (const unsigned char *)buf, .len = len, .pos = 0};
-  size_t count = 0;
+/* From *m (the start, when m->from is 0), updating it as lines end. */
+static int parse_from(const char *buf, size_t len, ws__http_mark *m,
+                      ws_header *headers, size_t max_headers,
+                      ws__reqview *view, size_t *consumed) {
+  cursor c = {.p = (const unsigned char *)buf, .len = len, .pos = m->from};
+  size_t count = m->count;
+  int rc = WS__HTTP_COMPLETE;
   memset(view, 0, sizeof *view);
-  int rc = skip_empty_lines(&c);
-  if (rc == WS__HTTP_COMPLETE) rc = parse_request_line(&c, view);
+  if (m->from == 0) {
+    rc = skip_empty_lines(&c);
+    if (rc == WS__HTTP_COMPLETE) rc = parse_request_line(&c, view);
+  }
   if (rc == WS__HTTP_COMPLETE)
-    rc = parse_headers(&c, headers, max_headers, &count);
+    rc = parse_headers(&c, headers, max_headers, &count, m);
   if (rc != WS__HTTP_COMPLETE) return rc;
   view->headers = headers;
   view->header_count = count;
   *consumed = c.pos;
   return WS__HTTP_COMPLETE;
+}
+
+int ws__http_parse(const char *buf, size_t len, ws_header *headers,
+                   size_t max_headers, ws__reqview *view, size_t *consumed) {
+  ws__http_mark m = {0, 0};
+  return parse_from(buf, len, &m, headers, max_headers, view, consumed);
+}
+
+int ws__http_parse_resume(const char *buf, size_t len, ws__http_mark *mark,
+                          ws_header *headers, size_t max_headers,
+                          ws__reqview *view, size_t *consumed) {
+  ws__http_mark m = *mark;
+  int rc = parse_from(buf, len, &m, headers, max_headers, view, consumed);
+  if (rc == WS__HTTP_INCOMPLETE) *mark = m;
+  /* The lines skipped are read once more, into headers[] and view: once
+   * per request, when its head is complete. */
+  if (rc == WS__HTTP_COMPLETE && mark->from > 0)
+    rc = ws__http_parse(buf, len, headers, max_headers, view, consumed);
+  return rc;
 }
 
 /* ======================================================================== */

@@ -148,7 +148,13 @@ struct ws_conn {
   uint8_t flags;
   uint8_t msg_opcode; /* 0, or the opcode of the message being assembled */
   uint8_t marks;      /* WS__M_*: transient marks */
-  uint32_t utf8;      /* validator state across fragments and feeds */
+  union {
+    uint32_t utf8;       /* validator state across fragments and feeds */
+    /* In WS__HANDSHAKE, upgrade.c's instead (utf8 is first used after the
+     * 101): the head lines buffered and already parsed, valid (the
+     * request line and headers), plus 1; 0 when none. */
+    uint32_t head_lines;
+  };
   uint32_t heap_idx;  /* position in the timer heap, UINT32_MAX if none */
   uint16_t close_sent, close_recv;
   uint64_t deadline;  /* when the timer heap wakes this connection */

@@ -93,9 +93,27 @@ enum ws__http_result {
  * returned as soon as header max_headers+1 starts. Reads only buf[0..len).
  * *consumed and view->headers/header_count are set on COMPLETE only; other
  * view fields and headers[] may be partly written on any result. Call again
- * with the whole (longer) buffer after INCOMPLETE: no state is kept. */
+ * with the whole (longer) buffer after INCOMPLETE: no state is kept (but
+ * see ws__http_parse_resume). */
 int ws__http_parse(const char *buf, size_t len, ws_header *headers,
                    size_t max_headers, ws__reqview *view, size_t *consumed);
+
+/* Where a parse that answered INCOMPLETE got to: every line before from is
+ * complete and valid, and count of them are headers (from 0: the request
+ * line is not complete yet). */
+typedef struct ws__http_mark {
+  size_t from;
+  size_t count;
+} ws__http_mark;
+/* ws__http_parse(buf, len, ...) that does not read again the lines an
+ * earlier INCOMPLETE answer, for a prefix of buf, left *mark after (a
+ * zeroed mark: none, the whole buffer is read). Same result; *mark moves
+ * on INCOMPLETE. On COMPLETE from a mark the head is read once more, to
+ * fill headers[] and view. So a head that arrives a line (or a byte) at
+ * a time costs O(its bytes), not O(lines x bytes). */
+int ws__http_parse_resume(const char *buf, size_t len, ws__http_mark *mark,
+                          ws_header *headers, size_t max_headers,
+                          ws__reqview *view, size_t *consumed);
 
 /* Sets v->path (and v->authority) from t[0..n), a request target's part
  * before its '?' (v->method and v->query already set), and returns 0; -1

@@ -4,6 +4,8 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "proto.h"
 #include "support.h"
@@ -896,6 +898,80 @@ Test(parse, empty_lines_before_the_request_line) {
   /* A fragment is never part of a request target (RFC 9112 3.2). */
   cr_assert_eq(ws__http_parse("GET /ws#x HTTP/1.1\r\n\r\n", 22, h, 4, &v,
                               &used), WS__HTTP_INVALID);
+}
+
+/* ---- parser: resumed from a mark --------------------------------------- */
+
+/* Feeds req's prefixes growing by step to ws__http_parse_resume, as
+ * upgrade.c does for a head arriving in pieces: every answer (and on
+ * COMPLETE everything filled in) is the whole parse's of that prefix. */
+static void resume_like_whole(const char *req, size_t n, size_t step,
+                              size_t maxh) {
+  ws_header h1[MAXH], h2[MAXH];
+  ws__reqview v1, v2;
+  ws__http_mark m = {0, 0};
+  size_t len = 0, u1 = 0, u2 = 0, i;
+  int r1, r2 = WS__HTTP_INCOMPLETE;
+  while (r2 == WS__HTTP_INCOMPLETE && len < n) {
+    len = len + step < n ? len + step : n;
+    r1 = ws__http_parse(req, len, h1, maxh, &v1, &u1);
+    r2 = ws__http_parse_resume(req, len, &m, h2, maxh, &v2, &u2);
+    cr_assert_eq(r2, r1, "%.20s...: prefix %zu, step %zu", req, len, step);
+  }
+  if (r2 != WS__HTTP_COMPLETE) return;
+  cr_assert_eq(u2, u1);
+  cr_assert_eq(v2.header_count, v1.header_count);
+  cr_assert(v2.method == v1.method && v2.path == v1.path &&
+            v2.query == v1.query && v2.path_len == v1.path_len);
+  for (i = 0; i < v1.header_count; i++)
+    cr_assert(h2[i].name == h1[i].name && h2[i].value == h1[i].value &&
+              h2[i].value_len == h1[i].value_len, "header %zu", i);
+}
+
+Test(parse, resumed_parse_answers_as_the_whole_one) {
+  static const char lead[] = "\r\n\nGET /x?q HTTP/1.1\r\nA: 1\r\n\r\n";
+  static const size_t steps[] = {1, 2, 3, 7, 40};
+  for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+    resume_like_whole(valid_req, strlen(valid_req), steps[k], MAXH);
+    resume_like_whole(valid_req_lf, strlen(valid_req_lf), steps[k], MAXH);
+    resume_like_whole(lead, strlen(lead), steps[k], MAXH);
+    for (size_t i = 0; i < 3; i++) /* past max_headers: TOO_MANY */
+      resume_like_whole(valid_req, strlen(valid_req), steps[k], i);
+    for (size_t i = 0; i < sizeof invalid_reqs / sizeof invalid_reqs[0]; i++)
+      resume_like_whole(invalid_reqs[i], strlen(invalid_reqs[i]), steps[k],
+                        MAXH);
+  }
+}
+
+/* The point of the mark (review: a head dribbled a line at a time was read
+ * again from its first byte at every line end, O(lines x bytes)): the
+ * bytes before it are not read at all. They lie on a page that cannot be
+ * read here; every later prefix short of the whole head is parsed from
+ * the mark alone. */
+Test(parse, resumed_parse_reads_nothing_before_its_mark) {
+  size_t n = strlen(valid_req), page = (size_t)sysconf(_SC_PAGESIZE), i, j;
+  unsigned char *map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ws_header h[MAXH];
+  ws__reqview v;
+  size_t used;
+  cr_assert(map != MAP_FAILED && n < page);
+  cr_assert_eq(mprotect(map, page, PROT_NONE), 0);
+  for (i = 1; i < n; i++) {
+    ws__http_mark m = {0, 0};
+    if (ws__http_parse_resume(valid_req, i, &m, h, MAXH, &v, &used) !=
+            WS__HTTP_INCOMPLETE || m.from == 0)
+      continue;
+    memcpy(map + page, valid_req + m.from, n - m.from);
+    for (j = i; j < n; j++) {
+      const char *buf = (const char *)map + page - m.from;
+      ws__http_mark mj = m;
+      cr_assert_eq(ws__http_parse_resume(buf, j, &mj, h, MAXH, &v, &used),
+                   ws__http_parse(valid_req, j, h, MAXH, &v, &used),
+                   "prefix %zu from the mark of prefix %zu", j, i);
+    }
+  }
+  munmap(map, 2 * page);
 }
 
 /* At most WS__HTTP_EMPTY_LINES_MAX empty lines first (review: up to the
