@@ -892,7 +892,10 @@ WS_EXTERN int ws_request_header_at(const ws_request *r, size_t i,
  * "data" from a failed parse: ws_msg_data_json is NULL only when absent.
  * The text was checked as JSON before dispatch (strictly: a lone surrogate
  * escape such as "\ud800" is invalid_json), so a NULL tree with text
- * present means memory ran out. */
+ * present means memory ran out. The tree costs up to 32 bytes of cJSON's
+ * heap per byte of data (a 64-byte item for each element of [1,1,...]),
+ * until the handler returns: 2 MiB for a message of the default
+ * max_message, 32 MiB for one of 1 MiB; ws_msg_data_json costs nothing. */
 WS_EXTERN const struct cJSON *ws_msg_data(const ws_msg *msg);
 
 /* The raw JSON text of "data" exactly as the client sent it (a slice of
@@ -974,7 +977,10 @@ WS_EXTERN int ws_conn_join(ws_conn *c, const char *group);
 WS_EXTERN int ws_conn_leave(ws_conn *c, const char *group);
 /* Number of open connections bound to user / in group: upgraded and not
  * closing (unlike ws_server_conn_count, which counts those in their close
- * handshake too); the connections a fan-out to them would reach. */
+ * handshake too); the connections a fan-out to them would reach. Each
+ * call walks the members, O(their number), as a fan-out does: a host that
+ * tells a room its size at every join counts its members itself (else n
+ * joins cost O(n^2): 19,000 took 1.5 G instructions). */
 WS_EXTERN size_t ws_server_user_count(const ws_server *s, const char *user);
 WS_EXTERN size_t ws_server_group_count(const ws_server *s, const char *group);
 
