@@ -19,6 +19,8 @@
  *     INVALID/TOO_MANY prefix stays so for the longer buffer; an INCOMPLETE
  *     buffer has only INCOMPLETE prefixes; parsing buf[0..consumed) alone
  *     gives the same result;
+ *   - resumed (ws__http_parse_resume) from the mark an INCOMPLETE prefix
+ *     left, the whole buffer gets the whole parse's verdict (and length);
  *   - upgrade check: status 0/400/426 with a reason exactly when non-zero,
  *     a 24-byte key inside the buffer on success, is_upgrade on success;
  *   - request: built exactly when the path and query decode, its accessors
@@ -254,6 +256,24 @@ static void check_upgrade(const char *buf, size_t consumed,
     FZ_CHECK(o1 && o2, "no Origin header must be allowed");
 }
 
+/* buf[0..plen) answered INCOMPLETE: from the mark it leaves, the whole
+ * buffer is answered r (consumed bytes when COMPLETE), as parsed whole. */
+static void check_resume(const uint8_t *src, size_t plen, size_t len,
+                         size_t maxh, int r, size_t consumed) {
+  ws__http_mark m = {0, 0};
+  ws_header h[MAXH];
+  ws__reqview v;
+  size_t used = 0;
+  char *buf = (char *)fz_dup(src, len);
+  FZ_CHECK(ws__http_parse_resume(buf, plen, &m, h, maxh, &v, &used) ==
+               WS__HTTP_INCOMPLETE && m.from <= plen,
+           "resumable parse of an INCOMPLETE prefix differs");
+  FZ_CHECK(ws__http_parse_resume(buf, len, &m, h, maxh, &v, &used) == r &&
+               (r != WS__HTTP_COMPLETE || used == consumed),
+           "parse resumed from a prefix's mark differs from the whole one");
+  free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ws_header h[MAXH], h2[MAXH];
   ws__reqview v, v2;
@@ -285,6 +305,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (r == WS__HTTP_INCOMPLETE)
     FZ_CHECK(r2 == WS__HTTP_INCOMPLETE, "prefix of an incomplete head not "
                                         "INCOMPLETE");
+  if (r2 == WS__HTTP_INCOMPLETE)
+    check_resume(req, plen, len, maxh, r, consumed);
   if (r != WS__HTTP_COMPLETE) return 0;
 
   /* The head alone, in an exact-size copy that the view now points into. */
