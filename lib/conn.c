@@ -471,7 +471,6 @@ void ws__conn_finish(ws_conn *c, int code, const char *reason) {
   c->state = WS__DEAD;
   ws__timer_clear(s, c);
   unlink_live(c);
-  s->nconns--;
   if (c->flags & WS__F_COUNTED)
     s->st.conns_open--;
   else
@@ -486,6 +485,10 @@ void ws__conn_finish(ws_conn *c, int code, const char *reason) {
    * connection is DEAD already, so nothing can be queued on it. */
   ws__registry_remove(c);
   s->cfg.close(c, c->transport);
+  /* Counted until its transport is closed: a shutdown is over only then.
+   * A callback above (on_close) may end the others, and the last of them
+   * must not run on_shutdown while this socket is still the host's. */
+  s->nconns--;
   ws__shutdown_check(s);
 }
 

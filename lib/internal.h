@@ -194,7 +194,8 @@ struct ws_server {
   uint32_t heap_len, heap_cap;
   ws__rx *rx_pool;
   uint32_t rx_pool_len;
-  size_t nconns;      /* live connections (any state) */
+  size_t nconns;      /* live connections (any state), and ending ones
+                         until their transport close returns */
   ws_stats st;
   struct ws_prepared *prepared; /* prepared.c: live prepared messages */
   /* post.c: messages from other threads, guarded by post_lock */

@@ -31,10 +31,12 @@ static int targets_alloc(ws_server *s, targets *t, size_t max) {
 }
 
 /* The collecting loops stop at the count they allocated for, not only at
- * the list's end. The two always agree (ws_conn_new and ws__conn_finish;
- * member_add and member_remove), which static analysers cannot see: the
- * bound shows them, and any reader, that t->v is never written past its
- * end, nor at all when a count of 0 left it NULL. */
+ * the list's end. The count is never below the list's length (ws_conn_new;
+ * ws__conn_finish unlinks a connection before its transport close and
+ * stops counting it after; member_add and member_remove keep theirs
+ * equal), which static analysers cannot see: the bound shows them, and any
+ * reader, that t->v is never written past its end, nor at all when a count
+ * of 0 left it NULL. */
 static int collect_all(ws_server *s, targets *t) {
   size_t max = s->nconns;
   ws_conn *c;

@@ -385,6 +385,44 @@ Test(regress, on_log_close_of_a_slow_consumer_sends_its_frame) {
   done(s, &A, NULL);
 }
 
+/* on_shutdown ("no connection is left") ran inside a connection's on_close,
+ * before that connection's transport close: on_close aborted the last
+ * other connection, whose end found the live count at 0 (the first one
+ * had left it already). Found by fuzz_api. */
+static mt_conn *sd_conns[2];
+static int sd_left = -1; /* transports still open when on_shutdown ran */
+static int close_other(ws_conn *c, int code, const char *r, void *ud) {
+  mt_conn *other = sd_conns[sd_conns[0]->c == c];
+  (void)code, (void)r, (void)ud;
+  if (other->c) ws_conn_abort(other->c);
+  return 0;
+}
+static int count_left(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  sd_left = (sd_conns[0]->c != NULL) + (sd_conns[1]->c != NULL);
+  return 0;
+}
+static void with_close_other(ws_config *c) {
+  c->on_close = close_other;
+  c->on_shutdown = count_left;
+}
+
+Test(regress, on_shutdown_waits_for_the_transport_close_of_every_conn) {
+  mt_conn A, B;
+  ws_server *s = mk(with_close_other);
+  sd_conns[0] = &A;
+  sd_conns[1] = &B;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_connect(&B, s, "b", MT_WHOLE);
+  cr_assert_eq(ws_server_shutdown(s, 1000), WS_OK);
+  ws_conn_abort(A.c);
+  cr_expect_null(A.c);
+  cr_expect_null(B.c);
+  cr_expect_eq(sd_left, 0, "on_shutdown ran with %d transports open",
+               sd_left);
+  done(s, &A, &B);
+}
+
 /* ---- the upgrade ------------------------------------------------------ */
 
 /* A valid upgrade's headers, for the host-parsed entry point. */
