@@ -235,8 +235,10 @@ int ws_conn_send_error(ws_conn *c, const char *code, const char *message) {
   static const char k_code[] = "{\"code\":", k_msg[] = ",\"message\":";
   size_t cl, ml, n;
   char *json;
+  ws_server *s;
   int rc;
   if (c == NULL) return WS_EINVAL;
+  s = c->s;
   /* The connection first, as in ws_conn_send: a closing one is WS_ECLOSED
    * (one without its 101 WS_ESTATE) whatever the arguments. */
   if ((rc = ws__conn_sendable(c)) != WS_OK) return rc;
@@ -253,7 +255,7 @@ int ws_conn_send_error(ws_conn *c, const char *code, const char *message) {
     return WS_ETOOBIG;
   n = sizeof(k_code) + sizeof(k_msg) + json_quote(NULL, code, cl) +
       json_quote(NULL, message, ml);
-  if ((json = ws__malloc(&c->s->al, n)) == NULL) return WS_ENOMEM;
+  if ((json = ws__malloc(&s->al, n)) == NULL) return WS_ENOMEM;
   memcpy(json, k_code, sizeof(k_code) - 1);
   n = sizeof(k_code) - 1;
   n += json_quote(json + n, code, cl);
@@ -261,8 +263,13 @@ int ws_conn_send_error(ws_conn *c, const char *code, const char *message) {
   n += sizeof(k_msg) - 1;
   n += json_quote(json + n, message, ml);
   json[n++] = '}';
+  /* A frame of our own around the send: its flush may end c (a failing
+   * socket) or the server (ws_server_free from send), and the text is
+   * freed through the server after it. */
+  ws__enter(s);
   rc = ws_conn_send_json(c, "error", json, n);
-  ws__free(&c->s->al, json);
+  ws__free(&s->al, json);
+  ws__leave(s);
   return rc;
 }
 

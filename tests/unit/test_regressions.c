@@ -423,6 +423,22 @@ Test(regress, on_shutdown_waits_for_the_transport_close_of_every_conn) {
   done(s, &A, &B);
 }
 
+/* ws_conn_send_error sent through ws_conn_send_json, whose outermost
+ * leave flushed: the socket failed, the connection ended and was freed,
+ * and then the error text was freed through c->s (a read of the freed
+ * connection; with ws_server_free called from send, of the freed server
+ * too). Found by fuzz_api. */
+Test(regress, send_error_survives_its_connection_ending_in_the_flush) {
+  mt_conn A;
+  ws_server *s = mk(NULL);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  A.fail = 1;
+  cr_expect_eq(ws_conn_send_error(A.c, "bad_room", "no such room"), WS_OK);
+  cr_expect_null(A.c, "the failed send closed the connection");
+  cr_expect_eq(R.code, WS_CLOSE_ABNORMAL);
+  done(s, &A, NULL);
+}
+
 /* ---- the upgrade ------------------------------------------------------ */
 
 /* A valid upgrade's headers, for the host-parsed entry point. */
