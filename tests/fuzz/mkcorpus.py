@@ -312,13 +312,127 @@ def upgrade_seeds():
         write("upgrade", name, data)
 
 
+def api_seeds():
+    """fuzz_api programs: config byte, failmalloc byte, then operations."""
+    (NEW, FRAME, FEED, MODE, WRITABLE, CLOSE, ABORT, JOIN, LEAVE, USER,
+     SEND_DEVICE, BROADCAST, PUSH, POST, TICK, SHUTDOWN, FREE, SEND, ARM,
+     DEVICES) = range(20)
+    REFUSE, SAMEUSER, DROP, BADCLOSE, SENDV, NOCLOSETO, SMALLQ, NODEV = (
+        1, 2, 4, 8, 16, 32, 64, 128)
+    ECHO, BCAST, CLOSEA, JOINA, LEAVEA, USERA, FAILA, FREEA = range(8)
+    PING, PONG, CLOSEF, CLOSE0, FRAGS, BINARY, BADJSON, BADUTF8, GARBAGE = (
+        range(1, 10))
+    CB_SEND, CB_WANT, CB_CLOSE, CB_OPEN, CB_ON_CLOSE, CB_LOG, CB_HANDLER = (
+        range(7))
+    M_BLOCK, M_PARTIAL = 2 << 3, 1 << 3
+
+    def new(slot, dev, user=0, group=0, refuse=False, nodev=False, split=0):
+        a = slot | dev << 3 | (0x20 if nodev else 0) | split << 6
+        return bytes([NEW, a, user | group << 2 | (16 if refuse else 0)])
+
+    def msg(slot, action, data=0):
+        return bytes([FRAME, slot, 0, action, data])
+
+    def fr(slot, kind, a=0, d=0):
+        return bytes([FRAME, slot, kind, a, d])
+
+    def op(*b):
+        return bytes(b)
+
+    def prog(flags, *ops, fail_at=0):
+        return bytes([flags, fail_at]) + b"".join(ops)
+
+    seeds = {
+        "echo-two-conns": prog(0, new(0, 0), new(1, 1), msg(0, ECHO, 0x45),
+                               msg(1, BCAST, 0x83), op(TICK, 10)),
+        "replace-same-device": prog(0, new(0, 2, user=1), new(1, 2, user=1),
+                                    fr(0, CLOSEF, 0, 3), op(TICK, 0xC4),
+                                    op(SEND_DEVICE, 2)),
+        "refuse-duplicate": prog(REFUSE, new(0, 1), new(1, 1),
+                                 op(CLOSE, 0, 0x08), new(2, 1), msg(2, ECHO)),
+        "same-user-duplicate": prog(SAMEUSER, new(0, 3, user=1),
+                                    new(1, 3, user=2), new(2, 3, user=1),
+                                    op(TICK, 0xF0)),
+        "groups-users": prog(0, new(0, 0, user=1, group=1),
+                             new(1, 1, user=1, group=2), op(JOIN, 1, 0),
+                             op(LEAVE, 0, 0), op(USER, 1, 2), op(PUSH, 0),
+                             op(PUSH, 1), op(PUSH, 3), msg(0, JOINA),
+                             msg(1, LEAVEA), msg(0, USERA), msg(1, 10)),
+        "device-lists": prog(0, new(0, 0), new(1, 1), new(2, 2, nodev=True),
+                             op(BROADCAST, 4, 0, 1, 0, 4),
+                             op(DEVICES, 3, 1, 5, 6), op(DEVICES, 0),
+                             op(BROADCAST, 0), op(SEND_DEVICE, 6)),
+        "blocked-queue-full": prog(SMALLQ, new(0, 0), new(1, 1),
+                                   op(MODE, 1 | M_BLOCK), msg(0, BCAST, 0xBF),
+                                   msg(0, BCAST, 0xBF), op(SEND, 1, 2),
+                                   op(TICK, 0xC8), op(TICK, 0xD0)),
+        "blocked-drop-policy": prog(SMALLQ | DROP | SENDV, new(0, 0),
+                                    new(1, 1), op(MODE, 1 | M_BLOCK),
+                                    msg(0, BCAST, 0xBF), msg(0, BCAST, 0xBF),
+                                    op(MODE, 1 | M_PARTIAL | 1 << 6),
+                                    op(WRITABLE, 1), op(WRITABLE, 1)),
+        "shutdown-drain": prog(0, new(0, 0), new(1, 1), new(2, 2, split=1),
+                               op(MODE, 1 | M_BLOCK), op(SEND, 1, 2),
+                               op(SHUTDOWN, 2), fr(0, CLOSEF, 1, 0),
+                               op(TICK, 0xC2), op(TICK, 0xF0)),
+        "post-and-tick": prog(0, new(0, 0, user=2, group=3), new(1, 1),
+                              op(POST, 0), op(POST, 1), op(POST, 2 | 4),
+                              op(POST, 3 | 8), op(TICK, 1), op(POST, 0),
+                              op(SHUTDOWN, 0)),
+        "frames-mixed": prog(BADCLOSE, new(0, 0), fr(0, PING, 0, 5),
+                             fr(0, PONG), fr(0, FRAGS, ECHO, 0x47),
+                             fr(0, BINARY, 0, 9), fr(0, 10), fr(0, BADJSON),
+                             msg(0, 8), msg(0, FAILA)),
+        "frames-bad": prog(0, new(0, 0), new(1, 1), new(2, 2),
+                           fr(0, BADUTF8), fr(1, GARBAGE, 0x81, 0x7F),
+                           fr(2, CLOSEF, 5, 1), op(TICK, 0xF0)),
+        "split-request-and-frames": prog(NODEV, new(0, 0, nodev=True,
+                                                    split=2),
+                                         op(FEED, 0 | 1 << 3),
+                                         op(FEED, 0), fr(0, 0 | 1 << 6, ECHO),
+                                         op(FEED, 0), op(TICK, 0xC5)),
+        "host-close-abort": prog(NOCLOSETO, new(0, 0), new(1, 1), new(2, 2),
+                                 op(CLOSE, 0, 0), op(CLOSE, 0, 0),
+                                 op(CLOSE, 1, 0x1C), op(ABORT, 2),
+                                 msg(0, ECHO), op(TICK, 0xF0)),
+        "reenter-on-close-aborts-other": prog(
+            0, new(0, 0), new(1, 1), op(ARM, CB_ON_CLOSE, ABORT, 1, 0, 0),
+            op(SHUTDOWN, 2), op(ABORT, 0)),
+        "reenter-on-close-ticks": prog(
+            0, new(0, 0), new(1, 1), op(ARM, CB_ON_CLOSE, TICK, 0, 0, 0),
+            op(SHUTDOWN, 0), op(TICK, 0)),
+        "reenter-send-shuts-down": prog(
+            SENDV, new(0, 0), op(ARM, CB_SEND, SHUTDOWN, 1, 0, 0),
+            msg(0, ECHO)),
+        "reenter-handler-frees": prog(
+            0, new(0, 0), new(1, 1), op(ARM, CB_HANDLER, FREE, 0, 0, 0),
+            msg(1, ECHO)),
+        "reenter-open-broadcast": prog(
+            0, new(0, 0), op(ARM, CB_OPEN, BROADCAST, 0, 0, 0), new(1, 1),
+            op(ARM, CB_LOG, CLOSE, 1, 0, 0), msg(0, 8)),
+        "reenter-want-write-closes": prog(
+            0, new(0, 0), op(MODE, 0 | M_BLOCK),
+            op(ARM, CB_WANT, CLOSE, 0, 0, 0), op(SEND, 0, 0)),
+        "reenter-close-new-conn": prog(
+            0, new(0, 0), op(ARM, CB_CLOSE, NEW, 1, 0, 0), op(ABORT, 0)),
+        "handler-frees-server": prog(0, new(0, 0), new(1, 1),
+                                     msg(0, FREEA)),
+        "free-at-top": prog(0, new(0, 0), op(FREE, 0)),
+        "failmalloc-conns": prog(0, new(0, 0, group=1), new(1, 1),
+                                 msg(0, BCAST, 0x50), fail_at=20),
+    }
+    for name, data in seeds.items():
+        write("api", name, data)
+
+
 def main():
-    for t in ("conn", "envelope", "handshake", "upgrade"):
+    for t in ("api", "conn", "envelope", "handshake", "upgrade"):
         shutil.rmtree(os.path.join(HERE, "corpus", t), ignore_errors=True)
     conn_seeds()
     envelope_seeds()
     handshake_seeds()
     upgrade_seeds()
+    api_seeds()
 
 
 if __name__ == "__main__":

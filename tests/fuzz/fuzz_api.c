@@ -1,0 +1,952 @@
+/*
+ * libFuzzer target: API sequences. The input is a program for a host with
+ * up to eight in-memory connections on one server: it makes connections
+ * and feeds them upgrade requests and client frames, turns their sockets
+ * slow or dead, and calls the rest of the public API (close, abort, join,
+ * leave, set user, the sends and fan-outs, ws_post, ticks, shutdown,
+ * free). Its callbacks may run an input-chosen operation re-entrantly.
+ *
+ * Input layout:
+ *   byte 0  config: bits 0-1 duplicate policy (3: REPLACE); 4 queue policy
+ *           DROP; 8 bad-message policy CLOSE; 16 sendv; 32 no close
+ *           timeout; 64 max_queued 1024 (else 8192); 128 device id
+ *           optional
+ *   byte 1  0, or the allocation attempt (counted after setup) that fails
+ *   then    operations: an opcode byte (mod OP_COUNT_, see enum op) and
+ *           its argument bytes, read as they are needed (0 when used up).
+ *           OP_ARM copies the next 4 bytes into a one-shot program that a
+ *           chosen callback runs (nested at most 3 deep).
+ * Names come from small alphabets so that they collide: devices d0-d3,
+ * users u0-u2, groups g0-g2. A connection's upgrade request carries its
+ * device id, user and group (on_upgrade binds them) and may ask on_upgrade
+ * to refuse it (403).
+ *
+ * Invariants (abort on violation), in callbacks:
+ *   - a callback names only a connection whose transport close has not
+ *     run; send, want_write and handlers never after on_close; on_close
+ *     once, only after on_open, before the transport close; the transport
+ *     close once; on_open never after ws_server_shutdown or ws_server_free;
+ *   - no handler after the host's ws_conn_close answered WS_OK, nor after
+ *     a completed ws_server_shutdown; a text message has a valid action and
+ *     fits max_message;
+ *   - on_shutdown once, after ws_server_shutdown answered WS_OK, when every
+ *     connection's transport is closed; wake only from ws_post;
+ *   - on_close: c is not what ws_server_find_device returns for its id;
+ *   - answers: a second ws_conn_close after WS_OK is WS_ECLOSED; join's and
+ *     leave's WS_EEXIST / WS_ENOENT agree with the memberships the host
+ *     made; ws_conn_user is what ws_conn_set_user set; ws_send_device
+ *     answers 1 only for an id ws_server_find_device found; a fan-out
+ *     reaches at most the open connections it names;
+ * and after every top-level operation:
+ *   - queued bytes <= max_queued + WS__QUEUE_SLACK (lib/internal.h: a close
+ *     frame and a ping past the cap); want_write's last signal equals
+ *     ws_conn_want_write;
+ *   - an opened connection has had on_close exactly when its transport
+ *     closed;
+ *   - stats: conns_open, conns_pending, conns_total, ws_server_conn_count
+ *     and each closes_* counter match the callbacks seen; broadcasts and
+ *     fanout at least what the host's fan-out calls answered (the rest
+ *     from ws_post deliveries, at most one call per accepted post);
+ *   - ws_server_find_device returns the one open, not closing, connection
+ *     with that id, or NULL when there is none; ws_server_user_count and
+ *     ws_server_group_count count the open, not closing, connections bound
+ *     to the user / in the group;
+ *   - each connection's output is one HTTP response, then well-formed
+ *     server frames (fz_out).
+ * At the end (unless the server was freed): every socket takes all, the
+ * clock jumps past every deadline; after a ws_server_shutdown every
+ * connection has ended and on_shutdown has run. Then ws_server_free ends
+ * every connection and no allocation is left.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define NSLOT 8
+#define NDEV 4
+#define NUSER 3
+#define NGROUP 3
+#define MAX_MESSAGE 2048
+#define MAX_DEPTH 3
+
+enum op {
+  OP_NEW, OP_FRAME, OP_FEED, OP_MODE, OP_WRITABLE, OP_CLOSE, OP_ABORT,
+  OP_JOIN, OP_LEAVE, OP_USER, OP_SEND_DEVICE, OP_BROADCAST, OP_PUSH,
+  OP_POST, OP_TICK, OP_SHUTDOWN, OP_FREE, OP_SEND, OP_ARM, OP_DEVICES,
+  OP_COUNT_
+};
+enum { M_ALL = 0, M_PARTIAL, M_BLOCK, M_FAIL };
+/* The callbacks an armed program may run from (wake may not: it may call
+ * only the thread-safe ws_post). */
+enum cb {
+  CB_SEND, CB_WANT, CB_CLOSE, CB_OPEN, CB_ON_CLOSE, CB_LOG, CB_HANDLER,
+  CB_UPGRADE, CB_SHUTDOWN, CB_COUNT_
+};
+
+typedef struct bytes {
+  uint8_t *p;
+  size_t len, cap;
+} bytes;
+
+typedef struct slot {
+  ws_conn *c; /* NULL once its transport close ran */
+  int created, opened, app_closed, tp_closed;
+  int host_closed; /* ws_conn_close answered WS_OK */
+  int dev;         /* device id index, -1 none */
+  unsigned groups; /* bit g: the host joined it to group g */
+  int mode;
+  size_t partial;
+  int want;
+  bytes in; /* client bytes not fed yet */
+  fz_out out;
+} slot;
+
+typedef struct world {
+  fz_alloc fa;
+  ws_server *s;
+  ws_mux *mux;
+  ws_prepared *prep;
+  size_t max_queued;
+  int dying;    /* ws_server_free was called */
+  int gone;     /* ... and returned: the server must not be touched */
+  int shut_ok;  /* ws_server_shutdown answered WS_OK */
+  int shut_done; /* ... and a top-level operation has returned since */
+  int on_shutdown;
+  int in_post; /* inside ws_post: the only place wake may come from */
+  int depth;
+  uint64_t now;
+  slot t[NSLOT];
+  uint8_t arm[CB_COUNT_][5]; /* [0] set: armed; [1..4] the program */
+  long opens, on_closes, closes_by[13], handlers;
+  uint64_t bc_calls, bc_fanout, posts_ok;
+} world;
+
+static world *W;
+
+static const char *const devs[NDEV] = {"d0", "d1", "d2", "d3"};
+static const char *const users[NUSER] = {"u0", "u1", "u2"};
+static const char *const groups[NGROUP] = {"g0", "g1", "g2"};
+
+static void run_op(fz_in *in);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void bytes_add(bytes *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n) cap *= 2;
+    b->p = realloc(b->p, cap);
+    if (b->p == NULL) abort();
+    b->cap = cap;
+  }
+  if (n) memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
+
+static void bytes_drop(bytes *b, size_t n) {
+  if (n == 0) return;
+  memmove(b->p, b->p + n, b->len - n);
+  b->len -= n;
+}
+
+static slot *slot_of(ws_conn *c) {
+  slot *t = ws_conn_transport(c);
+  FZ_CHECK(t >= W->t && t < W->t + NSLOT, "unknown transport pointer");
+  FZ_CHECK(t->c == c, "callback for a connection whose transport closed");
+  return t;
+}
+
+/* The server may be called: not freed (from a callback, the free is
+ * deferred until the outermost call returns). */
+static int live(void) { return !W->gone; }
+
+static slot *pick(fz_in *in) { return &W->t[fz_byte(in, 0) % NSLOT]; }
+
+/* Runs the program armed for callback kind, once, if any. */
+static void reenter(int kind) {
+  fz_in in;
+  if (!W->arm[kind][0] || W->depth >= MAX_DEPTH || !live()) return;
+  W->arm[kind][0] = 0;
+  in.p = &W->arm[kind][1];
+  in.n = 4;
+  W->depth++;
+  run_op(&in);
+  W->depth--;
+}
+
+static int close_bucket(int code) {
+  static const int codes[12] = {1000, 1001, 1002, 1003, 1006, 1007,
+                                1008, 1009, 1011, 4000, 4001, 4002};
+  int i;
+  for (i = 0; i < 12; i++)
+    if (codes[i] == code) return i;
+  return 12;
+}
+
+/* ---- transport ---------------------------------------------------------- */
+
+static size_t take(slot *t, size_t want) {
+  if (t->mode == M_PARTIAL) return want < t->partial ? want : t->partial;
+  return t->mode == M_BLOCK ? 0 : want;
+}
+
+static void send_entry(slot *t) {
+  FZ_CHECK(!t->app_closed, "send after on_close");
+  reenter(CB_SEND);
+}
+
+static ssize_t on_send(ws_conn *c, void *tr, const void *p, size_t len) {
+  slot *t = slot_of(c);
+  size_t n;
+  FZ_CHECK(tr == t && len > 0, "send with a foreign transport or no bytes");
+  send_entry(t);
+  if (t->c != c || t->mode == M_FAIL) return -1;
+  n = take(t, len);
+  fz_out_append(&t->out, p, n);
+  return (ssize_t)n;
+}
+
+static ssize_t on_sendv(ws_conn *c, void *tr, const ws_iovec *iov, int n) {
+  slot *t = slot_of(c);
+  size_t total = 0, left;
+  int i;
+  FZ_CHECK(tr == t && n > 0, "sendv with a foreign transport or no buffers");
+  send_entry(t);
+  if (t->c != c || t->mode == M_FAIL) return -1;
+  for (i = 0; i < n; i++) total += iov[i].len;
+  left = total = take(t, total);
+  for (i = 0; i < n && left > 0; i++) {
+    size_t k = iov[i].len < left ? iov[i].len : left;
+    fz_out_append(&t->out, iov[i].base, k);
+    left -= k;
+  }
+  return (ssize_t)total;
+}
+
+static int on_want(ws_conn *c, void *tr, int want) {
+  slot *t = slot_of(c);
+  (void)tr;
+  FZ_CHECK(!t->app_closed, "want_write after on_close");
+  FZ_CHECK(want == 0 || want == 1, "want_write not 0 or 1");
+  FZ_CHECK(want != t->want, "want_write repeated while it stands");
+  t->want = want;
+  reenter(CB_WANT);
+  return 0;
+}
+
+static int on_tp_close(ws_conn *c, void *tr) {
+  slot *t = slot_of(c);
+  (void)tr;
+  FZ_CHECK(!t->tp_closed, "transport closed twice");
+  FZ_CHECK(!t->opened || t->app_closed,
+           "transport closed without on_close for an opened connection");
+  t->tp_closed = 1;
+  reenter(CB_CLOSE);
+  t->c = NULL;
+  return 0;
+}
+
+/* ---- application callbacks --------------------------------------------- */
+
+static int on_open(ws_conn *c, void *ud) {
+  slot *t = slot_of(c);
+  const char *id = ws_conn_device_id(c);
+  (void)ud;
+  FZ_CHECK(!t->opened, "on_open twice");
+  FZ_CHECK(!W->shut_ok && !W->dying, "on_open after shutdown or free");
+  FZ_CHECK(t->dev < 0 ? id == NULL : id && !strcmp(id, devs[t->dev]),
+           "device id differs from the request's");
+  t->opened = 1;
+  W->opens++;
+  reenter(CB_OPEN);
+  return 0;
+}
+
+static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
+  slot *t = slot_of(c);
+  (void)ud;
+  FZ_CHECK(t->opened && !t->app_closed, "on_close twice or never opened");
+  FZ_CHECK(reason != NULL && code >= 1000 && code <= 4999,
+           "on_close without a reason or with a code out of range");
+  FZ_CHECK(t->dev < 0 || ws_server_find_device(ws_conn_server(c),
+                                               devs[t->dev]) != c,
+           "on_close: the ended connection is still found by its id");
+  t->app_closed = 1;
+  W->on_closes++;
+  W->closes_by[close_bucket(code)]++;
+  reenter(CB_ON_CLOSE);
+  return 0;
+}
+
+static void on_log(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)ud;
+  FZ_CHECK(msg != NULL && level >= 0 && level <= 3, "bad log line");
+  reenter(CB_LOG);
+}
+
+static int on_shutdown(ws_server *s, void *ud) {
+  int i;
+  (void)s, (void)ud;
+  FZ_CHECK(W->shut_ok && !W->on_shutdown, "on_shutdown twice or unasked");
+  for (i = 0; i < NSLOT; i++)
+    FZ_CHECK(!W->t[i].created || W->t[i].tp_closed,
+             "on_shutdown while a connection remains");
+  W->on_shutdown = 1;
+  reenter(CB_SHUTDOWN);
+  return 0;
+}
+
+static int on_wake(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  FZ_CHECK(W->in_post, "wake outside ws_post");
+  return 0;
+}
+
+/* The request's query: user=uN binds a user, group=gN joins a group,
+ * refuse=1 answers 403. */
+static int on_upgrade(ws_conn *c, const ws_request *req, const char **reason,
+                      void *ud) {
+  slot *t = slot_of(c);
+  const char *u = ws_request_query(req, "user");
+  const char *g = ws_request_query(req, "group");
+  (void)ud;
+  if (u && ws_conn_set_user(c, u) == WS_OK)
+    FZ_CHECK(!strcmp(ws_conn_user(c), u), "user not bound");
+  if (g && ws_conn_join(c, g) == WS_OK) t->groups |= 1u << (g[1] - '0');
+  reenter(CB_UPGRADE);
+  if (ws_request_query(req, "refuse")) {
+    *reason = "refused by the host";
+    return 403;
+  }
+  return 0;
+}
+
+/* ---- fan-outs: every one goes through here, so the stats can be checked
+ * against what they answered ------------------------------------------- */
+
+/* Open connections that are not closing: the ones a fan-out may reach. */
+static int reachable(const slot *t) {
+  return t->c && t->c->state == WS__OPEN;
+}
+
+static size_t count_reachable(void) {
+  size_t n = 0;
+  int i;
+  for (i = 0; i < NSLOT; i++) n += reachable(&W->t[i]);
+  return n;
+}
+
+static void fanout_done(int rc, size_t bound) {
+  if (rc < 0) return;
+  FZ_CHECK((size_t)rc <= bound, "a fan-out reached more than it names");
+  W->bc_calls++;
+  W->bc_fanout += (uint64_t)rc;
+}
+
+static void broadcast_all(const char *data, size_t len) {
+  size_t bound = count_reachable();
+  fanout_done(ws_broadcast_json(W->s, "bc", data, len, NULL, 0), bound);
+}
+
+/* Distinct ids in the list that name an open connection. */
+static size_t found_ids(const char *const *ids, size_t n) {
+  size_t i, k, found = 0;
+  for (i = 0; i < n; i++) {
+    int dup = 0;
+    for (k = 0; k < i; k++)
+      dup |= ids[i] && ids[k] && !strcmp(ids[i], ids[k]);
+    if (!dup && ids[i] && ws_server_find_device(W->s, ids[i])) found++;
+  }
+  return found;
+}
+
+static void send_device(const char *id) {
+  int found = id && id[0] && ws_server_find_device(W->s, id) != NULL;
+  int rc = ws_send_device_json(W->s, id, "dev", "[1]", 3);
+  FZ_CHECK(rc <= found, "ws_send_device reached an id nobody holds");
+  fanout_done(rc, (size_t)found);
+}
+
+static void publish(int g) {
+  size_t bound = ws_server_group_count(W->s, groups[g]);
+  fanout_done(ws_publish_json(W->s, groups[g], "pub", "{}", 2), bound);
+}
+
+static void push_user(int u) {
+  size_t bound = ws_server_user_count(W->s, users[u]);
+  fanout_done(ws_push_user_json(W->s, users[u], "push", "2", 1), bound);
+}
+
+static void post(int target, const char *name) {
+  int rc;
+  W->in_post++;
+  rc = ws_post(W->s, target, name, "post", "\"p\"", 3);
+  W->in_post--;
+  if (rc == WS_OK) W->posts_ok++;
+}
+
+/* ---- the host's membership calls, checked against its own records ---- */
+
+static void join(slot *t, int g) {
+  int member = (t->groups >> g) & 1, rc = ws_conn_join(t->c, groups[g]);
+  if (rc == WS_EEXIST) FZ_CHECK(member, "join: WS_EEXIST, not a member");
+  if (rc != WS_OK) return;
+  FZ_CHECK(!member, "join: WS_OK for a member");
+  t->groups |= 1u << g;
+}
+
+static void leave(slot *t, int g) {
+  int member = (t->groups >> g) & 1, rc = ws_conn_leave(t->c, groups[g]);
+  if (rc == WS_ENOENT) FZ_CHECK(!member, "leave: WS_ENOENT for a member");
+  if (rc != WS_OK) return;
+  FZ_CHECK(member, "leave: WS_OK for no member");
+  t->groups &= ~(1u << g);
+}
+
+static void set_user(slot *t, const char *u) {
+  if (ws_conn_set_user(t->c, u) != WS_OK) return;
+  FZ_CHECK(u ? ws_conn_user(t->c) && !strcmp(ws_conn_user(t->c), u)
+             : ws_conn_user(t->c) == NULL,
+           "ws_conn_user differs from what set_user bound");
+}
+
+static void host_close(slot *t, int code, const char *reason) {
+  int was = t->host_closed, rc = ws_conn_close(t->c, code, reason);
+  if (rc != WS_OK) return;
+  FZ_CHECK(!was, "ws_conn_close answered WS_OK twice");
+  t->host_closed = 1;
+}
+
+static void server_free(void) {
+  W->dying = 1;
+  ws_server_free(W->s);
+  if (W->depth == 0) W->gone = 1;
+}
+
+/* Marked before the call: on_shutdown may come from inside it. */
+static void host_shutdown(uint32_t ms) {
+  int was = W->shut_ok;
+  W->shut_ok = 1;
+  if (ws_server_shutdown(W->s, ms) != WS_OK) W->shut_ok = was;
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static slot *handler_entry(ws_conn *c, const ws_msg *msg) {
+  slot *t = slot_of(c);
+  FZ_CHECK(t->opened && !t->app_closed, "handler outside on_open..on_close");
+  FZ_CHECK(!t->host_closed, "handler after ws_conn_close");
+  FZ_CHECK(!W->shut_done, "handler after ws_server_shutdown");
+  FZ_CHECK(msg->binary || (msg->action && strlen(msg->action) <=
+                                              WS_MAX_ACTION),
+           "text message without a valid action");
+  FZ_CHECK(msg->len <= MAX_MESSAGE, "message over max_message delivered");
+  W->handlers++;
+  reenter(CB_HANDLER);
+  return t;
+}
+
+/* One handler for every action: what it does is in the name. */
+static int h_any(ws_conn *c, const ws_msg *msg, void *ud) {
+  slot *t = handler_entry(c, msg);
+  const char *a = msg->action ? msg->action : "";
+  size_t n;
+  const char *d = ws_msg_data_json(msg, &n);
+  (void)ud;
+  if (t->c != c || !live()) return 0; /* ended by the armed program */
+  if (msg->binary) return ws_conn_send_binary(c, msg->text, msg->len);
+  if (!strcmp(a, "echo")) return ws_conn_send_json(c, "echo", d, d ? n : 0);
+  if (!strcmp(a, "bcast")) broadcast_all(d, d ? n : 0);
+  if (!strcmp(a, "close")) host_close(t, WS_CLOSE_NORMAL, "bye");
+  if (!strcmp(a, "join")) join(t, 0);
+  if (!strcmp(a, "leave")) leave(t, 0);
+  if (!strcmp(a, "user")) set_user(t, users[1]);
+  if (!strcmp(a, "pub")) publish(0);
+  if (!strcmp(a, "dev")) send_device(devs[1]);
+  if (!strcmp(a, "free")) server_free();
+  return strcmp(a, "fail") ? 0 : -1;
+}
+
+/* ---- client bytes ------------------------------------------------------- */
+
+static void feed(slot *t, size_t n) {
+  ws_conn *c = t->c;
+  uint8_t *copy;
+  if (c == NULL || !live()) return;
+  if (n > t->in.len) n = t->in.len;
+  copy = fz_dup(t->in.p, n);
+  bytes_drop(&t->in, n); /* first: a callback may feed the next bytes */
+  if (ws_conn_feed(c, copy, n) == WS_ESTATE) { /* inside c's own feed */
+    bytes tmp = {NULL, 0, 0};
+    bytes_add(&tmp, copy, n);
+    bytes_add(&tmp, t->in.p, t->in.len);
+    free(t->in.p);
+    t->in = tmp;
+  }
+  free(copy);
+}
+
+/* How much of what is pending to feed now: all, half, 1 byte or none. */
+static void feed_part(slot *t, uint8_t how) {
+  static const size_t part[4] = {SIZE_MAX, 0, 1, 0};
+  size_t n = part[how & 3];
+  if ((how & 3) == 1) n = t->in.len / 2;
+  if (n) feed(t, n);
+}
+
+static void frame(slot *t, int fin_op, const void *p, size_t n, uint8_t k) {
+  uint8_t h[8], mask[4] = {k, (uint8_t)(k ^ 0x55), 0x12, 0x34};
+  size_t hl = 2, i;
+  h[0] = (uint8_t)fin_op;
+  if (n < 126) {
+    h[1] = (uint8_t)(0x80 | n);
+  } else {
+    h[1] = 0x80 | 126;
+    h[2] = (uint8_t)(n >> 8);
+    h[3] = (uint8_t)n;
+    hl = 4;
+  }
+  bytes_add(&t->in, h, hl);
+  bytes_add(&t->in, mask, 4);
+  for (i = 0; i < n; i++) {
+    uint8_t b = ((const uint8_t *)p)[i] ^ mask[i & 3];
+    bytes_add(&t->in, &b, 1);
+  }
+}
+
+static void text(slot *t, const char *s, uint8_t k) {
+  frame(t, 0x81, s, strlen(s), k);
+}
+
+static const char *const actions[] = {"echo", "bcast", "close", "join",
+                                      "leave", "user", "fail", "free",
+                                      "nope", "", "pub", "dev"};
+#define NACTIONS (sizeof(actions) / sizeof(actions[0]))
+
+/* {"action":A,"data":D}: D a number, a string of w letters, or absent. */
+static void envelope(char *buf, size_t cap, uint8_t a, uint8_t d) {
+  const char *act = actions[a % NACTIONS];
+  char data[700];
+  size_t w = (size_t)(d & 0x3F) * 10;
+  if (d < 0x40) {
+    snprintf(buf, cap, "{\"action\":\"%s\"}", act);
+    return;
+  }
+  if (d < 0x80) {
+    snprintf(buf, cap, "{\"action\":\"%s\",\"data\":%u}", act, d);
+    return;
+  }
+  memset(data, 'x', w);
+  data[w] = '\0';
+  snprintf(buf, cap, "{\"action\":\"%s\",\"data\":\"%s\"}", act, data);
+}
+
+static void close_frame(slot *t, uint8_t a, uint8_t d) {
+  static const int codes[8] = {1000, 1001, 3000, 4000, 4999, 999, 1006, 1015};
+  uint8_t p[8] = {0, 0, 'b', 'y', 'e', 0xC3, 0x28, 0};
+  int code = codes[a & 7];
+  p[0] = (uint8_t)(code >> 8);
+  p[1] = (uint8_t)code;
+  frame(t, 0x88, p, 2 + (size_t)(d % 6), d); /* d % 6 > 3: bad UTF-8 */
+}
+
+static void fragments(slot *t, uint8_t a, uint8_t d) {
+  char msg[1024];
+  size_t n, half;
+  envelope(msg, sizeof msg, a, d);
+  n = strlen(msg);
+  half = n / 2;
+  frame(t, 0x01, msg, half, d);
+  if (d & 1) frame(t, 0x89, "p", 1, d);
+  frame(t, 0x80, msg + half, n - half, d);
+}
+
+static void client_frame(slot *t, uint8_t kind, uint8_t a, uint8_t d) {
+  char msg[1024];
+  uint8_t raw[6] = {a, d, 0, 0, 0, 0};
+  switch ((kind & 0x3F) % 11) {
+  case 0: envelope(msg, sizeof msg, a, d); text(t, msg, d); break;
+  case 1: frame(t, 0x89, "ping-data", d % 10, d); break;
+  case 2: frame(t, 0x8A, "pong", d % 5, d); break;
+  case 3: close_frame(t, a, d); break;
+  case 4: frame(t, 0x88, NULL, 0, d); break;
+  case 5: fragments(t, a, d); break;
+  case 6: frame(t, 0x82, "\x00\x01\x02\xff binary", d % 12, d); break;
+  case 7: text(t, "{\"action\":", d); break;
+  case 8: frame(t, 0x81, "\"\xc3\x28\"", 4, d); break;
+  case 9: bytes_add(&t->in, raw, 2 + (size_t)(d & 3)); break;
+  default: text(t, "[1,2]", d); break;
+  }
+}
+
+static void request(slot *t, uint8_t a, uint8_t b) {
+  char req[512];
+  char dev[16] = "", user[16] = "", group[16] = "";
+  if (t->dev >= 0) snprintf(dev, sizeof dev, "device_id=%s&", devs[t->dev]);
+  if (b & 3) snprintf(user, sizeof user, "user=%s&", users[(b & 3) - 1]);
+  if (b & 12)
+    snprintf(group, sizeof group, "group=%s&", groups[((b >> 2) & 3) - 1]);
+  snprintf(req, sizeof req,
+           "GET /ws?%s%s%s%s HTTP/1.1\r\nHost: h\r\n"
+           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: 13\r\n\r\n",
+           dev, user, group, (b & 16) ? "refuse=1" : "x=y");
+  bytes_add(&t->in, req, strlen(req));
+  (void)a;
+}
+
+/* ---- operations --------------------------------------------------------- */
+
+/* A new connection on a free slot, its request fed all, half, one byte or
+ * none of it (OP_FEED feeds the rest). */
+static void op_new(fz_in *in) {
+  uint8_t a = fz_byte(in, 0), b = fz_byte(in, 0);
+  slot *t = &W->t[a % NSLOT];
+  ws_conn *c;
+  if (t->c != NULL) return;
+  fz_out_free(&t->out);
+  free(t->in.p);
+  memset(t, 0, sizeof(*t));
+  t->dev = (a & 0x20) ? -1 : (a >> 3) % NDEV;
+  if (ws_conn_new(W->s, t, &c) != WS_OK) return;
+  t->c = c;
+  t->created = 1;
+  t->out.json_text = 1;
+  request(t, a, b);
+  feed_part(t, (uint8_t)(a >> 6));
+}
+
+static void op_frame(fz_in *in) {
+  slot *t = pick(in);
+  uint8_t kind = fz_byte(in, 0), a = fz_byte(in, 0), d = fz_byte(in, 0);
+  if (t->c == NULL) return;
+  client_frame(t, kind, a, d);
+  feed_part(t, kind >> 6);
+}
+
+static void op_mode(fz_in *in) {
+  static const size_t partial[4] = {1, 7, 100, 1000};
+  uint8_t a = fz_byte(in, 0);
+  slot *t = &W->t[a % NSLOT];
+  t->mode = (a >> 3) & 3;
+  t->partial = partial[a >> 6];
+}
+
+static void op_close(fz_in *in) {
+  static const int codes[8] = {1000, 1001, 4000, 4999, 1005, 999, 3000, 1011};
+  char long_reason[125]; /* one byte past the limit: WS_EINVAL */
+  slot *t = pick(in);
+  uint8_t a = fz_byte(in, 0);
+  const char *reason = (a & 8) ? ((a & 16) ? long_reason : "bye") : NULL;
+  memset(long_reason, 'r', 124);
+  long_reason[124] = '\0';
+  if (t->c) host_close(t, codes[a & 7], reason);
+}
+
+static void op_tick(fz_in *in) {
+  uint8_t a = fz_byte(in, 0);
+  if (a < 0xC0) W->now += a;
+  else if (a < 0xF0) W->now += (uint64_t)(a & 0x3F) * 250;
+  else W->now += 100000;
+  ws_server_tick(W->s, W->now);
+}
+
+static void op_member(fz_in *in, int op) {
+  slot *t = pick(in);
+  uint8_t a = fz_byte(in, 0);
+  if (t->c == NULL) return;
+  if (op == OP_JOIN) join(t, a % NGROUP);
+  else if (op == OP_LEAVE) leave(t, a % NGROUP);
+  else set_user(t, a % 4 ? users[a % 4 - 1] : NULL);
+}
+
+/* A device id by index: d0-d3, then NULL, "", one nobody has. */
+static const char *dev_name(uint8_t a) {
+  static const char *const more[3] = {NULL, "", "zz"};
+  a %= NDEV + 3;
+  return a < NDEV ? devs[a] : more[a - NDEV];
+}
+
+static void op_list(fz_in *in, int op) {
+  const char *ids[4];
+  uint8_t a = fz_byte(in, 0);
+  size_t n = a % 5, i, bound;
+  int rc;
+  for (i = 0; i < n; i++) ids[i] = dev_name(fz_byte(in, 0));
+  bound = found_ids(ids, n);
+  if (op == OP_DEVICES) {
+    rc = ws_send_devices_json(W->s, ids, n, "devs", "{\"a\":1}", 7);
+  } else {
+    if (n == 0) bound = count_reachable();
+    rc = ws_broadcast_json(W->s, "bc", "{\"a\":1}", 7, ids, n);
+  }
+  fanout_done(rc, bound);
+}
+
+static void op_push(fz_in *in) {
+  uint8_t a = fz_byte(in, 0);
+  if (a & 1) publish((a >> 1) % NGROUP);
+  else push_user((a >> 1) % NUSER);
+}
+
+static void op_post(fz_in *in) {
+  uint8_t a = fz_byte(in, 0);
+  int target = a & 3;
+  const char *name = target == WS_POST_DEVICE ? dev_name(a >> 2)
+                     : target == WS_POST_USER ? users[(a >> 2) % NUSER]
+                                              : groups[(a >> 2) % NGROUP];
+  post(target, name);
+}
+
+static void op_send(fz_in *in) {
+  char big[600];
+  slot *t = pick(in);
+  uint8_t a = fz_byte(in, 0);
+  ws_conn *c = t->c;
+  if (c == NULL) return;
+  memset(big, 'y', sizeof big);
+  big[0] = big[598] = '"'; /* text frames are JSON: a string */
+  switch (a % 6) {
+  case 0: ws_conn_send_json(c, "s", "[true]", 6); break;
+  case 1: ws_conn_send_text(c, "\"t\"", 3); break;
+  case 2: ws_conn_send_binary(c, big, sizeof big); break;
+  case 3: ws_conn_send_prepared(c, W->prep); break;
+  case 4: ws_conn_send_error(c, "bad_room", "no such room"); break;
+  default: ws_conn_send_text(c, big, sizeof big - 1); break;
+  }
+}
+
+static void op_arm(fz_in *in) {
+  uint8_t kind = fz_byte(in, 0) % CB_COUNT_;
+  int i;
+  W->arm[kind][0] = 1;
+  for (i = 1; i <= 4; i++) W->arm[kind][i] = fz_byte(in, 0);
+}
+
+static void op_misc(fz_in *in, int op) {
+  static const uint32_t drains[4] = {0, 1, 300, 5000};
+  uint8_t a = fz_byte(in, 0);
+  slot *t = &W->t[a % NSLOT];
+  switch (op) {
+  case OP_FEED: if (t->c) feed_part(t, a >> 3); break;
+  case OP_WRITABLE: if (t->c) ws_conn_writable(t->c); break;
+  case OP_ABORT: if (t->c) ws_conn_abort(t->c); break;
+  case OP_SEND_DEVICE: send_device(dev_name(a)); break;
+  case OP_SHUTDOWN: host_shutdown(drains[a & 3]); break;
+  default: if ((a & 7) == 0) server_free(); break; /* OP_FREE, rarely */
+  }
+}
+
+static void run_op(fz_in *in) {
+  int op = fz_byte(in, 0) % OP_COUNT_;
+  if (!live()) return;
+  switch (op) {
+  case OP_NEW: op_new(in); break;
+  case OP_FRAME: op_frame(in); break;
+  case OP_MODE: op_mode(in); break;
+  case OP_CLOSE: op_close(in); break;
+  case OP_TICK: op_tick(in); break;
+  case OP_JOIN: case OP_LEAVE: case OP_USER: op_member(in, op); break;
+  case OP_BROADCAST: case OP_DEVICES: op_list(in, op); break;
+  case OP_PUSH: op_push(in); break;
+  case OP_POST: op_post(in); break;
+  case OP_SEND: op_send(in); break;
+  case OP_ARM: op_arm(in); break;
+  default: op_misc(in, op); break;
+  }
+}
+
+/* ---- invariants between operations ------------------------------------- */
+
+static void check_slot(const slot *t) {
+  if (t->opened)
+    FZ_CHECK(t->app_closed == t->tp_closed,
+             "on_close and the transport close out of step");
+  if (t->c == NULL) return;
+  FZ_CHECK(t->c->q.bytes <= W->max_queued + WS__QUEUE_SLACK,
+           "queued bytes past max_queued plus a close frame and a ping");
+  FZ_CHECK(ws_conn_want_write(t->c) == t->want,
+           "want_write signal differs from ws_conn_want_write");
+}
+
+static void check_gauges(void) {
+  ws_stats st;
+  uint64_t open = 0, pending = 0;
+  int i;
+  for (i = 0; i < NSLOT; i++) {
+    const slot *t = &W->t[i];
+    open += t->opened && !t->tp_closed;
+    pending += t->created && !t->opened && !t->tp_closed;
+  }
+  FZ_CHECK(ws_server_stats(W->s, &st, sizeof st) == WS_OK, "stats");
+  FZ_CHECK(st.conns_open == open && ws_server_conn_count(W->s) == open,
+           "conns_open differs from the connections opened and not closed");
+  FZ_CHECK(st.conns_pending == pending, "conns_pending differs");
+  FZ_CHECK(st.conns_total == (uint64_t)W->opens, "conns_total != on_opens");
+  FZ_CHECK(st.broadcasts >= W->bc_calls && st.fanout >= W->bc_fanout &&
+               st.broadcasts - W->bc_calls <= W->posts_ok,
+           "broadcasts / fanout differ from the fan-outs answered");
+  {
+    const uint64_t by[13] = {
+        st.closes_1000, st.closes_1001, st.closes_1002, st.closes_1003,
+        st.closes_1006, st.closes_1007, st.closes_1008, st.closes_1009,
+        st.closes_1011, st.closes_4000, st.closes_4001, st.closes_4002,
+        st.closes_other};
+    for (i = 0; i < 13; i++)
+      FZ_CHECK(by[i] == (uint64_t)W->closes_by[i],
+               "a closes_* counter differs from the codes on_close got");
+  }
+}
+
+/* The one reachable connection holding device d, or NULL. */
+static ws_conn *holder(int d) {
+  ws_conn *found = NULL;
+  int i;
+  for (i = 0; i < NSLOT; i++) {
+    const slot *t = &W->t[i];
+    if (!reachable(t) || t->dev != d) continue;
+    FZ_CHECK(found == NULL, "two open connections hold one device id");
+    found = t->c;
+  }
+  return found;
+}
+
+static void check_registry(void) {
+  size_t nu[NUSER] = {0}, ng[NGROUP] = {0};
+  int i, k;
+  for (i = 0; i < NDEV; i++)
+    FZ_CHECK(ws_server_find_device(W->s, devs[i]) == holder(i),
+             "ws_server_find_device differs from the open holder");
+  for (i = 0; i < NSLOT; i++) {
+    const slot *t = &W->t[i];
+    const char *u = t->c ? ws_conn_user(t->c) : NULL;
+    if (!reachable(t)) continue;
+    for (k = 0; k < NUSER; k++) nu[k] += u && !strcmp(u, users[k]);
+    for (k = 0; k < NGROUP; k++) ng[k] += (t->groups >> k) & 1;
+  }
+  for (k = 0; k < NUSER; k++)
+    FZ_CHECK(ws_server_user_count(W->s, users[k]) == nu[k],
+             "ws_server_user_count differs from the bound connections");
+  for (k = 0; k < NGROUP; k++)
+    FZ_CHECK(ws_server_group_count(W->s, groups[k]) == ng[k],
+             "ws_server_group_count differs from the members joined");
+}
+
+static void check_world(void) {
+  int i;
+  for (i = 0; i < NSLOT; i++) check_slot(&W->t[i]);
+  if (!live()) return;
+  check_gauges();
+  check_registry();
+}
+
+/* ---- setup and teardown -------------------------------------------------- */
+
+static void configure(ws_config *cfg, uint8_t flags) {
+  ws_config_init(cfg);
+  cfg->alloc = fz_allocator(&W->fa);
+  cfg->send = on_send;
+  if (flags & 16) cfg->sendv = on_sendv;
+  cfg->want_write = on_want;
+  cfg->close = on_tp_close;
+  cfg->handler = ws_mux_serve;
+  cfg->handler_data = W->mux;
+  cfg->on_open = on_open;
+  cfg->on_close = on_close;
+  cfg->on_upgrade = on_upgrade;
+  cfg->on_log = on_log;
+  cfg->on_shutdown = on_shutdown;
+  cfg->wake = on_wake;
+  cfg->duplicate_policy = (flags & 3) == 3 ? WS_DUP_REPLACE : flags & 3;
+  cfg->queue_policy = (flags & 4) ? WS_QUEUE_DROP : WS_QUEUE_CLOSE;
+  cfg->bad_message_policy = (flags & 8) ? WS_BADMSG_CLOSE : WS_BADMSG_REPLY;
+  cfg->close_timeout_ms = (flags & 32) ? 0 : 500;
+  cfg->max_queued = W->max_queued = (flags & 64) ? 1024 : 8192;
+  cfg->device_required = !(flags & 128);
+  cfg->max_message = MAX_MESSAGE;
+  cfg->handshake_timeout_ms = 1000;
+  cfg->idle_timeout_ms = 4000;
+  cfg->ping_interval_ms = 1500;
+  cfg->write_timeout_ms = 2000;
+}
+
+static void setup(uint8_t flags) {
+  ws_allocator al = fz_allocator(&W->fa);
+  ws_config cfg;
+  W->mux = ws_mux_new(&al);
+  if (W->mux == NULL || ws_mux_fallback(W->mux, h_any, NULL) != WS_OK ||
+      ws_mux_binary(W->mux, h_any, NULL) != WS_OK)
+    fz_fail("mux");
+  configure(&cfg, flags);
+  if (ws_server_new(&cfg, &W->s) != WS_OK) fz_fail("server_new");
+  if (ws_prepare_json(W->s, "prep", "1", 1, &W->prep) != WS_OK)
+    fz_fail("prepare");
+}
+
+/* Every socket takes all; the clock passes every deadline. After a
+ * shutdown nothing may be left then: the drain is over. */
+static void drain(void) {
+  int round, i;
+  memset(W->arm, 0, sizeof W->arm);
+  for (round = 0; round < 4 && live(); round++) {
+    for (i = 0; i < NSLOT && live(); i++) {
+      W->t[i].mode = M_ALL;
+      if (W->t[i].c) ws_conn_writable(W->t[i].c);
+    }
+    W->now += 100000;
+    if (live()) ws_server_tick(W->s, W->now);
+    if (W->dying) W->gone = 1;
+    check_world();
+  }
+  if (!live() || !W->shut_ok) return;
+  for (i = 0; i < NSLOT; i++)
+    FZ_CHECK(W->t[i].c == NULL, "a connection outlived the shutdown");
+  FZ_CHECK(W->on_shutdown, "shutdown over without on_shutdown");
+}
+
+static void teardown(void) {
+  int i;
+  drain();
+  if (live()) server_free();
+  for (i = 0; i < NSLOT; i++) {
+    slot *t = &W->t[i];
+    FZ_CHECK(!t->created || t->tp_closed, "connection never closed");
+    FZ_CHECK(!t->opened || t->app_closed, "opened without on_close");
+    fz_out_free(&t->out);
+    free(t->in.p);
+  }
+  ws_mux_free(W->mux);
+  if (getenv("FUZZ_TRACE"))
+    fprintf(stderr, "opens %ld on_close %ld handlers %ld fan-outs %lu "
+            "posts %lu shutdown %d/%d freed %d\n", W->opens, W->on_closes,
+            W->handlers, (unsigned long)W->bc_calls,
+            (unsigned long)W->posts_ok, W->shut_ok, W->on_shutdown, W->dying);
+  FZ_CHECK(W->fa.live == 0 && W->fa.live_bytes == 0,
+           "allocations live after ws_server_free and ws_mux_free");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  world w;
+  fz_in in = {data, size};
+  uint8_t flags, fail_at;
+  memset(&w, 0, sizeof w);
+  W = &w;
+  flags = fz_byte(&in, 0);
+  fail_at = fz_byte(&in, 0);
+  setup(flags);
+  fz_alloc_reset(&w.fa, fail_at);
+  while (in.n > 0 && live()) {
+    run_op(&in);
+    if (w.dying) w.gone = 1; /* outside every callback: gone */
+    if (w.shut_ok) w.shut_done = 1;
+    check_world();
+  }
+  teardown();
+  W = NULL;
+  return 0;
+}
