@@ -579,7 +579,8 @@ WS_EXTERN void *ws_server_user_data(const ws_server *s);
 
 /* Number of open WebSocket connections (handshake completed), including
  * those in their close handshake: they hold a socket and count against
- * max_connections until their transport close. */
+ * max_connections until they end (a connection ending is no longer
+ * counted in its own on_close and transport close callbacks). */
 WS_EXTERN size_t ws_server_conn_count(const ws_server *s);
 
 /* Counters. Read with ws_server_stats(s, &st, sizeof st). */

@@ -283,3 +283,29 @@ Test(contract, nested_request_callbacks_cannot_add_outer_lines) {
     cr_assert_eq(test_alloc_live(), 0);
   }
 }
+
+/* ws_server_conn_count (and conns_open) stop counting a connection when it
+ * ends: in its own on_close it is no longer counted, the others are. */
+static size_t count_in_on_close;
+static int count_on_close(ws_conn *c, int code, const char *reason,
+                          void *ud) {
+  count_in_on_close = ws_server_conn_count(ws_conn_server(c));
+  return k_on_close(c, code, reason, ud);
+}
+
+Test(contract, an_ending_connection_is_not_counted_in_its_on_close) {
+  ws_config cfg;
+  static mt_conn A, B;
+  ws_server *s;
+  k_cfg(&cfg);
+  cfg.on_close = count_on_close;
+  s = k_open(&cfg, &A);
+  mt_connect(&B, s, "b", MT_WHOLE);
+  cr_assert_eq(ws_server_conn_count(s), 2);
+  ws_conn_abort(A.c);
+  cr_assert_eq(K.closes, 1);
+  cr_assert_eq(count_in_on_close, 1, "only B");
+  cr_assert_eq(k_stats(s).conns_open, 1);
+  k_done(s, &A);
+  mt_free(&B);
+}
