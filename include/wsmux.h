@@ -474,7 +474,9 @@ typedef struct ws_config {
    * 408 (counted as WS_REFUSE_OTHER) and closed; a socket that sent no
    * byte is closed unanswered, and so is one whose complete request a
    * callback of its own (on_upgrade, on_http...) is still processing when
-   * a tick from there passes the deadline. */
+   * a tick from there passes the deadline. A request has one answer:
+   * one that a callback of a refusal (its on_log line) brought first (a
+   * tick's 408, a 101 from ws_conn_upgrade) stands instead of it. */
   uint32_t handshake_timeout_ms;
   uint32_t idle_timeout_ms;      /* read idle; default 60000 */
   uint32_t ping_interval_ms;     /* server ping after this quiet; 30000 */

@@ -82,7 +82,11 @@ static int refuse(ws_conn *c, int status, const char *reason) {
     c->s->answer->reason = reason;
   }
   ws__log(c->s, WS_LOG_INFO, "upgrade refused: %d %s", status, reason);
-  if (c->state == WS__DEAD) return WS_ECLOSED; /* on_log closed it */
+  /* on_log closed it, or answered it: a tick there passed the handshake
+   * deadline (408), or, from the 408's own line (no feed of it on the
+   * stack), upgraded it. That answer stands; a second one would follow
+   * it on the wire (after a 101, inside the WebSocket stream). */
+  if (c->state != WS__HANDSHAKE) return WS_ECLOSED;
   if (answering(c)) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, reason);
     return WS_OK;

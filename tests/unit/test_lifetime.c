@@ -1,0 +1,117 @@
+/*
+ * The lifetime audit of the public functions against re-entrant callbacks:
+ * one Test per defect it found, each failing on the code before its fix.
+ * State checked before a callback (a connection still in its handshake)
+ * and trusted after it, where the callback (on_log) had answered the
+ * request meanwhile.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mem_transport.h"
+#include "support.h"
+#include "wsmux.h"
+
+static struct {
+  int opens, upgrade_rc, ticked;
+  mt_conn *target;
+} L;
+
+static int l_on_open(ws_conn *c, void *ud) {
+  (void)c, (void)ud;
+  L.opens++;
+  return 0;
+}
+
+static ws_server *mk(void (*tweak)(ws_config *)) {
+  ws_config cfg;
+  ws_server *s;
+  memset(&L, 0, sizeof L);
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.on_open = l_on_open;
+  if (tweak) tweak(&cfg);
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  ws_server_tick(s, 0); /* the host's clock starts at 0 */
+  return s;
+}
+
+static void done(ws_server *s, mt_conn *a, mt_conn *b) {
+  ws_server_free(s);
+  cr_expect_eq(test_alloc_live(), 0, "%ld allocations live", test_alloc_live());
+  if (a) mt_free(a);
+  if (b) mt_free(b);
+}
+
+/* A valid upgrade's headers, for the host-parsed entry point. */
+static const ws_header k_headers[5] = {
+    {"Host", 4, "x", 1},
+    {"Upgrade", 7, "websocket", 9},
+    {"Connection", 10, "Upgrade", 7},
+    {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
+    {"Sec-WebSocket-Version", 21, "13", 2},
+};
+
+/* The request line alone: a head begun, kept in the connection's buffer
+ * until the handshake deadline (10 s) answers it with 408. */
+static const char k_head_begun[] = "GET /ws?device_id=a HTTP/1.1\r\n";
+
+/* ---- one answer per request ------------------------------------------- */
+
+/* The 408 at the handshake deadline runs outside any feed of the
+ * connection (a tick), and its buffered head is dropped before the
+ * refusal's log line: from there the host could upgrade the same
+ * connection (ws_conn_upgrade finds it new). It opened, and the refusal,
+ * which checked only for a connection ended by on_log, queued its 408
+ * after the 101: a client reads HTTP bytes as WebSocket frames. */
+static void log_upgrades(ws_server *s, int level, const char *msg, void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (strstr(msg, "upgrade refused: 408") && L.target->c)
+    L.upgrade_rc = ws_conn_upgrade(L.target->c, "GET", "/ws", "device_id=a",
+                                   k_headers, 5);
+}
+static void with_log_upgrading(ws_config *c) { c->on_log = log_upgrades; }
+
+Test(lifetime, an_upgrade_from_a_408s_on_log_is_not_followed_by_it) {
+  mt_conn A;
+  ws_stats st;
+  ws_server *s = mk(with_log_upgrading);
+  L.target = &A;
+  mt_open(&A, s);
+  cr_assert_eq(mt_feed_str(&A, k_head_begun, MT_WHOLE), WS_OK);
+  ws_server_tick(s, 20000); /* the deadline: 408, and on_log upgrades */
+  cr_expect_eq(L.upgrade_rc, WS_OK);
+  cr_expect_eq(L.opens, 1);
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
+  mt_expect_nothing(&A); /* no 408 inside the WebSocket stream */
+  cr_expect_not_null(A.c, "the open connection stays");
+  ws_server_stats(s, &st, sizeof st);
+  cr_expect_eq(st.conns_open, 1);
+  done(s, &A, NULL);
+}
+
+/* A refusal's on_log that ticks past the handshake deadline: the 408
+ * answered the buffered head from there, then the refusal on the stack
+ * (a malformed line, 400) queued its own answer behind it, two HTTP
+ * responses to one request. The first answer stands. */
+static void log_ticks(ws_server *s, int level, const char *msg, void *ud) {
+  (void)level, (void)ud;
+  if (strstr(msg, "upgrade refused: 400") && !L.ticked++)
+    ws_server_tick(s, 20000);
+}
+static void with_log_ticking(ws_config *c) { c->on_log = log_ticks; }
+
+Test(lifetime, a_408_from_a_refusals_on_log_is_the_only_answer) {
+  mt_conn A;
+  ws_server *s = mk(with_log_ticking);
+  mt_open(&A, s);
+  cr_assert_eq(mt_feed_str(&A, k_head_begun, MT_WHOLE), WS_OK);
+  mt_feed_str(&A, "Host: x\x01\r\n", MT_WHOLE); /* a control byte: 400 */
+  cr_expect_eq(L.ticked, 1, "the refusal was logged");
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 408);
+  mt_expect_nothing(&A);
+  cr_expect_eq(A.closes, 1);
+  done(s, &A, NULL);
+}
