@@ -354,9 +354,10 @@ typedef struct ws_config {
    * accepted. */
   int (*on_close)(ws_conn *c, int code, const char *reason, void *user_data);
   /* Optional. Decide on an upgrade after the library's own checks passed,
-   * but for two that come after it: a duplicate device id under
-   * WS_DUP_REFUSE or WS_DUP_REPLACE_SAME_USER (409) and running out of
-   * memory (503) may still refuse
+   * but for three that come after it: a duplicate device id under
+   * WS_DUP_REFUSE or WS_DUP_REPLACE_SAME_USER (409), running out of
+   * memory (503) and max_connections, checked again for connections that
+   * this upgrade's callbacks opened meanwhile (503), may still refuse
    * the connection after on_upgrade returned 0. It then ends without
    * on_open or on_close (what on_upgrade bound with ws_conn_set_user or
    * ws_conn_join is undone by the library): keep the host's own

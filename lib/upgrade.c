@@ -7,7 +7,8 @@
  *   malformed 400 / too large 431 -> not an upgrade: on_http, else 426 on
  *   the path or 404 -> wrong path 404 -> RFC 6455 checks 400/426 ->
  *   shutting down or connection cap 503 -> Origin 403 -> device id 400 ->
- *   on_upgrade (its status) -> duplicate device id 409 (WS_DUP_REFUSE, or
+ *   on_upgrade (its status) -> connection cap 503 again (others opened
+ *   from those callbacks) -> duplicate device id 409 (WS_DUP_REFUSE, or
  *   WS_DUP_REPLACE_SAME_USER and another user).
  */
 #include <string.h>
@@ -362,6 +363,10 @@ static int decide(ws_conn *c, const ws__reqview *rv,
                   const ws__upgrade_check *chk) {
   int err;
   if (ask_host(c, rv) != WS_OK) return WS_ECLOSED;
+  /* The cap again: check_origin, select_subprotocol and on_upgrade may
+   * have opened others (fed from there) since upgrade_run checked it. */
+  if (c->s->st.conns_open >= c->s->cfg.max_connections)
+    return refuse(c, 503, "too many connections");
   if (c->device_id && (err = ws__registry_reserve_device(c)) != WS_OK)
     return err == WS_EEXIST ? refuse(c, 409, "device_id already connected")
                             : refuse(c, 503, "out of memory");

@@ -1,9 +1,10 @@
 /*
  * The lifetime audit of the public functions against re-entrant callbacks:
  * one Test per defect it found, each failing on the code before its fix.
- * State checked before a callback (a connection still in its handshake)
- * and trusted after it, where the callback (on_log) had answered the
- * request meanwhile.
+ * State checked before a callback (a connection still in its handshake,
+ * the connection count under max_connections) and trusted after it, where
+ * the callback (on_log, on_upgrade) had answered the request or opened
+ * other connections meanwhile.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -15,7 +16,9 @@
 
 static struct {
   int opens, upgrade_rc, ticked;
-  mt_conn *target;
+  mt_conn *target, *other;
+  char req[512];
+  size_t reqlen;
 } L;
 
 static int l_on_open(ws_conn *c, void *ud) {
@@ -114,4 +117,45 @@ Test(lifetime, a_408_from_a_refusals_on_log_is_the_only_answer) {
   mt_expect_nothing(&A);
   cr_expect_eq(A.closes, 1);
   done(s, &A, NULL);
+}
+
+/* ---- the connection cap ----------------------------------------------- */
+
+/* max_connections was checked before check_origin, select_subprotocol and
+ * on_upgrade: another connection upgraded from one of them (here B, fed
+ * from A's on_upgrade) took the last place, and A opened past the cap. */
+static int upgrade_other(ws_conn *c, const ws_request *req,
+                         const char **reason, void *ud) {
+  (void)c, (void)req, (void)reason, (void)ud;
+  if (L.other && L.other->c) {
+    mt_conn *b = L.other;
+    L.other = NULL; /* B's own on_upgrade does nothing */
+    mt_feed(b, L.req, L.reqlen, MT_WHOLE);
+  }
+  return 0;
+}
+static void one_place(ws_config *c) {
+  c->max_connections = 1;
+  c->on_upgrade = upgrade_other;
+}
+
+Test(lifetime, an_upgrade_from_on_upgrade_does_not_pass_max_connections) {
+  mt_conn A, B;
+  char req[512];
+  size_t n;
+  ws_stats st;
+  ws_server *s = mk(one_place);
+  mt_open(&A, s);
+  mt_open(&B, s);
+  L.reqlen = mt_request(L.req, sizeof L.req, "b", NULL);
+  L.other = &B;
+  n = mt_request(req, sizeof req, "a", NULL);
+  mt_feed(&A, req, n, MT_WHOLE);
+  cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 101);
+  cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 503);
+  cr_expect_eq(L.opens, 1);
+  cr_expect_eq(ws_server_conn_count(s), 1);
+  ws_server_stats(s, &st, sizeof st);
+  cr_expect_eq(st.refusals[WS_REFUSE_UNAVAILABLE], 1);
+  done(s, &A, &B);
 }
