@@ -135,16 +135,23 @@ Test(device_replace, a_replaced_older_leaves_the_newers_memberships) {
  * (the "reconnected" line is logged between the two) replaces nothing:
  * the older keeps its device id, open, instead of being closed 4000 for
  * a connection that no longer exists (both were gone before). */
-Test(device_replace, a_newer_ended_by_on_log_leaves_the_older_its_id) {
+/* C[0] holds "phone"; C[1] asks for it, and on_log's "reconnected" line
+ * aborts C[1] (and too, when given). */
+static void reconnect_ended_by_on_log(mt_conn *too) {
   char req[512];
   size_t n;
   fixture(WS_DUP_REPLACE);
   mt_connect(&C[0], S, "phone", MT_WHOLE);
   mt_open(&C[1], S);
   G.abort_at_reconnect = &C[1];
+  G.abort_too = too;
   n = mt_request(req, sizeof req, "phone", NULL);
   cr_assert_eq(mt_feed(&C[1], req, n, MT_WHOLE), WS_ECLOSED);
   cr_assert_null(G.abort_at_reconnect, "on_log ran");
+}
+
+Test(device_replace, a_newer_ended_by_on_log_leaves_the_older_its_id) {
+  reconnect_ended_by_on_log(NULL);
   cr_assert_eq(C[1].closes, 1);
   cr_assert_eq(ws_server_find_device(S, "phone"), C[0].c);
   cr_assert_not(G.closed[0]);
@@ -161,15 +168,7 @@ Test(device_replace, a_newer_ended_by_on_log_leaves_the_older_its_id) {
 /* on_log ending both: neither holds the id, and the index names neither
  * (the older, unindexed by then, must not be put back). */
 Test(device_replace, on_log_ending_both_leaves_the_id_free) {
-  char req[512];
-  size_t n;
-  fixture(WS_DUP_REPLACE);
-  mt_connect(&C[0], S, "phone", MT_WHOLE);
-  mt_open(&C[1], S);
-  G.abort_at_reconnect = &C[1];
-  G.abort_too = &C[0];
-  n = mt_request(req, sizeof req, "phone", NULL);
-  cr_assert_eq(mt_feed(&C[1], req, n, MT_WHOLE), WS_ECLOSED);
+  reconnect_ended_by_on_log(&C[0]);
   cr_assert_eq(C[0].closes + C[1].closes, 2);
   cr_assert_null(ws_server_find_device(S, "phone"));
   cr_assert_eq(ws_send_device(S, "phone", "x", NULL), 0);
