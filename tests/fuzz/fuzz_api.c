@@ -58,6 +58,7 @@
  * connection has ended and on_shutdown has run. Then ws_server_free ends
  * every connection and no allocation is left.
  */
+#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,19 +73,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define NGROUP 3
 #define MAX_MESSAGE 2048
 #define MAX_DEPTH 3
+#define ARM_LEN 6   /* an armed program's bytes */
+#define MAX_MADE 12 /* connections made per input */
+#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define KEY_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" /* RFC 6455 1.3 */
 
 enum op {
   OP_NEW, OP_FRAME, OP_FEED, OP_MODE, OP_WRITABLE, OP_CLOSE, OP_ABORT,
   OP_JOIN, OP_LEAVE, OP_USER, OP_SEND_DEVICE, OP_BROADCAST, OP_PUSH,
   OP_POST, OP_TICK, OP_SHUTDOWN, OP_FREE, OP_SEND, OP_ARM, OP_DEVICES,
-  OP_COUNT_
+  OP_UPGRADE, OP_PREP, OP_MUX, OP_COUNT_
 };
 enum { M_ALL = 0, M_PARTIAL, M_BLOCK, M_FAIL };
 /* The callbacks an armed program may run from (wake may not: it may call
  * only the thread-safe ws_post). */
 enum cb {
   CB_SEND, CB_WANT, CB_CLOSE, CB_OPEN, CB_ON_CLOSE, CB_LOG, CB_HANDLER,
-  CB_UPGRADE, CB_SHUTDOWN, CB_COUNT_
+  CB_UPGRADE, CB_SHUTDOWN, CB_HTTP, CB_COUNT_
 };
 
 typedef struct bytes {
@@ -99,6 +104,9 @@ typedef struct slot {
   int dev;         /* device id index, -1 none */
   unsigned groups; /* bit g: the host joined it to group g */
   int mode;
+  int hold;        /* under ws_conn_upgrade_answer: the socket takes 0 */
+  int responded;   /* http_respond answered WS_OK (1), WS_ENOMEM (2) */
+  uint8_t e;       /* the request's extras: see build_request */
   size_t partial;
   int want;
   bytes in; /* client bytes not fed yet */
@@ -110,6 +118,14 @@ typedef struct world {
   ws_server *s;
   ws_mux *mux;
   ws_prepared *prep;
+  ws_prepared *pp[2]; /* the program's own prepared messages */
+  size_t max_conn;
+  int origin_mode; /* 0 default, 1 allowed_origins, 2 check_origin */
+  int sp_mode;     /* 0 none, 1 subprotocols, 2 select_subprotocol */
+  int made;        /* connections made */
+  unsigned reg;    /* bit k: actions[k] has a mux entry */
+  int fallback_on, binary_on;
+  slot *answering; /* inside ws_conn_upgrade_answer for this slot */
   size_t max_queued;
   int dying;    /* ws_server_free was called */
   int gone;     /* ... and returned: the server must not be touched */
@@ -118,9 +134,10 @@ typedef struct world {
   int on_shutdown;
   int in_post; /* inside ws_post: the only place wake may come from */
   int depth;
+  int trace; /* FUZZ_TRACE set: the operations on stderr */
   uint64_t now;
   slot t[NSLOT];
-  uint8_t arm[CB_COUNT_][5]; /* [0] set: armed; [1..4] the program */
+  uint8_t arm[CB_COUNT_][ARM_LEN + 1]; /* [0] set: armed; then the program */
   long opens, on_closes, closes_by[13], handlers;
   uint64_t bc_calls, bc_fanout, posts_ok;
 } world;
@@ -172,7 +189,7 @@ static void reenter(int kind) {
   if (!W->arm[kind][0] || W->depth >= MAX_DEPTH || !live()) return;
   W->arm[kind][0] = 0;
   in.p = &W->arm[kind][1];
-  in.n = 4;
+  in.n = ARM_LEN;
   W->depth++;
   run_op(&in);
   W->depth--;
@@ -190,6 +207,7 @@ static int close_bucket(int code) {
 /* ---- transport ---------------------------------------------------------- */
 
 static size_t take(slot *t, size_t want) {
+  if (t->hold) return 0;
   if (t->mode == M_PARTIAL) return want < t->partial ? want : t->partial;
   return t->mode == M_BLOCK ? 0 : want;
 }
@@ -252,11 +270,81 @@ static int on_tp_close(ws_conn *c, void *tr) {
 
 /* ---- application callbacks --------------------------------------------- */
 
+/* Origin: none, one check_origin allows, one no mode allows, the Host's. */
+static const char *const origins[4] = {NULL, "http://ok", "http://evil",
+                                       "http://h"};
+
+/* Whether Origin o may open under the config's mode: the default allows
+ * its Host's, a list adds its entries, a callback alone decides. */
+static int origin_ok(int o) {
+  static const char ok[3][4] = {{1, 0, 0, 1}, {1, 1, 0, 1}, {1, 1, 0, 0}};
+  return ok[W->origin_mode][o];
+}
+
+static int check_origin(const ws_request *req, const char *origin,
+                        void *ud) {
+  const char *h = ws_request_header(req, "Origin");
+  (void)ud;
+  FZ_CHECK(origin ? h && !strcmp(origin, h) : h == NULL,
+           "check_origin: origin differs from the request's");
+  return origin == NULL || !strcmp(origin, origins[1]);
+}
+
+/* select_subprotocol by the request's b: 1 the last name offered (a
+ * pointer into offered), 2 one not offered (500), 3 "json", else none. */
+static const char *select_proto(const ws_request *req, const char *offered,
+                                void *ud) {
+  const char *b = ws_request_query(req, "b"), *p;
+  (void)ud;
+  if (offered == NULL || b == NULL) return NULL;
+  if (b[0] == '2') return "bogus";
+  if (b[0] == '3') return "json";
+  if (b[0] != '1') return NULL;
+  p = strrchr(offered, ',');
+  if (p == NULL) return offered;
+  for (p++; *p == ' '; p++) {
+  }
+  return p;
+}
+
+static const char REFUSED[] = "refused", ANY[] = "any";
+
+/* The subprotocol t's upgrade gets (see build_request's offers), REFUSED
+ * when it may not open, ANY when two Sec-WebSocket-Protocol headers leave
+ * what select_subprotocol is offered open (their value joined, or the
+ * first: the header does not say). */
+static const char *proto_want(const slot *t) {
+  static const char *const last[3] = {NULL, "chat", "x"};
+  int offer = (t->e >> 2) & 3, beh = t->e >> 6;
+  if (W->sp_mode == 0) return NULL;
+  if (W->sp_mode == 1) return (offer & 1) ? "chat" : NULL;
+  if (offer == 3 && beh) return ANY;
+  if (offer == 0 || beh == 0) return NULL;
+  if (beh == 1) return last[offer];
+  return beh == 3 && offer == 1 ? "json" : REFUSED;
+}
+
+static int proto_ok(const slot *t, const char *got) {
+  const char *want = proto_want(t);
+  if (want == REFUSED) return 0;
+  if (want == ANY)
+    return got == NULL || !strcmp(got, "chat") || !strcmp(got, "json");
+  return want ? got && !strcmp(got, want) : got == NULL;
+}
+
 static int on_open(ws_conn *c, void *ud) {
   slot *t = slot_of(c);
   const char *id = ws_conn_device_id(c);
   (void)ud;
   FZ_CHECK(!t->opened, "on_open twice");
+  FZ_CHECK(ws_server_conn_count(ws_conn_server(c)) <= W->max_conn,
+           "on_open past max_connections");
+  FZ_CHECK(origin_ok(t->e & 3), "on_open for an Origin the config refuses");
+  FZ_CHECK(proto_ok(t, ws_conn_subprotocol(c)),
+           "the subprotocol differs from the one negotiable");
+  FZ_CHECK(ws_conn_add_header(c, "X-A", "1") == WS_ESTATE &&
+               ws_conn_http_respond(c, 200, NULL, NULL, 0) == WS_ESTATE,
+           "add_header or http_respond from on_open: not WS_ESTATE");
   FZ_CHECK(!W->shut_ok && !W->dying, "on_open after shutdown or free");
   FZ_CHECK(t->dev < 0 ? id == NULL : id && !strcmp(id, devs[t->dev]),
            "device id differs from the request's");
@@ -306,6 +394,34 @@ static int on_wake(ws_server *s, void *ud) {
   return 0;
 }
 
+/* WS_ESTATE or WS_ECLOSED: after a WS_ENOMEM from ws_conn_http_respond,
+ * which closed the connection in building the answer (the header does
+ * not say which of "after the response" and "closed" wins). */
+#define EITHER 1
+
+/* What a well-formed ws_conn_add_header or ws_conn_http_respond on t's
+ * connection c must answer now. */
+static int hdr_want(const slot *t, ws_conn *c) {
+  if (t->responded == 2) return EITHER;
+  if (t->responded || (t->c == c && W->answering == t)) return WS_ESTATE;
+  if (t->c != c || c->state != WS__HANDSHAKE) return WS_ECLOSED;
+  return WS_OK;
+}
+
+/* An answer rc where want (or WS_ENOMEM for WS_OK) was due. */
+static void check_answer(const char *call, int want, int rc) {
+  if (rc == want || (want == WS_OK && rc == WS_ENOMEM)) return;
+  if (want == EITHER && (rc == WS_ESTATE || rc == WS_ECLOSED)) return;
+  fprintf(stderr, "%s answered %s, not %s\n", call, ws_err_name(rc),
+          ws_err_name(want));
+  fz_fail("an answer differs from the header's");
+}
+
+static void add_header(slot *t, ws_conn *c, const char *n, const char *v) {
+  int want = hdr_want(t, c);
+  check_answer("ws_conn_add_header", want, ws_conn_add_header(c, n, v));
+}
+
 /* The request's query: user=uN binds a user, group=gN joins a group,
  * refuse=1 answers 403. */
 static int on_upgrade(ws_conn *c, const ws_request *req, const char **reason,
@@ -317,6 +433,9 @@ static int on_upgrade(ws_conn *c, const ws_request *req, const char **reason,
   if (u && ws_conn_set_user(c, u) == WS_OK)
     FZ_CHECK(!strcmp(ws_conn_user(c), u), "user not bound");
   if (g && ws_conn_join(c, g) == WS_OK) t->groups |= 1u << (g[1] - '0');
+  add_header(t, c, "Set-Cookie", "s=1");
+  FZ_CHECK(ws_conn_http_respond(c, 200, NULL, NULL, 0) == WS_ESTATE,
+           "ws_conn_http_respond from on_upgrade: not WS_ESTATE");
   reenter(CB_UPGRADE);
   if (ws_request_query(req, "refuse")) {
     *reason = "refused by the host";
@@ -329,11 +448,11 @@ static int on_upgrade(ws_conn *c, const ws_request *req, const char **reason,
  * against what they answered ------------------------------------------- */
 
 /* Open connections that are not closing: the ones a fan-out may reach. */
-static int reachable(const slot *t) {
+FZ_NOCOV static int reachable(const slot *t) {
   return t->c && t->c->state == WS__OPEN;
 }
 
-static size_t count_reachable(void) {
+FZ_NOCOV static size_t count_reachable(void) {
   size_t n = 0;
   int i;
   for (i = 0; i < NSLOT; i++) n += reachable(&W->t[i]);
@@ -353,7 +472,7 @@ static void broadcast_all(const char *data, size_t len) {
 }
 
 /* Distinct ids in the list that name an open connection. */
-static size_t found_ids(const char *const *ids, size_t n) {
+FZ_NOCOV static size_t found_ids(const char *const *ids, size_t n) {
   size_t i, k, found = 0;
   for (i = 0; i < n; i++) {
     int dup = 0;
@@ -436,8 +555,38 @@ static void host_shutdown(uint32_t ms) {
 
 /* ---- handlers ----------------------------------------------------------- */
 
-static slot *handler_entry(ws_conn *c, const ws_msg *msg) {
+static const char *const actions[] = {"echo", "bcast", "close", "join",
+                                      "leave", "user", "fail", "free",
+                                      "nope", "", "pub", "dev"};
+#define NACTIONS (sizeof(actions) / sizeof(actions[0]))
+
+/* The mux's handlers are all h_any; user_data tells which one ran. */
+static char entry_tag[NACTIONS], fallback_tag, binary_tag;
+
+static int action_index(const char *a) {
+  size_t k;
+  for (k = 0; a && k < NACTIONS; k++)
+    if (!strcmp(a, actions[k])) return (int)k;
+  return -1;
+}
+
+/* The mux ran the handler it has for the message: the action's entry,
+ * else the fallback; binary messages the binary handler. */
+static void check_route(const ws_msg *msg, void *ud) {
+  int k = msg->binary ? -1 : action_index(msg->action);
+  int reg = k >= 0 && ((W->reg >> k) & 1);
+  if (ud == &binary_tag)
+    FZ_CHECK(msg->binary && W->binary_on, "binary handler for text");
+  else if (ud == &fallback_tag)
+    FZ_CHECK(!msg->binary && !reg && W->fallback_on,
+             "fallback for a registered action or binary message");
+  else
+    FZ_CHECK(reg && ud == &entry_tag[k], "the entry of another action ran");
+}
+
+static slot *handler_entry(ws_conn *c, const ws_msg *msg, void *ud) {
   slot *t = slot_of(c);
+  check_route(msg, ud);
   FZ_CHECK(t->opened && !t->app_closed, "handler outside on_open..on_close");
   FZ_CHECK(!t->host_closed, "handler after ws_conn_close");
   FZ_CHECK(!W->shut_done, "handler after ws_server_shutdown");
@@ -452,11 +601,10 @@ static slot *handler_entry(ws_conn *c, const ws_msg *msg) {
 
 /* One handler for every action: what it does is in the name. */
 static int h_any(ws_conn *c, const ws_msg *msg, void *ud) {
-  slot *t = handler_entry(c, msg);
+  slot *t = handler_entry(c, msg, ud);
   const char *a = msg->action ? msg->action : "";
   size_t n;
   const char *d = ws_msg_data_json(msg, &n);
-  (void)ud;
   if (t->c != c || !live()) return 0; /* ended by the armed program */
   if (msg->binary) return ws_conn_send_binary(c, msg->text, msg->len);
   if (!strcmp(a, "echo")) return ws_conn_send_json(c, "echo", d, d ? n : 0);
@@ -469,6 +617,49 @@ static int h_any(ws_conn *c, const ws_msg *msg, void *ud) {
   if (!strcmp(a, "dev")) send_device(devs[1]);
   if (!strcmp(a, "free")) server_free();
   return strcmp(a, "fail") ? 0 : -1;
+}
+
+/* ---- on_http ------------------------------------------------------------ */
+
+static void respond(slot *t, ws_conn *c, int status, const char *body,
+                    size_t len) {
+  int want = hdr_want(t, c);
+  int rc = ws_conn_http_respond(c, status, NULL, body, len);
+  check_answer("ws_conn_http_respond", want, rc);
+  if (rc == WS_OK || rc == WS_ENOMEM) t->responded = rc ? 2 : 1;
+}
+
+/* Arguments the header calls invalid, in any state. */
+static void bad_answers(ws_conn *c) {
+  FZ_CHECK(ws_conn_add_header(c, "Content-Length", "1") == WS_EINVAL &&
+               ws_conn_add_header(c, "sec-websocket-x", "1") == WS_EINVAL &&
+               ws_conn_add_header(c, "X-B", "a\r\nb") == WS_EINVAL &&
+               ws_conn_add_header(c, "X B", "1") == WS_EINVAL,
+           "ws_conn_add_header took a reserved name or a bad line");
+  FZ_CHECK(ws_conn_http_respond(c, 199, NULL, NULL, 0) == WS_EINVAL &&
+               ws_conn_http_respond(c, 600, NULL, NULL, 0) == WS_EINVAL &&
+               ws_conn_http_respond(c, 204, NULL, "x", 1) == WS_EINVAL &&
+               ws_conn_http_respond(c, 200, "a\nb", NULL, 0) == WS_EINVAL,
+           "ws_conn_http_respond took a bad status, body or type");
+}
+
+/* By the request's behaviour bits: leave the answer to the library (426
+ * or 404, with a line added), answer 200 (a second answer and a line
+ * after it: WS_ESTATE), bad arguments then a 204, or close first. */
+static int on_http(ws_conn *c, const ws_request *req, void *ud) {
+  slot *t = slot_of(c);
+  int beh = t->e >> 6;
+  (void)req, (void)ud;
+  FZ_CHECK(W->answering != t, "on_http under ws_conn_upgrade_answer");
+  FZ_CHECK(!t->opened, "on_http for an opened connection");
+  reenter(CB_HTTP);
+  if (beh == 2) bad_answers(c);
+  if (beh == 3 && t->c == c) host_close(t, WS_CLOSE_NORMAL, NULL);
+  add_header(t, c, "X-A", "1");
+  if (beh == 1) respond(t, c, 200, "hi", 2);
+  if (beh) respond(t, c, beh == 2 ? 204 : 200, NULL, 0);
+  if (beh == 1) add_header(t, c, "X-A", "1");
+  return 0;
 }
 
 /* ---- client bytes ------------------------------------------------------- */
@@ -521,11 +712,6 @@ static void frame(slot *t, int fin_op, const void *p, size_t n, uint8_t k) {
 static void text(slot *t, const char *s, uint8_t k) {
   frame(t, 0x81, s, strlen(s), k);
 }
-
-static const char *const actions[] = {"echo", "bcast", "close", "join",
-                                      "leave", "user", "fail", "free",
-                                      "nope", "", "pub", "dev"};
-#define NACTIONS (sizeof(actions) / sizeof(actions[0]))
 
 /* {"action":A,"data":D}: D a number, a string of w letters, or absent. */
 static void envelope(char *buf, size_t cap, uint8_t a, uint8_t d) {
@@ -583,42 +769,187 @@ static void client_frame(slot *t, uint8_t kind, uint8_t a, uint8_t d) {
   }
 }
 
-static void request(slot *t, uint8_t a, uint8_t b) {
-  char req[512];
+typedef struct req {
+  char path[8], query[80];
+  ws_header h[10];
+  size_t n;
+} req;
+
+static void hdr(req *r, const char *name, const char *value) {
+  ws_header *h = &r->h[r->n++];
+  h->name = name;
+  h->name_len = strlen(name);
+  h->value = value;
+  h->value_len = strlen(value);
+}
+
+/* t's request. b: bits 0-1 user (none, u0-u2), 2-3 group, 4 refuse=1.
+ * t->e: bits 0-1 Origin (origins[]), 2-3 subprotocols offered (none,
+ * "json, chat", "x", "chat" and "json" in two headers), 4-5 kind (2: path
+ * /page, 3: no Upgrade: both for on_http), 6-7 b=N in the query: on_http's
+ * answer or select_subprotocol's choice. */
+static void build_request(req *r, const slot *t, uint8_t b) {
   char dev[16] = "", user[16] = "", group[16] = "";
+  int offer = (t->e >> 2) & 3, kind = (t->e >> 4) & 3;
   if (t->dev >= 0) snprintf(dev, sizeof dev, "device_id=%s&", devs[t->dev]);
   if (b & 3) snprintf(user, sizeof user, "user=%s&", users[(b & 3) - 1]);
   if (b & 12)
     snprintf(group, sizeof group, "group=%s&", groups[((b >> 2) & 3) - 1]);
-  snprintf(req, sizeof req,
-           "GET /ws?%s%s%s%s HTTP/1.1\r\nHost: h\r\n"
-           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-           "Sec-WebSocket-Version: 13\r\n\r\n",
-           dev, user, group, (b & 16) ? "refuse=1" : "x=y");
-  bytes_add(&t->in, req, strlen(req));
-  (void)a;
+  snprintf(r->query, sizeof r->query, "%s%s%sb=%d%s", dev, user, group,
+           t->e >> 6, (b & 16) ? "&refuse=1" : "");
+  snprintf(r->path, sizeof r->path, "%s", kind == 2 ? "/page" : "/ws");
+  r->n = 0;
+  hdr(r, "Host", "h");
+  if (kind != 3) hdr(r, "Upgrade", "websocket");
+  if (kind != 3) hdr(r, "Connection", "Upgrade");
+  hdr(r, "Sec-WebSocket-Key", KEY);
+  hdr(r, "Sec-WebSocket-Version", "13");
+  if (t->e & 3) hdr(r, "Origin", origins[t->e & 3]);
+  if (offer)
+    hdr(r, "Sec-WebSocket-Protocol",
+        offer == 1 ? "json, chat" : offer == 2 ? "x" : "chat");
+  if (offer == 3) hdr(r, "Sec-WebSocket-Protocol", "json");
+}
+
+/* The request as bytes to feed. */
+static void request(slot *t, uint8_t b) {
+  char line[128];
+  req r;
+  size_t i;
+  build_request(&r, t, b);
+  snprintf(line, sizeof line, "GET %s?%s HTTP/1.1\r\n", r.path, r.query);
+  bytes_add(&t->in, line, strlen(line));
+  for (i = 0; i < r.n; i++) {
+    bytes_add(&t->in, r.h[i].name, r.h[i].name_len);
+    bytes_add(&t->in, ": ", 2);
+    bytes_add(&t->in, r.h[i].value, r.h[i].value_len);
+    bytes_add(&t->in, "\r\n", 2);
+  }
+  bytes_add(&t->in, "\r\n", 2);
+}
+
+/* Odd headers for the pre-parsed entry points: a second key, whitespace
+ * around Host's value, a second Host, the second header dropped or
+ * emptied, a control byte in a value, a name that is no token. */
+static void mutate(req *r, uint8_t how) {
+  switch (how & 7) {
+  case 1: hdr(r, "sec-websocket-key", KEY); break;
+  case 2: r->h[0].value = " h\t"; r->h[0].value_len = 3; break;
+  case 3: hdr(r, "HOST", "h"); break;
+  case 4: r->h[1] = r->h[--r->n]; break;
+  case 5: r->h[1].value_len = 0; break;
+  case 6: hdr(r, "X-C", "a\001b"); break;
+  case 7: hdr(r, "Bad Name", "v"); break;
+  default: break;
+  }
 }
 
 /* ---- operations --------------------------------------------------------- */
 
-/* A new connection on a free slot, its request fed all, half, one byte or
- * none of it (OP_FEED feeds the rest). */
-static void op_new(fz_in *in) {
-  uint8_t a = fz_byte(in, 0), b = fz_byte(in, 0);
-  slot *t = &W->t[a % NSLOT];
+/* A connection on t (free), for a request with extras e, or NULL. */
+static ws_conn *slot_new(slot *t, uint8_t a, uint8_t e) {
   ws_conn *c;
-  if (t->c != NULL) return;
+  if (t->c != NULL || W->made >= MAX_MADE) return NULL;
+  W->made++;
   fz_out_free(&t->out);
   free(t->in.p);
   memset(t, 0, sizeof(*t));
   t->dev = (a & 0x20) ? -1 : (a >> 3) % NDEV;
-  if (ws_conn_new(W->s, t, &c) != WS_OK) return;
+  t->e = e;
+  if (ws_conn_new(W->s, t, &c) != WS_OK) return NULL;
   t->c = c;
   t->created = 1;
   t->out.json_text = 1;
-  request(t, a, b);
+  return c;
+}
+
+/* A new connection on a free slot, its request fed all, half, one byte or
+ * none of it (OP_FEED feeds the rest). */
+static void op_new(fz_in *in) {
+  uint8_t a = fz_byte(in, 0), b = fz_byte(in, 0), e = fz_byte(in, 0);
+  slot *t = &W->t[a % NSLOT];
+  if (slot_new(t, a, e) == NULL) return;
+  request(t, b);
   feed_part(t, (uint8_t)(a >> 6));
+}
+
+/* The host writes its own 101 (ws_conn_upgrade_answer), then lets the
+ * library's output follow. */
+static void answer_101(slot *t, const char *accept) {
+  char head[200];
+  const char *p = ws_conn_subprotocol(t->c);
+  snprintf(head, sizeof head,
+           "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+           accept, p ? "Sec-WebSocket-Protocol: " : "", p ? p : "",
+           p ? "\r\n" : "");
+  fz_out_append(&t->out, head, strlen(head));
+  t->hold = 0;
+}
+
+static void upgrade_answer(slot *t, ws_conn *c, const req *r,
+                           const char *method, const char *path,
+                           const char *query, int two_keys) {
+  char acc[WS_ACCEPT_LEN + 1];
+  const char *reason = NULL;
+  int status = 0, rc;
+  slot *was = W->answering;
+  W->answering = t;
+  t->hold = 1;
+  rc = ws_conn_upgrade_answer(c, method, path, query, r->h, r->n, &status,
+                              &reason, acc);
+  W->answering = was;
+  FZ_CHECK(rc == WS_OK, "ws_conn_upgrade_answer: not WS_OK");
+  if (status != 101) {
+    FZ_CHECK(status >= 400 && status <= 599 && reason != NULL,
+             "ws_conn_upgrade_answer refused without a status or reason");
+    FZ_CHECK(t->c != c, "ws_conn_upgrade_answer refused and kept c");
+    return;
+  }
+  FZ_CHECK(t->c == c && t->opened, "a 101 answer without on_open");
+  FZ_CHECK(strlen(acc) == WS_ACCEPT_LEN &&
+               (two_keys || !strcmp(acc, KEY_ACCEPT)),
+           "Sec-WebSocket-Accept differs from RFC 6455's");
+  answer_101(t, acc);
+}
+
+/* A pre-parsed request: m bit 0 ws_conn_upgrade_answer, 1-3 mutate(), 4-5
+ * the method, 6 an absolute-form target, 7 the query left in the path. */
+static void upgrade_call(slot *t, ws_conn *c, req *r, uint8_t m) {
+  static const char *const methods[4] = {"GET", "HEAD", "POST", "G T"};
+  const char *method = methods[(m >> 4) & 3], *q = (m & 0x80) ? NULL : "";
+  char path[128];
+  snprintf(path, sizeof path, "%s%s%s%s", (m & 0x40) ? "http://h" : "",
+           r->path, q ? "" : "?", q ? "" : r->query);
+  if (q) q = r->query;
+  mutate(r, (uint8_t)(m >> 1));
+  t->out.head_request = (m >> 4 & 3) == 1;
+  if (m & 1) {
+    upgrade_answer(t, c, r, method, path, q, ((m >> 1) & 7) == 1);
+    return;
+  }
+  FZ_CHECK(ws_conn_upgrade(c, method, path, q, r->h, r->n) == WS_OK,
+           "ws_conn_upgrade: not WS_OK");
+  FZ_CHECK(t->c != c || c->state != WS__OPEN || t->opened,
+           "ws_conn_upgrade opened c without on_open");
+}
+
+/* A connection upgraded from a request the host parsed; on an opened one,
+ * a second upgrade: WS_ESTATE. */
+static void op_upgrade(fz_in *in) {
+  uint8_t a = fz_byte(in, 0), b = fz_byte(in, 0), e = fz_byte(in, 0);
+  uint8_t m = fz_byte(in, 0);
+  slot *t = &W->t[a % NSLOT];
+  ws_conn *c = t->c;
+  req r;
+  if (c && t->opened) {
+    FZ_CHECK(ws_conn_upgrade(c, "GET", "/ws", NULL, NULL, 0) == WS_ESTATE,
+             "ws_conn_upgrade on an opened connection: not WS_ESTATE");
+    return;
+  }
+  if ((c = slot_new(t, a, e)) == NULL) return;
+  build_request(&r, t, b);
+  upgrade_call(t, c, &r, m);
 }
 
 static void op_frame(fz_in *in) {
@@ -703,21 +1034,125 @@ static void op_post(fz_in *in) {
   post(target, name);
 }
 
-static void op_send(fz_in *in) {
+static int send_one(ws_conn *c, uint8_t a) {
   char big[600];
-  slot *t = pick(in);
-  uint8_t a = fz_byte(in, 0);
-  ws_conn *c = t->c;
-  if (c == NULL) return;
   memset(big, 'y', sizeof big);
   big[0] = big[598] = '"'; /* text frames are JSON: a string */
   switch (a % 6) {
-  case 0: ws_conn_send_json(c, "s", "[true]", 6); break;
-  case 1: ws_conn_send_text(c, "\"t\"", 3); break;
-  case 2: ws_conn_send_binary(c, big, sizeof big); break;
-  case 3: ws_conn_send_prepared(c, W->prep); break;
-  case 4: ws_conn_send_error(c, "bad_room", "no such room"); break;
-  default: ws_conn_send_text(c, big, sizeof big - 1); break;
+  case 0: return ws_conn_send_json(c, "s", "[true]", 6);
+  case 1: return ws_conn_send_text(c, "\"t\"", 3);
+  case 2: return ws_conn_send_binary(c, big, sizeof big);
+  case 3: return ws_conn_send_prepared(c, W->prep);
+  case 4: return ws_conn_send_error(c, "bad_room", "no such room");
+  default: return ws_conn_send_text(c, big, sizeof big - 1);
+  }
+}
+
+/* A send's answer, by what the host knew before it: none succeeds before
+ * on_open, and after the host's ws_conn_close each is WS_ECLOSED. */
+static void check_send(int opened, int closed, int rc) {
+  if (!opened) FZ_CHECK(rc < 0, "a send before on_open succeeded");
+  else if (closed) FZ_CHECK(rc == WS_ECLOSED, "a send after ws_conn_close: "
+                                              "not WS_ECLOSED");
+}
+
+static void op_send(fz_in *in) {
+  slot *t = pick(in);
+  uint8_t a = fz_byte(in, 0);
+  int opened = t->opened, closed = t->host_closed;
+  if (t->c == NULL) return;
+  check_send(opened, closed, send_one(t->c, a));
+}
+
+/* A prepared message of the program's own, or none. */
+static void prep_new(ws_prepared **pp, int tree) {
+  cJSON *d = tree ? cJSON_CreateString("tree") : NULL;
+  int rc;
+  ws_prepared_free(*pp);
+  *pp = NULL;
+  rc = tree ? ws_prepare(W->s, "pt", d, pp)
+            : ws_prepare_json(W->s, "pp", "[1,{}]", 6, pp);
+  cJSON_Delete(d);
+  FZ_CHECK(rc == WS_OK || rc == WS_ENOMEM, "ws_prepare refused good data");
+  if (rc != WS_OK) *pp = NULL;
+}
+
+/* Invalid JSON, an action that is not UTF-8, a frame past max_queued. */
+static void prep_bad(void) {
+  static char big[1200];
+  ws_prepared *p = NULL;
+  int rc;
+  FZ_CHECK(ws_prepare_json(W->s, "p", "{", 1, &p) == WS_EJSON &&
+               ws_prepare_json(W->s, "\xff", "1", 1, &p) == WS_EINVAL,
+           "ws_prepare took invalid JSON or action");
+  memset(big, 'z', sizeof big);
+  big[0] = big[sizeof big - 1] = '"';
+  rc = ws_prepare_json(W->s, "p", big, sizeof big, &p);
+  if (W->max_queued < sizeof big)
+    FZ_CHECK(rc == WS_ETOOBIG, "ws_prepare: a frame past max_queued");
+  if (rc == WS_OK) ws_prepared_free(p);
+}
+
+/* Sends one (and may free it while it is queued). */
+static void prep_send(slot *t, ws_prepared **pp, int free_it) {
+  int opened = t->opened, closed = t->host_closed, rc;
+  if (t->c == NULL) return;
+  rc = ws_conn_send_prepared(t->c, *pp);
+  /* NULL: WS_EINVAL, or the connection's state first (prepared.c), as
+   * ws_conn_send answers before it looks at the message */
+  FZ_CHECK(*pp || rc < 0, "ws_conn_send_prepared sent a NULL prepared");
+  check_send(opened, closed, rc);
+  if (!free_it || W->dying) return; /* ws_server_free releases them */
+  ws_prepared_free(*pp);
+  *pp = NULL;
+}
+
+/* a: bit 0 which handle; the rest: make (JSON text or a tree), bad
+ * arguments, free, send, send and free. */
+static void op_prep(fz_in *in) {
+  uint8_t a = fz_byte(in, 0);
+  ws_prepared **pp = &W->pp[a & 1];
+  int what = (a >> 1) % 6;
+  if (W->dying) return; /* the handles are the server's to release */
+  if (what < 2) prep_new(pp, what);
+  else if (what == 2) prep_bad();
+  else if (what == 3) ws_prepared_free(*pp);
+  if (what == 3) *pp = NULL;
+  if (what > 3) prep_send(pick(in), pp, what == 5);
+}
+
+static void mux_entry(int k, int add) {
+  int reg = (W->reg >> k) & 1, rc;
+  if (add) {
+    rc = ws_mux_handle(W->mux, actions[k], h_any, &entry_tag[k]);
+    FZ_CHECK(rc == (reg ? WS_EEXIST : WS_OK) || (!reg && rc == WS_ENOMEM),
+             "ws_mux_handle's answer differs from the entries made");
+  } else {
+    rc = ws_mux_remove(W->mux, actions[k]);
+    FZ_CHECK(rc == (reg ? WS_OK : WS_ENOENT),
+             "ws_mux_remove's answer differs from the entries made");
+  }
+  if (rc == WS_OK) W->reg ^= 1u << k;
+}
+
+/* a: bits 0-1 add an entry, remove one, switch the fallback or the binary
+ * handler; 2-7 the action. */
+static void op_mux(fz_in *in) {
+  static char too_long[WS_MAX_ACTION + 2];
+  uint8_t a = fz_byte(in, 0);
+  int k = (a >> 2) % (int)NACTIONS;
+  if (a == 0xFF) {
+    memset(too_long, 'a', WS_MAX_ACTION + 1);
+    FZ_CHECK(ws_mux_handle(W->mux, too_long, h_any, NULL) == WS_EINVAL,
+             "ws_mux_handle took an action longer than WS_MAX_ACTION");
+  } else if ((a & 3) < 2) {
+    mux_entry(k, !(a & 1));
+  } else if ((a & 3) == 2) {
+    W->fallback_on ^= 1;
+    ws_mux_fallback(W->mux, W->fallback_on ? h_any : NULL, &fallback_tag);
+  } else {
+    W->binary_on ^= 1;
+    ws_mux_binary(W->mux, W->binary_on ? h_any : NULL, &binary_tag);
   }
 }
 
@@ -725,7 +1160,7 @@ static void op_arm(fz_in *in) {
   uint8_t kind = fz_byte(in, 0) % CB_COUNT_;
   int i;
   W->arm[kind][0] = 1;
-  for (i = 1; i <= 4; i++) W->arm[kind][i] = fz_byte(in, 0);
+  for (i = 1; i <= ARM_LEN; i++) W->arm[kind][i] = fz_byte(in, 0);
 }
 
 static void op_misc(fz_in *in, int op) {
@@ -745,6 +1180,7 @@ static void op_misc(fz_in *in, int op) {
 static void run_op(fz_in *in) {
   int op = fz_byte(in, 0) % OP_COUNT_;
   if (!live()) return;
+  if (W->trace) fprintf(stderr, "%*sop %d\n", 2 * W->depth, "", op);
   switch (op) {
   case OP_NEW: op_new(in); break;
   case OP_FRAME: op_frame(in); break;
@@ -757,13 +1193,16 @@ static void run_op(fz_in *in) {
   case OP_POST: op_post(in); break;
   case OP_SEND: op_send(in); break;
   case OP_ARM: op_arm(in); break;
+  case OP_UPGRADE: op_upgrade(in); break;
+  case OP_PREP: op_prep(in); break;
+  case OP_MUX: op_mux(in); break;
   default: op_misc(in, op); break;
   }
 }
 
 /* ---- invariants between operations ------------------------------------- */
 
-static void check_slot(const slot *t) {
+FZ_NOCOV static void check_slot(const slot *t) {
   if (t->opened)
     FZ_CHECK(t->app_closed == t->tp_closed,
              "on_close and the transport close out of step");
@@ -774,7 +1213,7 @@ static void check_slot(const slot *t) {
            "want_write signal differs from ws_conn_want_write");
 }
 
-static void check_gauges(void) {
+FZ_NOCOV static void check_gauges(void) {
   ws_stats st;
   uint64_t open = 0, pending = 0;
   int i;
@@ -786,6 +1225,7 @@ static void check_gauges(void) {
   FZ_CHECK(ws_server_stats(W->s, &st, sizeof st) == WS_OK, "stats");
   FZ_CHECK(st.conns_open == open && ws_server_conn_count(W->s) == open,
            "conns_open differs from the connections opened and not closed");
+  FZ_CHECK(open <= W->max_conn, "open connections past max_connections");
   FZ_CHECK(st.conns_pending == pending, "conns_pending differs");
   FZ_CHECK(st.conns_total == (uint64_t)W->opens, "conns_total != on_opens");
   FZ_CHECK(st.broadcasts >= W->bc_calls && st.fanout >= W->bc_fanout &&
@@ -804,7 +1244,7 @@ static void check_gauges(void) {
 }
 
 /* The one reachable connection holding device d, or NULL. */
-static ws_conn *holder(int d) {
+FZ_NOCOV static ws_conn *holder(int d) {
   ws_conn *found = NULL;
   int i;
   for (i = 0; i < NSLOT; i++) {
@@ -816,7 +1256,7 @@ static ws_conn *holder(int d) {
   return found;
 }
 
-static void check_registry(void) {
+FZ_NOCOV static void check_registry(void) {
   size_t nu[NUSER] = {0}, ng[NGROUP] = {0};
   int i, k;
   for (i = 0; i < NDEV; i++)
@@ -837,7 +1277,7 @@ static void check_registry(void) {
              "ws_server_group_count differs from the members joined");
 }
 
-static void check_world(void) {
+FZ_NOCOV static void check_world(void) {
   int i;
   for (i = 0; i < NSLOT; i++) check_slot(&W->t[i]);
   if (!live()) return;
@@ -847,7 +1287,26 @@ static void check_world(void) {
 
 /* ---- setup and teardown -------------------------------------------------- */
 
-static void configure(ws_config *cfg, uint8_t flags) {
+/* The second config byte: bits 0-1 max_connections (default, 1, 2, 3),
+ * 2-3 subprotocols (none, a list, select_subprotocol, both: the callback
+ * decides), 4-5 Origin (the default, a list, check_origin, both), 6
+ * keep_headers, 7 no on_http. */
+static void configure2(ws_config *cfg, uint8_t f) {
+  static const char *const protos[2] = {"chat", "json"};
+  static const size_t caps[4] = {100000, 1, 2, 3};
+  cfg->max_connections = W->max_conn = caps[f & 3];
+  W->sp_mode = (f >> 2) & 3 ? 1 + ((f >> 3) & 1) : 0;
+  if (f & 4) cfg->subprotocols = protos, cfg->subprotocols_count = 2;
+  if (f & 8) cfg->select_subprotocol = select_proto;
+  W->origin_mode = (f >> 4) & 3 ? 1 + ((f >> 5) & 1) : 0;
+  if (f & 16) cfg->allowed_origins = origins + 1;
+  if (f & 16) cfg->allowed_origins_count = 1;
+  if (f & 32) cfg->check_origin = check_origin;
+  cfg->keep_headers = (f >> 6) & 1;
+  if (!(f & 128)) cfg->on_http = on_http;
+}
+
+static void configure(ws_config *cfg, uint8_t flags, uint8_t flags2) {
   ws_config_init(cfg);
   cfg->alloc = fz_allocator(&W->fa);
   cfg->send = on_send;
@@ -873,16 +1332,19 @@ static void configure(ws_config *cfg, uint8_t flags) {
   cfg->idle_timeout_ms = 4000;
   cfg->ping_interval_ms = 1500;
   cfg->write_timeout_ms = 2000;
+  configure2(cfg, flags2);
 }
 
-static void setup(uint8_t flags) {
+static void setup(uint8_t flags, uint8_t flags2) {
   ws_allocator al = fz_allocator(&W->fa);
   ws_config cfg;
   W->mux = ws_mux_new(&al);
-  if (W->mux == NULL || ws_mux_fallback(W->mux, h_any, NULL) != WS_OK ||
-      ws_mux_binary(W->mux, h_any, NULL) != WS_OK)
+  if (W->mux == NULL ||
+      ws_mux_fallback(W->mux, h_any, &fallback_tag) != WS_OK ||
+      ws_mux_binary(W->mux, h_any, &binary_tag) != WS_OK)
     fz_fail("mux");
-  configure(&cfg, flags);
+  W->fallback_on = W->binary_on = 1;
+  configure(&cfg, flags, flags2);
   if (ws_server_new(&cfg, &W->s) != WS_OK) fz_fail("server_new");
   if (ws_prepare_json(W->s, "prep", "1", 1, &W->prep) != WS_OK)
     fz_fail("prepare");
@@ -921,7 +1383,7 @@ static void teardown(void) {
     free(t->in.p);
   }
   ws_mux_free(W->mux);
-  if (getenv("FUZZ_TRACE"))
+  if (W->trace)
     fprintf(stderr, "opens %ld on_close %ld handlers %ld fan-outs %lu "
             "posts %lu shutdown %d/%d freed %d\n", W->opens, W->on_closes,
             W->handlers, (unsigned long)W->bc_calls,
@@ -933,12 +1395,14 @@ static void teardown(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   world w;
   fz_in in = {data, size};
-  uint8_t flags, fail_at;
+  uint8_t flags, flags2, fail_at;
   memset(&w, 0, sizeof w);
   W = &w;
+  w.trace = getenv("FUZZ_TRACE") != NULL;
   flags = fz_byte(&in, 0);
   fail_at = fz_byte(&in, 0);
-  setup(flags);
+  flags2 = fz_byte(&in, 0);
+  setup(flags, flags2);
   fz_alloc_reset(&w.fa, fail_at);
   while (in.n > 0 && live()) {
     run_op(&in);

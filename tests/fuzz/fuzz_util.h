@@ -31,6 +31,16 @@ static inline int fz_is_tchar(unsigned char c) {
          (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
+/* For the checkers' own code: no coverage features and no comparison
+ * tracing (the library code they call keeps both). Their branches say
+ * nothing about the library, and tracing them took a quarter of
+ * fuzz_api's time (fz_head_lines alone 9%). */
+#if defined(__clang__)
+#define FZ_NOCOV __attribute__((no_sanitize("coverage")))
+#else
+#define FZ_NOCOV
+#endif
+
 __attribute__((noreturn)) static inline void fz_fail(const char *why) {
   fprintf(stderr, "fuzz invariant violated: %s\n", why);
   abort();
@@ -175,17 +185,20 @@ static inline void fz_out_free(fz_out *o) {
   memset(o, 0, sizeof(*o));
 }
 
-static inline const uint8_t *fz_memmem(const uint8_t *h, size_t hn,
-                                       const char *needle) {
+FZ_NOCOV static inline const uint8_t *fz_memmem(const uint8_t *h,
+                                                size_t hn,
+                                                const char *needle) {
   size_t nn = strlen(needle), i;
-  for (i = 0; i + nn <= hn; i++)
-    if (memcmp(h + i, needle, nn) == 0) return h + i;
+  for (i = 0; i + nn <= hn; i++) /* the first byte before memcmp */
+    if (h[i] == (uint8_t)needle[0] && memcmp(h + i, needle, nn) == 0)
+      return h + i;
   return NULL;
 }
 
 /* Lines of the head h[0..hl) whose name is name (lower case, with its
  * colon), compared case-insensitively. */
-static inline int fz_head_lines(const uint8_t *h, size_t hl, const char *name) {
+FZ_NOCOV static inline int fz_head_lines(const uint8_t *h, size_t hl,
+                                         const char *name) {
   size_t nl = strlen(name), i, k;
   int count = 0;
   for (i = 0; i + 2 + nl <= hl; i++) {
@@ -197,7 +210,7 @@ static inline int fz_head_lines(const uint8_t *h, size_t hl, const char *name) {
   return count;
 }
 
-static inline void fz_out_head(fz_out *o) {
+FZ_NOCOV static inline void fz_out_head(fz_out *o) {
   const uint8_t *h = o->buf + o->pos;
   size_t n = o->len - o->pos, hl, i;
   const uint8_t *end = fz_memmem(h, n, "\r\n\r\n"), *cl;
@@ -240,6 +253,12 @@ static inline void fz_out_head(fz_out *o) {
                 fz_memmem(h, hl, "\r\nConnection: Upgrade, close\r\n")),
            "refusal without Connection: close");
   cl = fz_memmem(h, hl, "\r\nContent-Length: ");
+  if (o->status == 204 || o->status == 205 || o->status == 304) {
+    /* RFC 9110 6.4.1: no content, so no Content-Length either */
+    FZ_CHECK(cl == NULL, "a 204, 205 or 304 with Content-Length");
+    o->phase = FZ_ENDED;
+    return;
+  }
   FZ_CHECK(cl != NULL, "refusal without Content-Length");
   cl += 18;
   o->body_left = 0;
@@ -256,7 +275,7 @@ static inline int fz_close_code_ok(int code) {
 }
 
 /* One complete frame at o->pos, or returns 0 when it is not all there. */
-static inline int fz_out_frame(fz_out *o) {
+FZ_NOCOV static inline int fz_out_frame(fz_out *o) {
   const uint8_t *f = o->buf + o->pos;
   size_t n = o->len - o->pos, hl = 2, i;
   uint64_t pl;
@@ -309,7 +328,7 @@ static inline int fz_out_frame(fz_out *o) {
 }
 
 /* Verifies everything complete that arrived since the last call. */
-static inline void fz_out_check(fz_out *o) {
+FZ_NOCOV static inline void fz_out_check(fz_out *o) {
   for (;;) {
     switch (o->phase) {
     case FZ_HEAD:
@@ -336,7 +355,7 @@ static inline void fz_out_check(fz_out *o) {
   }
 }
 
-static inline void fz_out_append(fz_out *o, const void *p, size_t n) {
+FZ_NOCOV static inline void fz_out_append(fz_out *o, const void *p, size_t n) {
   if (n == 0) return;
   if (o->len + n > o->cap) {
     size_t cap = o->cap ? o->cap : 1024;

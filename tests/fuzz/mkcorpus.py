@@ -313,22 +313,37 @@ def upgrade_seeds():
 
 
 def api_seeds():
-    """fuzz_api programs: config byte, failmalloc byte, then operations."""
+    """fuzz_api programs: two config bytes around the failmalloc byte, then
+    operations."""
     (NEW, FRAME, FEED, MODE, WRITABLE, CLOSE, ABORT, JOIN, LEAVE, USER,
      SEND_DEVICE, BROADCAST, PUSH, POST, TICK, SHUTDOWN, FREE, SEND, ARM,
-     DEVICES) = range(20)
+     DEVICES, UPGRADE, PREP, MUX) = range(23)
     REFUSE, SAMEUSER, DROP, BADCLOSE, SENDV, NOCLOSETO, SMALLQ, NODEV = (
         1, 2, 4, 8, 16, 32, 64, 128)
+    # second config byte
+    CAP1, CAP2, CAP3, SP_LIST, SP_SELECT, OR_LIST, OR_CHECK, KEEP, NOHTTP = (
+        1, 2, 3, 4, 8, 16, 32, 64, 128)
     ECHO, BCAST, CLOSEA, JOINA, LEAVEA, USERA, FAILA, FREEA = range(8)
     PING, PONG, CLOSEF, CLOSE0, FRAGS, BINARY, BADJSON, BADUTF8, GARBAGE = (
         range(1, 10))
-    CB_SEND, CB_WANT, CB_CLOSE, CB_OPEN, CB_ON_CLOSE, CB_LOG, CB_HANDLER = (
-        range(7))
+    (CB_SEND, CB_WANT, CB_CLOSE, CB_OPEN, CB_ON_CLOSE, CB_LOG, CB_HANDLER,
+     CB_UPGRADE, CB_SHUTDOWN, CB_HTTP) = range(10)
     M_BLOCK, M_PARTIAL = 2 << 3, 1 << 3
+    ANSWER, HEAD, ABSOLUTE, QUERY_IN_PATH = 1, 1 << 4, 1 << 6, 1 << 7
+    PLAIN, OTHER_PATH = 3 << 4, 2 << 4  # request kinds (extras bits 4-5)
 
-    def new(slot, dev, user=0, group=0, refuse=False, nodev=False, split=0):
+    def extras(origin=0, offer=0, kind=0, beh=0):
+        return origin | offer << 2 | kind | beh << 6
+
+    def new(slot, dev, user=0, group=0, refuse=False, nodev=False, split=0,
+            e=0):
         a = slot | dev << 3 | (0x20 if nodev else 0) | split << 6
-        return bytes([NEW, a, user | group << 2 | (16 if refuse else 0)])
+        return bytes([NEW, a, user | group << 2 | (16 if refuse else 0), e])
+
+    def upg(slot, dev, m=0, e=0, user=0, refuse=False, mutation=0):
+        a = slot | dev << 3
+        b = user | (16 if refuse else 0)
+        return bytes([UPGRADE, a, b, e, m | mutation << 1])
 
     def msg(slot, action, data=0):
         return bytes([FRAME, slot, 0, action, data])
@@ -339,8 +354,11 @@ def api_seeds():
     def op(*b):
         return bytes(b)
 
-    def prog(flags, *ops, fail_at=0):
-        return bytes([flags, fail_at]) + b"".join(ops)
+    def arm(cb, *program):
+        return bytes([ARM, cb]) + bytes(program).ljust(6, b"\0")
+
+    def prog(flags, *ops, fail_at=0, flags2=0):
+        return bytes([flags, fail_at, flags2]) + b"".join(ops)
 
     seeds = {
         "echo-two-conns": prog(0, new(0, 0), new(1, 1), msg(0, ECHO, 0x45),
@@ -396,28 +414,88 @@ def api_seeds():
                                  op(CLOSE, 1, 0x1C), op(ABORT, 2),
                                  msg(0, ECHO), op(TICK, 0xF0)),
         "reenter-on-close-aborts-other": prog(
-            0, new(0, 0), new(1, 1), op(ARM, CB_ON_CLOSE, ABORT, 1, 0, 0),
+            0, new(0, 0), new(1, 1), arm(CB_ON_CLOSE, ABORT, 1, 0, 0),
             op(SHUTDOWN, 2), op(ABORT, 0)),
         "reenter-on-close-ticks": prog(
-            0, new(0, 0), new(1, 1), op(ARM, CB_ON_CLOSE, TICK, 0, 0, 0),
+            0, new(0, 0), new(1, 1), arm(CB_ON_CLOSE, TICK, 0, 0, 0),
             op(SHUTDOWN, 0), op(TICK, 0)),
         "reenter-send-shuts-down": prog(
-            SENDV, new(0, 0), op(ARM, CB_SEND, SHUTDOWN, 1, 0, 0),
+            SENDV, new(0, 0), arm(CB_SEND, SHUTDOWN, 1, 0, 0),
             msg(0, ECHO)),
         "reenter-handler-frees": prog(
-            0, new(0, 0), new(1, 1), op(ARM, CB_HANDLER, FREE, 0, 0, 0),
+            0, new(0, 0), new(1, 1), arm(CB_HANDLER, FREE, 0, 0, 0),
             msg(1, ECHO)),
         "reenter-open-broadcast": prog(
-            0, new(0, 0), op(ARM, CB_OPEN, BROADCAST, 0, 0, 0), new(1, 1),
-            op(ARM, CB_LOG, CLOSE, 1, 0, 0), msg(0, 8)),
+            0, new(0, 0), arm(CB_OPEN, BROADCAST, 0, 0, 0), new(1, 1),
+            arm(CB_LOG, CLOSE, 1, 0, 0), msg(0, 8)),
         "reenter-want-write-closes": prog(
             0, new(0, 0), op(MODE, 0 | M_BLOCK),
-            op(ARM, CB_WANT, CLOSE, 0, 0, 0), op(SEND, 0, 0)),
+            arm(CB_WANT, CLOSE, 0, 0, 0), op(SEND, 0, 0)),
         "reenter-close-new-conn": prog(
-            0, new(0, 0), op(ARM, CB_CLOSE, NEW, 1, 0, 0), op(ABORT, 0)),
+            0, new(0, 0), arm(CB_CLOSE, NEW, 1, 0, 0), op(ABORT, 0)),
         "handler-frees-server": prog(0, new(0, 0), new(1, 1),
                                      msg(0, FREEA)),
         "free-at-top": prog(0, new(0, 0), op(FREE, 0)),
+        "upgrade-preparsed": prog(0, upg(0, 0), upg(1, 1, ANSWER),
+                                  upg(1, 1), msg(0, ECHO), msg(1, ECHO),
+                                  op(WRITABLE, 1), op(TICK, 10)),
+        "upgrade-odd-headers": prog(0, *[upg(i, i & 3, m, mutation=i)
+                                         for i, m in enumerate(
+                                             [0, ANSWER, HEAD, ABSOLUTE,
+                                              QUERY_IN_PATH, ANSWER | HEAD,
+                                              2 << 4, 3 << 4])]),
+        "upgrade-answer-on-open-sends": prog(
+            SMALLQ, arm(CB_OPEN, SEND, 0, 2), upg(0, 0, ANSWER),
+            op(MODE, 0 | M_PARTIAL), op(WRITABLE, 0), op(WRITABLE, 0)),
+        "on-http-answers": prog(NODEV, new(0, 0, e=extras(kind=PLAIN)),
+                                new(1, 0, e=extras(kind=PLAIN, beh=1)),
+                                new(2, 0, e=extras(kind=OTHER_PATH, beh=2)),
+                                new(3, 0, e=extras(kind=PLAIN, beh=3)),
+                                upg(4, 0, e=extras(kind=PLAIN, beh=1)),
+                                upg(5, 0, HEAD, e=extras(kind=PLAIN,
+                                                         beh=1))),
+        "on-http-nested-upgrade": prog(
+            0, arm(CB_HTTP, NEW, 1, 0, 0), new(0, 0, e=extras(kind=PLAIN,
+                                                             beh=1))),
+        "max-connections": prog(0, new(0, 0), new(1, 1), new(2, 2),
+                                op(CLOSE, 0, 0), fr(0, CLOSEF),
+                                new(3, 3), op(TICK, 0xF0), new(4, 2),
+                                flags2=CAP2),
+        "max-connections-nested": prog(
+            0, arm(CB_UPGRADE, UPGRADE, 1, 0, 0, 0), new(0, 0), new(2, 2),
+            flags2=CAP1),
+        "subprotocols-list": prog(0, *[new(i, i, e=extras(offer=i))
+                                       for i in range(4)], flags2=SP_LIST),
+        "subprotocols-select": prog(
+            0, *[upg(i, i & 3, i >> 2 & 1, e=extras(offer=1 + (i & 1),
+                                                     beh=i >> 1 & 3))
+                 for i in range(8)], flags2=SP_SELECT | SP_LIST),
+        "origins-check": prog(0, *[new(i, i, e=extras(origin=i))
+                                   for i in range(4)],
+                              flags2=OR_CHECK | KEEP),
+        "origins-list": prog(0, *[upg(i, i, e=extras(origin=i))
+                                  for i in range(4)], flags2=OR_LIST),
+        "prepared-freed-while-queued": prog(
+            SMALLQ, new(0, 0), new(1, 1), op(MODE, 1 | M_BLOCK),
+            op(PREP, 0), op(PREP, 3), op(PREP, 4), op(PREP, 8, 1),
+            op(PREP, 10, 1), op(PREP, 11, 0), op(PREP, 6),
+            op(MODE, 1), op(WRITABLE, 1), op(PREP, 9, 0)),
+        "mux-entries": prog(
+            0, new(0, 0), op(MUX, 0), op(MUX, 0), op(MUX, 8),
+            arm(CB_HANDLER, MUX, 1), msg(0, ECHO), msg(0, ECHO),
+            msg(0, JOINA), op(MUX, 2), msg(0, 8), op(MUX, 3),
+            fr(0, BINARY, 0, 5), op(MUX, 0xFF)),
+        "client-close-timeout": prog(0, new(0, 0), new(1, 1),
+                                     op(CLOSE, 0, 0), op(TICK, 0xC2),
+                                     fr(1, CLOSEF, 2, 3), op(TICK, 0xC3),
+                                     op(TICK, 0xC3)),
+        "free-from-send": prog(0, new(0, 0), arm(CB_SEND, FREE, 0),
+                               msg(0, ECHO)),
+        "free-from-on-close": prog(0, new(0, 0), new(1, 1),
+                                   arm(CB_ON_CLOSE, FREE, 0),
+                                   fr(1, CLOSEF)),
+        "free-from-close": prog(0, new(0, 0), arm(CB_CLOSE, FREE, 0),
+                                op(ABORT, 0)),
         "failmalloc-conns": prog(0, new(0, 0, group=1), new(1, 1),
                                  msg(0, BCAST, 0x50), fail_at=20),
     }
