@@ -101,6 +101,7 @@ typedef struct slot {
   ws_conn *c; /* NULL once its transport close ran */
   int created, opened, app_closed, tp_closed;
   int host_closed; /* ws_conn_close answered WS_OK */
+  uint64_t closed_at; /* ... at this time */
   int dev;         /* device id index, -1 none */
   unsigned groups; /* bit g: the host joined it to group g */
   int mode;
@@ -120,6 +121,9 @@ typedef struct world {
   ws_prepared *prep;
   ws_prepared *pp[2]; /* the program's own prepared messages */
   size_t max_conn;
+  uint32_t close_to; /* close_timeout_ms */
+  int ticked;        /* a tick has run: its time is the library's zero */
+  uint64_t zero;
   int origin_mode; /* 0 default, 1 allowed_origins, 2 check_origin */
   int sp_mode;     /* 0 none, 1 subprotocols, 2 select_subprotocol */
   int made;        /* connections made */
@@ -533,11 +537,15 @@ static void set_user(slot *t, const char *u) {
            "ws_conn_user differs from what set_user bound");
 }
 
+/* The library's clock: the first tick's time is its zero. */
+static uint64_t lib_now(void) { return W->ticked ? W->now - W->zero : 0; }
+
 static void host_close(slot *t, int code, const char *reason) {
   int was = t->host_closed, rc = ws_conn_close(t->c, code, reason);
   if (rc != WS_OK) return;
   FZ_CHECK(!was, "ws_conn_close answered WS_OK twice");
   t->host_closed = 1;
+  t->closed_at = lib_now();
 }
 
 static void server_free(void) {
@@ -979,12 +987,29 @@ static void op_close(fz_in *in) {
   if (t->c) host_close(t, codes[a & 7], reason);
 }
 
+/* A top-level tick at or past the close timeout of a ws_conn_close ends
+ * that connection (the peer's close frame or not, the socket blocked or
+ * not), but during a shutdown, whose drain deadline may be later. */
+static void check_close_timeouts(void) {
+  int i;
+  if (!W->close_to || W->depth > 0 || W->shut_ok || !live()) return;
+  for (i = 0; i < NSLOT; i++) {
+    const slot *t = &W->t[i];
+    FZ_CHECK(!t->c || !t->host_closed ||
+                 lib_now() - t->closed_at < W->close_to,
+             "a connection outlived the close timeout of ws_conn_close");
+  }
+}
+
 static void op_tick(fz_in *in) {
   uint8_t a = fz_byte(in, 0);
   if (a < 0xC0) W->now += a;
   else if (a < 0xF0) W->now += (uint64_t)(a & 0x3F) * 250;
   else W->now += 100000;
+  if (!W->ticked) W->zero = W->now;
+  W->ticked = 1;
   ws_server_tick(W->s, W->now);
+  check_close_timeouts();
 }
 
 static void op_member(fz_in *in, int op) {
@@ -1324,7 +1349,7 @@ static void configure(ws_config *cfg, uint8_t flags, uint8_t flags2) {
   cfg->duplicate_policy = (flags & 3) == 3 ? WS_DUP_REPLACE : flags & 3;
   cfg->queue_policy = (flags & 4) ? WS_QUEUE_DROP : WS_QUEUE_CLOSE;
   cfg->bad_message_policy = (flags & 8) ? WS_BADMSG_CLOSE : WS_BADMSG_REPLY;
-  cfg->close_timeout_ms = (flags & 32) ? 0 : 500;
+  cfg->close_timeout_ms = W->close_to = (flags & 32) ? 0 : 500;
   cfg->max_queued = W->max_queued = (flags & 64) ? 1024 : 8192;
   cfg->device_required = !(flags & 128);
   cfg->max_message = MAX_MESSAGE;
