@@ -1,10 +1,12 @@
 /*
  * libFuzzer target: API sequences. The input is a program for a host with
  * up to eight in-memory connections on one server: it makes connections
- * and feeds them upgrade requests and client frames, turns their sockets
- * slow or dead, and calls the rest of the public API (close, abort, join,
- * leave, set user, the sends and fan-outs, ws_post, ticks, shutdown,
- * free). Its callbacks may run an input-chosen operation re-entrantly.
+ * and feeds them upgrade requests and client frames, or upgrades them
+ * from requests it parsed itself (ws_conn_upgrade, _answer), turns their
+ * sockets slow or dead, and calls the rest of the public API (close,
+ * abort, join, leave, set user, the sends and fan-outs, prepared messages,
+ * ws_post, ticks, shutdown, free, mux entries). on_http answers plain
+ * requests. Its callbacks may run an input-chosen operation re-entrantly.
  *
  * Input layout:
  *   byte 0  config: bits 0-1 duplicate policy (3: REPLACE); 4 queue policy
@@ -12,14 +14,18 @@
  *           timeout; 64 max_queued 1024 (else 8192); 128 device id
  *           optional
  *   byte 1  0, or the allocation attempt (counted after setup) that fails
+ *   byte 2  config: max_connections, subprotocols, Origin, keep_headers,
+ *           on_http (configure2)
  *   then    operations: an opcode byte (mod OP_COUNT_, see enum op) and
  *           its argument bytes, read as they are needed (0 when used up).
- *           OP_ARM copies the next 4 bytes into a one-shot program that a
- *           chosen callback runs (nested at most 3 deep).
+ *           OP_ARM copies the next 6 bytes into a one-shot program that a
+ *           chosen callback runs (nested at most 3 deep). At most 12
+ *           connections are made per input.
  * Names come from small alphabets so that they collide: devices d0-d3,
  * users u0-u2, groups g0-g2. A connection's upgrade request carries its
  * device id, user and group (on_upgrade binds them) and may ask on_upgrade
- * to refuse it (403).
+ * to refuse it (403); it may carry an Origin and offer subprotocols, or
+ * be a plain request for on_http (build_request).
  *
  * Invariants (abort on violation), in callbacks:
  *   - a callback names only a connection whose transport close has not
@@ -37,6 +43,23 @@
  *     made; ws_conn_user is what ws_conn_set_user set; ws_send_device
  *     answers 1 only for an id ws_server_find_device found; a fan-out
  *     reaches at most the open connections it names;
+ *   - on_open: ws_server_conn_count <= max_connections; the Origin is one
+ *     the config allows; ws_conn_subprotocol is the one due (proto_want);
+ *     ws_conn_add_header and ws_conn_http_respond are WS_ESTATE;
+ *   - on_upgrade and on_http: ws_conn_add_header and ws_conn_http_respond
+ *     answer as the header says (hdr_want: WS_OK, WS_ESTATE after an
+ *     answer or under ws_conn_upgrade_answer, WS_ECLOSED once closed;
+ *     WS_EINVAL for bad arguments); on_http never under
+ *     ws_conn_upgrade_answer; check_origin gets the request's Origin;
+ *   - ws_conn_upgrade: WS_OK, and an open connection has had on_open;
+ *     ws_conn_upgrade_answer: a 101 with on_open and RFC 6455's accept
+ *     value, or a status in 400..599 with a reason and c closed; a second
+ *     upgrade of an opened connection is WS_ESTATE;
+ *   - sends: < 0 before on_open, WS_ECLOSED after the host's
+ *     ws_conn_close; ws_prepare's WS_EJSON, WS_EINVAL, WS_ETOOBIG;
+ *   - the mux runs the action's own entry, the fallback only for an
+ *     action with none, the binary handler only for binary; ws_mux_handle
+ *     and ws_mux_remove answer WS_EEXIST / WS_ENOENT as the entries made;
  * and after every top-level operation:
  *   - queued bytes <= max_queued + WS__QUEUE_SLACK (lib/internal.h: a close
  *     frame and a ping past the cap); want_write's last signal equals
@@ -52,7 +75,10 @@
  *     ws_server_group_count count the open, not closing, connections bound
  *     to the user / in the group;
  *   - each connection's output is one HTTP response, then well-formed
- *     server frames (fz_out).
+ *     server frames (fz_out);
+ *   - open connections <= max_connections; after a top-level tick, no
+ *     connection the host closed close_timeout_ms ago is left (but during
+ *     a shutdown).
  * At the end (unless the server was freed): every socket takes all, the
  * clock jumps past every deadline; after a ws_server_shutdown every
  * connection has ended and on_shutdown has run. Then ws_server_free ends
