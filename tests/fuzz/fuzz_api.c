@@ -1147,11 +1147,12 @@ static void prep_bad(void) {
 /* Sends one (and may free it while it is queued). */
 static void prep_send(slot *t, ws_prepared **pp, int free_it) {
   int opened = t->opened, closed = t->host_closed, rc;
+  const ws_prepared *p = *pp; /* a callback of the send may free *pp */
   if (t->c == NULL) return;
-  rc = ws_conn_send_prepared(t->c, *pp);
+  rc = ws_conn_send_prepared(t->c, p);
   /* NULL: WS_EINVAL, or the connection's state first (prepared.c), as
    * ws_conn_send answers before it looks at the message */
-  FZ_CHECK(*pp || rc < 0, "ws_conn_send_prepared sent a NULL prepared");
+  FZ_CHECK(p || rc < 0, "ws_conn_send_prepared sent a NULL prepared");
   check_send(opened, closed, rc);
   if (!free_it || W->dying) return; /* ws_server_free releases them */
   ws_prepared_free(*pp);
