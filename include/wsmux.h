@@ -466,7 +466,11 @@ typedef struct ws_config {
                                A pong larger than it (a cap under 127
                                bytes, a long ping) counts as the cap: it
                                needs an empty queue, else queue_policy */
-  size_t max_connections;   /* open connections; default 100000 (503) */
+  size_t max_connections;   /* open connections; default 100000 (503);
+                               an upgrade past its checks holds its place
+                               until it opens (a callback on the way, such
+                               as on_log's "reconnected" line, that
+                               upgrades another finds it taken) */
   int queue_policy;         /* enum ws_queue_policy */
   int bad_message_policy;   /* enum ws_bad_message_policy */
 

@@ -185,6 +185,9 @@ struct ws_server {
   uint8_t shutting_down;
   uint64_t shutdown_deadline;
   ws_conn *conns;     /* all live (not DEAD) connections */
+  /* Upgrades past decide()'s cap check and not open yet: their places
+   * are held against the cap (see at_cap in upgrade.c). */
+  size_t opening;
   ws_conn *dead;      /* closed, freed when depth returns to 0 */
   ws_conn *dirty;     /* connections with output to flush */
   ws_conn **dev_slots; /* device index: open addressing, linear probing */

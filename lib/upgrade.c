@@ -306,6 +306,7 @@ static int accept_upgrade(ws_conn *c, const ws__upgrade_check *chk) {
   }
   c->state = WS__OPEN;
   c->flags |= WS__F_COUNTED | WS__F_OPENED;
+  s->opening--; /* its held place becomes an open one */
   s->st.conns_pending--;
   s->st.conns_open++;
   s->st.conns_total++;
@@ -357,20 +358,38 @@ static int ask_host(ws_conn *c, const ws__reqview *rv) {
   return rc;
 }
 
-/* on_upgrade's verdict and the checks after it; the lines the host added
- * there (ws_conn_add_header) go on whichever response this ends with. */
-static int decide(ws_conn *c, const ws__reqview *rv,
-                  const ws__upgrade_check *chk) {
+/* max_connections reached: the open connections and the places held by
+ * upgrades between decide()'s check and their open. */
+static int at_cap(const ws_server *s) {
+  return s->st.conns_open + s->opening >= s->cfg.max_connections;
+}
+
+static int reserve_and_accept(ws_conn *c, const ws__upgrade_check *chk) {
   int err;
-  if (ask_host(c, rv) != WS_OK) return WS_ECLOSED;
-  /* The cap again: check_origin, select_subprotocol and on_upgrade may
-   * have opened others (fed from there) since upgrade_run checked it. */
-  if (c->s->st.conns_open >= c->s->cfg.max_connections)
-    return refuse(c, 503, "too many connections");
   if (c->device_id && (err = ws__registry_reserve_device(c)) != WS_OK)
     return err == WS_EEXIST ? refuse(c, 409, "device_id already connected")
                             : refuse(c, 503, "out of memory");
   return accept_upgrade(c, chk);
+}
+
+/* on_upgrade's verdict and the checks after it; the lines the host added
+ * there (ws_conn_add_header) go on whichever response this ends with. */
+static int decide(ws_conn *c, const ws__reqview *rv,
+                  const ws__upgrade_check *chk) {
+  ws_server *s = c->s;
+  int rc;
+  if (ask_host(c, rv) != WS_OK) return WS_ECLOSED;
+  /* The cap again: check_origin, select_subprotocol and on_upgrade may
+   * have opened others (fed from there) since upgrade_run checked it. */
+  if (at_cap(s)) return refuse(c, 503, "too many connections");
+  /* Its place is held until it opens: on_log can still run before that
+   * (replacing an older holder of its device id logs "reconnected", a
+   * refusal its line), and an upgrade from there saw a place free and
+   * opened, this one then opening past the cap. */
+  s->opening++;
+  rc = reserve_and_accept(c, chk);
+  if (!(c->flags & WS__F_OPENED)) s->opening--; /* refused or ended */
+  return rc;
 }
 
 static size_t headers_max(const ws_server *s) {
@@ -404,8 +423,7 @@ static int upgrade_run(ws_conn *c, const ws__reqview *rv) {
   if (!path_matches(s, c->req)) return refuse(c, 404, "not found");
   if (chk.status) return refuse(c, chk.status, chk.reason);
   if (s->shutting_down) return refuse(c, 503, "server shutting down");
-  if (s->st.conns_open >= s->cfg.max_connections)
-    return refuse(c, 503, "too many connections");
+  if (at_cap(s)) return refuse(c, 503, "too many connections");
   ok = origin_ok(c, rv);
   if (c->state == WS__DEAD) return WS_ECLOSED; /* check_origin closed it */
   if (!ok) return refuse(c, 403, "origin not allowed");

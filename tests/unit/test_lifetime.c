@@ -159,3 +159,44 @@ Test(lifetime, an_upgrade_from_on_upgrade_does_not_pass_max_connections) {
   cr_expect_eq(st.refusals[WS_REFUSE_UNAVAILABLE], 1);
   done(s, &A, &B);
 }
+
+/* The cap checked again in decide() held only until the open: replacing
+ * an older holder of the device id (A) logs "reconnected" first, and a
+ * connection upgraded from that line (C, as fuzz_api found) saw a place
+ * free (A closing still counts, B not yet) and opened, then B opened past
+ * the cap. B's place is now held from the check to its open. */
+static void log_feeds_other(ws_server *s, int level, const char *msg,
+                            void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (strstr(msg, "reconnected") && L.other && L.other->c) {
+    mt_conn *c = L.other;
+    L.other = NULL;
+    mt_feed(c, L.req, L.reqlen, MT_WHOLE);
+  }
+}
+static void two_places(ws_config *c) {
+  c->max_connections = 2;
+  c->on_log = log_feeds_other;
+}
+
+Test(lifetime, an_upgrade_from_a_replacements_on_log_does_not_pass_the_cap) {
+  mt_conn A, B, C;
+  char req[512];
+  size_t n;
+  ws_server *s = mk(two_places);
+  mt_open(&A, s);
+  mt_open(&B, s);
+  mt_open(&C, s);
+  n = mt_request(req, sizeof req, "a", NULL);
+  mt_feed(&A, req, n, MT_WHOLE);
+  cr_assert_eq(L.opens, 1);
+  L.reqlen = mt_request(L.req, sizeof L.req, "c", NULL);
+  L.other = &C;
+  mt_feed(&B, req, n, MT_WHOLE); /* A's id: B replaces A */
+  cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 101);
+  cr_expect_eq(mt_http_response(&C, NULL, 0, NULL, NULL), 503);
+  cr_expect_eq(L.opens, 2);
+  cr_expect_eq(ws_server_conn_count(s), 2, "A closing, and B");
+  done(s, &A, &B);
+  mt_free(&C);
+}
