@@ -403,6 +403,7 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
 static void on_log(ws_server *s, int level, const char *msg, void *ud) {
   (void)s, (void)ud;
   FZ_CHECK(msg != NULL && level >= 0 && level <= 3, "bad log line");
+  if (W->trace) fprintf(stderr, "%*slog: %s\n", 2 * W->depth, "", msg);
   reenter(CB_LOG);
 }
 
