@@ -207,6 +207,8 @@ def handshake_seeds():
         sel = (i * 37) & 0xFF | 0x3F  # max_headers 64 mostly
         write("handshake", name, bytes([sel & 0x7F, 0x80]) + r)
     write("handshake", "few-headers-failmalloc", bytes([0x83, 0x40]) + VALID)
+    write("handshake", "absolute-form", bytes([0x3F, 0x80]) + VALID.replace(
+        b"GET /ws", b"GET http://127.0.0.1:8081/ws", 1))
 
 
 def upgrade_seeds():
