@@ -733,7 +733,8 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * Returns 0 (accepted or refused: refusals close the connection; running
  * out of memory is a 503 refusal), WS_EINVAL (a NULL method or path, NULL
  * headers with a count, or a header whose name or value is NULL with a
- * non-zero length), WS_ESTATE (not a new connection). A refusal ends the
+ * non-zero length), WS_ESTATE (not a new connection: one already fed
+ * bytes of a request, even part of one, is not). A refusal ends the
  * connection as any end does, through the close callback, which runs before
  * this returns when the refusal could be sent at once: after WS_OK, c is
  * valid only if that callback did not run (as after ws_conn_feed). The

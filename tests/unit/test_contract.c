@@ -309,3 +309,25 @@ Test(contract, an_ending_connection_is_not_counted_in_its_on_close) {
   k_done(s, &A);
   mt_free(&B);
 }
+
+/* ws_conn_upgrade takes a new connection only: one fed part of a request
+ * already is WS_ESTATE, and its bytes still make the request. */
+Test(contract, upgrade_after_part_of_a_request_is_estate) {
+  static const ws_header hdrs[] = {{"Host", 4, "x", 1}};
+  ws_config cfg;
+  static mt_conn A;
+  ws_server *s;
+  char req[512];
+  size_t n;
+  k_cfg(&cfg);
+  s = k_server(&cfg);
+  mt_open(&A, s);
+  n = mt_request(req, sizeof req, "a", NULL);
+  cr_assert_eq(mt_feed(&A, req, 10, MT_WHOLE), WS_OK);
+  cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a", hdrs, 1),
+               WS_ESTATE);
+  cr_assert_eq(mt_feed(&A, req + 10, n - 10, MT_WHOLE), WS_OK);
+  cr_assert_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
+  cr_assert_eq(K.opens, 1);
+  k_done(s, &A);
+}
