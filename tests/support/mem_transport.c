@@ -1,5 +1,6 @@
 /* The in-memory transport: see mem_transport.h. */
 #include "mem_transport.h"
+#include "support.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -367,4 +368,11 @@ int mt_send_frame(mt_conn *t, int opcode, unsigned flags, const void *p,
 
 int mt_send_text(mt_conn *t, const char *s, int mode) {
   return mt_send_frame(t, MT_TEXT, 0, s, strlen(s), mode);
+}
+
+void mt_done(ws_server *s, mt_conn *a, mt_conn *b) {
+  ws_server_free(s);
+  cr_expect_eq(test_alloc_live(), 0, "%ld allocations live", test_alloc_live());
+  if (a) mt_free(a);
+  if (b) mt_free(b);
 }

@@ -65,6 +65,10 @@ void mt_config(ws_config *cfg, int use_sendv);
 void mt_open(mt_conn *t, ws_server *s);
 /* Frees the captured output. Does not touch the connection. */
 void mt_free(mt_conn *t);
+/* Frees the server, expects the test allocator (support.h) to hold no
+ * allocation then, and frees a's and b's captured output (either may be
+ * NULL). */
+void mt_done(ws_server *s, mt_conn *a, mt_conn *b);
 
 /* Feeds bytes whole or one byte per call. Stops early once the library
  * stops reading (WS_ECLOSED) or closed the transport. Returns WS_OK when

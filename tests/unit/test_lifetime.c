@@ -41,13 +41,6 @@ static ws_server *mk(void (*tweak)(ws_config *)) {
   return s;
 }
 
-static void done(ws_server *s, mt_conn *a, mt_conn *b) {
-  ws_server_free(s);
-  cr_expect_eq(test_alloc_live(), 0, "%ld allocations live", test_alloc_live());
-  if (a) mt_free(a);
-  if (b) mt_free(b);
-}
-
 /* A valid upgrade's headers, for the host-parsed entry point. */
 static const ws_header k_headers[5] = {
     {"Host", 4, "x", 1},
@@ -92,7 +85,7 @@ Test(lifetime, an_upgrade_from_a_408s_on_log_is_not_followed_by_it) {
   cr_expect_not_null(A.c, "the open connection stays");
   ws_server_stats(s, &st, sizeof st);
   cr_expect_eq(st.conns_open, 1);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A refusal's on_log that ticks past the handshake deadline: the 408
@@ -116,7 +109,7 @@ Test(lifetime, a_408_from_a_refusals_on_log_is_the_only_answer) {
   cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 408);
   mt_expect_nothing(&A);
   cr_expect_eq(A.closes, 1);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ---- the connection cap ----------------------------------------------- */
@@ -157,7 +150,7 @@ Test(lifetime, an_upgrade_from_on_upgrade_does_not_pass_max_connections) {
   cr_expect_eq(ws_server_conn_count(s), 1);
   ws_server_stats(s, &st, sizeof st);
   cr_expect_eq(st.refusals[WS_REFUSE_UNAVAILABLE], 1);
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
 }
 
 /* The cap checked again in decide() held only until the open: replacing
@@ -197,6 +190,6 @@ Test(lifetime, an_upgrade_from_a_replacements_on_log_does_not_pass_the_cap) {
   cr_expect_eq(mt_http_response(&C, NULL, 0, NULL, NULL), 503);
   cr_expect_eq(L.opens, 2);
   cr_expect_eq(ws_server_conn_count(s), 2, "A closing, and B");
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
   mt_free(&C);
 }

@@ -49,13 +49,6 @@ static ws_server *mk(void (*tweak)(ws_config *)) {
   return s;
 }
 
-static void done(ws_server *s, mt_conn *a, mt_conn *b) {
-  ws_server_free(s);
-  cr_expect_eq(test_alloc_live(), 0, "%ld allocations live", test_alloc_live());
-  if (a) mt_free(a);
-  if (b) mt_free(b);
-}
-
 /* ---- deadlines -------------------------------------------------------- */
 
 /* The ping went on an empty queue without starting the write clock: the
@@ -74,7 +67,7 @@ Test(regress, ping_starts_the_write_clock) {
   cr_expect_eq(f.opcode, MT_PING);
   ws_server_tick(s, 35000); /* still within the write timeout */
   cr_expect_not_null(A.c);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* The peer's close moved an open connection to DRAINING without a close
@@ -99,7 +92,7 @@ Test(regress, peer_close_arms_the_close_deadline) {
   cr_expect_null(A.c, "DRAINING outlived close_timeout_ms");
   cr_expect_eq(R.code, 1000);
   mt_bytes_free(&b);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* Shutdown's 1001 armed the 5 s close deadline, cutting a drain the host
@@ -124,7 +117,7 @@ Test(regress, shutdown_drains_for_drain_ms) {
                      (unsigned long long)t, R.code, R.reason);
   ws_server_tick(s, 60000); /* the drain deadline ends it */
   cr_expect_null(A.c);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ---- re-entrancy ------------------------------------------------------ */
@@ -149,7 +142,7 @@ Test(regress, on_log_may_abort_a_failing_connection) {
   mt_send_frame(&A, MT_TEXT, MT_UNMASKED, "x", 1, MT_WHOLE); /* 1002 */
   cr_expect_eq(A.closes, 1, "transport closed %d times", A.closes);
   cr_expect_eq(R.on_close, 1, "on_close fired %d times", R.on_close);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 static void log_shutdown(ws_server *s, int level, const char *msg, void *ud) {
@@ -169,7 +162,7 @@ Test(regress, on_log_may_shut_down_during_a_refusal) {
   mt_open(&A, s);
   mt_feed(&A, req, strlen(req), MT_WHOLE);
   cr_expect_eq(A.closes, 1, "transport closed %d times", A.closes);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* check_origin ending the connection (here: shutting the server down) was
@@ -205,7 +198,7 @@ Test(regress, check_origin_may_end_the_connection) {
   cr_expect_eq(R.opens, 0, "on_open fired for a closed connection");
   cr_expect_eq(A.closes, 1);
   cr_expect_eq(st.conns_open, 0);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A handler feeding its own connection ran the frame loop inside itself,
@@ -235,7 +228,7 @@ Test(regress, nested_feed_of_the_same_connection_is_refused) {
   cr_expect_eq(R.handled, 2, "outer and second only");
   cr_expect_not_null(A.c);
   mt_bytes_free(&b);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A pong queued while the host's send held a run of frames, then a later
@@ -272,7 +265,7 @@ Test(regress, pongs_keep_order_after_a_ping_fed_inside_send) {
   cr_expect(f.opcode == MT_PONG && mt_payload_is(&f, "1"), "first pong");
   mt_expect_frame(&A, &f);
   cr_expect(f.opcode == MT_PONG && mt_payload_is(&f, "2"), "second pong");
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* Data and pongs keep their order through random partial writes, would
@@ -344,7 +337,7 @@ static void random_session(unsigned seed) {
   }
   cr_assert_eq(want_pong, ping_seq, "seed %u: pongs missing", seed);
   cr_assert_eq(want_data, data_seq, "seed %u: data missing", seed);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 Test(regress, output_order_under_random_writes) {
@@ -382,7 +375,7 @@ Test(regress, on_log_close_of_a_slow_consumer_sends_its_frame) {
     if (f.opcode == MT_CLOSE) closes++, last = mt_close_code(&f);
   cr_expect_eq(closes, 1);
   cr_expect_eq(last, 4100);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* on_shutdown ("no connection is left") ran inside a connection's on_close,
@@ -420,7 +413,7 @@ Test(regress, on_shutdown_waits_for_the_transport_close_of_every_conn) {
   cr_expect_null(B.c);
   cr_expect_eq(sd_left, 0, "on_shutdown ran with %d transports open",
                sd_left);
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
 }
 
 /* ws_conn_send_error sent through ws_conn_send_json, whose outermost
@@ -436,7 +429,7 @@ Test(regress, send_error_survives_its_connection_ending_in_the_flush) {
   cr_expect_eq(ws_conn_send_error(A.c, "bad_room", "no such room"), WS_OK);
   cr_expect_null(A.c, "the failed send closed the connection");
   cr_expect_eq(R.code, WS_CLOSE_ABNORMAL);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ---- the upgrade ------------------------------------------------------ */
@@ -479,7 +472,7 @@ Test(regress, feed_inside_a_host_parsed_upgrade_is_refused) {
   cr_expect_eq(R.opens, 1);
   cr_expect_eq(st.conns_open, 1);
   cr_expect_eq(st.conns_pending, 0);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* on_upgrade's reason taken from its req (keep_headers = 0): the request
@@ -506,7 +499,7 @@ Test(regress, refusal_reason_may_come_from_the_request) {
   mt_feed(&A, req, n, MT_WHOLE);
   cr_assert_eq(mt_http_response(&A, head, sizeof head, &body, &bl), 403);
   cr_expect(bl == 14 && memcmp(body, "banned device\n", 14) == 0);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 
@@ -535,7 +528,7 @@ Test(regress, long_subprotocol_gets_its_101) {
   cr_expect_str_eq(ws_conn_subprotocol(B.c), tok);
   cr_expect(ws_server_find_device(s, "phone") == B.c);
   mt_expect_close(&A, 4000);
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
 }
 
 /* keep_headers = 0 rebuilt the request after on_upgrade and freed the one
@@ -562,7 +555,7 @@ Test(regress, keep_headers_0_pointers_from_on_upgrade_stay_valid) {
   cr_expect_str_eq(R.saved_id, "dev1"); /* ASan: use after free before */
   cr_expect_str_eq(R.saved_path, "/ws");
   cr_expect_null(ws_request_header(ws_conn_request(A.c), "Host"));
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* An on_http that does not answer made every plain request on the
@@ -584,7 +577,7 @@ Test(regress, unanswered_on_http_falls_back_to_the_defaults) {
   mt_open(&B, s);
   mt_feed(&B, elsewhere, strlen(elsewhere), MT_WHOLE);
   cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 404);
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
 }
 
 /* RFC 9110 15.5.22: a 426 MUST carry Upgrade. */
@@ -598,7 +591,7 @@ Test(regress, status_426_names_the_upgrade) {
   cr_assert_eq(mt_http_response(&A, head, sizeof head, NULL, NULL), 426);
   cr_expect_not_null(strstr(head, "\r\nUpgrade: websocket\r\n"), "%s", head);
   cr_expect_not_null(strstr(head, "\r\nSec-WebSocket-Version: 13\r\n"));
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ws_conn_upgrade skipped the parser's limits (header count, head size). */
@@ -649,7 +642,7 @@ Test(regress, host_parsed_limit_counts_the_shortest_head) {
   ws_conn_upgrade(B.c, "GET", "/ws", "device_id=b", h, 6);
   mt_pump(&B);
   cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 101);
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
 }
 
 Test(regress, host_parsed_request_meets_the_parser_limits) {
@@ -658,7 +651,7 @@ Test(regress, host_parsed_request_meets_the_parser_limits) {
   cr_expect_eq(upgrade_with(s, &A, 65, 1), 431, "65 headers, max 64");
   cr_expect_eq(upgrade_with(s, &B, 6, 8500), 431, "head over 8 KiB");
   cr_expect_eq(upgrade_with(s, &C, 64, 1), 101, "64 headers");
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
   mt_free(&C);
 }
 
@@ -690,7 +683,7 @@ Test(regress, escaped_action_up_to_the_limit) {
   snprintf(msg, sizeof msg, "{\"action\":\"%sx\\u0041\"}", name);
   mt_send_text(&A, msg, MT_WHOLE); /* 256: bad_action */
   cr_expect_eq(R.handled, 1);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* An escaped key sent the message through cJSON, and data_json came back
@@ -709,7 +702,7 @@ Test(regress, data_json_is_raw_with_escaped_keys) {
   /* A key with a NUL escape is not "action". */
   mt_send_text(&A, "{\"action\\u0000\":\"y\"}", MT_WHOLE);
   cr_expect_eq(R.handled, 1);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* The doc said data NULL means no "data" member; the _json variants
@@ -727,7 +720,7 @@ Test(regress, json_variants_take_no_data) {
   cr_expect(mt_payload_is(&f, "{\"action\":\"x\"}"));
   mt_expect_frame(&A, &f);
   cr_expect(mt_payload_is(&f, "{\"action\":\"y\"}"));
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ---- posting ---------------------------------------------------------- */
@@ -745,7 +738,7 @@ Test(regress, post_while_destroying_is_refused) {
   mt_conn A;
   ws_server *s = mk(with_post_on_close);
   mt_connect(&A, s, "a", MT_WHOLE);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
   cr_expect_eq(R.post_rc, WS_ESHUTDOWN, "got %s", ws_err_name(R.post_rc));
 }
 
@@ -765,7 +758,7 @@ Test(regress, free_during_a_drain_fires_no_on_shutdown) {
   mt_connect(&A, s, "a", MT_WHOLE);
   A.would_block = 1;
   cr_assert_eq(ws_server_shutdown(s, 60000), WS_OK);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
   cr_expect_eq(R.opens, 0, "on_shutdown fired");
 }
 
@@ -793,7 +786,7 @@ Test(regress, shutdown_nested_in_its_own_drain_is_refused) {
   cr_expect_eq(R.on_close, 1);
   cr_expect_eq(R.post_rc, WS_ESHUTDOWN, "got %s", ws_err_name(R.post_rc));
   cr_expect_eq(R.opens, 1, "on_shutdown fired %d times", R.opens);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ws_server_shutdown after ws_server_free (both from a handler) started a
@@ -888,7 +881,7 @@ Test(regress, send_before_the_101_is_estate) {
   mt_expect_nothing(&A); /* nothing after the 101 */
   cr_expect_eq(ws_conn_close(A.c, 1000, NULL), WS_OK);
   cr_expect_eq(ws_conn_send_json(A.c, "late", NULL, 0), WS_ECLOSED);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 static int nop_handler(ws_conn *c, const ws_msg *m, void *ud) {
@@ -918,7 +911,7 @@ Test(regress, actions_past_the_limit_are_einval) {
   cr_expect_eq(ws_mux_handle(m, act, nop_handler, NULL), WS_OK);
   cr_expect_eq(ws_conn_send_json(A.c, act, NULL, 0), WS_OK);
   ws_mux_free(m);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A config that refuses every client (a path without '/', an empty
@@ -1008,7 +1001,7 @@ Test(regress, leave_checks_the_group_name_as_join_does) {
   cr_expect_eq(ws_conn_leave(A.c, longname), WS_EINVAL);
   cr_expect_eq(ws_conn_join(A.c, longname), WS_EINVAL);
   cr_expect_eq(ws_conn_leave(A.c, "never-joined"), WS_ENOENT);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ws_publish / ws_push_user / ws_post to a name no group or user can have
@@ -1026,7 +1019,7 @@ Test(regress, fan_out_to_an_impossible_name_is_einval) {
   cr_expect_eq(ws_post(s, WS_POST_DEVICE, NULL, "x", NULL, 0), WS_EINVAL);
   name[255] = '\0';
   cr_expect_eq(ws_publish_json(s, name, "x", NULL, 0), 0); /* unknown */
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 
 /* ---- the post queue (the fifth review) -------------------------------- */
@@ -1072,7 +1065,7 @@ Test(regress, post_backlog_reaches_a_client_that_reads) {
   ws_server *s = mk(NULL);
   post_backlog(s, &A);
   expect_backlog(&A);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* The same backlog to a client that keeps reading, but whose socket was
@@ -1105,7 +1098,7 @@ Test(regress, post_backlog_reaches_a_client_whose_socket_was_full_once) {
                (unsigned long long)st.drops_queue_full);
   if (A.c) mt_pump(&A); /* the host's writable events, after the tick */
   expect_backlog(&A);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* Producers faster than the loop grew the post queue without bound. */
@@ -1119,7 +1112,7 @@ Test(regress, post_queue_is_bounded) {
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_ELIMIT);
   ws_server_tick(s, 1); /* delivered (to nobody): room again */
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", d, 1900), WS_OK);
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 
 /* A producer that retries on WS_ELIMIT had each try build its frame (a
@@ -1143,7 +1136,7 @@ Test(regress, a_post_refused_for_room_allocates_nothing) {
   test_alloc_reset(0);
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", "1", 1), WS_ESHUTDOWN);
   cr_expect_eq(test_alloc_count(), 0);
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 
 /* The early refusal's review: a post that can never fit max_posted (its
@@ -1172,7 +1165,7 @@ Test(regress, a_post_that_never_fits_is_etoobig_while_others_wait) {
   }
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "\xff", "1", 1), WS_EINVAL,
                "a full queue");
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 
 /* A post whose data alone is past max_posted never fits: WS_ETOOBIG
@@ -1195,7 +1188,7 @@ Test(regress, a_post_past_max_posted_is_etoobig_before_its_json_is_read) {
   cr_expect_eq(ws_server_shutdown(s, 0), WS_OK);
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", bad, 4096), WS_ETOOBIG,
                "whatever is waiting, shutdown included");
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 
 /* The early refusal guessed the frame's size from an upper bound on its
@@ -1225,7 +1218,7 @@ Test(regress, a_post_near_max_posted_is_refused_for_room_unread) {
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", bad, len), WS_ESHUTDOWN);
   cr_expect_eq(test_alloc_count(), 0, "%ld allocations after shutdown",
                test_alloc_count());
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 
 /* A delivery runs on_log (a slow consumer); the host posts and ticks from
@@ -1271,7 +1264,7 @@ static void expect_posts_in_order_when_a_delivery_reenters(int how) {
   } else {
     mt_expect_close(&B, WS_CLOSE_GOING_AWAY);
   }
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
 }
 
 Test(regress, nested_tick_keeps_the_post_order) {
@@ -1301,7 +1294,7 @@ Test(regress, tick_is_due_again_while_posts_wait) {
   mt_expect_nothing(&A);
   cr_expect_neq(ws_server_tick(s, 2), 0);
   mt_expect_text(&A, "{\"action\":\"m\",\"data\":\"second\"}");
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ---- the sixth review ------------------------------------------------ */
@@ -1433,7 +1426,7 @@ Test(regress, slow_consumer_close_in_on_open_keeps_the_101) {
   while (mt_next_frame(&A, &f) && f.opcode == 1) continue;
   cr_assert_eq(f.opcode, 8, "a close frame after the 101");
   cr_expect_eq(mt_close_code(&f), WS_CLOSE_SLOW_CONSUMER);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ws_conn_upgrade_answer reported 101 for a connection its on_open had
@@ -1466,7 +1459,7 @@ Test(regress, upgrade_answer_reports_an_on_open_abort) {
   cr_expect_eq(status, 503);
   cr_expect_str_eq(reason, "connection closed during on_open");
   cr_expect_str_eq(accept, "");
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* The same when a callback before on_open ended it (no answer was set:
@@ -1494,7 +1487,7 @@ Test(regress, upgrade_answer_reports_an_earlier_callback_abort) {
   cr_expect_eq(A.closes, 1);
   cr_expect_eq(status, 503);
   cr_expect_str_eq(reason, "connection closed during the upgrade");
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A NULL entry in subprotocols was accepted by ws_server_new and crashed
@@ -1555,7 +1548,7 @@ Test(regress, a_cjson_tree_is_checked_as_json) {
   cJSON_Delete(good);
   cJSON_Delete(invalid);
   cJSON_Delete(odd);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* Under WS_DUP_REPLACE the "reconnected" log line runs while the newer
@@ -1615,7 +1608,7 @@ Test(regress, max_posted_bounds_the_heap_posts_hold) {
   cr_expect_leq(test_alloc_live_bytes() - before, 64 * 1024,
                 "%d posts hold %ld bytes", posts,
                 test_alloc_live_bytes() - before);
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 
 /* A message that can never fit max_posted got WS_ELIMIT ("retry later")
@@ -1627,7 +1620,7 @@ Test(regress, a_post_larger_than_max_posted_is_etoobig) {
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", json_text(200), 200),
                WS_ETOOBIG);
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "m", NULL, 0), WS_OK);
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 
 /* From on_log during the refusal of a malformed request (nothing of it
@@ -1655,7 +1648,7 @@ Test(regress, upgrade_from_a_callback_of_its_own_refusal_is_estate) {
   cr_expect_eq(R.opens, 0);
   cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 400);
   mt_expect_nothing(&A);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A tick delivered the whole post backlog before returning: a backlog
@@ -1678,7 +1671,7 @@ Test(regress, a_tick_delivers_a_bounded_share_of_the_posts) {
   cr_expect_gt(ws_server_tick(s, 2), 0, "the backlog is done");
   while (mt_next_frame(&A, &f)) n++;
   cr_expect_eq(n, POSTS);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A header the host passed with a NULL name or value and a non-zero length
@@ -1719,7 +1712,7 @@ Test(regress, host_header_with_a_null_pointer_is_einval) {
   cr_expect_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a", bad, 5),
                WS_OK);
   cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* The clock started at 0 whatever the host's origin: a connection made
@@ -1748,7 +1741,7 @@ Test(regress, the_first_tick_is_the_clock_origin) {
   mt_expect_frame(&B, &f);
   cr_expect_eq(f.opcode, MT_PING, "the ping at 30 s from the first tick");
   cr_expect_eq(R.on_close, 0);
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
 }
 
 /* ---- the tenth review ------------------------------------------------ */
@@ -1774,7 +1767,7 @@ Test(regress, an_empty_protocol_line_given_as_null_is_joined) {
   cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a", h, 7), WS_OK);
   cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
   cr_expect_str_eq(ws_conn_subprotocol(A.c), "chat");
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* close_timeout_ms = 0 ("disabled") cleared every deadline of a closing
@@ -1804,7 +1797,7 @@ Test(regress, without_a_close_timeout_a_silent_closing_peer_still_ends) {
   cr_expect_eq(A.closes, 1, "a silent closing peer is never let go");
   cr_expect_eq(R.on_close, 1);
   cr_expect_eq(R.code, WS_CLOSE_TIMEOUT);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* Nor with the write deadline off too: a peer that sends its close and
@@ -1831,7 +1824,7 @@ Test(regress, without_close_and_write_timeouts_a_draining_peer_still_ends) {
   cr_expect_eq(A.closes, 0, "ended before the idle deadline");
   ws_server_tick(s, 1400);
   cr_expect_eq(A.closes, 1, "a draining peer that never reads is held");
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 Test(regress, without_a_close_timeout_a_peer_that_never_reads_still_ends) {
@@ -1853,7 +1846,7 @@ Test(regress, without_a_close_timeout_a_peer_that_never_reads_still_ends) {
   ws_server_tick(s, 500);
   cr_expect_eq(A.closes, 1, "a close frame never taken holds CLOSING");
   cr_expect_eq(B.closes, 1, "a close answer never taken holds DRAINING");
-  done(s, &A, &B);
+  mt_done(s, &A, &B);
 }
 
 /* ws_server_shutdown delivers what was posted before its 1001; called from
@@ -1889,7 +1882,7 @@ Test(regress, shutdown_from_a_handler_sends_a_post_backlog_past_max_queued) {
   mt_expect_close(&A, WS_CLOSE_GOING_AWAY);
   ws_server_stats(s, &st, sizeof st);
   cr_expect_eq(st.drops_queue_full, 0);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A device id was kept as whatever bytes its percent-encoding gave; the
@@ -1918,7 +1911,7 @@ Test(regress, a_device_id_that_is_not_utf8_is_refused) {
   cr_expect_eq(st.refusals[WS_REFUSE_BAD_REQUEST], 4);
   mt_connect(&A, s, "caf%C3%A9-%F0%9F%93%B1", MT_WHOLE);
   cr_expect_str_eq(ws_conn_device_id(A.c), "caf\xc3\xa9-\xf0\x9f\x93\xb1");
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* A tick that ended a shutdown's drain answered the deadline of a
@@ -1937,7 +1930,7 @@ Test(regress, the_tick_that_ends_a_drain_has_no_deadline_left) {
   cr_expect_eq(A.closes, 1);
   cr_expect_eq(R.opens, 1, "on_shutdown fired");
   cr_expect_eq(ws_server_tick(s, 0), -1, "no deadline left");
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 /* ---- the fifteenth review -------------------------------------------- */
@@ -1961,7 +1954,7 @@ Test(regress, too_big_is_told_from_the_length_before_the_bytes) {
   cr_expect_eq(ws_post(s, WS_POST_ALL, NULL, "a", one, huge), WS_ETOOBIG);
   cr_expect_eq(test_alloc_count(), 0, "%ld allocations", test_alloc_count());
   mt_expect_nothing(&A);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 
 #if SIZE_MAX > UINT32_MAX
@@ -1986,7 +1979,7 @@ Test(regress, past_a_frames_length_is_too_big_even_unlimited) {
                WS_ETOOBIG);
   cr_expect_eq(test_alloc_count(), 0);
   mt_expect_nothing(&A);
-  done(s, &A, NULL);
+  mt_done(s, &A, NULL);
 }
 #endif
 
@@ -2011,7 +2004,7 @@ Test(regress, a_post_past_size_max_in_all_is_too_big_on_32_bits) {
   test_alloc_reset(0);
   cr_expect_eq(ws_post(s, WS_POST_DEVICE, id, "m", bad, len), WS_ETOOBIG);
   cr_expect_eq(test_alloc_count(), 0, "%ld allocations", test_alloc_count());
-  done(s, NULL, NULL);
+  mt_done(s, NULL, NULL);
 }
 #endif
 
@@ -2044,5 +2037,5 @@ Test(regress, head_lines_taken_are_not_parsed_again) {
   a.c->buf[0] = 'G';
   cr_assert_eq(ws_conn_feed(a.c, "\r\n", 2), WS_OK);
   cr_expect_eq(mt_http_response(&a, NULL, 0, NULL, NULL), 101);
-  done(s, &a, NULL);
+  mt_done(s, &a, NULL);
 }
