@@ -376,3 +376,11 @@ void mt_done(ws_server *s, mt_conn *a, mt_conn *b) {
   if (a) mt_free(a);
   if (b) mt_free(b);
 }
+
+const ws_header mt_upgrade_headers[MT_UPGRADE_HEADER_COUNT] = {
+    {"Host", 4, "x", 1},
+    {"Upgrade", 7, "websocket", 9},
+    {"Connection", 10, "Upgrade", 7},
+    {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
+    {"Sec-WebSocket-Version", 21, "13", 2},
+};

@@ -88,6 +88,10 @@ size_t mt_request(char *buf, size_t cap, const char *device_id,
 /* The Sec-WebSocket-Accept for the sample key (RFC 6455 1.3). */
 #define MT_SAMPLE_KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define MT_SAMPLE_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+/* A valid upgrade's headers (the sample key), for the host-parsed entry
+ * points ws_conn_upgrade and ws_conn_upgrade_answer. */
+#define MT_UPGRADE_HEADER_COUNT 5
+extern const ws_header mt_upgrade_headers[MT_UPGRADE_HEADER_COUNT];
 
 /* Reads an HTTP response head (and Content-Length body) at rpos. Returns
  * the status, 0 if no complete response is there yet. head (may be NULL)

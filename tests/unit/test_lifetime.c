@@ -41,15 +41,6 @@ static ws_server *mk(void (*tweak)(ws_config *)) {
   return s;
 }
 
-/* A valid upgrade's headers, for the host-parsed entry point. */
-static const ws_header k_headers[5] = {
-    {"Host", 4, "x", 1},
-    {"Upgrade", 7, "websocket", 9},
-    {"Connection", 10, "Upgrade", 7},
-    {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
-    {"Sec-WebSocket-Version", 21, "13", 2},
-};
-
 /* The request line alone: a head begun, kept in the connection's buffer
  * until the handshake deadline (10 s) answers it with 408. */
 static const char k_head_begun[] = "GET /ws?device_id=a HTTP/1.1\r\n";
@@ -66,7 +57,7 @@ static void log_upgrades(ws_server *s, int level, const char *msg, void *ud) {
   (void)s, (void)level, (void)ud;
   if (strstr(msg, "upgrade refused: 408") && L.target->c)
     L.upgrade_rc = ws_conn_upgrade(L.target->c, "GET", "/ws", "device_id=a",
-                                   k_headers, 5);
+                                   mt_upgrade_headers, 5);
 }
 static void with_log_upgrading(ws_config *c) { c->on_log = log_upgrades; }
 

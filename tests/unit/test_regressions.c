@@ -434,15 +434,6 @@ Test(regress, send_error_survives_its_connection_ending_in_the_flush) {
 
 /* ---- the upgrade ------------------------------------------------------ */
 
-/* A valid upgrade's headers, for the host-parsed entry point. */
-static const ws_header k_upgrade_headers[5] = {
-    {"Host", 4, "x", 1},
-    {"Upgrade", 7, "websocket", 9},
-    {"Connection", 10, "Upgrade", 7},
-    {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
-    {"Sec-WebSocket-Version", 21, "13", 2},
-};
-
 /* A feed from on_upgrade during ws_conn_upgrade ran the upgrade twice:
  * two on_open, conns_pending wrapped below zero. */
 static int refeed_in_upgrade(ws_conn *c, const ws_request *req,
@@ -466,7 +457,7 @@ Test(regress, feed_inside_a_host_parsed_upgrade_is_refused) {
   R.reqbuf = req;
   mt_open(&A, s);
   cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a",
-                               k_upgrade_headers, 5), WS_OK);
+                               mt_upgrade_headers, 5), WS_OK);
   ws_server_stats(s, &st, sizeof st);
   cr_expect_eq(R.feed_rc, WS_ESTATE);
   cr_expect_eq(R.opens, 1);
@@ -601,7 +592,7 @@ static int upgrade_with(ws_server *s, mt_conn *A, size_t count,
   ws_header h[300];
   size_t i;
   memset(value, 'v', sizeof value);
-  memcpy(h, k_upgrade_headers, sizeof k_upgrade_headers);
+  memcpy(h, mt_upgrade_headers, sizeof mt_upgrade_headers);
   for (i = 5; i < count; i++) {
     snprintf(names[i], sizeof names[i], "X-H%zu", i);
     h[i] = (ws_header){names[i], strlen(names[i]), value, value_len};
@@ -636,7 +627,7 @@ Test(regress, host_parsed_limit_counts_the_shortest_head) {
   mt_open(&A, s);
   mt_feed(&A, req, n, MT_WHOLE);
   cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
-  memcpy(h, k_upgrade_headers, sizeof k_upgrade_headers);
+  memcpy(h, mt_upgrade_headers, sizeof mt_upgrade_headers);
   h[5] = (ws_header){"X", 1, val, vl};
   mt_open(&B, s);
   ws_conn_upgrade(B.c, "GET", "/ws", "device_id=b", h, 6);
@@ -1451,7 +1442,7 @@ Test(regress, upgrade_answer_reports_an_on_open_abort) {
   ws_server *s = mk(with_open_aborting);
   mt_open(&A, s);
   cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a",
-                                      k_upgrade_headers, 5, &status, &reason,
+                                      mt_upgrade_headers, 5, &status, &reason,
                                       accept),
                WS_OK);
   cr_expect_eq(R.opens, 1);
@@ -1481,7 +1472,7 @@ Test(regress, upgrade_answer_reports_an_earlier_callback_abort) {
   mt_open(&A, s);
   g_target = &A;
   cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a",
-                                      k_upgrade_headers, 5, &status, &reason,
+                                      mt_upgrade_headers, 5, &status, &reason,
                                       accept),
                WS_OK);
   cr_expect_eq(A.closes, 1);
@@ -1631,7 +1622,7 @@ static void log_reupgrades(ws_server *s, int level, const char *msg,
   (void)s, (void)level, (void)ud;
   if (strstr(msg, "upgrade refused") && g_target->c)
     R.feed_rc = ws_conn_upgrade(g_target->c, "GET", "/ws",
-                                "device_id=a", k_upgrade_headers, 5);
+                                "device_id=a", mt_upgrade_headers, 5);
 }
 static void with_log_reupgrading(ws_config *c) {
   c->on_log = log_reupgrades;
@@ -1686,7 +1677,7 @@ Test(regress, host_header_with_a_null_pointer_is_einval) {
   mt_conn A;
   ws_server *s = mk(NULL);
   for (which = 0; which < 2; which++) {
-    memcpy(bad, k_upgrade_headers, sizeof bad);
+    memcpy(bad, mt_upgrade_headers, sizeof bad);
     if (which) bad[3].value = NULL; /* Sec-WebSocket-Key, 24 bytes */
     else bad[0].name = NULL;        /* Host, 4 bytes */
     mt_open(&A, s);
@@ -1697,7 +1688,7 @@ Test(regress, host_header_with_a_null_pointer_is_einval) {
                  WS_EINVAL);
     cr_expect_eq(A.len, 0, "nothing answered");
     cr_assert_eq(ws_conn_upgrade(A.c, "GET", "/ws", "device_id=a",
-                                 k_upgrade_headers, 5),
+                                 mt_upgrade_headers, 5),
                  WS_OK);
     cr_expect_eq(mt_http_response(&A, NULL, 0, NULL, NULL), 101);
     ws_conn_abort(A.c);
@@ -1705,7 +1696,7 @@ Test(regress, host_header_with_a_null_pointer_is_einval) {
   }
   /* A NULL value of no bytes is an empty one (an empty Host is valid
    * HTTP/1.1, RFC 7230 5.4), not an error. */
-  memcpy(bad, k_upgrade_headers, sizeof bad);
+  memcpy(bad, mt_upgrade_headers, sizeof bad);
   bad[0].value = NULL;
   bad[0].value_len = 0;
   mt_open(&A, s);
@@ -1760,7 +1751,7 @@ Test(regress, an_empty_protocol_line_given_as_null_is_joined) {
   ws_header h[7];
   mt_conn A;
   ws_server *s = mk(offers_chat);
-  memcpy(h, k_upgrade_headers, sizeof k_upgrade_headers);
+  memcpy(h, mt_upgrade_headers, sizeof mt_upgrade_headers);
   h[5] = (ws_header){"Sec-WebSocket-Protocol", 22, NULL, 0};
   h[6] = (ws_header){"Sec-WebSocket-Protocol", 22, "chat", 4};
   mt_open(&A, s);

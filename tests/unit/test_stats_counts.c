@@ -306,14 +306,6 @@ Test(stats_counts, drops_queue_full_counts_a_receiver_closed_by_the_fanout) {
 
 /* ---- refusals -------------------------------------------------------- */
 
-static const ws_header k_hdrs[5] = {
-    {"Host", 4, "x", 1},
-    {"Upgrade", 7, "websocket", 9},
-    {"Connection", 10, "Upgrade", 7},
-    {"Sec-WebSocket-Key", 17, MT_SAMPLE_KEY, 24},
-    {"Sec-WebSocket-Version", 21, "13", 2},
-};
-
 static void with_origin_aborting(ws_config *cfg) {
   cfg->check_origin = origin_aborts;
 }
@@ -332,7 +324,8 @@ static ws_stats answer_ended_by(void (*tweak)(ws_config *), const char *why) {
   server(0, WS_QUEUE_CLOSE, tweak);
   mt_open(&C[0], S);
   cr_assert_eq(ws_conn_upgrade_answer(C[0].c, "GET", "/ws", "device_id=a",
-                                      k_hdrs, 5, &status, &reason, accept),
+                                      mt_upgrade_headers, 5, &status,
+                                      &reason, accept),
                WS_OK);
   cr_assert_eq(status, 503);
   cr_assert_str_eq(reason, why);
