@@ -567,7 +567,10 @@ WS_EXTERN int ws_server_tick(ws_server *s, uint64_t now_ms);
  * request not yet answered) ends at once, without an HTTP answer: the
  * host's close callback, no on_close (it never opened); an upgrade whose
  * own on_upgrade calls this ends the same way. The 503 is for the
- * connections the host creates after this call.
+ * connections the host creates after this call. At the deadline the tick
+ * closes the connections there are then; one the host creates from a
+ * callback of that pass (accepting in its close callback) is left to the
+ * next tick, which the deadline's tick asks for at once (it returns 0).
  * on_shutdown fires when no connection remains (possibly before this
  * returns). drain_ms counts from the last time given to ws_server_tick, as
  * every deadline does: a loop woken by a signal after a long idle wait

@@ -153,13 +153,38 @@ static void finish_all(ws_server *s, int code, const char *reason) {
   while (s->conns) ws__conn_finish(s->conns, code, reason);
 }
 
+/* The connections there are now, for a pass whose callbacks may end some
+ * (each is then DEAD, its memory kept until the outermost return) or make
+ * new ones (a host accepting in its close callback): those are the next
+ * pass's, or a host that always accepts one would keep the pass going.
+ * NULL with *n 0 for none, or on no memory (the caller's fallback). The
+ * caller frees the list. */
+static ws_conn **snapshot(ws_server *s, size_t *n) {
+  ws_conn **v, *c;
+  size_t max = s->nconns;
+  *n = 0;
+  v = max ? ws__malloc(&s->al, max * sizeof(*v)) : NULL;
+  if (v == NULL) return NULL;
+  /* Bounded by the count too, as send.c's collecting loops are. */
+  for (c = s->conns; c && *n < max; c = c->next) v[(*n)++] = c;
+  return v;
+}
+
 /* The drain's end cuts each close handshake as its close timeout would:
  * on_close gets the code the connection closed with (the shutdown's 1001,
  * the host's own, or the peer's, with the peer's reason), 1001 for one
  * that has none. */
 static void finish_draining(ws_server *s) {
-  while (s->conns)
-    ws__conn_cut(s->conns, WS_CLOSE_GOING_AWAY, "shutdown deadline");
+  size_t n, i;
+  ws_conn **v = snapshot(s, &n);
+  if (v == NULL) { /* none, or no memory for the list: cut from the head */
+    while (s->conns)
+      ws__conn_cut(s->conns, WS_CLOSE_GOING_AWAY, "shutdown deadline");
+    return;
+  }
+  for (i = 0; i < n; i++)
+    ws__conn_cut(v[i], WS_CLOSE_GOING_AWAY, "shutdown deadline");
+  ws__free(&s->al, v);
 }
 
 void ws_server_free(ws_server *s) {
@@ -270,15 +295,12 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
 /* 1001 to every connection: a close handshake for the open ones, the end
  * for those still in their handshake. */
 static void close_all_going_away(ws_server *s) {
-  ws_conn **v, *c;
-  size_t n = 0, i, max = s->nconns;
-  v = max ? ws__malloc(&s->al, max * sizeof(*v)) : NULL;
-  if (v == NULL && max) {
+  size_t n, i;
+  ws_conn **v = snapshot(s, &n);
+  if (v == NULL) {
     finish_all(s, WS_CLOSE_GOING_AWAY, "server shutting down");
     return;
   }
-  /* Bounded by the count too, as send.c's collecting loops are. */
-  for (c = s->conns; c && n < max; c = c->next) v[n++] = c;
   for (i = 0; i < n; i++) {
     if (v[i]->state == WS__HANDSHAKE)
       ws__conn_finish(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");

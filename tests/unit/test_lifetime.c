@@ -184,3 +184,47 @@ Test(lifetime, an_upgrade_from_a_replacements_on_log_does_not_pass_the_cap) {
   mt_done(s, &A, &B);
   mt_free(&C);
 }
+
+/* ---- the shutdown's deadline ------------------------------------------ */
+
+/* The deadline cut connections from the head of the list until it was
+ * empty: a host that accepts one connection in each close callback (one
+ * waited in its backlog) had each one cut in the same pass, which then
+ * never ended. The pass now cuts the connections there at the deadline;
+ * one accepted meanwhile is the next tick's (refused 503 if it asks). */
+enum { CHAIN = 8 };
+static mt_conn chain[CHAIN];
+static int accepted;
+
+static void accept_next(mt_conn *t) {
+  (void)t;
+  if (accepted + 1 >= CHAIN) return;
+  accepted++;
+  mt_open(&chain[accepted], chain[0].s);
+  chain[accepted].on_tclose = accept_next;
+}
+
+Test(lifetime, the_shutdown_deadline_cuts_the_connections_it_found) {
+  int i;
+  ws_server *s = mk(NULL);
+  accepted = 0;
+  mt_connect(&chain[0], s, "a", MT_WHOLE);
+  chain[0].on_tclose = accept_next;
+  cr_assert_eq(ws_server_shutdown(s, 1000), WS_OK);
+  mt_expect_close(&chain[0], 1001); /* the peer does not answer it */
+  cr_expect_eq(ws_server_tick(s, 1000), 0, "the deadline passed: tick now");
+  cr_expect_eq(chain[0].closes, 1);
+  cr_expect_eq(accepted, 1, "one accepted in the pass");
+  cr_expect_not_null(chain[1].c, "and kept for the next tick");
+  cr_expect_eq(ws_server_conn_count(s), 0, "it never opened");
+  for (i = 2; i < CHAIN && accepted < CHAIN - 1; i++) {
+    ws_server_tick(s, 1000);
+    cr_expect_eq(accepted, i, "one more per tick");
+  }
+  ws_server_free(s);
+  for (i = 0; i <= accepted; i++) {
+    cr_expect_eq(chain[i].closes, 1);
+    mt_free(&chain[i]);
+  }
+  cr_expect_eq(test_alloc_live(), 0);
+}
