@@ -946,7 +946,11 @@ WS_EXTERN int ws_mux_binary(ws_mux *m, ws_handler_fn fn, void *user_data);
  * cfg.handler = ws_mux_serve; cfg.handler_data = mux. O(1). A mux is used
  * by one thread at a time, as a server is (it caches the last action it
  * dispatched): servers on several loop threads each need their own, even
- * with the same handlers (examples/reuseport.c builds one per server). */
+ * with the same handlers (examples/reuseport.c builds one per server).
+ * The host may also call it outside a handler, with a message it made
+ * (action set unless binary): what the handler queues is flushed before
+ * it returns, as from any entry point. Errors: WS_EINVAL (a NULL argument,
+ * or a text message with no action); otherwise the handler's value. */
 WS_EXTERN int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux);
 
 /* ------------------------------------------------------------------------ */

@@ -106,12 +106,10 @@ int ws_mux_binary(ws_mux *m, ws_handler_fn fn, void *ud) {
   return WS_OK;
 }
 
-int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux) {
-  ws_mux *m = mux;
+static int dispatch(ws_conn *c, const ws_msg *msg, ws_mux *m) {
   mux_entry *e;
   ws_handler_fn fn;
   void *ud;
-  if (m == NULL || c == NULL || msg == NULL) return WS_EINVAL;
   if (msg->binary) {
     if (m->binary == NULL) {
       ws_conn_close(c, WS_CLOSE_UNSUPPORTED, "binary messages not accepted");
@@ -136,4 +134,20 @@ int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux) {
     return WS_OK;
   }
   return fn(c, msg, ud);
+}
+
+/* A library frame of its own, as every entry point has: a host may call it
+ * outside a handler (a message of its own making), and what the handler
+ * queues goes out, and what it ends is freed, when this returns. */
+int ws_mux_serve(ws_conn *c, const ws_msg *msg, void *mux) {
+  ws_server *s;
+  int rc;
+  if (mux == NULL || c == NULL || msg == NULL ||
+      (!msg->binary && msg->action == NULL))
+    return WS_EINVAL;
+  s = c->s;
+  ws__enter(s);
+  rc = dispatch(c, msg, mux);
+  ws__leave(s);
+  return rc;
 }

@@ -331,3 +331,37 @@ Test(contract, upgrade_after_part_of_a_request_is_estate) {
   cr_assert_eq(K.opens, 1);
   k_done(s, &A);
 }
+
+/* ws_mux_serve called by the host, outside any handler: a text message
+ * without an action is WS_EINVAL (it was a NULL strcmp), and what the
+ * handler queued, or the unknown_action error, goes out before it returns
+ * (there was no library frame to flush it until the next entry point). */
+static int mux_reply(ws_conn *c, const ws_msg *m, void *ud) {
+  (void)m, (void)ud;
+  return ws_conn_send(c, "pong", NULL);
+}
+
+Test(contract, mux_serve_outside_a_handler_flushes_and_checks_its_message) {
+  ws_config cfg;
+  static mt_conn A;
+  ws_server *s;
+  ws_msg msg;
+  ws_mux *m = ws_mux_new(NULL);
+  cr_assert_not_null(m);
+  cr_assert_eq(ws_mux_handle(m, "ping", mux_reply, NULL), WS_OK);
+  k_cfg(&cfg);
+  s = k_open(&cfg, &A);
+  memset(&msg, 0, sizeof msg);
+  cr_assert_eq(ws_mux_serve(A.c, &msg, m), WS_EINVAL, "no action");
+  mt_expect_nothing(&A);
+  msg.action = "ping";
+  cr_assert_eq(ws_mux_serve(A.c, &msg, m), WS_OK, "the handler's 0");
+  mt_expect_text(&A, "{\"action\":\"pong\"}");
+  msg.action = "nope";
+  cr_assert_eq(ws_mux_serve(A.c, &msg, m), WS_OK);
+  mt_expect_text(&A, "{\"action\":\"error\",\"data\":{\"code\":"
+                     "\"unknown_action\",\"message\":\"unknown action: "
+                     "nope\"}}");
+  k_done(s, &A);
+  ws_mux_free(m);
+}
