@@ -228,3 +228,32 @@ Test(lifetime, the_shutdown_deadline_cuts_the_connections_it_found) {
   }
   cr_expect_eq(test_alloc_live(), 0);
 }
+
+/* With no memory for the list at the deadline, the pass cuts from the head
+ * of the list instead: every connection still ends, and the shutdown. */
+static int shutdowns;
+static int count_shutdown(ws_server *s, void *ud) {
+  (void)s, (void)ud;
+  shutdowns++;
+  return 0;
+}
+static void counting_shutdown(ws_config *c) {
+  c->on_shutdown = count_shutdown;
+}
+
+Test(lifetime, the_shutdown_deadline_without_memory_still_cuts_everyone) {
+  mt_conn A, B;
+  ws_server *s = mk(counting_shutdown);
+  shutdowns = 0;
+  mt_connect(&A, s, "a", MT_WHOLE);
+  mt_connect(&B, s, "b", MT_WHOLE);
+  cr_assert_eq(ws_server_shutdown(s, 1000), WS_OK);
+  test_alloc_reset(1); /* the tick's first allocation: the list */
+  ws_server_tick(s, 1000);
+  cr_expect(test_alloc_failed());
+  test_alloc_reset(0);
+  cr_expect_eq(A.closes, 1);
+  cr_expect_eq(B.closes, 1);
+  cr_expect_eq(shutdowns, 1);
+  mt_done(s, &A, &B);
+}
