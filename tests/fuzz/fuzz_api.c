@@ -5,7 +5,8 @@
  * from requests it parsed itself (ws_conn_upgrade, _answer), turns their
  * sockets slow or dead, and calls the rest of the public API (close,
  * abort, join, leave, set user, the sends and fan-outs, prepared messages,
- * ws_post, ticks, shutdown, free, mux entries). on_http answers plain
+ * ws_post, ticks, shutdown, free, mux entries, ws_mux_serve with a
+ * message the host made). on_http answers plain
  * requests. Its callbacks may run an input-chosen operation re-entrantly.
  *
  * Input layout:
@@ -60,6 +61,7 @@
  *   - the mux runs the action's own entry, the fallback only for an
  *     action with none, the binary handler only for binary; ws_mux_handle
  *     and ws_mux_remove answer WS_EEXIST / WS_ENOENT as the entries made;
+ *     ws_mux_serve of a text message without an action is WS_EINVAL;
  * and after every top-level operation:
  *   - queued bytes <= max_queued + WS__QUEUE_SLACK (lib/internal.h: a close
  *     frame and a ping past the cap); want_write's last signal equals
@@ -1190,11 +1192,35 @@ static void mux_entry(int k, int add) {
 
 /* a: bits 0-1 add an entry, remove one, switch the fallback or the binary
  * handler; 2-7 the action. */
+/* The host hands the mux a message it made (ws_mux_serve outside any
+ * handler), to a connection a handler may run on; the armed programs
+ * re-enter from the handler as for a peer's message. Without an action
+ * it is WS_EINVAL. */
+static void host_serve(slot *t, uint8_t b) {
+  ws_msg m;
+  if (t->c == NULL || !t->opened || t->app_closed || t->host_closed ||
+      W->shut_done)
+    return;
+  memset(&m, 0, sizeof m);
+  m.text = "{}";
+  m.len = 2;
+  if (b == 0xFF) {
+    FZ_CHECK(ws_mux_serve(t->c, &m, W->mux) == WS_EINVAL,
+             "ws_mux_serve took a text message without an action");
+    return;
+  }
+  m.action = actions[b % NACTIONS];
+  ws_mux_serve(t->c, &m, W->mux); /* the handler's value: any */
+}
+
 static void op_mux(fz_in *in) {
   static char too_long[WS_MAX_ACTION + 2];
   uint8_t a = fz_byte(in, 0);
   int k = (a >> 2) % (int)NACTIONS;
-  if (a == 0xFF) {
+  if (a == 0xFE) {
+    slot *t = &W->t[fz_byte(in, 0) % NSLOT];
+    host_serve(t, fz_byte(in, 0));
+  } else if (a == 0xFF) {
     memset(too_long, 'a', WS_MAX_ACTION + 1);
     FZ_CHECK(ws_mux_handle(W->mux, too_long, h_any, NULL) == WS_EINVAL,
              "ws_mux_handle took an action longer than WS_MAX_ACTION");

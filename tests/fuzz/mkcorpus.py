@@ -487,6 +487,11 @@ def api_seeds():
             arm(CB_HANDLER, MUX, 1), msg(0, ECHO), msg(0, ECHO),
             msg(0, JOINA), op(MUX, 2), msg(0, 8), op(MUX, 3),
             fr(0, BINARY, 0, 5), op(MUX, 0xFF)),
+        "mux-serve-from-host": prog(
+            0, new(0, 0), new(1, 1), op(MUX, 0), op(MUX, 0xFE, 0, ECHO),
+            op(MUX, 0xFE, 1, 0xFF), op(MUX, 0xFE, 1, BCAST), op(MUX, 2),
+            arm(CB_HANDLER, CLOSE, 1, 0), op(MUX, 0xFE, 0, JOINA),
+            op(MUX, 0xFE, 0, FREEA)),
         "client-close-timeout": prog(0, new(0, 0), new(1, 1),
                                      op(CLOSE, 0, 0), op(TICK, 0xC2),
                                      fr(1, CLOSEF, 2, 3), op(TICK, 0xC3),
