@@ -683,7 +683,9 @@ WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
  * library may call send, want_write, handlers and close from inside. Returns
  * 0, or WS_ECLOSED when the connection has ended or the close handshake is
  * done and only output remains (the close callback has fired or will;
- * further bytes are ignored), WS_EINVAL, WS_ESTATE (called from inside a
+ * further bytes are ignored) or the server is being destroyed (from a
+ * callback ws_server_free runs: the bytes are not read, nothing opens),
+ * WS_EINVAL, WS_ESTATE (called from inside a
  * feed of the same connection). After ws_conn_close (or a shutdown's 1001),
  * bytes are still read until the peer's close frame arrives; the messages
  * among them are discarded, not handed to the handler (RFC 6455 7.1.4: the
@@ -692,8 +694,8 @@ WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
 WS_EXTERN int ws_conn_feed(ws_conn *c, const void *data, size_t len);
 
 /* The host's socket is writable: flush queued output (after a short write,
- * the call that resumes it: see send). Returns 0, WS_ECLOSED or
- * WS_EINVAL. */
+ * the call that resumes it: see send). Returns 0, WS_ECLOSED (also while
+ * ws_server_free runs: nothing more is written) or WS_EINVAL. */
 WS_EXTERN int ws_conn_writable(ws_conn *c);
 
 /* 1 when the connection has queued output, 0 otherwise. */
@@ -737,7 +739,8 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * out of memory is a 503 refusal), WS_EINVAL (a NULL method or path, NULL
  * headers with a count, or a header whose name or value is NULL with a
  * non-zero length), WS_ESTATE (not a new connection: one already fed
- * bytes of a request, even part of one, is not). A refusal ends the
+ * bytes of a request, even part of one, is not), WS_ECLOSED (called from
+ * a callback ws_server_free runs: nothing opens). A refusal ends the
  * connection as any end does, through the close callback, which runs before
  * this returns when the refusal could be sent at once: after WS_OK, c is
  * valid only if that callback did not run (as after ws_conn_feed). The
@@ -785,7 +788,7 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     not called.
  * All arguments are borrowed. Returns 0 (accepted or refused), WS_EINVAL
  * (as ws_conn_upgrade, or a NULL status, reason or accept), WS_ESTATE (not
- * a new connection). */
+ * a new connection), WS_ECLOSED (as ws_conn_upgrade). */
 WS_EXTERN int ws_conn_upgrade_answer(ws_conn *c, const char *method,
                                      const char *path, const char *query,
                                      const ws_header *headers,

@@ -511,7 +511,8 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
   ws_server *s;
   int rc;
   if (c == NULL || (data == NULL && len > 0)) return WS_EINVAL;
-  if (c->state == WS__DEAD || c->state == WS__DRAINING) return WS_ECLOSED;
+  if (c->state == WS__DEAD || c->state == WS__DRAINING || c->s->destroying)
+    return WS_ECLOSED;
   /* From a callback of this same feed: the outer call is still reading
    * (the request buffer, wslay's context) and its bytes come first. */
   if (c->marks & WS__M_FEEDING) return WS_ESTATE;
@@ -560,7 +561,7 @@ int ws_conn_feed(ws_conn *c, const void *data, size_t len) {
 int ws_conn_writable(ws_conn *c) {
   int rc;
   if (c == NULL) return WS_EINVAL;
-  if (c->state == WS__DEAD) return WS_ECLOSED;
+  if (c->state == WS__DEAD || c->s->destroying) return WS_ECLOSED;
   ws__enter(c->s);
   conn_flush(c, 0);
   /* As in ws_conn_feed: what the flush made dirty (a callback writing to

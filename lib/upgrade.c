@@ -622,6 +622,7 @@ static int check_args(ws_conn *c, const char *method, const char *path,
   if (c == NULL || method == NULL || path == NULL ||
       !headers_valid(headers, header_count))
     return WS_EINVAL;
+  if (c->s->destroying) return WS_ECLOSED; /* see ws_conn_feed */
   if (c->state != WS__HANDSHAKE || c->buf_len || c->req ||
       (c->marks & WS__M_FEEDING)) /* from a callback of its own upgrade */
     return WS_ESTATE;

@@ -257,3 +257,52 @@ Test(lifetime, the_shutdown_deadline_without_memory_still_cuts_everyone) {
   cr_expect_eq(shutdowns, 1);
   mt_done(s, &A, &B);
 }
+
+/* ---- the server being destroyed ---------------------------------------- */
+
+/* ws_server_free ends the connections one by one; a close callback of one
+ * (fuzz_api's) fed another, still new, connection its request: it opened,
+ * on_open ran inside ws_server_free, as did a flush of a third one's
+ * queue from ws_conn_writable ("nothing more is written"). Each of the
+ * three entry points now answers WS_ECLOSED there. */
+static mt_conn d_new, d_new2, d_blocked;
+static int d_feed_rc, d_upgrade_rc, d_writable_rc;
+
+static void use_the_others(mt_conn *t) {
+  char req[512];
+  size_t n = mt_request(req, sizeof req, "b", NULL);
+  (void)t;
+  d_feed_rc = ws_conn_feed(d_new.c, req, n);
+  d_upgrade_rc = ws_conn_upgrade(d_new2.c, "GET", "/ws", "device_id=c",
+                                 mt_upgrade_headers,
+                                 MT_UPGRADE_HEADER_COUNT);
+  d_blocked.would_block = 0;
+  d_writable_rc = ws_conn_writable(d_blocked.c);
+}
+
+Test(lifetime, callbacks_of_server_free_neither_open_nor_write) {
+  mt_conn A;
+  size_t blocked_len;
+  ws_server *s = mk(NULL);
+  mt_open(&d_new, s);
+  mt_open(&d_new2, s);
+  mt_connect(&d_blocked, s, "d", MT_WHOLE);
+  d_blocked.would_block = 1;
+  cr_assert_eq(ws_conn_send(d_blocked.c, "queued", NULL), WS_OK);
+  blocked_len = d_blocked.len;
+  mt_connect(&A, s, "a", MT_WHOLE); /* the list's head: ended first */
+  A.on_tclose = use_the_others;
+  cr_assert_eq(L.opens, 2);
+  ws_server_free(s);
+  cr_expect_eq(d_feed_rc, WS_ECLOSED);
+  cr_expect_eq(d_upgrade_rc, WS_ECLOSED);
+  cr_expect_eq(d_writable_rc, WS_ECLOSED);
+  cr_expect_eq(L.opens, 2, "nothing opened inside ws_server_free");
+  cr_expect_eq(d_new.len, 0, "no 101");
+  cr_expect_eq(d_blocked.len, blocked_len, "nothing written");
+  cr_expect_eq(test_alloc_live(), 0);
+  mt_free(&A);
+  mt_free(&d_new);
+  mt_free(&d_new2);
+  mt_free(&d_blocked);
+}
