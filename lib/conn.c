@@ -11,6 +11,12 @@
 
 #define NO_DEADLINE UINT64_MAX
 
+/* Control frames waiting ahead of queued data. Each one queued behind
+ * others costs a shift of those (outq.c), so a peer that pings without
+ * reading its pongs must not pile up more than this: past it the queue
+ * policy applies, as for bytes. */
+#define WS__CTRL_QUEUED_MAX 1024
+
 int ws_conn_new(ws_server *s, void *transport, ws_conn **out) {
   ws_conn *c;
   if (s == NULL || out == NULL || s->destroying) return WS_EINVAL;
@@ -124,11 +130,16 @@ void ws__conn_start_closing(ws_conn *c) {
  * it goes only when none of our control frames waits unsent: a slow reader
  * still takes it at the next frame boundary and its pong keeps it alive,
  * but for a peer that does not read at all, one ping per silence would
- * grow the queue without bound when write_timeout_ms is 0. */
+ * grow the queue without bound when write_timeout_ms is 0. Nor past
+ * WS__CTRL_QUEUED_MAX unsent: pushed past the queue policy, pings of a
+ * peer that sends a byte per silence and reads none went over that bound
+ * (each shifting all the others), and past 65535 the 16-bit count wrapped,
+ * letting the peer's pongs in again past 1024. */
 static void send_ping(ws_conn *c) {
   ws__buf *b;
   c->flags |= WS__F_PING_SENT;
-  if (c->q.bytes + 7 > c->s->cfg.max_queued && c->q.nctrl > 0)
+  if (c->q.nctrl >= WS__CTRL_QUEUED_MAX ||
+      (c->q.bytes + 7 > c->s->cfg.max_queued && c->q.nctrl > 0))
     return; /* 7: 2 + "wsmux" */
   b = ws__buf_frame_copy(c->s, WSLAY_PING, "wsmux", 5);
   if (b == NULL) return;
@@ -213,12 +224,6 @@ static void start_write_clock(ws_conn *c) {
       (c->heap_idx == UINT32_MAX || d < c->deadline))
     ws__timer_set(c->s, c, d);
 }
-
-/* Control frames waiting ahead of queued data. Each one queued behind
- * others costs a shift of those (outq.c), so a peer that pings without
- * reading its pongs must not pile up more than this: past it the queue
- * policy applies, as for bytes. */
-#define WS__CTRL_QUEUED_MAX 1024
 
 static void apply_queue_policy(ws_conn *c, int ctrl_full) {
   ws_server *s = c->s;

@@ -631,6 +631,35 @@ Test(outq, keepalive_pings_stop_at_the_cap_of_a_peer_that_never_reads) {
   keepalive_pings_of_a_deaf_peer(993, 9);
 }
 
+/* The same deaf peer, pinged every 2 ms with bytes to spare under
+ * max_queued: its keepalive pings stop at the control-frame bound, 1024
+ * unsent, as its own pings' pongs do. They went past it, pushed past the
+ * queue policy (2000 here; past 65535 the count wrapped and let pongs in
+ * past 1024 again). */
+Test(outq, keepalive_pings_stop_at_the_control_frame_bound) {
+  mt_conn t;
+  ws_config cfg;
+  ws_server *s;
+  int i;
+  outq_config(&cfg, 0);
+  cfg.queue_policy = WS_QUEUE_DROP;
+  cfg.write_timeout_ms = 0;
+  cfg.idle_timeout_ms = 0;
+  cfg.ping_interval_ms = 1;
+  s = server_from(&cfg);
+  ws_server_tick(s, 1);
+  mt_connect(&t, s, "deaf", MT_WHOLE);
+  t.would_block = 1;
+  for (i = 0; i < 2000; i++) {
+    ws_server_tick(s, 1 + 2 * (uint64_t)(i + 1));
+    cr_assert_eq(mt_send_frame(&t, MT_PONG, 0, "", 0, MT_WHOLE), WS_OK);
+  }
+  cr_assert_not_null(t.c, "still open: no deadline applies");
+  expect_after_unblocking(&t, 0, 1024);
+  server_free(s);
+  mt_free(&t);
+}
+
 /* A push-only client that reads, slowly, under the drop policy: its queue
  * sits within a message of the cap, and its keepalive ping must still be
  * queued (it overtakes the data at the next frame boundary, and the pong
