@@ -447,9 +447,8 @@ typedef struct ws_config {
    * and device id are kept. 1 costs each connection its request's header
    * bytes (a browser's are 0.5-1 KiB, more than the rest of an idle
    * connection's library heap, about 300 bytes). The query parameters are
-   * kept either way, each with 8 bytes of offsets: a query of many short
-   * ones (?a&a&a...) costs about 6 times its length, up to 6 x
-   * max_handshake (46 KiB at its default). */
+   * kept either way, each with 8 bytes of offsets (at most
+   * WS_MAX_QUERY_PARAMS of them). */
   int keep_headers;
 
   /* --- limits (each has a default; none means "unlimited") ----------- */
@@ -754,6 +753,13 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
 WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
                               const char *query, const ws_header *headers,
                               size_t header_count);
+
+/* Query parameters a request may carry (each non-empty '&'-separated
+ * segment counts); past it the request is refused with 400 "too many query
+ * parameters", fed or parsed by the host. An open connection keeps its
+ * query for its life, 8 bytes of offsets per parameter besides its bytes:
+ * the bound keeps that near max_handshake. */
+#define WS_MAX_QUERY_PARAMS 256
 
 /* Length of a Sec-WebSocket-Accept value (base64 of a SHA-1). */
 #define WS_ACCEPT_LEN 28

@@ -164,6 +164,10 @@ ws_request *ws__request_build(const struct ws__alloc *a, const ws__reqview *rv,
                               int with_headers, int *err) {
   size_t nquery = 0, nheaders = with_headers ? rv->header_count : 0, size;
   for_each_segment(rv->query, rv->query_len, count_segment, &nquery);
+  if (nquery > WS_MAX_QUERY_PARAMS) {
+    *err = WS_ELIMIT;
+    return NULL;
+  }
   if (block_size(rv, nquery, nheaders, &size) != 0) {
     *err = WS_ENOMEM;
     return NULL;

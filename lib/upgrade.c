@@ -405,8 +405,9 @@ static int upgrade_run(ws_conn *c, const ws__reqview *rv) {
 
   c->req = ws__request_build(&s->al, rv, 1, &err);
   if (c->req == NULL)
-    return err == WS_ENOMEM ? refuse(c, 503, "out of memory")
-                            : refuse(c, 400, "bad percent-encoding");
+    return err == WS_ENOMEM   ? refuse(c, 503, "out of memory")
+           : err == WS_ELIMIT ? refuse(c, 400, "too many query parameters")
+                              : refuse(c, 400, "bad percent-encoding");
   ws__upgrade_validate(rv, &chk);
   /* A page request's bad query parameter is left out for on_http (as a web
    * server's query parser would); an upgrade's fails it. */

@@ -1610,6 +1610,49 @@ Test(upgrade, on_http_is_not_called_for_a_request_it_cannot_read) {
              WS_REFUSE_BAD_REQUEST, NULL, "bad percent-encoding");
 }
 
+/* A query holds at most WS_MAX_QUERY_PARAMS parameters, the device id
+ * among them: past it the request is a 400, fed or parsed by the host.
+ * Kept for the connection's life, "?a&a&a..." under the default
+ * max_handshake made one idle connection hold 46 KiB. */
+static size_t many_params(char *q, size_t cap, int n) {
+  size_t len = (size_t)snprintf(q, cap, "device_id=d");
+  while (--n > 0) len += (size_t)snprintf(q + len, cap - len, "&a");
+  return len;
+}
+
+Test(upgrade, more_query_parameters_than_the_bound_is_400) {
+  char q[1024], req[2048];
+  mt_conn t;
+  ws_server *s;
+  int mode;
+  many_params(q, sizeof q, WS_MAX_QUERY_PARAMS);
+  for (mode = 0; mode < MT_MODES; mode++) {
+    reset();
+    s = server_new(NULL);
+    snprintf(req, sizeof req, REQ_HEAD("/ws?%s") "\r\n", q);
+    cr_assert_eq(feed_request(s, &t, req, strlen(req), mode, NULL, 0), 101);
+    cr_assert_eq(R.on_open, 1);
+    server_free(s);
+    mt_free(&t);
+  }
+  many_params(q, sizeof q, WS_MAX_QUERY_PARAMS + 1);
+  snprintf(req, sizeof req, REQ_HEAD("/ws?%s") "\r\n", q);
+  refuse_str(NULL, NULL, req, 400, WS_REFUSE_BAD_REQUEST, NULL,
+             "too many query parameters");
+  /* The same through ws_conn_upgrade. */
+  reset();
+  s = server_new(NULL);
+  mt_open(&t, s);
+  cr_assert_eq(ws_conn_upgrade(t.c, "GET", "/ws", q, mt_upgrade_headers,
+                               MT_UPGRADE_HEADER_COUNT),
+               WS_OK);
+  cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 400);
+  cr_assert_eq(R.on_open, 0);
+  cr_assert_null(t.c, "closed");
+  server_free(s);
+  mt_free(&t);
+}
+
 /* A request line the host's parser let through but the byte parser
  * refuses (a method that is not a token, a space, a control byte or a
  * non-ASCII byte in the target) is a 400 through ws_conn_upgrade too, and
