@@ -257,9 +257,9 @@ long ws__url_decode(char *dst, const char *src, size_t n, int plus_is_space);
 #include "alloc.h"
 /* Returns NULL on allocation failure (*err = WS_ENOMEM), a bad
  * percent-encoding in the path (WS_EPROTO) or more than
- * WS_MAX_QUERY_PARAMS query parameters (WS_ELIMIT). A query parameter with a bad
- * escape reads as absent in a returned request, which then comes with
- * *err = WS_EPROTO (else WS_OK). */
+ * WS_MAX_QUERY_PARAMS query parameters (WS_ELIMIT). A query parameter with
+ * a bad escape reads as absent in a returned request, which then comes
+ * with *err = WS_EPROTO (else WS_OK). */
 ws_request *ws__request_build(const struct ws__alloc *a, const ws__reqview *rv,
                               int with_headers, int *err);
 void ws__request_free(const struct ws__alloc *a, ws_request *r);
