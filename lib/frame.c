@@ -44,7 +44,9 @@ static int rx_genmask_unused(uint8_t *b, size_t l, void *ud) {
 
 static ws__rx *rx_acquire(ws_server *s) {
   static const struct wslay_frame_callbacks cbs = {
-      rx_send_unused, rx_recv, rx_genmask_unused};
+      .send_callback = rx_send_unused,
+      .recv_callback = rx_recv,
+      .genmask_callback = rx_genmask_unused};
   ws__rx *rx = s->rx_pool;
   if (rx) {
     s->rx_pool = rx->next_free;

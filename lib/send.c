@@ -172,32 +172,34 @@ static int fan_out(ws_server *s, const target_spec *ts, const char *action,
 
 int ws_broadcast(ws_server *s, const char *action, const struct cJSON *data,
                  const char *const *device_ids, size_t n) {
-  target_spec ts = {n ? WS__T_DEVICES : WS__T_ALL, NULL, device_ids, n};
+  target_spec ts = {.kind = n ? WS__T_DEVICES : WS__T_ALL,
+                    .ids = device_ids, .n = n};
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
 int ws_broadcast_json(ws_server *s, const char *action, const char *data_json,
                       size_t len, const char *const *device_ids, size_t n) {
-  target_spec ts = {n ? WS__T_DEVICES : WS__T_ALL, NULL, device_ids, n};
+  target_spec ts = {.kind = n ? WS__T_DEVICES : WS__T_ALL,
+                    .ids = device_ids, .n = n};
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
 int ws_send_devices(ws_server *s, const char *const *device_ids, size_t n,
                     const char *action, const struct cJSON *data) {
-  target_spec ts = {WS__T_DEVICES, NULL, device_ids, n};
+  target_spec ts = {.kind = WS__T_DEVICES, .ids = device_ids, .n = n};
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
 int ws_send_devices_json(ws_server *s, const char *const *device_ids,
                          size_t n, const char *action, const char *data_json,
                          size_t len) {
-  target_spec ts = {WS__T_DEVICES, NULL, device_ids, n};
+  target_spec ts = {.kind = WS__T_DEVICES, .ids = device_ids, .n = n};
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
 int ws_send_device(ws_server *s, const char *device_id, const char *action,
                    const struct cJSON *data) {
-  target_spec ts = {WS__T_DEVICES, NULL, &device_id, 1};
+  target_spec ts = {.kind = WS__T_DEVICES, .ids = &device_id, .n = 1};
   if (s && !ws__device_id_ok(s, device_id)) return WS_EINVAL;
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
@@ -205,32 +207,32 @@ int ws_send_device(ws_server *s, const char *device_id, const char *action,
 int ws_send_device_json(ws_server *s, const char *device_id,
                         const char *action, const char *data_json,
                         size_t len) {
-  target_spec ts = {WS__T_DEVICES, NULL, &device_id, 1};
+  target_spec ts = {.kind = WS__T_DEVICES, .ids = &device_id, .n = 1};
   if (s && !ws__device_id_ok(s, device_id)) return WS_EINVAL;
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
 int ws_push_user(ws_server *s, const char *user, const char *action,
                  const struct cJSON *data) {
-  target_spec ts = {WS__T_USER, user, NULL, 0};
+  target_spec ts = {.kind = WS__T_USER, .name = user};
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
 int ws_push_user_json(ws_server *s, const char *user, const char *action,
                       const char *data_json, size_t len) {
-  target_spec ts = {WS__T_USER, user, NULL, 0};
+  target_spec ts = {.kind = WS__T_USER, .name = user};
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
 int ws_publish(ws_server *s, const char *group, const char *action,
                const struct cJSON *data) {
-  target_spec ts = {WS__T_GROUP, group, NULL, 0};
+  target_spec ts = {.kind = WS__T_GROUP, .name = group};
   return fan_out(s, &ts, action, data, NULL, 0, 0);
 }
 
 int ws_publish_json(ws_server *s, const char *group, const char *action,
                     const char *data_json, size_t len) {
-  target_spec ts = {WS__T_GROUP, group, NULL, 0};
+  target_spec ts = {.kind = WS__T_GROUP, .name = group};
   return fan_out(s, &ts, action, NULL, data_json, len, 1);
 }
 
