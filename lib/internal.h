@@ -334,8 +334,6 @@ void ws__stat_close(ws_server *s, int code);
  * belongs to the WebSocket stream) or a negative error when the connection
  * was refused/closed. */
 long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n);
-/* Runs checks on a request view and accepts or refuses. */
-int ws__upgrade_run(ws_conn *c, const ws__reqview *rv);
 /* The handshake deadline passed: a 408 to a request begun, else a close. */
 void ws__upgrade_expired(ws_conn *c);
 

@@ -380,7 +380,7 @@ static int decide(ws_conn *c, const ws__reqview *rv,
   int rc;
   if (ask_host(c, rv) != WS_OK) return WS_ECLOSED;
   /* The cap again: check_origin, select_subprotocol and on_upgrade may
-   * have opened others (fed from there) since upgrade_run checked it. */
+   * have opened others (fed from there) since answer_request checked it. */
   if (at_cap(s)) return refuse(c, 503, "too many connections");
   /* Its place is held until it opens: on_log can still run before that
    * (replacing an older holder of its device id logs "reconnected", a
@@ -396,7 +396,9 @@ static size_t headers_max(const ws_server *s) {
   return WS__MIN(s->cfg.max_headers, (size_t)WS__HEADERS_HARD_MAX);
 }
 
-static int upgrade_run(ws_conn *c, const ws__reqview *rv) {
+/* Builds c->req from rv and answers the request: a plain one by on_http
+ * or a refusal; an upgrade by a refusal or, past every check, decide(). */
+static int answer_request(ws_conn *c, const ws__reqview *rv) {
   ws_server *s = c->s;
   ws__upgrade_check chk;
   ws__hdrs_window w;
@@ -443,17 +445,17 @@ static int upgrade_run(ws_conn *c, const ws__reqview *rv) {
   return err;
 }
 
-/* A request processed from inside another's on_upgrade or on_http (the
- * host feeds it there) shuts that one's window for the whole time: lines
- * added to the outer response from this request's callbacks (check_origin,
- * on_log, ...) are WS_ESTATE, as from its on_upgrade or on_http, whose
- * windows would drop them. */
-int ws__upgrade_run(ws_conn *c, const ws__reqview *rv) {
+/* answer_request with no response window open. A request processed from
+ * inside another's on_upgrade or on_http (the host feeds it there) shuts
+ * that one's window for the whole time: lines added to the outer response
+ * from this request's callbacks (check_origin, on_log, ...) are WS_ESTATE,
+ * as from its on_upgrade or on_http, whose windows would drop them. */
+static int run_request(ws_conn *c, const ws__reqview *rv) {
   ws_server *s = c->s;
   ws__hdrs_window w;
   int rc;
   ws__hdrs_shut(s, &w);
-  rc = upgrade_run(c, rv);
+  rc = answer_request(c, rv);
   ws__hdrs_close(s, &w);
   return rc;
 }
@@ -571,7 +573,7 @@ long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n) {
   if (old == 0) {
     r = parse_head(c, (const char *)p, n, &m, hdrs, &rv, &used);
     if (r == WS__HTTP_COMPLETE) {
-      ws__upgrade_run(c, &rv);
+      run_request(c, &rv);
       return (long)used;
     }
     if (r != WS__HTTP_INCOMPLETE) return -1;
@@ -592,7 +594,7 @@ long ws__upgrade_feed(ws_conn *c, const uint8_t *p, size_t n) {
     r = parse_head(c, (const char *)c->buf, c->buf_len, &m, hdrs, &rv,
                    &used);
     if (r == WS__HTTP_COMPLETE) {
-      ws__upgrade_run(c, &rv);
+      run_request(c, &rv);
       buffer_free(c);
       return (long)(used - old);
     }
@@ -689,7 +691,7 @@ static void run_parsed(ws_conn *c, const ws__reqview *rv) {
     if (i < rv->header_count)
       refuse(c, 400, "malformed HTTP request");
     else
-      ws__upgrade_run(c, &trimmed);
+      run_request(c, &trimmed);
   }
   c->marks &= (uint8_t)~WS__M_FEEDING;
 }
