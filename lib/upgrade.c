@@ -4,12 +4,16 @@
  * answer 101, a refusal, or hand a plain request to on_http.
  *
  * Order of checks (the first failing one answers):
- *   malformed 400 / too large 431 -> not an upgrade: on_http, else 426 on
- *   the path or 404 -> wrong path 404 -> RFC 6455 checks 400/426 ->
- *   shutting down or connection cap 503 -> Origin 403 -> device id 400 ->
+ *   malformed 400 / too large 414 (the request line) or 431 -> a bad
+ *   percent-encoding in the path 400 -> not an upgrade: Host or framing
+ *   400, then on_http, else 426 on the path or 404 -> a bad
+ *   percent-encoding in the query 400 -> wrong path 404 -> RFC 6455
+ *   checks 400/426 -> shutting down or connection cap 503 -> Origin 403
+ *   -> device id 400 -> a subprotocol picked but not offered 500 ->
  *   on_upgrade (its status) -> connection cap 503 again (others opened
  *   from those callbacks) -> duplicate device id 409 (WS_DUP_REFUSE, or
- *   WS_DUP_REPLACE_SAME_USER and another user).
+ *   WS_DUP_REPLACE_SAME_USER and another user). Out of memory at any
+ *   step: 503.
  */
 #include <string.h>
 
