@@ -133,13 +133,18 @@ int ws_server_new(const ws_config *cfg, ws_server **out) {
   return WS_OK;
 }
 
-static void server_destroy(ws_server *s) {
-  const ws__alloc al = s->al;
+/* Frees the connections ended since the outermost library frame began. */
+static void free_dead(ws_server *s) {
   while (s->dead) {
     ws_conn *c = s->dead;
     s->dead = c->next;
     ws__conn_free(c);
   }
+}
+
+static void server_destroy(ws_server *s) {
+  const ws__alloc al = s->al;
+  free_dead(s);
   ws__registry_free(s);
   ws__prepared_free_all(s);
   ws__rx_pool_free(s);
@@ -207,11 +212,7 @@ void ws__flush_dirty(ws_server *s) {
  * stays 1 meanwhile so those calls do not recurse into this loop. */
 int ws__leave_outer(ws_server *s) {
   ws__flush_dirty(s);
-  while (s->dead) {
-    ws_conn *c = s->dead;
-    s->dead = c->next;
-    ws__conn_free(c);
-  }
+  free_dead(s);
   s->depth = 0;
   if (!s->destroying) return 0;
   server_destroy(s);
