@@ -6,7 +6,6 @@
  * Out: the payload is written straight into a frame buffer in one
  * allocation; a broadcast builds it once for every receiver.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -194,8 +193,30 @@ static const char *error_text(const char *code) {
   return code;
 }
 
+static const char k_code[] = "{\"code\":", k_msg[] = ",\"message\":";
+
+/* Copies lit[0..n) to out + at, or only counts it when out is NULL. */
+static size_t put_lit(char *out, size_t at, const char *lit, size_t n) {
+  if (out) memcpy(out + at, lit, n);
+  return n;
+}
+
+/* The data of an error reply, the library's or a handler's
+ * (ws_conn_send_error): {"code":code,"message":msg}, both quoted, written
+ * into out, or only measured when out is NULL. Returns the length: at most
+ * 24 + 6 * (cl + ml). */
+static size_t error_data(char *out, const char *code, size_t cl,
+                         const char *msg, size_t ml) {
+  size_t n = put_lit(out, 0, k_code, sizeof(k_code) - 1);
+  n += json_quote(out ? out + n : NULL, code, cl);
+  n += put_lit(out, n, k_msg, sizeof(k_msg) - 1);
+  n += json_quote(out ? out + n : NULL, msg, ml);
+  return n + put_lit(out, n, "}", 1);
+}
+
 #define ERR_DETAIL_MAX 200 /* bytes of the detail (an action) quoted back */
 #define ERR_TEXT_MAX 63    /* error_text's longest is 55 */
+#define ERR_CODE_MAX 16    /* the library's codes: "unknown_action" is 14 */
 
 void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
   ws_server *s = c->s;
@@ -203,7 +224,7 @@ void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
   char msg[ERR_TEXT_MAX + 2 + ERR_DETAIL_MAX];
   /* The detail comes from the peer: every byte of it may be a control
    * character that json_quote writes as \u00XX, six bytes. */
-  char json[48 + 6 * sizeof(msg)];
+  char json[24 + 6 * (ERR_CODE_MAX + sizeof(msg))];
   size_t n, ml = WS__MIN(strlen(text), ERR_TEXT_MAX);
   ws__buf *b;
   s->st.bad_messages++;
@@ -221,9 +242,7 @@ void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
     memcpy(msg + ml + 2, detail, dlen);
     ml += 2 + dlen;
   }
-  n = (size_t)snprintf(json, 48, "{\"code\":\"%.16s\",\"message\":", code);
-  n += json_quote(json + n, msg, ml);
-  json[n++] = '}';
+  n = error_data(json, code, WS__MIN(strlen(code), ERR_CODE_MAX), msg, ml);
   b = ws__envelope_frame(s, "error", json, n);
   if (b == NULL) return;
   /* A message frame as any send's (ws_conn_send_error's counts). */
@@ -232,7 +251,6 @@ void ws__envelope_error(ws_conn *c, const char *code, const char *detail) {
 }
 
 int ws_conn_send_error(ws_conn *c, const char *code, const char *message) {
-  static const char k_code[] = "{\"code\":", k_msg[] = ",\"message\":";
   size_t cl, ml, n;
   char *json;
   ws_server *s;
@@ -253,16 +271,9 @@ int ws_conn_send_error(ws_conn *c, const char *code, const char *message) {
   if (cl > WS__MESSAGE_MAX || ml > WS__MESSAGE_MAX - cl ||
       cl + ml > (SIZE_MAX - sizeof(k_code) - sizeof(k_msg) - 8) / 6)
     return WS_ETOOBIG;
-  n = sizeof(k_code) + sizeof(k_msg) + json_quote(NULL, code, cl) +
-      json_quote(NULL, message, ml);
+  n = error_data(NULL, code, cl, message, ml);
   if ((json = ws__malloc(&s->al, n)) == NULL) return WS_ENOMEM;
-  memcpy(json, k_code, sizeof(k_code) - 1);
-  n = sizeof(k_code) - 1;
-  n += json_quote(json + n, code, cl);
-  memcpy(json + n, k_msg, sizeof(k_msg) - 1);
-  n += sizeof(k_msg) - 1;
-  n += json_quote(json + n, message, ml);
-  json[n++] = '}';
+  error_data(json, code, cl, message, ml);
   /* A frame of our own around the send: its flush may end c (a failing
    * socket) or the server (ws_server_free from send), and the text is
    * freed through the server after it. */
