@@ -1,8 +1,11 @@
 /*
- * Messages in and out: {"action": "...", "data": <any JSON>} on cJSON.
+ * Messages in and out: {"action": "...", "data": <any JSON>}.
  *
- * In: parse once, check the shape, hand the handler borrowed pointers into
- * the tree; bad shapes get an error reply (or a close, by policy).
+ * In: one scan (ws__envelope_scan, json_check.c) validates the text and
+ * finds action and data without building a tree; the handler borrows the
+ * decoded action and data's raw span, and gets a cJSON tree of data only
+ * when it asks (ws_msg_data). Bad shapes get an error reply (or a close,
+ * by policy).
  * Out: the payload is written straight into a frame buffer in one
  * allocation; a broadcast builds it once for every receiver.
  */
