@@ -1,10 +1,13 @@
 /*
- * Pure protocol helpers: no allocation, no server state. Each function is a
- * transform over the caller's bytes, so each is tested on its own.
- *   handshake.c  HTTP/1.1 request parser, RFC 6455 4.2.1 checks, responses
+ * Pure protocol helpers: no server state. Each function is a transform
+ * over the caller's bytes, so each is tested on its own; only request.c
+ * allocates (through the allocator it is given).
  *   sha1.c       SHA-1 (RFC 3174), for the accept key only
+ *   siphash.c    SipHash-2-4, for the tables keyed by what peers choose
  *   base64.c     base64 encode/decode (RFC 4648)
  *   utf8.c       incremental UTF-8 validator
+ *   handshake.c  HTTP/1.1 request parser, RFC 6455 4.2.1 checks, responses
+ *   request.c    ws_request, the one-allocation copy of a parsed request
  * Never installed.
  */
 #ifndef WS_PROTO_H
@@ -208,7 +211,7 @@ int ws__has_token(const char *value, size_t len, const char *token);
 int ws__has_token_exact(const char *value, size_t len, const char *token);
 
 /* 0 for the statuses whose responses carry no content (RFC 9110 6.4.1:
- * 1xx, 204, 304): no Content-Length, no body. */
+ * 1xx, 204, 304; and 205, 15.3.6): no Content-Length, no body. */
 int ws__status_has_content(int status);
 
 /* 1 if s is a non-empty RFC 9110 token (a subprotocol name, RFC 6455 4.1). */
