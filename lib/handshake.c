@@ -561,13 +561,14 @@ static int check_key(const ws__reqview *rv, ws__upgrade_check *out,
  * Content-Length other than 0) would be taken for frames, where the client
  * sends it first and its frames only after it (RFC 9110 7.8): 400. */
 static int check_no_content(const ws__reqview *rv, const char **why) {
-  size_t i, k;
-  for (i = 0; i < rv->header_count; i++) {
+  for (size_t i = 0; i < rv->header_count; i++) {
     const ws_header *h = &rv->headers[i];
+    const char *d;
+    size_t n;
     int te = ws__ascii_caseeq(h->name, h->name_len, "Transfer-Encoding", 17);
     int cl = ws__ascii_caseeq(h->name, h->name_len, "Content-Length", 14);
-    for (k = 0; cl && k < h->value_len && h->value[k] == '0'; k++) {}
-    if (te || (cl && (h->value_len == 0 || k < h->value_len))) {
+    /* n: the digits after any leading zeros, none for a 0 */
+    if (te || (cl && (!content_length_digits(h, &d, &n) || n > 0))) {
       *why = "an upgrade request has no content";
       return 400;
     }
