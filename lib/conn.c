@@ -136,15 +136,11 @@ void ws__conn_start_closing(ws_conn *c) {
  * (each shifting all the others), and past 65535 the 16-bit count wrapped,
  * letting the peer's pongs in again past 1024. */
 static void send_ping(ws_conn *c) {
-  ws__buf *b;
   c->flags |= WS__F_PING_SENT;
   if (c->q.nctrl >= WS__CTRL_QUEUED_MAX ||
       (c->q.bytes + 7 > c->s->cfg.max_queued && c->q.nctrl > 0))
     return; /* 7: 2 + "wsmux" */
-  b = ws__buf_frame_copy(c->s, WSLAY_PING, "wsmux", 5);
-  if (b == NULL) return;
-  ws__conn_push(c, b);
-  ws__buf_unref(c->s, b);
+  ws__conn_push_new(c, ws__buf_frame_copy(c->s, WSLAY_PING, "wsmux", 5));
 }
 
 /* A closing connection without a close timeout (see closing_deadline):
@@ -312,6 +308,14 @@ int ws__conn_push(ws_conn *c, ws__buf *b) {
   return WS_OK;
 }
 
+int ws__conn_push_new(ws_conn *c, ws__buf *b) {
+  int rc;
+  if (b == NULL) return WS_ENOMEM;
+  rc = ws__conn_push(c, b);
+  ws__buf_unref(c->s, b);
+  return rc;
+}
+
 static void signal_want_write(ws_conn *c, int want) {
   int on = (c->flags & WS__F_WANT_WRITE) != 0;
   if (on == want) return;
@@ -394,9 +398,7 @@ static void queue_close_frame(ws_conn *c, int code, const char *reason) {
   if (rl) memcpy(p + 2, reason, rl);
   b = ws__buf_frame_copy(c->s, WSLAY_CONNECTION_CLOSE, p, 2 + rl);
   c->close_sent = (uint16_t)code;
-  if (b == NULL) return; /* the close timer still ends it */
-  ws__conn_push(c, b);
-  ws__buf_unref(c->s, b);
+  ws__conn_push_new(c, b); /* out of memory: the close timer ends it */
 }
 
 void ws__conn_fail(ws_conn *c, int code, const char *reason) {

@@ -272,12 +272,9 @@ static int on_close_frame(ws_conn *c, const uint8_t *p, size_t n) {
   }
   if (c->state == WS__OPEN) {
     uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-    ws__buf *b = ws__buf_frame_copy(c->s, WSLAY_CONNECTION_CLOSE, echo,
-                                    code == WS_CLOSE_NO_STATUS ? 0 : 2);
-    if (b) {
-      ws__conn_push(c, b);
-      ws__buf_unref(c->s, b);
-    }
+    size_t echo_len = code == WS_CLOSE_NO_STATUS ? 0 : 2;
+    ws__conn_push_new(c, ws__buf_frame_copy(c->s, WSLAY_CONNECTION_CLOSE,
+                                            echo, echo_len));
   }
   /* on_close reports the peer's code; close_sent is what ends DRAINING. */
   c->close_sent = (uint16_t)code;

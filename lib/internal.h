@@ -316,6 +316,9 @@ void ws__conn_queue_full(ws_conn *c);
  * close). On an empty queue the write deadline's base moves to now (it
  * counts from the oldest unsent byte). Returns 0 or WS_ENOMEM. */
 int ws__conn_push(ws_conn *c, ws__buf *b);
+/* ws__conn_push of a buffer just built: takes the caller's reference,
+ * queued or not. NULL (building it failed) is WS_ENOMEM. */
+int ws__conn_push_new(ws_conn *c, ws__buf *b);
 /* How far past max_queued those take an open connection's queue at most:
  * one close frame (127 bytes) and one ping (7; conn.c send_ping). (The 101
  * and HTTP answers are pushed before it opens, on an empty queue.)

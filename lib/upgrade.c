@@ -56,21 +56,17 @@ static int respond(ws_conn *c, int status, const char *ctype, const char *extra,
   size_t need =
       ws__response_http(NULL, 0, status, ctype, extra, lines, body, len);
   ws__buf *b = ws__buf_raw(s, NULL, need);
-  if (b == NULL) {
+  if (b) {
+    ws__response_http((char *)b->data, need, status, ctype, extra, lines,
+                      body, len);
+    /* To HEAD the same head, Content-Length included, and no content (RFC
+     * 9110 9.3.2): the body is simply left off the end. */
+    if (c->marks & WS__M_HEAD) b->len -= (uint32_t)len;
+  }
+  if (ws__conn_push_new(c, b) != WS_OK) {
     ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
     return WS_ENOMEM;
   }
-  ws__response_http((char *)b->data, need, status, ctype, extra, lines, body,
-                    len);
-  /* To HEAD the same head, Content-Length included, and no content (RFC
-   * 9110 9.3.2): the body is simply left off the end. */
-  if (c->marks & WS__M_HEAD) b->len -= (uint32_t)len;
-  if (ws__conn_push(c, b) != WS_OK) {
-    ws__buf_unref(s, b);
-    ws__conn_finish(c, WS_CLOSE_ABNORMAL, "out of memory");
-    return WS_ENOMEM;
-  }
-  ws__buf_unref(s, b);
   c->flags |= WS__F_RESPONDED;
   c->state = WS__DRAINING;
   ws__conn_start_closing(c); /* a client that never reads the answer */
@@ -273,14 +269,10 @@ static int queue_101(ws_conn *c, const ws__upgrade_check *chk) {
   size_t n = ws__response_101(NULL, 0, chk->key, chk->key_len, c->subprotocol,
                               lines);
   ws__buf *b = ws__buf_raw(s, NULL, n);
-  if (b == NULL) return WS_ENOMEM;
-  ws__response_101((char *)b->data, n, chk->key, chk->key_len, c->subprotocol,
-                   lines);
-  if (ws__conn_push(c, b) != WS_OK) {
-    ws__buf_unref(s, b);
-    return WS_ENOMEM;
-  }
-  ws__buf_unref(s, b);
+  if (b)
+    ws__response_101((char *)b->data, n, chk->key, chk->key_len,
+                     c->subprotocol, lines);
+  if (ws__conn_push_new(c, b) != WS_OK) return WS_ENOMEM;
   ws__hdrs_take(c);
   return WS_OK;
 }
