@@ -590,74 +590,57 @@ static void expect_after_unblocking(mt_conn *t, int texts, int pings) {
   cr_assert_eq(got_pings, pings);
 }
 
-/* A peer that sends (a pong a second) but never reads, with no write
- * deadline, under the drop policy: its keepalive pings are queued only
- * while they fit under max_queued. They went past the cap, one per
- * silence, and the queue grew without bound. */
-static void keepalive_pings_of_a_deaf_peer(size_t max_queued, int pings_want) {
+/* A peer that sends (a pong per ping interval) but never reads, with no
+ * write deadline, under the drop policy: msgs 308-byte messages queued
+ * first, then `silences` ping intervals, each ending in the peer's pong;
+ * pings_want keepalive pings must be queued in all (max_queued 0: the
+ * default). */
+static void deaf_peer_pings(size_t max_queued, int msgs, uint32_t interval,
+                            int silences, int pings_want) {
   mt_conn t;
   ws_config cfg;
   ws_server *s;
   const char *d = json_str(280); /* 308-byte frames: 3 fit in 1000 */
   int i;
   outq_config(&cfg, 0);
-  cfg.max_queued = max_queued;
+  if (max_queued) cfg.max_queued = max_queued;
   cfg.queue_policy = WS_QUEUE_DROP;
   cfg.write_timeout_ms = 0;
   cfg.idle_timeout_ms = 0;
-  cfg.ping_interval_ms = 1000;
+  cfg.ping_interval_ms = interval;
   s = server_from(&cfg);
   ws_server_tick(s, 1);
   mt_connect(&t, s, "deaf", MT_WHOLE);
   t.would_block = 1;
-  for (i = 0; i < 3; i++)
+  for (i = 0; i < msgs; i++)
     cr_assert_eq(ws_conn_send_json(t.c, "m", d, strlen(d)), WS_OK);
-  /* 924 bytes queued: room for ten 7-byte pings, not for 100. */
-  for (i = 0; i < 100; i++) {
-    ws_server_tick(s, 1 + 1001 * (uint64_t)(i + 1));
+  for (i = 0; i < silences; i++) {
+    ws_server_tick(s, 1 + (interval + 1) * (uint64_t)(i + 1));
     cr_assert_eq(mt_send_frame(&t, MT_PONG, 0, "", 0, MT_WHOLE), WS_OK);
   }
   cr_assert_not_null(t.c, "still open: no deadline applies");
-  expect_after_unblocking(&t, 3, pings_want);
+  expect_after_unblocking(&t, msgs, pings_want);
   server_free(s);
   mt_free(&t);
 }
 
+/* Keepalive pings are queued only while they fit under max_queued. They
+ * went past the cap, one per silence, and the queue grew without bound.
+ * 3 messages queue 924 bytes: room for ten 7-byte pings, not for 100. */
 Test(outq, keepalive_pings_stop_at_the_cap_of_a_peer_that_never_reads) {
-  keepalive_pings_of_a_deaf_peer(1000, 10); /* (1000 - 924) / 7 pings fit */
+  deaf_peer_pings(1000, 3, 1000, 100, 10); /* (1000 - 924) / 7 pings fit */
   /* 924 + 10 * 7 is exactly 994: the tenth ping fills the queue to the
    * cap, which is still under it (only past the cap is a ping skipped). */
-  keepalive_pings_of_a_deaf_peer(994, 10);
-  keepalive_pings_of_a_deaf_peer(993, 9);
+  deaf_peer_pings(994, 3, 1000, 100, 10);
+  deaf_peer_pings(993, 3, 1000, 100, 9);
 }
 
-/* The same deaf peer, pinged every 2 ms with bytes to spare under
- * max_queued: its keepalive pings stop at the control-frame bound, 1024
- * unsent, as its own pings' pongs do. They went past it, pushed past the
- * queue policy (2000 here; past 65535 the count wrapped and let pongs in
- * past 1024 again). */
+/* With bytes to spare under max_queued, keepalive pings stop at the
+ * control-frame bound, 1024 unsent, as the pongs to the peer's own pings
+ * do. They went past it, pushed past the queue policy (2000 here; past
+ * 65535 the count wrapped and let pongs in past 1024 again). */
 Test(outq, keepalive_pings_stop_at_the_control_frame_bound) {
-  mt_conn t;
-  ws_config cfg;
-  ws_server *s;
-  int i;
-  outq_config(&cfg, 0);
-  cfg.queue_policy = WS_QUEUE_DROP;
-  cfg.write_timeout_ms = 0;
-  cfg.idle_timeout_ms = 0;
-  cfg.ping_interval_ms = 1;
-  s = server_from(&cfg);
-  ws_server_tick(s, 1);
-  mt_connect(&t, s, "deaf", MT_WHOLE);
-  t.would_block = 1;
-  for (i = 0; i < 2000; i++) {
-    ws_server_tick(s, 1 + 2 * (uint64_t)(i + 1));
-    cr_assert_eq(mt_send_frame(&t, MT_PONG, 0, "", 0, MT_WHOLE), WS_OK);
-  }
-  cr_assert_not_null(t.c, "still open: no deadline applies");
-  expect_after_unblocking(&t, 0, 1024);
-  server_free(s);
-  mt_free(&t);
+  deaf_peer_pings(0, 0, 1, 2000, 1024);
 }
 
 /* A push-only client that reads, slowly, under the drop policy: its queue
