@@ -5,6 +5,11 @@
  *
  *   conformance_net --port P [--host 127.0.0.1] [--jobs 50]
  *                   [--timeout-ms 5000] [--group NAME] [--quiet]
+ *                   [--no-page] [--label NAME]
+ *
+ * --no-page: the server has no page at "/" (the loop adapters' ping/pong
+ * examples): the case that expects 200 for GET / expects 404 instead.
+ * --label NAME: summaries read conformance[NAME] (default "net").
  *
  * Each case gets its own non-blocking connection; at most --jobs are open
  * at a time, all driven by one poll loop. The runner sends the upgrade
@@ -60,6 +65,8 @@ typedef struct opts {
   int timeout_ms;
   int group; /* -1: all */
   int quiet;
+  int no_page;
+  const char *label;
 } opts;
 
 static uint64_t now_ms(void) {
@@ -235,6 +242,20 @@ static int job_step(job *j, short revents, char *why, size_t wn) {
 
 /* ---- the loop -------------------------------------------------------- */
 
+/* --no-page: the page case (the only one expecting 200) expects the 404
+ * of a server with nothing at "/". Returns how many cases it changed. */
+static size_t expect_no_page(conf_table *t) {
+  size_t i, n = 0;
+  for (i = 0; i < t->n; i++) {
+    conf_case *cc = &t->v[i];
+    if (!cc->raw_http || cc->http_status != 200) continue;
+    cc->http_status = 404;
+    snprintf(cc->title, sizeof cc->title, "GET /: 404 (no page)");
+    n++;
+  }
+  return n;
+}
+
 static int parse_opts(int argc, char **argv, opts *o) {
   int i, g;
   o->host = "127.0.0.1";
@@ -243,6 +264,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
   o->timeout_ms = 5000;
   o->group = -1;
   o->quiet = 0;
+  o->no_page = 0;
+  o->label = "net";
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
       o->port = atoi(argv[++i]);
@@ -259,6 +282,10 @@ static int parse_opts(int argc, char **argv, opts *o) {
       if (o->group < 0) return -1;
     } else if (strcmp(argv[i], "--quiet") == 0) {
       o->quiet = 1;
+    } else if (strcmp(argv[i], "--no-page") == 0) {
+      o->no_page = 1;
+    } else if (strcmp(argv[i], "--label") == 0 && i + 1 < argc) {
+      o->label = argv[++i];
     } else {
       return -1;
     }
@@ -283,12 +310,16 @@ int main(int argc, char **argv) {
   if (parse_opts(argc, argv, &o) != 0) {
     fprintf(stderr,
             "usage: %s --port P [--host ADDR] [--jobs N] [--timeout-ms MS] "
-            "[--group NAME] [--quiet]\n",
+            "[--group NAME] [--quiet] [--no-page] [--label NAME]\n",
             argv[0]);
     return 2;
   }
   if ((rc = conf_table_build(&t)) != 0) {
     fprintf(stderr, "conf_table_build failed (%d)\n", rc);
+    return 2;
+  }
+  if (o.no_page && expect_no_page(&t) != 1) {
+    fprintf(stderr, "--no-page: expected one page case\n");
     return 2;
   }
   for (i = 0; i < MAX_JOBS; i++) jobs[i].fd = -1;
@@ -361,12 +392,12 @@ int main(int argc, char **argv) {
 
   for (i = 0; i < CONF_G_COUNT; i++) {
     if (passed[i] + failed[i] == 0) continue;
-    printf("conformance[net] %s: %zu passed, %zu failed\n", conf_group_name(i),
-           passed[i], failed[i]);
+    printf("conformance[%s] %s: %zu passed, %zu failed\n", o.label,
+           conf_group_name(i), passed[i], failed[i]);
     tp += passed[i];
     tf += failed[i];
   }
-  printf("conformance[net]: %zu passed, %zu failed\n", tp, tf);
+  printf("conformance[%s]: %zu passed, %zu failed\n", o.label, tp, tf);
   conf_table_free(&t);
   return tf == 0 && tp > 0 ? 0 : 1;
 }

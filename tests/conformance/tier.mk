@@ -5,6 +5,9 @@
 #   make conformance-mem  in-process server over a memory transport
 #   make conformance-net  conformance_net against build/examples/pingpong on
 #                         a free loopback port (started and stopped here)
+#   make conformance-adapters  the same against the epoll, libuv and
+#                         libevent ping/pong examples (no page at "/"), so
+#                         that no loop adapter drifts from the poll one
 CONF_DIR     := $(BUILD)/conformance
 CONF_COMMON  := tests/conformance/cases.c tests/conformance/cases.h
 CONF_MEM_BIN := $(CONF_DIR)/test_conformance_mem
@@ -12,7 +15,7 @@ CONF_NET_BIN := $(CONF_DIR)/conformance_net
 
 TEST_TIERS += conformance
 
-.PHONY: conformance conformance-mem conformance-net
+.PHONY: conformance conformance-mem conformance-net conformance-adapters
 
 $(CONF_MEM_BIN): tests/conformance/test_conformance_mem.c \
     tests/conformance/mem_transport.c tests/conformance/mem_transport.h \
@@ -43,9 +46,19 @@ conformance-mem: $(CONF_MEM_BIN)
 conformance-net: $(CONF_NET_BIN) $(BUILD)/examples/pingpong
 	$(Q)sh tests/conformance/run_net.sh $(BUILD)/examples/pingpong $(CONF_NET_BIN)
 
-# Both modes even when the first fails; fails if either did.
+CONF_ADAPTERS := epoll libuv libevent
+
+conformance-adapters: $(CONF_NET_BIN) \
+    $(CONF_ADAPTERS:%=$(BUILD)/examples/pingpong_%)
+	@rc=0; for a in $(CONF_ADAPTERS); do \
+	  sh tests/conformance/run_net.sh $(BUILD)/examples/pingpong_$$a \
+	    $(CONF_NET_BIN) --no-page --label $$a || rc=1; \
+	done; exit $$rc
+
+# Every mode even when one fails; fails if any did.
 conformance:
 	@rc=0; \
 	$(MAKE) --no-print-directory conformance-mem || rc=1; \
 	$(MAKE) --no-print-directory conformance-net || rc=1; \
+	$(MAKE) --no-print-directory conformance-adapters || rc=1; \
 	exit $$rc
