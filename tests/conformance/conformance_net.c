@@ -5,10 +5,13 @@
  *
  *   conformance_net --port P [--host 127.0.0.1] [--jobs 50]
  *                   [--timeout-ms 5000] [--group NAME] [--quiet]
- *                   [--no-page] [--label NAME]
+ *                   [--no-page] [--no-handshake] [--label NAME]
  *
  * --no-page: the server has no page at "/" (the loop adapters' ping/pong
  * examples): the case that expects 200 for GET / expects 404 instead.
+ * --no-handshake: every group but the opening handshake's, for a host whose
+ * own HTTP server reads the request (examples/mhd.c): what it answers, and
+ * whether it keeps the connection, is that server's.
  * --label NAME: summaries read conformance[NAME] (default "net").
  *
  * Each case gets its own non-blocking connection; at most --jobs are open
@@ -65,7 +68,7 @@ typedef struct opts {
   int timeout_ms;
   int group; /* -1: all */
   int quiet;
-  int no_page;
+  int no_page, no_handshake;
   const char *label;
 } opts;
 
@@ -242,6 +245,11 @@ static int job_step(job *j, short revents, char *why, size_t wn) {
 
 /* ---- the loop -------------------------------------------------------- */
 
+static int skipped(const opts *o, const conf_case *cc) {
+  if (o->no_handshake && cc->group == CONF_G_HANDSHAKE) return 1;
+  return o->group >= 0 && cc->group != o->group;
+}
+
 /* --no-page: the page case (the only one expecting 200) expects the 404
  * of a server with nothing at "/". Returns how many cases it changed. */
 static size_t expect_no_page(conf_table *t) {
@@ -264,7 +272,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
   o->timeout_ms = 5000;
   o->group = -1;
   o->quiet = 0;
-  o->no_page = 0;
+  o->no_page = o->no_handshake = 0;
   o->label = "net";
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
@@ -284,6 +292,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
       o->quiet = 1;
     } else if (strcmp(argv[i], "--no-page") == 0) {
       o->no_page = 1;
+    } else if (strcmp(argv[i], "--no-handshake") == 0) {
+      o->no_handshake = 1;
     } else if (strcmp(argv[i], "--label") == 0 && i + 1 < argc) {
       o->label = argv[++i];
     } else {
@@ -310,7 +320,8 @@ int main(int argc, char **argv) {
   if (parse_opts(argc, argv, &o) != 0) {
     fprintf(stderr,
             "usage: %s --port P [--host ADDR] [--jobs N] [--timeout-ms MS] "
-            "[--group NAME] [--quiet] [--no-page] [--label NAME]\n",
+            "[--group NAME] [--quiet] [--no-page] [--no-handshake] "
+            "[--label NAME]\n",
             argv[0]);
     return 2;
   }
@@ -330,7 +341,7 @@ int main(int argc, char **argv) {
     /* Fill free slots. */
     for (i = 0; i < o.jobs && next < t.n; i++) {
       if (jobs[i].cc) continue;
-      while (next < t.n && o.group >= 0 && t.v[next].group != o.group) next++;
+      while (next < t.n && skipped(&o, &t.v[next])) next++;
       if (next >= t.n) break;
       if (job_start(&jobs[i], &o, &t.v[next], next, why, sizeof(why)) != 0) {
         fprintf(stderr, "FAIL %s: %s\n", t.v[next].id, why);

@@ -6,8 +6,10 @@
 #   make conformance-net  conformance_net against build/examples/pingpong on
 #                         a free loopback port (started and stopped here)
 #   make conformance-adapters  the same against the epoll, libuv and
-#                         libevent ping/pong examples (no page at "/"), so
-#                         that no loop adapter drifts from the poll one
+#                         libevent ping/pong examples and reuseport (no page
+#                         at "/"), so that no loop adapter drifts from the
+#                         poll one, and every group but the handshake's
+#                         against mhd (libmicrohttpd reads the requests)
 CONF_DIR     := $(BUILD)/conformance
 CONF_COMMON  := tests/conformance/cases.c tests/conformance/cases.h
 CONF_MEM_BIN := $(CONF_DIR)/test_conformance_mem
@@ -46,14 +48,17 @@ conformance-mem: $(CONF_MEM_BIN)
 conformance-net: $(CONF_NET_BIN) $(BUILD)/examples/pingpong
 	$(Q)sh tests/conformance/run_net.sh $(BUILD)/examples/pingpong $(CONF_NET_BIN)
 
-CONF_ADAPTERS := epoll libuv libevent
+CONF_ADAPTERS := pingpong_epoll pingpong_libuv pingpong_libevent reuseport
 
-conformance-adapters: $(CONF_NET_BIN) \
-    $(CONF_ADAPTERS:%=$(BUILD)/examples/pingpong_%)
+conformance-adapters: $(CONF_NET_BIN) $(BUILD)/examples/mhd \
+    $(CONF_ADAPTERS:%=$(BUILD)/examples/%)
 	@rc=0; for a in $(CONF_ADAPTERS); do \
-	  sh tests/conformance/run_net.sh $(BUILD)/examples/pingpong_$$a \
-	    $(CONF_NET_BIN) --no-page --label $$a || rc=1; \
-	done; exit $$rc
+	  sh tests/conformance/run_net.sh $(BUILD)/examples/$$a \
+	    $(CONF_NET_BIN) --no-page --label $${a#pingpong_} || rc=1; \
+	done; \
+	sh tests/conformance/run_net.sh $(BUILD)/examples/mhd $(CONF_NET_BIN) \
+	  --no-handshake --label mhd || rc=1; \
+	exit $$rc
 
 # Every mode even when one fails; fails if any did.
 conformance:
