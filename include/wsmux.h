@@ -432,7 +432,8 @@ typedef struct ws_config {
   /* Subprotocols in preference order; the first one the client offered is
    * chosen (names compare case-sensitively). select_subprotocol, if set,
    * decides instead: offered is the client's Sec-WebSocket-Protocol value
-   * (borrowed, for the call); return one of its names (the library copies
+   * (several such lines joined with ", ", one list as RFC 6455 11.3.4 has
+   * it; borrowed, for the call); return one of its names (the library copies
    * it, so a pointer into offered is fine) or NULL for none. A name the
    * client did not offer, or one that is not a token, refuses the upgrade
    * with 500. When none matches, the 101 carries no Sec-WebSocket-Protocol

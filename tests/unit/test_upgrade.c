@@ -872,6 +872,24 @@ Test(upgrade, subprotocol_picked_from_offered_survives_dropped_headers) {
   g_subproto_tweak = with_protos;
 }
 
+/* Several Sec-WebSocket-Protocol lines reach select_subprotocol as one
+ * list, joined with ", " (RFC 6455 11.3.4), as wsmux.h says. */
+static const char *pick_if_joined(const ws_request *req, const char *offered,
+                                  void *ud) {
+  (void)req, (void)ud;
+  return strcmp(offered, "a, chat.v1, b") == 0 ? "chat.v1" : NULL;
+}
+static void with_join_checker(ws_config *cfg) {
+  cfg->select_subprotocol = pick_if_joined;
+}
+
+Test(upgrade, select_subprotocol_gets_several_lines_joined) {
+  g_subproto_tweak = with_join_checker;
+  subproto_case("a\r\nSec-WebSocket-Protocol: chat.v1, b", "chat.v1");
+  subproto_case("a, chat.v1, b", "chat.v1");
+  g_subproto_tweak = with_protos;
+}
+
 /* A pick the client did not offer is the host's bug: 500, not a 101 the
  * client would fail (or a header value with CR LF in it). */
 Test(upgrade, subprotocol_picked_but_not_offered_is_500) {
