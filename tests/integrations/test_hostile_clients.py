@@ -56,6 +56,10 @@ def _timeouts(sock, seconds):
 
 SSL_KEY_UPDATE_REQUESTED = 1
 SSL_ERROR_WANT_WRITE = 3
+SSL_ERROR_SYSCALL = 5
+SSL_ERROR_ZERO_RETURN = 6
+# ws_config_init's idle_timeout_ms, which examples/tls.c keeps.
+IDLE_TIMEOUT_S = 60
 
 
 def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
@@ -73,7 +77,12 @@ def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
     full (its answers cannot leave: the client reads nothing), then up to
     240,000 more (6.5 MB of answers), far more than the ciphertext cap (256
     KiB). Before: all taken, and the server's RSS grew by about that much.
-    After: the client blocks long before."""
+    After: the client blocks long before.
+
+    A client that sends no WebSocket frame is also ended at the server's
+    read-idle deadline (60 s): on a machine slow enough for the test to
+    outlive it (CI under load did), that end is the outcome, and only it
+    may end the connection before the client blocks."""
     server = start_server("tls", "--cert", cert[0], "--key", cert[1])
     ossl = _OpenSSL()
     lib = ossl.lib
@@ -98,30 +107,34 @@ def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
         # A blocked send now ends in a second (WANT_WRITE), not in TIMEOUT.
         _timeouts(sock, 1.0)
         client_port = sock.getsockname()[1]
+        opened = time.monotonic()
 
         def key_update():
-            """True when the KeyUpdate went out, False when the socket
-            took nothing for a second (the server stopped reading)."""
+            """"sent"; "blocked" when the socket took nothing for a second
+            (the server stopped reading); "ended" when the server closed
+            the connection."""
             lib.SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED)
             rc = lib.SSL_do_handshake(ssl)
             if rc == 1:
-                return True
+                return "sent"
             err = lib.SSL_get_error(ssl, rc)
+            if err in (SSL_ERROR_SYSCALL, SSL_ERROR_ZERO_RETURN):
+                return "ended"
             assert err == SSL_ERROR_WANT_WRITE, f"KeyUpdate failed ({err})"
-            return False
+            return "blocked"
 
         # 1: until the server's send queue has not grown in 5000 updates
         # (a wall-clock bound too: an unlimited kernel would never stop).
         last, still, sent = -1, 0, 0
         end = time.monotonic() + 30
-        blocked = False
+        outcome = "sent"
         while still < 3 and time.monotonic() < end:
             for _ in range(5000):
-                if not key_update():
-                    blocked = True
+                outcome = key_update()
+                if outcome != "sent":
                     break
                 sent += 1
-            if blocked:
+            if outcome != "sent":
                 break
             q = kernel_queues(server.port, client_port)[0]
             still = still + 1 if q <= last else 0
@@ -129,15 +142,21 @@ def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
         rss0 = _rss_kib(server.proc.pid)
         # 2: past the cap. A KeyUpdate record is 27 bytes; so is its answer.
         extra = 0
-        while not blocked and extra < 240000:
-            if not key_update():
-                blocked = True
+        while outcome == "sent" and extra < 240000:
+            outcome = key_update()
+            if outcome != "sent":
                 break
             extra += 1
         grew = _rss_kib(server.proc.pid) - rss0
+        elapsed = time.monotonic() - opened
         print(f"tls: {sent} KeyUpdates to a full send queue ({last} B), "
-              f"{extra} more, blocked {blocked}, RSS +{grew} KiB")
-        assert blocked, (
+              f"{extra} more, {outcome} after {elapsed:.1f} s, "
+              f"RSS +{grew} KiB")
+        if outcome == "ended":
+            assert elapsed >= IDLE_TIMEOUT_S - 1, (
+                f"the server closed the connection after {elapsed:.1f} s, "
+                f"before its read-idle deadline")
+        assert outcome != "sent", (
             f"the server read {sent + extra} KeyUpdates from a client that "
             f"reads nothing ({extra} past its full send queue); its RSS "
             f"grew {grew} KiB meanwhile")
