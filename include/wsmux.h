@@ -782,7 +782,9 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     the host arms write interest if ws_conn_want_write(c) and calls
  *     ws_conn_writable when writable (one call alone strands the rest when
  *     that write is short). If on_open ended the connection
- *     (ws_conn_abort, ws_server_free), the handle is gone: the call reports
+ *     (ws_conn_abort, ws_server_free), or a callback that what it queued
+ *     ran (send, want_write: the output is offered before the call
+ *     returns), the handle is gone: the call reports
  *     a 503 refusal, reason "connection closed during on_open" (and
  *     "connection closed during the upgrade" when another callback ended
  *     it earlier). One ended in on_open was accepted first: it counts in

@@ -729,6 +729,11 @@ int ws_conn_upgrade_answer(ws_conn *c, const char *method, const char *path,
   s->answer = &ans;
   ws__enter(s);
   run_parsed(c, &rv);
+  /* Flushed now, as the outermost ws__leave would, so that a close it
+   * causes is in the answer: what on_open queued meets the send callback
+   * (0 until the host's 101 is out) and want_write, and either may end c
+   * (fuzz_api: a 101 answered for a connection want_write had aborted). */
+  if (s->depth == 1) ws__flush_dirty(s);
   if (ans.status == 101 && c->state == WS__DEAD) { /* on_open ended it */
     ans.status = 503;
     ans.reason = "connection closed during on_open";

@@ -1453,6 +1453,45 @@ Test(regress, upgrade_answer_reports_an_on_open_abort) {
   mt_done(s, &A, NULL);
 }
 
+/* ... and when the output on_open queued ended it: the call's own last
+ * flush offered it to send (0: the host's 101 is not out yet), then
+ * want_write(1), which aborted the connection after the 101 was decided
+ * (fuzz_api). */
+static int open_sends(ws_conn *c, void *ud) {
+  (void)ud;
+  R.opens++;
+  return ws_conn_send(c, "hello", NULL);
+}
+static int want_aborts(ws_conn *c, void *t, int want) {
+  (void)t;
+  if (want) ws_conn_abort(c);
+  return 0;
+}
+static void with_open_sending(ws_config *c) {
+  c->on_open = open_sends;
+  c->want_write = want_aborts;
+}
+
+Test(regress, upgrade_answer_reports_an_abort_from_on_opens_output) {
+  char accept[WS_ACCEPT_LEN + 1];
+  const char *reason;
+  int status;
+  mt_conn A;
+  ws_server *s = mk(with_open_sending);
+  mt_open(&A, s);
+  A.would_block = 1; /* as the host's HTTP server still holds the socket */
+  cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a",
+                                      mt_upgrade_headers, 5, &status, &reason,
+                                      accept),
+               WS_OK);
+  cr_expect_eq(R.opens, 1);
+  cr_expect_eq(A.closes, 1, "the transport was closed");
+  cr_expect_eq(status, 503);
+  cr_expect_str_eq(reason, "connection closed during on_open");
+  cr_expect_str_eq(accept, "");
+  mt_done(s, &A, NULL);
+}
+
 /* The same when a callback before on_open ended it (no answer was set:
  * the caller got 500 "internal error"). */
 static int origin_aborts(const ws_request *req, const char *origin,
