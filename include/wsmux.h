@@ -744,8 +744,8 @@ WS_EXTERN void ws_conn_abort(ws_conn *c);
  * out of memory is a 503 refusal), WS_EINVAL (a NULL method or path, NULL
  * headers with a count, or a header whose name or value is NULL with a
  * non-zero length), WS_ESTATE (not a new connection: one already fed
- * bytes of a request, even part of one, is not), WS_ECLOSED (called from
- * a callback ws_server_free runs: nothing opens). A refusal ends the
+ * bytes of a request, even part of one, is not), WS_ECLOSED (a new one,
+ * from a callback ws_server_free runs: nothing opens). A refusal ends the
  * connection as any end does, through the close callback, which runs before
  * this returns when the refusal could be sent at once: after WS_OK, c is
  * valid only if that callback did not run (as after ws_conn_feed). The

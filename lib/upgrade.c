@@ -621,11 +621,11 @@ static int check_args(ws_conn *c, const char *method, const char *path,
   if (c == NULL || method == NULL || path == NULL ||
       !headers_valid(headers, header_count))
     return WS_EINVAL;
-  if (c->s->destroying) return WS_ECLOSED; /* see ws_conn_feed */
   if (c->state != WS__HANDSHAKE || c->buf_len || c->req ||
       (c->marks & WS__M_FEEDING)) /* from a callback of its own upgrade */
     return WS_ESTATE;
-  return WS_OK;
+  /* A new one, but the server is being destroyed: see ws_conn_feed. */
+  return c->s->destroying ? WS_ECLOSED : WS_OK;
 }
 
 /* a + b, or SIZE_MAX past it: a host's lengths (values may share bytes)

@@ -266,7 +266,7 @@ Test(lifetime, the_shutdown_deadline_without_memory_still_cuts_everyone) {
  * queue from ws_conn_writable ("nothing more is written"). Each of the
  * three entry points now answers WS_ECLOSED there. */
 static mt_conn d_new, d_new2, d_blocked;
-static int d_feed_rc, d_upgrade_rc, d_writable_rc;
+static int d_feed_rc, d_upgrade_rc, d_writable_rc, d_reupgrade_rc;
 
 static void use_the_others(mt_conn *t) {
   char req[512];
@@ -276,6 +276,10 @@ static void use_the_others(mt_conn *t) {
   d_upgrade_rc = ws_conn_upgrade(d_new2.c, "GET", "/ws", "device_id=c",
                                  mt_upgrade_headers,
                                  MT_UPGRADE_HEADER_COUNT);
+  /* An open one is no new connection, destroyed or not: WS_ESTATE. */
+  d_reupgrade_rc = ws_conn_upgrade(d_blocked.c, "GET", "/ws", "device_id=e",
+                                   mt_upgrade_headers,
+                                   MT_UPGRADE_HEADER_COUNT);
   d_blocked.would_block = 0;
   d_writable_rc = ws_conn_writable(d_blocked.c);
 }
@@ -297,6 +301,7 @@ Test(lifetime, callbacks_of_server_free_neither_open_nor_write) {
   cr_expect_eq(d_feed_rc, WS_ECLOSED);
   cr_expect_eq(d_upgrade_rc, WS_ECLOSED);
   cr_expect_eq(d_writable_rc, WS_ECLOSED);
+  cr_expect_eq(d_reupgrade_rc, WS_ESTATE);
   cr_expect_eq(L.opens, 2, "nothing opened inside ws_server_free");
   cr_expect_eq(d_new.len, 0, "no 101");
   cr_expect_eq(d_blocked.len, blocked_len, "nothing written");
