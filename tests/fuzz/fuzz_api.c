@@ -77,7 +77,11 @@
  *     ws_server_group_count count the open, not closing, connections bound
  *     to the user / in the group;
  *   - each connection's output is one HTTP response, then well-formed
- *     server frames (fz_out);
+ *     server frames (fz_out); after ws_conn_close answered WS_OK on an
+ *     open connection, its close frame (if one goes out) carries that
+ *     code and reason; the tagged messages (data FZ_SEQ_BASE + n: the
+ *     host's ws_conn_send_json and fan-outs of fixed data, one sequence;
+ *     its ws_post calls, another) arrive in the order sent, none twice;
  *   - open connections <= max_connections; after a top-level tick, no
  *     connection the host closed close_timeout_ms ago is left (but during
  *     a shutdown).
@@ -172,6 +176,7 @@ typedef struct world {
   uint8_t arm[CB_COUNT_][ARM_LEN + 1]; /* [0] set: armed; then the program */
   long opens, on_closes, closes_by[13], handlers;
   uint64_t bc_calls, bc_fanout, posts_ok;
+  unsigned long seq, pseq; /* the last tags sent directly / posted */
 } world;
 
 static world *W;
@@ -492,6 +497,15 @@ FZ_NOCOV static size_t count_reachable(void) {
   return n;
 }
 
+/* A tagged message's data (fz_out's seq_check): FZ_SEQ_BASE plus the
+ * next number of the direct sequence, or of the posted one (six digits:
+ * at most a few thousand calls per input). */
+static const char *tag(char *buf, int posted) {
+  unsigned long v = posted ? ++W->pseq : ++W->seq;
+  snprintf(buf, 16, "%lu", FZ_SEQ_BASE + v);
+  return buf;
+}
+
 static void fanout_done(int rc, size_t bound) {
   if (rc < 0) return;
   FZ_CHECK((size_t)rc <= bound, "a fan-out reached more than it names");
@@ -518,25 +532,31 @@ FZ_NOCOV static size_t found_ids(const char *const *ids, size_t n) {
 
 static void send_device(const char *id) {
   int found = id && id[0] && ws_server_find_device(W->s, id) != NULL;
-  int rc = ws_send_device_json(W->s, id, "dev", "[1]", 3);
+  char b[16];
+  int rc = ws_send_device_json(W->s, id, "dev", tag(b, 0), 6);
   FZ_CHECK(rc <= found, "ws_send_device reached an id nobody holds");
   fanout_done(rc, (size_t)found);
 }
 
 static void publish(int g) {
   size_t bound = ws_server_group_count(W->s, groups[g]);
-  fanout_done(ws_publish_json(W->s, groups[g], "pub", "{}", 2), bound);
+  char b[16];
+  fanout_done(ws_publish_json(W->s, groups[g], "pub", tag(b, 0), 6), bound);
 }
 
 static void push_user(int u) {
   size_t bound = ws_server_user_count(W->s, users[u]);
-  fanout_done(ws_push_user_json(W->s, users[u], "push", "2", 1), bound);
+  char b[16];
+  fanout_done(ws_push_user_json(W->s, users[u], "push", tag(b, 0), 6),
+              bound);
 }
 
 static void post(int target, const char *name) {
   int rc;
+  char b[16];
+  tag(b, 1);
   W->in_post++;
-  rc = ws_post(W->s, target, name, "post", "\"p\"", 3);
+  rc = ws_post(W->s, target, name, "post", b, 6);
   W->in_post--;
   if (rc == WS_OK) W->posts_ok++;
 }
@@ -570,7 +590,15 @@ static void set_user(slot *t, const char *u) {
 static uint64_t lib_now(void) { return W->ticked ? W->now - W->zero : 0; }
 
 static void host_close(slot *t, int code, const char *reason) {
-  int was = t->host_closed, rc = ws_conn_close(t->c, code, reason);
+  int was = t->host_closed, open = t->c->state == WS__OPEN, rc;
+  /* Set first: the frame may go out before ws_conn_close returns. */
+  if (open) {
+    t->out.close_want = code;
+    snprintf(t->out.close_reason, sizeof t->out.close_reason, "%s",
+             reason ? reason : "");
+  }
+  rc = ws_conn_close(t->c, code, reason);
+  if (rc != WS_OK && open) t->out.close_want = 0;
   if (rc != WS_OK) return;
   FZ_CHECK(!was, "ws_conn_close answered WS_OK twice");
   t->host_closed = 1;
@@ -897,6 +925,7 @@ static ws_conn *slot_new(slot *t, uint8_t a, uint8_t e) {
   t->c = c;
   t->created = 1;
   t->out.json_text = 1;
+  t->out.seq_check = 1;
   return c;
 }
 
@@ -1062,13 +1091,14 @@ static void op_list(fz_in *in, int op) {
   uint8_t a = fz_byte(in, 0);
   size_t n = a % 5, i, bound;
   int rc;
+  char b[16];
   for (i = 0; i < n; i++) ids[i] = dev_name(fz_byte(in, 0));
   bound = found_ids(ids, n);
   if (op == OP_DEVICES) {
-    rc = ws_send_devices_json(W->s, ids, n, "devs", "{\"a\":1}", 7);
+    rc = ws_send_devices_json(W->s, ids, n, "devs", tag(b, 0), 6);
   } else {
     if (n == 0) bound = count_reachable();
-    rc = ws_broadcast_json(W->s, "bc", "{\"a\":1}", 7, ids, n);
+    rc = ws_broadcast_json(W->s, "bc", tag(b, 0), 6, ids, n);
   }
   fanout_done(rc, bound);
 }
@@ -1089,11 +1119,11 @@ static void op_post(fz_in *in) {
 }
 
 static int send_one(ws_conn *c, uint8_t a) {
-  char big[600];
+  char big[600], b[16];
   memset(big, 'y', sizeof big);
   big[0] = big[598] = '"'; /* text frames are JSON: a string */
   switch (a % 6) {
-  case 0: return ws_conn_send_json(c, "s", "[true]", 6);
+  case 0: return ws_conn_send_json(c, "s", tag(b, 0), 6);
   case 1: return ws_conn_send_text(c, "\"t\"", 3);
   case 2: return ws_conn_send_binary(c, big, sizeof big);
   case 3: return ws_conn_send_prepared(c, W->prep);

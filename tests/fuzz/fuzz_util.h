@@ -8,7 +8,10 @@
  *   fz_in      a cursor over the fuzzer's input.
  *   fz_out     a checker for what a server writes on one connection: one
  *              HTTP response, then (after a 101) only complete, unmasked,
- *              well-formed server frames, and nothing after a close frame.
+ *              well-formed server frames, and nothing after a close frame;
+ *              if the harness asks, a close frame with the code and
+ *              reason of the host's ws_conn_close, and tagged messages
+ *              in the order sent.
  *
  * Every violated invariant calls fz_fail, which prints why and aborts, so
  * libFuzzer records the input as a crash.
@@ -178,7 +181,18 @@ typedef struct fz_out {
   int head_request; /* set by the harness: the answer to HEAD has no body */
   unsigned long frames[16]; /* complete frames seen, by opcode */
   int json_text; /* text frames must be JSON envelopes */
+  /* Set by the harness: the next close frame carries this code (> 0) and
+   * reason (ws_conn_close answered WS_OK on an open connection). */
+  int close_want;
+  char close_reason[124];
+  /* Set by the harness: text frames {"action":"A","data":N} with N of
+   * at least FZ_SEQ_BASE are tagged messages; their N rise strictly, one
+   * sequence for A "post" (ws_post) and one for the rest. */
+  int seq_check;
+  unsigned long seq_last[2];
 } fz_out;
+
+#define FZ_SEQ_BASE 100000UL
 
 static inline void fz_out_free(fz_out *o) {
   free(o->buf);
@@ -274,6 +288,28 @@ static inline int fz_close_code_ok(int code) {
          code != 1006;
 }
 
+/* A tagged message (see seq_check) comes after the last one of its
+ * sequence: none duplicated, none overtaken. */
+FZ_NOCOV static inline void fz_out_seq(fz_out *o, const uint8_t *f,
+                                       size_t n) {
+  static const char head[] = "{\"action\":\"", data[] = "\",\"data\":";
+  size_t i = sizeof head - 1, a;
+  unsigned long v = 0;
+  int k;
+  if (n < i || memcmp(f, head, i) != 0) return;
+  for (a = i; i < n && f[i] != '"' && f[i] != '\\'; i++) {
+  }
+  if (n - i < sizeof data - 1 || memcmp(f + i, data, sizeof data - 1))
+    return;
+  k = i - a == 4 && memcmp(f + a, "post", 4) == 0;
+  for (i += sizeof data - 1; i < n && f[i] >= '0' && f[i] <= '9'; i++)
+    if (v < FZ_SEQ_BASE * 100) v = v * 10 + (unsigned long)(f[i] - '0');
+  if (i + 1 != n || f[i] != '}' || v < FZ_SEQ_BASE) return;
+  FZ_CHECK(v > o->seq_last[k],
+           "a tagged message arrived twice or after a later one");
+  o->seq_last[k] = v;
+}
+
 /* One complete frame at o->pos, or returns 0 when it is not all there. */
 FZ_NOCOV static inline int fz_out_frame(fz_out *o) {
   const uint8_t *f = o->buf + o->pos;
@@ -311,6 +347,7 @@ FZ_NOCOV static inline int fz_out_frame(fz_out *o) {
     if (o->json_text)
       FZ_CHECK(ws__json_valid((const char *)f, (size_t)pl, 0),
                "server text frame is not valid JSON");
+    if (o->seq_check) fz_out_seq(o, f, (size_t)pl);
   } else if (op == 8) {
     FZ_CHECK(pl == 0 || pl >= 2, "close frame with a 1-byte payload");
     if (pl >= 2) {
@@ -319,6 +356,12 @@ FZ_NOCOV static inline int fz_out_frame(fz_out *o) {
       FZ_CHECK(ws__utf8_validate(WS__UTF8_ACCEPT, f + 2, (size_t)pl - 2) ==
                    WS__UTF8_ACCEPT,
                "close reason is not valid UTF-8");
+    }
+    if (o->close_want) {
+      size_t rl = strlen(o->close_reason);
+      FZ_CHECK(pl == 2 + rl && (f[0] << 8 | f[1]) == o->close_want &&
+                   memcmp(f + 2, o->close_reason, rl) == 0,
+               "the close frame differs from the host's ws_conn_close");
     }
   }
   o->frames[op]++;
