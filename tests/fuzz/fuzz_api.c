@@ -39,6 +39,8 @@
  *   - on_shutdown once, after ws_server_shutdown answered WS_OK, when every
  *     connection's transport is closed; wake only from ws_post;
  *   - on_close: c is not what ws_server_find_device returns for its id;
+ *     called by ws_server_free itself (not from a program one of its
+ *     callbacks ran), the code is 1006;
  *   - answers: a second ws_conn_close after WS_OK is WS_ECLOSED; join's and
  *     leave's WS_EEXIST / WS_ENOENT agree with the memberships the host
  *     made; ws_conn_user is what ws_conn_set_user set; ws_send_device
@@ -82,9 +84,17 @@
  *     code and reason; the tagged messages (data FZ_SEQ_BASE + n: the
  *     host's ws_conn_send_json and fan-outs of fixed data, one sequence;
  *     its ws_post calls, another) arrive in the order sent, none twice;
+ *   - stats: bytes_out is what the transports took, bytes_in between the
+ *     bytes of the feeds that answered WS_OK and all bytes fed, msgs_out
+ *     at least the text and binary frames written, and no counter (all
+ *     but conns_open and conns_pending) goes down;
  *   - open connections <= max_connections; after a top-level tick, no
  *     connection the host closed close_timeout_ms ago is left (but during
- *     a shutdown).
+ *     a shutdown);
+ *   - ws_server_tick answers -1 or at most the longest deadline armed
+ *     (MAX_WAIT), 0 in the tick in which on_shutdown ran (unless the
+ *     server was freed), and at top level not -1 while a connection is
+ *     left.
  * At the end (unless the server was freed): every socket takes all, the
  * clock jumps past every deadline; after a ws_server_shutdown every
  * connection has ended and on_shutdown has run. Then ws_server_free ends
@@ -177,6 +187,11 @@ typedef struct world {
   long opens, on_closes, closes_by[13], handlers;
   uint64_t bc_calls, bc_fanout, posts_ok;
   unsigned long seq, pseq; /* the last tags sent directly / posted */
+  uint64_t taken;          /* bytes the transports took */
+  uint64_t fed_ok, fed;    /* bytes fed: answered WS_OK / in all */
+  uint64_t data_frames;    /* text and binary frames of reused slots */
+  int freeing;             /* inside ws_server_free: depth + 1 */
+  ws_stats last;           /* the stats at the last check */
 } world;
 
 static world *W;
@@ -262,6 +277,7 @@ static ssize_t on_send(ws_conn *c, void *tr, const void *p, size_t len) {
   if (t->c != c || t->mode == M_FAIL) return -1;
   n = take(t, len);
   fz_out_append(&t->out, p, n);
+  W->taken += n;
   return (ssize_t)n;
 }
 
@@ -274,6 +290,7 @@ static ssize_t on_sendv(ws_conn *c, void *tr, const ws_iovec *iov, int n) {
   if (t->c != c || t->mode == M_FAIL) return -1;
   for (i = 0; i < n; i++) total += iov[i].len;
   left = total = take(t, total);
+  W->taken += total;
   for (i = 0; i < n && left > 0; i++) {
     size_t k = iov[i].len < left ? iov[i].len : left;
     fz_out_append(&t->out, iov[i].base, k);
@@ -400,6 +417,10 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   FZ_CHECK(t->dev < 0 || ws_server_find_device(ws_conn_server(c),
                                                devs[t->dev]) != c,
            "on_close: the ended connection is still found by its id");
+  /* Called by ws_server_free itself (not from a program a callback of
+   * it ran): 1006 whatever was exchanged. */
+  FZ_CHECK(W->freeing != W->depth + 1 || code == WS_CLOSE_ABNORMAL,
+           "on_close from ws_server_free with a code other than 1006");
   t->app_closed = 1;
   W->on_closes++;
   W->closes_by[close_bucket(code)]++;
@@ -606,8 +627,11 @@ static void host_close(slot *t, int code, const char *reason) {
 }
 
 static void server_free(void) {
+  int was = W->freeing;
   W->dying = 1;
+  if (!was) W->freeing = W->depth + 1; /* the first call does the work */
   ws_server_free(W->s);
+  W->freeing = was;
   if (W->depth == 0) W->gone = 1;
 }
 
@@ -732,11 +756,15 @@ static int on_http(ws_conn *c, const ws_request *req, void *ud) {
 static void feed(slot *t, size_t n) {
   ws_conn *c = t->c;
   uint8_t *copy;
+  int rc;
   if (c == NULL || !live()) return;
   if (n > t->in.len) n = t->in.len;
   copy = fz_dup(t->in.p, n);
   bytes_drop(&t->in, n); /* first: a callback may feed the next bytes */
-  if (ws_conn_feed(c, copy, n) == WS_ESTATE) { /* inside c's own feed */
+  W->fed += n;
+  rc = ws_conn_feed(c, copy, n);
+  if (rc == WS_OK) W->fed_ok += n;
+  if (rc == WS_ESTATE) { /* inside c's own feed */
     bytes tmp = {NULL, 0, 0};
     bytes_add(&tmp, copy, n);
     bytes_add(&tmp, t->in.p, t->in.len);
@@ -916,6 +944,7 @@ static ws_conn *slot_new(slot *t, uint8_t a, uint8_t e) {
   ws_conn *c;
   if (t->c != NULL || W->made >= MAX_MADE) return NULL;
   W->made++;
+  W->data_frames += t->out.frames[1] + t->out.frames[2];
   fz_out_free(&t->out);
   free(t->in.p);
   memset(t, 0, sizeof(*t));
@@ -1059,14 +1088,36 @@ static void check_close_timeouts(void) {
   }
 }
 
+/* The longest deadline the config can arm (idle_timeout_ms), or the
+ * longest drain (op_misc's drains[]). */
+#define MAX_WAIT 5000
+
+/* ws_server_tick's answer rc: -1 or the time to a deadline armed from a
+ * time already given, so at most MAX_WAIT; 0 from the tick in which a
+ * graceful shutdown ended (was: on_shutdown had run before it); after a
+ * top-level tick with a connection left, not -1 (every state has a
+ * deadline: handshake, idle, close, write, the drain). */
+FZ_NOCOV static void check_tick(int rc, int was) {
+  int i, left = 0;
+  FZ_CHECK(rc >= -1 && rc <= MAX_WAIT,
+           "ws_server_tick: a time past every configured deadline");
+  if (W->dying) return; /* destroyed from a callback: -1 */
+  FZ_CHECK(was || !W->on_shutdown || rc == 0,
+           "the tick in which a shutdown ended did not return 0");
+  for (i = 0; i < NSLOT; i++) left |= W->t[i].c != NULL;
+  FZ_CHECK(W->depth > 0 || !left || rc >= 0,
+           "ws_server_tick: -1 with a connection left");
+}
+
 static void op_tick(fz_in *in) {
   uint8_t a = fz_byte(in, 0);
+  int was = W->on_shutdown;
   if (a < 0xC0) W->now += a;
   else if (a < 0xF0) W->now += (uint64_t)(a & 0x3F) * 250;
   else W->now += 100000;
   if (!W->ticked) W->zero = W->now;
   W->ticked = 1;
-  ws_server_tick(W->s, W->now);
+  check_tick(ws_server_tick(W->s, W->now), was);
   check_close_timeouts();
 }
 
@@ -1322,6 +1373,14 @@ FZ_NOCOV static void check_slot(const slot *t) {
            "want_write signal differs from ws_conn_want_write");
 }
 
+FZ_NOCOV static uint64_t data_frames(void) {
+  uint64_t n = 0;
+  int i;
+  for (i = 0; i < NSLOT; i++)
+    n += W->t[i].out.frames[1] + W->t[i].out.frames[2];
+  return n;
+}
+
 FZ_NOCOV static void check_gauges(void) {
   ws_stats st;
   uint64_t open = 0, pending = 0;
@@ -1337,6 +1396,23 @@ FZ_NOCOV static void check_gauges(void) {
   FZ_CHECK(open <= W->max_conn, "open connections past max_connections");
   FZ_CHECK(st.conns_pending == pending, "conns_pending differs");
   FZ_CHECK(st.conns_total == (uint64_t)W->opens, "conns_total != on_opens");
+  FZ_CHECK(st.bytes_out == W->taken,
+           "bytes_out differs from the bytes the transports took");
+  FZ_CHECK(st.bytes_in >= W->fed_ok && st.bytes_in <= W->fed,
+           "bytes_in differs from the bytes fed");
+  FZ_CHECK(st.msgs_out >= W->data_frames + data_frames(),
+           "msgs_out below the text and binary frames written");
+  {
+    /* Every field but the two gauges (conns_open, conns_pending) is a
+     * counter: it never goes down. */
+    uint64_t now[sizeof st / 8], was[sizeof st / 8];
+    size_t k;
+    memcpy(now, &st, sizeof now);
+    memcpy(was, &W->last, sizeof was);
+    for (k = 2; k < sizeof st / 8; k++)
+      FZ_CHECK(now[k] >= was[k], "a ws_stats counter went down");
+    W->last = st;
+  }
   FZ_CHECK(st.broadcasts >= W->bc_calls && st.fanout >= W->bc_fanout &&
                st.broadcasts - W->bc_calls <= W->posts_ok,
            "broadcasts / fanout differ from the fan-outs answered");
