@@ -39,6 +39,9 @@
  *   - on_shutdown once, after ws_server_shutdown answered WS_OK, when every
  *     connection's transport is closed; wake only from ws_post;
  *   - on_close: c is not what ws_server_find_device returns for its id;
+ *     for a peer that sent no close frame (no close or raw bytes in its
+ *     stream), not 1005, and after our close frame went out whole, its
+ *     code or 1006;
  *     called by ws_server_free itself (not from a program one of its
  *     callbacks ran), the code is 1006;
  *   - answers: a second ws_conn_close after WS_OK is WS_ECLOSED; join's and
@@ -152,6 +155,7 @@ typedef struct slot {
   uint8_t e;       /* the request's extras: see build_request */
   size_t partial;
   int want;
+  int peer_close; /* a close frame or raw bytes went into in */
   bytes in; /* client bytes not fed yet */
   fz_out out;
 } slot;
@@ -421,6 +425,17 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
    * it ran): 1006 whatever was exchanged. */
   FZ_CHECK(W->freeing != W->depth + 1 || code == WS_CLOSE_ABNORMAL,
            "on_close from ws_server_free with a code other than 1006");
+  /* The peer sent no close frame (it had none to send: its stream is
+   * whole frames, none a close): no 1005, and after a close frame of
+   * ours went out whole, its code (or 1006: ws_conn_abort,
+   * ws_server_free). */
+  if (!t->peer_close) {
+    FZ_CHECK(code != WS_CLOSE_NO_STATUS,
+             "on_close: 1005 from a peer that sent no close frame");
+    FZ_CHECK(!t->out.frames[8] || code == t->out.close_code ||
+                 code == WS_CLOSE_ABNORMAL,
+             "on_close: a code other than the close frame sent");
+  }
   t->app_closed = 1;
   W->on_closes++;
   W->closes_by[close_bucket(code)]++;
@@ -847,7 +862,10 @@ static void fragments(slot *t, uint8_t a, uint8_t d) {
 static void client_frame(slot *t, uint8_t kind, uint8_t a, uint8_t d) {
   char msg[1024];
   uint8_t raw[6] = {a, d, 0, 0, 0, 0};
-  switch ((kind & 0x3F) % 11) {
+  int k = (kind & 0x3F) % 11;
+  /* Without these the stream is whole frames, none a close. */
+  t->peer_close |= k == 3 || k == 4 || k == 9;
+  switch (k) {
   case 0: envelope(msg, sizeof msg, a, d); text(t, msg, d); break;
   case 1: frame(t, 0x89, "ping-data", d % 10, d); break;
   case 2: frame(t, 0x8A, "pong", d % 5, d); break;

@@ -180,6 +180,7 @@ typedef struct fz_out {
   size_t body_left;
   int head_request; /* set by the harness: the answer to HEAD has no body */
   unsigned long frames[16]; /* complete frames seen, by opcode */
+  int close_code; /* of the complete close frame written (1005: none) */
   int json_text; /* text frames must be JSON envelopes */
   /* Set by the harness: the next close frame carries this code (> 0) and
    * reason (ws_conn_close answered WS_OK on an open connection). */
@@ -364,6 +365,7 @@ FZ_NOCOV static inline int fz_out_frame(fz_out *o) {
                "the close frame differs from the host's ws_conn_close");
     }
   }
+  if (op == 8) o->close_code = pl >= 2 ? (f[0] << 8 | f[1]) : 1005;
   o->frames[op]++;
   o->pos += hl + (size_t)pl;
   if (op == 8) o->phase = FZ_ENDED;
