@@ -299,7 +299,11 @@ static void close_all_going_away(ws_server *s) {
   size_t n, i;
   ws_conn **v = snapshot(s, &n);
   if (v == NULL) {
-    finish_all(s, WS_CLOSE_GOING_AWAY, "server shutting down");
+    /* None, or no memory for the list: each ends now, as at the drain's
+     * end, with the code it was sent (a close handshake already begun:
+     * the host's own, or the peer's), else 1001. */
+    while (s->conns)
+      ws__conn_cut(s->conns, WS_CLOSE_GOING_AWAY, "server shutting down");
     return;
   }
   for (i = 0; i < n; i++) {
