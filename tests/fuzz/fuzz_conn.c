@@ -35,7 +35,15 @@
  *   - the want_write signal matches ws_conn_want_write after each call;
  *   - no handler, on_open or send after on_close / the transport close;
  *     on_close at most once and only after on_open; transport close once;
- *   - stats: conns_open / conns_pending match the callbacks seen;
+ *   - stats: conns_open / conns_pending match the callbacks seen, each
+ *     closes_* counter the codes on_close got; bytes_out is what the
+ *     transports took, bytes_in at most what was fed, msgs_out at least
+ *     the text and binary frames written; no counter goes down;
+ *   - on_close during ws_server_free gets 1006;
+ *   - after ws_conn_close answered WS_OK on an open connection, its close
+ *     frame (if one goes out) carries that code and reason;
+ *   - ws_server_tick answers -1 or at most idle_timeout_ms (the longest
+ *     deadline), and not -1 while a connection is left;
  *   - each connection's output is one HTTP response, then only complete,
  *     unmasked server frames with valid opcodes, UTF-8 text that is a
  *     JSON value, valid close codes, nothing after a close frame.
@@ -78,6 +86,10 @@ typedef struct world {
   tp t[NCONN];
   uint64_t now;
   int in_call;
+  long closes_by[13]; /* on_close codes, by closes_* counter */
+  int freeing;        /* inside ws_server_free */
+  uint64_t taken, fed; /* bytes the transports took / fed */
+  ws_stats last;      /* the stats at the last check */
 } world;
 
 /* One world per input; callbacks find it through here. */
@@ -121,6 +133,12 @@ static size_t tp_accept(tp *t, size_t want) {
 /* A failing send that first ends its connection (or the server), as a
  * host that drops a dead socket does, then reads what it was given: that
  * data must stay valid for the whole call (ASan sees it otherwise). */
+static void server_free(void) {
+  W->freed = W->freeing = 1;
+  ws_server_free(W->s);
+  W->freeing = 0;
+}
+
 static ssize_t fail_send(tp *t, const ws_iovec *iov, int iovcnt) {
   volatile unsigned sum = 0;
   int i;
@@ -128,8 +146,7 @@ static ssize_t fail_send(tp *t, const ws_iovec *iov, int iovcnt) {
   if (t->partial == 100) {
     ws_conn_abort(t->c);
   } else if (t->partial == 1000 && !W->freed) {
-    W->freed = 1;
-    ws_server_free(W->s);
+    server_free();
   }
   for (i = 0; i < iovcnt; i++)
     for (k = 0; k < iov[i].len; k++) sum += ((const uint8_t *)iov[i].base)[k];
@@ -149,6 +166,7 @@ static ssize_t on_send(ws_conn *c, void *transport, const void *p,
   }
   n = tp_accept(t, len);
   fz_out_append(&t->out, p, n);
+  W->taken += n;
   return (ssize_t)n;
 }
 
@@ -166,6 +184,7 @@ static ssize_t on_sendv(ws_conn *c, void *transport, const ws_iovec *iov,
   }
   left = tp_accept(t, total);
   total = left;
+  W->taken += total;
   for (i = 0; i < iovcnt && left > 0; i++) {
     size_t n = iov[i].len < left ? iov[i].len : left;
     fz_out_append(&t->out, iov[i].base, n);
@@ -204,6 +223,15 @@ static int on_open(ws_conn *c, void *ud) {
   return 0;
 }
 
+static int close_bucket(int code) {
+  static const int codes[12] = {1000, 1001, 1002, 1003, 1006, 1007,
+                                1008, 1009, 1011, 4000, 4001, 4002};
+  int i;
+  for (i = 0; i < 12; i++)
+    if (codes[i] == code) return i;
+  return 12;
+}
+
 static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   tp *t = tp_of(c);
   (void)ud;
@@ -211,6 +239,11 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   FZ_CHECK(t->app_closed == 0, "on_close twice");
   FZ_CHECK(reason != NULL, "on_close without a reason");
   FZ_CHECK(code >= 1000 && code <= 4999, "on_close code out of range");
+  /* No callback here calls into the library: every on_close during
+   * ws_server_free is one it ends, with 1006 whatever was exchanged. */
+  FZ_CHECK(!W->freeing || code == WS_CLOSE_ABNORMAL,
+           "on_close from ws_server_free with a code other than 1006");
+  W->closes_by[close_bucket(code)]++;
   t->app_closed = 1;
   return 0;
 }
@@ -254,6 +287,20 @@ static int on_http(ws_conn *c, const ws_request *req, void *ud) {
   return 0;
 }
 
+/* ws_conn_close on t: once it answers WS_OK on an open connection, the
+ * close frame t's output has (if any) carries code and reason. Set first:
+ * the frame may go out before the call returns. */
+static void host_close(tp *t, int code, const char *reason) {
+  int open = t->c->state == WS__OPEN;
+  if (open) {
+    t->out.close_want = code;
+    snprintf(t->out.close_reason, sizeof t->out.close_reason, "%s",
+             reason ? reason : "");
+  }
+  if (ws_conn_close(t->c, code, reason) != WS_OK && open)
+    t->out.close_want = 0;
+}
+
 static void handler_entry(ws_conn *c, const ws_msg *msg) {
   tp *t = tp_of(c);
   FZ_CHECK(t->opened && !t->app_closed, "handler outside open..on_close");
@@ -291,7 +338,7 @@ static int h_bcast(ws_conn *c, const ws_msg *msg, void *ud) {
 static int h_close(ws_conn *c, const ws_msg *msg, void *ud) {
   (void)ud;
   handler_entry(c, msg);
-  ws_conn_close(c, WS_CLOSE_NORMAL, "bye");
+  host_close(tp_of(c), WS_CLOSE_NORMAL, "bye");
   /* Sending after close must be refused, not queued behind the close. */
   FZ_CHECK(ws_conn_send(c, "late", NULL) == WS_ECLOSED,
            "send accepted after ws_conn_close");
@@ -333,8 +380,7 @@ static int h_leave(ws_conn *c, const ws_msg *msg, void *ud) {
 static int h_free(ws_conn *c, const ws_msg *msg, void *ud) {
   (void)ud;
   handler_entry(c, msg);
-  W->freed = 1;
-  ws_server_free(ws_conn_server(c));
+  server_free();
   return 0;
 }
 
@@ -348,6 +394,36 @@ static int h_binary(ws_conn *c, const ws_msg *msg, void *ud) {
 }
 
 /* ---- invariants --------------------------------------------------------- */
+
+/* The counters against the callbacks and the transports: closes_* count
+ * the codes on_close got, bytes_out the bytes the transports took,
+ * bytes_in at most those fed, msgs_out at least the text and binary
+ * frames written; and no counter (every field but conns_open and
+ * conns_pending) goes down. */
+FZ_NOCOV static void check_counters(const ws_stats *st) {
+  const uint64_t by[13] = {
+      st->closes_1000, st->closes_1001, st->closes_1002, st->closes_1003,
+      st->closes_1006, st->closes_1007, st->closes_1008, st->closes_1009,
+      st->closes_1011, st->closes_4000, st->closes_4001, st->closes_4002,
+      st->closes_other};
+  uint64_t now[sizeof *st / 8], was[sizeof *st / 8], frames = 0;
+  size_t k;
+  for (k = 0; k < 13; k++)
+    FZ_CHECK(by[k] == (uint64_t)W->closes_by[k],
+             "a closes_* counter differs from the codes on_close got");
+  for (k = 0; k < NCONN; k++)
+    frames += W->t[k].out.frames[1] + W->t[k].out.frames[2];
+  FZ_CHECK(st->bytes_out == W->taken,
+           "bytes_out differs from the bytes the transports took");
+  FZ_CHECK(st->bytes_in <= W->fed, "bytes_in past the bytes fed");
+  FZ_CHECK(st->msgs_out >= frames,
+           "msgs_out below the text and binary frames written");
+  memcpy(now, st, sizeof now);
+  memcpy(was, &W->last, sizeof was);
+  for (k = 2; k < sizeof *st / 8; k++)
+    FZ_CHECK(now[k] >= was[k], "a ws_stats counter went down");
+  W->last = *st;
+}
 
 static void check_world(void) {
   ws_stats st;
@@ -369,6 +445,7 @@ static void check_world(void) {
   FZ_CHECK(st.conns_open == open, "conns_open differs from callbacks");
   FZ_CHECK(st.conns_pending == pending, "conns_pending differs from callbacks");
   FZ_CHECK(ws_server_conn_count(W->s) == open, "conn_count");
+  check_counters(&st);
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -388,6 +465,7 @@ static void feed(tp *t, const uint8_t *p, size_t n) {
   uint8_t *copy;
   if (t->c == NULL || W->freed) return;
   copy = fz_dup(p, n);
+  W->fed += n;
   ws_conn_feed(t->c, copy, n);
   free(copy);
 }
@@ -404,7 +482,7 @@ static void host_action(uint8_t op) {
   ws_server *s = W->s;
   switch (op & 15) {
   case 0:
-    if (m->c) ws_conn_close(m->c, WS_CLOSE_NORMAL, "host");
+    if (m->c) host_close(m, WS_CLOSE_NORMAL, "host");
     break;
   case 1:
     if (m->c) ws_conn_abort(m->c);
@@ -422,7 +500,7 @@ static void host_action(uint8_t op) {
     if (m->c) ws_conn_send_binary(m->c, big, sizeof(big));
     break;
   case 6:
-    if (p->c) ws_conn_close(p->c, 4100, NULL);
+    if (p->c) host_close(p, 4100, NULL);
     break;
   case 7:
     if (m->c) ws_conn_send_text(m->c, "\"txt\"", 5);
@@ -448,6 +526,18 @@ static void host_action(uint8_t op) {
   }
 }
 
+/* ws_server_tick's answer: -1, or at most the longest deadline the config
+ * arms (idle_timeout_ms; the shutdown's drain is 300); not -1 while a
+ * connection is left (each state has a deadline). */
+FZ_NOCOV static void check_tick(int rc) {
+  int i, left = 0;
+  FZ_CHECK(rc >= -1 && rc <= 3000,
+           "ws_server_tick: a time past every configured deadline");
+  if (W->freed) return;
+  for (i = 0; i < NCONN; i++) left |= W->t[i].c != NULL;
+  FZ_CHECK(!left || rc >= 0, "ws_server_tick: -1 with a connection left");
+}
+
 static void run_ops(fz_in *in) {
   while (in->n > 0 && !W->freed) {
     uint8_t op = fz_byte(in, 0);
@@ -468,7 +558,7 @@ static void run_ops(fz_in *in) {
       if (t->c) ws_conn_writable(t->c);
     } else if (op < 0xE0) {
       W->now += (uint64_t)(op & 15) * 97 + 1;
-      ws_server_tick(W->s, W->now);
+      check_tick(ws_server_tick(W->s, W->now));
     } else if (op < 0xF0) {
       host_action(op);
     } else if (op < 0xFF) {
@@ -490,7 +580,7 @@ static void teardown(void) {
     /* Far in the future every deadline has fired. */
     ws_server_tick(W->s, W->now + 100000);
     check_world();
-    if (!W->freed) ws_server_free(W->s); /* a send in that tick may have */
+    if (!W->freed) server_free(); /* a send in that tick may have */
   }
   for (i = 0; i < NCONN; i++) {
     tp *t = &W->t[i];
