@@ -86,7 +86,8 @@
  *     open connection, its close frame (if one goes out) carries that
  *     code and reason; the tagged messages (data FZ_SEQ_BASE + n: the
  *     host's ws_conn_send_json and fan-outs of fixed data, one sequence;
- *     its ws_post calls, another) arrive in the order sent, none twice;
+ *     its ws_post calls, another) arrive in the order sent, none twice,
+ *     and no direct message sent before a post arrives after it;
  *   - stats: bytes_out is what the transports took, bytes_in between the
  *     bytes of the feeds that answered WS_OK and all bytes fed, msgs_out
  *     at least the text and binary frames written, and no counter (all
@@ -589,10 +590,10 @@ static void push_user(int u) {
 
 static void post(int target, const char *name) {
   int rc;
-  char b[16];
-  tag(b, 1);
+  char b[16], d[40];
+  snprintf(d, sizeof d, "[%s,%lu]", tag(b, 1), FZ_SEQ_BASE + W->seq);
   W->in_post++;
-  rc = ws_post(W->s, target, name, "post", b, 6);
+  rc = ws_post(W->s, target, name, "post", d, strlen(d));
   W->in_post--;
   if (rc == WS_OK) W->posts_ok++;
 }

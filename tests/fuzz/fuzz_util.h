@@ -188,7 +188,10 @@ typedef struct fz_out {
   char close_reason[124];
   /* Set by the harness: text frames {"action":"A","data":N} with N of
    * at least FZ_SEQ_BASE are tagged messages; their N rise strictly, one
-   * sequence for A "post" (ws_post) and one for the rest. */
+   * sequence for A "post" (ws_post) and one for the rest. A post's data
+   * is [N,D]: D the last direct tag sent before it was posted, which no
+   * direct message after it may have (posted from the loop thread, it
+   * goes out at a later tick, after what was sent directly before). */
   int seq_check;
   unsigned long seq_last[2];
 } fz_out;
@@ -291,24 +294,40 @@ static inline int fz_close_code_ok(int code) {
 
 /* A tagged message (see seq_check) comes after the last one of its
  * sequence: none duplicated, none overtaken. */
+FZ_NOCOV static inline unsigned long fz_out_num(const uint8_t *f, size_t n,
+                                                size_t *i) {
+  unsigned long v = 0;
+  for (; *i < n && f[*i] >= '0' && f[*i] <= '9'; ++*i)
+    if (v < FZ_SEQ_BASE * 100) v = v * 10 + (unsigned long)(f[*i] - '0');
+  return v;
+}
+
 FZ_NOCOV static inline void fz_out_seq(fz_out *o, const uint8_t *f,
                                        size_t n) {
   static const char head[] = "{\"action\":\"", data[] = "\",\"data\":";
   size_t i = sizeof head - 1, a;
-  unsigned long v = 0;
-  int k;
+  unsigned long v, d = 0;
+  int k, list;
   if (n < i || memcmp(f, head, i) != 0) return;
   for (a = i; i < n && f[i] != '"' && f[i] != '\\'; i++) {
   }
   if (n - i < sizeof data - 1 || memcmp(f + i, data, sizeof data - 1))
     return;
   k = i - a == 4 && memcmp(f + a, "post", 4) == 0;
-  for (i += sizeof data - 1; i < n && f[i] >= '0' && f[i] <= '9'; i++)
-    if (v < FZ_SEQ_BASE * 100) v = v * 10 + (unsigned long)(f[i] - '0');
-  if (i + 1 != n || f[i] != '}' || v < FZ_SEQ_BASE) return;
+  i += sizeof data - 1;
+  list = k && i < n && f[i] == '[';
+  i += (size_t)list;
+  v = fz_out_num(f, n, &i);
+  if (list) {
+    if (i >= n || f[i++] != ',') return;
+    d = fz_out_num(f, n, &i);
+    if (i >= n || f[i++] != ']') return;
+  }
+  if (i + 1 != n || f[i] != '}' || v < FZ_SEQ_BASE || list != k) return;
   FZ_CHECK(v > o->seq_last[k],
            "a tagged message arrived twice or after a later one");
   o->seq_last[k] = v;
+  if (d > o->seq_last[0]) o->seq_last[0] = d;
 }
 
 /* One complete frame at o->pos, or returns 0 when it is not all there. */

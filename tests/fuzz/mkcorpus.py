@@ -399,6 +399,13 @@ def api_seeds():
                               op(POST, 0), op(POST, 1), op(POST, 2 | 4),
                               op(POST, 3 | 8), op(TICK, 1), op(POST, 0),
                               op(SHUTDOWN, 0)),
+        # posts between direct sends and fan-outs (tagged: fz_out checks
+        # their order), one posted from a send callback
+        "post-between-direct-sends": prog(
+            0, new(0, 0), new(1, 1), op(SEND, 0, 0), op(POST, 0),
+            op(SEND, 0, 0), op(BROADCAST, 0), op(TICK, 1), op(SEND, 0, 0),
+            arm(CB_SEND, POST, 0), op(SEND, 1, 0), op(SEND, 1, 0),
+            op(TICK, 1), op(BROADCAST, 0)),
         "frames-mixed": prog(BADCLOSE, new(0, 0), fr(0, PING, 0, 5),
                              fr(0, PONG), fr(0, FRAGS, ECHO, 0x47),
                              fr(0, BINARY, 0, 9), fr(0, 10), fr(0, BADJSON),
