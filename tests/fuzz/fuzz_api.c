@@ -90,8 +90,10 @@
  *     and no direct message sent before a post arrives after it;
  *   - stats: bytes_out is what the transports took, bytes_in between the
  *     bytes of the feeds that answered WS_OK and all bytes fed, msgs_out
- *     at least the text and binary frames written, and no counter (all
- *     but conns_open and conns_pending) goes down;
+ *     at least the text and binary frames written, drops_queue_full at
+ *     least the host's sends answered WS_EQUEUEFULL, unknown_targets at
+ *     least ws_send_device's answers of 0 for an id nobody held, and no
+ *     counter (all but conns_open and conns_pending) goes down;
  *   - open connections <= max_connections; after a top-level tick, no
  *     connection the host closed close_timeout_ms ago is left (but during
  *     a shutdown);
@@ -195,6 +197,9 @@ typedef struct world {
   uint64_t taken;          /* bytes the transports took */
   uint64_t fed_ok, fed;    /* bytes fed: answered WS_OK / in all */
   uint64_t data_frames;    /* text and binary frames of reused slots */
+  uint64_t queue_full;     /* the host's sends answered WS_EQUEUEFULL */
+  uint64_t unknown;        /* ws_send_device answered 0 for an id nobody
+                              held */
   int freeing;             /* inside ws_server_free: depth + 1 */
   ws_stats last;           /* the stats at the last check */
 } world;
@@ -572,6 +577,7 @@ static void send_device(const char *id) {
   char b[16];
   int rc = ws_send_device_json(W->s, id, "dev", tag(b, 0), 6);
   FZ_CHECK(rc <= found, "ws_send_device reached an id nobody holds");
+  W->unknown += rc == 0 && !found && id && id[0];
   fanout_done(rc, (size_t)found);
 }
 
@@ -1208,6 +1214,7 @@ static void check_send(int opened, int closed, int rc) {
   if (!opened) FZ_CHECK(rc < 0, "a send before on_open succeeded");
   else if (closed) FZ_CHECK(rc == WS_ECLOSED, "a send after ws_conn_close: "
                                               "not WS_ECLOSED");
+  W->queue_full += rc == WS_EQUEUEFULL; /* queue_policy applied */
 }
 
 static void op_send(fz_in *in) {
@@ -1421,6 +1428,10 @@ FZ_NOCOV static void check_gauges(void) {
            "bytes_in differs from the bytes fed");
   FZ_CHECK(st.msgs_out >= W->data_frames + data_frames(),
            "msgs_out below the text and binary frames written");
+  FZ_CHECK(st.drops_queue_full >= W->queue_full,
+           "drops_queue_full below the sends answered WS_EQUEUEFULL");
+  FZ_CHECK(st.unknown_targets >= W->unknown,
+           "unknown_targets below ws_send_device's unknown ids");
   {
     /* Every field but the two gauges (conns_open, conns_pending) is a
      * counter: it never goes down. */

@@ -399,6 +399,13 @@ def api_seeds():
                               op(POST, 0), op(POST, 1), op(POST, 2 | 4),
                               op(POST, 3 | 8), op(TICK, 1), op(POST, 0),
                               op(SHUTDOWN, 0)),
+        # the host's sends refused by a full queue (WS_EQUEUEFULL, counted
+        # in drops_queue_full) and ws_send_device to ids nobody holds
+        # (counted in unknown_targets)
+        "host-send-queue-full": prog(
+            DROP | SMALLQ, new(0, 0), op(MODE, M_BLOCK), op(SEND, 0, 5),
+            op(SEND, 0, 5), op(SEND, 0, 5), op(SEND_DEVICE, 6),
+            op(SEND_DEVICE, 3)),
         # posts between direct sends and fan-outs (tagged: fz_out checks
         # their order), one posted from a send callback
         "post-between-direct-sends": prog(
