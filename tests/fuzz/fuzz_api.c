@@ -191,7 +191,7 @@ typedef struct world {
   uint64_t now;
   slot t[NSLOT];
   uint8_t arm[CB_COUNT_][ARM_LEN + 1]; /* [0] set: armed; then the program */
-  long opens, on_closes, closes_by[13], handlers;
+  long opens, on_closes, closes_by[FZ_CLOSE_BUCKETS], handlers;
   uint64_t bc_calls, bc_fanout, posts_ok;
   unsigned long seq, pseq; /* the last tags sent directly / posted */
   uint64_t taken;          /* bytes the transports took */
@@ -255,15 +255,6 @@ static void reenter(int kind) {
   W->depth++;
   run_op(&in);
   W->depth--;
-}
-
-static int close_bucket(int code) {
-  static const int codes[12] = {1000, 1001, 1002, 1003, 1006, 1007,
-                                1008, 1009, 1011, 4000, 4001, 4002};
-  int i;
-  for (i = 0; i < 12; i++)
-    if (codes[i] == code) return i;
-  return 12;
 }
 
 /* ---- transport ---------------------------------------------------------- */
@@ -444,7 +435,7 @@ static int on_close(ws_conn *c, int code, const char *reason, void *ud) {
   }
   t->app_closed = 1;
   W->on_closes++;
-  W->closes_by[close_bucket(code)]++;
+  W->closes_by[fz_close_bucket(code)]++;
   reenter(CB_ON_CLOSE);
   return 0;
 }
@@ -1432,30 +1423,10 @@ FZ_NOCOV static void check_gauges(void) {
            "drops_queue_full below the sends answered WS_EQUEUEFULL");
   FZ_CHECK(st.unknown_targets >= W->unknown,
            "unknown_targets below ws_send_device's unknown ids");
-  {
-    /* Every field but the two gauges (conns_open, conns_pending) is a
-     * counter: it never goes down. */
-    uint64_t now[sizeof st / 8], was[sizeof st / 8];
-    size_t k;
-    memcpy(now, &st, sizeof now);
-    memcpy(was, &W->last, sizeof was);
-    for (k = 2; k < sizeof st / 8; k++)
-      FZ_CHECK(now[k] >= was[k], "a ws_stats counter went down");
-    W->last = st;
-  }
   FZ_CHECK(st.broadcasts >= W->bc_calls && st.fanout >= W->bc_fanout &&
                st.broadcasts - W->bc_calls <= W->posts_ok,
            "broadcasts / fanout differ from the fan-outs answered");
-  {
-    const uint64_t by[13] = {
-        st.closes_1000, st.closes_1001, st.closes_1002, st.closes_1003,
-        st.closes_1006, st.closes_1007, st.closes_1008, st.closes_1009,
-        st.closes_1011, st.closes_4000, st.closes_4001, st.closes_4002,
-        st.closes_other};
-    for (i = 0; i < 13; i++)
-      FZ_CHECK(by[i] == (uint64_t)W->closes_by[i],
-               "a closes_* counter differs from the codes on_close got");
-  }
+  fz_check_counters(&st, W->closes_by, &W->last);
 }
 
 /* The one reachable connection holding device d, or NULL. */

@@ -54,6 +54,45 @@ __attribute__((noreturn)) static inline void fz_fail(const char *why) {
     if (!(cond)) fz_fail(why); \
   } while (0)
 
+/* ---- ws_stats against what the callbacks saw ------------------------------ */
+
+/* The closes_* counters, in the order of their codes; the last is
+ * closes_other. A harness counts on_close's codes into an array of
+ * FZ_CLOSE_BUCKETS by fz_close_bucket and checks it with fz_check_closes. */
+enum { FZ_CLOSE_BUCKETS = 13 };
+
+static inline int fz_close_bucket(int code) {
+  static const int codes[FZ_CLOSE_BUCKETS - 1] = {
+      1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011, 4000, 4001, 4002};
+  int i;
+  for (i = 0; i < FZ_CLOSE_BUCKETS - 1; i++)
+    if (codes[i] == code) return i;
+  return FZ_CLOSE_BUCKETS - 1;
+}
+
+/* closes_* equal the codes on_close got; and no counter (every field but
+ * the gauges conns_open and conns_pending, the first two) went down since
+ * *last, which then becomes st. */
+FZ_NOCOV static inline void fz_check_counters(const ws_stats *st,
+                                              const long *closes_by,
+                                              ws_stats *last) {
+  const uint64_t by[FZ_CLOSE_BUCKETS] = {
+      st->closes_1000, st->closes_1001, st->closes_1002, st->closes_1003,
+      st->closes_1006, st->closes_1007, st->closes_1008, st->closes_1009,
+      st->closes_1011, st->closes_4000, st->closes_4001, st->closes_4002,
+      st->closes_other};
+  uint64_t now[sizeof *st / 8], was[sizeof *st / 8];
+  size_t k;
+  for (k = 0; k < FZ_CLOSE_BUCKETS; k++)
+    FZ_CHECK(by[k] == (uint64_t)closes_by[k],
+             "a closes_* counter differs from the codes on_close got");
+  memcpy(now, st, sizeof now);
+  memcpy(was, last, sizeof was);
+  for (k = 2; k < sizeof *st / 8; k++)
+    FZ_CHECK(now[k] >= was[k], "a ws_stats counter went down");
+  *last = *st;
+}
+
 /* ---- counting allocator ------------------------------------------------ */
 
 typedef struct fz_alloc {
