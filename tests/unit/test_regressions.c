@@ -1434,13 +1434,17 @@ static void with_open_aborting(ws_config *c) { c->on_open = open_aborts; }
 /* The connection a callback below acts on. */
 static mt_conn *g_target;
 
-Test(regress, upgrade_answer_reports_an_on_open_abort) {
+/* An upgrade answered for a server made with tweak, its socket blocked or
+ * not, must report the 503 of a connection ended from on_open. */
+static void answer_is_closed_during_on_open(void (*tweak)(ws_config *),
+                                            int would_block) {
   char accept[WS_ACCEPT_LEN + 1];
   const char *reason;
   int status;
   mt_conn A;
-  ws_server *s = mk(with_open_aborting);
+  ws_server *s = mk(tweak);
   mt_open(&A, s);
+  A.would_block = would_block;
   cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a",
                                       mt_upgrade_headers, 5, &status, &reason,
                                       accept),
@@ -1451,6 +1455,10 @@ Test(regress, upgrade_answer_reports_an_on_open_abort) {
   cr_expect_str_eq(reason, "connection closed during on_open");
   cr_expect_str_eq(accept, "");
   mt_done(s, &A, NULL);
+}
+
+Test(regress, upgrade_answer_reports_an_on_open_abort) {
+  answer_is_closed_during_on_open(with_open_aborting, 0);
 }
 
 /* ... and when the output on_open queued ended it: the call's own last
@@ -1473,23 +1481,8 @@ static void with_open_sending(ws_config *c) {
 }
 
 Test(regress, upgrade_answer_reports_an_abort_from_on_opens_output) {
-  char accept[WS_ACCEPT_LEN + 1];
-  const char *reason;
-  int status;
-  mt_conn A;
-  ws_server *s = mk(with_open_sending);
-  mt_open(&A, s);
-  A.would_block = 1; /* as the host's HTTP server still holds the socket */
-  cr_assert_eq(ws_conn_upgrade_answer(A.c, "GET", "/ws", "device_id=a",
-                                      mt_upgrade_headers, 5, &status, &reason,
-                                      accept),
-               WS_OK);
-  cr_expect_eq(R.opens, 1);
-  cr_expect_eq(A.closes, 1, "the transport was closed");
-  cr_expect_eq(status, 503);
-  cr_expect_str_eq(reason, "connection closed during on_open");
-  cr_expect_str_eq(accept, "");
-  mt_done(s, &A, NULL);
+  /* Blocked: the host's HTTP server still holds the socket. */
+  answer_is_closed_during_on_open(with_open_sending, 1);
 }
 
 /* The same when a callback before on_open ended it (no answer was set:
