@@ -544,7 +544,10 @@ WS_EXTERN int ws_server_new(const ws_config *cfg, ws_server **out);
  * queued (a 101 included) is dropped; ws_server_shutdown first ends
  * connections with 1001 and drains them. Posts not yet delivered are
  * dropped (freed, not sent: ws_server_shutdown delivers them). NULL is
- * accepted. May be called from a callback: the free is deferred. */
+ * accepted. May be called from a callback: the free is deferred. From the
+ * callbacks it runs (on_close, close), nothing more is read, written or
+ * opened: ws_conn_feed, ws_conn_writable and the upgrade of a new
+ * connection answer WS_ECLOSED. */
 WS_EXTERN void ws_server_free(ws_server *s);
 
 /* Tells the library the current time (monotonic milliseconds, any origin:
