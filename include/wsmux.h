@@ -693,8 +693,8 @@ WS_EXTERN int ws_conn_new(ws_server *s, void *transport, ws_conn **out);
  * done and only output remains (the close callback has fired or will;
  * further bytes are ignored) or the server is being destroyed (from a
  * callback ws_server_free runs: the bytes are not read, nothing opens),
- * WS_EINVAL, WS_ESTATE (called from inside a
- * feed of the same connection). After ws_conn_close (or a shutdown's 1001),
+ * WS_EINVAL, WS_ESTATE (called from inside a feed of the same
+ * connection). After ws_conn_close (or a shutdown's 1001),
  * bytes are still read until the peer's close frame arrives; the messages
  * among them are discarded, not handed to the handler (RFC 6455 7.1.4: the
  * connection is closing). Never call it again once the close callback has
@@ -785,10 +785,10 @@ WS_EXTERN int ws_conn_upgrade(ws_conn *c, const char *method, const char *path,
  *     the host arms write interest if ws_conn_want_write(c) and calls
  *     ws_conn_writable when writable (one call alone strands the rest when
  *     that write is short). If on_open ended the connection
- *     (ws_conn_abort, ws_server_free), or a callback that what it queued
- *     ran (send, want_write: the output is offered before the call
- *     returns), the handle is gone: the call reports
- *     a 503 refusal, reason "connection closed during on_open" (and
+ *     (ws_conn_abort, ws_server_free), or so did a send or want_write
+ *     callback run for the output on_open queued (it is offered before
+ *     the call returns), the handle is gone: the call reports a 503
+ *     refusal, reason "connection closed during on_open" (and
  *     "connection closed during the upgrade" when another callback ended
  *     it earlier). One ended in on_open was accepted first: it counts in
  *     conns_total, not in refusals, and on_close (1006) follows its
