@@ -137,7 +137,8 @@ enum ws__conn_flag {
 enum ws__conn_mark {
   WS__M_PICKED = 1u << 0, /* send.c: already in the target list being built */
   WS__M_FEEDING = 1u << 1, /* inside ws_conn_feed or ws_conn_upgrade* */
-  WS__M_HEAD = 1u << 2     /* upgrade.c: the request is HEAD: no content */
+  WS__M_HEAD = 1u << 2,    /* upgrade.c: the request is HEAD: no content */
+  WS__M_PASS = 1u << 3     /* server.c: not yet reached by for_each_now */
 };
 
 struct ws_conn {

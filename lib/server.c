@@ -158,38 +158,36 @@ static void finish_all(ws_server *s, int code, const char *reason) {
   while (s->conns) ws__conn_finish(s->conns, code, reason);
 }
 
-/* The connections there are now, for a pass whose callbacks may end some
- * (each is then DEAD, its memory kept until the outermost return) or make
- * new ones (a host accepting in its close callback): those are the next
- * pass's, or a host that always accepts one would keep the pass going.
- * NULL with *n 0 for none, or on no memory (the caller's fallback). The
- * caller frees the list. */
-static ws_conn **snapshot(ws_server *s, size_t *n) {
-  ws_conn **v, *c;
-  size_t max = s->nconns;
-  *n = 0;
-  v = max ? ws__malloc(&s->al, max * sizeof(*v)) : NULL;
-  if (v == NULL) return NULL;
-  /* Bounded by the count too, as send.c's collecting loops are. */
-  for (c = s->conns; c && *n < max; c = c->next) v[(*n)++] = c;
-  return v;
+/* Calls fn once on each connection there is when it starts, in list
+ * order. fn may run host callbacks that end any connection (unlinked, its
+ * memory kept until the outermost return) or make new ones (at the head):
+ * those are not this pass's, or a host that accepts one in each close
+ * callback would keep it going. The pass marks its connections first, so
+ * that a walk started again from the head (when fn ended the one it was
+ * to go on to) passes over the new ones and those done. Nothing is
+ * allocated: a shutdown cannot fail for want of memory. */
+static void for_each_now(ws_server *s, void (*fn)(ws_conn *c)) {
+  ws_conn *c, *next;
+  for (c = s->conns; c; c = c->next) c->marks |= WS__M_PASS;
+  for (c = s->conns; c; c = next) {
+    next = c->next;
+    if (!(c->marks & WS__M_PASS)) continue;
+    c->marks &= (uint8_t)~WS__M_PASS;
+    fn(c);
+    if (next && next->state == WS__DEAD) next = s->conns;
+  }
 }
 
 /* The drain's end cuts each close handshake as its close timeout would:
  * on_close gets the code the connection closed with (the shutdown's 1001,
  * the host's own, or the peer's, with the peer's reason), 1001 for one
  * that has none. */
+static void cut_at_deadline(ws_conn *c) {
+  ws__conn_cut(c, WS_CLOSE_GOING_AWAY, "shutdown deadline");
+}
+
 static void finish_draining(ws_server *s) {
-  size_t n, i;
-  ws_conn **v = snapshot(s, &n);
-  if (v == NULL) { /* none, or no memory for the list: cut from the head */
-    while (s->conns)
-      ws__conn_cut(s->conns, WS_CLOSE_GOING_AWAY, "shutdown deadline");
-    return;
-  }
-  for (i = 0; i < n; i++)
-    ws__conn_cut(v[i], WS_CLOSE_GOING_AWAY, "shutdown deadline");
-  ws__free(&s->al, v);
+  for_each_now(s, cut_at_deadline);
 }
 
 void ws_server_free(ws_server *s) {
@@ -295,24 +293,11 @@ int ws_server_tick(ws_server *s, uint64_t now_ms) {
 
 /* 1001 to every connection: a close handshake for the open ones, the end
  * for those still in their handshake. */
-static void close_all_going_away(ws_server *s) {
-  size_t n, i;
-  ws_conn **v = snapshot(s, &n);
-  if (v == NULL) {
-    /* None, or no memory for the list: each ends now, as at the drain's
-     * end, with the code it was sent (a close handshake already begun:
-     * the host's own, or the peer's), else 1001. */
-    while (s->conns)
-      ws__conn_cut(s->conns, WS_CLOSE_GOING_AWAY, "server shutting down");
-    return;
-  }
-  for (i = 0; i < n; i++) {
-    if (v[i]->state == WS__HANDSHAKE)
-      ws__conn_finish(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");
-    else if (v[i]->state == WS__OPEN)
-      ws_conn_close(v[i], WS_CLOSE_GOING_AWAY, "server shutting down");
-  }
-  ws__free(&s->al, v);
+static void going_away(ws_conn *c) {
+  if (c->state == WS__HANDSHAKE)
+    ws__conn_finish(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+  else if (c->state == WS__OPEN)
+    ws_conn_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
 }
 
 int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
@@ -338,7 +323,7 @@ int ws_server_shutdown(ws_server *s, uint32_t drain_ms) {
 void ws__shutdown_close(ws_server *s) {
   s->shutdown_deferred = 0;
   ws__post_drain(s, SIZE_MAX); /* what was posted before still goes out */
-  if (!s->destroying) close_all_going_away(s);
+  if (!s->destroying) for_each_now(s, going_away);
   ws__shutdown_check(s);
 }
 
