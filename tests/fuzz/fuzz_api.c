@@ -178,7 +178,9 @@ typedef struct world {
   int made;        /* connections made */
   unsigned reg;    /* bit k: actions[k] has a mux entry */
   int fallback_on, binary_on;
-  slot *answering; /* inside ws_conn_upgrade_answer for this slot */
+  /* Inside ws_conn_upgrade_answer for this connection: the connection,
+   * not its slot, which a callback may give a new one once it is closed. */
+  ws_conn *answering;
   size_t max_queued;
   int dying;    /* ws_server_free was called */
   int gone;     /* ... and returned: the server must not be touched */
@@ -474,7 +476,7 @@ static int on_wake(ws_server *s, void *ud) {
  * connection c must answer now. */
 static int hdr_want(const slot *t, ws_conn *c) {
   if (t->responded == 2) return EITHER;
-  if (t->responded || (t->c == c && W->answering == t)) return WS_ESTATE;
+  if (t->responded || (t->c == c && W->answering == c)) return WS_ESTATE;
   if (t->c != c || c->state != WS__HANDSHAKE) return WS_ECLOSED;
   return WS_OK;
 }
@@ -752,7 +754,7 @@ static int on_http(ws_conn *c, const ws_request *req, void *ud) {
   slot *t = slot_of(c);
   int beh = t->e >> 6;
   (void)req, (void)ud;
-  FZ_CHECK(W->answering != t, "on_http under ws_conn_upgrade_answer");
+  FZ_CHECK(W->answering != c, "on_http under ws_conn_upgrade_answer");
   FZ_CHECK(!t->opened, "on_http for an opened connection");
   reenter(CB_HTTP);
   if (beh == 2) bad_answers(c);
@@ -1004,8 +1006,8 @@ static void upgrade_answer(slot *t, ws_conn *c, const req *r,
   char acc[WS_ACCEPT_LEN + 1];
   const char *reason = NULL;
   int status = 0, rc;
-  slot *was = W->answering;
-  W->answering = t;
+  ws_conn *was = W->answering;
+  W->answering = c;
   t->hold = 1;
   rc = ws_conn_upgrade_answer(c, method, path, query, r->h, r->n, &status,
                               &reason, acc);
