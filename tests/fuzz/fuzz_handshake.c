@@ -25,7 +25,8 @@
  *     a 24-byte key inside the buffer on success, is_upgrade on success;
  *   - request: built exactly when the path and query decode, its accessors
  *     return the view's values, its size is what was allocated, and
- *     freeing it leaves no live allocation; allocation failure is WS_ENOMEM.
+ *     freeing it leaves no live allocation; allocation failure is WS_ENOMEM;
+ *     more than WS_MAX_QUERY_PARAMS query parameters is WS_ELIMIT.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -121,6 +122,14 @@ static long decode(char *out, const char *s, size_t n, int plus) {
 
 /* The query's segments as ws_request_query must return them: first
  * occurrence of each name wins. Checks only the first few segments. */
+/* The query's parameters: its non-empty '&'-separated segments. */
+static size_t query_params(const ws__reqview *v) {
+  size_t i, n = 0;
+  for (i = 0; v->query && i < v->query_len; i++)
+    if (v->query[i] != '&' && (i == 0 || v->query[i - 1] == '&')) n++;
+  return n;
+}
+
 static int query_decodes(const ws__reqview *v) {
   char *tmp;
   long r;
@@ -170,6 +179,12 @@ static void check_request(const ws__reqview *v, int with_headers,
   decodes = query_decodes(v);
 
   r = ws__request_build(&a, v, with_headers, &err);
+  if (query_params(v) > WS_MAX_QUERY_PARAMS) {
+    FZ_CHECK(r == NULL && err == WS_ELIMIT && fa.live == 0,
+             "a request of too many query parameters not WS_ELIMIT");
+    free(path);
+    return;
+  }
   if (r == NULL) {
     FZ_CHECK(fa.live == 0, "failed request build leaked");
     if (fa.failed)
