@@ -36,8 +36,11 @@ CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
 WSLAY_LIBS   := $(shell pkg-config --libs libwslay 2>/dev/null || echo -lwslay)
 
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+# The user's (a packager's) CPPFLAGS and CFLAGS come last, so that they
+# win over the defaults (-O0, hardening, -Wno-error); LDFLAGS go on the
+# links.
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
-            $(WARN) -Iinclude $(CJSON_CFLAGS) $(SANFLAGS)
+            $(WARN) -Iinclude $(CJSON_CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS  := $(BASE_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP
 LDLIBS_DEPS := $(CJSON_LIBS) $(WSLAY_LIBS) -lpthread
 
@@ -69,11 +72,12 @@ $(BUILD)/obj/lib/%.o: lib/%.c
 
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@
-	$(Q)ar rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(SHARED): $(LIB_OBJ)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SANFLAGS) -o $@ $^ $(LDLIBS_DEPS) -lpthread
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SANFLAGS) $(LDFLAGS) \
+	    -o $@ $^ $(LDLIBS_DEPS) -lpthread
 	$(Q)ln -sf libwsmux.so.$(VERSION) $(BUILD)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(BUILD)/libwsmux.so
 
@@ -99,7 +103,7 @@ $(BUILD)/examples/%: examples/%.c $(STATIC) $(wildcard examples/adapters/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) -D_GNU_SOURCE -Iexamples -DWS_EXAMPLES_DIR='"$(CURDIR)/examples"' -MMD -MP $< -o $@ $(STATIC) $(LDLIBS_DEPS) \
-	    $(EX_LIBS_$*) -lpthread
+	    $(EX_LIBS_$*) -lpthread $(LDFLAGS)
 
 examples: $(EX_BIN)
 
@@ -109,7 +113,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(STATIC) $(TEST_SUPPORT) $(wildcard tests/supp
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -Ilib -Itests/support -MMD -MP \
-	    $< $(TEST_SUPPORT) -o $@ $(STATIC) $(LDLIBS_DEPS) -lcriterion
+	    $< $(TEST_SUPPORT) -o $@ $(STATIC) $(LDLIBS_DEPS) -lcriterion $(LDFLAGS)
 
 deps:
 	@scripts/deps.sh

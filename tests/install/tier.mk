@@ -3,7 +3,7 @@
 # as C99 and as C++11, as the header promises); the installed loop adapters
 # serve a round trip, as C and as C++11 (a C++ server includes them as they
 # are); the .pc relocates with --define-prefix; make uninstall leaves no file
-# behind.
+# behind; the user's CPPFLAGS, CFLAGS, LDFLAGS and AR are used.
 TEST_TIERS += install-check
 
 # C++ takes the same warnings but the C-only ones.
@@ -28,6 +28,15 @@ install-check: lib
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-c99; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-cxx; \
 	test "$$(readelf -d $$root/opt/wsmux/lib/libwsmux.so | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')" = libwsmux.so.$(VERSION_MAJOR); \
+	: "a packager's CPPFLAGS and CFLAGS reach every compile of lib/,"; \
+	: "LDFLAGS the link of the .so, AR the archive (dpkg-buildflags' -O2"; \
+	: "and hardening, a cross toolchain's ar)"; \
+	n=$$($(MAKE) --no-print-directory -n -B lib CPPFLAGS=-DWS_PKG_CPP \
+	     CFLAGS=-DWS_PKG_C LDFLAGS=-Wl,-z,now AR=ws-pkg-ar); \
+	c=$$(echo "$$n" | grep -c -- ' -c lib/'); test "$$c" -gt 0; \
+	test "$$(echo "$$n" | grep -- ' -c lib/' | grep -- -DWS_PKG_CPP | grep -c -- -DWS_PKG_C)" = "$$c"; \
+	echo "$$n" | grep -- ' -shared ' | grep -q -- -Wl,-z,now; \
+	echo "$$n" | grep -q '^ws-pkg-ar rcs '; \
 	: "relocatable: --define-prefix finds the tree where it was moved to"; \
 	cp -R $$root/opt/wsmux $$root/moved; \
 	test "$$(pkg-config --define-prefix --variable=libdir $$root/moved/lib/pkgconfig/libwsmux.pc)" = $$root/moved/lib; \
