@@ -32,6 +32,10 @@ WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-missing-field-initializers
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+# cJSON is in the API (ws_msg_data's tree): libwsmux.pc says Requires:
+# libcjson where cJSON has a .pc, else names -lcjson in Libs itself (cJSON's
+# own Makefile installs none, only its CMake build does).
+CJSON_PC     := $(shell pkg-config --exists libcjson 2>/dev/null && echo libcjson)
 # Debian's wslay ships no .pc file: use it when present, else -lwslay.
 WSLAY_LIBS   := $(shell pkg-config --libs libwslay 2>/dev/null || echo -lwslay)
 
@@ -95,7 +99,8 @@ $(BUILD)/libwsmux.pc: pkgconfig/libwsmux.pc.in include/wsmux.h FORCE
 	@mkdir -p $(dir $@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
 	    -e 's|@INCDIR@|$(PC_INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@WSLAY_LIBS@|$(WSLAY_LIBS)|g' $< > $@
+	    -e 's|@WSLAY_LIBS@|$(WSLAY_LIBS)|g' -e 's|@CJSON_PC@|$(CJSON_PC)|g' \
+	    -e 's|@CJSON_LIBS@|$(if $(CJSON_PC),,$(CJSON_LIBS))|g' $< > $@
 
 # Examples link the static library so they run from the build tree. An
 # example needing more libraries sets EX_LIBS_<name> in examples/examples.mk.

@@ -3,7 +3,8 @@
 # as C99 and as C++11, as the header promises); the installed loop adapters
 # serve a round trip, as C and as C++11 (a C++ server includes them as they
 # are); the .pc relocates with --define-prefix; make uninstall leaves no file
-# behind; the user's CPPFLAGS, CFLAGS, LDFLAGS and AR are used.
+# behind; the user's CPPFLAGS, CFLAGS, LDFLAGS and AR are used; the .pc
+# works where cJSON has none.
 TEST_TIERS += install-check
 
 # C++ takes the same warnings but the C-only ones.
@@ -49,6 +50,15 @@ install-check: lib
 	test "$$(pkg-config --define-prefix --variable=includedir $$pc)" = $$ma/include; \
 	test "$$(pkg-config --variable=libdir $$pc)" = $$mal; \
 	$(MAKE) --no-print-directory uninstall PREFIX=$$ma LIBDIR=$$mal >/dev/null; \
+	: "cJSON without a .pc (its own Makefile installs none): the .pc names"; \
+	: "-lcjson itself, not a Requires no pkg-config could then resolve"; \
+	nc=$$root/nocjson; \
+	PKG_CONFIG_LIBDIR=/nonexistent $(MAKE) --no-print-directory install PREFIX=$$nc >/dev/null; \
+	ncf=$$(PKG_CONFIG_PATH=$$nc/lib/pkgconfig PKG_CONFIG_LIBDIR=/nonexistent \
+	       pkg-config --cflags --libs libwsmux); \
+	cc tests/install/app.c $$ncf -o $$root/app-nocjson; \
+	LD_LIBRARY_PATH=$$nc/lib $$root/app-nocjson >/dev/null; \
+	$(MAKE) --no-print-directory uninstall PREFIX=$$nc >/dev/null; \
 	: "the loop adapters, installed as <wsmux/adapters/*.h>: the epoll one"; \
 	: "serves a round trip, built as C and as C++11; each header compiles on"; \
 	: "its own, in both languages"; \
