@@ -36,7 +36,9 @@ CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
 # libcjson where cJSON has a .pc, else names -lcjson in Libs itself (cJSON's
 # own Makefile installs none, only its CMake build does).
 CJSON_PC     := $(shell pkg-config --exists libcjson 2>/dev/null && echo libcjson)
-# Debian's wslay ships no .pc file: use it when present, else -lwslay.
+# Debian's wslay ships no .pc file: use it when present (its Cflags too:
+# a wslay under its own prefix), else -lwslay.
+WSLAY_CFLAGS := $(shell pkg-config --cflags libwslay 2>/dev/null)
 WSLAY_LIBS   := $(shell pkg-config --libs libwslay 2>/dev/null || echo -lwslay)
 
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
@@ -44,7 +46,8 @@ SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-
 # win over the defaults (-O0, hardening, -Wno-error); LDFLAGS go on the
 # links.
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
-            $(WARN) -Iinclude $(CJSON_CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(CFLAGS)
+            $(WARN) -Iinclude $(CJSON_CFLAGS) $(WSLAY_CFLAGS) $(SANFLAGS) \
+            $(CPPFLAGS) $(CFLAGS)
 LIB_CFLAGS  := $(BASE_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP
 LDLIBS_DEPS := $(CJSON_LIBS) $(WSLAY_LIBS) -lpthread
 

@@ -38,6 +38,12 @@ install-check: lib
 	test "$$(echo "$$n" | grep -- ' -c lib/' | grep -- -DWS_PKG_CPP | grep -c -- -DWS_PKG_C)" = "$$c"; \
 	echo "$$n" | grep -- ' -shared ' | grep -q -- -Wl,-z,now; \
 	echo "$$n" | grep -q '^ws-pkg-ar rcs '; \
+	: "a wslay with a .pc (built under its own prefix): its Cflags too"; \
+	mkdir -p $$root/wslay-pc; printf '%s\n' 'Name: libwslay' 'Version: 1' \
+	  'Description: d' 'Cflags: -I/ws-pkg/include' 'Libs: -lwslay' \
+	  > $$root/wslay-pc/libwslay.pc; \
+	n=$$(PKG_CONFIG_PATH=$$root/wslay-pc $(MAKE) --no-print-directory -n -B lib); \
+	test "$$(echo "$$n" | grep -- ' -c lib/' | grep -c -- -I/ws-pkg/include)" = "$$c"; \
 	: "relocatable: --define-prefix finds the tree where it was moved to"; \
 	cp -R $$root/opt/wsmux $$root/moved; \
 	test "$$(pkg-config --define-prefix --variable=libdir $$root/moved/lib/pkgconfig/libwsmux.pc)" = $$root/moved/lib; \
