@@ -112,9 +112,9 @@ WS_EXTERN const char *ws_version(void);
 
 typedef enum ws_err {
   WS_OK = 0,
-#define WS__ERR_ENUM(name, value, msg) WS_E##name = (value),
-  WS_ERRNO_MAP(WS__ERR_ENUM)
-#undef WS__ERR_ENUM
+#define WS_ERR_ENUM_(name, value, msg) WS_E##name = (value),
+  WS_ERRNO_MAP(WS_ERR_ENUM_)
+#undef WS_ERR_ENUM_
 } ws_err;
 
 /* Static English message for an error code; "success" for WS_OK (0),

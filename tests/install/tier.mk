@@ -26,6 +26,15 @@ install-check: lib
 	c++ -std=c++11 $(INSTALL_CXX_WARN) \
 	   -x c++ tests/install/app.c -x none $$(pkg-config --cflags --libs libwsmux) \
 	   -o $$root/app-cxx; \
+	: "the header included first and alone, as C99 and as C++11; clang"; \
+	: "also reserves in C++ every name holding a double underscore"; \
+	printf '#include <wsmux.h>\n' | cc -std=c99 $(WARN) -fsyntax-only \
+	  $$(pkg-config --cflags libwsmux) -x c -; \
+	printf '#include <wsmux.h>\n' | c++ -std=c++11 $(INSTALL_CXX_WARN) -fsyntax-only \
+	  $$(pkg-config --cflags libwsmux) -x c++ -; \
+	if command -v clang++ >/dev/null; then printf '#include <wsmux.h>\n' | \
+	  clang++ -std=c++11 $(INSTALL_CXX_WARN) -Wreserved-identifier -fsyntax-only \
+	  $$(pkg-config --cflags libwsmux) -x c++ -; fi; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-c99; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-cxx; \
 	test "$$(readelf -d $$root/opt/wsmux/lib/libwsmux.so | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')" = libwsmux.so.$(VERSION_MAJOR); \
