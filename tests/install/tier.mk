@@ -16,21 +16,21 @@ install-check: lib
 	$(Q)$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/install-check/opt/wsmux >/dev/null
 	$(Q)set -e; root=$(CURDIR)/$(BUILD)/install-check; \
 	export PKG_CONFIG_PATH=$$root/opt/wsmux/lib/pkgconfig; \
-	cc tests/install/app.c $$(pkg-config --cflags --libs libwsmux) -o $$root/app-shared; \
-	cc tests/install/app.c $$(pkg-config --cflags libwsmux) $$root/opt/wsmux/lib/libwsmux.a \
+	$(CC) tests/install/app.c $$(pkg-config --cflags --libs libwsmux) -o $$root/app-shared; \
+	$(CC) tests/install/app.c $$(pkg-config --cflags libwsmux) $$root/opt/wsmux/lib/libwsmux.a \
 	   $$(pkg-config --libs --static libwsmux | sed 's/-lwsmux//') -o $$root/app-static; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/app-shared; $$root/app-static; \
 	: "the header's promise: C99 or later, or C++11 (extern \"C\" linkage)"; \
-	cc -std=c99 $(WARN) tests/install/app.c $$(pkg-config --cflags libwsmux) \
+	$(CC) -std=c99 $(WARN) tests/install/app.c $$(pkg-config --cflags libwsmux) \
 	   -o $$root/app-c99 $$(pkg-config --libs libwsmux); \
-	c++ -std=c++11 $(INSTALL_CXX_WARN) \
+	$(CXX) -std=c++11 $(INSTALL_CXX_WARN) \
 	   -x c++ tests/install/app.c -x none $$(pkg-config --cflags --libs libwsmux) \
 	   -o $$root/app-cxx; \
 	: "the header included first and alone, as C99 and as C++11; clang"; \
 	: "also reserves in C++ every name holding a double underscore"; \
-	printf '#include <wsmux.h>\n' | cc -std=c99 $(WARN) -fsyntax-only \
+	printf '#include <wsmux.h>\n' | $(CC) -std=c99 $(WARN) -fsyntax-only \
 	  $$(pkg-config --cflags libwsmux) -x c -; \
-	printf '#include <wsmux.h>\n' | c++ -std=c++11 $(INSTALL_CXX_WARN) -fsyntax-only \
+	printf '#include <wsmux.h>\n' | $(CXX) -std=c++11 $(INSTALL_CXX_WARN) -fsyntax-only \
 	  $$(pkg-config --cflags libwsmux) -x c++ -; \
 	if command -v clang++ >/dev/null; then printf '#include <wsmux.h>\n' | \
 	  clang++ -std=c++11 $(INSTALL_CXX_WARN) -Wreserved-identifier -fsyntax-only \
@@ -71,23 +71,23 @@ install-check: lib
 	PKG_CONFIG_LIBDIR=/nonexistent $(MAKE) --no-print-directory install PREFIX=$$nc >/dev/null; \
 	ncf=$$(PKG_CONFIG_PATH=$$nc/lib/pkgconfig PKG_CONFIG_LIBDIR=/nonexistent \
 	       pkg-config --cflags --libs libwsmux); \
-	cc tests/install/app.c $$ncf -o $$root/app-nocjson; \
+	$(CC) tests/install/app.c $$ncf -o $$root/app-nocjson; \
 	LD_LIBRARY_PATH=$$nc/lib $$root/app-nocjson >/dev/null; \
 	$(MAKE) --no-print-directory uninstall PREFIX=$$nc >/dev/null; \
 	: "the loop adapters, installed as <wsmux/adapters/*.h>: the epoll one"; \
 	: "serves a round trip, built as C and as C++11; each header compiles on"; \
 	: "its own, in both languages"; \
-	cc -D_GNU_SOURCE $(WARN) tests/install/adapter_app.c $$(pkg-config --cflags --libs libwsmux) \
+	$(CC) -D_GNU_SOURCE $(WARN) tests/install/adapter_app.c $$(pkg-config --cflags --libs libwsmux) \
 	   -o $$root/adapter-app; \
-	c++ -std=c++11 -D_GNU_SOURCE $(INSTALL_CXX_WARN) -x c++ tests/install/adapter_app.c -x none \
+	$(CXX) -std=c++11 -D_GNU_SOURCE $(INSTALL_CXX_WARN) -x c++ tests/install/adapter_app.c -x none \
 	   $$(pkg-config --cflags --libs libwsmux) -o $$root/adapter-app-cxx; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/adapter-app; \
 	LD_LIBRARY_PATH=$$root/opt/wsmux/lib $$root/adapter-app-cxx; \
 	hflags="-D_GNU_SOURCE -fsyntax-only $$(pkg-config --cflags libwsmux) $(CJSON_CFLAGS)"; \
 	hflags="$$hflags $$(pkg-config --cflags libuv libevent 2>/dev/null)"; \
 	for h in $(notdir $(ADAPTER_HEADERS)); do \
-	  printf '#include <wsmux/adapters/%s>\n' $$h | cc $(WARN) $$hflags -x c -; \
-	  printf '#include <wsmux/adapters/%s>\n' $$h | c++ -std=c++11 $(INSTALL_CXX_WARN) $$hflags -x c++ -; \
+	  printf '#include <wsmux/adapters/%s>\n' $$h | $(CC) $(WARN) $$hflags -x c -; \
+	  printf '#include <wsmux/adapters/%s>\n' $$h | $(CXX) -std=c++11 $(INSTALL_CXX_WARN) $$hflags -x c++ -; \
 	done; \
 	$(MAKE) --no-print-directory uninstall PREFIX=$$root/opt/wsmux >/dev/null; \
 	test -z "$$(find $$root/opt/wsmux ! -type d)"; test ! -e $$root/opt/wsmux/include/wsmux; \
