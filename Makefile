@@ -145,7 +145,7 @@ TEST_TIERS :=
 test-build: unit-build $(CONF_MEM_BIN) $(CONF_NET_BIN) $(FAULTS_SERVER) \
             $(FAULTS_CLIENT) $(FAULTS_SESSION) $(BUILD)/tests/test_upgrade_answer \
             $(ADAPTER_TESTS:%=$(BUILD)/tests/test_adapter_%) \
-            $(BUILD)/tests/accept_refuse.so
+            $(BUILD)/tests/accept_refuse.so $(BUILD)/tests/tls_renegotiate.so
 
 # Runs every tier even when one fails, then fails if any did.
 test: deps

@@ -13,7 +13,8 @@
  * stays in wbio, and past WSA_TLS_MAX_PENDING ciphertext bytes the send
  * callback answers 0 ("would block"), so the library keeps the rest in its
  * own bounded queue. Before the TLS handshake finishes SSL_write answers
- * WANT_READ: that is a 0 too.
+ * WANT_READ: that is a 0 too, and the write then waits for input, not for
+ * POLLOUT (see write_blocked).
  *
  * Same protocol as examples/pingpong.c (ping, echo, broadcast): the
  * application is pingpong_app.h, socket plumbing adapters/sockio.h; this
@@ -50,6 +51,10 @@ typedef struct tls_sock {
   BIO *rbio, *wbio; /* network side: we write rbio, we drain wbio */
   ws_conn *conn;
   int want;  /* the library has output waiting for ws_conn_writable */
+  /* SSL_write answered WANT_READ (a handshake under way, such as a client's
+   * TLS 1.2 renegotiation): the write goes on once input was read, so
+   * POLLOUT, which an idle socket always has, is not what it waits for. */
+  int write_blocked;
   int read_done; /* the library needs no more input (wsa_read_done) */
   int *alive;    /* on_readable's, while it feeds: cleared on release */
   uint64_t linger_until; /* closed (conn NULL), ciphertext still to send */
@@ -87,7 +92,7 @@ static void update_events(tls_sock *s) {
   size_t pending = BIO_ctrl_pending(s->wbio);
   /* without POLLIN when done: an EOF stays readable */
   short ev = s->read_done || pending > TLS_READ_PAUSE ? 0 : POLLIN;
-  if (pending > 0 || s->want) ev |= POLLOUT;
+  if (pending > 0 || (s->want && !s->write_blocked)) ev |= POLLOUT;
   g_pfd[s->idx].events = ev;
 }
 
@@ -102,6 +107,7 @@ static ssize_t tls_send(ws_conn *c, void *t, const void *d, size_t n) {
   tls_sock *s = t;
   size_t done = 0;
   (void)c;
+  s->write_blocked = 0;
   while (done < n) {
     size_t chunk = n - done < 16384 ? n - done : 16384;
     int w;
@@ -113,6 +119,7 @@ static ssize_t tls_send(ws_conn *c, void *t, const void *d, size_t n) {
     w = SSL_write(s->ssl, (const char *)d + done, (int)chunk);
     if (w <= 0) {
       int e = SSL_get_error(s->ssl, w);
+      s->write_blocked = e == SSL_ERROR_WANT_READ;
       if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
       return -1;
     }
@@ -288,6 +295,9 @@ static int on_readable(tls_sock *s) {
     ws_conn_abort(c);
     return -1;
   }
+  /* Input was read: a write that waited for it is tried again (it answers
+   * WANT_READ once more if the handshake still waits for the peer). */
+  if (s->write_blocked && s->want && ws_conn_writable(c) != WS_OK) return -1;
   update_events(s);
   return 0;
 }
@@ -297,7 +307,7 @@ static int on_writable(tls_sock *s) {
     ws_conn_abort(s->conn);
     return -1;
   }
-  if (BIO_ctrl_pending(s->wbio) == 0 && s->want &&
+  if (BIO_ctrl_pending(s->wbio) == 0 && s->want && !s->write_blocked &&
       ws_conn_writable(s->conn) != WS_OK)
     return -1;
   update_events(s);

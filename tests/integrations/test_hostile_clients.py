@@ -2,14 +2,16 @@
 does must stay its own problem, not the server's or the other clients'."""
 import ctypes
 import ctypes.util
+import os
 import socket
 import struct
 import time
 
 import pytest
 
-from backpressure import kernel_queues
-from conftest import TIMEOUT, upgrade_request
+from backpressure import idle_cpu, kernel_queues
+from conftest import (BUILD, ROOT, TIMEOUT, client_ctx, masked_text,
+                      read_frame, recv_head, upgrade_request)
 
 
 def _rss_kib(pid):
@@ -42,7 +44,9 @@ class _OpenSSL:
                 ("SSL_do_handshake", i, [vp]),
                 ("SSL_get_error", i, [vp, i]),
                 ("SSL_write", i, [vp, ctypes.c_char_p, i]),
-                ("SSL_read", i, [vp, ctypes.c_char_p, i])):
+                ("SSL_read", i, [vp, ctypes.c_char_p, i]),
+                ("SSL_CTX_ctrl", ctypes.c_long, [vp, i, ctypes.c_long, vp]),
+                ("SSL_renegotiate", i, [vp])):
             f = getattr(lib, fn)
             f.restype, f.argtypes = res, args
         self.lib = lib
@@ -55,7 +59,10 @@ def _timeouts(sock, seconds):
 
 
 SSL_KEY_UPDATE_REQUESTED = 1
+SSL_ERROR_WANT_READ = 2
 SSL_ERROR_WANT_WRITE = 3
+SSL_CTRL_SET_MAX_PROTO_VERSION = 124
+TLS1_2_VERSION = 0x0303
 SSL_ERROR_SYSCALL = 5
 SSL_ERROR_ZERO_RETURN = 6
 # ws_config_init's idle_timeout_ms, which examples/tls.c keeps.
@@ -162,6 +169,71 @@ def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
             f"grew {grew} KiB meanwhile")
         assert grew < 2048, f"the server's RSS grew {grew} KiB"
     finally:
+        lib.SSL_free(ssl)
+        lib.SSL_CTX_free(ctx)
+        sock.close()
+
+
+RENEGOTIATE_SHIM = os.path.join(ROOT, BUILD, "tests", "tls_renegotiate.so")
+
+
+def test_a_write_waiting_for_a_renegotiation_waits_for_input(
+        start_server, cert):
+    """An SSL_write in the middle of a TLS 1.2 renegotiation answers
+    SSL_ERROR_WANT_READ: it can go on only once the client's handshake
+    records are read. tls_send answered 0 ("would block"), the library
+    asked for write interest, and tls.c armed POLLOUT, which an idle
+    socket always has: the loop ran the write again at once, forever, at
+    100% CPU, for as long as a client that began a renegotiation chose
+    not to finish it. The server is given OpenSSL 1.1.1's default, which
+    allows client renegotiation (tests/integrations/tls_renegotiate.c;
+    OpenSSL 3 refuses it unless told to allow it). Once the client
+    finishes, the broadcast waiting for it arrives."""
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"LD_PRELOAD": RENEGOTIATE_SHIM,
+           "ASAN_OPTIONS": f"{asan}:verify_asan_link_order=0".lstrip(":")}
+    server = start_server("tls", "--cert", cert[0], "--key", cert[1], env=env)
+    lib = _OpenSSL().lib
+    ctx = lib.SSL_CTX_new(lib.TLS_client_method())
+    lib.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MAX_PROTO_VERSION, TLS1_2_VERSION, None)
+    sock = socket.create_connection((server.host, server.port), TIMEOUT)
+    sock.settimeout(None)  # libssl does the I/O: blocking, kernel-bounded
+    _timeouts(sock, TIMEOUT)
+    ssl = lib.SSL_new(ctx)
+    other = None
+    try:
+        assert lib.SSL_set_fd(ssl, sock.fileno()) == 1
+        assert lib.SSL_connect(ssl) == 1, "TLS handshake failed"
+        req = upgrade_request(server, "reneg")
+        assert lib.SSL_write(ssl, req, len(req)) == len(req)
+        buf = ctypes.create_string_buffer(4096)
+        n = lib.SSL_read(ssl, buf, len(buf))
+        assert buf.raw[:max(n, 0)].startswith(b"HTTP/1.1 101 "), buf.raw[:n]
+        # The ClientHello goes out; the rest of the handshake does not.
+        sock.setblocking(False)
+        assert lib.SSL_renegotiate(ssl) == 1
+        rc = lib.SSL_do_handshake(ssl)
+        assert lib.SSL_get_error(ssl, rc) == SSL_ERROR_WANT_READ, rc
+        # Another client's broadcast: output for the stalled one.
+        other = client_ctx(cert).wrap_socket(
+            socket.create_connection((server.host, server.port), TIMEOUT),
+            server_hostname="localhost")
+        other.sendall(upgrade_request(server, "other"))
+        assert recv_head(other).startswith(b"HTTP/1.1 101 ")
+        other.sendall(masked_text(b'{"action":"broadcast","data":7}'))
+        assert read_frame(other) == (1, b'{"action":"bc","data":7}')
+        used = idle_cpu(server.proc.pid)
+        assert used < 0.25, \
+            f"tls used {used:.2f} s of CPU in 1 s on a stalled renegotiation"
+        sock.setblocking(True)
+        _timeouts(sock, TIMEOUT)
+        assert lib.SSL_do_handshake(ssl) == 1, "renegotiation failed"
+        n = lib.SSL_read(ssl, buf, len(buf))
+        assert buf.raw[:max(n, 0)] == b'\x81\x18{"action":"bc","data":7}', \
+            buf.raw[:max(n, 0)]
+    finally:
+        if other is not None:
+            other.close()
         lib.SSL_free(ssl)
         lib.SSL_CTX_free(ctx)
         sock.close()

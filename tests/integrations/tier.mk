@@ -89,6 +89,14 @@ $(BUILD)/tests/accept_refuse.so: $(INTEG_DIR)/accept_refuse.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) -std=c11 -O2 $(WARN) -fPIC -shared $< -o $@
 
+# The LD_PRELOAD shim that gives examples/tls OpenSSL 1.1.1's default
+# (client-initiated renegotiation allowed), for test_hostile_clients.py.
+$(BUILD)/tests/tls_renegotiate.so: $(INTEG_DIR)/tls_renegotiate.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -std=c11 -O2 $(WARN) -fPIC -shared $< -o $@ \
+	    $(EX_LIBS_tls) -ldl
+
 .PHONY: integrations integrations-pytest post-stress-tsan upgrade-answer adapter-tests $(ADAPTER_TESTS:%=adapter-%)
 upgrade-answer: $(BUILD)/tests/test_upgrade_answer
 	$(Q)timeout -k 5 30 $(BUILD)/tests/test_upgrade_answer
@@ -106,7 +114,8 @@ post-stress-tsan: $(TSAN_DIR)/test_post_stress
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
 	    timeout -k 5 $(POST_STRESS_TIMEOUT) $(TSAN_DIR)/test_post_stress $(POST_STRESS_ARGS)
 
-integrations-pytest: $(INTEG_BINS) $(BUILD)/tests/accept_refuse.so $(BUILD)/examples/echo_poll
+integrations-pytest: $(INTEG_BINS) $(BUILD)/tests/accept_refuse.so \
+    $(BUILD)/tests/tls_renegotiate.so $(BUILD)/examples/echo_poll
 	$(Q)BUILD=$(BUILD) PYTHONDONTWRITEBYTECODE=1 timeout -k 5 $(INTEG_TIMEOUT) \
 	    /usr/bin/python3 -m pytest -q -p no:cacheprovider $(INTEG_XDIST) $(INTEG_ARGS) $(INTEG_DIR)
 
