@@ -368,8 +368,11 @@ static inline void pp_on_signal(int sig) {
 }
 
 /* SIGINT and SIGTERM set pp_stop. No SA_RESTART: the signal interrupts
- * poll or epoll_wait, so the loop sees the flag at once. SIGPIPE is
- * ignored (sends use MSG_NOSIGNAL too). Loops with their own signal
+ * poll, so the loop sees the flag at once; one that lands between the
+ * loop's check and its poll waits out that poll's cap (1 s, or 500 ms),
+ * which is why the poll loops cap their waits (pingpong_epoll reads
+ * signals from a signalfd in its epoll set, without that window). SIGPIPE
+ * is ignored (sends use MSG_NOSIGNAL too). Loops with their own signal
  * watchers (libuv, libevent, sigwait) only ignore SIGPIPE. */
 static inline void pp_install_signals(void) {
   struct sigaction sa;
