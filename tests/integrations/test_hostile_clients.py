@@ -81,16 +81,33 @@ def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
     the client's sends block and the server's memory stays put.
 
     Shown in two steps: KeyUpdates until the server's kernel send queue is
-    full (its answers cannot leave: the client reads nothing), then up to
-    240,000 more (6.5 MB of answers), far more than the ciphertext cap (256
-    KiB). Before: all taken, and the server's RSS grew by about that much.
-    After: the client blocks long before.
+    full (its answers cannot leave: the client reads nothing), then more
+    until the server has read up to 240,000 more (6.5 MB of answers), far
+    more than the ciphertext cap (256 KiB). Before: all read, and the
+    server's RSS grew by about that much. After: the client blocks long
+    before.
 
     A client that sends no WebSocket frame is also ended at the server's
     read-idle deadline (60 s): on a machine slow enough for the test to
     outlive it (CI under load did), that end is the outcome, and only it
-    may end the connection before the client blocks."""
-    server = start_server("tls", "--cert", cert[0], "--key", cert[1])
+    may end the connection before the client blocks.
+
+    Step 2 counts what the server read (our bytes that left our socket
+    and are not in its receive queue), not what we sent: under load the
+    server may not have run at all during step 1's last rounds (its queue
+    "still" at 63 KB once), and the kernel then holds more than 6.5 MB of
+    our KeyUpdates (our send buffer grows to tcp_wmem's 4 MiB, its receive
+    buffer further): sent counted, the budget ran out with the server
+    paused as it should be. ASan's quarantine (256 MB of freed blocks kept
+    from reuse, filled by OpenSSL's frees at about 12 KiB per KeyUpdate)
+    is turned off for this server: when step 1 ended before it was full,
+    its filling was counted as the server's growth (+50 MB)."""
+    # quarantine_size_mb=0: RSS then follows the live heap (the build
+    # without ASan ignores the variable).
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"ASAN_OPTIONS": f"{asan}:quarantine_size_mb=0".lstrip(":")}
+    server = start_server("tls", "--cert", cert[0], "--key", cert[1],
+                          env=env)
     ossl = _OpenSSL()
     lib = ossl.lib
     ctx = lib.SSL_CTX_new(lib.TLS_client_method())
@@ -147,26 +164,40 @@ def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
             still = still + 1 if q <= last else 0
             last = max(last, q)
         rss0 = _rss_kib(server.proc.pid)
+
+        def read_by_server(n):
+            """Of our first n KeyUpdates, how many the server has read:
+            the rest is in our send queue or its receive queue. None once
+            its socket is gone (our next send says "ended")."""
+            ours = kernel_queues(client_port, server.port)[0]
+            theirs = kernel_queues(server.port, client_port, gone=None)
+            return None if theirs is None else n - (ours + theirs[1]) // 27
+
         # 2: past the cap. A KeyUpdate record is 27 bytes; so is its answer.
-        extra = 0
-        while outcome == "sent" and extra < 240000:
+        # Until the server has read 240,000 more, or we block, or it ends.
+        read0 = read_by_server(sent)
+        extra, read = 0, 0
+        while outcome == "sent" and read < 240000:
             outcome = key_update()
             if outcome != "sent":
                 break
             extra += 1
+            if extra % 1000 == 0:
+                now_read = read_by_server(sent + extra)
+                read = read if now_read is None else now_read - read0
         grew = _rss_kib(server.proc.pid) - rss0
         elapsed = time.monotonic() - opened
         print(f"tls: {sent} KeyUpdates to a full send queue ({last} B), "
-              f"{extra} more, {outcome} after {elapsed:.1f} s, "
-              f"RSS +{grew} KiB")
+              f"{extra} more ({read} read), {outcome} after "
+              f"{elapsed:.1f} s, RSS +{grew} KiB")
         if outcome == "ended":
             assert elapsed >= IDLE_TIMEOUT_S - 1, (
                 f"the server closed the connection after {elapsed:.1f} s, "
                 f"before its read-idle deadline")
         assert outcome != "sent", (
-            f"the server read {sent + extra} KeyUpdates from a client that "
-            f"reads nothing ({extra} past its full send queue); its RSS "
-            f"grew {grew} KiB meanwhile")
+            f"the server read {read} KeyUpdates past its full send queue "
+            f"from a client that reads nothing; its RSS grew {grew} KiB "
+            f"meanwhile")
         assert grew < 2048, f"the server's RSS grew {grew} KiB"
     finally:
         lib.SSL_free(ssl)

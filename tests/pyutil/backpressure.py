@@ -11,9 +11,9 @@ from wsmux_proc import cpu_seconds, masked_frame, masked_text, read_frame
 PAD = "x" * 60000
 
 
-def kernel_queues(server_port, client_port):
+def kernel_queues(server_port, client_port, gone=(0, 0)):
     """The server socket's (send queue, receive queue) in bytes, from
-    /proc/net/tcp's tx_queue:rx_queue; (0, 0) when it is gone."""
+    /proc/net/tcp's tx_queue:rx_queue; gone when it is gone."""
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
@@ -22,7 +22,7 @@ def kernel_queues(server_port, client_port):
                     int(remote.split(":")[1], 16) == client_port):
                 tx, rx = fields[4].split(":")
                 return int(tx, 16), int(rx, 16)
-    return 0, 0
+    return gone
 
 
 def kernel_send_queue(server_port, client_port):
