@@ -58,7 +58,9 @@ def test_cross_thread_broadcast_wakes_the_other_loop(start_server):
     """Each loop blocks in epoll for up to a second; a broadcast posted from
     another thread must wake it (ws_post -> wake -> eventfd), not wait for
     that timeout. With the wake lost, each delivery waits a random part of
-    the second: all eight under 400 ms would happen by chance with p < 0.1%."""
+    the second: ten or more of twelve under 400 ms would happen by chance
+    with p < 0.3%. Two may be slower: one pause of a loaded machine (CI's
+    neighbours) must not fail the test."""
     server = start_server("reuseport", "--threads", "2")
 
     async def run():
@@ -66,17 +68,19 @@ def test_cross_thread_broadcast_wakes_the_other_loop(start_server):
         clients, threads = await clients_on_both_threads(server, "w")
         sender = clients[threads.index(1)]
         others = [ws for ws, t in zip(clients, threads) if t == 0]
-        worst = 0.0
-        for k in range(8):
+        took = []
+        for k in range(12):
             await asyncio.sleep(0.05 + 0.03 * k)  # the loops go idle
             t0 = loop.time()
             await sender.send('{"action":"broadcast","data":%d}' % k)
             for ws in others:
                 assert await recv_json(ws) == {"action": "bc", "data": k}
-            worst = max(worst, loop.time() - t0)
+            took.append(loop.time() - t0)
         for ws in clients:
             await ws.close()
-        assert worst < 0.4, f"a cross-thread broadcast took {worst * 1000:.0f} ms"
+        fast = sum(t < 0.4 for t in took)
+        assert fast >= 10, "cross-thread broadcasts took " + \
+            ", ".join(f"{t * 1000:.0f}" for t in took) + " ms"
     arun(run())
 
 
