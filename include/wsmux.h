@@ -16,6 +16,10 @@
  * library does no I/O, reads no clock, creates no threads and keeps no global
  * state.
  *
+ * Extensions: none is negotiated (no permessage-deflate): the 101 never
+ * carries Sec-WebSocket-Extensions, and a frame with a reserved bit set is
+ * closed with 1002.
+ *
  * Threads: one thread drives a server and all its connections. The only
  * functions that may be called from another thread are those whose doc says
  * "Thread-safe".

@@ -304,6 +304,32 @@ Test(upgrade, another_key_gets_its_own_accept) {
   }
 }
 
+/* No extension is negotiated (README, "Behaviour worth knowing"): a
+ * browser's permessage-deflate offer is declined by a 101 without
+ * Sec-WebSocket-Extensions (RFC 6455 9.1), and a compressed frame (RSV1,
+ * RFC 7692 6) sent anyway is a protocol error. */
+Test(upgrade, an_extension_offer_is_declined_and_rsv1_stays_1002) {
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    char req[512], head[1024];
+    size_t n = mt_request(req, sizeof(req), "dev1",
+                          "Sec-WebSocket-Extensions: permessage-deflate; "
+                          "client_max_window_bits\r\n");
+    mt_conn t;
+    ws_server *s;
+    reset();
+    s = server_new(NULL);
+    cr_assert_eq(feed_request(s, &t, req, n, mode, head, sizeof(head)), 101);
+    cr_assert_null(strstr(head, "Sec-WebSocket-Extensions"), "%s", head);
+    mt_send_frame(&t, MT_TEXT, MT_RSV1, "{}", 2, mode);
+    mt_expect_close(&t, WS_CLOSE_PROTOCOL);
+    cr_assert_eq(t.closes, 1);
+    cr_assert_eq(R.msgs, 0);
+    server_free(s);
+    mt_free(&t);
+  }
+}
+
 Test(upgrade, pipelined_first_frame_is_processed) {
   int mode;
   for (mode = 0; mode < MT_MODES; mode++) {
