@@ -58,6 +58,19 @@ def _timeouts(sock, seconds):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
 
 
+def _tls_upgrade(lib, ssl, sock, server, device_id):
+    """TLS handshake on sock, then the WebSocket upgrade; returns a
+    4 KiB buffer for the test's own reads."""
+    assert lib.SSL_set_fd(ssl, sock.fileno()) == 1
+    assert lib.SSL_connect(ssl) == 1, "TLS handshake failed"
+    req = upgrade_request(server, device_id)
+    assert lib.SSL_write(ssl, req, len(req)) == len(req)
+    buf = ctypes.create_string_buffer(4096)
+    n = lib.SSL_read(ssl, buf, len(buf))
+    assert buf.raw[:max(n, 0)].startswith(b"HTTP/1.1 101 "), buf.raw[:n]
+    return buf
+
+
 SSL_KEY_UPDATE_REQUESTED = 1
 SSL_ERROR_WANT_READ = 2
 SSL_ERROR_WANT_WRITE = 3
@@ -121,13 +134,7 @@ def test_tls_key_updates_from_a_client_that_never_reads_are_bounded(
     _timeouts(sock, TIMEOUT)
     ssl = lib.SSL_new(ctx)
     try:
-        assert lib.SSL_set_fd(ssl, sock.fileno()) == 1
-        assert lib.SSL_connect(ssl) == 1, "TLS handshake failed"
-        req = upgrade_request(server, "keyupdates")
-        assert lib.SSL_write(ssl, req, len(req)) == len(req)
-        buf = ctypes.create_string_buffer(4096)
-        n = lib.SSL_read(ssl, buf, len(buf))
-        assert buf.raw[:max(n, 0)].startswith(b"HTTP/1.1 101 "), buf.raw[:n]
+        _tls_upgrade(lib, ssl, sock, server, "keyupdates")
         # A blocked send now ends in a second (WANT_WRITE), not in TIMEOUT.
         _timeouts(sock, 1.0)
         client_port = sock.getsockname()[1]
@@ -233,13 +240,7 @@ def test_a_write_waiting_for_a_renegotiation_waits_for_input(
     ssl = lib.SSL_new(ctx)
     other = None
     try:
-        assert lib.SSL_set_fd(ssl, sock.fileno()) == 1
-        assert lib.SSL_connect(ssl) == 1, "TLS handshake failed"
-        req = upgrade_request(server, "reneg")
-        assert lib.SSL_write(ssl, req, len(req)) == len(req)
-        buf = ctypes.create_string_buffer(4096)
-        n = lib.SSL_read(ssl, buf, len(buf))
-        assert buf.raw[:max(n, 0)].startswith(b"HTTP/1.1 101 "), buf.raw[:n]
+        buf = _tls_upgrade(lib, ssl, sock, server, "reneg")
         # The ClientHello goes out; the rest of the handshake does not.
         sock.setblocking(False)
         assert lib.SSL_renegotiate(ssl) == 1
