@@ -115,7 +115,7 @@ static int ref_close_code_valid(int code) {
 
 typedef struct builder {
   conf_table *t;
-  size_t cap, ends_cap;
+  size_t cap, ends_cap, syncs_cap;
   int oom;       /* an allocation failed */
   int bad_table; /* an entry contradicts the reference checks */
 } builder;
@@ -173,7 +173,7 @@ static conf_case *add_case(builder *b, int group, int sub, const char *rfc,
   va_start(ap, fmt);
   vsnprintf(c->title, sizeof(c->title), fmt, ap);
   va_end(ap);
-  b->cap = b->ends_cap = 0;
+  b->cap = b->ends_cap = b->syncs_cap = 0;
   return c;
 }
 
@@ -224,6 +224,41 @@ static void stop_at(builder *b, size_t off) {
 static void stop(builder *b) {
   cut(b);
   if (cur(b)->stop_after == NO_STOP) cur(b)->stop_after = cur(b)->nchunks - 1;
+}
+
+/* Makes the chunk so far a sync point: the runner sends no more until
+ * exactly `frames` expected frames are in (see cases.h). sync_here ends
+ * the chunk here first. */
+static void add_sync(builder *b, size_t frames) {
+  conf_case *c = cur(b);
+  conf_sync *ns;
+  if (c->nchunks == 0) {
+    b->bad_table = 1;
+    return;
+  }
+  ns = grow(b, c->syncs, &b->syncs_cap, c->nsyncs + 1, sizeof(*c->syncs));
+  if (ns == NULL) return;
+  c->syncs = ns;
+  c->syncs[c->nsyncs].after_chunk = c->nchunks - 1;
+  c->syncs[c->nsyncs].frames = frames;
+  c->nsyncs++;
+}
+
+static void sync_here(builder *b, size_t frames) {
+  cut(b);
+  add_sync(b, frames);
+}
+
+/* The same at absolute offset off (see cut_at). */
+static void sync_at(builder *b, size_t off, size_t frames) {
+  cut_at(b, off);
+  add_sync(b, frames);
+}
+
+/* Cuts the bytes from offset from on into chunks of size bytes. */
+static void chop(builder *b, size_t from, size_t size) {
+  size_t k;
+  for (k = from + size; k < cur(b)->len; k += size) cut_at(b, k);
 }
 
 /* A client frame: b0 carries FIN, RSV and opcode; claimed is the length
@@ -346,6 +381,18 @@ static void done(builder *b, int end) {
     b->bad_table = 1;
   if (c->stop_after == NO_STOP || end != CONF_CLOSES)
     c->stop_after = c->nchunks ? c->nchunks - 1 : 0;
+  /* Sync points come before the outcome is due, in order, each expecting
+   * no fewer frames than the last, and no close. */
+  for (i = 0; i < c->nsyncs; i++) {
+    const conf_sync *y = &c->syncs[i];
+    size_t k;
+    if (y->after_chunk >= c->stop_after || y->frames > c->expect.n ||
+        (i && (y->after_chunk <= c->syncs[i - 1].after_chunk ||
+               y->frames < c->syncs[i - 1].frames)))
+      b->bad_table = 1;
+    for (k = 0; k < y->frames && k < c->expect.n; k++)
+      if (c->expect.v[k].opcode == OP_CLOSE) b->bad_table = 1;
+  }
   if (end == CONF_AWAITS_REPLY && c->reply == NULL) {
     static const uint8_t close1000[] = {0x88, 0x82, 0x5a, 0xa5, 0x0f, 0xf0,
                                         0x03 ^ 0x5a, 0xe8 ^ 0xa5};
@@ -637,6 +684,36 @@ static void gen_framing(builder *b) {
     exp_text(b, m);
     done(b, CONF_STAYS_OPEN);
   }
+
+  /* Autobahn 1.1.8: a frame sent in chops of 997 bytes. */
+  {
+    uint8_t *m = echo_sized(b, MAX_MESSAGE);
+    if (m == NULL) return;
+    if (add_case(b, G, 8, "5.2", "65536-byte text in chops of 997: echoed")) {
+      frame(b, 1, OP_TEXT, m, MAX_MESSAGE);
+      chop(b, 0, 997);
+      exp_frame(b, OP_TEXT, m, MAX_MESSAGE);
+      done(b, CONF_STAYS_OPEN);
+    }
+    /* Autobahn 1.2.x: binary of every length form; no binary handler, so
+     * the whole message is read, then refused (1003). */
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+      if (sizes[i] < 100) continue;
+      if (!add_case(b, G, 9, "5.6", "binary of %zu bytes: close 1003",
+                    sizes[i]))
+        continue;
+      frame(b, 1, OP_BINARY, m, sizes[i]);
+      exp_close(b, 1003);
+      done(b, CONF_AWAITS_REPLY);
+    }
+    if (add_case(b, G, 9, "5.6", "65536-byte binary in chops of 997: 1003")) {
+      frame(b, 1, OP_BINARY, m, MAX_MESSAGE);
+      chop(b, 0, 997);
+      exp_close(b, 1003);
+      done(b, CONF_AWAITS_REPLY);
+    }
+    free(m);
+  }
 }
 
 /* ======================================================================== */
@@ -799,6 +876,41 @@ static void gen_pingpong(builder *b) {
     exp_frame(b, OP_PONG, bin, 125);
     exp_frame(b, OP_PONG, "", 0);
     exp_text(b, "{\"action\":\"echo\",\"data\":\"frag\"}");
+    done(b, CONF_STAYS_OPEN);
+  }
+
+  /* Octet-wise (Autobahn 2.6, 2.11) and a pong before a ping (2.9). */
+  if (add_case(b, G, 6, "5.5.2", "125-byte ping, one byte per chunk")) {
+    frame(b, 1, OP_PING, bin, 125);
+    chop(b, 0, 1);
+    exp_frame(b, OP_PONG, bin, 125);
+    done(b, CONF_STAYS_OPEN);
+  }
+  if (add_case(b, G, 6, "5.5.2", "10 pings, one byte per chunk: 10 pongs")) {
+    char p[16];
+    for (k = 0; k < 10; k++) {
+      snprintf(p, sizeof(p), "payload-%zu", k);
+      frame(b, 1, OP_PING, p, strlen(p));
+      exp_frame(b, OP_PONG, p, strlen(p));
+    }
+    chop(b, 0, 1);
+    done(b, CONF_STAYS_OPEN);
+  }
+  if (add_case(b, G, 6, "5.5.3", "unsolicited pong, then ping: one pong")) {
+    frame(b, 1, OP_PONG, "unsolicited", 11);
+    frame(b, 1, OP_PING, "solicited", 9);
+    exp_frame(b, OP_PONG, "solicited", 9);
+    done(b, CONF_STAYS_OPEN);
+  }
+  /* Each ping's pong before the next ping is sent. */
+  if (add_case(b, G, 6, "5.5.3", "10 pings, each after the last one's pong")) {
+    char p[16];
+    for (k = 0; k < 10; k++) {
+      snprintf(p, sizeof(p), "rtt-%zu", k);
+      frame(b, 1, OP_PING, p, strlen(p));
+      exp_frame(b, OP_PONG, p, strlen(p));
+      if (k < 9) sync_here(b, k + 1);
+    }
     done(b, CONF_STAYS_OPEN);
   }
 }
@@ -1102,6 +1214,87 @@ static void gen_fragments(builder *b) {
     exp_close(b, 1003);
     done(b, CONF_AWAITS_REPLY);
   }
+
+  /* Autobahn 5.5, 5.8: octet-wise chops. */
+  if (add_case(b, G, 6, "5.4", "text in 2 fragments, one byte per chunk")) {
+    frame(b, 0, OP_TEXT, m, 17);
+    frame(b, 1, OP_CONT, m + 17, n - 17);
+    chop(b, 0, 1);
+    exp_text(b, m);
+    done(b, CONF_STAYS_OPEN);
+  }
+  if (add_case(b, G, 6, "5.4",
+               "2 fragments, a ping between, one byte per chunk")) {
+    frame(b, 0, OP_TEXT, m, 17);
+    frame(b, 1, OP_PING, "ping payload", 12);
+    frame(b, 1, OP_CONT, m + 17, n - 17);
+    chop(b, 0, 1);
+    exp_frame(b, OP_PONG, "ping payload", 12);
+    exp_text(b, m);
+    done(b, CONF_STAYS_OPEN);
+  }
+  /* Autobahn 5.9-5.11: a continuation with nothing to continue, then a
+   * text message that must not be answered: in one chunk, frame-wise,
+   * octet-wise (failed at the second header byte, as 2.2). */
+  for (k = 0; k < 3; k++) {
+    static const char *const how[] = {"one chunk", "frame-wise",
+                                      "octet-wise"};
+    if (!add_case(b, G, 7, "5.4",
+                  "continuation (FIN) without start, then text, %s: 1002",
+                  how[k]))
+      continue;
+    frame(b, 1, OP_CONT, "fragment1", 9);
+    text(b, m);
+    if (k == 2) cut_at(b, 1);
+    if (k) stop_at(b, 2);         /* the opcode and length are in */
+    if (k == 1) cut_at(b, 6 + 9); /* the text its own chunk */
+    if (k == 2) chop(b, 2, 1);
+    exp_close(b, 1002);
+    done(b, CONF_CLOSES);
+  }
+  /* Autobahn 5.15: a whole fragmented message, then a continuation (no
+   * FIN) with nothing to continue, then text: the echo, then 1002. */
+  if (add_case(b, G, 7, "5.4",
+               "fragmented message, stray continuation (no FIN): echo, 1002")) {
+    frame(b, 0, OP_TEXT, m, 9);
+    frame(b, 1, OP_CONT, m + 9, n - 9);
+    put_frame_x(b, b0_of(0, 0, OP_CONT), 1, 9, 0, "fragment3", 9,
+                STOP_HEADER);
+    text(b, m);
+    exp_text(b, m);
+    exp_close(b, 1002);
+    done(b, CONF_CLOSES);
+  }
+
+  /* Autobahn 5.19, 5.20: five fragments; a ping after the second, whose
+   * pong must come before the rest is sent (the runner waits for it, then
+   * pauses), a second ping before the last fragment. Sent in two chunks,
+   * then every frame its own chunk. */
+  for (k = 0; k < 2; k++) {
+    static const char msg[] =
+        "{\"action\":\"echo\",\"data\":\"fragment1fragment2fragment3"
+        "fragment4fragment5\"}";
+    const size_t at[] = {0, 34, 43, 52, 61, sizeof(msg) - 1};
+    size_t f;
+    conf_case *c = add_case(b, G, 8, "5.4",
+                            "5 fragments, pings after 2 and 4, a pause "
+                            "for the first pong%s",
+                            k ? ", frame-wise" : "");
+    if (c == NULL) continue;
+    c->pause_ms = 100;
+    for (f = 0; f < 5; f++) {
+      frame(b, f == 4, f ? OP_CONT : OP_TEXT, msg + at[f], at[f + 1] - at[f]);
+      if (k) cut(b);
+      if (f == 1 || f == 3) {
+        frame(b, 1, OP_PING, f == 1 ? "pongme 1!" : "pongme 2!", 9);
+        exp_frame(b, OP_PONG, f == 1 ? "pongme 1!" : "pongme 2!", 9);
+        if (f == 1) sync_here(b, 1);
+        if (k) cut(b);
+      }
+    }
+    exp_text(b, msg);
+    done(b, CONF_STAYS_OPEN);
+  }
 }
 
 /* ======================================================================== */
@@ -1133,6 +1326,17 @@ static const seq valid_seqs[] = {
     {.bytes = "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
      .what = "Greek word"},
     {.bytes = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e", .what = "mixed"},
+    /* Autobahn 6.2.1, 6.5.4, 6.9.1, 6.22 (noncharacters), 6.23 (specials):
+     * all valid UTF-8. */
+    {.bytes = "Hello-\xc2\xb5@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc\xc3\xa0\xc3\xa1"
+              "-UTF-8!!",
+     .what = "Hello-UTF-8 string"},
+    {.bytes = "hello\xf0\xa4\xad\xa2world", .what = "U+24B62 in a word"},
+    {.bytes = "\x7f", .what = "U+007F"},
+    {.bytes = "\xef\xbf\xbe", .what = "noncharacter U+FFFE"},
+    {.bytes = "\xf0\x9f\xbf\xbe", .what = "noncharacter U+1FFFE"},
+    {.bytes = "\xf4\x8f\xbf\xbe", .what = "noncharacter U+10FFFE"},
+    {.bytes = "\xef\xbf\xb9", .what = "special U+FFF9"},
 };
 
 static const seq invalid_seqs[] = {
@@ -1162,6 +1366,16 @@ static const seq invalid_seqs[] = {
     {.bytes = "\xc2\xc2\x80", .what = "lead then lead"},
     {.bytes = "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80tail",
      .what = "valid text then a surrogate"},
+    /* From Autobahn 6.10-6.21 (Markus Kuhn's stress test). */
+    {.bytes = "\xfd\xbf\xbf\xbf\xbf\xbf", .what = "last 6-byte form"},
+    {.bytes = "\x80\xbf\x80\xbf\x80\xbf", .what = "six continuations"},
+    {.bytes = "\xdf \xe0 \xef ", .what = "lonely leads, spaces between"},
+    {.bytes = "\xe0\x80", .what = "E0 80 (last continuation missing)"},
+    {.bytes = "\xf7\xbf\xbf", .what = "F7 BF BF (last continuation missing)"},
+    {.bytes = "\xfe\xfe\xff\xff", .what = "FE FE FF FF"},
+    {.bytes = "\xe0\x80\x80", .what = "overlong 3-byte NUL"},
+    {.bytes = "\xed\xaf\xbf\xed\xbf\xbf", .what = "surrogate pair DBFF DFFF"},
+    {.bytes = "\xed\xbe\x80", .what = "surrogate U+DF80"},
 };
 
 static void gen_utf8(builder *b) {
@@ -1276,6 +1490,109 @@ static void gen_utf8(builder *b) {
     exp_close(b, 1003);
     done(b, CONF_AWAITS_REPLY);
   }
+
+  /* Autobahn 6.2.3, 6.2.4, 6.3.2: every byte its own fragment. */
+  for (i = 0; i < 3; i++) {
+    static const seq octet[] = {
+        {.bytes = "Hello-\xc2\xb5@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc\xc3\xa0"
+                  "\xc3\xa1-UTF-8!!",
+         .what = "valid Hello-UTF-8 string"},
+        {.bytes = "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
+         .what = "valid Greek word"},
+        {.bytes = "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"
+                  "edited",
+         .what = "Greek word, surrogate, text"},
+    };
+    size_t sp[128], ns = 0, bad;
+    int whole;
+    uint8_t *m = echo_msg(b, octet[i].bytes, seq_len(&octet[i]), &len);
+    if (m == NULL) return;
+    bad = ref_utf8_bad_at(m, len, &whole);
+    if ((i < 2) != (bad == len && whole)) b->bad_table = 1;
+    for (p = 1; p < len && ns < sizeof(sp) / sizeof(sp[0]); p++)
+      sp[ns++] = p;
+    if (add_case(b, G, 9, "8.1", "%s, one byte per fragment%s",
+                 octet[i].what, i < 2 ? "" : ": 1007 at the bad byte")) {
+      put_fragments(b, OP_TEXT, m, len, sp, ns, i < 2 ? NO_STOP : bad);
+      if (i < 2)
+        exp_frame(b, OP_TEXT, m, len);
+      else
+        exp_close(b, 1007);
+      done(b, i < 2 ? CONF_STAYS_OPEN : CONF_CLOSES);
+    }
+    free(m);
+  }
+
+  /* Autobahn 6.4.1-6.4.4, fail fast: a message's valid first part, a
+   * pause in which nothing may happen, then the part that makes it invalid
+   * (U+110000 as F4 90 80 80): 1007 at its 90, before the rest is sent.
+   * The part boundary is after the Greek word, or after its F4; the parts
+   * are fragments, or chops of one frame. */
+  for (i = 0; i < 4; i++) {
+    static const char bad_text[] =
+        "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80"
+        "edited";
+    int frames = i < 2, after_f4 = i & 1;
+    size_t cut1, bad;
+    int whole;
+    uint8_t *m = echo_msg(b, bad_text, sizeof(bad_text) - 1, &len);
+    conf_case *c;
+    if (m == NULL) return;
+    bad = ref_utf8_bad_at(m, len, &whole);
+    cut1 = pfx + 11 + (size_t)after_f4;
+    if (bad != pfx + 12) b->bad_table = 1;
+    c = add_case(b, G, 10, "8.1",
+                 "valid part (up to %s), pause, U+110000: 1007, %s",
+                 after_f4 ? "F4" : "the word",
+                 frames ? "3 fragments" : "3 chops of a frame");
+    if (c != NULL) {
+      c->pause_ms = 100;
+      if (frames) {
+        frame(b, 0, OP_TEXT, m, cut1);
+        sync_here(b, 0);
+        put_frame_x(b, b0_of(0, 0, OP_CONT), 1, pfx + 15 - cut1, 0,
+                    m + cut1, pfx + 15 - cut1, bad - cut1);
+        frame(b, 1, OP_CONT, m + pfx + 15, len - pfx - 15);
+      } else {
+        size_t hl = 2 + (len < 126 ? 0 : 2) + 4;
+        frame(b, 1, OP_TEXT, m, len);
+        sync_at(b, hl + cut1, 0);
+        stop_at(b, hl + bad + 1);
+        cut_at(b, hl + pfx + 15);
+      }
+      exp_close(b, 1007);
+      done(b, CONF_CLOSES);
+    }
+    free(m);
+  }
+
+  /* Autobahn 6.1.2, 6.1.3: empty fragments. An empty text message is
+   * valid UTF-8 but no JSON. */
+  if (add_case(b, G, 11, "5.4", "3 empty fragments: invalid_json reply")) {
+    frame(b, 0, OP_TEXT, "", 0);
+    frame(b, 0, OP_CONT, "", 0);
+    frame(b, 1, OP_CONT, "", 0);
+    exp_error(b, "invalid_json", "\"message is not valid JSON\"");
+    done(b, CONF_STAYS_OPEN);
+  }
+  if (add_case(b, G, 11, "5.4", "empty first and last fragment: echoed")) {
+    static const char ok[] = "{\"action\":\"echo\",\"data\":\"middle\"}";
+    frame(b, 0, OP_TEXT, "", 0);
+    cut(b);
+    frame(b, 0, OP_CONT, ok, sizeof(ok) - 1);
+    cut(b);
+    frame(b, 1, OP_CONT, "", 0);
+    exp_text(b, ok);
+    done(b, CONF_STAYS_OPEN);
+  }
+  /* Autobahn 6.7.1: U+0000 is valid UTF-8 (no 1007); raw in a JSON
+   * string it is not JSON. */
+  if (add_case(b, G, 11, "8.1", "U+0000 in the data: invalid_json, not 1007")) {
+    static const char nul[] = "{\"action\":\"echo\",\"data\":\"a\0b\"}";
+    frame(b, 1, OP_TEXT, nul, sizeof(nul) - 1);
+    exp_error(b, "invalid_json", "\"message is not valid JSON\"");
+    done(b, CONF_STAYS_OPEN);
+  }
 }
 
 /* ======================================================================== */
@@ -1388,6 +1705,86 @@ static void gen_limits(builder *b) {
     exp_frame(b, OP_TEXT, max, MAX_MESSAGE);
     exp_frame(b, OP_TEXT, max, MAX_MESSAGE);
     done(b, CONF_STAYS_OPEN);
+  }
+
+  /* Autobahn 9.1-9.6 and 10.1.1, scaled to max_message: one message of
+   * 65536 bytes in fragments of 64 .. 16384 (9.3) and of 1300 (10.1.1,
+   * auto-fragmentation), one frame in chops of 64 .. 2048 (9.5); binary
+   * the same (9.4, 9.6): read whole, then refused. */
+  {
+    static const size_t fsz[] = {64, 256, 1024, 1300, 16384};
+    static const size_t csz[] = {64, 128, 256, 512, 1024, 2048};
+    for (k = 0; k < sizeof(fsz) / sizeof(fsz[0]); k++) {
+      size_t f = fsz[k], off, nf = (MAX_MESSAGE + f - 1) / f;
+      if (add_case(b, G, 5, "10.4", "65536 bytes in %zu fragments of %zu: "
+                   "echoed", nf, f)) {
+        for (off = 0; off < MAX_MESSAGE; off += f) {
+          size_t l = MAX_MESSAGE - off < f ? MAX_MESSAGE - off : f;
+          frame(b, off + l == MAX_MESSAGE, off ? OP_CONT : OP_TEXT,
+                max + off, l);
+          if (f >= 1024) cut(b);
+        }
+        exp_frame(b, OP_TEXT, max, MAX_MESSAGE);
+        done(b, CONF_STAYS_OPEN);
+      }
+      if ((f == 64 || f == 1024) &&
+          add_case(b, G, 5, "10.4",
+                   "binary of 65536 bytes in fragments of %zu: 1003", f)) {
+        for (off = 0; off < MAX_MESSAGE; off += f)
+          frame(b, off + f == MAX_MESSAGE, off ? OP_CONT : OP_BINARY,
+                max + off, f);
+        exp_close(b, 1003);
+        done(b, CONF_AWAITS_REPLY);
+      }
+    }
+    if (add_case(b, G, 5, "10.4",
+                 "binary fragments of 64 summing to 65537: 1009")) {
+      for (k = 0; k < MAX_MESSAGE / 64; k++)
+        frame(b, 0, k ? OP_CONT : OP_BINARY, max, 64);
+      cut(b);
+      put_frame_x(b, b0_of(1, 0, OP_CONT), 1, 1, 0, "k", 1, STOP_HEADER);
+      exp_close(b, 1009);
+      done(b, CONF_CLOSES);
+    }
+    for (k = 0; k < sizeof(csz) / sizeof(csz[0]); k++) {
+      if (!add_case(b, G, 6, "10.4",
+                    "65536-byte text in chops of %zu: echoed", csz[k]))
+        continue;
+      frame(b, 1, OP_TEXT, max, MAX_MESSAGE);
+      chop(b, 0, csz[k]);
+      exp_frame(b, OP_TEXT, max, MAX_MESSAGE);
+      done(b, CONF_STAYS_OPEN);
+    }
+    for (k = 0; k < 2; k++) {
+      if (!add_case(b, G, 6, "10.4",
+                    "65536-byte binary in chops of %d: 1003", k ? 2048 : 64))
+        continue;
+      frame(b, 1, OP_BINARY, max, MAX_MESSAGE);
+      chop(b, 0, k ? 2048 : 64);
+      exp_close(b, 1003);
+      done(b, CONF_AWAITS_REPLY);
+    }
+  }
+
+  /* Autobahn 9.7, scaled: 100 round trips, each message sent once the
+   * last one's echo is in. (9.8, binary, has no echo here: 1003.) */
+  {
+    static const size_t rsz[] = {ECHO_OVERHEAD, 64, 256, 1024, 4096};
+    for (k = 0; k < sizeof(rsz) / sizeof(rsz[0]); k++) {
+      uint8_t *m = echo_sized(b, rsz[k]);
+      size_t r;
+      if (m == NULL) break;
+      if (add_case(b, G, 7, "5.6", "100 round trips of %zu-byte messages",
+                   rsz[k])) {
+        for (r = 0; r < 100; r++) {
+          frame(b, 1, OP_TEXT, m, rsz[k]);
+          exp_frame(b, OP_TEXT, m, rsz[k]);
+          if (r < 99) sync_here(b, r + 1);
+        }
+        done(b, CONF_STAYS_OPEN);
+      }
+      free(m);
+    }
   }
 out:
   free(max);
@@ -1545,6 +1942,44 @@ static void gen_close(builder *b) {
     exp_close(b, 1003);
     set_reply(b, r, small_frame(r, OP_CLOSE, "\x13\x88", 2));
     done(b, CONF_AWAITS_REPLY);
+  }
+
+  /* Autobahn 7.1.5: a fragment, a close, then the final fragment: the
+   * message is dropped, the close echoed. */
+  if (add_case(b, G, 7, "5.5.1", "fragment, close, final fragment: no echo")) {
+    frame(b, 0, OP_TEXT, m, 10);
+    close_frame(b, 1000, NULL, 0);
+    frame(b, 1, OP_CONT, m + 10, sizeof(m) - 11);
+    exp_close(b, 1000);
+    done(b, CONF_CLOSES);
+  }
+  /* Autobahn 7.1.6, scaled: a large message, a small one, a close and a
+   * ping back to back. The echoes are queued first: both, then the close;
+   * the ping after the close gets no pong. */
+  if (add_case(b, G, 7, "5.5.1",
+               "65536-byte echo, echo, close, ping: echoes, close")) {
+    uint8_t *big = echo_sized(b, MAX_MESSAGE);
+    if (big != NULL) {
+      frame(b, 1, OP_TEXT, big, MAX_MESSAGE);
+      text(b, m);
+      close_frame(b, 1000, NULL, 0);
+      frame(b, 1, OP_PING, "p", 1);
+      exp_frame(b, OP_TEXT, big, MAX_MESSAGE);
+      exp_text(b, m);
+      exp_close(b, 1000);
+      free(big);
+    }
+    done(b, CONF_CLOSES);
+  }
+  /* Autobahn 7.13.2 and codes past 5000: not valid on the wire. */
+  {
+    static const int hi[] = {5001, 9999, 32768, 65535};
+    for (k = 0; k < sizeof(hi) / sizeof(hi[0]); k++) {
+      if (!add_case(b, G, 7, "7.4", "close code %d: 1002", hi[k])) continue;
+      close_frame(b, hi[k], NULL, 0);
+      exp_close(b, 1002);
+      done(b, CONF_CLOSES);
+    }
   }
 }
 
@@ -1839,6 +2274,7 @@ void conf_table_free(conf_table *t) {
     free(c->bytes);
     free(c->ends);
     free(c->reply);
+    free(c->syncs);
     frames_free(&c->expect);
     frames_free(&c->after);
   }
@@ -2122,4 +2558,27 @@ int conf_verify(const conf_case *c, const uint8_t *out, size_t len,
                          need_a + b->n)
                   : CONF_PENDING;
   return closed ? CONF_PASS : CONF_PENDING;
+}
+
+const conf_sync *conf_sync_at(const conf_case *c, size_t i) {
+  size_t k;
+  for (k = 0; k < c->nsyncs; k++)
+    if (c->syncs[k].after_chunk == i) return &c->syncs[k];
+  return NULL;
+}
+
+size_t conf_frames_in(const conf_case *c, const uint8_t *out, size_t len) {
+  size_t off = 0, n = 0;
+  char why[8];
+  if (c->http_status != 101 ||
+      check_http(c, out, len, &off, why, sizeof(why)) != CONF_PASS)
+    return 0;
+  while (off < len) {
+    sframe f;
+    size_t used = parse_frame(out + off, len - off, &f, why, sizeof(why));
+    if (used == 0 || used == (size_t)-1) break;
+    n++;
+    off += used;
+  }
+  return n;
 }

@@ -24,6 +24,15 @@
  *   CONF_AWAITS_REPLY the server sent a close of its own and waits: the
  *                     runner sends the case's reply (a close 1000 unless the
  *                     case says otherwise), then expects the TCP close.
+ *
+ * A case may also have sync points (Autobahn's "wait, then send the rest"):
+ * after chunk after_chunk the runner sends nothing more until exactly
+ * `frames` of the expected frames are in, and (net) pause_ms has passed;
+ * a close, or a frame more, by then is a failure. So an answer that must
+ * come before the rest of a message is sent (a pong between fragments, a
+ * message's echo in a round trip) is asserted, and so is one that must not
+ * come yet (no close for the valid first part of a message that turns
+ * invalid later: that close is due at stop_after, not before).
  */
 #ifndef WS_CONF_CASES_H
 #define WS_CONF_CASES_H
@@ -69,8 +78,13 @@ typedef struct conf_frames {
   size_t n, cap;
 } conf_frames;
 
+typedef struct conf_sync {
+  size_t after_chunk; /* index of the chunk the runner waits after */
+  size_t frames;      /* expected frames in by then, exactly */
+} conf_sync;
+
 typedef struct conf_case {
-  char id[16];       /* "8.2.13": group number, subgroup, index */
+  char id[20];       /* "8.2.13": group number, subgroup, index */
   int group;         /* enum conf_group */
   const char *rfc;   /* the RFC 6455 section checked, e.g. "5.5.2" */
   char title[112];
@@ -92,6 +106,9 @@ typedef struct conf_case {
   uint8_t *reply;    /* CONF_AWAITS_REPLY: the client's answer (owned) */
   size_t reply_len;
   conf_frames after; /* frames expected after the tail (probe or reply) */
+  conf_sync *syncs;  /* sync points, by increasing chunk (owned) */
+  size_t nsyncs;
+  int pause_ms;      /* net: the least wait at each sync point */
 } conf_case;
 
 typedef struct conf_table {
@@ -119,6 +136,14 @@ size_t conf_tail(const conf_case *c, const uint8_t **p);
 /* Frames expected after the tail: c->after for a reply, a close 1000 for a
  * probe. */
 const conf_frames *conf_tail_expect(const conf_case *c);
+
+/* The sync point after chunk i, or NULL. */
+const conf_sync *conf_sync_at(const conf_case *c, size_t i);
+
+/* How many complete server frames follow a complete 101 response in
+ * out[0..len) (0 while the head is incomplete). Whether they are the
+ * expected ones is conf_verify's to say. */
+size_t conf_frames_in(const conf_case *c, const uint8_t *out, size_t len);
 
 enum conf_verdict {
   CONF_PENDING = 0, /* everything so far matches; more output is due */

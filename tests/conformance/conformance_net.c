@@ -22,7 +22,9 @@
  * it with conf_verify: exact frames, then the TCP close (read returns 0; a
  * reset is a failure). A case that must stay open, or waits for the
  * client's close, gets its tail (probe or reply) once the script's outcome
- * is in. Prints failures, per-group counts and
+ * is in. At a case's sync points the runner holds the next chunk until
+ * the frames due are in and the case's pause has passed (a close or a
+ * frame more meanwhile fails it). Prints failures, per-group counts and
  *   conformance[net]: N passed, N failed
  * Exit status 0 only when every case passed.
  */
@@ -55,6 +57,9 @@ typedef struct job {
   const uint8_t *wp;
   size_t wlen, woff;
   int script_done;   /* request and chunks 0..stop_after written */
+  const conf_sync *held; /* waiting at this sync point */
+  uint64_t held_until;   /* not released before (the case's pause) */
+  long released;         /* the chunk whose sync point was passed */
   int tail_queued;
   uint8_t *in;
   size_t in_len, in_cap;
@@ -83,8 +88,17 @@ static uint64_t now_ms(void) {
 /* Points the job at its next segment; sets script_done after the last. */
 static void next_segment(job *j) {
   const conf_case *cc = j->cc;
+  const conf_sync *y =
+      j->seg >= 0 && j->seg != j->released ? conf_sync_at(cc, (size_t)j->seg)
+                                           : NULL;
   j->woff = 0;
   j->wlen = 0;
+  if (y) { /* hold here: job_step releases it */
+    j->held = y;
+    j->held_until = now_ms() + (uint64_t)cc->pause_ms;
+    j->wp = NULL;
+    return;
+  }
   for (;;) {
     j->seg++;
     if (j->seg >= (long)cc->nchunks || (size_t)j->seg > cc->stop_after) {
@@ -142,6 +156,7 @@ static int job_start(job *j, const opts *o, const conf_case *cc, size_t index,
   j->cc = cc;
   j->index = index;
   j->deadline = now_ms() + (uint64_t)o->timeout_ms;
+  j->released = -2;
   j->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (j->fd < 0) {
     snprintf(why, wn, "socket: %s", strerror(errno));
@@ -228,6 +243,20 @@ static int job_step(job *j, short revents, char *why, size_t wn) {
     int r = job_read(j, why, wn);
     if (r < 0) return CONF_FAIL;
     eof = r == 1;
+  }
+  if (j->held) { /* at a sync point: no close, no frame more, yet */
+    size_t n = conf_frames_in(j->cc, j->in, j->in_len);
+    if (eof || n > j->held->frames) {
+      snprintf(why, wn, "%s at the sync point after chunk %zu (fails early)",
+               eof ? "closed" : "a frame more",
+               j->held->after_chunk);
+      return CONF_FAIL;
+    }
+    if (n == j->held->frames && now_ms() >= j->held_until) {
+      j->released = j->seg;
+      j->held = NULL;
+      next_segment(j);
+    }
   }
   if (!eof && j->wp && job_write(j, why, wn) < 0) return CONF_FAIL;
   v = conf_verify(j->cc, j->in, j->in_len, eof, j->tail_queued, why, wn);
@@ -362,6 +391,10 @@ int main(int argc, char **argv) {
       pfd[n].revents = 0;
       map[n++] = i;
       left = j->deadline > now ? (int)(j->deadline - now) : 0;
+      /* A pause still running wakes the loop; once it is over, the
+       * frames due do (POLLIN). */
+      if (j->held && j->held_until > now && j->held_until < j->deadline)
+        left = (int)(j->held_until - now);
       if (timeout < 0 || left < timeout) timeout = left;
     }
     if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
@@ -373,7 +406,8 @@ int main(int argc, char **argv) {
       job *j = &jobs[map[i]];
       int v = CONF_PENDING;
       why[0] = '\0';
-      if (pfd[i].revents) v = job_step(j, pfd[i].revents, why, sizeof(why));
+      if (pfd[i].revents || (j->held && now >= j->held_until))
+        v = job_step(j, pfd[i].revents, why, sizeof(why));
       if (v == CONF_PENDING && now >= j->deadline) {
         char got[160];
         int pv = conf_verify(j->cc, j->in, j->in_len, 0, j->tail_queued, got,

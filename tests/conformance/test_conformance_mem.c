@@ -13,7 +13,8 @@
  * after: fail fast), the close callback fires exactly once and nothing is
  * sent after it, a case that stays open is not closed until the tail, and
  * the counting allocator is back to zero live allocations after
- * ws_server_free.
+ * ws_server_free. At a case's sync points (chunks and bytes) the frames
+ * due by then must be out, and no more.
  *
  * One Criterion test per group; each prints
  *   conformance[mem] <group>: N passed, N failed
@@ -139,6 +140,20 @@ static int verdict(run *r, int closed, int tail_sent) {
                      sizeof(r->why));
 }
 
+/* At a sync point (chunks and bytes): still open, exactly the frames due
+ * so far in, and they match. */
+static int check_sync(run *r, size_t i) {
+  const conf_sync *y = conf_sync_at(r->cc, i);
+  size_t n = conf_frames_in(r->cc, r->t.out, r->t.len);
+  if (r->t.closed)
+    return failf(r, "closed at the sync point after chunk %zu (fails early)",
+                 i);
+  if (n != y->frames)
+    return failf(r, "%zu frames at the sync point after chunk %zu, "
+                 "expected %zu", n, i, y->frames);
+  return verdict(r, 0, 0) == CONF_FAIL ? -1 : 0;
+}
+
 static int play(run *r) {
   const conf_case *cc = r->cc;
   char req[512];
@@ -174,6 +189,7 @@ static int play(run *r) {
                      cc->stop_after);
       feed(r, cc->bytes + start, end - start);
       start = end;
+      if (conf_sync_at(cc, i) && check_sync(r, i) != 0) return -1;
     }
   }
   if (r->t.closes > 1) return failf(r, "close callback fired %d times",
