@@ -1858,6 +1858,117 @@ Test(upgrade, a_closing_connection_counts_against_max_connections) {
   mt_bytes_free(&b);
 }
 
+/* The place decide() holds for an upgrade past its cap check is given
+ * back when it does not open: a duplicate id's 409 (WS_DUP_REFUSE) left
+ * it held, and under max_connections 2 with one open the next upgrade
+ * was a 503 (mutation pass: the release in decide() removed, no test
+ * failed). */
+static void two_conns_refusing(ws_config *cfg) {
+  cfg->max_connections = 2;
+  cfg->duplicate_policy = WS_DUP_REFUSE;
+}
+
+Test(upgrade, a_refused_upgrade_gives_its_place_back) {
+  static const char other[] = REQ_HEAD("/ws?device_id=dev2") "\r\n";
+  mt_conn t, u;
+  ws_server *s;
+  reset();
+  s = server_new(two_conns_refusing);
+  mt_connect(&k_pre[0], s, "dev1", MT_WHOLE);
+  cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), MT_WHOLE, NULL, 0),
+               409);
+  cr_assert_eq(feed_request(s, &u, other, strlen(other), MT_WHOLE, NULL, 0),
+               101, "the refused one's place is free again");
+  server_free(s);
+  mt_free(&t);
+  mt_free(&u);
+  mt_free(&k_pre[0]);
+}
+
+/* A page on_http answered is no refusal: not counted in
+ * ws_stats.refusals, nor logged as "upgrade refused" (mutation pass: the
+ * check of WS__F_RESPONDED after on_http dropped, a 404 refusal was
+ * counted and logged for every page served; nothing was sent, so no test
+ * saw it). */
+static int refused_lines;
+static void count_refused(ws_server *s, int level, const char *msg,
+                          void *ud) {
+  (void)s, (void)level, (void)ud;
+  if (strstr(msg, "upgrade refused")) refused_lines++;
+}
+static void with_http_logged(ws_config *cfg) {
+  cfg->on_http = h_on_http;
+  cfg->on_log = count_refused;
+}
+
+Test(upgrade, a_page_on_http_answered_is_no_refusal) {
+  mt_conn t;
+  ws_stats st;
+  ws_server *s;
+  int i;
+  reset();
+  refused_lines = 0;
+  s = server_new(with_http_logged);
+  R.http_respond = 1;
+  mt_open(&t, s);
+  mt_feed_str(&t, "GET /status/200 HTTP/1.1\r\nHost: h\r\n\r\n", MT_WHOLE);
+  cr_assert_eq(mt_http_response(&t, NULL, 0, NULL, NULL), 200);
+  cr_assert_eq(ws_server_stats(s, &st, sizeof st), WS_OK);
+  for (i = 0; i < WS_REFUSE_COUNT_; i++)
+    cr_expect_eq(st.refusals[i], 0, "refusals[%d]", i);
+  cr_expect_eq(refused_lines, 0);
+  server_free(s);
+  mt_free(&t);
+}
+
+/* A head in pieces is parsed again from the lines already taken, with
+ * the count of headers they held: exactly max_headers headers, a byte or
+ * a line per feed, are a 101, one more a 431 (mutation pass: the resumed
+ * count one too high, one more per resumed parse, refused the head with
+ * 431 long before its max_headers-th header; only whole heads at the
+ * bound were tested). */
+static void five_headers(ws_config *cfg) { cfg->max_headers = 5; }
+
+static int feed_by_lines(ws_server *s, mt_conn *t, const char *req) {
+  const char *p = req, *nl;
+  mt_open(t, s);
+  while ((nl = strchr(p, '\n')) != NULL) {
+    mt_feed(t, p, (size_t)(nl + 1 - p), MT_WHOLE);
+    p = nl + 1;
+  }
+  mt_pump(t);
+  return mt_http_response(t, NULL, 0, NULL, NULL);
+}
+
+Test(upgrade, exactly_max_headers_in_pieces_is_101) {
+  static const char six[] = REQ_HEAD("/ws?device_id=dev1") "X-A: 1\r\n\r\n";
+  int mode;
+  for (mode = 0; mode < MT_MODES; mode++) {
+    mt_conn t, u;
+    ws_server *s;
+    reset();
+    s = server_new(five_headers);
+    cr_assert_eq(feed_request(s, &t, k_valid, strlen(k_valid), mode, NULL, 0),
+                 101, "%s", MT_MODE_NAME(mode));
+    cr_assert_eq(feed_request(s, &u, six, strlen(six), mode, NULL, 0), 431,
+                 "%s", MT_MODE_NAME(mode));
+    server_free(s);
+    mt_free(&t);
+    mt_free(&u);
+  }
+  {
+    mt_conn t, u;
+    ws_server *s;
+    reset();
+    s = server_new(five_headers);
+    cr_assert_eq(feed_by_lines(s, &t, k_valid), 101, "a line per feed");
+    cr_assert_eq(feed_by_lines(s, &u, six), 431, "a line per feed");
+    server_free(s);
+    mt_free(&t);
+    mt_free(&u);
+  }
+}
+
 /* ---- the fifteenth review: HTTP edges ------------------------------------ */
 
 /* A byte no head may hold, arriving after the first segment, is a 400 at
