@@ -20,9 +20,16 @@
 static ws_server *S;
 static mt_conn C[NC];
 static mt_conn *abort_at_log; /* on_log's "slow consumer" line aborts it */
+static mt_conn *close_at_log; /* or closes it (4000) */
+static int slow_lines;        /* queue policy lines ("closing slow ...") */
 
 static void on_log(ws_server *s, int level, const char *msg, void *ud) {
   (void)s, (void)level, (void)ud;
+  if (strstr(msg, "closing slow consumer")) slow_lines++;
+  if (close_at_log && close_at_log->c && strstr(msg, "slow consumer")) {
+    cr_assert_eq(ws_conn_close(close_at_log->c, 4000, "host"), WS_OK);
+    close_at_log = NULL;
+  }
   if (abort_at_log && abort_at_log->c && strstr(msg, "slow consumer")) {
     ws_conn_abort(abort_at_log->c);
     abort_at_log = NULL;
@@ -46,6 +53,8 @@ static void server(size_t max_queued, int policy, void (*tweak)(ws_config *)) {
   ws_config cfg;
   memset(C, 0, sizeof C);
   abort_at_log = NULL;
+  close_at_log = NULL;
+  slow_lines = 0;
   ws_config_init(&cfg);
   cfg.alloc = test_alloc();
   mt_config(&cfg, 0);
@@ -271,6 +280,9 @@ Test(stats_counts, bad_messages_counts_one_whose_reply_found_the_queue_full) {
   cr_assert_eq(b.bad_messages, a.bad_messages + 1);
   cr_assert_eq(b.drops_queue_full, a.drops_queue_full + 1);
   cr_assert_eq(b.msgs_out, a.msgs_out, "the reply was not queued");
+  /* nor its frame counted, as for a send refused for a full queue
+   * (mutation pass: counted whatever the queue answered) */
+  cr_assert_eq(b.frames_allocated, a.frames_allocated);
   cr_assert_eq(b.conns_open, 1, "WS_QUEUE_DROP keeps it open");
   finish();
 }
@@ -301,6 +313,34 @@ Test(stats_counts, drops_queue_full_counts_a_receiver_closed_by_the_fanout) {
   mt_pump(&C[0]);
   mt_expect_close(&C[0], WS_CLOSE_SLOW_CONSUMER);
   mt_expect_text(&C[2], "{\"action\":\"A\"}");
+  finish();
+}
+
+/* The same with d1 closed by on_log (ws_conn_close) instead: still
+ * there when its turn comes, but closing. The message is a drop and no
+ * policy is applied to it: no second "closing slow consumer" line, the
+ * close handshake the host began (4000) left waiting for the peer
+ * (mutation pass: the policy applied to any receiver failed the closing
+ * d1 with a second line and ended it once its queue drained). */
+Test(stats_counts, a_receiver_closing_since_the_fanout_began_gets_no_policy) {
+  const char *const ids[] = {"d0", "d1", "d2"};
+  ws_stats a, b;
+  mt_frame f;
+  fixture(100, WS_QUEUE_CLOSE, 3);
+  fill(&C[0]);
+  fill(&C[1]);
+  close_at_log = &C[1];
+  a = stats();
+  cr_assert_eq(ws_send_devices_json(S, ids, 3, "A", NULL, 0), 1);
+  b = stats();
+  cr_assert_null(close_at_log, "on_log ran");
+  cr_expect_eq(slow_lines, 1, "policy lines: %d, d0's alone", slow_lines);
+  cr_expect_eq(b.drops_queue_full, a.drops_queue_full + 2);
+  C[1].would_block = 0;
+  mt_pump(&C[1]);
+  mt_expect_frame(&C[1], &f); /* fill()'s */
+  mt_expect_close(&C[1], 4000);
+  cr_expect_eq(C[1].closes, 0, "d1 waits for its peer's close");
   finish();
 }
 
