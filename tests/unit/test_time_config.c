@@ -86,6 +86,26 @@ Test(time_config, closing_write_deadline_leaves_peer_and_drain_codes) {
   done(s, &A);
 }
 
+/* The write deadline of a closing connection needs output waiting: a
+ * close frame that went out, whose answer never came, ends by the idle
+ * deadline with our code, not 4002, however long ago that write was
+ * (mutation pass: the queued-output condition dropped, no test failed). */
+Test(time_config, closing_idle_deadline_with_nothing_queued_is_no_4002) {
+  mt_conn A;
+  ws_server *s = mk(no_close_timeout);
+  ws_server_tick(s, 0);
+  mt_connect(&A, s, "a", MT_WHOLE);
+  cr_assert_eq(ws_conn_close(A.c, 1000, "bye"), WS_OK);
+  mt_expect_close(&A, 1000); /* it went out: nothing queued */
+  ws_server_tick(s, 999);
+  cr_expect_eq(A.closes, 0, "ended before the idle deadline");
+  ws_server_tick(s, 1000);
+  cr_assert_eq(A.closes, 1);
+  cr_expect_eq(K.code, 1000, "on_close got %d '%s'", K.code, K.reason);
+  cr_expect_str_eq(K.reason, "close handshake timeout");
+  done(s, &A);
+}
+
 /* ---- the idle deadline of a closing connection ------------------------ */
 
 /* "counted from our close" (close_timeout_ms's doc): a connection failed
