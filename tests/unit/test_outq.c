@@ -292,6 +292,30 @@ Test(outq, a_peer_that_reads_nothing_costs_a_send_per_halving) {
   }
 }
 
+/* The next retry point is the first one above what is queued: a short
+ * write that left exactly max_queued / 2 queued tries again past 3/4,
+ * not at the next message (mutation pass: a point equal to the bytes
+ * queued taken as the next one cost a send per message from there). */
+Test(outq, a_backlog_at_a_retry_point_waits_for_the_next) {
+  static const char pad[508];
+  mt_conn t;
+  int calls;
+  ws_server *s = server_new(0, 1024, WS_QUEUE_CLOSE);
+  mt_connect(&t, s, "t", MT_WHOLE);
+  t.would_block = 1;
+  calls = t.send_calls;
+  /* 508 bytes: a 4-byte header, 512 queued */
+  cr_assert_eq(ws_conn_send_binary(t.c, pad, sizeof pad), WS_OK);
+  cr_assert_eq(t.send_calls, calls + 1);
+  cr_assert_eq(ws_conn_send_binary(t.c, pad, 1), WS_OK); /* 515 */
+  cr_assert_eq(t.send_calls, calls + 1, "under 768: not tried");
+  cr_assert_eq(ws_conn_send_binary(t.c, pad, 250), WS_OK); /* 769 */
+  cr_assert_eq(t.send_calls, calls + 2, "past 768: tried");
+  cr_assert_eq(t.closes, 0);
+  server_free(s);
+  mt_free(&t);
+}
+
 /* The socket full for one send (message "a" waits), then drained by a
  * peer that reads: the connection stays blocked until the host's writable
  * event, which has not come yet. */
