@@ -94,6 +94,43 @@ Test(device_index, distinct_ids_one_at_a_time_do_not_grow_the_heap) {
   cr_assert_eq(test_alloc_live(), 0);
 }
 
+/* The table halves only below 1/8 load (1/4 after): a count going down
+ * and up by one does not resize it at each step. Closing one of 41
+ * devices (128 slots) and opening another costs the allocations of the
+ * connection alone, as it does at 10 (the 64-slot minimum) (mutation
+ * pass: halved below 1/2 load, each close shrank it and each open grew
+ * it again; only the memory given back was tested). */
+static long churn_cost(ws_server *s, ws_conn **v, int n) {
+  int i;
+  test_alloc_reset(0);
+  for (i = 0; i < 20; i++) {
+    ws_conn_abort(v[n - 1]);
+    v[n - 1] = open_device(s, n - 1);
+  }
+  return test_alloc_count();
+}
+
+Test(device_index, a_count_moving_by_one_does_not_resize_the_table) {
+  static ws_conn *v[41];
+  ws_config cfg;
+  ws_server *s;
+  long at10, at41;
+  int id;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  cfg.send = sink;
+  cfg.close = noop_close;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  for (id = 0; id < 10; id++) v[id] = open_device(s, id);
+  at10 = churn_cost(s, v, 10);
+  for (; id < 41; id++) v[id] = open_device(s, id);
+  at41 = churn_cost(s, v, 41);
+  cr_assert_eq(at41, at10, "20 steps: %ld allocations at 41 devices, %ld "
+               "at 10", at41, at10);
+  ws_server_free(s);
+  cr_assert_eq(test_alloc_live(), 0);
+}
+
 /* A crowd that came and went leaves the table as small as one device
  * did: 10,000 ids open at once grow it to 32,768 slots (256 KiB on a
  * 64-bit host), and it halves back down as they close, instead of keeping
