@@ -77,6 +77,49 @@ Test(response_edges, same_user_closing_device_taken_by_another_user) {
   mt_free(&alice), mt_free(&mallory), mt_free(&alice2);
 }
 
+/* An owner whose connection has ended holds its id no more, though the
+ * index still names it while on_close runs: another user's upgrade fed
+ * from that on_close opens (only a connection still closing keeps its
+ * user's id) (mutation pass: an ended holder treated as a closing one,
+ * that upgrade got a 409; no test fed one from on_close). */
+static mt_conn *feed_at_close;
+
+static int close_feeds_bob(ws_conn *c, int code, const char *r, void *ud) {
+  char req[512];
+  mt_conn *t = feed_at_close;
+  (void)code, (void)r, (void)ud;
+  if (t == NULL) return 0;
+  feed_at_close = NULL;
+  mt_request(req, sizeof req, "d&user=bob", NULL);
+  mt_open(t, ws_conn_server(c));
+  mt_feed_str(t, req, MT_WHOLE);
+  return 0;
+}
+
+Test(response_edges, an_ended_owner_holds_its_id_no_more) {
+  mt_conn alice, bob;
+  char head[1024];
+  ws_config cfg;
+  ws_server *s;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  mt_config(&cfg, 0);
+  cfg.duplicate_policy = WS_DUP_REPLACE_SAME_USER;
+  cfg.on_upgrade = bind_user;
+  cfg.on_close = close_feeds_bob;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  cr_assert_eq(upgrade_to(s, &alice, "d&user=alice", head, sizeof head), 101);
+  feed_at_close = &bob;
+  ws_conn_abort(alice.c);
+  cr_assert_null(feed_at_close, "on_close ran");
+  mt_pump(&bob);
+  cr_expect_eq(mt_http_response(&bob, head, sizeof head, NULL, NULL), 101,
+               "%s", head);
+  cr_expect_eq(ws_server_find_device(s, "d"), bob.c);
+  done(s);
+  mt_free(&alice), mt_free(&bob);
+}
+
 /* As ws_server_find_device and WS_REFUSE_CONFLICT say: a closing holder of
  * an id is not found; under WS_DUP_REPLACE and WS_DUP_REFUSE a newer
  * connection takes the id then, under WS_DUP_REPLACE_SAME_USER only the
