@@ -20,6 +20,18 @@ static int noop_close(ws_conn *c, void *t) {
   return 0;
 }
 
+/* A server on the counting allocator that writes nowhere. */
+static ws_server *server_new_counted(void) {
+  ws_config cfg;
+  ws_server *s;
+  ws_config_init(&cfg);
+  cfg.alloc = test_alloc();
+  cfg.send = sink;
+  cfg.close = noop_close;
+  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  return s;
+}
+
 static ws_conn *open_device(ws_server *s, int id) {
   char req[256];
   ws_conn *c;
@@ -35,15 +47,10 @@ static ws_conn *open_device(ws_server *s, int id) {
 
 Test(device_index, churn_matches_model) {
   ws_conn *model[IDS] = {0};
-  ws_config cfg;
   ws_server *s;
   int step, id;
   char name[32];
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  cfg.send = sink;
-  cfg.close = noop_close;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  s = server_new_counted();
   srand(7);
   for (step = 0; step < 20000; step++) {
     id = rand() % IDS;
@@ -72,15 +79,10 @@ Test(device_index, churn_matches_model) {
  * the first (a count that only grew would double the table again and
  * again, and find_device would never see it empty). */
 Test(device_index, distinct_ids_one_at_a_time_do_not_grow_the_heap) {
-  ws_config cfg;
   ws_server *s;
   long after_first = 0;
   int id;
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  cfg.send = sink;
-  cfg.close = noop_close;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  s = server_new_counted();
   for (id = 0; id < 2000; id++) {
     ws_conn *c = open_device(s, id);
     cr_assert_eq(ws_server_find_device(s, "dev-0"), id == 0 ? c : NULL);
@@ -112,15 +114,10 @@ static long churn_cost(ws_server *s, ws_conn **v, int n) {
 
 Test(device_index, a_count_moving_by_one_does_not_resize_the_table) {
   static ws_conn *v[41];
-  ws_config cfg;
   ws_server *s;
   long at10, at41;
   int id;
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  cfg.send = sink;
-  cfg.close = noop_close;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  s = server_new_counted();
   for (id = 0; id < 10; id++) v[id] = open_device(s, id);
   at10 = churn_cost(s, v, 10);
   for (; id < 41; id++) v[id] = open_device(s, id);
@@ -137,15 +134,10 @@ Test(device_index, a_count_moving_by_one_does_not_resize_the_table) {
  * its peak for the server's life. */
 Test(device_index, a_crowd_that_left_gives_the_table_back) {
   static ws_conn *crowd[10000];
-  ws_config cfg;
   ws_server *s;
   long after_first, peak;
   int id, n = (int)(sizeof(crowd) / sizeof(crowd[0]));
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  cfg.send = sink;
-  cfg.close = noop_close;
-  cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
+  s = server_new_counted();
   ws_conn_abort(open_device(s, -1));
   after_first = test_alloc_live_bytes();
   for (id = 0; id < n; id++) crowd[id] = open_device(s, id);

@@ -163,22 +163,31 @@ static void two_places(ws_config *c) {
   c->on_log = log_feeds_other;
 }
 
-Test(lifetime, an_upgrade_from_a_replacements_on_log_does_not_pass_the_cap) {
-  mt_conn A, B, C;
+/* A opens as "a"; B then asks for "a" too, and the "reconnected" line
+ * feeds C's request: B gets its 101, C a 503. */
+static ws_server *replace_a_while_c_asks(void (*tweak)(ws_config *),
+                                         mt_conn *A, mt_conn *B,
+                                         mt_conn *C) {
   char req[512];
   size_t n;
-  ws_server *s = mk(two_places);
-  mt_open(&A, s);
-  mt_open(&B, s);
-  mt_open(&C, s);
+  ws_server *s = mk(tweak);
+  mt_open(A, s);
+  mt_open(B, s);
+  mt_open(C, s);
   n = mt_request(req, sizeof req, "a", NULL);
-  mt_feed(&A, req, n, MT_WHOLE);
+  mt_feed(A, req, n, MT_WHOLE);
   cr_assert_eq(L.opens, 1);
   L.reqlen = mt_request(L.req, sizeof L.req, "c", NULL);
-  L.other = &C;
-  mt_feed(&B, req, n, MT_WHOLE); /* A's id: B replaces A */
-  cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 101);
-  cr_expect_eq(mt_http_response(&C, NULL, 0, NULL, NULL), 503);
+  L.other = C;
+  mt_feed(B, req, n, MT_WHOLE); /* A's id: B replaces A */
+  cr_expect_eq(mt_http_response(B, NULL, 0, NULL, NULL), 101);
+  cr_expect_eq(mt_http_response(C, NULL, 0, NULL, NULL), 503);
+  return s;
+}
+
+Test(lifetime, an_upgrade_from_a_replacements_on_log_does_not_pass_the_cap) {
+  mt_conn A, B, C;
+  ws_server *s = replace_a_while_c_asks(two_places, &A, &B, &C);
   cr_expect_eq(L.opens, 2);
   cr_expect_eq(ws_server_conn_count(s), 2, "A closing, and B");
   mt_done(s, &A, &B);
@@ -203,19 +212,7 @@ static void two_places_counted(ws_config *c) {
 
 Test(lifetime, an_upgrade_past_a_held_place_is_refused_before_on_upgrade) {
   mt_conn A, B, C;
-  char req[512];
-  size_t n;
-  ws_server *s = mk(two_places_counted);
-  mt_open(&A, s);
-  mt_open(&B, s);
-  mt_open(&C, s);
-  n = mt_request(req, sizeof req, "a", NULL);
-  mt_feed(&A, req, n, MT_WHOLE);
-  L.reqlen = mt_request(L.req, sizeof L.req, "c", NULL);
-  L.other = &C;
-  mt_feed(&B, req, n, MT_WHOLE);
-  cr_expect_eq(mt_http_response(&B, NULL, 0, NULL, NULL), 101);
-  cr_expect_eq(mt_http_response(&C, NULL, 0, NULL, NULL), 503);
+  ws_server *s = replace_a_while_c_asks(two_places_counted, &A, &B, &C);
   cr_expect_eq(L.upgrades, 2, "A's and B's on_upgrade, not C's");
   mt_done(s, &A, &B);
   mt_free(&C);
