@@ -16,18 +16,25 @@ static struct {
   int inner_rc;
 } P;
 
-static ws_server *mk(int policy,
-                     int (*up)(ws_conn *, const ws_request *, const char **,
-                               void *),
-                     int (*http)(ws_conn *, const ws_request *, void *)) {
+typedef int (*upgrade_fn)(ws_conn *, const ws_request *, const char **,
+                          void *);
+typedef int (*http_fn)(ws_conn *, const ws_request *, void *);
+
+/* The tests' config: a test that needs one callback more sets it on cfg
+ * and makes the server itself. */
+static void mk_cfg(ws_config *cfg, int policy, upgrade_fn up, http_fn http) {
+  ws_config_init(cfg);
+  cfg->alloc = test_alloc();
+  mt_config(cfg, 0);
+  cfg->duplicate_policy = policy;
+  cfg->on_upgrade = up;
+  cfg->on_http = http;
+}
+
+static ws_server *mk(int policy, upgrade_fn up, http_fn http) {
   ws_config cfg;
   ws_server *s;
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  mt_config(&cfg, 0);
-  cfg.duplicate_policy = policy;
-  cfg.on_upgrade = up;
-  cfg.on_http = http;
+  mk_cfg(&cfg, policy, up, http);
   cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
   return s;
 }
@@ -101,11 +108,7 @@ Test(response_edges, an_ended_owner_holds_its_id_no_more) {
   char head[1024];
   ws_config cfg;
   ws_server *s;
-  ws_config_init(&cfg);
-  cfg.alloc = test_alloc();
-  mt_config(&cfg, 0);
-  cfg.duplicate_policy = WS_DUP_REPLACE_SAME_USER;
-  cfg.on_upgrade = bind_user;
+  mk_cfg(&cfg, WS_DUP_REPLACE_SAME_USER, bind_user, NULL);
   cfg.on_close = close_feeds_bob;
   cr_assert_eq(ws_server_new(&cfg, &s), WS_OK);
   cr_assert_eq(upgrade_to(s, &alice, "d&user=alice", head, sizeof head), 101);

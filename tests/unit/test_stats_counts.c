@@ -289,22 +289,29 @@ Test(stats_counts, bad_messages_counts_one_whose_reply_found_the_queue_full) {
 
 /* ---- drops_queue_full ------------------------------------------------ */
 
+/* d0 and d1 full, d2 not; *at_log (abort_at_log or close_at_log) names
+ * d1 for on_log, then one message goes to the three: a and b are the
+ * counters before and after. */
+static void send_past_two_full(mt_conn **at_log, ws_stats *a, ws_stats *b) {
+  const char *const ids[] = {"d0", "d1", "d2"};
+  fixture(100, WS_QUEUE_CLOSE, 3);
+  fill(&C[0]);
+  fill(&C[1]);
+  *at_log = &C[1];
+  *a = stats();
+  cr_assert_eq(ws_send_devices_json(S, ids, 3, "A", NULL, 0), 1);
+  *b = stats();
+  cr_assert_null(*at_log, "on_log ran");
+}
+
 /* d0 and d1 full, d2 not. The fan-out queues on d2, then applies the
  * policy to d0, whose log line makes on_log abort d1 before its turn:
  * the message was kept from d1 by its full queue too, so it counts as
  * a drop (no policy is applied to it: the abort stands). Pins the
  * header's wording of drops_queue_full. */
 Test(stats_counts, drops_queue_full_counts_a_receiver_closed_by_the_fanout) {
-  const char *const ids[] = {"d0", "d1", "d2"};
   ws_stats a, b;
-  fixture(100, WS_QUEUE_CLOSE, 3);
-  fill(&C[0]);
-  fill(&C[1]);
-  abort_at_log = &C[1];
-  a = stats();
-  cr_assert_eq(ws_send_devices_json(S, ids, 3, "A", NULL, 0), 1);
-  b = stats();
-  cr_assert_null(abort_at_log, "on_log ran");
+  send_past_two_full(&abort_at_log, &a, &b);
   cr_assert_eq(C[1].closes, 1, "d1 aborted");
   cr_assert_eq(b.drops_queue_full, a.drops_queue_full + 2);
   cr_assert_eq(b.fanout, a.fanout + 1);
@@ -323,17 +330,9 @@ Test(stats_counts, drops_queue_full_counts_a_receiver_closed_by_the_fanout) {
  * (mutation pass: the policy applied to any receiver failed the closing
  * d1 with a second line and ended it once its queue drained). */
 Test(stats_counts, a_receiver_closing_since_the_fanout_began_gets_no_policy) {
-  const char *const ids[] = {"d0", "d1", "d2"};
   ws_stats a, b;
   mt_frame f;
-  fixture(100, WS_QUEUE_CLOSE, 3);
-  fill(&C[0]);
-  fill(&C[1]);
-  close_at_log = &C[1];
-  a = stats();
-  cr_assert_eq(ws_send_devices_json(S, ids, 3, "A", NULL, 0), 1);
-  b = stats();
-  cr_assert_null(close_at_log, "on_log ran");
+  send_past_two_full(&close_at_log, &a, &b);
   cr_expect_eq(slow_lines, 1, "policy lines: %d, d0's alone", slow_lines);
   cr_expect_eq(b.drops_queue_full, a.drops_queue_full + 2);
   C[1].would_block = 0;
